@@ -1,0 +1,29 @@
+"""batchlab: a lab for batch size and momentum in neural-network training.
+
+The Python API in one place::
+
+    import batchlab
+    result = batchlab.train(batchlab.RunConfig(batch_size=64, momentum=0.9, epochs=3))
+    print(result.summary["test_acc"])
+
+Implementation modules stay importable for advanced use, but this namespace is the stable surface.
+"""
+
+from batchlab.config import RunConfig, run_id
+from batchlab.errors import ChecksumError, ConfigError, DataError, StoreError, UserError
+from batchlab.optim import Momentum
+from batchlab.train import RunResult, evaluate, train
+
+__all__ = [
+    "ChecksumError",
+    "ConfigError",
+    "DataError",
+    "Momentum",
+    "RunConfig",
+    "RunResult",
+    "StoreError",
+    "UserError",
+    "evaluate",
+    "run_id",
+    "train",
+]
