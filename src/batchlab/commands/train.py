@@ -1,0 +1,120 @@
+"""``batchlab train``: one run, recorded in the store, with a per-epoch table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
+from batchlab.config import SHUFFLE_MODES, RunConfig, parse_batch_size
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train one configuration and record it in the store",
+        description="Train one network with mini-batches and the lecture's momentum; the run is "
+        "stored (config, per-epoch metrics, environment, final weights) and a finished run is "
+        "returned from the store instead of trained again unless --force.",
+        epilog="Example: batchlab train --dataset mnist-5k --model mlp --batch-size 64 --lr 0.1 --momentum 0.9 --epochs 3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_options(parser)
+    add_store_option(parser)
+    parser.add_argument("--force", action="store_true", help="train again even if the store has this run")
+    parser.add_argument("--no-weights", action="store_true", help="do not keep the final weights")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    parser.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
+                        help="always show a progress bar (default: only on a terminal)")
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
+                        help="plain log lines instead of a progress bar")
+    parser.set_defaults(handler=run_train)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options that make up one RunConfig (shared with other commands)."""
+    defaults = RunConfig()
+    parser.add_argument("--dataset", default=defaults.dataset, help=f"dataset name (default: {defaults.dataset}; see `batchlab data list`)")
+    parser.add_argument("--model", default=defaults.model, help="mlp, keskar-f1, keskar-c1, cnn (default: mlp)")
+    parser.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
+    parser.add_argument("--optimizer", default=defaults.optimizer, help="momentum, sgd, torch-sgd, adam (default: momentum)")
+    parser.add_argument("--batch-size", type=parse_batch_size, default=defaults.batch_size, help="1 … N or 'full' (default: 64)")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate η (default: 0.1)")
+    parser.add_argument("--momentum", type=float, default=defaults.momentum, help="λ in m ← λm − ηg, in [0, 1) (default: 0)")
+    parser.add_argument("--nesterov", action="store_true", help="Nesterov form of momentum")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="L2 coefficient (default: 0)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs (default: 5)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="initialization and data-order seed (default: 0)")
+    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="validation share of the training set (default: 0.1)")
+    parser.add_argument("--split-seed", type=int, default=defaults.split_seed, help="seed of the validation split (default: 0)")
+    parser.add_argument("--shuffle", choices=SHUFFLE_MODES, default=defaults.shuffle, help="epoch (default), once or none")
+    parser.add_argument("--drop-last", action="store_true", help="drop the last partial batch of each epoch")
+    parser.add_argument("--max-updates", type=int, default=None, help="stop after this many updates (a fixed update budget)")
+    parser.add_argument("--stop-patience", type=int, default=0, help="stop when the training loss has not improved for this many epochs (0 = off)")
+    add_device_option(parser)
+    add_data_dir_option(parser)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        dataset=args.dataset,
+        model=args.model,
+        optimizer=args.optimizer,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
+        weight_decay=args.weight_decay,
+        epochs=args.epochs,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        split_seed=args.split_seed,
+        shuffle=args.shuffle,
+        drop_last=args.drop_last,
+        hidden=tuple(args.hidden) if args.hidden else None,
+        max_updates=args.max_updates,
+        stop_patience=args.stop_patience,
+        device=args.device,
+        data_dir=str(args.data_dir) if args.data_dir else None,
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from batchlab.train import train
+
+    config = config_from_args(args)
+    result = train(config, store=args.store, force=args.force, progress=args.progress,
+                   keep_weights=not args.no_weights)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+        return 0
+    print(format_result(result, args.store))
+    return 0
+
+
+def format_result(result, store) -> str:
+    """A per-epoch table and a summary line, readable in a terminal."""
+    lines = []
+    origin = "from the store (use --force to train again)" if result.from_store else "trained"
+    lines.append(f"run {result.run_id}: {result.status}, {origin}; store {store}")
+    header = f"{'epoch':>5} {'updates':>8} {'train loss':>10} {'train acc':>9} {'val loss':>9} {'val acc':>8} {'epoch s':>8}"
+    lines.append(header)
+    for row in result.epochs:
+        lines.append(
+            f"{int(row['epoch']):>5} {int(row['updates']):>8} {row['train_loss']:>10.4f} {row['train_acc']:>9.4f} "
+            f"{row.get('val_loss', float('nan')):>9.4f} {row.get('val_acc', float('nan')):>8.4f} {row['epoch_time_s']:>8.3f}"
+        )
+    s = result.summary
+    tail = []
+    if s.get("test_acc") is not None:
+        tail.append(f"test acc {s['test_acc']:.4f}")
+    if s.get("time_per_update_s") is not None:
+        tail.append(f"time/update {s['time_per_update_s'] * 1e3:.3f} ms (median of {s.get('timed_updates')})")
+    if s.get("time_per_epoch_s") is not None:
+        tail.append(f"time/epoch {s['time_per_epoch_s']:.3f} s")
+    if s.get("diverged_epoch") is not None:
+        tail.append(f"diverged at epoch {s['diverged_epoch']} (loss became NaN or infinite)")
+    if s.get("stopped_early_at") is not None:
+        tail.append(f"stopped at epoch {s['stopped_early_at']}: training loss stopped improving")
+    lines.append("; ".join(tail))
+    return "\n".join(lines)

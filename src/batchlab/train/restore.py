@@ -1,0 +1,54 @@
+"""Reopen the minimum a stored run found: its config, its model with the final weights, its data.
+
+Later analyses (Hessian, sharpness, landscapes) start from here, so they measure exactly the
+parameters the run ended with, on exactly its training/validation/test split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from batchlab import data as datasets
+from batchlab.config import RunConfig
+from batchlab.device import resolve_device
+from batchlab.errors import StoreError
+from batchlab.models import build_model
+
+
+@dataclass
+class RestoredRun:
+    run_id: str
+    config: RunConfig
+    model: nn.Module
+    splits: "datasets.Splits"
+    record: Any
+
+
+def restore_run(store: Any, run_id: str, device: str | torch.device = "cpu") -> RestoredRun:
+    """Load run ``run_id`` from ``store`` (a RunStore) with its final weights on ``device``.
+
+    Raises :class:`StoreError` for an unknown run id or a run whose weights were not kept.
+    """
+    record = store.get(run_id)
+    if record is None:
+        known = [r.run_id for r in store.runs()][:5]
+        hint = f" (e.g. {', '.join(known)})" if known else " (the store is empty)"
+        raise StoreError(f"unknown run id {run_id!r} in {store.path}; allowed: an id listed by `batchlab runs`{hint}")
+    config = RunConfig.from_dict(record.config)
+    target = resolve_device(device)
+    state = store.load_weights(run_id)
+    splits = datasets.prepare_splits(
+        config.dataset,
+        data_dir=config.data_dir,
+        val_fraction=config.val_fraction,
+        split_seed=config.split_seed,
+        device=target,
+    )
+    model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden)
+    model.load_state_dict(state)
+    model.to(target).eval()
+    return RestoredRun(run_id, config, model, splits, record)
