@@ -301,6 +301,21 @@ def test_keeps_a_verified_file_from_an_earlier_partial_fetch(tmp_path, monkeypat
     assert len(server.requests) == 3
 
 
+def test_a_leftover_file_with_the_wrong_digest_is_downloaded_again(tmp_path, monkeypatch, server):
+    files = payloads(seed=6)
+    register_tiny(monkeypatch, [remote_for(n, b) for n, b in files.items()])
+    base = serve(server, files)
+    (tmp_path / "tiny").mkdir()
+    stale = tmp_path / "tiny" / IDX_NAMES[2]
+    stale.write_bytes(b"\0" * len(files[IDX_NAMES[2]]))  # right size, wrong bytes
+    lines = []
+
+    fetch("tiny", tmp_path, base_url=base, progress=False, log=lines.append)
+
+    assert stale.read_bytes() == files[IDX_NAMES[2]]
+    assert f"{stale} does not match its published SHA-256; downloading it again" in lines
+
+
 def test_default_data_dir_follows_environment(tmp_path, monkeypatch):
     from batchlab.data import default_data_dir, resolve_data_dir
 

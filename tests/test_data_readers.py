@@ -314,6 +314,12 @@ def test_mnist_5k_split_is_a_partition_of_the_file_and_fixed():
     assert len(np.unique(raw.train_y[:100])) == 10
 
 
+def test_mnist_5k_spec_describes_the_split_it_gets():
+    spec = get_spec("mnist-5k")
+    assert (spec.n_train, spec.n_test) == (4000, 1000)
+    assert f"{mnist5k.TEST_PER_CLASS} per digit, chosen with seed {mnist5k.TEST_SPLIT_SEED}" in spec.description
+
+
 def test_mnist_5k_csv_validation(tmp_path):
     bad = tmp_path / "mnist_5k.csv.gz"
     bad.write_bytes(gzip.compress(b"1,2,3\n4,5,6\n"))

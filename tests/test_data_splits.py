@@ -121,7 +121,7 @@ def test_bad_val_fraction_is_a_config_error(bad):
         prepare_splits("mnist-5k", val_fraction=bad)
 
 
-def test_val_fraction_that_leaves_no_training_example(monkeypatch):
+def test_val_fraction_that_leaves_no_training_example():
     with pytest.raises(ConfigError, match=r"leaves no training example of 4000"):
         prepare_splits("mnist-5k", val_fraction=0.99999)
 

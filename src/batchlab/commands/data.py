@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
@@ -47,10 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               help="no download progress bar")
     fetch_parser.set_defaults(handler=run_fetch)
 
-    parser.set_defaults(handler=lambda args: _usage(parser))
+    parser.set_defaults(handler=functools.partial(_usage, parser))
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
+def _usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``batchlab data`` without an action: show what the actions are."""
     parser.print_help(sys.stderr)
     return 2
 

@@ -76,10 +76,12 @@ def fetch(
 
     for remote in spec.files:
         destination = target_dir / remote.name
-        if destination.is_file() and destination.stat().st_size == remote.size:
-            # Complete from an earlier fetch (files only ever land here after their check).
-            say(f"{destination} already present")
-            continue
+        if destination.is_file():
+            # Left by an earlier, interrupted fetch or put there by hand: kept only if intact.
+            if file_sha256(destination) == remote.sha256:
+                say(f"{destination} already present (SHA-256 verified)")
+                continue
+            say(f"{destination} does not match its published SHA-256; downloading it again")
         urls = _urls(remote, base_url)
         download_verified(remote, destination, urls, progress=progress)
         say(f"downloaded {destination} ({remote.size:,} bytes, SHA-256 verified)")
@@ -160,6 +162,15 @@ def _download_one(remote: RemoteFile, destination: Path, url: str, *, progress: 
         os.replace(temp_path, destination)
     finally:
         temp_path.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file on disk, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        for chunk in iter(lambda: source.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _urls(remote: RemoteFile, base_url: str | None) -> list[str]:
