@@ -12,6 +12,7 @@ Implementation modules stay importable for advanced use, but this namespace is t
 from batchlab.config import RunConfig, run_id
 from batchlab.errors import ChecksumError, ConfigError, DataError, StoreError, UserError
 from batchlab.optim import Momentum
+from batchlab.store import RunStore
 from batchlab.train import RunResult, evaluate, train
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Momentum",
     "RunConfig",
     "RunResult",
+    "RunStore",
     "StoreError",
     "UserError",
     "evaluate",
