@@ -23,7 +23,7 @@ What the default settings show (eta per surface, ``batchlab toy`` prints the mea
 * ``valley`` (ill-conditioned): every run ends in the one minimum; momentum gets there in fewer
   steps, too large a lambda (0.97, 0.99) in more steps than GD.
 * ``two-minima``: GD ends in the shallow minimum near the start, momentum from lambda ~0.6 in the
-  deeper one; large lambda still gets there but needs ten times the steps.
+  deeper one; large lambda still gets there, but needs many times the steps (0.99: ~2800 vs 83 at 0.7).
 """
 
 from __future__ import annotations
