@@ -1,0 +1,79 @@
+"""Geometry of the training loss at a point: Hessian spectra, critical points, Keskar sharpness.
+
+All functions take a model and data tensors and look at the mean cross-entropy as a function of
+the flat vector of trainable parameters (:mod:`batchlab.geometry.functional`); none of them
+changes the model's weights or leaves its train/eval mode changed.
+"""
+
+from batchlab.geometry.critical import (
+    KINDS,
+    LOCAL_MAXIMUM,
+    LOCAL_MINIMUM,
+    NOT_CRITICAL,
+    SADDLE_POINT,
+    CriticalPointReport,
+    SaddleDemo,
+    classify,
+    classify_point,
+    saddle_demo,
+    saddle_network,
+)
+from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, MODES, FlatLoss, evaluation_mode
+from batchlab.geometry.hessian import (
+    DENSE_LIMIT,
+    ConvergenceError,
+    EigenResult,
+    ExtremeEigenvalues,
+    HessianOperator,
+    TraceEstimate,
+    extreme_eigenpairs,
+    extreme_eigenvalues,
+    hessian_trace,
+    hvp,
+    top_eigenpairs,
+    top_eigenvalues,
+    trace_estimate,
+)
+from batchlab.geometry.sharpness import (
+    SharpnessResult,
+    keskar_sharpness,
+    pseudo_inverse_apply,
+    random_subspace,
+    sharpness_of_objective,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DENSE_LIMIT",
+    "KINDS",
+    "LOCAL_MAXIMUM",
+    "LOCAL_MINIMUM",
+    "MODES",
+    "NOT_CRITICAL",
+    "SADDLE_POINT",
+    "ConvergenceError",
+    "CriticalPointReport",
+    "EigenResult",
+    "ExtremeEigenvalues",
+    "FlatLoss",
+    "HessianOperator",
+    "SaddleDemo",
+    "SharpnessResult",
+    "TraceEstimate",
+    "classify",
+    "classify_point",
+    "evaluation_mode",
+    "extreme_eigenpairs",
+    "extreme_eigenvalues",
+    "hessian_trace",
+    "hvp",
+    "keskar_sharpness",
+    "pseudo_inverse_apply",
+    "random_subspace",
+    "saddle_demo",
+    "saddle_network",
+    "sharpness_of_objective",
+    "top_eigenpairs",
+    "top_eigenvalues",
+    "trace_estimate",
+]
