@@ -1,0 +1,431 @@
+"""Many configurations trained in one stacked step: ``train_pack(configs) -> list[RunResult]``.
+
+Runs that share a :func:`~batchlab.train.packed_plan.pack_key` (dataset, architecture, batch size,
+epochs, …) are trained together as one model stacked K times (``torch.func``), each with its own
+learning rate, λ, Nesterov flag, weight decay, initialization seed and data order. Every run
+follows loop.py exactly, so a packed result and a single result are interchangeable:
+
+* initialization: ``torch.manual_seed(seed)`` then ``build_model`` on the CPU, then to the device;
+* data: epoch e visits ``epoch_permutation(n, e − 1, seed, shuffle)`` in slices of B — each run
+  its own permutation, so the K index vectors of a step form a (K, B) gather;
+* update: the mean cross-entropy of the run's batch, and the rule of
+  :class:`batchlab.optim.Momentum` (:class:`~batchlab.train.packed_state.PackedMomentum`);
+* after each epoch: training and validation loss/accuracy of every run (vmapped, in chunks), one
+  metrics row per run in the store, and a checkpoint per run in loop.py's format (a single-model
+  ``state_dict`` and a ``Momentum`` ``state_dict``), so a run checkpointed in a pack resumes
+  alone and a run checkpointed alone resumes in a pack;
+* the same run id (``run_id(config, device.type)``), statuses, summary keys and final weights.
+
+Resuming: runs found finished in the store are returned from it. Unfinished runs resume from
+their checkpoints; runs at different epochs are grouped by the (epoch, updates) they resume at,
+and each group is trained as its own pack, one group after the other. Packable models draw no
+random numbers while training, so the global random state saved in a checkpoint is not restored.
+
+Divergence: a run whose epoch batch-loss mean or training loss is not finite ends with status
+``diverged`` at that epoch (loop.py's rule). Under vmap each run's arithmetic involves only its
+own row, so it cannot disturb the others; at the end of that epoch it leaves the pack (the pack
+is rebuilt from the remaining rows), as does a run stopped early by ``stop_patience``.
+
+Timing: a packed step updates K models at once, so ``time_per_update_s`` (and its quartiles) is
+the step time divided by the number of runs in the pack — an amortized model-update time — and
+``epoch_time_s`` is the pack's epoch time divided likewise. The summary adds ``pack_size`` (runs
+in the pack when this run started; runs that diverge or stop early leave it),
+``pack_step_time_s`` (median wall time of one whole packed step; ``timed_updates`` counts those
+steps) and ``pack_capture_time_s`` (seconds spent capturing CUDA graphs, outside every other
+timing; 0 on other devices).
+
+Whether packing pays depends on the device: :func:`plan_packs` packs on CUDA (as many runs as
+free memory allows) and elsewhere measures both ways on the actual pack and keeps the faster.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from batchlab import data as datasets
+from batchlab.config import RunConfig, run_id
+from batchlab.device import resolve_device, synchronize
+from batchlab.environment import describe_environment
+from batchlab.errors import ConfigError
+from batchlab.models import build_model
+from batchlab.optim import build_optimizer
+# loop.py's own helpers, so the rules for stopping, reading stored runs and logging stay one.
+from batchlab.train.loop import _log_summary, _open_store, _stopped_improving, result_from_record, train
+from batchlab.train.packed_plan import (
+    AUTO,
+    PACKED,
+    SEQUENTIAL,
+    STRATEGIES,
+    Pack,
+    can_pack,
+    pack_key,
+    plan_packs,
+)
+from batchlab.train.packed_state import PackedMomentum, momentum_row_from_optimizer, optimizer_state_dict
+from batchlab.train.packed_step import PackedModel, evaluate_pack, make_step
+from batchlab.train.progress import EpochProgress
+from batchlab.train.result import DIVERGED, ENDED_STATUSES, FINISHED, RunResult
+from batchlab.train.update_timer import UpdateTimer
+
+__all__ = [
+    "AUTO", "PACKED", "SEQUENTIAL", "STRATEGIES", "Pack", "PackResults", "can_pack", "pack_key", "plan_packs", "train_pack",
+]
+
+
+class PackResults(list):
+    """The :class:`RunResult` of each config given to :func:`train_pack`, in that order, and in
+    ``plan`` the packs they were trained in, each with its strategy and the reason for it."""
+
+    def __init__(self, results: Sequence[RunResult], plan: Sequence[Pack]) -> None:
+        super().__init__(results)
+        self.plan = list(plan)
+
+
+def train_pack(
+    configs: Sequence[RunConfig],
+    *,
+    store: "Any | str | Path | None" = None,
+    splits: "datasets.Splits | None" = None,
+    progress: bool | None = None,
+    keep_weights: bool = True,
+    force: bool = False,
+    strategy: str = AUTO,
+) -> PackResults:
+    """Train ``configs``, packing those that can share a step; results in the order given.
+
+    Args:
+        configs: the runs. Equal configs (same run id) are trained once.
+        store: a :class:`batchlab.store.RunStore` or a path to one (see :func:`batchlab.train`).
+        splits: data already prepared on the right device, used for every run.
+        progress: a progress bar (True), plain log lines (False) or decide by terminal (None).
+        keep_weights: save each run's final weights beside the store.
+        force: train again runs the store already holds as finished.
+        strategy: ``auto`` (pack on CUDA; elsewhere measure and keep the faster), ``packed`` or
+            ``sequential``. Runs that cannot be packed always train one at a time.
+
+    How each group was trained, and why, is printed to stderr and kept in ``.plan``.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown packing strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+    configs = list(configs)
+    run_store = _open_store(store)
+    identities = [run_id(c, resolve_device(c.device).type) for c in configs]
+    results: dict[str, RunResult] = {}
+    to_train: dict[str, RunConfig] = {}
+    for identity, config in zip(identities, configs):
+        if identity in results or identity in to_train:
+            continue
+        existing = run_store.get(identity) if run_store is not None else None
+        if existing is not None and existing.status in ENDED_STATUSES and not force:
+            results[identity] = result_from_record(existing, run_store)
+        else:
+            to_train[identity] = config
+
+    plan = plan_packs(list(to_train.values()), splits=splits, strategy=strategy)
+    for pack in plan:
+        print(f"batchlab pack: {pack.reason}", file=sys.stderr, flush=True)
+        if pack.strategy == SEQUENTIAL:
+            for config in pack.configs:
+                result = train(config, store=run_store, force=force, progress=progress, splits=splits,
+                               keep_weights=keep_weights)
+                results[result.run_id] = result
+        else:
+            for result in _train_packed(pack.configs, run_store, splits, progress, keep_weights, force):
+                results[result.run_id] = result
+    return PackResults([results[identity] for identity in identities], plan)
+
+
+@dataclass
+class _Run:
+    """One run inside a pack: where it starts and what it has produced so far."""
+
+    config: RunConfig
+    identity: str
+    model: torch.nn.Module | None  # the single model it starts from; released once stacked
+    momentum_row: torch.Tensor | None
+    start_epoch: int
+    updates: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    status: str = FINISHED
+    diverged_epoch: int | None = None
+    stopped_early_at: int | None = None
+
+
+def _train_packed(
+    configs: Sequence[RunConfig], run_store: Any, splits, progress: bool | None, keep_weights: bool, force: bool
+) -> list[RunResult]:
+    device = resolve_device(configs[0].device)
+    if splits is None:
+        first = configs[0]
+        splits = datasets.prepare_splits(
+            first.dataset,
+            data_dir=first.data_dir,
+            val_fraction=first.val_fraction,
+            split_seed=first.split_seed,
+            device=device,
+        )
+    environment = describe_environment(device)
+    runs = [_start_run(config, device, splits, run_store, environment, force) for config in configs]
+    # Runs resumed at different points train as separate packs (see the module docstring).
+    groups: dict[tuple[int, int], list[_Run]] = {}
+    for run in runs:
+        groups.setdefault((run.start_epoch, run.updates), []).append(run)
+    results = []
+    for start in sorted(groups):
+        results += _train_together(groups[start], device, splits, run_store, environment, progress, keep_weights)
+    return results
+
+
+def _start_run(config: RunConfig, device: torch.device, splits, run_store: Any, environment: dict, force: bool) -> _Run:
+    """Initialize one run exactly as loop.py does, resuming from its checkpoint when it has one."""
+    identity = run_id(config, device.type)
+    if run_store is not None and force:
+        run_store.delete_run(identity)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden).to(device)
+    optimizer = build_optimizer(
+        config.optimizer,
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+    history: list[dict[str, float]] = []
+    start_epoch, updates = 1, 0
+    if run_store is not None:
+        checkpoint = run_store.load_checkpoint(identity)
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            history = [dict(row) for row in checkpoint["history"]]
+            start_epoch = int(checkpoint["epoch"]) + 1
+            updates = int(checkpoint["updates"])
+        run_store.start_run(identity, config.to_dict() | {"device": device.type}, environment)
+    momentum_row = momentum_row_from_optimizer(optimizer, model)
+    return _Run(config, identity, model, momentum_row, start_epoch, updates, history)
+
+
+def _train_together(
+    runs: list[_Run], device: torch.device, splits, run_store: Any, environment: dict,
+    progress: bool | None, keep_weights: bool,
+) -> list[RunResult]:
+    """Train ``runs`` (all resuming at the same epoch) as one pack; the loop of loop.py, K-wide."""
+    shared = runs[0].config  # every field of the pack key is the same for all runs
+    n_train = len(splits.train)
+    batch_size = datasets.resolve_batch_size(shared.batch_size, n_train)
+    slices = datasets.batch_index_slices(n_train, batch_size, drop_last=shared.drop_last)
+
+    model = PackedModel.from_models([run.model for run in runs])
+    optimizer = PackedMomentum([run.config for run in runs], torch.stack([run.momentum_row for run in runs]))
+    for run in runs:
+        run.model = run.momentum_row = None  # the pack holds the only copy from here on
+    step = make_step(model, optimizer, splits.train)
+    batch_lengths = sorted({end - start for start, end in slices})
+    capture_s = step.prepare(batch_lengths)  # CUDA graphs are captured here, outside the timing
+    active = list(runs)
+    pack_size = len(runs)
+
+    timer = _PackTimer(device)
+    start_epoch, updates = runs[0].start_epoch, runs[0].updates
+    reporter = EpochProgress(shared.epochs, enabled=progress, label=f"{shared.model} B={batch_size} ×{pack_size}")
+    reporter.skip_to(start_epoch - 1)
+    results: list[RunResult] = []
+
+    for epoch in range(start_epoch, shared.epochs + 1):
+        orders = torch.stack(
+            [datasets.epoch_permutation(n_train, epoch - 1, run.config.seed, shared.shuffle) for run in active]
+        ).to(device)
+        step.loss_sum.zero_()
+        epoch_updates = 0
+        synchronize(device)
+        epoch_start = time.perf_counter()
+        for start, end in slices:
+            if shared.max_updates is not None and updates >= shared.max_updates:
+                break
+            timer.start()
+            step(orders[:, start:end])
+            timer.stop(len(active))
+            epoch_updates += 1
+            updates += 1
+        synchronize(device)
+        epoch_time = (time.perf_counter() - epoch_start) / len(active)  # amortized over the pack
+        timer.flush()
+
+        batch_loss_sums = step.loss_sum.tolist()
+        train_losses, train_accs = evaluate_pack(model, splits.train)
+        if splits.val is not None:
+            val_losses, val_accs = evaluate_pack(model, splits.val)
+        ending: list[int] = []
+        for k, run in enumerate(active):
+            row = {
+                "epoch": epoch,
+                "train_loss": train_losses[k],
+                "train_acc": train_accs[k],
+                "batch_loss_mean": batch_loss_sums[k] / max(epoch_updates, 1),
+                "updates": updates,
+                "epoch_updates": epoch_updates,
+                "epoch_time_s": epoch_time,
+            }
+            if splits.val is not None:
+                row["val_loss"], row["val_acc"] = val_losses[k], val_accs[k]
+            run.history.append(row)
+            if not (math.isfinite(row["batch_loss_mean"]) and math.isfinite(row["train_loss"])):
+                run.status, run.diverged_epoch = DIVERGED, epoch
+            if run_store is not None:
+                run_store.log_epoch(run.identity, epoch, {key: v for key, v in row.items() if key != "epoch"})
+            # The end conditions of loop.py, in its order; a run that goes on is checkpointed.
+            if run.status == DIVERGED or epoch == shared.epochs:
+                ending.append(k)
+            elif shared.max_updates is not None and updates >= shared.max_updates:
+                ending.append(k)
+            elif shared.stop_patience and _stopped_improving(run.history, shared.stop_patience):
+                run.stopped_early_at = epoch
+                ending.append(k)
+            elif run_store is not None:
+                run_store.save_checkpoint(run.identity, _checkpoint(run, k, epoch, updates, model, optimizer))
+        reporter.update(epoch, _median_row(run.history[-1] for run in active))
+
+        if ending:
+            timing = timer.summary() | {"pack_size": pack_size, "pack_capture_time_s": capture_s}
+            context = _PackContext(splits, run_store, environment, keep_weights, n_train, batch_size, len(slices),
+                                   updates, reporter.plain)
+            results += _finish_runs([active[k] for k in ending], model.select(ending), timing, context)
+            keep = [k for k in range(len(active)) if k not in ending]
+            if not keep:
+                break
+            # Ended runs leave the pack; the rest go on as a smaller pack.
+            active = [active[k] for k in keep]
+            model, optimizer = model.select(keep), optimizer.select(keep)
+            step = make_step(model, optimizer, splits.train)
+            capture_s += step.prepare(batch_lengths)
+    reporter.close()
+    return results
+
+
+def _checkpoint(run: _Run, k: int, epoch: int, updates: int, model: PackedModel, optimizer: PackedMomentum) -> dict:
+    """Run ``k``'s checkpoint in loop.py's payload format."""
+    state = model.single_state_dict(k)
+    parameters = {name: state[name] for name in model.layout.names}
+    return {
+        "epoch": epoch,
+        "updates": updates,
+        "model": state,
+        "optimizer": optimizer_state_dict(run.config, model.layout, parameters, optimizer.buffer[k]),
+        "rng_state": torch.get_rng_state(),
+        "history": run.history,
+    }
+
+
+@dataclass(frozen=True)
+class _PackContext:
+    """What finishing a run needs besides the run itself."""
+
+    splits: Any
+    run_store: Any
+    environment: dict
+    keep_weights: bool
+    n_train: int
+    batch_size: int
+    updates_per_epoch: int
+    updates: int
+    plain_log: bool
+
+
+def _finish_runs(runs: list[_Run], model: PackedModel, timing: dict[str, Any], context: _PackContext) -> list[RunResult]:
+    """Summaries, test accuracy (finished runs only), weights and final status of ``runs``, whose
+    parameters are the rows of ``model`` in the same order (loop.py's end of a run)."""
+    finished = [k for k, run in enumerate(runs) if run.status == FINISHED]
+    test_scores: dict[int, tuple[float, float]] = {}
+    if finished:
+        losses, accs = evaluate_pack(model.select(finished), context.splits.test)
+        test_scores = {k: (loss, acc) for k, loss, acc in zip(finished, losses, accs)}
+    results = []
+    for k, run in enumerate(runs):
+        epoch_times = [row["epoch_time_s"] for row in run.history]
+        summary: dict[str, Any] = {
+            "epochs_completed": len(run.history),
+            "updates": context.updates,
+            "batch_size": context.batch_size,
+            "n_train": context.n_train,
+            "updates_per_epoch": context.updates_per_epoch,
+            **timing,
+            "time_per_epoch_s": statistics.median(epoch_times) if epoch_times else None,
+            "train_time_s": sum(epoch_times),
+            "diverged_epoch": run.diverged_epoch,
+            "stopped_early_at": run.stopped_early_at,
+        }
+        last = run.history[-1]
+        summary.update({key: last[key] for key in ("train_loss", "train_acc", "val_loss", "val_acc") if key in last})
+        if k in test_scores:
+            summary["test_loss"], summary["test_acc"] = test_scores[k]
+        if context.run_store is not None:
+            if context.keep_weights:
+                weights = {name: value.cpu() for name, value in model.single_state_dict(k).items()}
+                context.run_store.save_weights(run.identity, weights)
+            context.run_store.finish_run(run.identity, run.status, summary)
+            context.run_store.delete_checkpoint(run.identity)
+        if context.plain_log:
+            _log_summary(run.identity, run.status, summary)
+        results.append(RunResult(run.identity, run.config, run.status, run.history, summary, context.environment))
+    return results
+
+
+def _median_row(rows) -> dict[str, float]:
+    """One row for the pack's progress line: the median of each metric over the active runs."""
+    rows = list(rows)
+    return {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+
+
+class _PackTimer:
+    """:class:`UpdateTimer` for packed steps: each step's time is also divided by the number of
+    runs it updated, which gives the amortized time of one model-update.
+
+    As in UpdateTimer, the first step is a warm-up and is left out (unless it is the only one).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self._timer = UpdateTimer(device, skip_first=0)
+        self._pack_sizes: list[int] = []
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self, pack_size: int) -> None:
+        self._timer.stop()
+        self._pack_sizes.append(pack_size)
+
+    def flush(self) -> None:
+        self._timer.flush()
+
+    def summary(self) -> dict[str, Any]:
+        """``time_per_update_s`` (median, amortized) with quartiles, ``timed_updates`` (packed
+        steps timed) and ``pack_step_time_s`` (median time of a whole packed step)."""
+        step_seconds = self._timer.seconds
+        sizes = self._pack_sizes
+        if len(step_seconds) > 1:
+            step_seconds, sizes = step_seconds[1:], sizes[1:]
+        if not step_seconds:
+            return {"time_per_update_s": None, "time_per_update_q25_s": None, "time_per_update_q75_s": None,
+                    "timed_updates": 0, "pack_step_time_s": None}
+        per_update = [seconds / size for seconds, size in zip(step_seconds, sizes)]
+        if len(per_update) >= 2:
+            q25, _, q75 = statistics.quantiles(per_update, n=4, method="inclusive")
+        else:
+            q25 = q75 = per_update[0]
+        return {
+            "time_per_update_s": statistics.median(per_update),
+            "time_per_update_q25_s": q25,
+            "time_per_update_q75_s": q75,
+            "timed_updates": len(per_update),
+            "pack_step_time_s": statistics.median(step_seconds),
+        }

@@ -1,0 +1,291 @@
+"""Which runs can be trained together, and whether packing them pays on this device.
+
+* :func:`pack_key`: runs with equal keys walk the same number of equal-sized batches through the
+  same architecture on the same device, so one stacked step can train them all. Everything a run
+  may keep to itself — learning rate, λ, Nesterov, weight decay, initialization seed and with it
+  its data order — is left out of the key.
+* :func:`can_pack`: batch-norm running statistics and dropout masks are state and randomness
+  outside the weights that a vmapped step does not reproduce exactly, and only the lecture's
+  momentum (``momentum``, ``sgd``) has a vectorized rule; other runs train one at a time.
+* :func:`plan_packs`: on a CUDA device a pack is as large as free memory allows (SCIENCE.md §6:
+  per model-update, K = 64 packed runs are ~25× faster than one model at a time on an H100). On
+  any other device nothing guarantees that packing pays (SCIENCE.md §6: it did not on a 2-core
+  CPU; our measurements on 2 cores range from 0.2× to 4× depending on width, B and K), so the
+  plan times a few steps of both ways on the actual pack and keeps the faster.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from batchlab import data as datasets
+from batchlab.config import RunConfig
+from batchlab.device import resolve_device, synchronize
+from batchlab.errors import ConfigError
+from batchlab.models import build_model, count_parameters, get_model_spec
+from batchlab.optim import OPTIMIZERS, build_optimizer, get_optimizer_spec
+from batchlab.train.packed_state import PackedMomentum
+from batchlab.train.packed_step import PackedModel, make_step
+
+PACKED = "packed"
+SEQUENTIAL = "sequential"
+AUTO = "auto"
+STRATEGIES = (AUTO, PACKED, SEQUENTIAL)
+
+# Share of the free GPU memory a pack may plan to use; the rest is headroom for the allocator's
+# fragmentation, evaluation and the CUDA graph's private pool.
+GPU_MEMORY_SHARE = 0.7
+# Float tensors of P elements a packed run keeps per step: parameters, vmapped gradients, their
+# flat concatenation, momentum, and the update's temporaries (−ηg, the new buffer).
+STATE_COPIES = 6
+# Activation memory of one example is counted this many times: the forward outputs saved for the
+# backward pass, their gradients, and slack for temporaries inside the layers.
+ACTIVATION_COPIES = 3
+# Timed steps of each strategy when measuring (after one warm-up step of each).
+MEASURE_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Runs that train the same way: together in one stacked step (``packed``) or one at a time
+    (``sequential``), with the ``reason`` for that choice in words."""
+
+    configs: tuple[RunConfig, ...]
+    strategy: str
+    reason: str
+
+
+def pack_key(config: RunConfig) -> tuple:
+    """What runs must share to be trained in one pack (see the module docstring)."""
+    spec = get_model_spec(config.model)
+    optimizer = "momentum" if get_optimizer_spec(config.optimizer).packable else config.optimizer
+    return (
+        config.dataset,
+        config.data_dir,
+        config.model,
+        tuple(config.hidden or spec.default_hidden or ()),
+        config.batch_size,
+        config.shuffle,
+        config.drop_last,
+        config.epochs,
+        config.max_updates,
+        config.stop_patience,
+        float(config.val_fraction),
+        config.split_seed,
+        str(resolve_device(config.device)),
+        optimizer,
+    )
+
+
+def can_pack(config: RunConfig) -> tuple[bool, str]:
+    """Whether ``config`` can join a pack, and if not, why it trains one at a time."""
+    spec = get_model_spec(config.model)
+    if spec.has_batch_norm:
+        return False, f"{config.model} has batch-norm running statistics: trained one at a time"
+    if spec.has_dropout:
+        return False, f"{config.model} has dropout: trained one at a time"
+    if not get_optimizer_spec(config.optimizer).packable:
+        packable = ", ".join(name for name, s in OPTIMIZERS.items() if s.packable)
+        return False, (
+            f"optimizer {config.optimizer} has no packed update rule (packable: {packable}): "
+            "trained one at a time"
+        )
+    return True, ""
+
+
+def plan_packs(
+    configs: Sequence[RunConfig],
+    device: str | torch.device | None = None,
+    *,
+    splits: "datasets.Splits | None" = None,
+    strategy: str = AUTO,
+) -> list[Pack]:
+    """Group ``configs`` into packs and choose how each is trained.
+
+    Args:
+        configs: the runs (already de-duplicated by the caller if it wants that).
+        device: the device the runs train on; None means each config's own ``device``.
+        splits: the data, already prepared (else loaded per dataset when a measurement needs it).
+        strategy: ``auto`` (CUDA: pack; other devices: measure and keep the faster), ``packed``
+            (pack every packable group, split only by GPU memory) or ``sequential``.
+
+    Packs come in the order of their first config; unpackable runs are packs of one.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown packing strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+    groups: dict[tuple, list[RunConfig]] = {}
+    plan_order: list[tuple | RunConfig] = []
+    alone: list[Pack] = []
+    for config in configs:
+        packable, why_not = can_pack(config)
+        if not packable:
+            plan_order.append(config)
+            alone.append(Pack((config,), SEQUENTIAL, why_not))
+            continue
+        key = pack_key(config)
+        if key not in groups:
+            groups[key] = []
+            plan_order.append(key)
+        groups[key].append(config)
+
+    plan: list[Pack] = []
+    lone_packs = iter(alone)
+    for entry in plan_order:
+        if isinstance(entry, RunConfig):
+            plan.append(next(lone_packs))
+            continue
+        group = groups[entry]
+        target = resolve_device(device if device is not None else group[0].device)
+        plan.extend(_plan_group(group, target, splits, strategy))
+    return plan
+
+
+def _plan_group(group: list[RunConfig], device: torch.device, splits, strategy: str) -> list[Pack]:
+    label = _label(group[0], len(group))
+    if strategy == SEQUENTIAL:
+        return [Pack(tuple(group), SEQUENTIAL, f"{label}: trained one at a time, as asked")]
+    if len(group) == 1:
+        return [Pack(tuple(group), SEQUENTIAL, f"{label}: nothing to pack it with, trained alone")]
+    if splits is None:
+        splits = _load_splits(group[0], device)
+    if device.type == "cuda":
+        return _split_by_gpu_memory(group, device, splits)
+    if strategy == PACKED:
+        return [Pack(tuple(group), PACKED, f"{label}: packed, as asked")]
+    packed_s, sequential_s = measure_strategies(group, splits.to(device), device)
+    faster = PACKED if packed_s < sequential_s else SEQUENTIAL
+    reason = (
+        f"{label}: {'packed' if faster == PACKED else 'trained one at a time'}, measured on this "
+        f"{device.type}: {packed_s * 1e3:.3f} ms per model-update packed vs {sequential_s * 1e3:.3f} ms "
+        "one at a time"
+    )
+    return [Pack(tuple(group), faster, reason)]
+
+
+def _label(config: RunConfig, count: int) -> str:
+    return f"{count} run{'s' if count != 1 else ''} of {config.model} B={config.batch_size}"
+
+
+def _load_splits(config: RunConfig, device: torch.device) -> "datasets.Splits":
+    return datasets.prepare_splits(
+        config.dataset,
+        data_dir=config.data_dir,
+        val_fraction=config.val_fraction,
+        split_seed=config.split_seed,
+        device=device,
+    )
+
+
+def _split_by_gpu_memory(group: list[RunConfig], device: torch.device, splits) -> list[Pack]:
+    """Cut ``group`` into packs of at most the number of runs that fit in free GPU memory, with
+    sizes as equal as possible (100 runs with room for 64 become 50 + 50)."""
+    batch_size = datasets.resolve_batch_size(group[0].batch_size, len(splits.train))
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    per_run = bytes_per_packed_run(group[0], splits.input_shape, splits.num_classes, batch_size)
+    fitting = max(1, int(GPU_MEMORY_SHARE * free_bytes // per_run))
+    count = math.ceil(len(group) / fitting)
+    size = math.ceil(len(group) / count)
+    reason = (
+        f"{_label(group[0], len(group))}: packed {size} at a time on {device} "
+        f"({free_bytes / 2**30:.1f} GiB free, ~{per_run / 2**20:.1f} MiB per run)"
+    )
+    return [Pack(tuple(group[i : i + size]), PACKED, reason) for i in range(0, len(group), size)]
+
+
+def bytes_per_packed_run(config: RunConfig, input_shape, num_classes: int, batch_size: int) -> int:
+    """Estimated device memory of one run in a pack, in bytes (float32)::
+
+        4 · (STATE_COPIES · P + batch_size · ACTIVATION_COPIES · A)
+
+    P: parameter count; A: elements of the input and of every module's output for one example,
+    counted on a CPU copy of the model.
+    """
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(config.model, input_shape, num_classes, config.hidden)
+    parameters = count_parameters(model)
+    activations = activation_elements_per_example(model, input_shape)
+    return 4 * (STATE_COPIES * parameters + batch_size * ACTIVATION_COPIES * activations)
+
+
+def activation_elements_per_example(model: nn.Module, input_shape) -> int:
+    """Elements of the input plus the outputs of all leaf modules, for one example."""
+    total = [math.prod(input_shape)]
+
+    def count(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        total[0] += output[0].numel()
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [leaf.register_forward_hook(count) for leaf in leaves]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total[0]
+
+
+def measure_strategies(
+    configs: Sequence[RunConfig], splits: "datasets.Splits", device: torch.device, rounds: int = MEASURE_ROUNDS
+) -> tuple[float, float]:
+    """Seconds per model-update of ``configs`` trained packed and one at a time, on ``device``.
+
+    Both ways train throwaway copies of the actual runs (their architecture, optimizer and batch
+    size, on the actual data) on random batches: one warm-up step each, then ``rounds``
+    alternating timed steps (one packed step of K runs; K single-run steps); medians, divided by K.
+    The global random state is left untouched.
+    """
+    k = len(configs)
+    first = configs[0]
+    n_train = len(splits.train)
+    batch_size = datasets.resolve_batch_size(first.batch_size, n_train)
+    generator = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        singles = [
+            build_model(c.model, splits.input_shape, splits.num_classes, c.hidden).to(device) for c in configs
+        ]
+        copies = [
+            build_model(c.model, splits.input_shape, splits.num_classes, c.hidden).to(device) for c in configs
+        ]
+    optimizers = [
+        build_optimizer(c.optimizer, m.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
+                        weight_decay=c.weight_decay)
+        for c, m in zip(configs, singles)
+    ]
+    packed_model = PackedModel.from_models(copies)
+    packed_step = make_step(packed_model, PackedMomentum(configs, torch.zeros_like(packed_model.flat)), splits.train,
+                            graphed=False)
+
+    def batches() -> torch.Tensor:
+        return torch.randint(0, n_train, (k, batch_size), generator=generator).to(device)
+
+    def one_at_a_time(index: torch.Tensor) -> None:
+        for row, model, optimizer in zip(index, singles, optimizers):
+            loss = F.cross_entropy(model(splits.train.x[row]), splits.train.y[row])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    packed_step(batches())  # warm-up: first-call costs are not the strategy's
+    one_at_a_time(batches())
+    packed_times, sequential_times = [], []
+    for _ in range(rounds):  # alternating, so a burst of load on the machine hits both
+        packed_times.append(_seconds(packed_step, batches(), device))
+        sequential_times.append(_seconds(one_at_a_time, batches(), device))
+    return statistics.median(packed_times) / k, statistics.median(sequential_times) / k
+
+
+def _seconds(step: Callable[[torch.Tensor], None], index: torch.Tensor, device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    step(index)
+    synchronize(device)
+    return time.perf_counter() - start

@@ -1,0 +1,163 @@
+"""The state of K runs trained as one: their parameters side by side, and the lecture's momentum
+rule vectorized over them.
+
+Parameters live in one flat float tensor of shape (K, P) — run k's P parameters in row k, in the
+order of ``model.parameters()`` — and every named parameter is a view into it of shape
+(K, *shape). The momentum buffers have the same layout. The optimizer step is then a handful of
+whole-tensor operations whatever the number of layers, and a CUDA graph can update the same
+memory in place on every replay.
+
+Per-run hyperparameters (η, λ, weight decay, Nesterov flag) are (K, 1) tensors that broadcast over
+a run's row, so each run follows exactly the rule of :class:`batchlab.optim.Momentum`::
+
+    g ← g + wd·θ                       (only for runs with wd ≠ 0)
+    λ = 0:      θ ← θ − ηg             (no buffer is kept, as in Momentum)
+    λ > 0:      m ← λm − ηg, then θ ← θ + m            (heavy ball, the lecture's form)
+                               or θ ← θ + λm − ηg      (Nesterov, Bengio et al. 2013)
+
+Runs whose rule differs from their neighbours' (λ = 0, Nesterov, weight decay) are selected with
+``torch.where`` rather than by multiplying with 0/1 masks: a diverged run's inf would otherwise
+become NaN in its neighbours' arithmetic path (0·inf = NaN) and, more to the point, a run's own
+numbers would differ from the ones it gets when trained alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from batchlab.config import RunConfig
+from batchlab.optim import build_optimizer
+
+
+@dataclass(frozen=True)
+class ParameterLayout:
+    """Where each named parameter of the single model sits in a row of the flat (K, P) tensor."""
+
+    names: tuple[str, ...]
+    shapes: tuple[torch.Size, ...]
+    offsets: tuple[int, ...]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "ParameterLayout":
+        names, shapes, offsets = [], [], []
+        offset = 0
+        for name, parameter in model.named_parameters():
+            names.append(name)
+            shapes.append(parameter.shape)
+            offsets.append(offset)
+            offset += parameter.numel()
+        return cls(tuple(names), tuple(shapes), tuple(offsets))
+
+    @property
+    def size(self) -> int:
+        """P, the number of parameters of one run."""
+        if not self.names:
+            return 0
+        return self.offsets[-1] + math.prod(self.shapes[-1])
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named (K, *shape) views into ``flat`` (K, P); writing to ``flat`` updates them."""
+        k = flat.shape[0]
+        return {
+            name: flat[:, offset : offset + math.prod(shape)].view(k, *shape)
+            for name, shape, offset in zip(self.names, self.shapes, self.offsets)
+        }
+
+    def flatten(self, named: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The (K, P) concatenation of named (K, *shape) tensors, in layout order."""
+        return torch.cat([named[name].reshape(named[name].shape[0], -1) for name in self.names], dim=1)
+
+
+def _per_run(values: Sequence[float], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=dtype, device=device).view(-1, 1)
+
+
+class PackedMomentum:
+    """:class:`batchlab.optim.Momentum` for K runs at once, each with its own η, λ, wd, Nesterov.
+
+    ``buffer`` is the (K, P) momentum; rows of runs with λ = 0 stay zero (Momentum keeps no
+    buffer for them). The arithmetic of each row is the single-run rule, operation for operation,
+    so a packed run and the same run trained alone agree to float rounding.
+    """
+
+    def __init__(self, configs: Sequence[RunConfig], buffer: torch.Tensor) -> None:
+        device = buffer.device
+        self.configs = tuple(configs)
+        self.buffer = buffer
+        self.lr = _per_run([c.lr for c in configs], device)
+        self._negative_lr = -self.lr
+        self.momentum = _per_run([c.momentum for c in configs], device)
+        self.weight_decay = _per_run([c.weight_decay for c in configs], device)
+        self.nesterov = _per_run([c.nesterov for c in configs], device, torch.bool)
+        self.has_buffer = _per_run([c.momentum != 0.0 for c in configs], device, torch.bool)
+        self._has_weight_decay = self.weight_decay != 0.0
+        # Which branches of the rule this pack needs; the common cases skip the torch.where.
+        self._any_weight_decay = any(c.weight_decay != 0.0 for c in configs)
+        self._all_have_buffer = all(c.momentum != 0.0 for c in configs)
+        self._any_nesterov = any(c.nesterov for c in configs)
+        self._all_nesterov = all(c.nesterov for c in configs)
+
+    @torch.no_grad()
+    def step(self, params: torch.Tensor, grads: torch.Tensor) -> None:
+        """Update ``params`` (K, P) in place from ``grads`` (K, P)."""
+        if self._any_weight_decay:
+            grads = torch.where(self._has_weight_decay, grads + self.weight_decay * params, grads)
+        descent = grads * self._negative_lr  # −ηg: the whole step of a λ = 0 run
+        # λ = 0 rows hold a zero buffer, so λ·m + (−ηg) is exactly −ηg for them too.
+        new_buffer = self.buffer * self.momentum + descent
+        if self._all_have_buffer:
+            self.buffer.copy_(new_buffer)
+        else:
+            self.buffer.copy_(torch.where(self.has_buffer, new_buffer, 0.0))
+        if not self._any_nesterov:
+            params.add_(new_buffer)
+        elif self._all_nesterov:
+            params.add_(self.momentum * new_buffer).add_(descent)
+        else:
+            nesterov_params = (params + self.momentum * new_buffer) + descent
+            params.copy_(torch.where(self.nesterov, nesterov_params, params + new_buffer))
+
+    def select(self, keep: Sequence[int]) -> "PackedMomentum":
+        """The rule for the runs ``keep`` only (rows in that order)."""
+        index = torch.tensor(list(keep), dtype=torch.long, device=self.buffer.device)
+        return PackedMomentum([self.configs[i] for i in keep], self.buffer.index_select(0, index))
+
+
+def optimizer_state_dict(
+    config: RunConfig, layout: ParameterLayout, params: dict[str, torch.Tensor], buffer: torch.Tensor | None
+) -> dict:
+    """The ``state_dict`` that the single run's optimizer would hold, so a run checkpointed in a
+    pack resumes alone (and vice versa).
+
+    Made by a real :func:`batchlab.optim.build_optimizer` over the run's own parameter tensors
+    ``params`` (single-model names and shapes): that guarantees the format
+    :meth:`Momentum.load_state_dict` expects. ``buffer`` is the run's (P,) momentum row, or None
+    for a run without momentum.
+    """
+    tensors = [params[name] for name in layout.names]
+    optimizer = build_optimizer(
+        config.optimizer,
+        tensors,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+    if buffer is not None and config.momentum != 0.0:
+        for tensor, row_view in zip(tensors, layout.views(buffer.unsqueeze(0)).values()):
+            optimizer.state[tensor] = {"momentum_buffer": row_view[0].clone(), "last_lr": config.lr}
+    return optimizer.state_dict()
+
+
+def momentum_row_from_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.Tensor:
+    """One run's momentum buffers as a (P,) row, zeros where the optimizer holds none yet."""
+    rows = []
+    for parameter in model.parameters():
+        buffer = optimizer.state.get(parameter, {}).get("momentum_buffer")
+        rows.append((buffer if buffer is not None else torch.zeros_like(parameter)).detach().reshape(-1))
+    return torch.cat(rows) if rows else torch.zeros(0)
