@@ -23,6 +23,15 @@ from batchlab.geometry import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: extra intra-op threads only add synchronization (and stall on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class BinaryLogistic(nn.Module):
     """Logits (xᵀw + b, 0): cross-entropy is logistic regression, strictly convex on non-separable data."""
 

@@ -16,11 +16,23 @@ from batchlab.geometry import (
     FlatLoss,
     HessianOperator,
     evaluation_mode,
+    extreme_eigenpairs,
     extreme_eigenvalues,
     hessian_trace,
     hvp,
+    select_examples,
+    top_eigenpairs,
     top_eigenvalues,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: extra intra-op threads only add synchronization (and stall on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_problem(seed: int = 0, n: int = 40, inputs: int = 6, hidden: int = 10, classes: int = 3):
@@ -234,3 +246,28 @@ def test_lanczos_that_cannot_converge_says_so(problem):
     with pytest.raises(ConvergenceError, match="max_iter") as raised:
         top_eigenvalues(model, x, y, k=5, tol=1e-14, max_iter=1)
     assert isinstance(raised.value, UserError)
+
+
+def test_known_largest_eigenpair_is_reused_for_the_smallest(problem):
+    model, x, y, hessian = problem
+    operator = HessianOperator(FlatLoss(model, x, y))
+    top = top_eigenpairs(operator, 2, tol=1e-10)
+    reused = extreme_eigenpairs(operator, tol=1e-10, top=top)
+    fresh = extreme_eigenpairs(operator, tol=1e-10)
+    assert reused.largest == top.values[0]
+    assert reused.smallest == pytest.approx(fresh.smallest, rel=1e-8)
+    assert reused.num_hvps < fresh.num_hvps
+
+
+def test_select_examples_is_a_seeded_sorted_subset():
+    x = torch.arange(50.0).reshape(50, 1)
+    y = torch.arange(50)
+    sub_x, sub_y = select_examples(x, y, 10, seed=3)
+    assert torch.equal(sub_x[:, 0].long(), sub_y)
+    assert len(sub_y) == 10 and torch.equal(sub_y, sub_y.sort().values)
+    assert torch.equal(sub_y, select_examples(x, y, 10, seed=3)[1])
+    assert not torch.equal(sub_y, select_examples(x, y, 10, seed=4)[1])
+    assert select_examples(x, y, None, seed=0)[1] is y
+    for bad in (0, 51, True):
+        with pytest.raises(ConfigError, match="examples"):
+            select_examples(x, y, bad, seed=0)

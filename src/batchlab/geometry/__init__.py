@@ -5,6 +5,7 @@ the flat vector of trainable parameters (:mod:`batchlab.geometry.functional`); n
 changes the model's weights or leaves its train/eval mode changed.
 """
 
+from batchlab.geometry.analysis import hessian_summary, select_examples, sharpness_table
 from batchlab.geometry.critical import (
     KINDS,
     LOCAL_MAXIMUM,
@@ -14,6 +15,7 @@ from batchlab.geometry.critical import (
     CriticalPointReport,
     SaddleDemo,
     classify,
+    classify_at,
     classify_point,
     saddle_demo,
     saddle_network,
@@ -36,6 +38,7 @@ from batchlab.geometry.hessian import (
 )
 from batchlab.geometry.sharpness import (
     SharpnessResult,
+    check_sharpness_options,
     keskar_sharpness,
     pseudo_inverse_apply,
     random_subspace,
@@ -60,11 +63,14 @@ __all__ = [
     "SaddleDemo",
     "SharpnessResult",
     "TraceEstimate",
+    "check_sharpness_options",
     "classify",
+    "classify_at",
     "classify_point",
     "evaluation_mode",
     "extreme_eigenpairs",
     "extreme_eigenvalues",
+    "hessian_summary",
     "hessian_trace",
     "hvp",
     "keskar_sharpness",
@@ -72,6 +78,8 @@ __all__ = [
     "random_subspace",
     "saddle_demo",
     "saddle_network",
+    "select_examples",
+    "sharpness_table",
     "sharpness_of_objective",
     "top_eigenpairs",
     "top_eigenvalues",

@@ -23,7 +23,7 @@ from torch import nn
 
 from batchlab.errors import ConfigError
 from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss
-from batchlab.geometry.hessian import CacheChoice, HessianOperator, extreme_eigenpairs
+from batchlab.geometry.hessian import CacheChoice, EigenResult, HessianOperator, extreme_eigenpairs
 
 LOCAL_MINIMUM = "local minimum"
 SADDLE_POINT = "saddle point"
@@ -31,7 +31,7 @@ LOCAL_MAXIMUM = "local maximum"
 NOT_CRITICAL = "not critical"
 KINDS = (LOCAL_MINIMUM, SADDLE_POINT, LOCAL_MAXIMUM, NOT_CRITICAL)
 
-# eig_tol=None means this fraction of the largest eigenvalue magnitude.
+# eig_tol=None means at least this fraction of the largest eigenvalue magnitude.
 EIG_RELATIVE_TOL = 1e-3
 
 
@@ -117,7 +117,7 @@ def classify_point(
     grad_tol: float = 1e-3,
     eig_tol: float | None = None,
     escape_step: float = 0.1,
-    tol: float = 1e-4,
+    tol: float = 1e-3,
     max_iter: int = 100,
     seed: int = 0,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
@@ -127,23 +127,39 @@ def classify_point(
     """Classify the model's current weights as a critical point of its mean cross-entropy on (x, y).
 
     The rule is :func:`classify`. ``grad_tol`` bounds the Euclidean norm of the full-data
-    gradient; ``eig_tol`` is absolute, and None means ``EIG_RELATIVE_TOL``·max(|λ_max|, |λ_min|).
-    The eigenvalues come from Lanczos with relative accuracy ``tol`` (λ_min to about
-    tol·(λ_max − λ_min), see :mod:`batchlab.geometry.hessian`), so keep tol well below the
-    relative eig_tol. The model's weights and mode are left unchanged.
+    gradient. ``eig_tol`` is absolute; None means max(EIG_RELATIVE_TOL, 2·tol)·max(|λ_max|, |λ_min|):
+    Lanczos with relative accuracy ``tol`` knows λ_min only to about tol·(λ_max − λ_min) ≤
+    2·tol·max|λ| (see :mod:`batchlab.geometry.hessian`), so no finer zero band would be honest.
+    The model's weights and mode are left unchanged.
     """
+    operator = HessianOperator(FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode), cache_graph=cache_graph)
+    return classify_at(
+        operator, grad_tol=grad_tol, eig_tol=eig_tol, escape_step=escape_step, tol=tol, max_iter=max_iter, seed=seed
+    )
+
+
+def classify_at(
+    operator: HessianOperator,
+    *,
+    grad_tol: float = 1e-3,
+    eig_tol: float | None = None,
+    escape_step: float = 0.1,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    seed: int = 0,
+    top: EigenResult | None = None,
+) -> CriticalPointReport:
+    """:func:`classify_point` at the point of an existing operator (``top`` reuses a known λ_max)."""
     for name, value in (("grad_tol", grad_tol), ("escape_step", escape_step)):
         if not _positive_finite(value):
             raise ConfigError(f"{name} {value!r} is invalid; allowed: a number > 0")
     if eig_tol is not None and not (_finite(eig_tol) and eig_tol >= 0):
         raise ConfigError(f"eig_tol {eig_tol!r} is invalid; allowed: a number ≥ 0, or None for relative")
-    loss = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode)
-    operator = HessianOperator(loss, cache_graph=cache_graph)
     value, gradient = operator.value_and_grad()
-    extremes = extreme_eigenpairs(operator, tol=tol, max_iter=max_iter, seed=seed)
+    extremes = extreme_eigenpairs(operator, tol=tol, max_iter=max_iter, seed=seed, top=top)
     gradient_norm = float(gradient.norm())
     if eig_tol is None:
-        eig_tol = EIG_RELATIVE_TOL * max(abs(extremes.largest), abs(extremes.smallest))
+        eig_tol = max(EIG_RELATIVE_TOL, 2 * tol) * max(abs(extremes.largest), abs(extremes.smallest))
     kind, degenerate, note = classify(
         gradient_norm, extremes.largest, extremes.smallest, grad_tol=grad_tol, eig_tol=eig_tol
     )
@@ -168,7 +184,7 @@ def classify_point(
         report.update(
             escape_direction=direction,
             escape_step=escape_step,
-            loss_after_escape=loss.value(operator.point + escape_step * direction),
+            loss_after_escape=operator.loss.value(operator.point + escape_step * direction),
             predicted_change=escape_step * slope + 0.5 * extremes.smallest * escape_step**2,
         )
     return CriticalPointReport(**report)

@@ -288,19 +288,30 @@ def top_eigenpairs(operator: HessianOperator, k: int = 1, *, tol: float = 1e-3, 
     )
 
 
-def extreme_eigenpairs(operator: HessianOperator, *, tol: float = 1e-3, max_iter: int = 100, seed: int = 0) -> ExtremeEigenvalues:
-    """:func:`extreme_eigenvalues` on an existing operator."""
+def extreme_eigenpairs(
+    operator: HessianOperator,
+    *,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    seed: int = 0,
+    top: EigenResult | None = None,
+) -> ExtremeEigenvalues:
+    """:func:`extreme_eigenvalues` on an existing operator; ``top`` (from :func:`top_eigenpairs` on
+    the same operator) supplies λ_max and saves its Lanczos run."""
     _check_solver_options(operator.dim, 1, tol, max_iter)
     start = operator.calls
     if operator.dim <= DENSE_LIMIT:
         values, vectors = _dense_eigh(operator)
-        top, bottom = int(np.argmax(values)), int(np.argmin(values))
-        largest, smallest = float(values[top]), float(values[bottom])
-        largest_vector, smallest_vector = vectors[:, top : top + 1], vectors[:, bottom : bottom + 1]
+        high, low = int(np.argmax(values)), int(np.argmin(values))
+        largest, smallest = float(values[high]), float(values[low])
+        largest_vector, smallest_vector = vectors[:, high : high + 1], vectors[:, low : low + 1]
         method = "dense"
     else:
-        top_values, largest_vector = _lanczos_largest(operator, 1, tol=tol, max_iter=max_iter, seed=seed, shift=None)
-        largest = float(top_values[0])
+        if top is not None:
+            largest, largest_vector = top.values[0], top.vectors[:, :1].to("cpu", torch.float64).numpy()
+        else:
+            top_values, largest_vector = _lanczos_largest(operator, 1, tol=tol, max_iter=max_iter, seed=seed, shift=None)
+            largest = float(top_values[0])
         # Largest eigenvalue μ of λ_max·I − H; λ_min = λ_max − μ (see the module docstring).
         shifted, smallest_vector = _lanczos_largest(
             operator, 1, tol=tol, max_iter=max_iter, seed=seed + 1, shift=largest

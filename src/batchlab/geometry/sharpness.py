@@ -7,12 +7,19 @@ For a point x ∈ Rⁿ (the flat parameters), a loss f, a size ε > 0 and a matr
     φ_{x,f}(ε, A) = 100 · (max_{y ∈ C_ε} f(x + A y) − f(x)) / (1 + f(x)),
 
 A⁺ the Moore–Penrose pseudo-inverse. A = I gives the full-space measure (their Table 3), a
-random n×p matrix the subspace measure (Table 4, p = 100). Here the random A has independent
-standard normal entries (the paper does not say which distribution), drawn in float32 on the CPU
-from ``torch.Generator().manual_seed(seed)``, then cast to the parameters' dtype. A⁺x is
+random n×p matrix the subspace measure (Table 4, p = 100). The paper does not say how A is
+drawn. Here its entries are independent N(0, 1/n), so every column has unit length in
+expectation, like the columns of A = I: one box coordinate then moves the weights by
+ε(|(A⁺x)_j| + 1) along a (nearly) unit direction, exactly as a coordinate of the full-space box
+does, and the subspace measure sees p such directions instead of n, which is why the paper's
+Table 4 values are far below its Table 3 values. (Only the "+1" part of the box depends on this
+scale: A → cA turns the step along column j into ε(|(A⁺x)_j| + c)·(unit column). With N(0, 1)
+entries, c = √n, a 100-dimensional box already moves the weights farther than the full-space
+box does.) A is drawn in float32 on the CPU from ``torch.Generator().manual_seed(seed)``, then
+cast to the parameters' dtype. A⁺x is
 computed once, in float64: by ``torch.linalg.pinv`` when n·p ≤ :data:`PINV_LIMIT`, else by the
 p×p normal equations (AᵀA) z = Aᵀx accumulated over row blocks (A has full column rank with
-probability 1, and AᵀA of a tall Gaussian matrix is well conditioned).
+probability 1, and AᵀA of a tall Gaussian matrix is well conditioned: close to I here).
 
 The maximum is found inexactly, as in the paper ("we solve it inexactly, 10 iterations of
 L-BFGS-B"): :func:`scipy.optimize.minimize` with ``method="L-BFGS-B"``, the box as bounds,
@@ -110,7 +117,7 @@ def sharpness_of_objective(
     """Keskar's φ for any ``objective(w) -> (f(w), ∇f(w))`` at the flat ``point`` x."""
     point = point.detach().reshape(-1)
     n = point.numel()
-    _check_options(n, epsilon, subspace_dim, iterations)
+    check_sharpness_options(n, epsilon, subspace_dim, iterations)
     if subspace_dim is None:
         matrix = None
         coordinates = point.to(torch.float64)  # A⁺x = x
@@ -159,9 +166,10 @@ def sharpness_of_objective(
 def random_subspace(
     n: int, p: int, *, seed: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """The random n×p matrix A: standard normal entries drawn in float32 on the CPU with ``seed``."""
+    """The random n×p matrix A: N(0, 1/n) entries drawn in float32 on the CPU with ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(n, p, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+    matrix = torch.randn(n, p, generator=generator, dtype=torch.float32).div_(math.sqrt(n))
+    return matrix.to(device=device, dtype=dtype)
 
 
 def pseudo_inverse_apply(matrix: torch.Tensor, point: torch.Tensor, *, pinv_limit: int = PINV_LIMIT) -> torch.Tensor:
@@ -179,7 +187,8 @@ def pseudo_inverse_apply(matrix: torch.Tensor, point: torch.Tensor, *, pinv_limi
     return torch.linalg.solve(gram, rhs)
 
 
-def _check_options(n: int, epsilon: float, subspace_dim: int | None, iterations: int) -> None:
+def check_sharpness_options(n: int, epsilon: float, subspace_dim: int | None, iterations: int) -> None:
+    """ConfigError unless ε > 0, 1 ≤ p ≤ n (or None for the full space) and iterations ≥ 1."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon <= 0:
         raise ConfigError(f"epsilon {epsilon!r} is invalid; allowed: a number > 0 (Keskar et al. use 1e-3 and 5e-4)")
     if subspace_dim is not None and (

@@ -1,0 +1,95 @@
+"""``batchlab sharpness RUN_ID``: Keskar et al.'s sharpness (Metric 2.1) of a stored run's minimum."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from batchlab.commands._options import add_device_option, add_store_option
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sharpness",
+        help="Keskar et al.'s sharpness of a stored run's minimum (full space and random subspace)",
+        description="Reopen a stored run with its final weights and measure Keskar et al.'s "
+        "sharpness φ = 100·(max over the box C_ε of f(x + Ay) − f(x)) / (1 + f(x)), f the mean "
+        "training cross-entropy, the box ε(|(A⁺x)_i| + 1) wide, the maximum taken by L-BFGS-B with a "
+        "fixed iteration budget. A = I (full space, their Table 3) and a random n×p matrix with "
+        "N(0, 1/n) entries, i.e. columns of unit length like those of I (their Table 4, p = 100). One 'sharpness' record per row is stored.",
+        epilog="Example: batchlab sharpness 3f2a9c… --store batchlab-runs/runs.db --epsilon 1e-3 5e-4 --subspace-dim 100",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_id", metavar="RUN_ID", help="a run id listed by `batchlab runs`")
+    add_store_option(parser)
+    parser.add_argument("--epsilon", type=float, nargs="+", default=[1e-3, 5e-4],
+                        help="box sizes ε (default: 1e-3 5e-4, Keskar et al.'s)")
+    space = parser.add_mutually_exclusive_group()
+    space.add_argument("--subspace-dim", type=int, default=100,
+                       help="dimension p of the random subspace measured besides the full space (default: 100)")
+    space.add_argument("--full-space-only", action="store_true", help="skip the random subspace")
+    parser.add_argument("--iterations", type=int, default=10, help="L-BFGS-B iterations (default: 10, as in the paper)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random matrix A and of --examples (default: 0)")
+    parser.add_argument("--examples", type=int, default=None,
+                        help="use a random subset of this many training examples (default: all)")
+    parser.add_argument("--chunk-size", type=int, default=1000, help="examples per forward pass (default: 1000)")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    add_device_option(parser)
+    parser.set_defaults(handler=run_sharpness)
+
+
+def record_key(run_id: str, row: dict, args: argparse.Namespace) -> str:
+    """The store key of one row: the run and every option that changes its number."""
+    space = "full" if row["full_space"] else f"random{row['p']}"
+    examples = "all" if args.examples is None else args.examples
+    return (
+        f"{run_id}|eps={row['epsilon']:g}|space={space}|iterations={row['iterations']}"
+        f"|seed={row['seed']}|examples={examples}|mode=eval"
+    )
+
+
+def run_sharpness(args: argparse.Namespace) -> int:
+    from batchlab.environment import describe_environment
+    from batchlab.geometry import select_examples, sharpness_table
+    from batchlab.store import RunStore
+    from batchlab.train.restore import restore_run
+
+    with RunStore(args.store, create=False) as store:
+        restored = restore_run(store, args.run_id, device=args.device)
+        x, y = select_examples(restored.splits.train.x, restored.splits.train.y, args.examples, args.seed)
+        rows = sharpness_table(
+            restored.model, x, y,
+            epsilons=args.epsilon,
+            subspace_dim=None if args.full_space_only else args.subspace_dim,
+            iterations=args.iterations, seed=args.seed, chunk_size=args.chunk_size,
+        )
+        environment = describe_environment(next(restored.model.parameters()).device)
+        keyed = []
+        for row in rows:
+            key = record_key(restored.run_id, row, args)
+            store.put_record("sharpness", key, {"run_id": restored.run_id, "config": restored.config.to_dict(),
+                                                **row, "environment": environment})
+            keyed.append((key, row))
+    if args.format == "json":
+        print(json.dumps([{"key": key, "run_id": restored.run_id, **row} for key, row in keyed], indent=2))
+    else:
+        print(format_table(restored, [row for _, row in keyed], args.store))
+    return 0
+
+
+def format_table(restored, rows: list[dict], store) -> str:
+    config = restored.config
+    lines = [
+        f"Sharpness of run {restored.run_id} ({config.model} on {config.dataset}, B={config.batch_size}, "
+        f"lr={config.lr:g}, λ={config.momentum:g}): Keskar et al. Metric 2.1, f = mean training "
+        f"cross-entropy on {rows[0]['examples']} examples, f(x) = {rows[0]['loss']:.6g}",
+        f"{'space':<8} {'p':>9} {'epsilon':>8} {'sharpness':>10} {'max f':>10} {'iters':>5} {'evals':>5} {'time s':>7}",
+    ]
+    for row in rows:
+        space = "full" if row["full_space"] else "random"
+        lines.append(
+            f"{space:<8} {row['p']:>9} {row['epsilon']:>8.1e} {row['value']:>10.4g} {row['max_loss']:>10.6g} "
+            f"{row['iterations_run']:>5} {row['evaluations']:>5} {row['seconds']:>7.2f}"
+        )
+    lines.append(f"stored {len(rows)} sharpness record(s) in {store}")
+    return "\n".join(lines)
