@@ -284,12 +284,12 @@ def _train_together(
             if run_store is not None:
                 run_store.log_epoch(run.identity, epoch, {key: v for key, v in row.items() if key != "epoch"})
             # The end conditions of loop.py, in its order; a run that goes on is checkpointed.
-            if run.status == DIVERGED or epoch == shared.epochs:
-                ending.append(k)
-            elif shared.max_updates is not None and updates >= shared.max_updates:
+            if run.status == DIVERGED or (shared.max_updates is not None and updates >= shared.max_updates):
                 ending.append(k)
             elif shared.stop_patience and _stopped_improving(run.history, shared.stop_patience):
                 run.stopped_early_at = epoch
+                ending.append(k)
+            elif epoch == shared.epochs:
                 ending.append(k)
             elif run_store is not None:
                 run_store.save_checkpoint(run.identity, _checkpoint(run, k, epoch, updates, model, optimizer))

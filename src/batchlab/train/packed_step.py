@@ -25,11 +25,13 @@ from torch.func import functional_call, grad_and_value, vmap
 from torch.nn import functional as F
 
 from batchlab.data import TensorSplit
+from batchlab.train.loop import EVAL_CHUNK
 from batchlab.train.packed_state import PackedMomentum, ParameterLayout
 
-# Model-examples per vmapped evaluation forward pass (K runs × chunk examples); loop.py's 2048
-# examples per pass for one model, times 16 runs.
-EVAL_MODEL_EXAMPLES = 2048 * 16
+# Model-examples per vmapped evaluation forward pass (K runs × chunk examples): as many as
+# loop.py's evaluation puts through one model per pass, so evaluating a pack needs no more memory
+# than evaluating one run.
+EVAL_MODEL_EXAMPLES = EVAL_CHUNK
 # Eager steps run on a side stream before a CUDA graph is captured, so that lazy initialization
 # (cuBLAS workspaces, autograd and vmap caches) happens outside the capture.
 GRAPH_WARMUP_STEPS = 3
