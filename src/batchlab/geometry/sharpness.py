@@ -120,7 +120,7 @@ def sharpness_of_objective(
     check_sharpness_options(n, epsilon, subspace_dim, iterations)
     if subspace_dim is None:
         matrix = None
-        coordinates = point.to(torch.float64)  # A⁺x = x
+        coordinates = point.cpu().to(torch.float64)  # A⁺x = x
     else:
         matrix = random_subspace(n, subspace_dim, seed=seed, dtype=point.dtype, device=point.device)
         coordinates = pseudo_inverse_apply(matrix, point)
@@ -173,15 +173,17 @@ def random_subspace(
 
 
 def pseudo_inverse_apply(matrix: torch.Tensor, point: torch.Tensor, *, pinv_limit: int = PINV_LIMIT) -> torch.Tensor:
-    """A⁺x in float64 (p entries), by ``torch.linalg.pinv`` or the normal equations (module docstring)."""
+    """A⁺x in float64 on the CPU (p entries), by ``torch.linalg.pinv`` or the normal equations
+    (module docstring)."""
     n, p = matrix.shape
-    x64 = point.detach().reshape(-1).to(torch.float64)
+    # On the CPU: once per measurement, and float64 is not available on every accelerator.
+    x64 = point.detach().reshape(-1).cpu().to(torch.float64)
     if n * p <= pinv_limit:
-        return torch.linalg.pinv(matrix.to(torch.float64)) @ x64
-    gram = torch.zeros(p, p, dtype=torch.float64, device=matrix.device)
-    rhs = torch.zeros(p, dtype=torch.float64, device=matrix.device)
+        return torch.linalg.pinv(matrix.cpu().to(torch.float64)) @ x64
+    gram = torch.zeros(p, p, dtype=torch.float64)
+    rhs = torch.zeros(p, dtype=torch.float64)
     for start in range(0, n, _ROW_BLOCK):
-        block = matrix[start : start + _ROW_BLOCK].to(torch.float64)
+        block = matrix[start : start + _ROW_BLOCK].cpu().to(torch.float64)
         gram += block.T @ block
         rhs += block.T @ x64[start : start + _ROW_BLOCK]
     return torch.linalg.solve(gram, rhs)

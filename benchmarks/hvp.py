@@ -1,0 +1,237 @@
+"""Hessian-vector products and the top Hessian eigenvalue: batchlab vs the plain PyTorch way.
+
+Workload: the lecture's MLP (784-512-512-10, ~670k parameters), trained for one epoch of
+mini-batch SGD with momentum 0.9 (B = 64, lr 0.01) so the point is not a random initialization,
+and the mean cross-entropy over the 5,000 real digits of ``mnist-5k`` (its 4,000 training and
+1,000 test images; standardized like batchlab's splits), in float32, in chunks of 1,000 examples.
+
+Per Hessian-vector product, timed in one process on the same vectors and chunks:
+
+(a) ``plain``: ``torch.autograd.functional.hvp`` of each chunk's loss (through
+    ``torch.func.functional_call`` on the flat parameters), weighted by chunk size / N and summed;
+(b) ``batchlab``: :class:`batchlab.geometry.HessianOperator` rebuilding the graph per product
+    (double backward, ``cache_graph=False``);
+(c) ``batchlab cached``: the same operator keeping the first backward graph
+    (``cache_graph="auto"``; its one-off build time is reported separately).
+
+Median of ``--repeats`` products after one warm-up, with min and max. Then the time to the top
+eigenvalue (Lanczos, ARPACK ``eigsh``, tol 1e-3, the same start vector): ``batchlab``'s
+:func:`batchlab.geometry.top_eigenvalues` end to end (graph build included) vs ``eigsh`` on a
+``LinearOperator`` around (a). The goal on a 2-core CPU is ≤ 30 s for batchlab.
+
+Writes ``benchmarks/results/hvp-<device-slug>.json`` with the device, environment, machine load
+and every measurement, and prints a short table.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/hvp.py                  # CPU or the first GPU
+    PYTHONPATH=src python benchmarks/hvp.py --device cpu --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator, eigsh
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from batchlab import data as datasets
+from batchlab.device import device_name, resolve_device, synchronize
+from batchlab.environment import describe_environment
+from batchlab.geometry import FlatLoss, HessianOperator, top_eigenvalues
+from batchlab.models import build_model
+
+DATASET = "mnist-5k"
+CHUNK_SIZE = 1000
+TOL = 1e-3
+SEED = 0
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def load_examples(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train x, train y, all 5,000 x, all 5,000 y) of mnist-5k on ``device``."""
+    splits = datasets.prepare_splits(DATASET, val_fraction=0.0, device=device)
+    x = torch.cat([splits.train.x, splits.test.x])
+    y = torch.cat([splits.train.y, splits.test.y])
+    return splits.train.x, splits.train.y, x, y
+
+
+def trained_mlp(train_x: torch.Tensor, train_y: torch.Tensor, device: torch.device) -> torch.nn.Module:
+    """The lecture MLP after one epoch of SGD (B = 64, lr 0.01, momentum 0.9), seeded."""
+    torch.manual_seed(SEED)
+    model = build_model("mlp", (1, 28, 28), 10).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(SEED)).to(device)
+    for start in range(0, len(order), 64):
+        batch = order[start : start + 64]
+        optimizer.zero_grad()
+        F.cross_entropy(model(train_x[batch]), train_y[batch]).backward()
+        optimizer.step()
+    return model.eval()
+
+
+def plain_hvp(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """H v the way one writes it with ``torch.autograd.functional.hvp``, chunk by chunk."""
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    sizes = [p.numel() for p in model.parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    n = len(x)
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros_like(theta)
+        for start in range(0, n, CHUNK_SIZE):
+            xb, yb = x[start : start + CHUNK_SIZE], y[start : start + CHUNK_SIZE]
+
+            def loss(flat: torch.Tensor) -> torch.Tensor:
+                params = {name: c.view(s) for name, c, s in zip(names, flat.split(sizes), shapes)}
+                return F.cross_entropy(functional_call(model, params, (xb,)), yb)
+
+            _, hv = torch.autograd.functional.hvp(loss, theta, v)
+            total += hv * (len(yb) / n)
+        return total
+
+    return product
+
+
+def time_products(product: Callable[[torch.Tensor], torch.Tensor], vectors: list[torch.Tensor], device: torch.device):
+    """Per-product seconds (first vector is a warm-up, not timed) and the last result."""
+    product(vectors[0])
+    synchronize(device)
+    seconds, result = [], None
+    for v in vectors[1:]:
+        started = time.perf_counter()
+        result = product(v)
+        synchronize(device)
+        seconds.append(time.perf_counter() - started)
+    return {"median_s": statistics.median(seconds), "min_s": min(seconds), "max_s": max(seconds), "repeats": len(seconds)}, result
+
+
+def plain_top_eigenvalue(product: Callable[[torch.Tensor], torch.Tensor], dim: int, dtype, device) -> dict:
+    """ARPACK ``eigsh`` (tol 1e-3) on a LinearOperator around the plain product; same start as batchlab."""
+    calls = 0
+
+    def matvec(array: np.ndarray) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        v = torch.from_numpy(np.asarray(array, dtype=np.float64).reshape(-1)).to(device=device, dtype=dtype)
+        return product(v).to("cpu", torch.float64).numpy()
+
+    start = torch.randn(dim, generator=torch.Generator().manual_seed(SEED), dtype=torch.float64).numpy()
+    started = time.perf_counter()
+    values = eigsh(LinearOperator((dim, dim), matvec=matvec, dtype=np.float64), k=1, which="LA", tol=TOL, v0=start)[0]
+    synchronize(device)
+    return {"seconds": time.perf_counter() - started, "value": float(values[0]), "hessian_vector_products": calls}
+
+
+def device_slug(device: torch.device) -> str:
+    if device.type == "cpu":
+        return f"cpu-{os.cpu_count()}-cores"
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed products per method (default: 5)")
+    parser.add_argument("--skip-plain-eigen", action="store_true", help="do not run Lanczos on the plain product")
+    parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/hvp-<device>.json)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be ≥ 1")
+
+    device = resolve_device(args.device)
+    load_before = os.getloadavg()
+    train_x, train_y, x, y = load_examples(device)
+    model = trained_mlp(train_x, train_y, device)
+    loss = FlatLoss(model, x, y, chunk_size=CHUNK_SIZE)
+    print(f"device: {device_name(device)}; mlp 784-512-512-10 ({loss.dim} parameters), {len(x)} examples of "
+          f"{DATASET}, chunks of {CHUNK_SIZE}, float32", flush=True)
+
+    generator = torch.Generator().manual_seed(SEED + 1)
+    vectors = [torch.randn(loss.dim, generator=generator).to(device) for _ in range(args.repeats + 1)]
+    plain_timing, plain_result = time_products(plain_hvp(model, x, y), vectors, device)
+    rebuilt_timing, rebuilt_result = time_products(HessianOperator(loss, cache_graph=False).matvec, vectors, device)
+    started = time.perf_counter()
+    cached = HessianOperator(loss, cache_graph="auto")
+    synchronize(device)
+    build_s = time.perf_counter() - started
+    cached_timing, cached_result = time_products(cached.matvec, vectors, device)
+    scale = float(plain_result.norm())
+    agreement = {
+        "batchlab_vs_plain": float((rebuilt_result - plain_result).norm()) / scale,
+        "batchlab_cached_vs_plain": float((cached_result - plain_result).norm()) / scale,
+    }
+
+    started = time.perf_counter()
+    eigen = top_eigenvalues(model, x, y, k=1, tol=TOL, seed=SEED, chunk_size=CHUNK_SIZE)
+    synchronize(device)
+    batchlab_eigen = {"seconds": time.perf_counter() - started, "value": eigen.values[0],
+                      "hessian_vector_products": eigen.num_hvps, "method": eigen.method}
+    plain_eigen = None
+    if not args.skip_plain_eigen:
+        plain_eigen = plain_top_eigenvalue(plain_hvp(model, x, y), loss.dim, loss.dtype, device)
+
+    per_hvp = {"plain": plain_timing, "batchlab": rebuilt_timing, "batchlab_cached": {**cached_timing, "graph_build_s": build_s,
+               "graph_cached": cached.graph_cached}}
+    ratios = {
+        "plain_over_batchlab": plain_timing["median_s"] / rebuilt_timing["median_s"],
+        "plain_over_batchlab_cached": plain_timing["median_s"] / cached_timing["median_s"],
+    }
+    if plain_eigen is not None:
+        ratios["top_eigenvalue_plain_over_batchlab"] = plain_eigen["seconds"] / batchlab_eigen["seconds"]
+
+    print(f"{'time per Hessian-vector product':<34}{'median':>9}{'min':>9}{'max':>9}{'plain/this':>12}")
+    for label, timing in (("(a) plain autograd.functional.hvp", plain_timing), ("(b) batchlab, graph rebuilt", rebuilt_timing),
+                          ("(c) batchlab, graph cached", cached_timing)):
+        print(f"{label:<34}{timing['median_s']:>8.3f}s{timing['min_s']:>8.3f}s{timing['max_s']:>8.3f}s"
+              f"{plain_timing['median_s'] / timing['median_s']:>11.2f}x")
+    print(f"(c) graph build, once: {build_s:.3f} s; cached: {cached.graph_cached}; relative difference to (a): "
+          f"(b) {agreement['batchlab_vs_plain']:.1e}, (c) {agreement['batchlab_cached_vs_plain']:.1e}")
+    print(f"top eigenvalue, batchlab: {batchlab_eigen['value']:.5g} in {batchlab_eigen['seconds']:.2f} s "
+          f"({batchlab_eigen['hessian_vector_products']} products; goal ≤ 30 s on 2 cores)")
+    if plain_eigen is not None:
+        print(f"top eigenvalue, plain:    {plain_eigen['value']:.5g} in {plain_eigen['seconds']:.2f} s "
+              f"({plain_eigen['hessian_vector_products']} products) → {ratios['top_eigenvalue_plain_over_batchlab']:.2f}x")
+
+    result = {
+        "benchmark": "hvp",
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device_name(device),
+        "device_type": device.type,
+        "environment": describe_environment(device),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "dataset": f"{DATASET}: {len(x)} examples (train + test images)",
+        "model": "mlp 784-512-512-10, one epoch of SGD (B=64, lr=0.01, momentum=0.9)",
+        "parameters": loss.dim,
+        "chunk_size": CHUNK_SIZE,
+        "dtype": "float32",
+        "per_hvp": per_hvp,
+        "agreement": agreement,
+        "top_eigenvalue": {"tol": TOL, "batchlab": batchlab_eigen, "plain": plain_eigen},
+        "ratios": ratios,
+    }
+    out = args.out or RESULTS_DIR / f"hvp-{device_slug(device)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp")
+    temporary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, out)
+    print(f"wrote {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
