@@ -1,0 +1,316 @@
+"""Time per update and per epoch against batch size: :func:`measure_point` and :func:`timing_sweep`.
+
+The rule for one point (a data path, a batch size B, a device):
+
+1. build the model (seeded) and the path; for ``cuda-graph`` this includes the capture, whose time
+   is reported apart as ``capture_s``;
+2. warm up: ``warmup`` untimed updates (at least one; fewer if they take more than a quarter of the
+   budget), so lazy initialization is not timed;
+3. estimate the time of one update, and from it how many updates k fit into ``budget_s`` spread
+   over ``repeats`` repeats;
+4. if a whole epoch fits (k ≥ ceil(N / B)), each repeat is one measured epoch, started fresh (its
+   shuffle included), and the time per epoch is the median of these epochs; otherwise each repeat is
+   a block of k consecutive updates and the time per epoch is the median time per update ×
+   ceil(N / B), flagged ``extrapolated``;
+5. the time per update of a repeat is the block's time / its number of updates; the point keeps
+   every repeat, their median, quartiles, min and max. At least five repeats are always taken, even
+   when a single update outlasts the budget.
+
+The defaults time the lecture's network (784-512-512-10, the lecture's momentum, λ = 0.9) on
+N = 60,000 examples, the size of MNIST's training set in the lecture's table (SCIENCE.md §1).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from batchlab.config import FULL_BATCH, parse_batch_size
+from batchlab.device import device_name, resolve_device
+from batchlab.environment import describe_environment
+from batchlab.errors import ConfigError
+from batchlab.models import get_model_spec
+from batchlab.optim import get_optimizer_spec
+from batchlab.timing.clock import estimate_update_seconds, time_updates, warm_up
+from batchlab.timing.paths import CUDA_GRAPH, PATHS, build_path, check_path
+from batchlab.timing.table import TimingPoint, TimingTable, footnotes
+from batchlab.timing.workload import TimingData, make_timing_data
+
+DEFAULT_BATCH_SIZES = (1, 10, 100, 1000, 10000, 60000)
+DEFAULT_N_EXAMPLES = 60000
+DEFAULT_REPEATS = 5
+MIN_REPEATS = 5
+DEFAULT_WARMUP = 3
+DEFAULT_BUDGET_S = 2.0
+# The CPU's budget when a GPU is timed in the same sweep: the CPU series is there for the
+# lecture's "without parallelism" contrast, not for precision.
+DEFAULT_CPU_BUDGET_WITH_GPU_S = 0.5
+# Learning rate and λ of the timed updates. Timing does not depend on the values, but a diverging
+# run fills tensors with inf/NaN, and a small rate keeps the arithmetic ordinary.
+TIMING_LR = 0.01
+TIMING_MOMENTUM = 0.9
+# Share of the budget that warm-up may use before it stops early.
+WARMUP_SHARE = 0.25
+
+
+def measure_point(
+    path: str,
+    model_name: str,
+    batch_size: int | str,
+    n_examples: int,
+    device: torch.device | str,
+    repeats: int = DEFAULT_REPEATS,
+    warmup: int = DEFAULT_WARMUP,
+    budget_s: float = DEFAULT_BUDGET_S,
+    *,
+    dataset: str = "mnist-5k",
+    data: TimingData | None = None,
+    data_dir: Path | str | None = None,
+    optimizer: str = "momentum",
+    lr: float = TIMING_LR,
+    momentum: float | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+    hidden: tuple[int, ...] | None = None,
+) -> TimingPoint:
+    """Median time per update (with spread over ``repeats``) and time per epoch of one data path.
+
+    The timed training set has N = max(B, ``n_examples``) examples (``"full"`` means B = N): the
+    first N of ``data`` (or of ``dataset``), random ones of its shape when it has fewer (see
+    :mod:`batchlab.timing.workload`). ``momentum=None`` means λ = 0.9 for an optimizer with
+    momentum, else 0. Raises :class:`ConfigError` for bad settings, including ``cuda-graph`` on a
+    device that is not CUDA.
+    """
+    device = resolve_device(device)
+    check_path(path, device)
+    check_settings(repeats, warmup, budget_s, num_workers)
+    n_examples = _positive_int("number of examples", n_examples)
+    parsed = parse_batch_size(batch_size)
+    batch_size = n_examples if parsed == FULL_BATCH else parsed
+    n = max(batch_size, n_examples)
+    if momentum is None:
+        momentum = TIMING_MOMENTUM if get_optimizer_spec(optimizer).uses_momentum else 0.0
+    data = _data_of_size(data, dataset, n, data_dir)
+
+    runner = build_path(
+        path, model_name, data, batch_size, device,
+        optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers, hidden=hidden,
+    )
+    updates_per_epoch = runner.updates_per_epoch
+    warmup_updates = warm_up(runner, warmup, device, max_seconds=budget_s * WARMUP_SHARE)
+    estimate = estimate_update_seconds(runner, device)
+    block = updates_in_budget(estimate, budget_s, repeats, updates_per_epoch)
+    whole_epochs = block >= updates_per_epoch
+
+    per_update: list[float] = []
+    epoch_times: list[float] = []
+    for _ in range(repeats):
+        if whole_epochs:
+            elapsed = time_updates(runner, updates_per_epoch, device, from_new_epoch=True)
+            epoch_times.append(elapsed)
+            per_update.append(elapsed / updates_per_epoch)
+        else:
+            per_update.append(time_updates(runner, block, device) / block)
+    per_epoch = statistics.median(epoch_times) if whole_epochs else statistics.median(per_update) * updates_per_epoch
+
+    notes = []
+    if data.synthetic:
+        notes.append(f"synthetic data: {data.reason}")
+    if not whole_epochs:
+        notes.append(
+            f"extrapolated: {block} of {updates_per_epoch} updates per repeat fit the {budget_s:g} s budget"
+        )
+    return TimingPoint(
+        path=path,
+        device=str(device),
+        device_name=device_name(device),
+        model=model_name,
+        dataset=data.dataset,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        n_examples=n,
+        updates_per_epoch=updates_per_epoch,
+        per_update_s=tuple(per_update),
+        updates_per_repeat=updates_per_epoch if whole_epochs else block,
+        warmup_updates=warmup_updates,
+        per_epoch_s=per_epoch,
+        extrapolated=not whole_epochs,
+        synthetic_data=data.synthetic,
+        num_workers=num_workers if path == "dataloader" else 0,
+        capture_s=runner.capture_s,
+        notes=tuple(notes),
+    )
+
+
+def updates_in_budget(update_s: float, budget_s: float, repeats: int, updates_per_epoch: int) -> int:
+    """How many updates one repeat may time: ⌊budget / (repeats × time per update)⌋, at least 1
+    and at most an epoch."""
+    if update_s <= 0:
+        return updates_per_epoch
+    fit = math.floor(budget_s / (repeats * update_s))
+    return max(1, min(fit, updates_per_epoch))
+
+
+def timing_sweep(
+    paths: Sequence[str] | None = None,
+    batch_sizes: Sequence[int | str] = DEFAULT_BATCH_SIZES,
+    device: str = "auto",
+    *,
+    model: str = "mlp",
+    dataset: str = "mnist-5k",
+    n_examples: int = DEFAULT_N_EXAMPLES,
+    repeats: int = DEFAULT_REPEATS,
+    warmup: int = DEFAULT_WARMUP,
+    budget_s: float = DEFAULT_BUDGET_S,
+    cpu_budget_s: float | None = None,
+    data_dir: Path | str | None = None,
+    optimizer: str = "momentum",
+    num_workers: int = 0,
+    seed: int = 0,
+    hidden: tuple[int, ...] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TimingTable:
+    """Time every (device, path, batch size) and gather the points in a :class:`TimingTable`.
+
+    ``device="auto"`` times the GPU and the CPU when a GPU is present (the CPU with ``cpu_budget_s``,
+    default 0.5 s per point), else the CPU only. ``paths=None`` means every path a timed device
+    can run; a path a device cannot run (``cuda-graph`` on the CPU) is listed in ``skipped`` with
+    the reason. Batch sizes above ``n_examples`` are capped at it; ``"full"`` is ``n_examples``.
+    """
+    check_settings(repeats, warmup, budget_s, num_workers)
+    n_examples = _positive_int("number of examples", n_examples)
+    get_model_spec(model)
+    get_optimizer_spec(optimizer)
+    devices = sweep_devices(device)
+    chosen_paths = check_paths(paths, devices)
+    sizes, capped = resolve_batch_sizes(batch_sizes, n_examples)
+    if cpu_budget_s is None:
+        cpu_budget_s = DEFAULT_CPU_BUDGET_WITH_GPU_S if any(d.type == "cuda" for d in devices) else budget_s
+    data = make_timing_data(dataset, n_examples, data_dir)
+
+    table = TimingTable(
+        settings={
+            "model": model,
+            "dataset": dataset,
+            "n_examples": n_examples,
+            "batch_sizes": sizes,
+            "paths": list(chosen_paths),
+            "devices": [str(d) for d in devices],
+            "repeats": repeats,
+            "warmup": warmup,
+            "budget_s": budget_s,
+            "cpu_budget_s": cpu_budget_s,
+            "optimizer": optimizer,
+            "lr": TIMING_LR,
+            "momentum": TIMING_MOMENTUM if get_optimizer_spec(optimizer).uses_momentum else 0.0,
+            "num_workers": num_workers,
+            "seed": seed,
+        }
+    )
+    for dev in devices:
+        table.environments[str(dev)] = describe_environment(dev)
+        point_budget = cpu_budget_s if dev.type == "cpu" else budget_s
+        for path in chosen_paths:
+            if path == CUDA_GRAPH and dev.type != "cuda":
+                table.skipped.append(
+                    {"path": path, "device": str(dev), "reason": "cuda-graph needs a CUDA device; skipped on the CPU"}
+                )
+                continue
+            for size in sizes:
+                point = measure_point(
+                    path, model, size, n_examples, dev, repeats, warmup, point_budget,
+                    dataset=dataset, data=data, optimizer=optimizer, seed=seed,
+                    num_workers=num_workers, hidden=hidden,
+                )
+                table.points.append(point)
+                if progress is not None:
+                    progress(
+                        f"{point.series:<24} B={size:<6} {point.per_update_median_s * 1e3:10.3f} ms/update"
+                        f"{' (extrapolated epoch)' if point.extrapolated else ''}"
+                    )
+        data.release(dev)
+
+    table.notes = footnotes(table.points)
+    if data.synthetic:
+        table.notes.append(f"Why synthetic: {data.reason}.")
+    if capped:
+        table.notes.append(
+            f"Batch sizes {', '.join(str(b) for b in capped)} exceed the {n_examples:,} timed examples "
+            f"and were capped at {n_examples:,}."
+        )
+    table.notes.extend(f"{s['path']} ({s['device']}): {s['reason']}." for s in table.skipped)
+    return table
+
+
+def sweep_devices(name: str) -> list[torch.device]:
+    """``auto`` → the GPU and the CPU when a GPU is present, else the CPU; any other name → itself."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return [torch.device("cuda"), torch.device("cpu")]
+        return [torch.device("cpu")]
+    return [resolve_device(name)]
+
+
+def check_paths(paths: Sequence[str] | None, devices: Sequence[torch.device]) -> tuple[str, ...]:
+    """The paths to time; unknown names, and cuda-graph without a CUDA device, are errors."""
+    has_cuda = any(d.type == "cuda" for d in devices)
+    if paths is None or len(paths) == 0:
+        return tuple(p for p in PATHS if has_cuda or p != CUDA_GRAPH)
+    for path in paths:
+        if path not in PATHS:
+            raise ConfigError(f"unknown timing path {path!r}; allowed: {', '.join(PATHS)}")
+    if CUDA_GRAPH in paths and not has_cuda:
+        allowed = ", ".join(p for p in PATHS if p != CUDA_GRAPH)
+        where = "on this machine" if not torch.cuda.is_available() else "with this --device (use cuda or auto)"
+        raise ConfigError(f"cuda-graph needs a CUDA device; allowed {where}: {allowed}")
+    return tuple(dict.fromkeys(paths))
+
+
+def resolve_batch_sizes(batch_sizes: Sequence[int | str], n_examples: int) -> tuple[list[int], list[int]]:
+    """Sorted distinct batch sizes (``"full"`` → N) and the ones that were capped at N."""
+    if not batch_sizes:
+        raise ConfigError("no batch sizes given; allowed: integers ≥ 1 or 'full', e.g. 1 10 100")
+    sizes: set[int] = set()
+    capped: list[int] = []
+    for value in batch_sizes:
+        size = parse_batch_size(value)
+        if size == FULL_BATCH:
+            size = n_examples
+        if size > n_examples:
+            capped.append(size)
+            size = n_examples
+        sizes.add(size)
+    return sorted(sizes), sorted(set(capped))
+
+
+def check_settings(repeats: int, warmup: int, budget_s: float, num_workers: int) -> None:
+    """Validate the measurement settings (one-line :class:`ConfigError` each)."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < MIN_REPEATS:
+        raise ConfigError(
+            f"repeats {repeats!r} is too few; allowed: an integer ≥ {MIN_REPEATS} (a median with a spread)"
+        )
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
+        raise ConfigError(f"warm-up {warmup!r} is invalid; allowed: an integer ≥ 1 (untimed updates first)")
+    if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0 or math.isinf(budget_s):
+        raise ConfigError(f"budget {budget_s!r} s is invalid; allowed: a positive number of seconds")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ConfigError(f"num_workers {num_workers!r} is invalid; allowed: an integer ≥ 0")
+
+
+def _positive_int(what: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{what} {value!r} is invalid; allowed: an integer ≥ 1")
+    return value
+
+
+def _data_of_size(data: TimingData | None, dataset: str, n: int, data_dir) -> TimingData:
+    """``data`` cut to its first ``n`` examples, or new data when it is missing or too small."""
+    if data is None or data.n < n:
+        return make_timing_data(data.dataset if data is not None else dataset, n, data_dir)
+    if data.n == n:
+        return data
+    return TimingData(data.dataset, data.x[:n], data.y[:n], data.num_classes, data.synthetic, data.reason)

@@ -1,0 +1,93 @@
+"""The lecture's two timing panels, from measurements: time per update and time per epoch against
+batch size (log axes), one line per data path and device, with the lecture's V100 numbers as a
+dashed reference.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, Agg rendering),
+so they can be embedded in a report or saved from any thread.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+from batchlab.timing.lecture import LECTURE_LABEL, LECTURE_V100_TIMES  # noqa: E402
+from batchlab.timing.table import TimingTable  # noqa: E402
+
+PATH_COLORS = {"dataloader": "#d62728", "resident": "#1f77b4", "cuda-graph": "#2ca02c"}
+DEVICE_STYLES = {"cuda": ("-", "o"), "cpu": ("-.", "s")}
+LECTURE_COLOR = "#7f7f7f"
+
+
+def plot_timing(table: TimingTable, lecture_reference: bool = True) -> Figure:
+    """Two panels: left, median time per update with its interquartile range as error bars;
+    right, time per epoch (filled markers: measured epochs; open markers: extrapolated from the
+    time per update). ``lecture_reference`` adds the lecture's V100 series, dashed and grey."""
+    figure = Figure(figsize=(11, 4.6), layout="constrained")
+    per_update, per_epoch = figure.subplots(1, 2)
+    for points in table.series().values():
+        path, device = points[0].path, points[0].device
+        line_style, marker = DEVICE_STYLES.get(device.split(":")[0], ("--", "^"))
+        color = PATH_COLORS.get(path, None)
+        sizes = [p.batch_size for p in points]
+        medians = [p.per_update_median_s for p in points]
+        spread = [
+            [m - p.per_update_q25_s for p, m in zip(points, medians)],
+            [p.per_update_q75_s - m for p, m in zip(points, medians)],
+        ]
+        label = f"{path} ({points[0].device_name})"
+        per_update.errorbar(sizes, medians, yerr=spread, linestyle=line_style, marker=marker, color=color,
+                            capsize=3, label=label)
+        per_epoch.plot(sizes, [p.per_epoch_s for p in points], linestyle=line_style, color=color, label=label)
+        for point in points:
+            per_epoch.plot(
+                [point.batch_size], [point.per_epoch_s], marker=marker, color=color, linestyle="none",
+                markerfacecolor="white" if point.extrapolated else color,
+            )
+    if lecture_reference:
+        sizes = sorted(LECTURE_V100_TIMES)
+        per_update.plot(sizes, [LECTURE_V100_TIMES[b][0] for b in sizes], "--x", color=LECTURE_COLOR, label=LECTURE_LABEL)
+        per_epoch.plot(sizes, [LECTURE_V100_TIMES[b][1] for b in sizes], "--x", color=LECTURE_COLOR, label=LECTURE_LABEL)
+
+    n_values = sorted({p.n_examples for p in table.points})
+    n_text = ", ".join(f"{n:,}" for n in n_values) if n_values else "?"
+    per_update.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="time per update (s)",
+                   title="Time per update (median, bars: quartiles)")
+    per_epoch.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="time per epoch (s)",
+                  title=f"Time per epoch (N = {n_text})")
+    for axis in (per_update, per_epoch):
+        axis.grid(True, which="both", alpha=0.3)
+    per_update.legend(fontsize=8, loc="upper left")
+    footer = ["open markers: epoch time extrapolated from the time per update"] if any(
+        p.extrapolated for p in table.points) else []
+    if any(p.synthetic_data for p in table.points):
+        footer.append("random data of the dataset's shape (timing does not depend on pixel values)")
+    if footer:
+        # supxlabel keeps the note inside the constrained layout, below both axes labels.
+        figure.supxlabel("; ".join(footer), fontsize=7, color="#555555")
+    return figure
+
+
+def save_figure(figure: Figure, out_dir: Path | str, stem: str = "timing") -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.svg`` into ``out_dir`` atomically; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in ("png", "svg"):
+        target = out_dir / f"{stem}.{fmt}"
+        handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{fmt}.tmp", dir=out_dir)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                figure.savefig(stream, format=fmt, dpi=150)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        written.append(target)
+    return written

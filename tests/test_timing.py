@@ -1,0 +1,292 @@
+"""The timing harness: repeats and spread, extrapolated and measured epochs, synthetic data, the
+data paths' batch order, serialization and figures. No assertion is about speed."""
+
+import json
+import math
+import statistics
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from batchlab.data import epoch_permutation
+from batchlab.errors import ConfigError
+from batchlab.timing import (
+    LECTURE_V100_TIMES,
+    TimingTable,
+    format_seconds,
+    format_timing_table,
+    measure_point,
+    plot_timing,
+    timing_sweep,
+)
+from batchlab.timing import harness
+from batchlab.timing.harness import resolve_batch_sizes, updates_in_budget
+from batchlab.timing.paths import DataLoaderPath, ResidentBatches, build_path
+from batchlab.timing.table import TimingPoint
+from batchlab.timing.workload import make_timing_data, synthetic_data
+
+CPU = torch.device("cpu")
+TINY = (8,)  # hidden width: keeps every update well under a millisecond
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_data("mnist-5k", (1, 28, 28), 10, 48, reason="test data")
+
+
+def point(data, path="resident", batch_size=8, budget_s=1e-6, **kwargs):
+    return measure_point(path, "mlp", batch_size, data.n, CPU, repeats=5, warmup=1, budget_s=budget_s,
+                         data=data, hidden=TINY, **kwargs)
+
+
+@pytest.mark.parametrize("path", ["dataloader", "resident"])
+def test_tiny_budget_extrapolates_the_epoch_from_the_update_time(data, path):
+    p = point(data, path)
+    assert p.repeats == len(p.per_update_s) >= 5
+    assert p.per_update_min_s <= p.per_update_q25_s <= p.per_update_median_s <= p.per_update_q75_s <= p.per_update_max_s
+    assert p.extrapolated
+    assert p.updates_per_repeat < p.updates_per_epoch == 6
+    assert p.per_epoch_s == pytest.approx(p.per_update_median_s * p.updates_per_epoch)
+    assert p.synthetic_data and p.n_examples == 48
+    assert any("extrapolated" in note for note in p.notes)
+    assert p.capture_s is None
+
+
+def test_an_affordable_epoch_is_measured_whole(data):
+    p = point(data, "resident", batch_size=16, budget_s=30.0)
+    assert not p.extrapolated
+    assert p.updates_per_repeat == p.updates_per_epoch == 3
+    # Each repeat is one epoch; its per-update time is the epoch time / updates.
+    assert p.per_epoch_s == pytest.approx(statistics.median(p.per_update_s) * 3)
+
+
+def test_full_batch_is_one_update_per_epoch(data):
+    p = point(data, "resident", batch_size="full", budget_s=30.0)
+    assert p.batch_size == 48 and p.updates_per_epoch == 1 and not p.extrapolated
+
+
+def test_batch_larger_than_n_grows_the_timed_set(data):
+    p = point(data, "resident", batch_size=64)
+    assert p.n_examples == 64 and p.updates_per_epoch == 1
+
+
+def test_dataset_too_small_gives_synthetic_data_and_says_why():
+    timed = make_timing_data("mnist-5k", 4001)
+    assert timed.synthetic and timed.n == 4001
+    assert "4,000 training examples" in timed.reason
+    assert timed.x.shape == (4001, 1, 28, 28) and timed.y.max() < 10
+
+
+def test_dataset_large_enough_gives_its_real_examples():
+    timed = make_timing_data("mnist-5k", 100)
+    assert not timed.synthetic and timed.n == 100
+    assert 0.0 <= timed.x.min() and timed.x.max() <= 1.0
+    assert timed.x.max() == 1.0  # real pixels reach 255
+
+
+def test_measure_point_flags_synthetic_only_when_n_exceeds_the_dataset():
+    real = measure_point("resident", "mlp", 10, 40, CPU, 5, 1, 1e-6, dataset="mnist-5k", hidden=TINY)
+    assert not real.synthetic_data
+    fake = measure_point("resident", "mlp", 4500, 40, CPU, 5, 1, 1e-6, dataset="mnist-5k", hidden=TINY)
+    assert fake.synthetic_data and fake.n_examples == 4500
+    assert any("synthetic" in note for note in fake.notes)
+
+
+def test_resident_batches_walk_a_new_permutation_every_epoch():
+    batches = ResidentBatches(10, 3, seed=4, device=CPU)
+    assert batches.updates_per_epoch == 4
+    epochs = []
+    for _ in range(2):
+        epochs.append(torch.cat([batches.next() for _ in range(batches.updates_per_epoch)]))
+    for epoch, order in enumerate(epochs):
+        assert torch.equal(order, epoch_permutation(10, epoch, 4, "epoch"))  # the trainer's order
+        assert sorted(order.tolist()) == list(range(10))
+    assert not torch.equal(epochs[0], epochs[1])
+    assert batches.examples_seen == 20
+
+
+@pytest.mark.parametrize("path", ["dataloader", "resident"])
+def test_one_epoch_of_steps_sees_every_example_once(data, path):
+    runner = build_path(path, "mlp", data, 5, CPU, hidden=TINY)
+    assert runner.updates_per_epoch == 10  # 48 = 9 × 5 + 3: the short last batch is kept
+    for _ in range(runner.updates_per_epoch):
+        runner.step()
+    assert runner.examples_seen == data.n
+    runner.step()  # wraps into the next epoch
+    assert runner.examples_seen == data.n + 5
+
+
+def test_dataloader_path_is_the_plain_pytorch_loader(data):
+    runner = build_path("dataloader", "mlp", data, 8, CPU, hidden=TINY, num_workers=0)
+    assert isinstance(runner, DataLoaderPath)
+    assert isinstance(runner.loader.sampler, torch.utils.data.RandomSampler)
+    assert runner.loader.batch_size == 8
+
+
+def test_paths_start_from_the_same_seeded_weights(data):
+    first = build_path("dataloader", "mlp", data, 8, CPU, hidden=TINY, seed=3)
+    second = build_path("resident", "mlp", data, 8, CPU, hidden=TINY, seed=3)
+    for a, b in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_updates_move_the_weights(data):
+    runner = build_path("resident", "mlp", data, 8, CPU, hidden=TINY)
+    before = [p.detach().clone() for p in runner.model.parameters()]
+    runner.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, runner.model.parameters()))
+
+
+def test_cuda_graph_on_the_cpu_is_refused_with_a_clear_message(data):
+    with pytest.raises(ConfigError, match="cuda-graph needs a CUDA device; allowed on cpu: dataloader, resident"):
+        point(data, "cuda-graph")
+
+
+def test_sweep_skips_cuda_graph_on_the_cpu_and_says_so(monkeypatch, data):
+    # As on a GPU machine, where cuda-graph is asked for and the CPU series cannot run it.
+    monkeypatch.setattr(harness, "check_paths", lambda paths, devices: ("resident", "cuda-graph"))
+    monkeypatch.setattr(harness, "make_timing_data", lambda *a, **k: data)
+    table = timing_sweep(["resident", "cuda-graph"], [16], "cpu", n_examples=48, budget_s=1e-6, warmup=1, hidden=TINY)
+    assert [p.path for p in table.points] == ["resident"]
+    assert table.skipped == [{"path": "cuda-graph", "device": "cpu", "reason": "cuda-graph needs a CUDA device; skipped on the CPU"}]
+    assert any("cuda-graph (cpu)" in note for note in table.notes)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's message")
+def test_asking_for_cuda_graph_without_cuda_is_an_error():
+    with pytest.raises(ConfigError, match="cuda-graph needs a CUDA device; allowed on this machine: dataloader, resident"):
+        timing_sweep(["cuda-graph"], [1], "auto")
+
+
+def test_sweep_table_has_every_point_and_footnotes(monkeypatch, data):
+    monkeypatch.setattr(harness, "make_timing_data", lambda *a, **k: data)
+    table = timing_sweep(None, [1, 16, "full", 100], "cpu", n_examples=48, budget_s=1e-6, warmup=1, hidden=TINY)
+    assert table.settings["batch_sizes"] == [1, 16, 48]
+    assert {(p.path, p.batch_size) for p in table.points} == {
+        (path, b) for path in ("dataloader", "resident") for b in (1, 16, 48)
+    }
+    assert "cpu" in table.environments and table.environments["cpu"]["torch"] == torch.__version__
+    text = "\n".join(table.notes)
+    assert "extrapolated" in text and "synthetic" in text and "capped at 48" in text
+    rendered = format_timing_table(table)
+    assert "time/update median [q25–q75]" in rendered and "yes†" in rendered
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"repeats": 4}, "repeats 4 is too few"),
+        ({"warmup": 0}, "warm-up 0 is invalid"),
+        ({"budget_s": 0.0}, "budget 0.0 s is invalid"),
+        ({"num_workers": -1}, "num_workers -1 is invalid"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(data, kwargs, message):
+    settings = {"repeats": 5, "warmup": 1, "budget_s": 1e-6} | kwargs
+    with pytest.raises(ConfigError, match=message):
+        measure_point("resident", "mlp", 8, 48, CPU, settings["repeats"], settings["warmup"], settings["budget_s"],
+                      data=data, hidden=TINY, num_workers=kwargs.get("num_workers", 0))
+
+
+@pytest.mark.parametrize("sizes, message", [([0], "too small"), (["1.5"], "not an integer"), ([], "no batch sizes")])
+def test_bad_batch_sizes_are_one_line_errors(sizes, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_batch_sizes(sizes, 100)
+
+
+def test_unknown_path_is_an_error(data):
+    with pytest.raises(ConfigError, match="unknown timing path 'gpu'; allowed: dataloader, resident, cuda-graph"):
+        point(data, "gpu")
+
+
+def test_updates_in_budget_rule():
+    assert updates_in_budget(0.001, 1.0, 5, 1000) == 200
+    assert updates_in_budget(10.0, 1.0, 5, 1000) == 1  # always at least one update
+    assert updates_in_budget(1e-6, 1.0, 5, 60) == 60  # never more than an epoch
+
+
+def test_table_round_trips_through_json_and_the_store(tmp_path, monkeypatch, data):
+    from batchlab.store import RunStore
+
+    monkeypatch.setattr(harness, "make_timing_data", lambda *a, **k: data)
+    table = timing_sweep(["resident"], [8, 48], "cpu", n_examples=48, budget_s=1e-6, warmup=1, hidden=TINY)
+    again = TimingTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again.points == table.points and again.notes == table.notes
+    with RunStore(tmp_path / "runs.db") as store:
+        for row in table.store_rows():
+            store.add_timing(row)
+        rows = store.timings(data_path="resident")
+    assert [r["batch_size"] for r in rows] == [8, 48]
+    assert rows[0]["per_update_median_s"] == pytest.approx(table.points[0].per_update_median_s)
+    assert rows[0]["extrapolated"] is True and rows[0]["synthetic_data"] is True
+    assert rows[0]["repeats"] == 5 and rows[0]["environment"]["torch"] == torch.__version__
+    rebuilt = TimingTable.from_store_rows(rows)
+    assert rebuilt.points == table.points
+
+
+def test_plot_has_both_panels_and_the_lecture_reference(data):
+    table = TimingTable(points=[point(data, "resident", b) for b in (1, 8)])
+    figure = plot_timing(table, lecture_reference=True)
+    assert isinstance(figure, Figure)
+    update_axis, epoch_axis = figure.axes[:2]
+    assert update_axis.get_xscale() == "log" and epoch_axis.get_yscale() == "log"
+    labels = [line.get_label() for line in update_axis.get_lines()]
+    assert any("V100" in label for label in labels)
+    reference = next(line for line in update_axis.get_lines() if "V100" in line.get_label())
+    assert list(reference.get_ydata()) == [LECTURE_V100_TIMES[b][0] for b in sorted(LECTURE_V100_TIMES)]
+    without = plot_timing(table, lecture_reference=False)
+    assert not any("V100" in line.get_label() for line in without.axes[0].get_lines())
+
+
+def test_point_from_store_row_written_by_other_code():
+    row = {"device": "cuda", "device_name": "GPU", "data_path": "resident", "model": "mlp", "batch_size": 100,
+           "n_examples": 60000, "per_update_median_s": 0.001, "per_update_q25_s": 0.001, "per_update_q75_s": 0.001,
+           "per_epoch_s": 0.6, "extrapolated": True, "synthetic_data": False, "extra": {}}
+    p = TimingPoint.from_store_row(row)
+    assert p.updates_per_epoch == 600 and p.per_update_median_s == 0.001
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(3.2e-6, "3.20 µs"), (4.1e-4, "410 µs"), (0.0125, "12.5 ms"), (3.4, "3.40 s"), (364.0, "6.07 min"), (None, "—")],
+)
+def test_format_seconds(seconds, text):
+    assert format_seconds(seconds) == text
+
+
+def test_per_update_values_are_finite_and_positive(data):
+    p = point(data, "dataloader")
+    assert all(math.isfinite(v) and v > 0 for v in p.per_update_s)
+
+
+@pytest.mark.parametrize("lam", [0.9, 0.0])
+def test_capturable_step_trains_exactly_like_the_lecture_momentum_optimizer(data, lam):
+    """The step the cuda-graph path captures, run eagerly, against batchlab.optim.Momentum."""
+    from batchlab.optim import Momentum
+    from batchlab.timing.paths import CapturableStep, build_timed_model
+    from torch.nn import functional as F
+
+    captured = CapturableStep(build_timed_model("mlp", data, CPU, 5, TINY), data.x, data.y, lr=0.05, momentum=lam)
+    eager = build_timed_model("mlp", data, CPU, 5, TINY)
+    optimizer = Momentum(eager.parameters(), lr=0.05, momentum=lam)
+    batches = ResidentBatches(data.n, 8, seed=5, device=CPU)
+    for _ in range(8):
+        index = batches.next()
+        captured.model.zero_grad(set_to_none=True)  # as before a capture: backward assigns grads
+        captured(index)
+        loss = F.cross_entropy(eager(data.x[index]), data.y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    for a, b in zip(captured.model.parameters(), eager.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    if lam:
+        for buffer, param in zip(captured.buffers, eager.parameters()):
+            torch.testing.assert_close(buffer, optimizer.state[param]["momentum_buffer"], rtol=1e-6, atol=1e-7)
+
+
+def test_optimizer_without_momentum_is_timed_with_lambda_zero(data):
+    p = point(data, "resident", optimizer="adam")
+    assert p.optimizer == "adam" and p.repeats == 5
+
