@@ -1,0 +1,203 @@
+"""The Ray executor: work units run as Ray tasks on a local Ray instance or an existing cluster.
+
+* One task per work unit (see :func:`batchlab.sweep.plan.ray_units`), with ``num_gpus=1`` when
+  the cluster has GPUs, else ``num_cpus=1``. A task whose worker process dies is retried by Ray
+  (``max_retries`` = :data:`MAX_RETRIES`); an exception raised by training is not retried (it
+  would fail the same way) and is reported as a failed unit.
+* Workers never write the run store: a store is one SQLite file that the workers of a cluster
+  may not share. A task trains its runs into a private scratch store in a temporary folder and
+  returns each run's :class:`RunResult` and final weights (CPU tensors). The driver alone writes
+  the sweep's store — ``start_run``, every epoch's metrics, the weights, ``finish_run`` — and
+  skips a run the store already holds as ended, so a retried task never records a run twice.
+* Resume granularity on Ray is the run: the driver ships each unfinished run's last checkpoint
+  from the store (say, of a local sweep that was interrupted) to the task, which resumes from
+  it; but checkpoints written while a task trains stay in its scratch store, so a run whose task
+  dies, or whose driver is killed, starts again from that shipped checkpoint (or from epoch 1).
+
+Ray is imported only here and only when asked for; without it the one-line error is
+:data:`RAY_MISSING`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from batchlab.config import RunConfig
+from batchlab.errors import ConfigError, UserError
+from batchlab.sweep.plan import SweepPlan, WorkUnit
+from batchlab.train.packed import AUTO, PACKED, SEQUENTIAL
+from batchlab.train.result import ENDED_STATUSES, RunResult
+
+RAY_MISSING = "--executor ray needs the ray extra: pip install 'batchlab[ray]'"
+# Attempts after the first when a task's worker process dies (node lost, killed, out of memory).
+MAX_RETRIES = 3
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError(RAY_MISSING) from None
+    return ray
+
+
+class RaySession:
+    """Ray for the length of a sweep: joins ``address`` when given, else starts a local instance
+    with ``num_cpus`` CPUs (all of this machine's by default, no dashboard). An instance that was
+    already running in this process is used as it is and left running."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.started = False
+        self.has_gpus = False
+
+    def __enter__(self) -> "RaySession":
+        ray = import_ray()
+        if not ray.is_initialized():
+            if self.address:
+                ray.init(address=self.address, logging_level=logging.WARNING)
+            else:
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+            self.started = True
+        self.has_gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.started:
+            import_ray().shutdown()
+            self.started = False
+
+    def device_type(self, config: RunConfig) -> str:
+        """The device type a worker will train ``config`` on, which its run id is computed with:
+        ``auto`` is ``cuda`` on a cluster with GPUs (tasks then ask for one), else ``cpu``."""
+        if config.device == "auto":
+            return "cuda" if self.has_gpus else "cpu"
+        import torch
+
+        try:
+            return torch.device(config.device).type
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"unknown device {config.device!r}; allowed: auto, cpu, cuda, cuda:N, mps") from None
+
+
+def train_unit(
+    configs: tuple[RunConfig, ...],
+    strategy: str,
+    checkpoints: dict[str, dict],
+    keep_weights: bool,
+) -> list[tuple[RunResult, dict | None]]:
+    """Train one work unit on a Ray worker; returns each run's result and final weights.
+
+    The runs are trained into a scratch store in a temporary folder, seeded with the checkpoints
+    the driver sent, so they resume exactly as they would locally; nothing of it outlives the task.
+    """
+    from batchlab.store import RunStore
+    from batchlab.train import train
+    from batchlab.train.packed import train_pack
+
+    with tempfile.TemporaryDirectory(prefix="batchlab-ray-") as scratch:
+        store = RunStore(Path(scratch) / "runs.db")
+        try:
+            for identity, payload in checkpoints.items():
+                store.save_checkpoint(identity, payload)
+            if strategy == PACKED:
+                # The worker's own device decides the packing (GPU memory, or a measurement).
+                results = list(train_pack(configs, store=store, progress=False, strategy=AUTO))
+            else:
+                results = [train(config, store=store, progress=False) for config in configs]
+            return [
+                (result, store.load_weights(result.run_id) if keep_weights and store.has_weights(result.run_id) else None)
+                for result in results
+            ]
+        finally:
+            store.close()
+
+
+def run_ray(
+    plan: SweepPlan,
+    store: Any,
+    *,
+    session: RaySession,
+    keep_weights: bool = True,
+    force: bool = False,
+    on_failure: Callable[[WorkUnit, str], None] | None = None,
+) -> Iterator[RunResult]:
+    """Submit every unit of ``plan`` as a Ray task and record results as tasks finish.
+
+    ``on_failure(unit, message)`` is called for a unit whose task failed for good; the sweep goes
+    on with the others.
+    """
+    ray = import_ray()
+    resources = {"num_gpus": 1} if session.has_gpus else {"num_cpus": 1}
+    remote = ray.remote(max_retries=MAX_RETRIES, **resources)(train_unit)
+    pending: dict[Any, WorkUnit] = {}
+    for unit in plan.units:
+        checkpoints = _checkpoints(unit, store, session) if store is not None and not force else {}
+        strategy = PACKED if unit.strategy == PACKED else SEQUENTIAL
+        pending[remote.remote(unit.configs, strategy, checkpoints, keep_weights)] = unit
+    recorded: set[str] = set()
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        unit = pending.pop(done[0])
+        try:
+            outputs = ray.get(done[0])
+        except ray.exceptions.RayError as error:
+            if on_failure is not None:
+                on_failure(unit, _failure_message(error))
+            continue
+        for result, weights in outputs:
+            yield record_result(store, result, weights, force=force and result.run_id not in recorded)
+            recorded.add(result.run_id)
+
+
+def record_result(store: Any, result: RunResult, weights: dict | None, *, force: bool = False) -> RunResult:
+    """Write a run trained elsewhere into ``store`` as the trainers would have written it.
+
+    A run the store already holds as ended is left alone (and returned as stored), unless
+    ``force``, in which case the stored one is replaced.
+    """
+    if store is None:
+        return result
+    from batchlab.train.loop import result_from_record
+
+    existing = store.get(result.run_id)
+    if existing is not None and existing.status in ENDED_STATUSES and not force:
+        return result_from_record(existing, store)
+    device_type = str(result.environment.get("device", result.config.device)).split(":")[0]
+    store.start_run(result.run_id, result.config.to_dict() | {"device": device_type}, result.environment,
+                    force=force)
+    for row in result.epochs:
+        store.log_epoch(result.run_id, int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
+    if weights is not None:
+        store.save_weights(result.run_id, weights)
+    store.finish_run(result.run_id, result.status, result.summary)
+    store.delete_checkpoint(result.run_id)
+    return result
+
+
+def _checkpoints(unit: WorkUnit, store: Any, session: RaySession) -> dict[str, dict]:
+    from batchlab.config import run_id
+
+    found = {}
+    for config in unit.configs:
+        identity = run_id(config, session.device_type(config))
+        checkpoint = store.load_checkpoint(identity)
+        if checkpoint is not None:
+            found[identity] = checkpoint
+    return found
+
+
+def _failure_message(error: BaseException) -> str:
+    """One line: the exception raised inside the task when there is one (Ray's own message
+    starts with the task's process name instead), else Ray's first line."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        error = cause
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__

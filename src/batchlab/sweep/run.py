@@ -1,0 +1,197 @@
+"""``run_sweep(spec, store) -> Results``: validate, plan, train what is left, collect everything.
+
+1. Every configuration of the grid is expanded and validated (:meth:`SweepSpec.configs`) before
+   anything trains, so a bad value fails the whole sweep upfront with one line.
+2. The plan (:func:`~batchlab.sweep.plan.plan_sweep`) skips runs the store already holds as
+   ended and groups the rest into work units.
+3. An executor trains the units: ``local`` in this process, ``ray`` as Ray tasks. Each run is
+   stored under the run id a single ``batchlab train`` would give it.
+4. The results come back in grid order, skipped runs read from the store.
+
+Crash-proof by construction: the store is SQLite in WAL mode and every write is one committed
+transaction; each run logs every epoch and keeps a checkpoint of its last epoch; run ids are
+primary keys. So a sweep killed at any instant (SIGKILL included) and started again with the
+same arguments skips what ended, resumes the rest from their checkpoints, and stores no run twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from batchlab.config import RunConfig, run_id
+from batchlab.errors import ConfigError
+from batchlab.sweep.plan import EXECUTORS, LOCAL, RAY, SweepPlan, WorkUnit, plan_sweep
+from batchlab.sweep.progress import SweepProgress
+from batchlab.sweep.results import Results
+from batchlab.sweep.spec import SweepSpec
+from batchlab.train.packed import AUTO, STRATEGIES
+from batchlab.train.result import RunResult
+
+
+def run_sweep(
+    spec: SweepSpec | Sequence[RunConfig],
+    store: Any,
+    *,
+    executor: str = LOCAL,
+    ray_address: str | None = None,
+    ray_cpus: int | None = None,
+    progress: bool | None = None,
+    force: bool = False,
+    packing: str = AUTO,
+    keep_weights: bool = True,
+    on_plan: Callable[[SweepPlan], None] | None = None,
+) -> Results:
+    """Train every run of ``spec`` that ``store`` does not already hold; return all of them.
+
+    Args:
+        spec: a :class:`SweepSpec` (or a list of RunConfigs).
+        store: a :class:`batchlab.store.RunStore`, a path to one, or None (nothing recorded,
+            nothing resumed).
+        executor: ``local`` (this process) or ``ray`` (Ray tasks; see ray_executor.py).
+        ray_address: join this Ray cluster instead of starting a local instance.
+        ray_cpus: CPUs of the local Ray instance (default: all of this machine's).
+        progress: a bar of runs done with ETA (True), one plain line per run (False), or a bar
+            only on a terminal (None).
+        force: train every run again, replacing what the store holds.
+        packing: ``auto``, ``packed`` or ``sequential`` (local executor; see
+            :func:`batchlab.train.packed.plan_packs`).
+        keep_weights: keep each run's final weights beside the store.
+        on_plan: called with the plan before anything trains (the CLI prints it).
+    """
+    configs = _validated(spec)
+    _check_choices(executor, packing)
+    with _opened(store) as run_store, _session(executor, ray_address, ray_cpus) as session:
+        plan = _plan(configs, run_store, executor, force, packing, session)
+        if on_plan is not None:
+            on_plan(plan)
+        reporter = SweepProgress(len(plan.run_ids), len(plan.finished), enabled=progress)
+        trained: dict[str, RunResult] = {}
+        failed: list[tuple[str, str]] = []
+        try:
+            for result in _execute(plan, run_store, executor, session, reporter, keep_weights, force, failed):
+                trained[result.run_id] = result
+                reporter.run_ended(result)
+        finally:
+            reporter.close()
+        return Results(_in_grid_order(plan, trained, run_store), run_store, skipped=len(plan.finished), failed=failed)
+
+
+def plan_only(
+    spec: SweepSpec | Sequence[RunConfig],
+    store: Any,
+    *,
+    executor: str = LOCAL,
+    ray_address: str | None = None,
+    ray_cpus: int | None = None,
+    force: bool = False,
+    packing: str = AUTO,
+) -> SweepPlan:
+    """The plan :func:`run_sweep` would follow, without training anything (``--dry-run``)."""
+    configs = _validated(spec)
+    _check_choices(executor, packing)
+    with _opened(store, create=False) as run_store, _session(executor, ray_address, ray_cpus) as session:
+        return _plan(configs, run_store, executor, force, packing, session)
+
+
+def _validated(spec: SweepSpec | Sequence[RunConfig]) -> list[RunConfig]:
+    if isinstance(spec, SweepSpec):
+        return spec.configs()
+    configs = list(spec)
+    if not all(isinstance(config, RunConfig) for config in configs):
+        raise ConfigError("a sweep is a SweepSpec or a list of RunConfig; allowed: batchlab.sweep.SweepSpec(...)")
+    from batchlab.sweep.spec import check_runnable
+
+    for config in configs:
+        check_runnable(config)
+    return configs
+
+
+def _check_choices(executor: str, packing: str) -> None:
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    if packing not in STRATEGIES:
+        raise ConfigError(f"unknown packing {packing!r}; allowed: {', '.join(STRATEGIES)}")
+
+
+@contextlib.contextmanager
+def _opened(store: Any, *, create: bool = True) -> Iterator[Any]:
+    """The store as a RunStore (opened here from a path, and closed again), or None.
+
+    A dry run does not create a store that is not there yet."""
+    if store is None or not isinstance(store, (str, Path)):
+        yield store
+        return
+    from batchlab.store import RunStore
+
+    if not create and not Path(store).expanduser().exists():
+        yield None
+        return
+    run_store = RunStore(store)
+    try:
+        yield run_store
+    finally:
+        run_store.close()
+
+
+@contextlib.contextmanager
+def _session(executor: str, address: str | None, num_cpus: int | None) -> Iterator[Any]:
+    if executor != RAY:
+        yield None
+        return
+    from batchlab.sweep.ray_executor import RaySession
+
+    with RaySession(address, num_cpus) as session:
+        yield session
+
+
+def _plan(configs: list[RunConfig], store: Any, executor: str, force: bool, packing: str, session: Any) -> SweepPlan:
+    if session is None:
+        return plan_sweep(configs, store, executor=executor, force=force, packing=packing)
+    return plan_sweep(configs, store, executor=executor, force=force, packing=packing,
+                      device_type=session.device_type, cluster_has_gpus=session.has_gpus)
+
+
+def _execute(
+    plan: SweepPlan,
+    store: Any,
+    executor: str,
+    session: Any,
+    reporter: SweepProgress,
+    keep_weights: bool,
+    force: bool,
+    failed: list[tuple[str, str]],
+) -> Iterator[RunResult]:
+    # Each run's own per-epoch display follows the sweep's: bars under a bar, lines in a log.
+    run_progress = not reporter.plain
+    if executor == LOCAL:
+        from batchlab.sweep.local_executor import run_local
+
+        return run_local(plan, store, progress=run_progress, keep_weights=keep_weights, force=force)
+    from batchlab.sweep.ray_executor import run_ray
+
+    def on_failure(unit: WorkUnit, message: str) -> None:
+        for config in unit.configs:
+            identity = run_id(config, session.device_type(config))
+            failed.append((identity, message))
+            reporter.note(f"run {identity} B={config.batch_size} failed on Ray: {message}")
+
+    return run_ray(plan, store, session=session, keep_weights=keep_weights, force=force, on_failure=on_failure)
+
+
+def _in_grid_order(plan: SweepPlan, trained: dict[str, RunResult], store: Any) -> list[RunResult]:
+    from batchlab.train.loop import result_from_record
+
+    ordered = []
+    for identity in plan.run_ids:
+        if identity in trained:
+            ordered.append(trained.pop(identity))
+        elif identity in plan.finished and store is not None:
+            record = store.get(identity)
+            if record is not None:
+                ordered.append(result_from_record(record, store))
+    # A worker that computed another id than the plan expected (another device type) still counts.
+    ordered.extend(trained.values())
+    return ordered
