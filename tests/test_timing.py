@@ -290,3 +290,12 @@ def test_optimizer_without_momentum_is_timed_with_lambda_zero(data):
     p = point(data, "resident", optimizer="adam")
     assert p.optimizer == "adam" and p.repeats == 5
 
+
+
+def test_busy_machine_note_only_when_load_exceeds_the_cores():
+    from batchlab.timing.harness import busy_machine_note
+
+    assert busy_machine_note(1.5, 1.9, 2) is None
+    assert busy_machine_note(None, None, 2) is None
+    note = busy_machine_note(1.0, 5.25, 2)
+    assert note is not None and "5.2 on 2 cores" in note

@@ -23,6 +23,7 @@ N = 60,000 examples, the size of MNIST's training set in the lecture's table (SC
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -191,6 +192,7 @@ def timing_sweep(
     if cpu_budget_s is None:
         cpu_budget_s = DEFAULT_CPU_BUDGET_WITH_GPU_S if any(d.type == "cuda" for d in devices) else budget_s
     data = make_timing_data(dataset, n_examples, data_dir)
+    load_before = machine_load()
 
     table = TimingTable(
         settings={
@@ -235,6 +237,11 @@ def timing_sweep(
         data.release(dev)
 
     table.notes = footnotes(table.points)
+    load_after = machine_load()
+    table.settings["load_average"] = {"before": load_before, "after": load_after, "cpu_count": os.cpu_count()}
+    busy = busy_machine_note(load_before, load_after, os.cpu_count())
+    if busy and any(d.type == "cpu" for d in devices):
+        table.notes.append(busy)
     if data.synthetic:
         table.notes.append(f"Why synthetic: {data.reason}.")
     if capped:
@@ -244,6 +251,26 @@ def timing_sweep(
         )
     table.notes.extend(f"{s['path']} ({s['device']}): {s['reason']}." for s in table.skipped)
     return table
+
+
+def machine_load() -> float | None:
+    """The 1-minute load average (runnable processes), or None where the system has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_machine_note(before: float | None, after: float | None, cpu_count: int | None) -> str | None:
+    """A warning when other processes kept the CPUs busy: CPU times are then inflated, often far
+    beyond the share of the cores taken, because PyTorch's threads wait for each other."""
+    loads = [load for load in (before, after) if load is not None]
+    if not loads or not cpu_count or max(loads) <= cpu_count:
+        return None
+    return (
+        f"Busy machine: load average up to {max(loads):.1f} on {cpu_count} cores while timing; "
+        "CPU times are inflated by other processes."
+    )
 
 
 def sweep_devices(name: str) -> list[torch.device]:
