@@ -220,3 +220,15 @@ def test_unknown_executor_or_packing():
         run_sweep(SPEC, None, executor="dask")
     with pytest.raises(ConfigError, match="unknown packing 'dense'"):
         run_sweep(SPEC, None, packing="dense")
+
+
+def test_progress_bar_counts_runs_with_skipped_ones_done_from_the_start(tmp_path, capsys):
+    store = RunStore(tmp_path / "runs.db")
+    one = SweepSpec(grid={"batch_size": [256], "seed": [0]}, fixed=FIXED)
+    run_sweep(one, store, progress=False)
+    capsys.readouterr()
+    two = SweepSpec(grid={"batch_size": [256], "seed": [0, 1]}, fixed=FIXED)
+    run_sweep(two, store, progress=True)
+    err = capsys.readouterr().err
+    assert "sweep:" in err and "1/2" in err and "2/2" in err
+    assert "[2/2] run" not in err  # a bar, not plain lines

@@ -1,0 +1,131 @@
+"""The Ray executor on a real local Ray instance (2 CPUs): same runs as the local executor, and a
+task whose worker process is killed is retried without any run being stored twice."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from batchlab.config import run_id
+from batchlab.store import RunStore
+from batchlab.sweep import SweepSpec, run_sweep
+from batchlab.sweep.ray_executor import MAX_RETRIES, RaySession
+from batchlab.train.result import FINISHED
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.distributed
+
+FIXED = {"dataset": "mnist-5k", "hidden": [16], "epochs": 2, "lr": 0.1, "device": "cpu"}
+TASK_TITLE = b"ray::train_unit"
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One local Ray instance for the module; run_sweep uses it as found and leaves it running."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
+
+
+def test_ray_sweep_stores_the_same_runs_as_the_local_executor(ray_instance, tmp_path):
+    spec = SweepSpec(grid={"batch_size": [64, 128], "momentum": [0.0, 0.9]}, fixed=FIXED)
+    on_ray = RunStore(tmp_path / "ray.db")
+    results = run_sweep(spec, on_ray, executor="ray", progress=False)
+    assert ray.is_initialized()  # an instance found running is not shut down
+    local = RunStore(tmp_path / "local.db")
+    reference = run_sweep(spec, local, progress=False, packing="sequential")
+
+    expected = [run_id(config, "cpu") for config in spec.configs()]
+    assert [r.run_id for r in results] == [r.run_id for r in reference] == expected
+    assert results.failed == [] and results.skipped == 0
+    for identity in expected:
+        stored, alone = on_ray.get(identity), local.get(identity)
+        assert stored.status == alone.status == FINISHED
+        assert stored.config == alone.config
+        assert stored.summary["test_acc"] == pytest.approx(alone.summary["test_acc"], abs=2e-3)
+        assert on_ray.has_weights(identity)
+        ray_rows, local_rows = on_ray.metrics(identity), local.metrics(identity)
+        assert [row["epoch"] for row in ray_rows] == [row["epoch"] for row in local_rows] == [1, 2]
+        for ray_row, local_row in zip(ray_rows, local_rows):
+            for key in ("train_loss", "val_loss"):
+                assert ray_row[key] == pytest.approx(local_row[key], rel=1e-4)
+            for key in ("train_acc", "val_acc"):
+                assert ray_row[key] == pytest.approx(local_row[key], abs=2e-3)
+        weights_ray, weights_local = on_ray.load_weights(identity), local.load_weights(identity)
+        for name, tensor in weights_local.items():
+            assert weights_ray[name].allclose(tensor, rtol=1e-3, atol=1e-5)
+
+    again = run_sweep(spec, on_ray, executor="ray", progress=False)
+    assert again.skipped == 4 and all(r.from_store for r in again)
+
+
+def _task_processes() -> list[int]:
+    """PIDs of Ray workers executing train_unit now (Ray titles a busy worker ``ray::<task>``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                title = handle.read()
+        except OSError:
+            continue
+        if title.startswith(TASK_TITLE):
+            found.append(int(entry))
+    return found
+
+
+def _kill_first_task(killed: list[int], stop: threading.Event) -> None:
+    """Wait until a worker has been training a unit for a moment, then SIGKILL it."""
+    while not stop.is_set():
+        busy = _task_processes()
+        if busy:
+            time.sleep(0.5)  # into the training, not just the start of the task
+            if busy[0] in _task_processes():
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+                return
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds Ray's worker processes through /proc")
+def test_a_killed_worker_is_retried_and_every_run_is_stored_once(ray_instance, tmp_path):
+    assert MAX_RETRIES >= 1
+    spec = SweepSpec(grid={"batch_size": [16, 32], "seed": [0]}, fixed=FIXED | {"epochs": 3})
+    store = RunStore(tmp_path / "runs.db")
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_first_task, args=(killed, stop), daemon=True)
+    killer.start()
+    try:
+        results = run_sweep(spec, store, executor="ray", progress=False)
+    finally:
+        stop.set()
+        killer.join(timeout=5)
+    assert killed, "no Ray worker was caught training"
+    expected = {run_id(config, "cpu") for config in spec.configs()}
+    assert results.failed == []
+    assert {r.run_id for r in results} == expected
+    rows = store.runs()
+    assert len(rows) == len(expected) and {r.run_id for r in rows} == expected
+    assert all(r.status == FINISHED for r in rows)
+    for identity in expected:
+        assert [row["epoch"] for row in store.metrics(identity)] == [1, 2, 3]
+
+
+def test_session_gives_auto_the_device_type_of_the_cluster(ray_instance):
+    session = RaySession()
+    with session:
+        assert not session.started  # the module's instance was already running
+        assert session.has_gpus is False
+        config = SweepSpec(fixed=FIXED | {"device": "auto"}).configs()[0]
+        assert session.device_type(config) == "cpu"
+    session.has_gpus = True
+    assert session.device_type(config) == "cuda"
+    assert session.device_type(config.replace(device="cpu")) == "cpu"
