@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import textwrap
 from pathlib import Path
 
 from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
@@ -36,18 +38,38 @@ FIXED_FLAGS = (
 )
 
 
+DESCRIPTION = textwrap.fill(
+    "Train every combination of the swept values (plural flags, or the [grid] of a TOML file "
+    "given with --config; command-line flags override the file). Every run is stored under the "
+    "same id a single `batchlab train` gives it. Run the same command again after an "
+    "interruption (even a kill): finished runs are skipped, unfinished ones resume from their "
+    "last epoch. At the end: mean ± std of the accuracies over seeds for each batch size × "
+    "momentum (and any other swept value but the seed).",
+    width=88,
+) + """
+
+TOML sweep file: optional top-level lr_scaling ("none" or "linear") and base_batch, a
+[fixed] table of RunConfig fields and a [grid] table of lists, e.g.
+
+  [fixed]
+  epochs = 3
+  hidden = [16]
+
+  [grid]
+  batch_size = [16, 256, "full"]
+  momentum = [0.0, 0.9]
+  seed = [0, 1, 2]
+
+On Ray (--executor ray) each task trains its runs apart from the store and the driver
+records them; a run whose task dies is retried from its start (or from the checkpoint a
+local sweep left)."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep",
         help="train a grid of batch size × momentum × learning rate × seed runs",
-        description="Train every combination of the swept values (plural flags, or the [grid] of a "
-        "TOML file given with --config; command-line flags override the file). Every run is stored "
-        "under the same id a single `batchlab train` gives it. Run the same command again after an "
-        "interruption (even a kill): finished runs are skipped, unfinished ones resume from their "
-        "last epoch. At the end: mean ± std of the accuracies over seeds for each batch size × "
-        "momentum.\n\nTOML file: top-level lr_scaling/base_batch, a [fixed] table of RunConfig "
-        "fields and a [grid] table of lists, e.g.\n  [fixed]\n  epochs = 3\n  [grid]\n"
-        "  batch_size = [16, 256, \"full\"]\n  momentum = [0.0, 0.9]\n  seed = [0, 1, 2]",
+        description=DESCRIPTION,
         epilog="Example: batchlab sweep --batch-sizes 1 16 256 full --momenta 0 0.9 --lrs 0.1 "
         "--seeds 0 1 2 --epochs 3 --store batchlab-runs/runs.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for flag, field, kind, text in AXIS_FLAGS:
         parser.add_argument(flag, dest=f"axis_{field}", type=kind, nargs="+", default=None, metavar="VALUE", help=text)
     for flag, field, kwargs in FIXED_FLAGS:
-        parser.add_argument(flag, dest=f"fixed_{field}", default=None, **kwargs)
+        metavar = {} if "choices" in kwargs else {"metavar": field.upper()}
+        parser.add_argument(flag, dest=f"fixed_{field}", default=None, **metavar, **kwargs)
     parser.add_argument("--nesterov", dest="fixed_nesterov", action="store_const", const=True, default=None,
                         help="Nesterov form of momentum (needs every λ > 0)")
     parser.add_argument("--drop-last", dest="fixed_drop_last", action="store_const", const=True, default=None,
@@ -107,8 +130,6 @@ def spec_from_args(args: argparse.Namespace):
     if args.config is not None:
         spec = SweepSpec.from_toml(args.config).with_overrides(grid=grid, fixed=fixed)
         if scaling:
-            import dataclasses
-
             spec = dataclasses.replace(spec, **scaling)
         return spec
     return SweepSpec(grid=grid, fixed=fixed, **scaling)
@@ -137,7 +158,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     print()
     print(summary_table(results.runs))
     trained = len(results) - results.skipped
-    print(f"{len(results)} run(s): {trained} trained, skipped (already in store): {results.skipped}, "
+    print(f"{len(results) + len(results.failed)} run(s): {trained} trained, skipped (already in store): {results.skipped}, "
           f"failed: {len(results.failed)}; store {args.store}")
     if args.export is not None:
         if args.output is None:

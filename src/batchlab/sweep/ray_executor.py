@@ -141,18 +141,24 @@ def run_ray(
         strategy = PACKED if unit.strategy == PACKED else SEQUENTIAL
         pending[remote.remote(unit.configs, strategy, checkpoints, keep_weights)] = unit
     recorded: set[str] = set()
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        unit = pending.pop(done[0])
-        try:
-            outputs = ray.get(done[0])
-        except ray.exceptions.RayError as error:
-            if on_failure is not None:
-                on_failure(unit, _failure_message(error))
-            continue
-        for result, weights in outputs:
-            yield record_result(store, result, weights, force=force and result.run_id not in recorded)
-            recorded.add(result.run_id)
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            unit = pending.pop(done[0])
+            try:
+                outputs = ray.get(done[0])
+            except ray.exceptions.RayError as error:
+                if on_failure is not None:
+                    on_failure(unit, _failure_message(error))
+                continue
+            for result, weights in outputs:
+                yield record_result(store, result, weights, force=force and result.run_id not in recorded)
+                recorded.add(result.run_id)
+    finally:
+        # Interrupted (Ctrl-C, an error while recording): on a cluster that outlives this driver,
+        # tasks left running would train for nobody.
+        for ref in pending:
+            ray.cancel(ref, force=True)
 
 
 def record_result(store: Any, result: RunResult, weights: dict | None, *, force: bool = False) -> RunResult:
