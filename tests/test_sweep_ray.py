@@ -86,7 +86,7 @@ def _kill_first_task(killed: list[int], stop: threading.Event) -> None:
     while not stop.is_set():
         busy = _task_processes()
         if busy:
-            time.sleep(0.5)  # into the training, not just the start of the task
+            time.sleep(0.1)  # into the training, not just the start of the task
             if busy[0] in _task_processes():
                 os.kill(busy[0], signal.SIGKILL)
                 killed.append(busy[0])
@@ -97,7 +97,8 @@ def _kill_first_task(killed: list[int], stop: threading.Event) -> None:
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds Ray's worker processes through /proc")
 def test_a_killed_worker_is_retried_and_every_run_is_stored_once(ray_instance, tmp_path):
     assert MAX_RETRIES >= 1
-    spec = SweepSpec(grid={"batch_size": [16, 32], "seed": [0]}, fixed=FIXED | {"epochs": 3})
+    # B = 8 and 16: over a thousand updates per run, so a task lasts long enough to be caught.
+    spec = SweepSpec(grid={"batch_size": [8, 16], "seed": [0]}, fixed=FIXED | {"epochs": 3})
     store = RunStore(tmp_path / "runs.db")
     killed: list[int] = []
     stop = threading.Event()

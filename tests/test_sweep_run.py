@@ -232,3 +232,20 @@ def test_progress_bar_counts_runs_with_skipped_ones_done_from_the_start(tmp_path
     err = capsys.readouterr().err
     assert "sweep:" in err and "1/2" in err and "2/2" in err
     assert "[2/2] run" not in err  # a bar, not plain lines
+
+
+def test_ray_units_pack_on_gpu_clusters_and_split_runs_on_cpu_clusters():
+    from batchlab.sweep.plan import ray_units
+
+    spec = SweepSpec(grid={"optimizer": ["momentum", "adam"], "batch_size": [64, 128], "seed": [0, 1]},
+                     fixed=FIXED | {"device": "auto"})
+    configs = spec.configs()
+    on_cpus = ray_units(configs, cluster_has_gpus=False)
+    assert [unit.configs for unit in on_cpus] == [(config,) for config in configs]
+    assert {unit.strategy for unit in on_cpus} == {"sequential"}
+
+    on_gpus = ray_units(configs, cluster_has_gpus=True)
+    adam = [unit for unit in on_gpus if unit.configs[0].optimizer == "adam"]
+    packed = [unit for unit in on_gpus if unit.strategy == "packed"]
+    assert len(adam) == 4 and all(len(unit.configs) == 1 and "no packed update rule" in unit.reason for unit in adam)
+    assert [[(c.batch_size, c.seed) for c in unit.configs] for unit in packed] == [[(64, 0), (64, 1)], [(128, 0), (128, 1)]]
