@@ -14,7 +14,7 @@ import pytest
 from batchlab.config import run_id
 from batchlab.store import RunStore
 from batchlab.sweep import SweepSpec, run_sweep
-from batchlab.sweep.ray_executor import MAX_RETRIES, RaySession
+from batchlab.sweep.ray_executor import MAX_RETRIES, RayCluster
 from batchlab.train.result import FINISHED
 
 ray = pytest.importorskip("ray")
@@ -120,16 +120,16 @@ def test_a_killed_worker_is_retried_and_every_run_is_stored_once(ray_instance, t
         assert [row["epoch"] for row in store.metrics(identity)] == [1, 2, 3]
 
 
-def test_session_gives_auto_the_device_type_of_the_cluster(ray_instance):
-    session = RaySession()
-    with session:
-        assert not session.started  # the module's instance was already running
-        assert session.has_gpus is False
+def test_cluster_gives_auto_the_device_type_of_the_cluster(ray_instance):
+    cluster = RayCluster()
+    with cluster:
+        assert not cluster.started  # the module's instance was already running
+        assert cluster.has_gpus is False
         config = SweepSpec(fixed=FIXED | {"device": "auto"}).configs()[0]
-        assert session.device_type(config) == "cpu"
-    session.has_gpus = True
-    assert session.device_type(config) == "cuda"
-    assert session.device_type(config.replace(device="cpu")) == "cpu"
+        assert cluster.device_type(config) == "cpu"
+    cluster.has_gpus = True
+    assert cluster.device_type(config) == "cuda"
+    assert cluster.device_type(config.replace(device="cpu")) == "cpu"
 
 
 def test_a_run_that_fails_on_a_worker_is_reported_and_the_rest_are_stored(ray_instance, tmp_path, capsys):

@@ -45,7 +45,7 @@ def import_ray() -> Any:
     return ray
 
 
-class RaySession:
+class RayCluster:
     """Ray for the length of a sweep: joins ``address`` when given, else starts a local instance
     with ``num_cpus`` CPUs (all of this machine's by default, no dashboard). An instance that was
     already running in this process is used as it is and left running."""
@@ -56,7 +56,7 @@ class RaySession:
         self.started = False
         self.has_gpus = False
 
-    def __enter__(self) -> "RaySession":
+    def __enter__(self) -> "RayCluster":
         ray = import_ray()
         if not ray.is_initialized():
             if self.address:
@@ -122,7 +122,7 @@ def run_ray(
     plan: SweepPlan,
     store: Any,
     *,
-    session: RaySession,
+    cluster: RayCluster,
     keep_weights: bool = True,
     force: bool = False,
     on_failure: Callable[[WorkUnit, str], None] | None = None,
@@ -133,11 +133,11 @@ def run_ray(
     on with the others.
     """
     ray = import_ray()
-    resources = {"num_gpus": 1} if session.has_gpus else {"num_cpus": 1}
+    resources = {"num_gpus": 1} if cluster.has_gpus else {"num_cpus": 1}
     remote = ray.remote(max_retries=MAX_RETRIES, **resources)(train_unit)
     pending: dict[Any, WorkUnit] = {}
     for unit in plan.units:
-        checkpoints = _checkpoints(unit, store, session) if store is not None and not force else {}
+        checkpoints = _checkpoints(unit, store, cluster) if store is not None and not force else {}
         strategy = PACKED if unit.strategy == PACKED else SEQUENTIAL
         pending[remote.remote(unit.configs, strategy, checkpoints, keep_weights)] = unit
     recorded: set[str] = set()
@@ -186,12 +186,12 @@ def record_result(store: Any, result: RunResult, weights: dict | None, *, force:
     return result
 
 
-def _checkpoints(unit: WorkUnit, store: Any, session: RaySession) -> dict[str, dict]:
+def _checkpoints(unit: WorkUnit, store: Any, cluster: RayCluster) -> dict[str, dict]:
     from batchlab.config import run_id
 
     found = {}
     for config in unit.configs:
-        identity = run_id(config, session.device_type(config))
+        identity = run_id(config, cluster.device_type(config))
         checkpoint = store.load_checkpoint(identity)
         if checkpoint is not None:
             found[identity] = checkpoint

@@ -63,15 +63,15 @@ def run_sweep(
     """
     configs = _validated(spec)
     _check_choices(executor, packing)
-    with _opened(store) as run_store, _session(executor, ray_address, ray_cpus) as session:
-        plan = _plan(configs, run_store, executor, force, packing, session)
+    with _opened(store) as run_store, _cluster(executor, ray_address, ray_cpus) as cluster:
+        plan = _plan(configs, run_store, executor, force, packing, cluster)
         if on_plan is not None:
             on_plan(plan)
         reporter = SweepProgress(len(plan.run_ids), len(plan.finished), enabled=progress)
         trained: dict[str, RunResult] = {}
         failed: list[tuple[str, str]] = []
         try:
-            for result in _execute(plan, run_store, executor, session, reporter, keep_weights, force, failed):
+            for result in _execute(plan, run_store, executor, cluster, reporter, keep_weights, force, failed):
                 trained[result.run_id] = result
                 reporter.run_ended(result)
         finally:
@@ -92,8 +92,8 @@ def plan_only(
     """The plan :func:`run_sweep` would follow, without training anything (``--dry-run``)."""
     configs = _validated(spec)
     _check_choices(executor, packing)
-    with _opened(store, create=False) as run_store, _session(executor, ray_address, ray_cpus) as session:
-        return _plan(configs, run_store, executor, force, packing, session)
+    with _opened(store, create=False) as run_store, _cluster(executor, ray_address, ray_cpus) as cluster:
+        return _plan(configs, run_store, executor, force, packing, cluster)
 
 
 def _validated(spec: SweepSpec | Sequence[RunConfig]) -> list[RunConfig]:
@@ -137,28 +137,28 @@ def _opened(store: Any, *, create: bool = True) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _session(executor: str, address: str | None, num_cpus: int | None) -> Iterator[Any]:
+def _cluster(executor: str, address: str | None, num_cpus: int | None) -> Iterator[Any]:
     if executor != RAY:
         yield None
         return
-    from batchlab.sweep.ray_executor import RaySession
+    from batchlab.sweep.ray_executor import RayCluster
 
-    with RaySession(address, num_cpus) as session:
-        yield session
+    with RayCluster(address, num_cpus) as cluster:
+        yield cluster
 
 
-def _plan(configs: list[RunConfig], store: Any, executor: str, force: bool, packing: str, session: Any) -> SweepPlan:
-    if session is None:
+def _plan(configs: list[RunConfig], store: Any, executor: str, force: bool, packing: str, cluster: Any) -> SweepPlan:
+    if cluster is None:
         return plan_sweep(configs, store, executor=executor, force=force, packing=packing)
     return plan_sweep(configs, store, executor=executor, force=force, packing=packing,
-                      device_type=session.device_type, cluster_has_gpus=session.has_gpus)
+                      device_type=cluster.device_type, cluster_has_gpus=cluster.has_gpus)
 
 
 def _execute(
     plan: SweepPlan,
     store: Any,
     executor: str,
-    session: Any,
+    cluster: Any,
     reporter: SweepProgress,
     keep_weights: bool,
     force: bool,
@@ -174,11 +174,11 @@ def _execute(
 
     def on_failure(unit: WorkUnit, message: str) -> None:
         for config in unit.configs:
-            identity = run_id(config, session.device_type(config))
+            identity = run_id(config, cluster.device_type(config))
             failed.append((identity, message))
             reporter.note(f"run {identity} B={config.batch_size} failed on Ray: {message}")
 
-    return run_ray(plan, store, session=session, keep_weights=keep_weights, force=force, on_failure=on_failure)
+    return run_ray(plan, store, cluster=cluster, keep_weights=keep_weights, force=force, on_failure=on_failure)
 
 
 def _in_grid_order(plan: SweepPlan, trained: dict[str, RunResult], store: Any) -> list[RunResult]:
