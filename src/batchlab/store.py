@@ -515,6 +515,10 @@ class RunStore:
         """Save a resumable checkpoint (tensors and plain data) to ``<run_id>.ckpt.pt`` atomically."""
         _atomic_torch_save(dict(payload), self._checkpoint_path(run_id))
 
+    def has_checkpoint(self, run_id: str) -> bool:
+        """Whether ``run_id`` has a checkpoint to resume from (without loading it)."""
+        return self._checkpoint_path(run_id).is_file()
+
     def load_checkpoint(self, run_id: str) -> dict | None:
         """The last checkpoint of ``run_id`` (``weights_only=True``), or None when there is none."""
         target = self._checkpoint_path(run_id)

@@ -116,7 +116,7 @@ def plan_sweep(
         if record is not None and record.status in ENDED_STATUSES and not force:
             finished.add(identity)
             continue
-        if store is not None and not force and store.load_checkpoint(identity) is not None:
+        if store is not None and not force and store.has_checkpoint(identity):
             resuming.add(identity)
         pending.append(config)
 
