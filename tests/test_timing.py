@@ -149,8 +149,8 @@ def test_sweep_skips_cuda_graph_on_the_cpu_and_says_so(monkeypatch, data):
     monkeypatch.setattr(harness, "make_timing_data", lambda *a, **k: data)
     table = timing_sweep(["resident", "cuda-graph"], [16], "cpu", n_examples=48, budget_s=1e-6, warmup=1, hidden=TINY)
     assert [p.path for p in table.points] == ["resident"]
-    assert table.skipped == [{"path": "cuda-graph", "device": "cpu", "reason": "cuda-graph needs a CUDA device; skipped on the CPU"}]
-    assert any("cuda-graph (cpu)" in note for note in table.notes)
+    assert table.skipped == [{"path": "cuda-graph", "device": "cpu", "reason": "cuda-graph needs a CUDA device"}]
+    assert "cuda-graph (cpu): skipped, cuda-graph needs a CUDA device." in table.notes
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's message")
@@ -299,3 +299,19 @@ def test_busy_machine_note_only_when_load_exceeds_the_cores():
     assert busy_machine_note(None, None, 2) is None
     note = busy_machine_note(1.0, 5.25, 2)
     assert note is not None and "5.2 on 2 cores" in note
+
+
+def test_batch_norm_models_skip_batches_of_one_example(monkeypatch, data):
+    monkeypatch.setattr(harness, "make_timing_data", lambda *a, **k: data)
+    table = timing_sweep(["resident"], [1, 16], "cpu", model="keskar-f1", n_examples=48, budget_s=1e-6,
+                         warmup=1, hidden=TINY)
+    assert [p.batch_size for p in table.points] == [16]
+    assert table.skipped[0]["batch_size"] == 1 and "batch normalization" in table.skipped[0]["reason"]
+    with pytest.raises(ConfigError, match="B = 47 over N = 48 gives a batch of 1"):
+        measure_point("resident", "keskar-f1", 47, 48, CPU, 5, 1, 1e-6, data=data, hidden=TINY)
+
+
+def test_any_registered_model_and_image_shape_can_be_timed():
+    cifar_shaped = synthetic_data("cifar10", (3, 32, 32), 10, 12, reason="test")
+    p = measure_point("resident", "cnn", 4, 12, CPU, 5, 1, 1e-6, data=cifar_shaped, hidden=TINY)
+    assert p.model == "cnn" and p.dataset == "cifar10" and p.updates_per_epoch == 3

@@ -37,7 +37,7 @@ from batchlab.errors import ConfigError
 from batchlab.models import get_model_spec
 from batchlab.optim import get_optimizer_spec
 from batchlab.timing.clock import estimate_update_seconds, time_updates, warm_up
-from batchlab.timing.paths import CUDA_GRAPH, PATHS, build_path, check_path
+from batchlab.timing.paths import CUDA_GRAPH, PATHS, batch_norm_conflict, build_path, check_path
 from batchlab.timing.table import TimingPoint, TimingTable, footnotes
 from batchlab.timing.workload import TimingData, make_timing_data
 
@@ -179,8 +179,8 @@ def timing_sweep(
 
     ``device="auto"`` times the GPU and the CPU when a GPU is present (the CPU with ``cpu_budget_s``,
     default 0.5 s per point), else the CPU only. ``paths=None`` means every path a timed device
-    can run; a path a device cannot run (``cuda-graph`` on the CPU) is listed in ``skipped`` with
-    the reason. Batch sizes above ``n_examples`` are capped at it; ``"full"`` is ``n_examples``.
+    can run; a path a device cannot run (``cuda-graph`` on the CPU), and a batch size a model
+    cannot train on (B = 1 with batch normalization), is listed in ``skipped`` with the reason. Batch sizes above ``n_examples`` are capped at it; ``"full"`` is ``n_examples``.
     """
     check_settings(repeats, warmup, budget_s, num_workers)
     n_examples = _positive_int("number of examples", n_examples)
@@ -219,10 +219,14 @@ def timing_sweep(
         for path in chosen_paths:
             if path == CUDA_GRAPH and dev.type != "cuda":
                 table.skipped.append(
-                    {"path": path, "device": str(dev), "reason": "cuda-graph needs a CUDA device; skipped on the CPU"}
+                    {"path": path, "device": str(dev), "reason": "cuda-graph needs a CUDA device"}
                 )
                 continue
             for size in sizes:
+                conflict = batch_norm_conflict(model, n_examples, size)
+                if conflict:
+                    table.skipped.append({"path": path, "device": str(dev), "batch_size": size, "reason": conflict})
+                    continue
                 point = measure_point(
                     path, model, size, n_examples, dev, repeats, warmup, point_budget,
                     dataset=dataset, data=data, optimizer=optimizer, seed=seed,
@@ -249,7 +253,10 @@ def timing_sweep(
             f"Batch sizes {', '.join(str(b) for b in capped)} exceed the {n_examples:,} timed examples "
             f"and were capped at {n_examples:,}."
         )
-    table.notes.extend(f"{s['path']} ({s['device']}): {s['reason']}." for s in table.skipped)
+    table.notes.extend(
+        f"{s['path']} ({s['device']}{', B = ' + str(s['batch_size']) if 'batch_size' in s else ''}): skipped, "
+        f"{s['reason']}." for s in table.skipped
+    )
     return table
 
 

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from batchlab.data import batch_index_slices, epoch_permutation
 from batchlab.device import synchronize
 from batchlab.errors import ConfigError
-from batchlab.models import build_model
+from batchlab.models import build_model, get_model_spec
 from batchlab.optim import build_optimizer
 from batchlab.timing.workload import TimingData
 
@@ -56,6 +56,24 @@ def check_path(path: str, device: torch.device) -> None:
         raise ConfigError(
             f"cuda-graph needs a CUDA device; allowed on {device.type}: {DATALOADER}, {RESIDENT}"
         )
+
+
+def batch_norm_conflict(model_name: str, n: int, batch_size: int) -> str | None:
+    """Why ``model_name`` cannot train on batches of ``batch_size`` from ``n`` examples, or None.
+
+    Batch normalization in training mode divides by the batch's spread, which one example does
+    not have (PyTorch raises an error), so a model with it needs every batch of an epoch, the
+    short last one included, to hold at least two examples.
+    """
+    if not get_model_spec(model_name).has_batch_norm:
+        return None
+    smallest = min(end - start for start, end in batch_index_slices(n, batch_size))
+    if smallest >= 2:
+        return None
+    return (
+        f"{model_name} has batch normalization, which needs at least 2 examples in every batch "
+        f"(B = {batch_size} over N = {n} gives a batch of 1); allowed: a batch size whose batches all hold ≥ 2"
+    )
 
 
 def build_timed_model(model_name: str, data: TimingData, device: torch.device, seed: int, hidden=None) -> nn.Module:
@@ -330,6 +348,9 @@ def build_path(
 ):
     """A ready-to-step path object for one measurement (model seeded, graph captured)."""
     check_path(path, device)
+    conflict = batch_norm_conflict(model_name, data.n, batch_size)
+    if conflict:
+        raise ConfigError(conflict)
     model = build_timed_model(model_name, data, device, seed, hidden)
     if path == CUDA_GRAPH:
         if optimizer not in GRAPH_OPTIMIZERS:
