@@ -1,0 +1,220 @@
+"""Accuracy against batch size, from the runs of a store: the lecture's MNIST / CIFAR-10 figure.
+
+Runs are grouped so that one *curve* holds runs that differ only in batch size and seed, and one
+*panel* holds the curves of one dataset, architecture and budget:
+
+* budget: a run without ``max_updates`` is compared at a fixed **epoch** budget (its
+  ``epochs``); a run with ``max_updates`` at a fixed **update** budget (its ``max_updates``; the
+  epoch count is then only a cap and is left out of the grouping). Runs with ``stop_patience``
+  form their own budget ("until the loss stops improving").
+* curve: every other config field equal (optimizer, λ, η, Nesterov, weight decay, shuffle, …);
+  the label names the fields that differ between the curves of a panel.
+* point: one batch size of a curve; ``"full"`` is placed at its resolved size N (the summary's
+  ``batch_size``). Each accuracy is the mean over seeds with the sample standard deviation
+  (``ddof = 1``; 0 for a single seed). Only runs with status ``finished`` enter the means;
+  diverged runs are counted per point (``n_diverged``) so a figure can say so.
+
+The accuracies are the run summary's final ``train_acc``, ``val_acc`` (on the validation split
+carved from the training set) and ``test_acc``, all measured after the last epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from batchlab.store import RunRecord
+
+METRICS = ("train_acc", "val_acc", "test_acc")
+EPOCH_BUDGET = "epochs"
+UPDATE_BUDGET = "updates"
+PATIENCE_BUDGET = "patience"
+
+# Fields that never separate curves: the x axis, the seed averaged over, where data lives, and
+# the device (a run id already distinguishes CPU and GPU runs; both answer the same question).
+_NOT_CURVE_FIELDS = ("batch_size", "seed", "data_dir", "device")
+# Fields that define a panel rather than a curve.
+_PANEL_FIELDS = ("dataset", "model", "hidden")
+_FIELD_LABELS = {
+    "optimizer": "", "momentum": "λ", "lr": "η", "nesterov": "Nesterov", "weight_decay": "wd",
+    "shuffle": "shuffle", "drop_last": "drop last", "val_fraction": "val", "split_seed": "split",
+}
+
+
+@dataclass
+class AccuracyPoint:
+    """One batch size of a curve: mean ± std over seeds of each final accuracy."""
+
+    batch_size: int
+    full_batch: bool
+    seeds: list[int]
+    n_diverged: int
+    updates: float | None
+    means: dict[str, float | None]
+    stds: dict[str, float | None]
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+    def mean(self, metric: str) -> float | None:
+        return self.means.get(metric)
+
+    def std(self, metric: str) -> float | None:
+        return self.stds.get(metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"n_seeds": self.n_seeds}
+
+
+@dataclass
+class AccuracyCurve:
+    """Runs equal in every config field but batch size and seed."""
+
+    settings: dict[str, Any]
+    label: str
+    points: list[AccuracyPoint]
+
+    def point(self, batch_size: int) -> AccuracyPoint | None:
+        return next((p for p in self.points if p.batch_size == batch_size), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "label": self.label, "points": [p.to_dict() for p in self.points]}
+
+
+@dataclass
+class AccuracyPanel:
+    """The curves of one dataset, architecture and budget (one axes of the figure)."""
+
+    dataset: str
+    model: str
+    hidden: list[int] | None
+    budget_kind: str
+    budget: int | None
+    curves: list[AccuracyCurve] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        widths = f" {'-'.join(str(w) for w in self.hidden)}" if self.hidden else ""
+        return f"{self.dataset}, {self.model}{widths}, {budget_text(self.budget_kind, self.budget)}"
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return sorted({p.batch_size for c in self.curves for p in c.points})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "model": self.model, "hidden": self.hidden,
+                "budget_kind": self.budget_kind, "budget": self.budget, "title": self.title,
+                "curves": [c.to_dict() for c in self.curves]}
+
+
+def budget_text(kind: str, budget: int | None) -> str:
+    if kind == EPOCH_BUDGET:
+        return f"fixed budget of {budget} epoch{'s' if budget != 1 else ''}"
+    if kind == UPDATE_BUDGET:
+        return f"fixed budget of {budget} updates"
+    return f"until the training loss stopped improving (patience {budget})"
+
+
+def budget_of(config: dict[str, Any]) -> tuple[str, int | None]:
+    """``(kind, value)`` of a run's training budget (see the module docstring)."""
+    if config.get("stop_patience"):
+        return PATIENCE_BUDGET, int(config["stop_patience"])
+    if config.get("max_updates") is not None:
+        return UPDATE_BUDGET, int(config["max_updates"])
+    return EPOCH_BUDGET, int(config.get("epochs") or 0)
+
+
+def _curve_settings(config: dict[str, Any], budget_kind: str) -> dict[str, Any]:
+    skipped = set(_NOT_CURVE_FIELDS) | set(_PANEL_FIELDS) | {"stop_patience", "max_updates"}
+    if budget_kind != EPOCH_BUDGET:
+        skipped.add("epochs")
+    return {k: v for k, v in sorted(config.items()) if k not in skipped}
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def accuracy_vs_batch_size(records: Iterable[RunRecord]) -> list[AccuracyPanel]:
+    """Group finished (and diverged) runs into panels of curves of mean ± std accuracy per batch size.
+
+    Panels are ordered by dataset, model and budget; curves by their settings (so λ = 0 comes
+    before λ = 0.9); points by batch size.
+    """
+    panels: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record.status not in ("finished", "diverged"):
+            continue
+        config = record.config
+        kind, budget = budget_of(config)
+        hidden = list(config["hidden"]) if config.get("hidden") else None
+        panel_key = _key([config.get("dataset"), config.get("model"), hidden, kind, budget])
+        panel = panels.setdefault(panel_key, {
+            "panel": AccuracyPanel(str(config.get("dataset")), str(config.get("model")), hidden, kind, budget),
+            "curves": {},
+        })
+        settings = _curve_settings(config, kind)
+        curve = panel["curves"].setdefault(_key(settings), {"settings": settings, "runs": {}})
+        resolved = record.summary.get("batch_size")
+        full = config.get("batch_size") == "full"
+        batch = int(resolved if resolved is not None else config["batch_size"])
+        curve["runs"].setdefault(batch, {"full": full, "records": []})["records"].append(record)
+
+    result = []
+    for entry in sorted(panels.values(), key=lambda e: (e["panel"].dataset, e["panel"].model,
+                                                         e["panel"].budget_kind, e["panel"].budget or 0)):
+        panel: AccuracyPanel = entry["panel"]
+        curves = sorted(entry["curves"].values(), key=lambda c: _key(c["settings"]))
+        labels = curve_labels([c["settings"] for c in curves])
+        for curve, label in zip(curves, labels):
+            points = [_point(batch, data["full"], data["records"]) for batch, data in sorted(curve["runs"].items())]
+            panel.curves.append(AccuracyCurve(curve["settings"], label, points))
+        result.append(panel)
+    return result
+
+
+def _point(batch_size: int, full: bool, records: list[RunRecord]) -> AccuracyPoint:
+    finished = [r for r in records if r.status == "finished"]
+    means, stds = {}, {}
+    for metric in METRICS:
+        values = [float(r.summary[metric]) for r in finished if r.summary.get(metric) is not None]
+        means[metric], stds[metric] = _mean_std(values)
+    updates = [float(r.summary["updates"]) for r in finished if r.summary.get("updates") is not None]
+    return AccuracyPoint(
+        batch_size=batch_size,
+        full_batch=full,
+        seeds=sorted(int(r.config.get("seed", 0)) for r in finished),
+        n_diverged=sum(r.status == "diverged" for r in records),
+        updates=statistics.fmean(updates) if updates else None,
+        means=means,
+        stds=stds,
+    )
+
+
+def curve_labels(settings: list[dict[str, Any]]) -> list[str]:
+    """Short labels naming only the fields that differ between curves (optimizer and λ always)."""
+    keys = sorted({k for s in settings for k in s})
+    varying = [k for k in keys if len({_key(s.get(k)) for s in settings}) > 1]
+    shown = ["optimizer", "momentum"] + [k for k in varying if k not in ("optimizer", "momentum")]
+    labels = []
+    for setting in settings:
+        parts = []
+        for key in shown:
+            if key not in setting:
+                continue
+            value = setting[key]
+            name = _FIELD_LABELS.get(key, key)
+            parts.append(f"{value}" if name == "" else f"{name} = {value:g}" if isinstance(value, float)
+                         else f"{name} = {value}")
+        labels.append(", ".join(parts))
+    return labels

@@ -1,0 +1,345 @@
+"""The lecture's small-batch vs large-batch summary table, filled with this machine's numbers.
+
+The lecture ends its batch-size part with a table (SCIENCE.md §1):
+
+=========================================  ======================  =====================
+aspect                                     small batch             large batch
+=========================================  ======================  =====================
+speed of one update, no parallelism        faster                  slower
+speed of one update, with parallelism      same                    same (unless very large)
+time of one epoch                          slower                  **faster**
+gradient                                   noisy                   stable
+optimization (training accuracy)           **better**              worse
+generalization (validation / test acc.)    **better**              worse
+=========================================  ======================  =====================
+
+:func:`summary_table` fills a row per aspect with a measured value for a small and a large batch
+and decides, from the numbers alone, whether the measurement **agrees** with the lecture's
+verdict, **disagrees**, is **within noise** (the two values' uncertainty intervals overlap:
+mean ± 2 standard errors over seeds or batches, or the interquartile range of timing repeats), or
+was **not measured** (e.g. no GPU). The GPU row's "same" is read as: the larger batch's update
+takes at most :data:`SAME_SPEED_RATIO` times as long as the smaller one's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel, AccuracyPoint
+from batchlab.analysis.noise import NoiseReport
+
+AGREES = "agrees"
+DISAGREES = "disagrees"
+WITHIN_NOISE = "within noise"
+NOT_MEASURED = "not measured"
+VERDICTS = (AGREES, DISAGREES, WITHIN_NOISE, NOT_MEASURED)
+
+# "Same speed" on a GPU: the larger batch's update takes at most this many times as long.
+SAME_SPEED_RATIO = 2.0
+# Above this batch size the lecture calls a batch "very large" for the GPU-speed row.
+VERY_LARGE_BATCH = 1000
+
+# Expectations a row can have about (small, large).
+SMALL_LOWER = "small lower"
+SMALL_HIGHER = "small higher"
+LARGE_LOWER = "large lower"
+ABOUT_SAME = "about the same"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A measured value with an uncertainty interval [low, high] (None: no spread known)."""
+
+    batch_size: int | None
+    value: float
+    low: float | None = None
+    high: float | None = None
+    detail: str = ""
+
+    @classmethod
+    def mean_se(cls, batch_size: int | None, mean: float, se: float | None, detail: str = "") -> "Measured":
+        if se is None or not math.isfinite(se) or se <= 0:
+            return cls(batch_size, mean, None, None, detail)
+        return cls(batch_size, mean, mean - 2 * se, mean + 2 * se, detail)
+
+
+@dataclass
+class SummaryRow:
+    """One aspect: the lecture's verdict, the two measurements, and whether they agree."""
+
+    aspect: str
+    lecture_small: str
+    lecture_large: str
+    quantity: str
+    unit: str
+    small: Measured | None
+    large: Measured | None
+    expectation: str
+    verdict: str = NOT_MEASURED
+    finding: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["small"] = None if self.small is None else asdict(self.small)
+        data["large"] = None if self.large is None else asdict(self.large)
+        return data
+
+
+@dataclass
+class SummaryTable:
+    rows: list[SummaryRow] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {verdict: sum(row.verdict == verdict for row in self.rows) for verdict in VERDICTS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": [row.to_dict() for row in self.rows], "counts": self.counts(),
+                "same_speed_ratio": SAME_SPEED_RATIO}
+
+
+def judge(expectation: str, small: Measured | None, large: Measured | None) -> str:
+    """The verdict of one row from its two measurements (see the module docstring)."""
+    if small is None or large is None or not (math.isfinite(small.value) and math.isfinite(large.value)):
+        return NOT_MEASURED
+    if expectation == ABOUT_SAME:
+        if small.value <= 0:
+            return NOT_MEASURED
+        return AGREES if large.value / small.value <= SAME_SPEED_RATIO else DISAGREES
+    if _overlap(small, large):
+        return WITHIN_NOISE
+    if expectation == SMALL_LOWER:
+        holds = small.value < large.value
+    elif expectation == SMALL_HIGHER:
+        holds = small.value > large.value
+    elif expectation == LARGE_LOWER:
+        holds = large.value < small.value
+    else:
+        raise ValueError(f"unknown expectation {expectation!r}")
+    return AGREES if holds else DISAGREES
+
+
+def _overlap(a: Measured, b: Measured) -> bool:
+    if None in (a.low, a.high, b.low, b.high):
+        return False
+    return a.low <= b.high and b.low <= a.high
+
+
+def _finish(row: SummaryRow, describe) -> SummaryRow:
+    row.verdict = judge(row.expectation, row.small, row.large)
+    if row.verdict != NOT_MEASURED:
+        row.finding = describe(row)
+    return row
+
+
+# ----------------------------------------------------------------------------- timing rows
+
+
+def _timing_measure(point: Any) -> Measured:
+    """A :class:`batchlab.timing.TimingPoint`'s median time per update with its IQR."""
+    return Measured(int(point.batch_size), float(point.per_update_median_s), float(point.per_update_q25_s),
+                    float(point.per_update_q75_s), f"{point.path} ({point.device})")
+
+
+def _pick_series(points: Sequence[Any], device_type: str) -> list[Any]:
+    """Points of one device type, from the ``resident`` path when timed (batchlab's own trainer),
+    else from whichever path was timed; the latest measurement of a batch size wins."""
+    on_device = [p for p in points if str(p.device).split(":")[0] == device_type]
+    if not on_device:
+        return []
+    paths = {p.path for p in on_device}
+    path = "resident" if "resident" in paths else sorted(paths)[0]
+    by_batch = {p.batch_size: p for p in on_device if p.path == path}
+    return [by_batch[b] for b in sorted(by_batch)]
+
+
+def timing_rows(points: Sequence[Any]) -> list[SummaryRow]:
+    """Rows for the speed of one update (CPU, GPU) and the time of one epoch (per device)."""
+    rows = []
+    cpu = _pick_series(points, "cpu")
+    gpu = _pick_series(points, "cuda")
+
+    def update_text(row: SummaryRow) -> str:
+        faster = "small" if row.small.value < row.large.value else "large"
+        return (f"one update takes {seconds_text(row.small.value)} at B = {row.small.batch_size} and "
+                f"{seconds_text(row.large.value)} at B = {row.large.batch_size} "
+                f"({row.large.value / row.small.value:.3g}×): the {faster} batch is faster per update")
+
+    rows.append(_finish(SummaryRow(
+        "Speed of one update, no parallelism (CPU)", "faster", "slower", "time per update", "s",
+        _timing_measure(cpu[0]) if len(cpu) >= 2 else None,
+        _timing_measure(cpu[-1]) if len(cpu) >= 2 else None,
+        SMALL_LOWER,
+        note="Speed of one update on the CPU: a CPU still computes a batch with vectorized, multi-threaded "
+             "kernels, so it is not free of parallelism; the lecture's 'no parallelism' is one example at a time.",
+    ), update_text))
+
+    gpu_moderate = [p for p in gpu if p.batch_size <= VERY_LARGE_BATCH]
+    gpu_row = SummaryRow(
+        "Speed of one update, with parallelism (GPU)", "same", f"same (unless B > {VERY_LARGE_BATCH})",
+        "time per update", "s",
+        _timing_measure(gpu_moderate[0]) if len(gpu_moderate) >= 2 else None,
+        _timing_measure(gpu_moderate[-1]) if len(gpu_moderate) >= 2 else None,
+        ABOUT_SAME,
+        note=f"Speed of one update on the GPU: 'same' read as at most {SAME_SPEED_RATIO:g}× the time, for "
+             f"batches up to {VERY_LARGE_BATCH}.",
+    )
+
+    def same_text(row: SummaryRow) -> str:
+        ratio = row.large.value / row.small.value
+        return (f"{seconds_text(row.small.value)} at B = {row.small.batch_size} vs {seconds_text(row.large.value)} "
+                f"at B = {row.large.batch_size}: {ratio:.3g}× the time for {row.large.batch_size // max(row.small.batch_size, 1)}× "
+                "the examples")
+
+    rows.append(_finish(gpu_row, same_text))
+
+    for label, series in (("CPU", cpu), ("GPU", gpu)):
+        if label == "GPU" and not series:
+            continue
+
+        def epoch_text(row: SummaryRow) -> str:
+            faster = "large" if row.large.value < row.small.value else "small"
+            return (f"one epoch takes {seconds_text(row.small.value)} at B = {row.small.batch_size} and "
+                    f"{seconds_text(row.large.value)} at B = {row.large.batch_size}: the {faster} batch finishes an epoch sooner")
+
+        small = large = None
+        if len(series) >= 2:
+            small = Measured(series[0].batch_size, float(series[0].per_epoch_s), detail=_epoch_detail(series[0]))
+            large = Measured(series[-1].batch_size, float(series[-1].per_epoch_s), detail=_epoch_detail(series[-1]))
+        rows.append(_finish(SummaryRow(
+            f"Time of one epoch ({label})", "slower", "faster", "time per epoch", "s", small, large, LARGE_LOWER,
+        ), epoch_text))
+    return rows
+
+
+def _epoch_detail(point: Any) -> str:
+    parts = [f"{point.n_examples:,} examples"]
+    if point.extrapolated:
+        parts.append("extrapolated from timed updates")
+    if point.synthetic_data:
+        parts.append("synthetic data of the dataset's shape")
+    return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- noise row
+
+
+def noise_row(noise: NoiseReport | None) -> SummaryRow:
+    """Gradient noise ``mean ‖g_B − G‖²`` at the smallest and largest measured batch size."""
+    small = large = None
+    if noise is not None and len(noise.batch_sizes) >= 2:
+        first, last = noise.batch_sizes[0], noise.batch_sizes[-1]
+        small = Measured.mean_se(first.batch_size, first.noise, first.noise_se, f"{first.n_batches} batches")
+        large = Measured.mean_se(last.batch_size, last.noise, last.noise_se, f"{last.n_batches} batches")
+
+    def text(row: SummaryRow) -> str:
+        ratio = row.small.value / row.large.value if row.large.value > 0 else math.inf
+        return (f"E‖g_B − G‖² = {row.small.value:.3g} at B = {row.small.batch_size} vs {row.large.value:.3g} at "
+                f"B = {row.large.batch_size} ({ratio:.3g}× noisier with the small batch)")
+
+    return _finish(SummaryRow(
+        "Gradient", "noisy", "stable", "E‖g_B − G‖² (squared distance of a batch gradient from the full gradient)",
+        "", small, large, SMALL_HIGHER,
+    ), text)
+
+
+# ----------------------------------------------------------------------------- accuracy rows
+
+
+def _accuracy_measure(point: AccuracyPoint, metric: str) -> Measured | None:
+    mean, std = point.mean(metric), point.std(metric)
+    if mean is None:
+        return None
+    se = std / math.sqrt(point.n_seeds) if std is not None and point.n_seeds > 1 else None
+    detail = f"{point.n_seeds} seed{'s' if point.n_seeds != 1 else ''}"
+    if point.n_diverged:
+        detail += f", {point.n_diverged} diverged (left out)"
+    return Measured.mean_se(point.batch_size, mean, se, detail)
+
+
+def accuracy_rows(panel: AccuracyPanel | None) -> list[SummaryRow]:
+    """Optimization (training accuracy) and generalization (validation and test accuracy) rows,
+    one set per curve of ``panel``, comparing its smallest and largest batch size."""
+    if panel is None or not panel.curves:
+        return [
+            _finish(SummaryRow("Optimization (training accuracy)", "better", "worse", "training accuracy", "",
+                               None, None, SMALL_HIGHER), _accuracy_text),
+            _finish(SummaryRow("Generalization (validation accuracy)", "better", "worse", "validation accuracy", "",
+                               None, None, SMALL_HIGHER), _accuracy_text),
+        ]
+    rows = []
+    for curve in panel.curves:
+        rows.extend(_curve_rows(panel, curve))
+    return rows
+
+
+def _curve_rows(panel: AccuracyPanel, curve: AccuracyCurve) -> list[SummaryRow]:
+    usable = [p for p in curve.points if p.n_seeds > 0]
+    small_point = usable[0] if len(usable) >= 2 else None
+    large_point = usable[-1] if len(usable) >= 2 else None
+    suffix = f" — {curve.label}" if len(panel.curves) > 1 else ""
+    rows = []
+    for aspect, metric, quantity in (
+        ("Optimization (training accuracy)", "train_acc", "training accuracy"),
+        ("Generalization (validation accuracy)", "val_acc", "validation accuracy"),
+        ("Generalization (test accuracy)", "test_acc", "test accuracy"),
+    ):
+        small = None if small_point is None else _accuracy_measure(small_point, metric)
+        large = None if large_point is None else _accuracy_measure(large_point, metric)
+        if metric == "test_acc" and small is None and large is None:
+            continue
+        rows.append(_finish(SummaryRow(
+            aspect + suffix, "better", "worse", quantity, "", small, large, SMALL_HIGHER,
+            note=f"Accuracy rows: {panel.title}; means over seeds, ±2 standard errors as the noise interval.",
+        ), _accuracy_text))
+    return rows
+
+
+def _accuracy_text(row: SummaryRow) -> str:
+    better = "small" if row.small.value > row.large.value else "large"
+    return (f"{row.quantity} {row.small.value:.3f} at B = {row.small.batch_size} vs {row.large.value:.3f} at "
+            f"B = {row.large.batch_size}: the {better} batch is better by {abs(row.small.value - row.large.value):.3f}")
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def summary_table(
+    timing_points: Sequence[Any] = (),
+    noise: NoiseReport | None = None,
+    panel: AccuracyPanel | None = None,
+) -> SummaryTable:
+    """The lecture's table filled from timing points, a noise report and an accuracy panel.
+
+    ``timing_points`` are :class:`batchlab.timing.TimingPoint`-like objects (``path``, ``device``,
+    ``batch_size``, ``per_update_median_s``, ``per_update_q25_s``, ``per_update_q75_s``,
+    ``per_epoch_s``, ``n_examples``, ``extrapolated``, ``synthetic_data``). Anything missing gives
+    rows marked *not measured*.
+    """
+    table = SummaryTable()
+    table.rows.extend(timing_rows(list(timing_points)))
+    table.rows.append(noise_row(noise))
+    table.rows.extend(accuracy_rows(panel))
+    return table
+
+
+def primary_panel(panels: Sequence[AccuracyPanel], dataset: str | None = None) -> AccuracyPanel | None:
+    """The panel the summary compares: epoch budget (the lecture's setting), ``dataset`` when
+    given, and among those the one with the most batch sizes and runs."""
+    candidates = [p for p in panels if p.budget_kind == "epochs" and (dataset is None or p.dataset == dataset)]
+    candidates = candidates or list(panels)
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (len(p.batch_sizes), sum(pt.n_seeds for c in p.curves for pt in c.points)))
+
+
+def seconds_text(value: float) -> str:
+    """A duration in s, ms or µs with three significant digits."""
+    if value >= 1:
+        return f"{value:.3g} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.3g} ms"
+    return f"{value * 1e6:.3g} µs"

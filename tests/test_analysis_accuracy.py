@@ -1,0 +1,99 @@
+"""Accuracy vs batch size from a store: grouping into panels and curves, mean ± std over seeds."""
+
+import math
+import statistics
+
+import pytest
+
+from batchlab.analysis.accuracy import (
+    EPOCH_BUDGET,
+    UPDATE_BUDGET,
+    accuracy_vs_batch_size,
+    budget_of,
+    curve_labels,
+)
+from batchlab.config import RunConfig, run_id
+from batchlab.store import RunStore
+
+N_TRAIN = 3600
+
+
+def add_run(store, *, batch_size, momentum, seed, train_acc, val_acc, test_acc=None, status="finished",
+            max_updates=None, epochs=3, lr=0.05, dataset="mnist-5k"):
+    config = RunConfig(dataset=dataset, model="mlp", hidden=(16,), batch_size=batch_size, momentum=momentum,
+                       seed=seed, epochs=epochs, max_updates=max_updates, lr=lr, device="cpu")
+    identity = run_id(config, "cpu")
+    store.start_run(identity, config.to_dict() | {"device": "cpu"}, {"device_name": "test cpu"})
+    resolved = N_TRAIN if batch_size == "full" else batch_size
+    summary = {"batch_size": resolved, "train_acc": train_acc, "val_acc": val_acc,
+               "updates": max_updates or epochs * math.ceil(N_TRAIN / resolved)}
+    if test_acc is not None:
+        summary["test_acc"] = test_acc
+    store.finish_run(identity, status, summary)
+    return identity
+
+
+@pytest.fixture
+def store(tmp_path):
+    with RunStore(tmp_path / "runs.db") as run_store:
+        yield run_store
+
+
+def test_mean_and_sample_std_over_seeds_per_batch_size(store):
+    values = {8: [0.95, 0.93, 0.97], 128: [0.80, 0.84, 0.82], "full": [0.20, 0.30, 0.10]}
+    for batch, accs in values.items():
+        for seed, acc in enumerate(accs):
+            add_run(store, batch_size=batch, momentum=0.9, seed=seed, train_acc=acc, val_acc=acc - 0.01,
+                    test_acc=acc - 0.02)
+    (panel,) = accuracy_vs_batch_size(store.runs())
+    assert panel.budget_kind == EPOCH_BUDGET and panel.budget == 3
+    (curve,) = panel.curves
+    assert [p.batch_size for p in curve.points] == [8, 128, N_TRAIN]
+    for point, accs in zip(curve.points, values.values()):
+        assert point.n_seeds == 3 and point.seeds == [0, 1, 2]
+        assert point.mean("train_acc") == pytest.approx(statistics.fmean(accs))
+        assert point.std("train_acc") == pytest.approx(statistics.stdev(accs))
+        assert point.mean("val_acc") == pytest.approx(statistics.fmean(accs) - 0.01)
+        assert point.mean("test_acc") == pytest.approx(statistics.fmean(accs) - 0.02)
+    assert curve.points[-1].full_batch and not curve.points[0].full_batch
+    assert curve.points[0].updates == 3 * math.ceil(N_TRAIN / 8)
+
+
+def test_single_seed_has_zero_std_and_diverged_runs_are_counted_not_averaged(store):
+    add_run(store, batch_size=8, momentum=0.0, seed=0, train_acc=0.9, val_acc=0.88)
+    add_run(store, batch_size=8, momentum=0.0, seed=1, train_acc=0.1, val_acc=0.1, status="diverged")
+    add_run(store, batch_size=64, momentum=0.0, seed=0, train_acc=0.7, val_acc=0.69)
+    store.start_run("still-running", {"dataset": "mnist-5k", "model": "mlp", "batch_size": 8}, {})
+    (panel,) = accuracy_vs_batch_size(store.runs())
+    first = panel.curves[0].points[0]
+    assert first.n_seeds == 1 and first.n_diverged == 1
+    assert first.mean("train_acc") == 0.9 and first.std("train_acc") == 0.0
+    assert first.mean("test_acc") is None
+
+
+def test_curves_split_by_momentum_and_budgets_split_into_panels(store):
+    for momentum in (0.0, 0.9):
+        for batch in (8, 64):
+            add_run(store, batch_size=batch, momentum=momentum, seed=0, train_acc=0.5, val_acc=0.5)
+    for batch in (8, 64):
+        add_run(store, batch_size=batch, momentum=0.9, seed=0, train_acc=0.6, val_acc=0.6, max_updates=100,
+                epochs=batch)  # the epoch cap differs per batch size but is no part of the update budget
+    panels = accuracy_vs_batch_size(store.runs())
+    kinds = [(p.budget_kind, p.budget) for p in panels]
+    assert kinds == [(EPOCH_BUDGET, 3), (UPDATE_BUDGET, 100)]
+    epoch_panel, update_panel = panels
+    assert [c.label for c in epoch_panel.curves] == ["momentum, λ = 0", "momentum, λ = 0.9"]
+    assert len(update_panel.curves) == 1 and [p.batch_size for p in update_panel.curves[0].points] == [8, 64]
+    assert "100 updates" in update_panel.title
+
+
+def test_labels_name_only_fields_that_differ():
+    labels = curve_labels([{"optimizer": "momentum", "momentum": 0.9, "lr": 0.1, "shuffle": "epoch"},
+                           {"optimizer": "momentum", "momentum": 0.9, "lr": 0.01, "shuffle": "epoch"}])
+    assert labels == ["momentum, λ = 0.9, η = 0.1", "momentum, λ = 0.9, η = 0.01"]
+
+
+def test_budget_of_each_kind():
+    assert budget_of({"epochs": 5}) == ("epochs", 5)
+    assert budget_of({"epochs": 5, "max_updates": 300}) == ("updates", 300)
+    assert budget_of({"epochs": 50, "stop_patience": 3})[0] == "patience"

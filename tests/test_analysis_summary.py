@@ -1,0 +1,129 @@
+"""The lecture's summary table: each row's verdict is decided from the numbers, in both directions."""
+
+import pytest
+
+from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel, AccuracyPoint
+from batchlab.analysis.noise import BatchSizeNoise, NoiseReport
+from batchlab.analysis.summary import (
+    ABOUT_SAME,
+    AGREES,
+    DISAGREES,
+    LARGE_LOWER,
+    NOT_MEASURED,
+    SAME_SPEED_RATIO,
+    SMALL_HIGHER,
+    SMALL_LOWER,
+    WITHIN_NOISE,
+    Measured,
+    judge,
+    primary_panel,
+    summary_table,
+)
+from batchlab.timing import TimingPoint
+
+
+def timing_point(batch_size, per_update, device="cpu", path="resident", per_epoch=None, spread=0.01):
+    n = 60000
+    updates = -(-n // batch_size)
+    return TimingPoint(path=path, device=device, device_name=f"test {device}", model="mlp", dataset="mnist-5k",
+                       optimizer="momentum", batch_size=batch_size, n_examples=n, updates_per_epoch=updates,
+                       per_update_s=[per_update * (1 - spread), per_update, per_update, per_update,
+                                     per_update * (1 + spread)],
+                       updates_per_repeat=1, warmup_updates=1,
+                       per_epoch_s=per_epoch if per_epoch is not None else per_update * updates,
+                       extrapolated=True, synthetic_data=True)
+
+
+def accuracy_point(batch_size, train, val, std=0.01, seeds=3, full=False):
+    return AccuracyPoint(batch_size=batch_size, full_batch=full, seeds=list(range(seeds)), n_diverged=0,
+                         updates=None, means={"train_acc": train, "val_acc": val, "test_acc": None},
+                         stds={"train_acc": std, "val_acc": std, "test_acc": None})
+
+
+def noise_report(small_noise, large_noise, se=0.0):
+    def entry(batch, noise):
+        return BatchSizeNoise(batch, [1.0], [1.0], noise, se, noise)
+
+    return NoiseReport(n_train=1000, n_parameters=10, full_loss=0.1, full_grad_norm=0.01,
+                       batch_sizes=[entry(8, small_noise), entry(512, large_noise)], scale=None, scan=None)
+
+
+def test_judge_each_verdict():
+    small, large = Measured(8, 1.0), Measured(512, 2.0)
+    assert judge(SMALL_LOWER, small, large) == AGREES
+    assert judge(SMALL_HIGHER, small, large) == DISAGREES
+    assert judge(LARGE_LOWER, small, large) == DISAGREES
+    assert judge(SMALL_LOWER, small, None) == NOT_MEASURED
+    overlapping = Measured.mean_se(8, 1.0, 0.3), Measured.mean_se(512, 1.5, 0.3)
+    assert judge(SMALL_HIGHER, *overlapping) == WITHIN_NOISE
+    apart = Measured.mean_se(8, 1.0, 0.1), Measured.mean_se(512, 1.5, 0.1)
+    assert judge(SMALL_LOWER, *apart) == AGREES
+    assert judge(ABOUT_SAME, Measured(1, 1.0), Measured(1000, SAME_SPEED_RATIO)) == AGREES
+    assert judge(ABOUT_SAME, Measured(1, 1.0), Measured(1000, SAME_SPEED_RATIO * 1.01)) == DISAGREES
+
+
+def test_table_agrees_with_the_lecture_on_lecture_like_numbers():
+    timing = [timing_point(1, 1e-4), timing_point(100, 1e-3), timing_point(10000, 5e-2)]
+    timing += [timing_point(1, 1e-4, device="cuda"), timing_point(1000, 1.5e-4, device="cuda"),
+               timing_point(60000, 5e-3, device="cuda")]
+    panel = AccuracyPanel("mnist-5k", "mlp", None, "epochs", 5, [AccuracyCurve(
+        {"momentum": 0.9}, "momentum, λ = 0.9",
+        [accuracy_point(8, 0.97, 0.95), accuracy_point(128, 0.90, 0.89), accuracy_point(3600, 0.2, 0.2, full=True)])])
+    table = summary_table(timing, noise_report(0.03, 0.0002, se=0.001), panel)
+    verdicts = {row.aspect: row.verdict for row in table.rows}
+    assert verdicts["Speed of one update, no parallelism (CPU)"] == AGREES
+    assert verdicts["Speed of one update, with parallelism (GPU)"] == AGREES  # 1.5× from B = 1 to B = 1000
+    assert verdicts["Time of one epoch (CPU)"] == AGREES
+    assert verdicts["Time of one epoch (GPU)"] == AGREES
+    assert verdicts["Gradient"] == AGREES
+    assert verdicts["Optimization (training accuracy)"] == AGREES
+    assert verdicts["Generalization (validation accuracy)"] == AGREES
+    gpu_row = next(r for r in table.rows if "GPU" in r.aspect and "update" in r.aspect)
+    assert gpu_row.large.batch_size == 1000  # "very large" batches are left out of the "same speed" row
+    assert table.counts()[AGREES] == len(table.rows)
+
+
+def test_table_says_so_when_the_numbers_contradict_the_lecture():
+    # A machine where the small batch is slower per update, and a run where large batches win.
+    timing = [timing_point(1, 5e-3), timing_point(10000, 1e-3)]
+    panel = AccuracyPanel("mnist-5k", "mlp", None, "epochs", 5, [AccuracyCurve(
+        {"momentum": 0.0}, "momentum, λ = 0",
+        [accuracy_point(8, 0.80, 0.79), accuracy_point(512, 0.95, 0.94)])])
+    table = summary_table(timing, noise_report(0.001, 0.03), panel)
+    verdicts = {row.aspect: row.verdict for row in table.rows}
+    assert verdicts["Speed of one update, no parallelism (CPU)"] == DISAGREES
+    assert "large batch is faster per update" in next(r.finding for r in table.rows if r.aspect.endswith("(CPU)")
+                                                      and "update" in r.aspect)
+    assert verdicts["Speed of one update, with parallelism (GPU)"] == NOT_MEASURED
+    assert verdicts["Gradient"] == DISAGREES
+    assert verdicts["Optimization (training accuracy)"] == DISAGREES
+    assert verdicts["Generalization (validation accuracy)"] == DISAGREES
+
+
+def test_overlapping_seed_spreads_are_within_noise():
+    panel = AccuracyPanel("mnist-5k", "mlp", None, "epochs", 5, [AccuracyCurve(
+        {"momentum": 0.0}, "momentum, λ = 0",
+        [accuracy_point(8, 0.90, 0.90, std=0.05), accuracy_point(512, 0.89, 0.89, std=0.05)])])
+    table = summary_table([], None, panel)
+    verdicts = {row.aspect: row.verdict for row in table.rows}
+    assert verdicts["Optimization (training accuracy)"] == WITHIN_NOISE
+    assert verdicts["Gradient"] == NOT_MEASURED
+    assert verdicts["Speed of one update, no parallelism (CPU)"] == NOT_MEASURED
+
+
+def test_summary_compares_the_epoch_budget_panel_with_most_batch_sizes():
+    def panel(kind, sizes, dataset="mnist-5k"):
+        return AccuracyPanel(dataset, "mlp", None, kind, 5, [AccuracyCurve(
+            {}, "c", [accuracy_point(b, 0.5, 0.5) for b in sizes])])
+
+    few, many, updates = panel("epochs", [8, 64]), panel("epochs", [8, 64, 512]), panel("updates", [8, 64, 512, 1024])
+    assert primary_panel([few, updates, many]) is many
+    other = panel("epochs", [8, 64, 512, 1024], dataset="cifar10")
+    assert primary_panel([many, other], dataset="mnist-5k") is many
+    assert primary_panel([]) is None
+    assert summary_table().to_dict()["counts"][NOT_MEASURED] == len(summary_table().rows)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_measurements_are_not_measured(value):
+    assert judge(SMALL_LOWER, Measured(8, value), Measured(64, 1.0)) == NOT_MEASURED
