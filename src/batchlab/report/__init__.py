@@ -1,0 +1,32 @@
+"""The lecture report: sections built from a run store, rendered as one self-contained HTML file.
+
+* :mod:`~batchlab.report.document` — ``Report``, ``ReportSection``, ``FigureItem``, ``TableItem``;
+* :mod:`~batchlab.report.registry` — which sections exist and in which order
+  (:func:`register_section_builder`, lazily imported providers such as the generalization gap);
+* :mod:`~batchlab.report.sections` — the lecture's own sections (timing, accuracy, noise,
+  summary, momentum);
+* :mod:`~batchlab.report.build` — :func:`build_report` from a store, :func:`write_report` to disk;
+* :mod:`~batchlab.report.lecture` — the experiments ``batchlab lecture`` runs into a store.
+
+Example::
+
+    from batchlab.store import RunStore
+    from batchlab.report import build_report, write_report
+    store = RunStore("batchlab-runs/runs.db", create=False)
+    report, ctx = build_report(store)
+    write_report(report, ctx, "batchlab-report/report.html")
+"""
+
+from batchlab.report.build import build_report, write_report
+from batchlab.report.document import FigureItem, Report, ReportSection, TableItem
+from batchlab.report.registry import register_section_builder
+
+__all__ = [
+    "FigureItem",
+    "Report",
+    "ReportSection",
+    "TableItem",
+    "build_report",
+    "register_section_builder",
+    "write_report",
+]

@@ -1,0 +1,110 @@
+"""What a report reads from a run store, loaded once and shared by every section builder.
+
+Record kinds the lecture report understands (written by :mod:`batchlab.report.lecture`):
+
+* ``noise`` — a :class:`~batchlab.analysis.noise.NoiseReport` as a dict, with ``point.which`` =
+  ``"start"`` (the initial weights) or ``"end"`` (a full-batch minimum) and ``created`` (Unix time);
+* ``toy`` — ``{"arguments": <lecture_toy_experiments keyword arguments>, "report": ToyReport.to_dict()}``;
+* ``lecture`` — key ``settings``: the settings, device and environment of the last
+  ``batchlab lecture`` and how long each stage took.
+
+Runs come from the ``runs`` table, timing points from the ``timings`` table (the newest
+measurement of each (model, path, device, batch size, N) wins).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from batchlab.analysis.accuracy import AccuracyPanel, accuracy_vs_batch_size
+from batchlab.analysis.noise import NoiseReport
+from batchlab.analysis.summary import SummaryTable, primary_panel, summary_table
+from batchlab.store import RunRecord, RunStore
+
+NOISE_KIND = "noise"
+TOY_KIND = "toy"
+LECTURE_KIND = "lecture"
+LECTURE_SETTINGS_KEY = "settings"
+TOY_KEY = "lecture"
+
+
+class ReportContext:
+    """Lazy, cached views of one store for the section builders."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    @cached_property
+    def lecture(self) -> dict[str, Any] | None:
+        return self.store.get_record(LECTURE_KIND, LECTURE_SETTINGS_KEY)
+
+    @cached_property
+    def runs(self) -> list[RunRecord]:
+        return self.store.runs()
+
+    @cached_property
+    def accuracy_panels(self) -> list[AccuracyPanel]:
+        return accuracy_vs_batch_size(self.runs)
+
+    @cached_property
+    def primary_panel(self) -> AccuracyPanel | None:
+        dataset = (self.lecture or {}).get("primary", {}).get("dataset")
+        return primary_panel(self.accuracy_panels, dataset)
+
+    @cached_property
+    def noise_reports(self) -> dict[str, NoiseReport]:
+        """The newest noise report per measured point (``"start"``, ``"end"``, …)."""
+        newest: dict[str, tuple[float, NoiseReport]] = {}
+        for value in self.store.records(NOISE_KIND):
+            report = NoiseReport.from_dict(value)
+            which = str(report.point.get("which", "point"))
+            created = float(report.point.get("created", 0.0))
+            if which not in newest or created >= newest[which][0]:
+                newest[which] = (created, report)
+        order = {"start": 0, "end": 1}
+        return {k: v for k, (_, v) in sorted(newest.items(), key=lambda item: (order.get(item[0], 2), item[0]))}
+
+    @cached_property
+    def noise_at_critical_point(self) -> NoiseReport | None:
+        reports = self.noise_reports
+        return reports.get("end") or next(iter(reports.values()), None)
+
+    @cached_property
+    def timing_points(self) -> list[Any]:
+        from batchlab.timing import TimingPoint
+
+        newest: dict[tuple, Any] = {}
+        for row in self.store.timings():
+            try:
+                point = TimingPoint.from_store_row(row)
+            except (KeyError, TypeError, ValueError):
+                continue  # a row written by other code without the columns a point needs
+            newest[(point.model, point.path, point.device, point.batch_size, point.n_examples)] = point
+        return sorted(newest.values(), key=lambda p: (p.model, p.device, p.path, p.batch_size))
+
+    @cached_property
+    def timing_environments(self) -> dict[str, dict[str, Any]]:
+        environments: dict[str, dict[str, Any]] = {}
+        for row in self.store.timings():
+            if row.get("environment") and row.get("device"):
+                environments[str(row["device"])] = row["environment"]
+        return environments
+
+    @cached_property
+    def toy(self) -> dict[str, Any] | None:
+        return self.store.get_record(TOY_KIND, TOY_KEY)
+
+    @cached_property
+    def summary_timing_points(self) -> list[Any]:
+        """Timing points of one model: the lecture's, else the model timed most often."""
+        models = [p.model for p in self.timing_points]
+        if not models:
+            return []
+        wanted = (self.lecture or {}).get("primary", {}).get("model")
+        model = wanted if wanted in models else max(set(models), key=models.count)
+        return [p for p in self.timing_points if p.model == model]
+
+    @cached_property
+    def summary(self) -> SummaryTable:
+        return summary_table(self.summary_timing_points, self.noise_at_critical_point, self.primary_panel)

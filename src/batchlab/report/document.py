@@ -1,0 +1,90 @@
+"""A report as plain data: an ordered list of sections, each with text, figures and tables.
+
+Every analysis contributes a :class:`ReportSection`; :mod:`batchlab.report.html` renders the whole
+:class:`Report` into one self-contained HTML file and :mod:`batchlab.report.build` writes the
+figures beside it. Nothing here knows about HTML: text is plain text (it is escaped on
+rendering), figures are PNG bytes and SVG text, tables are rows of cells.
+
+Example (a module adding its own section)::
+
+    from batchlab.report import FigureItem, ReportSection, TableItem
+    section = ReportSection("gap", "Generalization gap (Keskar et al. 2017)",
+                            intro="Small and large batches trained until the loss stops improving.",
+                            tables=[TableItem("Table 2", ["network", "SB test", "LB test"], rows)])
+    report.add_section(section, after="noise")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FigureItem:
+    """One figure: a title, a caption saying what it shows and how it compares with the lecture's,
+    and the figure itself as PNG bytes (embedded in the HTML) and SVG text (written beside it).
+
+    ``id`` names the files ``figures/<id>.png`` and ``figures/<id>.svg``; it must be unique in
+    a report and use only letters, digits, ``-`` and ``_``.
+    """
+
+    id: str
+    title: str
+    caption: str
+    png: bytes
+    svg: str = ""
+
+
+@dataclass
+class TableItem:
+    """A table: column headers and rows of cells (numbers are formatted by the renderer)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+
+
+@dataclass
+class ReportSection:
+    """One section: ``id`` (an anchor), a title, an introduction, figures, tables and notes."""
+
+    id: str
+    title: str
+    intro: str = ""
+    figures: list[FigureItem] = field(default_factory=list)
+    tables: list[TableItem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """An ordered list of sections with a title and the facts every reader needs first."""
+
+    title: str
+    subtitle: str = ""
+    sections: list[ReportSection] = field(default_factory=list)
+    facts: list[tuple[str, str]] = field(default_factory=list)
+
+    def section(self, section_id: str) -> ReportSection | None:
+        return next((s for s in self.sections if s.id == section_id), None)
+
+    def add_section(self, section: ReportSection, *, after: str | None = None, before: str | None = None) -> None:
+        """Add ``section`` at the end, or right after / before the section with that id (at the
+        end when that id is absent). A section with the same id is replaced in place."""
+        existing = self.section(section.id)
+        if existing is not None:
+            self.sections[self.sections.index(existing)] = section
+            return
+        anchor = after if after is not None else before
+        target = self.section(anchor) if anchor is not None else None
+        if target is None:
+            self.sections.append(section)
+            return
+        index = self.sections.index(target) + (1 if after is not None else 0)
+        self.sections.insert(index, section)
+
+    def figures(self) -> list[FigureItem]:
+        return [f for s in self.sections for f in s.figures]

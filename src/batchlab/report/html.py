@@ -1,0 +1,172 @@
+"""Render a :class:`~batchlab.report.document.Report` as one self-contained HTML page.
+
+Self-contained means readable offline from the single file: the CSS is inline, every figure is
+embedded as a base64 PNG ``data:`` URI, and nothing is fetched — no scripts, no web fonts, no
+external style sheets or images. Links to the figures' PNG and SVG files are relative
+(``figures/<id>.svg``), for readers who keep the folder.
+
+Every piece of text (titles, captions, run settings, table cells) is passed through
+:func:`html.escape`, so a value read from a store — even ``<script>`` in a config field — is shown
+as text and never interpreted.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from typing import Any
+
+from batchlab.report.document import FigureItem, Report, ReportSection, TableItem
+
+_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+# Table cells with exactly these texts get a colour (the summary table's verdicts).
+_VERDICT_CLASSES = {"agrees": "agree", "disagrees": "disagree", "within noise": "noise",
+                    "not measured": "missing", "holds": "agree", "does not hold": "disagree"}
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+       max-width: 1180px; margin: 2em auto; padding: 0 1.2em; color: #1d1d1f; line-height: 1.5; }
+h1 { font-size: 1.9em; margin-bottom: 0.1em; }
+h2 { border-bottom: 2px solid #d0d7de; padding-bottom: 0.2em; margin-top: 2.2em; }
+h3 { margin-bottom: 0.3em; }
+.subtitle { color: #57606a; margin-top: 0; }
+nav ol { columns: 2; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 1.2em; background: #f6f8fa;
+           padding: 0.8em 1em; border-radius: 6px; font-size: 0.92em; }
+dl.facts dt { font-weight: 600; }
+dl.facts dd { margin: 0; word-break: break-word; }
+figure { margin: 1.4em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #e1e4e8; border-radius: 4px; }
+figcaption { font-size: 0.95em; color: #24292f; margin-top: 0.4em; }
+figcaption .files { color: #57606a; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 0.6em 0 0.4em; font-size: 0.9em; }
+th, td { border: 1px solid #d0d7de; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.agree { background: #dafbe1; font-weight: 600; }
+td.disagree { background: #ffebe9; font-weight: 600; }
+td.noise { background: #fff8c5; }
+td.missing { color: #57606a; }
+.table-caption { font-size: 0.9em; color: #57606a; margin-bottom: 1.2em; }
+ul.notes { font-size: 0.92em; color: #3d444d; }
+footer { margin-top: 3em; font-size: 0.85em; color: #57606a; }
+"""
+
+
+def render_html(report: Report) -> str:
+    """The whole page as a string (UTF-8 text)."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_text(report.title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{_text(report.title)}</h1>",
+    ]
+    if report.subtitle:
+        parts.append(f'<p class="subtitle">{_text(report.subtitle)}</p>')
+    if report.facts:
+        parts.append('<dl class="facts">')
+        for name, value in report.facts:
+            parts.append(f"<dt>{_text(name)}</dt><dd>{_text(value)}</dd>")
+        parts.append("</dl>")
+    if report.sections:
+        parts.append("<nav><h2>Contents</h2><ol>")
+        for section in report.sections:
+            parts.append(f'<li><a href="#{_anchor(section.id)}">{_text(section.title)}</a></li>')
+        parts.append("</ol></nav>")
+    parts.extend(render_section(section) for section in report.sections)
+    parts.append("<footer>Made by batchlab from measurements on this machine. Every figure is also "
+                 "in the figures/ folder beside this file as PNG and SVG.</footer>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def render_section(section: ReportSection) -> str:
+    parts = [f'<section id="{_anchor(section.id)}">', f"<h2>{_text(section.title)}</h2>"]
+    parts.extend(_paragraphs(section.intro))
+    for figure in section.figures:
+        parts.append(render_figure(figure))
+    for table in section.tables:
+        parts.append(render_table(table))
+    if section.notes:
+        parts.append('<ul class="notes">')
+        parts.extend(f"<li>{_text(note)}</li>" for note in section.notes)
+        parts.append("</ul>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def render_figure(figure: FigureItem) -> str:
+    figure_id = _anchor(figure.id)
+    encoded = base64.b64encode(figure.png).decode("ascii")
+    files = f"figures/{figure_id}.png"
+    links = f'<a href="{files}">PNG</a>'
+    if figure.svg:
+        links += f' · <a href="figures/{figure_id}.svg">SVG</a>'
+    return (
+        f'<figure id="fig-{figure_id}">'
+        f"<h3>{_text(figure.title)}</h3>"
+        f'<img src="data:image/png;base64,{encoded}" alt="{_text(figure.title)}">'
+        f"<figcaption>{_text(figure.caption)} <span class=\"files\">({links})</span></figcaption>"
+        "</figure>"
+    )
+
+
+def render_table(table: TableItem) -> str:
+    parts = [f"<h3>{_text(table.title)}</h3>", "<table>", "<thead><tr>"]
+    parts.extend(f"<th>{_text(column)}</th>" for column in table.columns)
+    parts.append("</tr></thead><tbody>")
+    for row in table.rows:
+        parts.append("<tr>" + "".join(_cell(value) for value in row) + "</tr>")
+    parts.append("</tbody></table>")
+    if table.caption:
+        parts.append(f'<p class="table-caption">{_text(table.caption)}</p>')
+    return "\n".join(parts)
+
+
+def format_cell(value: Any) -> str:
+    """A table cell as text: None → "—", floats to 4 significant digits, booleans yes/no."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "∞" if value > 0 else "−∞"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    text = format_cell(value)
+    classes = []
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        classes.append("num")
+    verdict = _VERDICT_CLASSES.get(text.strip().lower()) if isinstance(value, str) else None
+    if verdict:
+        classes.append(verdict)
+    attribute = f' class="{" ".join(classes)}"' if classes else ""
+    return f"<td{attribute}>{_text(text)}</td>"
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [f"<p>{_text(block.strip())}</p>" for block in text.split("\n\n") if block.strip()]
+
+
+def _text(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _anchor(identifier: str) -> str:
+    if not _ID.match(identifier):
+        raise ValueError(f"report id {identifier!r} is invalid; allowed: letters, digits, '-' and '_'")
+    return identifier

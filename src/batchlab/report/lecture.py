@@ -1,0 +1,359 @@
+"""The experiments behind ``batchlab lecture``, run into a store so the report can be rebuilt from it.
+
+Stages, in the lecture's order:
+
+1. **timing** — :func:`batchlab.timing.timing_sweep` of the network over the lecture's batch sizes
+   (time per update and per epoch, CPU and, when present, GPU); rows go to the store's timings.
+   Skipped when the store already holds a timing of the same settings (``retime`` measures again).
+2. **accuracy sweep** — :func:`batchlab.sweep.run_sweep` over batch size × λ × seed at a fixed
+   epoch budget (and, when the scale has one, a fixed update budget); finished runs are reused.
+3. **noise** — a full-batch gradient-descent run (a stored run like any other) is trained to near
+   a critical point; :func:`batchlab.analysis.noise.measure_noise` then measures mini-batch vs
+   full-batch gradients there and at the initial weights; results go to records of kind ``noise``.
+4. **momentum** — :func:`batchlab.toy.lecture_toy_experiments` (deterministic, about a second);
+   its arguments and results go to a record of kind ``toy``.
+
+The settings of each scale are in :data:`SCALES`. ``quick`` is sized to finish in about ten
+minutes on a 2-core CPU with the embedded 5,000-image MNIST subset: the lecture's MLP with a
+fixed learning rate η = 0.01 (at B = 8, λ = 0.9 this is an effective step η/(1 − λ) = 0.1; the
+lecture's B = 1 diverges with λ = 0.9 at this η on this data and costs 3,600 updates an epoch,
+so the smallest batch is 8). ``full`` uses the full datasets found on the machine and the
+lecture's batch sizes 1 … 60,000, and is meant for a GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+
+from batchlab.config import RunConfig
+from batchlab.device import resolve_device
+from batchlab.environment import describe_environment
+from batchlab.errors import ConfigError
+from batchlab.report.context import LECTURE_KIND, LECTURE_SETTINGS_KEY, NOISE_KIND, TOY_KEY, TOY_KIND
+from batchlab.store import RunStore
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class AccuracyStudy:
+    """One accuracy-vs-batch-size sweep: a dataset and network over batch sizes × λ × seeds."""
+
+    dataset: str
+    model: str
+    hidden: tuple[int, ...] | None
+    batch_sizes: tuple[int | str, ...]
+    momenta: tuple[float, ...]
+    lr: float
+    epochs: int
+    # A fixed update budget (runs with max_updates) over these batch sizes and λ, or None.
+    update_budget: int | None = None
+    update_batch_sizes: tuple[int, ...] = ()
+    update_momenta: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class LectureScale:
+    """Everything ``batchlab lecture`` runs at one scale."""
+
+    name: str
+    studies: tuple[AccuracyStudy, ...]
+    seeds: int
+    timing_batch_sizes: tuple[int | str, ...]
+    timing_n_examples: int
+    timing_budget_s: float
+    timing_paths: tuple[str, ...] | None
+    # The full-batch run trained towards a critical point for the noise measurements.
+    critical_lr: float
+    critical_momentum: float
+    critical_updates: int
+    noise_batches: int
+    optional_datasets: tuple[str, ...] = field(default=())
+    # Toy surfaces of the momentum stage (None: every registered surface).
+    toy_surfaces: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_LECTURE_MLP = AccuracyStudy(
+    dataset="mnist-5k", model="mlp", hidden=None, batch_sizes=(8, 32, 128, 512, "full"), momenta=(0.0, 0.9),
+    lr=0.01, epochs=4,
+)
+
+SCALES: dict[str, LectureScale] = {
+    "quick": LectureScale(
+        name="quick",
+        studies=(_LECTURE_MLP,),
+        seeds=3,
+        timing_batch_sizes=(1, 10, 100, 1000, 10000),
+        timing_n_examples=60000,
+        timing_budget_s=0.5,
+        timing_paths=("dataloader", "resident"),
+        critical_lr=0.1,
+        critical_momentum=0.9,
+        critical_updates=100,
+        noise_batches=32,
+    ),
+    "full": LectureScale(
+        name="full",
+        studies=(
+            AccuracyStudy(dataset="mnist", model="mlp", hidden=None, batch_sizes=(1, 10, 100, 1000, 10000, "full"),
+                          momenta=(0.0, 0.9), lr=0.005, epochs=10, update_budget=2000,
+                          update_batch_sizes=(10, 100, 1000, 10000), update_momenta=(0.9,)),
+            AccuracyStudy(dataset="fashion-mnist", model="mlp", hidden=None,
+                          batch_sizes=(10, 100, 1000, 10000, "full"), momenta=(0.0, 0.9), lr=0.005, epochs=10),
+            AccuracyStudy(dataset="cifar10", model="cnn", hidden=None, batch_sizes=(10, 100, 1000, 10000, "full"),
+                          momenta=(0.0, 0.9), lr=0.005, epochs=10),
+        ),
+        seeds=3,
+        timing_batch_sizes=(1, 10, 100, 1000, 10000, 60000),
+        timing_n_examples=60000,
+        timing_budget_s=2.0,
+        timing_paths=None,
+        critical_lr=0.1,
+        critical_momentum=0.9,
+        critical_updates=300,
+        noise_batches=64,
+        optional_datasets=("fashion-mnist", "cifar10"),
+    ),
+}
+
+
+def get_scale(name: str) -> LectureScale:
+    try:
+        return SCALES[name]
+    except KeyError:
+        raise ConfigError(f"unknown scale {name!r}; allowed: {', '.join(SCALES)}") from None
+
+
+def with_seeds(scale: LectureScale, seeds: int | None) -> LectureScale:
+    if seeds is None:
+        return scale
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"number of seeds {seeds!r} is invalid; allowed: an integer ≥ 1")
+    return replace(scale, seeds=seeds)
+
+
+def available_studies(scale: LectureScale, data_dir: str | None) -> tuple[list[AccuracyStudy], list[str]]:
+    """The scale's studies whose data are on this machine, and a note for each one left out.
+
+    Datasets listed in ``optional_datasets`` are used only when present; any other missing
+    dataset is an error (raised by the sweep's upfront validation).
+    """
+    from batchlab.data import DATASETS, locate
+
+    chosen, notes = [], []
+    for study in scale.studies:
+        if study.dataset in scale.optional_datasets and locate(DATASETS[study.dataset], data_dir) is None:
+            notes.append(f"{study.dataset} is not on this machine (`batchlab data fetch {study.dataset}`); its "
+                         "accuracy sweep was left out")
+            continue
+        chosen.append(study)
+    return chosen, notes
+
+
+def study_configs(study: AccuracyStudy, seeds: int, device: str, data_dir: str | None) -> list[RunConfig]:
+    """Every run of one study: the epoch-budget grid, then the update-budget grid (if any)."""
+    base = dict(dataset=study.dataset, model=study.model, hidden=study.hidden, optimizer="momentum", lr=study.lr,
+                device=device, data_dir=data_dir)
+    configs = [RunConfig(**base, batch_size=b, momentum=m, epochs=study.epochs, seed=s)
+               for b in study.batch_sizes for m in study.momenta for s in range(seeds)]
+    if study.update_budget:
+        n_train = _training_set_size(configs[0])
+        for b in study.update_batch_sizes:
+            epochs = -(-study.update_budget // -(-n_train // b))  # epochs needed to reach the budget
+            configs += [RunConfig(**base, batch_size=b, momentum=m, epochs=max(epochs, 1), seed=s,
+                                  max_updates=study.update_budget)
+                        for m in study.update_momenta for s in range(seeds)]
+    return configs
+
+
+def _training_set_size(config: RunConfig) -> int:
+    from batchlab.sweep.spec import training_set_size
+
+    return training_set_size(config)
+
+
+def critical_point_config(scale: LectureScale, study: AccuracyStudy, device: str, data_dir: str | None) -> RunConfig:
+    """The full-batch run whose end is the (near-)critical point: gradient descent with the
+    lecture's momentum on all training examples, one update per epoch."""
+    return RunConfig(dataset=study.dataset, model=study.model, hidden=study.hidden, optimizer="momentum",
+                     batch_size="full", lr=scale.critical_lr, momentum=scale.critical_momentum,
+                     epochs=scale.critical_updates, seed=0, device=device, data_dir=data_dir)
+
+
+def run_lecture(
+    store: RunStore,
+    scale: LectureScale,
+    *,
+    device: str = "auto",
+    data_dir: str | None = None,
+    retime: bool = False,
+    progress: Progress | None = None,
+    run_progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run every stage into ``store`` (reusing what it already holds); returns the lecture record."""
+    say = progress or (lambda text: None)
+    target = resolve_device(device)
+    studies, notes = available_studies(scale, data_dir)
+    if not studies:
+        raise ConfigError(f"no dataset of the {scale.name} scale is on this machine; allowed: fetch one with "
+                          "`batchlab data fetch NAME`, or use --scale quick")
+    primary = studies[0]
+    stage_seconds: dict[str, float] = {}
+    started = time.perf_counter()
+
+    clock = time.perf_counter()
+    say("[1/4] timing: time per update and per epoch vs batch size")
+    timing_note = run_timing_stage(store, scale, primary, device, data_dir, retime, say)
+    if timing_note:
+        notes.append(timing_note)
+    stage_seconds["timing"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    say("[2/4] accuracy vs batch size: sweep over B × λ × seeds")
+    from batchlab.sweep import run_sweep
+
+    # Explicit configs rather than one grid: update-budget runs need their own epoch caps.
+    configs = [c for study in studies for c in study_configs(study, scale.seeds, device, data_dir)]
+    results = run_sweep(configs, store, progress=run_progress)
+    say(f"      {len(results.runs)} runs in the store ({results.skipped} reused)")
+    stage_seconds["accuracy sweep"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    say("[3/4] noise: mini-batch vs full-batch gradients near a critical point")
+    run_noise_stage(store, scale, primary, device, data_dir, run_progress, say)
+    stage_seconds["noise"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    say("[4/4] momentum: the rolling ball on toy surfaces")
+    run_toy_stage(store, scale.toy_surfaces)
+    stage_seconds["momentum"] = time.perf_counter() - clock
+
+    record = {
+        "scale": scale.to_dict(),
+        "primary": {"dataset": primary.dataset, "model": primary.model},
+        # Pairs, not a mapping: the store sorts JSON keys, and the report shows them in this order.
+        "settings": list(lecture_settings(scale, studies, target).items()),
+        "environment": describe_environment(target),
+        "stage_seconds": stage_seconds,
+        "total_seconds": time.perf_counter() - started,
+        "notes": notes,
+        "created": time.time(),
+    }
+    store.put_record(LECTURE_KIND, LECTURE_SETTINGS_KEY, record)
+    return record
+
+
+def lecture_settings(scale: LectureScale, studies: list[AccuracyStudy], device: torch.device) -> dict[str, Any]:
+    """The run settings the report states, in words a reader recognizes."""
+    primary = studies[0]
+    settings: dict[str, Any] = {
+        "scale": scale.name,
+        "device": str(device),
+        "dataset": primary.dataset,
+        "model": primary.model + (f" {'-'.join(map(str, primary.hidden))}" if primary.hidden else " (784-512-512-10)"),
+        "optimizer": "the lecture's momentum m ← λm − ηg, θ ← θ + m",
+        "batch sizes": list(primary.batch_sizes),
+        "λ": list(primary.momenta),
+        "η": primary.lr,
+        "epochs": primary.epochs,
+        "seeds": scale.seeds,
+        "timing batch sizes": list(scale.timing_batch_sizes),
+        "timing N": scale.timing_n_examples,
+        "critical point": f"{scale.critical_updates} full-batch updates, η = {scale.critical_lr}, "
+                          f"λ = {scale.critical_momentum}",
+    }
+    if len(studies) > 1:
+        settings["other datasets"] = [f"{s.dataset} ({s.model})" for s in studies[1:]]
+    if primary.update_budget:
+        settings["update budget"] = f"{primary.update_budget} updates at B ∈ {list(primary.update_batch_sizes)}"
+    return settings
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _fingerprint(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_timing_stage(store: RunStore, scale: LectureScale, study: AccuracyStudy, device: str,
+                     data_dir: str | None, retime: bool, say: Progress) -> str | None:
+    """Time the study's network unless the store already holds this exact timing."""
+    from batchlab.timing import timing_sweep
+
+    settings = {"model": study.model, "hidden": study.hidden, "dataset": study.dataset,
+                "batch_sizes": list(scale.timing_batch_sizes), "n_examples": scale.timing_n_examples,
+                "budget_s": scale.timing_budget_s, "paths": scale.timing_paths, "device": device}
+    key = f"timing:{_fingerprint(settings)}"
+    if not retime and store.get_record(LECTURE_KIND, key) is not None and store.timings(model=study.model):
+        say("      reusing the timing already in the store (--retime measures again)")
+        return None
+    table = timing_sweep(
+        paths=scale.timing_paths, batch_sizes=scale.timing_batch_sizes, device=device, model=study.model,
+        dataset=study.dataset, n_examples=scale.timing_n_examples, budget_s=scale.timing_budget_s,
+        data_dir=data_dir, hidden=study.hidden, progress=lambda text: say(f"      {text}"),
+    )
+    for row in table.store_rows():
+        store.add_timing(row)
+    store.put_record(LECTURE_KIND, key, {"settings": settings, "points": len(table.points), "created": time.time()})
+    return "; ".join(table.notes) if table.notes else None
+
+
+def run_noise_stage(store: RunStore, scale: LectureScale, study: AccuracyStudy, device: str,
+                    data_dir: str | None, run_progress: bool | None, say: Progress) -> None:
+    """Train (or reuse) the full-batch run, then measure the gradient noise at its start and end."""
+    from batchlab.analysis.noise import measure_noise
+    from batchlab.models import build_model
+    from batchlab.train import train
+    from batchlab.train.restore import restore_run
+
+    config = critical_point_config(scale, study, device, data_dir)
+    result = train(config, store=store, progress=run_progress)
+    if result.status != "finished":
+        say(f"      the full-batch run {result.run_id} {result.status}; no noise measurement")
+        return
+    restored = restore_run(store, result.run_id, device)
+    train_split = restored.splits.train
+    sizes = [b for b in study.batch_sizes if b != "full" and int(b) < len(train_split)]
+    settings = {"batch_sizes": sizes, "n_batches": scale.noise_batches, "seed": 0}
+
+    torch.manual_seed(config.seed)  # the initial weights exactly as the training loop draws them
+    initial = build_model(config.model, restored.splits.input_shape, restored.splits.num_classes, config.hidden)
+    points = {
+        "start": (initial.to(resolve_device(device)),
+                  f"the initial weights of run {result.run_id} (seed {config.seed})", False),
+        "end": (restored.model, f"the end of run {result.run_id}: {config.epochs} full-batch updates with "
+                                f"η = {config.lr}, λ = {config.momentum}", True),
+    }
+    for which, (model, description, scan) in points.items():
+        key = f"{result.run_id}:{which}:{_fingerprint(settings)}"
+        if store.get_record(NOISE_KIND, key) is not None:
+            say(f"      reusing the noise measurement at the {which} point")
+            continue
+        report = measure_noise(model, train_split.x, train_split.y, sizes, n_batches=scale.noise_batches, seed=0,
+                               scan_batches=4 if scan else 0,
+                               point={"run_id": result.run_id, "which": which, "description": description,
+                                      "created": time.time()})
+        store.put_record(NOISE_KIND, key, report.to_dict())
+        say(f"      {which}: full-batch ‖∇L‖ = {report.full_grad_norm:.3g}, median batch ‖∇L^i‖ at "
+            f"B = {sizes[0]}: {report.batch_sizes[0].median_grad_norm:.3g}")
+
+
+def run_toy_stage(store: RunStore, surfaces: tuple[str, ...] | None = None) -> None:
+    """The lecture's momentum claims on toy surfaces, stored with the arguments that reproduce them."""
+    from batchlab.toy import lecture_toy_experiments
+
+    arguments: dict[str, Any] = {} if surfaces is None else {"surfaces": list(surfaces)}
+    report = lecture_toy_experiments(**arguments)
+    store.put_record(TOY_KIND, TOY_KEY, {"arguments": arguments, "report": report.to_dict()})
+

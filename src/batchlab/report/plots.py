@@ -1,0 +1,126 @@
+"""Figures of the lecture report drawn from measured numbers (matplotlib, Agg, no pyplot state).
+
+* :func:`plot_accuracy_panel` — the lecture's "accuracy vs batch size" figure: one axes per curve
+  (optimizer and λ), training and validation (and test) accuracy against B on a log axis, mean
+  over seeds with ± one standard deviation as error bars.
+* :func:`plot_direction_scan` — the lecture's L¹ / L² picture from real data: the full-batch loss
+  and several mini-batch losses along one direction.
+* :func:`plot_gradient_noise` — mini-batch gradient norms against the full-batch gradient norm, and
+  the gradient noise ``E‖g_B − G‖²`` against B with the finite-population prediction.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+from batchlab.analysis.accuracy import AccuracyPanel  # noqa: E402
+from batchlab.analysis.noise import NoiseReport  # noqa: E402
+
+_METRIC_STYLE = {
+    "train_acc": ("training", "-", "o", "#1f77b4"),
+    "val_acc": ("validation", "--", "s", "#d62728"),
+    "test_acc": ("test", ":", "^", "#2ca02c"),
+}
+_BATCH_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+
+
+def batch_tick_label(batch_size: int, full: bool) -> str:
+    return f"full\n({batch_size:,})" if full else f"{batch_size:,}"
+
+
+def plot_accuracy_panel(panel: AccuracyPanel, metrics: tuple[str, ...] = ("train_acc", "val_acc", "test_acc")) -> Figure:
+    """One axes per curve of ``panel``: accuracy against batch size (log axis), error bars ± 1 std."""
+    count = max(len(panel.curves), 1)
+    figure = Figure(figsize=(max(5.2 * count, 7.0), 4.3), layout="constrained")
+    axes = figure.subplots(1, count, squeeze=False)[0]
+    for ax, curve in zip(axes, panel.curves):
+        ticks: dict[int, str] = {}
+        for metric in metrics:
+            points = [p for p in curve.points if p.mean(metric) is not None]
+            if not points:
+                continue
+            name, style, marker, colour = _METRIC_STYLE[metric]
+            ax.errorbar([p.batch_size for p in points], [p.mean(metric) for p in points],
+                        yerr=[p.std(metric) or 0.0 for p in points], linestyle=style, marker=marker,
+                        color=colour, capsize=3, label=f"{name} accuracy")
+            ticks.update({p.batch_size: batch_tick_label(p.batch_size, p.full_batch) for p in points})
+        for point in curve.points:
+            if point.n_diverged:
+                ax.annotate(f"{point.n_diverged} diverged", (point.batch_size, 0.02), xycoords=("data", "axes fraction"),
+                            ha="center", fontsize=8, color="#b31d28")
+        ax.set_xscale("log")
+        if ticks:
+            ax.set_xticks(sorted(ticks), [ticks[b] for b in sorted(ticks)])
+            ax.minorticks_off()
+        seeds = sorted({p.n_seeds for p in curve.points})
+        seed_text = "/".join(str(s) for s in seeds)
+        ax.set(xlabel="batch size B", ylabel="accuracy", title=f"{curve.label}\n(mean ± std over {seed_text} seeds)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    figure.suptitle(f"Accuracy vs batch size — {panel.title}", fontsize=11)
+    return figure
+
+
+def plot_direction_scan(report: NoiseReport) -> Figure:
+    """Full-batch loss L(θ + αd) (thick, black) and mini-batch losses L^i(θ + αd) along
+    d = g_1/‖g_1‖, with each curve's slope at α = 0 in the legend."""
+    scan = report.scan
+    figure = Figure(figsize=(7.6, 4.6), layout="constrained")
+    ax = figure.add_subplot()
+    if scan is None:
+        ax.text(0.5, 0.5, "no direction scan measured", ha="center", va="center", transform=ax.transAxes)
+        return figure
+    for index, (losses, slope) in enumerate(zip(scan.batch_losses, scan.batch_slopes), start=1):
+        ax.plot(scan.alphas, losses, color=_BATCH_COLOURS[(index - 1) % len(_BATCH_COLOURS)], linewidth=1.4,
+                label=f"$L^{{{index}}}$: batch {index} of B = {scan.batch_size} (slope at 0: {slope:+.3g})")
+    ax.plot(scan.alphas, scan.full_loss, color="black", linewidth=3,
+            label=f"L: all {report.n_train:,} examples (slope at 0: {scan.full_slope:+.3g})")
+    ax.axvline(0.0, color="#888888", linewidth=0.8, linestyle=":")
+    ax.set(xlabel="α (distance along d = g¹/‖g¹‖)", ylabel="cross-entropy loss",
+           title="Each batch has its own loss $L^i$: where $L$ is flat, the $L^i$ are not")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return figure
+
+
+def plot_gradient_noise(report: NoiseReport) -> Figure:
+    """Left: every measured ‖g_i‖ per batch size and the full-batch ‖G‖ (log axis). Right: the
+    noise E‖g_B − G‖² (± 2 standard errors) against B with the prediction c_B · tr Σ."""
+    figure = Figure(figsize=(11, 4.3), layout="constrained")
+    norms_ax, noise_ax = figure.subplots(1, 2)
+    sizes = [b.batch_size for b in report.batch_sizes]
+    for position, entry in enumerate(report.batch_sizes):
+        spread = [position + (k / max(entry.n_batches - 1, 1) - 0.5) * 0.5 for k in range(entry.n_batches)]
+        norms_ax.scatter(spread, entry.grad_norms, s=12, alpha=0.7, color=_BATCH_COLOURS[position % len(_BATCH_COLOURS)])
+    norms_ax.axhline(report.full_grad_norm, color="black", linewidth=2,
+                     label=f"full batch ‖∇L‖ = {report.full_grad_norm:.3g}")
+    norms_ax.set_xticks(range(len(sizes)), [f"B = {b:,}" for b in sizes])
+    norms_ax.set_yscale("log")
+    norms_ax.set(ylabel="gradient norm",
+                 title="$\\|\\nabla L^i\\|$ of single mini-batches vs $\\|\\nabla L\\|$ of the full batch")
+    norms_ax.grid(True, axis="y", alpha=0.3)
+    norms_ax.legend(fontsize=8)
+
+    noise_ax.errorbar(sizes, [b.noise for b in report.batch_sizes], yerr=[2 * b.noise_se for b in report.batch_sizes],
+                      marker="o", capsize=3, linestyle="-", color="#1f77b4", label="measured mean ‖g_B − G‖²")
+    predicted = [b.predicted_noise for b in report.batch_sizes]
+    if all(p is not None for p in predicted):
+        noise_ax.plot(sizes, predicted, linestyle="--", color="#7f7f7f",
+                      label="c_B · tr Σ,  c_B = (N − B)/(B(N − 1))")
+    noise_ax.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="E‖g_B − G‖²",
+                 title="Gradient noise shrinks like 1/B")
+    noise_ax.grid(True, which="both", alpha=0.3)
+    noise_ax.legend(fontsize=8)
+    figure.suptitle(_point_title(report), fontsize=10)
+    return figure
+
+
+def _point_title(report: NoiseReport) -> str:
+    what = report.point.get("description") or "the measured point"
+    return f"At {what}: full-batch loss {report.full_loss:.3g}, ‖∇L‖ = {report.full_grad_norm:.3g}"
+
+
+__all__ = ["batch_tick_label", "plot_accuracy_panel", "plot_direction_scan", "plot_gradient_noise"]

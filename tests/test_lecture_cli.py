@@ -1,0 +1,98 @@
+"""`batchlab lecture` end to end at a tiny scale: the report, its figures, summary.json, reuse of the
+store on a second call, and bad input."""
+
+import json
+import re
+
+import pytest
+import torch
+
+from batchlab.cli import main
+from batchlab.report import lecture
+from batchlab.store import RunStore
+
+TINY = lecture.LectureScale(
+    name="quick",
+    studies=(lecture.AccuracyStudy(dataset="mnist-5k", model="mlp", hidden=(8,), batch_sizes=(256, "full"),
+                                   momenta=(0.0, 0.9), lr=0.05, epochs=1),),
+    seeds=1,
+    timing_batch_sizes=(1, 8),
+    timing_n_examples=64,
+    timing_budget_s=0.01,
+    timing_paths=("resident",),
+    critical_lr=0.1,
+    critical_momentum=0.9,
+    critical_updates=3,
+    noise_batches=2,
+    toy_surfaces=("ball",),
+)
+SECTIONS = ("timing", "accuracy", "noise", "summary", "momentum")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids the cost of waking (or fighting over) a thread pool."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_scale(monkeypatch):
+    monkeypatch.setitem(lecture.SCALES, "quick", TINY)
+
+
+def test_lecture_writes_a_self_contained_report_and_reuses_the_store(tmp_path, tiny_scale, capsys):
+    store_path, out = tmp_path / "runs.db", tmp_path / "report"
+    argv = ["lecture", "--store", str(store_path), "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Speed of one update, no parallelism (CPU)" in printed and "batchlab lecture took" in printed
+
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page
+    assert "http://" not in page and "https://" not in page and 'src="//' not in page
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert "AMD" in page or "cpu" in page  # the device is stated
+    figure_ids = re.findall(r'<figure id="fig-([^"]+)"', page)
+    assert {"timing-mlp", "noise-scan", "noise-gradients", "toy-ball"} <= set(figure_ids)
+    for figure_id in figure_ids:
+        assert (out / "figures" / f"{figure_id}.png").is_file()
+        assert (out / "figures" / f"{figure_id}.svg").is_file()
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"schema", "device", "environment", "settings", "summary_table", "accuracy", "noise", "timing",
+            "figures", "sections", "stage_seconds", "toy_findings"} <= set(summary)
+    assert [s["id"] for s in summary["sections"]] == list(SECTIONS)
+    assert set(summary["noise"]) == {"start", "end"}
+    assert summary["settings"]["scale"] == "quick"
+    assert all(row["verdict"] in ("agrees", "disagrees", "within noise", "not measured")
+               for row in summary["summary_table"]["rows"])
+
+    with RunStore(store_path) as store:
+        finished_before = {r.run_id: r.finished for r in store.runs()}
+        timings_before = len(store.timings())
+        noise_before = len(store.records("noise"))
+    assert len(finished_before) == 4 + 1  # the sweep and the full-batch run
+
+    assert main(argv) == 0
+    capsys.readouterr()
+    with RunStore(store_path) as store:
+        assert {r.run_id: r.finished for r in store.runs()} == finished_before
+        assert len(store.timings()) == timings_before
+        assert len(store.records("noise")) == noise_before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0"], "number of seeds"),
+    (["--scale", "huge"], "invalid choice"),
+    (["--device", "tpu"], "device"),
+])
+def test_bad_input_is_a_one_line_error(tmp_path, tiny_scale, capsys, argv, message):
+    code = main(["lecture", "--store", str(tmp_path / "runs.db"), "--out", str(tmp_path / "out"), *argv])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("batchlab: error: ") and message in error and error.count("\n") == 1
+    assert not (tmp_path / "out" / "report.html").exists()

@@ -1,0 +1,99 @@
+"""The HTML report: self-contained, escaped, sections in order, and other modules can add sections."""
+
+import base64
+import re
+import sys
+import types
+
+import pytest
+
+from batchlab.report import registry
+from batchlab.report.build import build_report, coerce_section
+from batchlab.report.document import FigureItem, Report, ReportSection, TableItem
+from batchlab.report.html import render_html
+from batchlab.store import RunStore
+
+PNG_1x1 = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def no_external_resources(page: str) -> None:
+    assert "http://" not in page and "https://" not in page
+    assert 'src="//' not in page and "src='//" not in page
+    assert "<script" not in page.lower() and "<link" not in page.lower() and "@import" not in page
+    for source in re.findall(r'src="([^"]*)"', page):
+        assert source.startswith("data:image/png;base64,")
+
+
+def test_every_text_is_escaped_and_images_are_embedded():
+    report = Report(title=HOSTILE, subtitle=HOSTILE, facts=[(HOSTILE, HOSTILE)])
+    report.add_section(ReportSection(
+        "s1", HOSTILE, intro=HOSTILE,
+        figures=[FigureItem("fig-1", HOSTILE, HOSTILE, PNG_1x1, "<svg/>")],
+        tables=[TableItem(HOSTILE, [HOSTILE], [[HOSTILE], [0.123456], [None]], caption=HOSTILE)],
+        notes=[HOSTILE]))
+    page = render_html(report)
+    no_external_resources(page)
+    assert "<img src=x" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert base64.b64encode(PNG_1x1).decode() in page
+    assert 'href="figures/fig-1.svg"' in page
+    assert ">0.1235<" in page and ">—<" in page
+
+
+def test_figure_ids_must_be_safe_file_names():
+    report = Report("t", sections=[ReportSection("ok", "t", figures=[FigureItem("../evil", "t", "c", PNG_1x1)])])
+    with pytest.raises(ValueError, match="invalid"):
+        render_html(report)
+
+
+def test_sections_keep_their_order_and_can_be_inserted_or_replaced():
+    report = Report("t")
+    for section_id in ("a", "c"):
+        report.add_section(ReportSection(section_id, section_id))
+    report.add_section(ReportSection("b", "b"), after="a")
+    report.add_section(ReportSection("start", "start"), before="a")
+    report.add_section(ReportSection("c", "replaced"))
+    report.add_section(ReportSection("end", "end"), after="missing")
+    assert [s.id for s in report.sections] == ["start", "a", "b", "c", "end"]
+    assert report.section("c").title == "replaced"
+
+
+def test_a_provider_module_contributes_a_section_from_plain_data(tmp_path, monkeypatch):
+    module = types.ModuleType("fake_gap_provider")
+
+    def gap_section(store):
+        return {"title": "Generalization gap", "intro": HOSTILE,
+                "tables": [{"title": "Table 2", "columns": ["net", "SB"], "rows": [["F1", 98.0]]}]}
+
+    module.gap_report_section = gap_section
+    monkeypatch.setitem(sys.modules, "fake_gap_provider", module)
+    monkeypatch.setitem(registry.PROVIDERS, "gap", ("fake_gap_provider:gap_report_section",
+                                                    registry.ORDER_GENERALIZATION))
+    monkeypatch.setitem(registry.PROVIDERS, "absent", ("batchlab_module_that_does_not_exist:f", 99.0))
+    with RunStore(tmp_path / "runs.db") as store:
+        report, _ = build_report(store)
+    assert [s.id for s in report.sections] == ["gap"]
+    page = render_html(report)
+    assert "Table 2" in page and "&lt;script&gt;" in page
+    no_external_resources(page)
+
+
+def test_registered_builders_are_ordered_and_empty_sections_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+    monkeypatch.setattr(registry, "PROVIDERS", {})
+    registry.register_section_builder("late", lambda ctx: ReportSection("late", "Late"), order=99)
+    registry.register_section_builder("early", lambda ctx: ReportSection("early", "Early"), order=1)
+    with RunStore(tmp_path / "runs.db") as store:
+        report, _ = build_report(store)
+    # An empty store: only the two sections that need no data.
+    assert [s.id for s in report.sections] == ["early", "late"]
+
+
+def test_coerce_section_rejects_other_types():
+    assert coerce_section(None, "x") is None
+    section = ReportSection("x", "X")
+    assert coerce_section(section, "x") is section
+    with pytest.raises(TypeError):
+        coerce_section(42, "x")
