@@ -40,9 +40,9 @@ def accuracy_point(batch_size, train, val, std=0.01, seeds=3, full=False):
                          stds={"train_acc": std, "val_acc": std, "test_acc": None})
 
 
-def noise_report(small_noise, large_noise, se=0.0):
+def noise_report(small_noise, large_noise, relative_se=0.0):
     def entry(batch, noise):
-        return BatchSizeNoise(batch, [1.0], [1.0], noise, se, noise)
+        return BatchSizeNoise(batch, [1.0], [1.0], noise, relative_se * noise, noise)
 
     return NoiseReport(n_train=1000, n_parameters=10, full_loss=0.1, full_grad_norm=0.01,
                        batch_sizes=[entry(8, small_noise), entry(512, large_noise)], scale=None, scan=None)
@@ -69,7 +69,7 @@ def test_table_agrees_with_the_lecture_on_lecture_like_numbers():
     panel = AccuracyPanel("mnist-5k", "mlp", None, "epochs", 5, [AccuracyCurve(
         {"momentum": 0.9}, "momentum, λ = 0.9",
         [accuracy_point(8, 0.97, 0.95), accuracy_point(128, 0.90, 0.89), accuracy_point(3600, 0.2, 0.2, full=True)])])
-    table = summary_table(timing, noise_report(0.03, 0.0002, se=0.001), panel)
+    table = summary_table(timing, noise_report(0.03, 0.0002, relative_se=0.1), panel)
     verdicts = {row.aspect: row.verdict for row in table.rows}
     assert verdicts["Speed of one update, no parallelism (CPU)"] == AGREES
     assert verdicts["Speed of one update, with parallelism (GPU)"] == AGREES  # 1.5× from B = 1 to B = 1000
@@ -127,3 +127,17 @@ def test_summary_compares_the_epoch_budget_panel_with_most_batch_sizes():
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_measurements_are_not_measured(value):
     assert judge(SMALL_LOWER, Measured(8, value), Measured(64, 1.0)) == NOT_MEASURED
+
+
+def test_heavy_tailed_gradient_noise_is_compared_on_the_log_scale():
+    # One batch in 32 with a huge gradient: a standard error of 70 % of the mean. On the linear scale
+    # mean − 2 se < 0 would overlap anything smaller; on the log scale a 300× gap is not noise.
+    report = noise_report(1.33, 0.0044)
+    report.batch_sizes[0].noise_se = 0.93
+    report.batch_sizes[1].noise_se = 0.00037
+    row = next(r for r in summary_table([], report, None).rows if r.aspect == "Gradient")
+    assert row.small.low > 0 and row.small.low * row.small.high == pytest.approx(1.33**2)
+    assert row.verdict == AGREES
+    report.batch_sizes[1].noise = 1.0
+    row = next(r for r in summary_table([], report, None).rows if r.aspect == "Gradient")
+    assert row.verdict == WITHIN_NOISE

@@ -96,3 +96,22 @@ def test_bad_input_is_a_one_line_error(tmp_path, tiny_scale, capsys, argv, messa
     error = capsys.readouterr().err
     assert error.startswith("batchlab: error: ") and message in error and error.count("\n") == 1
     assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_update_budget_runs_get_enough_epochs_for_the_budget_to_bind():
+    study = lecture.AccuracyStudy(dataset="mnist-5k", model="mlp", hidden=(8,), batch_sizes=(64,), momenta=(0.0,),
+                                  lr=0.1, epochs=2, update_budget=100, update_batch_sizes=(10, 1000),
+                                  update_momenta=(0.9,))
+    configs = lecture.study_configs(study, seeds=2, device="cpu", data_dir=None)
+    assert [(c.batch_size, c.max_updates) for c in configs] == [(64, None)] * 2 + [(10, 100)] * 2 + [(1000, 100)] * 2
+    n_train = 3600  # mnist-5k: 4,000 training images less the 10 % validation split
+    for config in configs[2:]:
+        per_epoch = -(-n_train // config.batch_size)
+        assert (config.epochs - 1) * per_epoch < 100 <= config.epochs * per_epoch
+
+
+def test_full_scale_leaves_out_datasets_that_are_not_here(tmp_path):
+    studies, notes = lecture.available_studies(lecture.SCALES["full"], str(tmp_path))
+    names = [s.dataset for s in studies]
+    assert "cifar10" not in names and "mnist" not in names  # no files in an empty data folder
+    assert any("batchlab data fetch cifar10" in note for note in notes)

@@ -97,3 +97,23 @@ def test_coerce_section_rejects_other_types():
     assert coerce_section(section, "x") is section
     with pytest.raises(TypeError):
         coerce_section(42, "x")
+
+
+
+@pytest.mark.parametrize("budget, accuracies, expected", [
+    ("epochs", (0.95, 0.20), "both fall as B grows, as in the lecture"),
+    ("epochs", (0.80, 0.90), "neither falls as B grows, unlike the lecture"),
+    ("updates", (0.80, 0.90), "at an equal number of updates the larger batch is not worse"),
+])
+def test_accuracy_caption_states_the_measured_numbers_and_compares_with_the_lecture(budget, accuracies, expected):
+    from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel, AccuracyPoint
+    from batchlab.report.sections import accuracy_caption
+
+    def point(batch, accuracy, full=False):
+        return AccuracyPoint(batch, full, [0, 1], 0, None, {"train_acc": accuracy, "val_acc": accuracy - 0.01},
+                             {"train_acc": 0.0, "val_acc": 0.0})
+
+    curve = AccuracyCurve({}, "momentum, λ = 0.9", [point(8, accuracies[0]), point(3600, accuracies[1], full=True)])
+    caption = accuracy_caption(AccuracyPanel("mnist-5k", "mlp", None, budget, 5, [curve]))
+    assert expected in caption
+    assert f"{accuracies[0]:.3f} at B = 8" in caption and "B = 3,600 (full batch)" in caption

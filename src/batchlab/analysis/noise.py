@@ -205,7 +205,8 @@ def two_batch_noise_scale(small_batch: int, small_sq: float, large_batch: int, l
     c_small = finite_population_factor(small_batch, n)
     c_large = finite_population_factor(large_batch, n)
     if not c_small > c_large:
-        raise ConfigError(f"the two batch sizes must differ with b < B ≤ N; got b={small_batch}, B={large_batch}, N={n}")
+        raise ConfigError(
+            f"the two batch sizes must differ with b < B ≤ N; got b={small_batch}, B={large_batch}, N={n}")
     trace = (small_sq - large_sq) / (c_small - c_large)
     return small_sq - c_small * trace, trace
 

@@ -1,6 +1,6 @@
 """The lecture's small-batch vs large-batch summary table, filled with this machine's numbers.
 
-The lecture ends its batch-size part with a table (SCIENCE.md §1):
+The lecture (Hung-yi Lee, "Batch and Momentum") ends its batch-size part with this table:
 
 =========================================  ======================  =====================
 aspect                                     small batch             large batch
@@ -16,9 +16,10 @@ generalization (validation / test acc.)    **better**              worse
 :func:`summary_table` fills a row per aspect with a measured value for a small and a large batch
 and decides, from the numbers alone, whether the measurement **agrees** with the lecture's
 verdict, **disagrees**, is **within noise** (the two values' uncertainty intervals overlap:
-mean ± 2 standard errors over seeds or batches, or the interquartile range of timing repeats), or
-was **not measured** (e.g. no GPU). The GPU row's "same" is read as: the larger batch's update
-takes at most :data:`SAME_SPEED_RATIO` times as long as the smaller one's.
+mean ± 2 standard errors over seeds; for the gradient noise, a positive and heavy-tailed mean
+over batches, the same interval on the log scale, ``mean · exp(±2 se / mean)``; the
+interquartile range of timing repeats), or was **not measured** (e.g. no GPU). The GPU row's
+"same" is read as: the larger batch's update takes at most :data:`SAME_SPEED_RATIO` times as long as the smaller one's.
 """
 
 from __future__ import annotations
@@ -61,9 +62,20 @@ class Measured:
 
     @classmethod
     def mean_se(cls, batch_size: int | None, mean: float, se: float | None, detail: str = "") -> "Measured":
+        """``mean ± 2 se``."""
         if se is None or not math.isfinite(se) or se <= 0:
             return cls(batch_size, mean, None, None, detail)
         return cls(batch_size, mean, mean - 2 * se, mean + 2 * se, detail)
+
+    @classmethod
+    def positive_mean_se(cls, batch_size: int | None, mean: float, se: float | None, detail: str = "") -> "Measured":
+        """``mean · exp(±2 se / mean)``: the ±2 standard-error interval on the log scale, for a
+        positive, heavy-tailed mean (a squared gradient distance dominated by a few batches), where
+        ``mean − 2 se`` would fall below zero and call every comparison noise."""
+        if se is None or not math.isfinite(se) or se <= 0 or not mean > 0:
+            return cls(batch_size, mean, None, None, detail)
+        factor = math.exp(2 * se / mean)
+        return cls(batch_size, mean, mean / factor, mean * factor, detail)
 
 
 @dataclass
@@ -191,8 +203,8 @@ def timing_rows(points: Sequence[Any]) -> list[SummaryRow]:
     def same_text(row: SummaryRow) -> str:
         ratio = row.large.value / row.small.value
         return (f"{seconds_text(row.small.value)} at B = {row.small.batch_size} vs {seconds_text(row.large.value)} "
-                f"at B = {row.large.batch_size}: {ratio:.3g}× the time for {row.large.batch_size // max(row.small.batch_size, 1)}× "
-                "the examples")
+                f"at B = {row.large.batch_size}: {ratio:.3g}× the time for "
+                f"{row.large.batch_size // max(row.small.batch_size, 1)}× the examples")
 
     rows.append(_finish(gpu_row, same_text))
 
@@ -203,7 +215,8 @@ def timing_rows(points: Sequence[Any]) -> list[SummaryRow]:
         def epoch_text(row: SummaryRow) -> str:
             faster = "large" if row.large.value < row.small.value else "small"
             return (f"one epoch takes {seconds_text(row.small.value)} at B = {row.small.batch_size} and "
-                    f"{seconds_text(row.large.value)} at B = {row.large.batch_size}: the {faster} batch finishes an epoch sooner")
+                    f"{seconds_text(row.large.value)} at B = {row.large.batch_size}: the {faster} batch finishes "
+                    "an epoch sooner")
 
         small = large = None
         if len(series) >= 2:
@@ -232,8 +245,8 @@ def noise_row(noise: NoiseReport | None) -> SummaryRow:
     small = large = None
     if noise is not None and len(noise.batch_sizes) >= 2:
         first, last = noise.batch_sizes[0], noise.batch_sizes[-1]
-        small = Measured.mean_se(first.batch_size, first.noise, first.noise_se, f"{first.n_batches} batches")
-        large = Measured.mean_se(last.batch_size, last.noise, last.noise_se, f"{last.n_batches} batches")
+        small = Measured.positive_mean_se(first.batch_size, first.noise, first.noise_se, f"{first.n_batches} batches")
+        large = Measured.positive_mean_se(last.batch_size, last.noise, last.noise_se, f"{last.n_batches} batches")
 
     def text(row: SummaryRow) -> str:
         ratio = row.small.value / row.large.value if row.large.value > 0 else math.inf
@@ -337,7 +350,9 @@ def primary_panel(panels: Sequence[AccuracyPanel], dataset: str | None = None) -
 
 
 def seconds_text(value: float) -> str:
-    """A duration in s, ms or µs with three significant digits."""
+    """A duration in s, ms or µs with three significant digits (whole seconds from 1000 s)."""
+    if value >= 1000:
+        return f"{value:,.0f} s"
     if value >= 1:
         return f"{value:.3g} s"
     if value >= 1e-3:

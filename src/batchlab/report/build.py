@@ -81,6 +81,8 @@ def report_facts(ctx: ReportContext) -> list[tuple[str, str]]:
     if lecture.get("stage_seconds"):
         stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in lecture["stage_seconds"].items())
         facts.append(("Time taken", f"{lecture.get('total_seconds', 0):.0f} s in all ({stages})"))
+    if lecture.get("notes"):
+        facts.append(("Notes", " · ".join(str(note) for note in lecture["notes"])))
     finished = sum(r.status == "finished" for r in ctx.runs)
     diverged = sum(r.status == "diverged" for r in ctx.runs)
     facts.append(("Store", f"{ctx.store.path}: {len(ctx.runs)} runs ({finished} finished, {diverged} diverged), "

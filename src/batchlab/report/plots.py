@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -31,7 +33,8 @@ def batch_tick_label(batch_size: int, full: bool) -> str:
     return f"full\n({batch_size:,})" if full else f"{batch_size:,}"
 
 
-def plot_accuracy_panel(panel: AccuracyPanel, metrics: tuple[str, ...] = ("train_acc", "val_acc", "test_acc")) -> Figure:
+def plot_accuracy_panel(panel: AccuracyPanel,
+                        metrics: tuple[str, ...] = ("train_acc", "val_acc", "test_acc")) -> Figure:
     """One axes per curve of ``panel``: accuracy against batch size (log axis), error bars ± 1 std."""
     count = max(len(panel.curves), 1)
     figure = Figure(figsize=(max(5.2 * count, 7.0), 4.3), layout="constrained")
@@ -49,8 +52,8 @@ def plot_accuracy_panel(panel: AccuracyPanel, metrics: tuple[str, ...] = ("train
             ticks.update({p.batch_size: batch_tick_label(p.batch_size, p.full_batch) for p in points})
         for point in curve.points:
             if point.n_diverged:
-                ax.annotate(f"{point.n_diverged} diverged", (point.batch_size, 0.02), xycoords=("data", "axes fraction"),
-                            ha="center", fontsize=8, color="#b31d28")
+                ax.annotate(f"{point.n_diverged} diverged", (point.batch_size, 0.02),
+                            xycoords=("data", "axes fraction"), ha="center", fontsize=8, color="#b31d28")
         ax.set_xscale("log")
         if ticks:
             ax.set_xticks(sorted(ticks), [ticks[b] for b in sorted(ticks)])
@@ -88,13 +91,14 @@ def plot_direction_scan(report: NoiseReport) -> Figure:
 
 def plot_gradient_noise(report: NoiseReport) -> Figure:
     """Left: every measured ‖g_i‖ per batch size and the full-batch ‖G‖ (log axis). Right: the
-    noise E‖g_B − G‖² (± 2 standard errors) against B with the prediction c_B · tr Σ."""
+    noise E‖g_B − G‖² (± 2 standard errors, on the log scale) against B with the prediction c_B · tr Σ."""
     figure = Figure(figsize=(11, 4.3), layout="constrained")
     norms_ax, noise_ax = figure.subplots(1, 2)
     sizes = [b.batch_size for b in report.batch_sizes]
     for position, entry in enumerate(report.batch_sizes):
         spread = [position + (k / max(entry.n_batches - 1, 1) - 0.5) * 0.5 for k in range(entry.n_batches)]
-        norms_ax.scatter(spread, entry.grad_norms, s=12, alpha=0.7, color=_BATCH_COLOURS[position % len(_BATCH_COLOURS)])
+        colour = _BATCH_COLOURS[position % len(_BATCH_COLOURS)]
+        norms_ax.scatter(spread, entry.grad_norms, s=12, alpha=0.7, color=colour)
     norms_ax.axhline(report.full_grad_norm, color="black", linewidth=2,
                      label=f"full batch ‖∇L‖ = {report.full_grad_norm:.3g}")
     norms_ax.set_xticks(range(len(sizes)), [f"B = {b:,}" for b in sizes])
@@ -104,7 +108,12 @@ def plot_gradient_noise(report: NoiseReport) -> Figure:
     norms_ax.grid(True, axis="y", alpha=0.3)
     norms_ax.legend(fontsize=8)
 
-    noise_ax.errorbar(sizes, [b.noise for b in report.batch_sizes], yerr=[2 * b.noise_se for b in report.batch_sizes],
+    # ±2 standard errors on the log scale (mean · exp(±2 se/mean)): the mean is positive and
+    # heavy-tailed, and mean − 2 se can fall below zero, off a log axis.
+    factors = [math.exp(2 * b.noise_se / b.noise) if b.noise > 0 else 1.0 for b in report.batch_sizes]
+    means = [b.noise for b in report.batch_sizes]
+    noise_ax.errorbar(sizes, means, yerr=[[m - m / f for m, f in zip(means, factors)],
+                                          [m * f - m for m, f in zip(means, factors)]],
                       marker="o", capsize=3, linestyle="-", color="#1f77b4", label="measured mean ‖g_B − G‖²")
     predicted = [b.predicted_noise for b in report.batch_sizes]
     if all(p is not None for p in predicted):

@@ -3,7 +3,7 @@
 Every builder takes a :class:`~batchlab.report.context.ReportContext` and returns a
 :class:`~batchlab.report.document.ReportSection`, or None when the store has no data for it. Each
 figure gets a caption that states what it shows with the measured numbers and how they compare
-with the lecture's figure (Hung-yi Lee, "Batch and Momentum"; numbers in SCIENCE.md §1).
+with the lecture's figure (Hung-yi Lee, "Batch and Momentum", Machine Learning 2021/2022, NTU).
 """
 
 from __future__ import annotations
@@ -20,11 +20,6 @@ from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item
 from batchlab.report.plots import plot_accuracy_panel, plot_direction_scan, plot_gradient_noise
 
-# The lecture's V100 numbers quoted in captions (SCIENCE.md §1, read off the slides).
-LECTURE_UPDATE_B1_S = 6.1e-3
-LECTURE_UPDATE_B1000_S = 0.16
-LECTURE_EPOCH_B1_S = 364.0
-LECTURE_EPOCH_B1000_S = 9.3
 # The full loss counts as "nearly flat" along d when its slope is at most this share of the
 # steepest batch loss's slope.
 FLAT_SHARE = 0.1
@@ -76,6 +71,10 @@ def timing_section(ctx: ReportContext) -> ReportSection | None:
                 "updates in an epoch. Synthetic data: random tensors of the dataset's shape, used when N is "
                 "larger than the dataset (timing does not depend on pixel values).",
     ))
+    timing_record = (ctx.lecture or {}).get("timing") or {}
+    section.notes.extend(str(note) for note in timing_record.get("notes", []))
+    section.notes.append("Times depend on everything else the machine runs meanwhile; `batchlab lecture --retime` "
+                         "measures them again (on a quiet machine, for numbers to compare).")
     return section
 
 
@@ -89,6 +88,11 @@ def _series(points: Sequence[Any], device_type: str) -> list[Any]:
 
 
 def timing_caption(points: Sequence[Any]) -> str:
+    from batchlab.timing.lecture import LECTURE_V100_TIMES
+
+    # The lecture's Tesla V100 numbers (read off its slides): (time per update, time per epoch).
+    update_b1, epoch_b1 = LECTURE_V100_TIMES[1]
+    update_b1000, epoch_b1000 = LECTURE_V100_TIMES[1000]
     sentences = []
     for device_type in ("cuda", "cpu"):
         series = _series(points, device_type)
@@ -104,15 +108,14 @@ def timing_caption(points: Sequence[Any]) -> str:
             f"{seconds_text(first.per_epoch_s)} at B = {first.batch_size:,} and {seconds_text(last.per_epoch_s)} "
             f"at B = {last.batch_size:,}.")
         shorter = last.per_epoch_s < first.per_epoch_s
+        lecture_epochs = f"an epoch falls from {epoch_b1:g} s at B = 1 to {epoch_b1000:g} s at B = 1000"
         sentences.append(
-            ("As in the lecture, where an epoch falls from 364 s at B = 1 to 9.3 s at B = 1000, the larger "
-             "batch finishes an epoch sooner." if shorter else
-             "Unlike the lecture, where an epoch falls from 364 s at B = 1 to 9.3 s at B = 1000, the larger "
-             "batch does not finish an epoch sooner here."))
+            f"As in the lecture, where {lecture_epochs}, the larger batch finishes an epoch sooner." if shorter else
+            f"Unlike the lecture, where {lecture_epochs}, the larger batch does not finish an epoch sooner here.")
         near_1000 = [p for p in series if p.batch_size <= 1000]
         if len(near_1000) >= 2:
             growth = near_1000[-1].per_update_median_s / near_1000[0].per_update_median_s
-            lecture_growth = LECTURE_UPDATE_B1000_S / LECTURE_UPDATE_B1_S
+            lecture_growth = update_b1000 / update_b1
             sentences.append(
                 f"From B = {near_1000[0].batch_size:,} to B = {near_1000[-1].batch_size:,} the update time grows "
                 f"{growth:.3g}× here; on the lecture's V100 it grows {lecture_growth:.3g}× from B = 1 to B = 1000"
@@ -167,17 +170,16 @@ def accuracy_table(panel: AccuracyPanel) -> TableItem:
 
 
 def accuracy_caption(panel: AccuracyPanel) -> str:
-    sentences = []
-    for curve in panel.curves:
-        sentence = _curve_sentence(curve)
-        if sentence:
-            sentences.append(sentence)
+    sentences = [sentence for curve in panel.curves if (sentence := _curve_sentence(curve, panel.budget_kind))]
     if not sentences:
         return "Too few finished runs to compare batch sizes."
+    if panel.budget_kind == "updates":
+        sentences.append("Here every batch size made the same number of updates; the lecture's figures compare "
+                         "equal numbers of epochs, where a larger batch makes fewer updates.")
     return " ".join(sentences)
 
 
-def _curve_sentence(curve: AccuracyCurve) -> str:
+def _curve_sentence(curve: AccuracyCurve, budget_kind: str) -> str:
     points = [p for p in curve.points if p.mean("train_acc") is not None and p.mean("val_acc") is not None]
     if len(points) < 2:
         return ""
@@ -188,6 +190,13 @@ def _curve_sentence(curve: AccuracyCurve) -> str:
     text = (f"With {curve.label}, training accuracy goes from {first.mean('train_acc'):.3f} at {size(first)} to "
             f"{last.mean('train_acc'):.3f} at {size(last)} and validation accuracy from "
             f"{first.mean('val_acc'):.3f} to {last.mean('val_acc'):.3f}")
+    if budget_kind == "updates":
+        if train_falls and val_falls:
+            return text + ": both fall as B grows even at an equal number of updates."
+        if not train_falls and not val_falls:
+            return text + ": at an equal number of updates the larger batch is not worse."
+        which = "training" if train_falls else "validation"
+        return text + f": at an equal number of updates only {which} accuracy falls as B grows."
     if train_falls and val_falls:
         return text + ": both fall as B grows, as in the lecture's MNIST and CIFAR-10 figures."
     if not train_falls and not val_falls:
@@ -219,7 +228,8 @@ def noise_section(ctx: ReportContext) -> ReportSection | None:
             section.figures.append(figure_item(plot_direction_scan(critical), "noise-scan",
                                                "The lecture's L¹ / L² picture, from real data", scan_caption(critical)))
         section.figures.append(figure_item(plot_gradient_noise(critical), "noise-gradients",
-                                           "Mini-batch gradients vs the full-batch gradient", gradients_caption(critical)))
+                                           "Mini-batch gradients vs the full-batch gradient",
+                                           gradients_caption(critical)))
     for which, report in reports.items():
         section.tables.append(noise_table(which, report))
     section.tables.append(noise_scale_table(reports))
@@ -262,7 +272,8 @@ def gradients_caption(report: NoiseReport) -> str:
 
 
 def noise_table(which: str, report: NoiseReport) -> TableItem:
-    rows = [["full batch", report.n_train, 1, report.full_grad_norm, 1.0, 0.0, None, report.full_loss, report.full_loss]]
+    rows = [["full batch", report.n_train, 1, report.full_grad_norm, 1.0, 0.0, None, report.full_loss,
+             report.full_loss]]
     for entry in report.batch_sizes:
         ratio = entry.median_grad_norm / report.full_grad_norm if report.full_grad_norm > 0 else None
         rows.append([f"B = {entry.batch_size}", entry.batch_size, entry.n_batches, entry.median_grad_norm, ratio,
@@ -324,8 +335,9 @@ def summary_section(ctx: ReportContext) -> ReportSection | None:
         tables=[TableItem("Small batch vs large batch", ["aspect", "lecture: small B", "lecture: large B",
                                                          "measured: small B", "measured: large B", "what was measured",
                                                          "verdict"], rows,
-                          caption="Within noise: the two values' intervals overlap (mean ± 2 standard errors over seeds "
-                                  "or batches; interquartile range of timing repeats).")],
+                          caption="Within noise: the two values' intervals overlap (mean ± 2 standard errors over "
+                                  "seeds; for the gradient noise the same on the log scale, mean · exp(±2 se/mean); "
+                                  "interquartile range of timing repeats).")],
         notes=list(dict.fromkeys(row.note for row in table.rows if row.note and row.verdict != NOT_MEASURED)),
         data=table.to_dict(),
     )
