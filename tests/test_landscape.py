@@ -63,7 +63,7 @@ def test_line_reproduces_both_minima_exactly_and_leaves_models_alone():
     a.train()  # the caller's mode must survive
     before_a = {k: v.clone() for k, v in a.state_dict().items()}
     train, test = split(50, 1), split(30, 2)
-    line = parametric_line(a, b, train, test, alphas=[-1.0, 0.0, 0.5, 1.0, 2.0])
+    line = parametric_line(a, b, train, test, alphas=[-1.0, 0.0, 0.5, 1.0, 2.0], bn="interpolate")
 
     assert a.training and not b.training
     assert all(torch.equal(before_a[k], v) for k, v in a.state_dict().items())
@@ -119,6 +119,7 @@ def test_recompute_mode_changes_the_line_and_is_deterministic():
     again = parametric_line(a, b, train, test, alphas=[0.5], bn="recompute", seed=3)
     assert recomputed.points[0].train_loss != interpolated.points[0].train_loss
     assert recomputed.points == again.points
+    assert parametric_line(a, b, train, test, alphas=[0.5], seed=3).bn == "recompute"  # the default
     with pytest.raises(ConfigError, match="interpolate, recompute"):
         parametric_line(a, b, train, test, bn="average")
 

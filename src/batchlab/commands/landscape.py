@@ -1,0 +1,132 @@
+"""``batchlab landscape RUN_A RUN_B``: Keskar's 1-D parametric plot between two stored minima,
+and optionally Li et al.'s 2-D filter-normalized contour around one of them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from batchlab.commands._options import add_device_option, add_store_option
+from batchlab.errors import ConfigError
+from batchlab.geometry.landscape import BN_MODES, DEFAULT_ALPHA_RANGE, DEFAULT_BN_MODE, DEFAULT_GRID_STEPS, DEFAULT_SPAN
+
+DEFAULT_OUT = Path("batchlab-report") / "landscape"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    start, stop, count = DEFAULT_ALPHA_RANGE
+    parser = subparsers.add_parser(
+        "landscape",
+        help="loss along the line between two stored minima (Keskar's Figure 3) and a 2-D contour",
+        description="Reopen two stored runs of the same network and data and evaluate the network "
+        "(1 − α)·A + α·B for α on a grid (Keskar et al. 2017, Figure 3: A = the small-batch minimum, "
+        "B = the large-batch one): training and test cross-entropy and accuracy. Batch-norm running "
+        "statistics are recomputed at every α by a pass over the training examples (default), or "
+        "interpolated with the weights as in Keskar et al.'s own code (--bn interpolate; exact at "
+        "α = 0 and 1, but extrapolated variances can fall below zero and are then set to 0). --contour RUN "
+        "adds Li et al.'s 2-D contour of the training loss around RUN's minimum along two random "
+        "filter-normalized directions. Prints the table, writes PNG and SVG figures and a JSON file "
+        "to --out and stores each result as a 'landscape' record.",
+        epilog="Example: batchlab landscape 3f2a9c0d11e4b5a6 8c1d0e2f3a4b5c6d --store batchlab-runs/runs.db "
+        "--alphas -1 2 31 --examples 2000 --contour 3f2a9c0d11e4b5a6",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_a", metavar="RUN_A", help="run id at α = 0 (Keskar: the small-batch minimum)")
+    parser.add_argument("run_b", metavar="RUN_B", help="run id at α = 1 (Keskar: the large-batch minimum)")
+    add_store_option(parser)
+    parser.add_argument("--alphas", nargs=3, type=float, default=[start, stop, count], metavar=("START", "STOP", "COUNT"),
+                        help=f"α from START to STOP in COUNT points (default: {start:g} {stop:g} {count})")
+    parser.add_argument("--bn", choices=BN_MODES, default=DEFAULT_BN_MODE,
+                        help="batch-norm running statistics: recompute them at every α from the training "
+                        "examples (default) or interpolate them with the weights (Keskar et al.'s code)")
+    parser.add_argument("--examples", type=int, default=None,
+                        help="training examples used (a seeded random subset; default: the whole training split)")
+    parser.add_argument("--test-examples", type=int, default=None,
+                        help="test examples used (a seeded random subset; default: the whole test split)")
+    parser.add_argument("--contour", metavar="RUN", default=None,
+                        help="also draw the 2-D filter-normalized contour around this run's minimum")
+    parser.add_argument("--grid", type=int, default=DEFAULT_GRID_STEPS,
+                        help=f"contour grid points per axis (default: {DEFAULT_GRID_STEPS})")
+    parser.add_argument("--span", type=float, default=DEFAULT_SPAN,
+                        help=f"contour covers [−SPAN, SPAN]² in units of the directions (default: {DEFAULT_SPAN:g})")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the example subsets, the contour's directions and dropout in --bn recompute (default: 0)")
+    parser.add_argument("--force", action="store_true", help="compute again even if the store holds the result")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where figures and JSON go (default: {DEFAULT_OUT})")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    add_device_option(parser)
+    parser.set_defaults(handler=run_landscape)
+
+
+def alphas_from_args(values: list[float]) -> list[float]:
+    from batchlab.geometry.landscape import alpha_grid
+
+    start, stop, count = values
+    if not float(count).is_integer():
+        raise ConfigError(f"number of alphas {count:g} is not an integer; allowed: an integer ≥ 2, e.g. --alphas -1 2 31")
+    return alpha_grid(start, stop, int(count))
+
+
+def run_landscape(args: argparse.Namespace) -> int:
+    from batchlab.gap.measurements import measure_contour, measure_parametric
+    from batchlab.gap.output import strict_json_value, write_json
+    from batchlab.gap.plots import LinePanel, plot_contour, plot_parametric, save_figure
+    from batchlab.store import RunStore
+    from batchlab.train.restore import restore_run
+
+    alphas = alphas_from_args(args.alphas)
+    with RunStore(args.store, create=False) as store:
+        run_a = restore_run(store, args.run_a, device=args.device)
+        run_b = restore_run(store, args.run_b, device=args.device)
+        line, key, reused = measure_parametric(
+            store, run_a, run_b, alphas=alphas, bn=args.bn, examples=args.examples,
+            test_examples=args.test_examples, seed=args.seed, reuse=not args.force,
+        )
+        contour = None
+        if args.contour is not None:
+            centre = {run_a.run_id: run_a, run_b.run_id: run_b}.get(args.contour) or restore_run(
+                store, args.contour, device=args.device)
+            contour = measure_contour(store, centre, steps=args.grid, span=args.span, examples=args.examples,
+                                      seed=args.seed, reuse=not args.force)
+
+    stem = f"landscape-{run_a.run_id[:8]}-{run_b.run_id[:8]}-bn-{args.bn}"
+    title = (f"{run_a.config.model} on {run_a.config.dataset}: A batch size {run_a.config.batch_size}, "
+             f"B batch size {run_b.config.batch_size}")
+    written = save_figure(plot_parametric([LinePanel(title, line, f"A ({run_a.run_id[:8]})", f"B ({run_b.run_id[:8]})")]),
+                          args.out / stem)
+    result = {"key": key, "from_store": reused, "run_a": run_a.run_id, "run_b": run_b.run_id, "line": line.to_dict()}
+    if contour is not None:
+        grid, contour_key, contour_reused = contour
+        written += save_figure(plot_contour(grid, f"{centre.config.model} on {centre.config.dataset}, run "
+                                                  f"{centre.run_id[:8]} (B {centre.config.batch_size})"),
+                               args.out / f"contour-{centre.run_id[:8]}")
+        result["contour"] = {"key": contour_key, "from_store": contour_reused, "run_id": centre.run_id,
+                             "grid": grid.to_dict()}
+    written.append(write_json(args.out / f"{stem}.json", result))
+
+    if args.format == "json":
+        print(json.dumps(strict_json_value({**result, "files": [str(p) for p in written]}), indent=2))
+        return 0
+    print(format_line(run_a, run_b, line, reused))
+    if contour is not None:
+        grid = contour[0]
+        print(f"contour around {centre.run_id}: {len(grid.a)}×{len(grid.b)} grid over [−{grid.span:g}, {grid.span:g}]², "
+              f"loss at the minimum {grid.center_loss:.6g}, largest {max(max(r) for r in grid.loss):.6g}"
+              + (" (from the store)" if contour[2] else ""))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def format_line(run_a, run_b, line, reused: bool) -> str:
+    origin = " (from the store; --force computes again)" if reused else ""
+    lines = [
+        f"Parametric line A = {run_a.run_id} (B={run_a.config.batch_size}) → B = {run_b.run_id} "
+        f"(B={run_b.config.batch_size}), {run_a.config.model} on {run_a.config.dataset}; batch norm: "
+        f"{line.bn if line.has_batch_norm else 'none'}; {line.train_examples} training / {line.test_examples} test examples{origin}",
+        f"{'alpha':>6} {'train loss':>11} {'train acc':>9} {'test loss':>11} {'test acc':>9}",
+    ]
+    for p in line.points:
+        flag = f"  ({p.clamped_variances} variances clamped)" if p.clamped_variances else ""
+        lines.append(f"{p.alpha:>6.2f} {p.train_loss:>11.5g} {p.train_acc:>9.4f} {p.test_loss:>11.5g} {p.test_acc:>9.4f}{flag}")
+    return "\n".join(lines)

@@ -1,0 +1,21 @@
+"""Keskar et al.'s generalization-gap experiment: small vs large batch, sharp minima.
+
+* :mod:`~batchlab.gap.experiment` — the plan per scale and :func:`run_gap`, which trains and
+  measures into the run store;
+* :mod:`~batchlab.gap.measurements` — sharpness and landscapes of stored minima, kept as records;
+* :mod:`~batchlab.gap.tables` — the paper's Tables 2–4 beside ours, and the automatic verdict;
+* :mod:`~batchlab.gap.plots` — the parametric plot (Figure 3), contours, sharpness bars;
+* :mod:`~batchlab.gap.report` — figures and the lecture report's section from a stored result.
+
+Example::
+
+    from batchlab.store import RunStore
+    from batchlab.gap import plan_gap, run_gap
+    result = run_gap(plan_gap("quick", seeds=2), RunStore("batchlab-runs/runs.db"))
+    print(result.accuracy.render()); print(result.paragraph)
+"""
+
+from batchlab.gap.experiment import GapPlan, GapResult, NetworkPlan, plan_gap, run_gap
+from batchlab.gap.report import gap_report_section
+
+__all__ = ["GapPlan", "GapResult", "NetworkPlan", "gap_report_section", "plan_gap", "run_gap"]

@@ -1,0 +1,161 @@
+"""``batchlab gap`` and ``batchlab landscape`` end to end, with the experiment shrunk to tiny networks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import batchlab
+from batchlab.cli import main
+from batchlab.gap import experiment
+from batchlab.gap.experiment import NetworkPlan
+from batchlab.gap.report import gap_report_section
+from batchlab.store import RunStore
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_networks() -> dict[str, NetworkPlan]:
+    """Both of the experiment's networks shrunk to a few seconds: one hidden layer of 8, 1 epoch."""
+    common = dict(dataset="mnist-5k", sb=100, lb_fraction=0.1, sb_epochs=1, lb_epochs=2, stop_patience=3,
+                  sharpness_examples=100, landscape_examples=200, landscape_test_examples=150)
+    return {
+        "f1": NetworkPlan("f1", "F1", "keskar-f1", hidden=(8,), **common),
+        "c1": NetworkPlan("c1", "C1", "mlp", hidden=(8,), **common),
+    }
+
+
+@pytest.fixture(scope="module")
+def gap_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gap")
+    patch = pytest.MonkeyPatch()
+    patch.setattr(experiment, "_quick_networks", tiny_networks)
+    try:
+        argv = ["gap", "--scale", "quick", "--seeds", "1", "--store", str(folder / "runs.db"),
+                "--out", str(folder / "out"), "--device", "cpu"]
+        code = main(argv)
+        again = main(argv + ["--format", "json"])
+    finally:
+        patch.undo()
+    return folder, code, again
+
+
+def test_gap_prints_tables_with_the_papers_numbers_and_a_verdict(gap_run, capsys):
+    folder, code, _ = gap_run
+    assert code == 0
+    record = json.loads((folder / "out" / "gap.json").read_text())
+    assert record["plan"]["scale"] == "quick" and record["plan"]["seeds"] == 1
+    assert [n["plan"]["paper"] for n in record["networks"]] == ["F1", "C1"]
+    for network in record["networks"]:
+        runs = network["runs"]
+        assert [(r["regime"], r["batch_size"]) for r in runs] == [("SB", 100), ("LB", 400)]
+        assert all(r["status"] == "finished" and 0 < r["test_acc"] <= 1 for r in runs)
+        assert {(s["space"], s["epsilon"]) for r in runs for s in r["sharpness"]} == {("full", 1e-3), ("full", 5e-4)}
+        assert all(s["examples"] == 100 for r in runs for s in r["sharpness"])
+        line = network["parametric"]["line"]
+        assert len(line["points"]) == 31 and line["train_examples"] == 200 and line["test_examples"] == 150
+        assert network["parametric"]["run_a"] == runs[0]["run_id"]
+    accuracy = record["tables"]["accuracy"]
+    assert accuracy["rows"][0][0] == "F1" and "98.03" in accuracy["rows"][0]
+    assert "205.14" in record["tables"]["sharpness"]["rows"][0]
+    assert "comparisons with the paper agree" in record["paragraph"]
+    for name in ("gap-parametric", "gap-sharpness"):
+        assert (folder / "out" / f"{name}.png").stat().st_size > 0
+        assert (folder / "out" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_a_second_run_reuses_every_run_and_measurement(gap_run, capsys):
+    folder, _, again = gap_run
+    assert again == 0
+    record = json.loads((folder / "out" / "gap.json").read_text())
+    runs = [r for n in record["networks"] for r in n["runs"]]
+    assert all(r["from_store"] for r in runs)
+    assert all(s["from_store"] for r in runs for s in r["sharpness"])
+    with RunStore(folder / "runs.db", create=False) as store:
+        assert len(store.runs()) == 4
+        assert len(store.records("gap")) == 1
+        assert len(store.records("sharpness")) == 8
+        assert len(store.records("landscape")) == 2
+
+
+def test_the_report_section_is_built_from_the_store(gap_run):
+    folder, _, _ = gap_run
+    with RunStore(folder / "runs.db", create=False) as store:
+        section = gap_report_section(store)
+    assert section.id == "gap"
+    assert [f.id for f in section.figures] == ["gap-parametric", "gap-sharpness"]
+    assert all(f.png.startswith(b"\x89PNG") and "<svg" in f.svg and "matplotlib.org" not in f.svg
+               for f in section.figures)
+    assert "F1: training loss" in section.figures[0].caption and "C1: training loss" in section.figures[0].caption
+    assert [t.title.split(" —")[0] for t in section.tables] == ["Table 2", "Tables 3 & 4"]
+    assert "Departure from the paper" in " ".join(section.notes)
+    assert "comparisons with the paper agree" in section.intro
+
+
+def test_an_empty_store_has_no_gap_section(tmp_path):
+    with RunStore(tmp_path / "runs.db") as store:
+        assert gap_report_section(store) is None
+
+
+def test_landscape_command_writes_figures_table_and_record(gap_run, capsys, tmp_path):
+    folder, _, _ = gap_run
+    store_path = folder / "runs.db"
+    record = json.loads((folder / "out" / "gap.json").read_text())
+    sb, lb = (r["run_id"] for r in record["networks"][0]["runs"])
+    capsys.readouterr()
+    code = main(["landscape", sb, lb, "--store", str(store_path), "--alphas", "-0.5", "1.5", "5", "--bn", "recompute",
+                 "--examples", "100", "--test-examples", "100", "--contour", sb, "--grid", "3",
+                 "--out", str(tmp_path), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "batch norm: recompute" in out and "contour around" in out
+    assert len([line for line in out.splitlines() if line.strip().startswith(("-0.50", "0.00", "0.50", "1.00", "1.50"))]) == 5
+    stem = f"landscape-{sb[:8]}-{lb[:8]}-bn-recompute"
+    for name in (f"{stem}.png", f"{stem}.svg", f"contour-{sb[:8]}.png", f"contour-{sb[:8]}.svg", f"{stem}.json"):
+        assert (tmp_path / name).exists(), name
+    with RunStore(store_path, create=False) as store:
+        keys = [key for key, _ in store.record_items("landscape")]
+    assert any(key.startswith(f"parametric|{sb}|{lb}|alphas=-0.5:1.5:5|bn=recompute") for key in keys)
+    assert any(key.startswith(f"contour|{sb}|steps=3") for key in keys)
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("batchlab: error: ")
+    return err
+
+
+def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys):
+    store_path = tmp_path / "runs.db"
+    base = dict(dataset="mnist-5k", epochs=1, batch_size=500, lr=0.05, device="cpu", val_fraction=0.0)
+    a = batchlab.train(batchlab.RunConfig(model="mlp", hidden=(8,), **base), store=store_path, progress=False)
+    b = batchlab.train(batchlab.RunConfig(model="mlp", hidden=(9,), **base), store=store_path, progress=False)
+    capsys.readouterr()
+    assert main(["landscape", a.run_id, b.run_id, "--store", str(store_path), "--out", str(tmp_path)]) == 2
+    assert "differ in hidden ((8) vs (9))" in one_error_line(capsys)
+    assert main(["landscape", a.run_id, "0123456789abcdef", "--store", str(store_path), "--out", str(tmp_path)]) == 2
+    assert "unknown run id" in one_error_line(capsys)
+    assert main(["landscape", a.run_id, a.run_id, "--store", str(store_path), "--alphas", "0", "1", "2.5"]) == 2
+    assert "not an integer" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["gap", "--networks", "f2"], "unknown network 'f2'; allowed: f1, c1"),
+        (["gap", "--seeds", "0"], "seeds 0 is invalid"),
+        (["gap", "--scale", "huge"], "invalid choice"),
+    ],
+)
+def test_gap_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    assert main(argv + ["--store", str(tmp_path / "runs.db"), "--out", str(tmp_path)]) == 2
+    assert message in one_error_line(capsys)

@@ -1,0 +1,124 @@
+"""Keskar's tables and the agree/disagree verdict, on made-up numbers."""
+
+from __future__ import annotations
+
+import math
+
+from batchlab.gap.tables import (
+    AGREES,
+    DISAGREES,
+    FULL,
+    INCONCLUSIVE,
+    SUBSPACE,
+    NetworkNumbers,
+    RegimeNumbers,
+    accuracy_table,
+    findings_paragraph,
+    gap_finding,
+    network_findings,
+    sharpness_table,
+    summarize,
+    training_fit_finding,
+)
+
+
+def network(sb_test, lb_test, *, sb_train=(0.999, 0.998), lb_train=(0.999, 1.0), sb_sharp=(1.0, 2.0),
+            lb_sharp=(40.0, 60.0), paper="F1", test_examples=10000) -> NetworkNumbers:
+    sharp_sb = {(FULL, 1e-3): tuple(sb_sharp), (FULL, 5e-4): tuple(v / 2 for v in sb_sharp)}
+    sharp_lb = {(FULL, 1e-3): tuple(lb_sharp), (FULL, 5e-4): tuple(v / 2 for v in lb_sharp)}
+    return NetworkNumbers(paper, "keskar-f1", "mnist", test_examples,
+                          RegimeNumbers(256, tuple(sb_train), tuple(sb_test), sharp_sb),
+                          RegimeNumbers(6000, tuple(lb_train), tuple(lb_test), sharp_lb))
+
+
+def test_summarize_mean_and_sample_std():
+    stat = summarize([1.0, 2.0, 3.0])
+    assert stat.mean == 2.0 and stat.std == 1.0 and stat.n == 3
+    assert summarize([5.0]).std is None and summarize([5.0]).show() == "5.00"
+    assert math.isnan(summarize([]).mean)
+
+
+def test_paper_columns_sit_beside_ours():
+    table = accuracy_table([network((0.981, 0.979), (0.970, 0.972))])
+    row = table.rows[0]
+    assert table.columns[4:8] == ("train SB", "paper", "train LB", "paper")
+    assert row[0] == "F1" and row[3] == "2"
+    assert row[8] == "98.00 ± 0.14" and row[9] == "98.03"
+    assert row[10] == "97.10 ± 0.14" and row[11] == "97.81"
+    assert "98.03" in table.render()
+
+
+def test_sharpness_table_has_ratios_and_the_papers_values():
+    table = sharpness_table([network((0.98, 0.98), (0.97, 0.97))])
+    assert [r[2] for r in table.rows] == ["0.001", "0.0005"]
+    first = table.rows[0]
+    assert first[3] == "1.50 ± 0.71" and first[4] == "1.23"
+    assert first[5] == "50.00 ± 14.14" and first[6] == "205.14"
+    assert first[7] == "×33.3" and first[8] == "×167"
+
+
+def test_lb_lower_and_sharper_agrees_in_direction_with_sizes():
+    net = network((0.981, 0.979), (0.970, 0.972))
+    findings = network_findings(net)
+    gap = findings[0]
+    assert gap.verdict == AGREES and math.isclose(gap.ours, 0.9, abs_tol=1e-9)
+    assert math.isclose(gap.paper, 0.22, abs_tol=1e-9)
+    assert "as in the paper" in gap.text and "4.1× the paper's" in gap.text
+    sharp = [f for f in findings if f.aspect.startswith("sharpness")]
+    assert [f.verdict for f in sharp] == [AGREES, AGREES]
+    assert "LB sharper in 2 of 2 seeds" in sharp[0].text and "paper ×167" in sharp[0].text
+    paragraph = findings_paragraph([net], findings)
+    assert paragraph.startswith("F1 (keskar-f1 on mnist), SB = 256 vs LB = 6000, 2 seeds")
+    assert "3 of 3 comparisons with the paper agree" in paragraph
+
+
+def test_lb_higher_and_flatter_disagrees():
+    net = network((0.960, 0.962), (0.975, 0.977), sb_sharp=(30.0, 50.0), lb_sharp=(3.0, 5.0))
+    findings = network_findings(net)
+    assert findings[0].verdict == DISAGREES and "unlike the paper" in findings[0].text
+    assert all(f.verdict == DISAGREES for f in findings if f.aspect.startswith("sharpness"))
+    assert "LB sharper in 0 of 2 seeds" in findings[2].text
+    paragraph = findings_paragraph([net], findings)
+    assert "0 of 3 comparisons with the paper agree in direction, 3 disagree" in paragraph
+
+
+def test_a_gap_inside_the_noise_is_inconclusive():
+    net = network((0.980, 0.950), (0.960, 0.975))
+    finding = gap_finding(net)
+    assert finding.verdict == INCONCLUSIVE and "within the noise" in finding.text
+    assert "smaller than this experiment can resolve" in finding.text
+
+
+def test_one_seed_uses_the_binomial_noise_of_the_test_set():
+    small = network((0.95,), (0.94,), sb_train=(1.0,), lb_train=(1.0,), sb_sharp=(1.0,), lb_sharp=(9.0,),
+                    test_examples=1000)
+    large = network((0.95,), (0.94,), sb_train=(1.0,), lb_train=(1.0,), sb_sharp=(1.0,), lb_sharp=(9.0,),
+                    test_examples=1_000_000)
+    assert gap_finding(small).verdict == INCONCLUSIVE  # 1 point on 1,000 examples: 2·SE ≈ 2 points
+    assert gap_finding(large).verdict == AGREES
+    assert accuracy_table([small]).rows[0][8] == "95.00"
+
+
+def test_worse_training_fit_is_called_an_optimization_gap():
+    net = network((0.98, 0.98), (0.95, 0.95), lb_train=(0.96, 0.962))
+    finding = training_fit_finding(net)
+    assert finding.verdict == DISAGREES and "optimization gap" in finding.text
+    assert training_fit_finding(network((0.98, 0.98), (0.95, 0.95))).verdict == AGREES
+    worse_sb = training_fit_finding(network((0.98, 0.98), (0.95, 0.95), sb_train=(0.985, 0.99)))
+    assert worse_sb.verdict == DISAGREES and "SB fit the training set" in worse_sb.text and "favours LB" in worse_sb.text
+
+
+def test_networks_without_paper_values_and_the_subspace_row():
+    net = NetworkNumbers("C1", "keskar-c1", "fashion-mnist", 10000,
+                         RegimeNumbers(256, (1.0,), (0.9,), {(SUBSPACE, 1e-3): (2.0,)}),
+                         RegimeNumbers(6000, (1.0,), (0.8,), {(SUBSPACE, 1e-3): (100.0,)}))
+    row = sharpness_table([net]).rows[0]
+    assert row[1] == "random subspace (100)" and row[4] == "2.18" and row[6] == "137.25"
+    unknown = NetworkNumbers("X9", "mlp", "mnist-5k", 1000, net.sb, net.lb)
+    assert accuracy_table([unknown]).rows[0][5] == "—"
+    assert "paper:" not in gap_finding(unknown).text and "paper's gap" not in gap_finding(unknown).text
+
+
+def test_round_trip_through_dicts():
+    net = network((0.98, 0.97), (0.96, 0.95))
+    assert NetworkNumbers.from_dict(net.to_dict()) == net
