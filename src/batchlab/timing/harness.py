@@ -268,15 +268,26 @@ def machine_load() -> float | None:
         return None
 
 
-def busy_machine_note(before: float | None, after: float | None, cpu_count: int | None) -> str | None:
-    """A warning when other processes kept the CPUs busy: CPU times are then inflated, often far
-    beyond the share of the cores taken, because PyTorch's threads wait for each other."""
-    loads = [load for load in (before, after) if load is not None]
-    if not loads or not cpu_count or max(loads) <= cpu_count:
+def busy_machine_note(
+    before: float | None, after: float | None, cpu_count: int | None, own_threads: int | None = None
+) -> str | None:
+    """A warning when other processes competed for the CPUs while timing, else None.
+
+    The 1-minute load average counts runnable threads. Before timing it is the other processes'
+    load; after timing it includes the timing's own threads (``own_threads``, PyTorch's intra-op
+    threads), which are subtracted. Other load of half the cores or more (at least one core) is
+    called busy: CPU times are then inflated, often far beyond the share of the cores taken,
+    because PyTorch's threads wait for each other at every operation.
+    """
+    own = torch.get_num_threads() if own_threads is None else own_threads
+    others = [load for load in (before, None if after is None else after - own) if load is not None]
+    if not others or not cpu_count or max(others) < max(1.0, 0.5 * cpu_count):
         return None
     return (
-        f"Busy machine: load average up to {max(loads):.1f} on {cpu_count} cores while timing; "
-        "CPU times are inflated by other processes."
+        f"Busy machine: other processes kept a load of about {max(others):.1f} on {cpu_count} cores "
+        f"while timing (load average {before if before is not None else '?'} before, "
+        f"{after if after is not None else '?'} after, {own} of it this timing's threads); "
+        "CPU times are inflated."
     )
 
 
