@@ -80,7 +80,7 @@ def report_facts(ctx: ReportContext) -> list[tuple[str, str]]:
         facts.append(("Run settings", settings_text(settings)))
     if lecture.get("stage_seconds"):
         stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in lecture["stage_seconds"].items())
-        facts.append(("Time taken", f"{lecture.get('total_seconds', 0):.0f} s in all ({stages})"))
+        facts.append(("Last `batchlab lecture`", f"{lecture.get('total_seconds', 0):.0f} s in all ({stages})"))
     if lecture.get("notes"):
         facts.append(("Notes", " · ".join(str(note) for note in lecture["notes"])))
     finished = sum(r.status == "finished" for r in ctx.runs)

@@ -62,7 +62,7 @@ def plot_accuracy_panel(panel: AccuracyPanel,
         seed_text = "/".join(str(s) for s in seeds)
         ax.set(xlabel="batch size B", ylabel="accuracy", title=f"{curve.label}\n(mean ± std over {seed_text} seeds)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="best")
     figure.suptitle(f"Accuracy vs batch size — {panel.title}", fontsize=11)
     return figure
 

@@ -72,7 +72,9 @@ def timing_section(ctx: ReportContext) -> ReportSection | None:
                 "larger than the dataset (timing does not depend on pixel values).",
     ))
     timing_record = (ctx.lecture or {}).get("timing") or {}
-    section.notes.extend(str(note) for note in timing_record.get("notes", []))
+    # The timing table's footnotes start with the marker its text table uses (*, †); this page has
+    # its own table, so the markers go.
+    section.notes.extend(str(note).lstrip("*†‡§ ") for note in timing_record.get("notes", []))
     section.notes.append("Times depend on everything else the machine runs meanwhile; `batchlab lecture --retime` "
                          "measures them again (on a quiet machine, for numbers to compare).")
     return section
