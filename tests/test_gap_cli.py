@@ -53,6 +53,7 @@ def test_gap_prints_tables_with_the_papers_numbers_and_a_verdict(gap_run, capsys
     assert code == 0
     record = json.loads((folder / "out" / "gap.json").read_text())
     assert record["plan"]["scale"] == "quick" and record["plan"]["seeds"] == 1
+    assert len(record["load_average"]) == 2 and record["seconds"] > 0
     assert [n["plan"]["paper"] for n in record["networks"]] == ["F1", "C1"]
     for network in record["networks"]:
         runs = network["runs"]

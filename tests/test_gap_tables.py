@@ -69,7 +69,7 @@ def test_lb_lower_and_sharper_agrees_in_direction_with_sizes():
     assert "LB sharper in 2 of 2 seeds" in sharp[0].text and "paper ×167" in sharp[0].text
     paragraph = findings_paragraph([net], findings)
     assert paragraph.startswith("F1 (keskar-f1 on mnist), SB = 256 vs LB = 6000, 2 seeds")
-    assert "3 of 3 comparisons with the paper agree" in paragraph
+    assert paragraph.split("\n\n")[1].startswith("In all, 3 of 3 comparisons with the paper agree")
 
 
 def test_lb_higher_and_flatter_disagrees():

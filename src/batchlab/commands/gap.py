@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -73,8 +74,22 @@ def run_gap_command(args: argparse.Namespace) -> int:
     print()
     print(result.paragraph)
     print()
-    print(f"took {elapsed:.0f} s; store {args.store}; wrote " + ", ".join(str(p) for p in written))
+    print(format_times(record, elapsed))
+    print(f"store {args.store}; wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def format_times(record: dict, elapsed: float) -> str:
+    """Seconds per stage and network, the total, and the machine's load while it ran."""
+    stages = "; ".join(
+        f"{n['plan']['paper']}: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in n["seconds"].items())
+        for n in record["networks"]
+    )
+    start, end = record.get("load_average", (None, None))
+    load = "" if start is None else (
+        f"; load average {start:.1f} at the start, {end:.1f} at the end on {os.cpu_count()} CPUs "
+        "(other processes stretch these times)")
+    return f"took {elapsed:.0f} s ({stages}){load}"
 
 
 def write_outputs(record: dict, out: Path) -> list[Path]:

@@ -33,6 +33,7 @@ capped; and sharpness is measured on a subset of the training examples.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -150,8 +151,8 @@ def _quick_networks() -> dict[str, NetworkPlan]:
                           lb_epochs=10, stop_patience=3, sharpness_examples=1000, landscape_examples=None,
                           landscape_test_examples=None),
         "c1": NetworkPlan("c1", "C1", "keskar-c1", "mnist-5k", None, sb=16, lb_fraction=0.1, sb_epochs=2,
-                          lb_epochs=5, stop_patience=3, sharpness_examples=250, landscape_examples=500,
-                          landscape_test_examples=500),
+                          lb_epochs=5, stop_patience=3, sharpness_examples=250, landscape_examples=250,
+                          landscape_test_examples=250),
     }
 
 
@@ -276,6 +277,9 @@ class GapResult:
     environment: dict[str, Any]
     seconds: float
     created: str
+    # 1-minute load average at the start and the end (None where the system has none): other
+    # processes competing for the CPU stretch every time above.
+    load_average: tuple[float | None, float | None] = (None, None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -287,6 +291,7 @@ class GapResult:
             "environment": self.environment,
             "seconds": self.seconds,
             "created": self.created,
+            "load_average": list(self.load_average),
         }
 
 
@@ -302,6 +307,13 @@ def record_key(plan: GapPlan) -> str:
 Log = Callable[[str], None]
 
 
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def _stderr(message: str) -> None:
     print(f"[gap] {message}", file=sys.stderr, flush=True)
 
@@ -309,6 +321,7 @@ def _stderr(message: str) -> None:
 def run_gap(plan: GapPlan, store: Any, *, progress: bool | None = False, log: Log = _stderr) -> GapResult:
     """Train, measure and tabulate the whole experiment (module docstring); record it in ``store``."""
     started = time.perf_counter()
+    load_before = _load_average()
     device = resolve_device(plan.device)
     results = []
     for net in plan.networks:
@@ -327,6 +340,7 @@ def run_gap(plan: GapPlan, store: Any, *, progress: bool | None = False, log: Lo
         environment=describe_environment(device),
         seconds=time.perf_counter() - started,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        load_average=(load_before, _load_average()),
     )
     store.put_record(RECORD_KIND, record_key(plan), result.to_dict())
     return result

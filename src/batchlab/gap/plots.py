@@ -66,12 +66,12 @@ def plot_parametric(panels: Sequence[LinePanel]) -> Figure:
             ax.axvline(alpha, color="0.6", linewidth=0.8, linestyle=":")
             ax.annotate(name, (alpha, 0.98), xycoords=("data", "axes fraction"), ha="center", va="top",
                         fontsize=FONT - 1, bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "0.7"})
-        clamped = sum(p.clamped_variances for p in line.points)
+        clamped = [p.clamped_variances for p in line.points if p.clamped_variances]
         notes = [f"batch-norm statistics: {line.bn}" if line.has_batch_norm else "no batch norm",
                  f"{line.train_examples} train / {line.test_examples} test examples"]
         title = f"{panel.title}\n{' · '.join(notes)}"
         if clamped:
-            title += f"\n{clamped} extrapolated variances < 0 set to 0"
+            title += f"\nat {len(clamped)} of {len(line.points)} α, up to {max(clamped)} variances < 0 set to 0"
         ax.set_title(title, fontsize=FONT - 1)
         handles = ax.get_legend_handles_labels()
         twin_handles = twin.get_legend_handles_labels()

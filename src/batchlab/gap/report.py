@@ -14,7 +14,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from batchlab.gap.plots import LinePanel, plot_parametric, plot_sharpness
-from batchlab.gap.tables import NetworkNumbers, accuracy_table, sharpness_table
+from batchlab.gap.tables import NetworkNumbers, accuracy_table, sharpness_keys, sharpness_table
 from batchlab.geometry.landscape import ParametricLine
 
 SECTION_ID = "gap"
@@ -66,14 +66,14 @@ def parametric_caption(record: Mapping[str, Any]) -> str:
         sb, lb = line.at(0.0), line.at(1.0)
         rise_sb, rise_lb = outward_rise(line)
         steeper = "LB" if rise_lb > rise_sb else "SB"
-        clamped = sum(p.clamped_variances for p in line.points)
+        clamped = [p.clamped_variances for p in line.points if p.clamped_variances]
         text = (f"{network['numbers']['paper']}: training loss {sb.train_loss:.3g} at SB and {lb.train_loss:.3g} at LB, "
                 f"test accuracy {100 * sb.test_acc:.2f} % and {100 * lb.test_acc:.2f} %; stepping {OUTWARD_STEP:g} "
                 f"beyond each end raises the training loss by {_signed(rise_sb)} on the SB side and "
                 f"{_signed(rise_lb)} on the LB side, so the {steeper} side is steeper")
         if clamped:
-            text += (f" ({clamped} extrapolated batch-norm variances fell below 0 and were set to 0, which is part "
-                     "of the rise)")
+            text += (f" (at {len(clamped)} of {len(line.points)} α, up to {max(clamped)} interpolated batch-norm "
+                     "variances fell below 0 and were set to 0, which is part of the rise)")
         norms = network["parametric"].get("weight_norms") or {}
         if norms.get("SB") and norms.get("LB"):
             text += (f"; the weight norms are ‖x_SB‖ = {norms['SB']:.4g} and ‖x_LB‖ = {norms['LB']:.4g}, and the "
@@ -95,7 +95,8 @@ def _signed(value: float) -> str:
 def sharpness_caption(numbers: list[NetworkNumbers]) -> str:
     parts = []
     for net in numbers:
-        for (space, eps), sb_values in sorted(net.sb.sharpness.items()):
+        for space, eps in sharpness_keys([net]):
+            sb_values = net.sb.sharpness.get((space, eps), ())
             lb_values = net.lb.sharpness.get((space, eps), ())
             if sb_values and lb_values:
                 sb, lb = sum(sb_values) / len(sb_values), sum(lb_values) / len(lb_values)
@@ -150,8 +151,11 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
         if capped:
             notes.append(f"{network['plan']['paper']}: {len(capped)} of {len(runs)} runs ended at their epoch cap "
                          "before the training loss stopped improving.")
-    notes.append(f"The whole experiment took {record['seconds']:.0f} s on {record['environment'].get('device_name', 'this machine')} "
-                 "(runs and measurements found in the store are reused, not repeated).")
+    load = record.get("load_average") or [None, None]
+    busy = "" if load[0] is None else f", load average {load[0]:.1f} → {load[1]:.1f}"
+    notes.append(f"The whole experiment took {record['seconds']:.0f} s on "
+                 f"{record['environment'].get('device_name', 'this machine')}{busy} (runs and measurements found in "
+                 "the store are reused, not repeated).")
     return notes
 
 

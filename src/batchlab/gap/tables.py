@@ -364,7 +364,8 @@ def _size(ours: float, paper: float) -> str:
 
 
 def findings_paragraph(networks: Sequence[NetworkNumbers], findings: Sequence[Finding]) -> str:
-    """The automatic verdict: per network, what agreed or disagreed with the paper, and a tally."""
+    """The automatic verdict: one paragraph per network saying what agreed or disagreed with the
+    paper, then a tally; paragraphs are separated by a blank line."""
     sentences = []
     for net in networks:
         own = [f for f in findings if f.network == net.paper]
@@ -380,4 +381,4 @@ def findings_paragraph(networks: Sequence[NetworkNumbers], findings: Sequence[Fi
         f"In all, {tally[AGREES]} of {len(checks)} comparisons with the paper agree in direction, "
         f"{tally[DISAGREES]} disagree and {tally[INCONCLUSIVE]} are within the noise."
     )
-    return " ".join(sentences)
+    return "\n\n".join(sentences)
