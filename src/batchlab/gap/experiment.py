@@ -348,19 +348,45 @@ def run_gap(plan: GapPlan, store: Any, *, progress: bool | None = False, log: Lo
 
 def _run_network(plan: GapPlan, net: NetworkPlan, store: Any, device: Any, progress: bool | None,
                  log: Log) -> NetworkResult:
+    """Train both regimes of one network, measure their minima, and compare with the paper."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     splits = datasets.prepare_splits(net.dataset, data_dir=plan.data_dir, val_fraction=0.0, split_seed=0,
                                      device=device)
     n_train, n_test = len(splits.train), len(splits.test)
+    sizes = _batch_sizes(net, n_train)
+    runs = _train_runs(plan, net, sizes, splits, store, progress, log)
+    seconds["training"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    for run in runs:
+        if run.finished:
+            _measure_sharpness(plan, net, run, store, device, n_train, log)
+    seconds["sharpness"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    line, line_runs, norms = _measure_line(plan, net, runs, store, device, n_train, n_test, log)
+    seconds["landscape"] = time.perf_counter() - clock
+
+    numbers = _numbers(net, sizes, runs, n_test)
+    return NetworkResult(net, n_train, n_test, runs, line, line_runs, norms, numbers, network_findings(numbers),
+                         seconds)
+
+
+def _batch_sizes(net: NetworkPlan, n_train: int) -> dict[str, int]:
+    """SB as planned and LB = lb_fraction of the training set, which must be the larger."""
     lb = max(1, round(net.lb_fraction * n_train))
     if lb <= net.sb:
         raise ConfigError(
             f"{net.dataset} has {n_train} training examples, so LB = {net.lb_fraction:.0%} = {lb} is not larger than "
             f"SB = {net.sb}; allowed: a dataset with more than {net.sb / net.lb_fraction:.0f} training examples"
         )
-    sizes = {SB: net.sb, LB: lb}
+    return {SB: net.sb, LB: lb}
 
+
+def _train_runs(plan: GapPlan, net: NetworkPlan, sizes: dict[str, int], splits: Any, store: Any,
+                progress: bool | None, log: Log) -> list[RunEntry]:
+    """Every (seed, regime) run, trained into ``store`` or read back from it when finished there."""
     runs: list[RunEntry] = []
     for seed in range(plan.seeds):
         for regime in (SB, LB):
@@ -369,46 +395,43 @@ def _run_network(plan: GapPlan, net: NetworkPlan, store: Any, device: Any, progr
             outcome = train(config, store=store, splits=splits, progress=progress)
             runs.append(_entry(regime, seed, sizes[regime], outcome))
             log(f"{net.paper}: {regime} seed {seed}: {_describe(runs[-1])}")
-    seconds["training"] = time.perf_counter() - clock
+    return runs
 
-    clock = time.perf_counter()
-    for run in runs:
-        if not run.finished:
-            continue
-        restored = restore_run(store, run.run_id, device=device)
-        spaces: list[tuple[int | None, float]] = [(None, eps) for eps in plan.epsilons]
-        if plan.subspace:
-            spaces.append((SUBSPACE_DIM, SUBSPACE_EPSILON))
-        for dim, eps in spaces:
-            row, reused = measure_sharpness(store, restored, epsilon=eps, subspace_dim=dim, iterations=plan.iterations,
-                                            seed=0, examples=_cap(net.sharpness_examples, n_train))
-            run.sharpness.append({"space": FULL if dim is None else f"random{dim}", "epsilon": eps,
-                                  "value": row["value"], "loss": row["loss"], "max_loss": row["max_loss"],
-                                  "examples": row["examples"], "from_store": reused})
-            log(f"{net.paper}: {run.regime} seed {run.seed}: sharpness ε = {eps:g} "
-                f"{'full space' if dim is None else f'{dim}-dim subspace'} = {row['value']:.4g}"
-                + (" (from the store)" if reused else f" ({row['seconds']:.1f} s)"))
-    seconds["sharpness"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    line, line_runs, norms = None, None, {}
+def _measure_sharpness(plan: GapPlan, net: NetworkPlan, run: RunEntry, store: Any, device: Any, n_train: int,
+                       log: Log) -> None:
+    """Keskar's φ of ``run``'s minimum at every ε (and in the random subspace when planned)."""
+    restored = restore_run(store, run.run_id, device=device)
+    spaces: list[tuple[int | None, float]] = [(None, eps) for eps in plan.epsilons]
+    if plan.subspace:
+        spaces.append((SUBSPACE_DIM, SUBSPACE_EPSILON))
+    for dim, eps in spaces:
+        row, reused = measure_sharpness(store, restored, epsilon=eps, subspace_dim=dim, iterations=plan.iterations,
+                                        seed=0, examples=_cap(net.sharpness_examples, n_train))
+        run.sharpness.append({"space": FULL if dim is None else f"random{dim}", "epsilon": eps,
+                              "value": row["value"], "loss": row["loss"], "max_loss": row["max_loss"],
+                              "examples": row["examples"], "from_store": reused})
+        log(f"{net.paper}: {run.regime} seed {run.seed}: sharpness ε = {eps:g} "
+            f"{'full space' if dim is None else f'{dim}-dim subspace'} = {row['value']:.4g}"
+            + (" (from the store)" if reused else f" ({row['seconds']:.1f} s)"))
+
+
+def _measure_line(plan: GapPlan, net: NetworkPlan, runs: Sequence[RunEntry], store: Any, device: Any,
+                  n_train: int, n_test: int, log: Log) -> tuple[ParametricLine | None, tuple[str, str] | None,
+                                                              dict[str, float]]:
+    """The parametric line from the first seed's SB minimum to its LB minimum, and both weight norms."""
     pair = _first_pair(runs)
-    if pair is not None:
-        a = restore_run(store, pair[0].run_id, device=device)
-        b = restore_run(store, pair[1].run_id, device=device)
-        line, _, reused = measure_parametric(
-            store, a, b, alphas=plan.alphas, bn=plan.bn, examples=_cap(net.landscape_examples, n_train),
-            test_examples=_cap(net.landscape_test_examples, n_test), seed=0,
-        )
-        line_runs = (a.run_id, b.run_id)
-        norms = {SB: weight_norm(a.model), LB: weight_norm(b.model)}
-        log(f"{net.paper}: parametric line SB seed {pair[0].seed} → LB seed {pair[1].seed}"
-            + (" (from the store)" if reused else ""))
-    seconds["landscape"] = time.perf_counter() - clock
-
-    numbers = _numbers(net, sizes, runs, n_test)
-    return NetworkResult(net, n_train, n_test, runs, line, line_runs, norms, numbers, network_findings(numbers),
-                         seconds)
+    if pair is None:
+        return None, None, {}
+    a = restore_run(store, pair[0].run_id, device=device)
+    b = restore_run(store, pair[1].run_id, device=device)
+    line, _, reused = measure_parametric(
+        store, a, b, alphas=plan.alphas, bn=plan.bn, examples=_cap(net.landscape_examples, n_train),
+        test_examples=_cap(net.landscape_test_examples, n_test), seed=0,
+    )
+    log(f"{net.paper}: parametric line SB seed {pair[0].seed} → LB seed {pair[1].seed}"
+        + (" (from the store)" if reused else ""))
+    return line, (a.run_id, b.run_id), {SB: weight_norm(a.model), LB: weight_norm(b.model)}
 
 
 def weight_norm(model: Any) -> float:
