@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gap",
         help="Keskar et al.'s generalization gap: small vs large batch, accuracy, sharpness, parametric plot",
         description="Train Keskar et al.'s networks with Adam (lr 1e-3) in two regimes, small batch and "
-        "large batch (10 %% of the training set), until the training loss stops improving (with an epoch "
+        "large batch (10 % of the training set), until the training loss stops improving (with an epoch "
         "cap), for several seeds; measure the sharpness (Metric 2.1) of every minimum and the loss on the "
         "line between an SB and an LB minimum; print their Tables 2 and 3 (and 4 with --subspace) with the "
         "paper's numbers beside ours and a paragraph on where we agree. '--scale quick' (a few minutes on a "
