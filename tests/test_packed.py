@@ -88,9 +88,10 @@ def test_packed_step_follows_the_momentum_optimizer_rule_per_run():
     grads = [torch.randn(len(configs), 7, generator=generator) for _ in range(5)]
 
     params = start.clone()
-    rule = PackedMomentum(configs, torch.zeros_like(params))
+    # Two parameter tensors of 3 and 4 elements, updated block by block.
+    rule = PackedMomentum(configs, torch.zeros_like(params), [(0, 3), (3, 7)])
     for grad in grads:
-        rule.step(params, grad)
+        rule.step(params, [grad[:, :3], grad[:, 3:]])
 
     for k, config in enumerate(configs):
         single = start[k].clone().requires_grad_(True)
@@ -271,7 +272,7 @@ def test_cuda_graph_step_equals_the_eager_packed_step():
             torch.manual_seed(config.seed)
             models.append(build_model("mlp", (1, 28, 28), 10, (64,)).to(device))
         model = PackedModel.from_models(models)
-        return model, PackedMomentum(configs, torch.zeros_like(model.flat))
+        return model, PackedMomentum(configs, torch.zeros_like(model.flat), model.layout.columns)
 
     batches = [torch.randint(0, 300, (3, length), generator=generator).to(device) for length in (16, 16, 7, 16)]
     eager_model, eager_rule = fresh_pack()

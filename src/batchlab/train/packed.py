@@ -226,7 +226,8 @@ def _train_together(
     slices = datasets.batch_index_slices(n_train, batch_size, drop_last=shared.drop_last)
 
     model = PackedModel.from_models([run.model for run in runs])
-    optimizer = PackedMomentum([run.config for run in runs], torch.stack([run.momentum_row for run in runs]))
+    optimizer = PackedMomentum([run.config for run in runs], torch.stack([run.momentum_row for run in runs]),
+                               model.layout.columns)
     for run in runs:
         run.model = run.momentum_row = None  # the pack holds the only copy from here on
     step = make_step(model, optimizer, splits.train)

@@ -3,9 +3,9 @@ rule vectorized over them.
 
 Parameters live in one flat float tensor of shape (K, P) — run k's P parameters in row k, in the
 order of ``model.parameters()`` — and every named parameter is a view into it of shape
-(K, *shape). The momentum buffers have the same layout. The optimizer step is then a handful of
-whole-tensor operations whatever the number of layers, and a CUDA graph can update the same
-memory in place on every replay.
+(K, *shape). The momentum buffers have the same layout. Checkpoints, selecting runs and the
+optimizer work on whole rows, and a CUDA graph can update the same memory in place on every
+replay.
 
 Per-run hyperparameters (η, λ, weight decay, Nesterov flag) are (K, 1) tensors that broadcast over
 a run's row, so each run follows exactly the rule of :class:`batchlab.optim.Momentum`::
@@ -54,11 +54,9 @@ class ParameterLayout:
         return cls(tuple(names), tuple(shapes), tuple(offsets))
 
     @property
-    def size(self) -> int:
-        """P, the number of parameters of one run."""
-        if not self.names:
-            return 0
-        return self.offsets[-1] + math.prod(self.shapes[-1])
+    def columns(self) -> list[tuple[int, int]]:
+        """The (start, end) columns of each parameter in a row, in layout order."""
+        return [(offset, offset + math.prod(shape)) for shape, offset in zip(self.shapes, self.offsets)]
 
     def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named (K, *shape) views into ``flat`` (K, P); writing to ``flat`` updates them."""
@@ -67,10 +65,6 @@ class ParameterLayout:
             name: flat[:, offset : offset + math.prod(shape)].view(k, *shape)
             for name, shape, offset in zip(self.names, self.shapes, self.offsets)
         }
-
-    def flatten(self, named: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The (K, P) concatenation of named (K, *shape) tensors, in layout order."""
-        return torch.cat([named[name].reshape(named[name].shape[0], -1) for name in self.names], dim=1)
 
 
 def _per_run(values: Sequence[float], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -81,14 +75,19 @@ class PackedMomentum:
     """:class:`batchlab.optim.Momentum` for K runs at once, each with its own η, λ, wd, Nesterov.
 
     ``buffer`` is the (K, P) momentum; rows of runs with λ = 0 stay zero (Momentum keeps no
-    buffer for them). The arithmetic of each row is the single-run rule, operation for operation,
-    so a packed run and the same run trained alone agree to float rounding.
+    buffer for them). The rule is applied column block by column block (``columns``: one
+    (start, end) per parameter tensor), so the gradients never need to be copied into one flat
+    tensor and no (K, P) temporary is made in the common cases — on a CPU, K models' state does
+    not fit in cache and every extra pass over it costs. The arithmetic of each row is the
+    single-run rule, operation for operation, so a packed run and the same run trained alone
+    agree to float rounding.
     """
 
-    def __init__(self, configs: Sequence[RunConfig], buffer: torch.Tensor) -> None:
+    def __init__(self, configs: Sequence[RunConfig], buffer: torch.Tensor, columns: Sequence[tuple[int, int]]) -> None:
         device = buffer.device
         self.configs = tuple(configs)
         self.buffer = buffer
+        self.columns = tuple(columns)
         self.lr = _per_run([c.lr for c in configs], device)
         self._negative_lr = -self.lr
         self.momentum = _per_run([c.momentum for c in configs], device)
@@ -96,36 +95,47 @@ class PackedMomentum:
         self.nesterov = _per_run([c.nesterov for c in configs], device, torch.bool)
         self.has_buffer = _per_run([c.momentum != 0.0 for c in configs], device, torch.bool)
         self._has_weight_decay = self.weight_decay != 0.0
-        # Which branches of the rule this pack needs; the common cases skip the torch.where.
+        # Which branches of the rule this pack needs; the common cases skip every torch.where.
         self._any_weight_decay = any(c.weight_decay != 0.0 for c in configs)
-        self._all_have_buffer = all(c.momentum != 0.0 for c in configs)
-        self._any_nesterov = any(c.nesterov for c in configs)
+        self._all_weight_decay = all(c.weight_decay != 0.0 for c in configs)
+        self._all_heavy_ball = all(c.momentum != 0.0 and not c.nesterov for c in configs)
         self._all_nesterov = all(c.nesterov for c in configs)
+        self._any_nesterov = any(c.nesterov for c in configs)
 
     @torch.no_grad()
-    def step(self, params: torch.Tensor, grads: torch.Tensor) -> None:
-        """Update ``params`` (K, P) in place from ``grads`` (K, P)."""
-        if self._any_weight_decay:
-            grads = torch.where(self._has_weight_decay, grads + self.weight_decay * params, grads)
-        descent = grads * self._negative_lr  # −ηg: the whole step of a λ = 0 run
-        # λ = 0 rows hold a zero buffer, so λ·m + (−ηg) is exactly −ηg for them too.
-        new_buffer = self.buffer * self.momentum + descent
-        if self._all_have_buffer:
-            self.buffer.copy_(new_buffer)
+    def step(self, params: torch.Tensor, grads: Sequence[torch.Tensor]) -> None:
+        """Update ``params`` (K, P) in place; ``grads[i]`` is the (K, end − start) gradient of
+        column block ``columns[i]``."""
+        for (start, end), grad in zip(self.columns, grads):
+            self._update(params[:, start:end], self.buffer[:, start:end], grad)
+
+    def _update(self, params: torch.Tensor, buffer: torch.Tensor, grads: torch.Tensor) -> None:
+        if self._all_weight_decay:
+            grads = grads.addcmul(params, self.weight_decay)  # g + wd·θ
+        elif self._any_weight_decay:
+            grads = torch.where(self._has_weight_decay, grads.addcmul(params, self.weight_decay), grads)
+        if self._all_heavy_ball:
+            buffer.mul_(self.momentum).addcmul_(grads, self._negative_lr)  # m ← λm − ηg
+            params.add_(buffer)  # θ ← θ + m
+            return
+        if self._all_nesterov:
+            buffer.mul_(self.momentum).addcmul_(grads, self._negative_lr)  # m ← λm − ηg
+            params.addcmul_(buffer, self.momentum).addcmul_(grads, self._negative_lr)  # θ ← θ + λm − ηg
+            return
+        # A mix of rules. λ = 0 rows hold a zero buffer, so λ·m − ηg is exactly −ηg for them.
+        descent = grads * self._negative_lr
+        new_buffer = buffer * self.momentum + descent
+        buffer.copy_(torch.where(self.has_buffer, new_buffer, 0.0))
+        heavy_ball = params + new_buffer
+        if self._any_nesterov:
+            params.copy_(torch.where(self.nesterov, (params + self.momentum * new_buffer) + descent, heavy_ball))
         else:
-            self.buffer.copy_(torch.where(self.has_buffer, new_buffer, 0.0))
-        if not self._any_nesterov:
-            params.add_(new_buffer)
-        elif self._all_nesterov:
-            params.add_(self.momentum * new_buffer).add_(descent)
-        else:
-            nesterov_params = (params + self.momentum * new_buffer) + descent
-            params.copy_(torch.where(self.nesterov, nesterov_params, params + new_buffer))
+            params.copy_(heavy_ball)
 
     def select(self, keep: Sequence[int]) -> "PackedMomentum":
         """The rule for the runs ``keep`` only (rows in that order)."""
         index = torch.tensor(list(keep), dtype=torch.long, device=self.buffer.device)
-        return PackedMomentum([self.configs[i] for i in keep], self.buffer.index_select(0, index))
+        return PackedMomentum([self.configs[i] for i in keep], self.buffer.index_select(0, index), self.columns)
 
 
 def optimizer_state_dict(

@@ -110,7 +110,8 @@ class PackedStep:
     def __call__(self, index: torch.Tensor) -> None:
         """Train every run on its batch: row k of ``index`` (K, b) holds run k's example indices."""
         grads, losses = self._loss_and_grad(self.model.params, self.model.buffers, self.x[index], self.y[index])
-        self.optimizer.step(self.model.flat, self.model.layout.flatten(grads))
+        k = self.model.size
+        self.optimizer.step(self.model.flat, [grads[name].reshape(k, -1) for name in self.model.layout.names])
         # Kept on the device: a NaN anywhere in the epoch survives the sum, as in loop.py.
         self.loss_sum += losses.detach()
 
