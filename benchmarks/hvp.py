@@ -25,7 +25,7 @@ and every measurement, and prints a short table.
 Usage::
 
     PYTHONPATH=src python benchmarks/hvp.py                  # CPU or the first GPU
-    PYTHONPATH=src python benchmarks/hvp.py --device cpu --repeats 7
+    PYTHONPATH=src python benchmarks/hvp.py --device cpu --repeats 7 --threads 1
 """
 
 from __future__ import annotations
@@ -146,12 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--repeats", type=int, default=5, help="timed products per method (default: 5)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice; 1 steadies CPU timings on a busy machine)")
     parser.add_argument("--skip-plain-eigen", action="store_true", help="do not run Lanczos on the plain product")
     parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/hvp-<device>.json)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be ≥ 1")
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     load_before = os.getloadavg()
     train_x, train_y, x, y = load_examples(device)
