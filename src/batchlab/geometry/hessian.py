@@ -4,7 +4,7 @@ Hessian-vector product. H v = ∇_θ (∇_θ L(θ) · v), computed by double bac
 (reverse-over-reverse): one backward pass with ``create_graph=True`` gives ∇L as a differentiable
 function of θ, a second backward of that gradient with ``grad_outputs=v`` gives vᵀH = (Hv)ᵀ
 (H is symmetric). Measured on a 2-core CPU for the lecture MLP 784-512-512-10 on 5,000
-examples (float32, median of 3): double backward 0.33 s per product, forward-over-reverse
+examples (float32, best of 3): double backward 0.33 s per product, forward-over-reverse
 (``torch.func.jvp`` of ``torch.func.grad``) 0.42 s, ``torch.autograd.functional.hvp`` 0.52 s.
 Every product at the same point needs the same first backward graph, so :class:`HessianOperator`
 keeps it (``cache_graph``) and then pays only the second backward: 0.19 s per product.
