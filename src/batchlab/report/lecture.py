@@ -17,7 +17,7 @@ The settings of each scale are in :data:`SCALES`. ``quick`` uses the embedded 5,
 subset and the lecture's MLP (784-512-512-10) with a fixed learning rate η = 0.01 for every batch
 size (at B = 8, λ = 0.9 this is an effective step η/(1 − λ) = 0.1; the lecture's B = 1 diverges
 with λ = 0.9 at this η on this data and costs 3,600 updates an epoch, so the smallest batch is 8).
-Measured on a 2-core CPU it takes about 3 minutes on a quiet machine and up to about 10 when
+Measured on a 2-core CPU it takes 2 to 3 minutes on a quiet machine and up to about 10 when
 other processes compete for the cores. ``full`` uses the full datasets found on the machine and
 the lecture's batch sizes 1 … 60,000, and is meant for a GPU.
 """
