@@ -98,6 +98,7 @@ def test_the_report_section_is_built_from_the_store(gap_run):
     assert "F1: training loss" in section.figures[0].caption and "C1: training loss" in section.figures[0].caption
     assert [t.title.split(" —")[0] for t in section.tables] == ["Table 2", "Tables 3 & 4"]
     assert "Departure from the paper" in " ".join(section.notes)
+    assert "All 4 runs were read back from the store" in section.notes[-1]  # the second pass wrote the record
     assert "comparisons with the paper agree" in section.intro
 
 

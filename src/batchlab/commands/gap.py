@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "large batch (10 % of the training set), until the training loss stops improving (with an epoch "
         "cap), for several seeds; measure the sharpness (Metric 2.1) of every minimum and the loss on the "
         "line between an SB and an LB minimum; print their Tables 2 and 3 (and 4 with --subspace) with the "
-        "paper's numbers beside ours and a paragraph on where we agree. '--scale quick' (a few minutes on a "
-        "CPU) trains F1 and C1 on mnist-5k with SB = 16, LB = 400 and capped epochs; '--scale full' is the "
+        "paper's numbers beside ours and a paragraph on where we agree. '--scale quick' (about 8 minutes on a "
+        "2-core CPU) trains F1 and C1 on mnist-5k with SB = 16, LB = 400 and capped epochs; '--scale full' is the "
         "paper's setting (SB = 256) on MNIST and CIFAR-10 (Fashion-MNIST when CIFAR-10 is absent), meant for "
         "a GPU. Runs and measurements already in the store are reused. Writes gap.json and PNG/SVG figures "
         "to --out.",

@@ -151,12 +151,23 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
         if capped:
             notes.append(f"{network['plan']['paper']}: {len(capped)} of {len(runs)} runs ended at their epoch cap "
                          "before the training loss stopped improving.")
-    load = record.get("load_average") or [None, None]
-    busy = "" if load[0] is None else f", load average {load[0]:.1f} → {load[1]:.1f}"
-    notes.append(f"The whole experiment took {record['seconds']:.0f} s on "
-                 f"{record['environment'].get('device_name', 'this machine')}{busy} (runs and measurements found in "
-                 "the store are reused, not repeated).")
+    notes.append(timing_note(record))
     return notes
+
+
+def timing_note(record: Mapping[str, Any]) -> str:
+    """How long the pass that wrote ``record`` took, on what, under which load; a pass that found
+    every run in the store says so instead of passing off its seconds as the experiment's."""
+    runs = [r for n in record["networks"] for r in n["runs"]]
+    reused = sum(bool(r["from_store"]) for r in runs)
+    load = record.get("load_average") or [None, None]
+    busy = "" if load[0] is None else f", 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end"
+    where = f"{record['environment'].get('device_name', 'this machine')}{busy}"
+    if reused == len(runs):
+        return (f"All {len(runs)} runs were read back from the store (trained by an earlier pass); this pass took "
+                f"{record['seconds']:.0f} s on {where}.")
+    return (f"This pass trained {len(runs) - reused} of {len(runs)} runs and took {record['seconds']:.0f} s on {where}; "
+            "runs and measurements already in the store are reused, not repeated.")
 
 
 def gap_report_section(store: Any):
