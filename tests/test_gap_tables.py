@@ -69,7 +69,8 @@ def test_lb_lower_and_sharper_agrees_in_direction_with_sizes():
     assert "LB sharper in 2 of 2 seeds" in sharp[0].text and "paper ×167" in sharp[0].text
     paragraph = findings_paragraph([net], findings)
     assert paragraph.startswith("F1 (keskar-f1 on mnist), SB = 256 vs LB = 6000, 2 seeds")
-    assert paragraph.split("\n\n")[1].startswith("In all, 3 of 3 comparisons with the paper agree")
+    assert paragraph.split("\n\n")[1] == ("In all, 3 of 3 comparisons with the paper agree in direction, "
+                                          "0 disagree and 0 are within the noise.")
 
 
 def test_lb_higher_and_flatter_disagrees():
@@ -79,7 +80,7 @@ def test_lb_higher_and_flatter_disagrees():
     assert all(f.verdict == DISAGREES for f in findings if f.aspect.startswith("sharpness"))
     assert "LB sharper in 0 of 2 seeds" in findings[2].text
     paragraph = findings_paragraph([net], findings)
-    assert "0 of 3 comparisons with the paper agree in direction, 3 disagree" in paragraph
+    assert "0 of 3 comparisons with the paper agree in direction, 3 disagree and 0 are within the noise" in paragraph
 
 
 def test_a_gap_inside_the_noise_is_inconclusive():
@@ -87,6 +88,7 @@ def test_a_gap_inside_the_noise_is_inconclusive():
     finding = gap_finding(net)
     assert finding.verdict == INCONCLUSIVE and "within the noise" in finding.text
     assert "smaller than this experiment can resolve" in finding.text
+    assert "1 is within the noise" in findings_paragraph([net], network_findings(net))
 
 
 def test_one_seed_uses_the_binomial_noise_of_the_test_set():

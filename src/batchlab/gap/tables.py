@@ -363,6 +363,10 @@ def _size(ours: float, paper: float) -> str:
     return f"{factor:.2g}× the paper's"
 
 
+def _count(n: int, singular_verb: str, plural_verb: str) -> str:
+    return f"{n} {singular_verb if n == 1 else plural_verb}"
+
+
 def findings_paragraph(networks: Sequence[NetworkNumbers], findings: Sequence[Finding]) -> str:
     """The automatic verdict: one paragraph per network saying what agreed or disagreed with the
     paper, then a tally; paragraphs are separated by a blank line."""
@@ -379,6 +383,7 @@ def findings_paragraph(networks: Sequence[NetworkNumbers], findings: Sequence[Fi
     tally = {v: sum(f.verdict == v for f in checks) for v in (AGREES, DISAGREES, INCONCLUSIVE)}
     sentences.append(
         f"In all, {tally[AGREES]} of {len(checks)} comparisons with the paper agree in direction, "
-        f"{tally[DISAGREES]} disagree and {tally[INCONCLUSIVE]} are within the noise."
+        f"{_count(tally[DISAGREES], 'disagrees', 'disagree')} and "
+        f"{_count(tally[INCONCLUSIVE], 'is', 'are')} within the noise."
     )
     return "\n\n".join(sentences)
