@@ -224,7 +224,8 @@ def test_unpackable_runs_train_one_at_a_time_and_say_why(capsys):
 
 
 def test_plan_groups_by_pack_key_and_measures_on_the_cpu():
-    a = RunConfig(**SMALL, lr=0.1, momentum=0.9, seed=1)
+    # 10 epochs of 29 updates: enough training for the plan to measure (plans train nothing).
+    a = RunConfig(**{**SMALL, "epochs": 10}, lr=0.1, momentum=0.9, seed=1)
     b = a.replace(lr=0.01, momentum=0.0, seed=2, optimizer="sgd", nesterov=False)
     other_batch = a.replace(batch_size=64)
     assert pack_key(a) == pack_key(b) != pack_key(other_batch)
@@ -237,6 +238,9 @@ def test_plan_groups_by_pack_key_and_measures_on_the_cpu():
     assert "measured on this cpu" in plan[0].reason and "ms per model-update" in plan[0].reason
     assert plan[1].strategy == SEQUENTIAL
 
+    short = plan_packs([a.replace(epochs=1), b.replace(epochs=1)], "cpu")
+    assert [p.strategy for p in short] == [SEQUENTIAL]
+    assert "58 model-updates in all are too few to be worth measuring" in short[0].reason
     assert [p.strategy for p in plan_packs([a, b], "cpu", strategy="sequential")] == [SEQUENTIAL]
     assert [p.strategy for p in plan_packs([a, b], "cpu", strategy="packed")] == [PACKED]
     with pytest.raises(ConfigError, match="unknown packing strategy 'fast'; allowed: auto, packed, sequential"):
@@ -249,7 +253,7 @@ def test_equal_configs_train_once_and_auto_strategy_finishes(capsys):
     results = train_pack([config, twin, config], progress=False)
     assert results[0] is results[2]
     assert results[0].run_id != results[1].run_id
-    assert "measured on this cpu" in capsys.readouterr().err
+    assert "too few to be worth measuring" in capsys.readouterr().err
 
 
 @pytest.mark.gpu

@@ -7,15 +7,24 @@
 * :func:`can_pack`: batch-norm running statistics and dropout masks are state and randomness
   outside the weights that a vmapped step does not reproduce exactly, and only the lecture's
   momentum (``momentum``, ``sgd``) has a vectorized rule; other runs train one at a time.
-* :func:`plan_packs`: on a CUDA device a pack is as large as free memory allows (SCIENCE.md §6:
-  per model-update, K = 64 packed runs are ~25× faster than one model at a time on an H100). On
-  any other device nothing guarantees that packing pays (SCIENCE.md §6: it did not on a 2-core
-  CPU; our measurements on 2 cores range from 0.2× to 4× depending on width, B and K), so the
-  plan times a few steps of both ways on the actual pack and keeps the faster.
+* :func:`plan_packs`: on a CUDA device a pack is as large as free memory allows (SCIENCE.md §6,
+  H100, K = 64, B = 1: 14 µs per model-update with the packed step in a CUDA graph, against
+  0.94 ms for one model at a time with the data on the GPU). On any other device nothing
+  guarantees that packing pays, so the plan times a few steps of both ways on the actual pack and
+  keeps the faster — unless the pack's training is so short that measuring would cost more than
+  ~5% of it; then it trains one at a time, as ``batchlab.train`` would.
+
+  Why measure rather than follow a rule: on a 2-core CPU (AMD EPYC VM, torch 2.13) the speed of
+  packed over one at a time, per model-update, was 0.8–0.9× at K = 4 and 1.6–2.1× at K = 16 for
+  an MLP 784-32-10, but 0.8–1.0× at K = 4 and 0.5–0.7× at K = 16 for the lecture's 784-512-512-10
+  (B ∈ {1, 16, 128}): one such model's weights, gradients and momentum (~8 MB) stay in cache
+  between its updates, sixteen side by side (~130 MB) do not, and the step becomes bound by
+  memory bandwidth. SCIENCE.md §6 likewise found that vmap did not pay on a 2-core CPU.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +58,12 @@ STATE_COPIES = 6
 # backward pass, their gradients, and slack for temporaries inside the layers.
 ACTIVATION_COPIES = 3
 # Timed steps of each strategy when measuring (after one warm-up step of each).
-MEASURE_ROUNDS = 5
+MEASURE_ROUNDS = 3
+# Runs timed one at a time when measuring (the time of one update does not grow with K).
+SEQUENTIAL_PROBE_RUNS = 4
+# A pack is measured only when its training is at least this many times the measurement, so
+# the measurement costs at most ~5% of a sweep that then goes one at a time.
+MEASUREMENT_SHARE_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,13 @@ def _plan_group(group: list[RunConfig], device: torch.device, splits, strategy: 
         return _split_by_gpu_memory(group, device, splits)
     if strategy == PACKED:
         return [Pack(tuple(group), PACKED, f"{label}: packed, as asked")]
+    work = len(group) * planned_updates(group[0], len(splits.train))
+    if work < MEASUREMENT_SHARE_LIMIT * measurement_cost(len(group)):
+        # Measuring would cost more than a few percent of the training itself; one at a time is
+        # what batchlab.train does, so choosing it can never make the sweep slower than that.
+        return [Pack(tuple(group), SEQUENTIAL, (
+            f"{label}: trained one at a time; {work} model-updates in all are too few to be worth "
+            f"measuring whether packing pays on this {device.type}"))]
     packed_s, sequential_s = measure_strategies(group, splits.to(device), device)
     faster = PACKED if packed_s < sequential_s else SEQUENTIAL
     reason = (
@@ -237,30 +258,30 @@ def measure_strategies(
 ) -> tuple[float, float]:
     """Seconds per model-update of ``configs`` trained packed and one at a time, on ``device``.
 
-    Both ways train throwaway copies of the actual runs (their architecture, optimizer and batch
-    size, on the actual data) on random batches: one warm-up step each, then ``rounds``
-    alternating timed steps (one packed step of K runs; K single-run steps). Each way keeps its
-    fastest step, divided by K: load from other processes only ever adds time, so the minimum is
-    the estimate least disturbed by it. The global random state is left untouched.
+    Both ways train throwaway models of the runs' architecture with the runs' optimizer settings
+    and batch size, on the actual data, on random batches: K copies of one model stacked into a
+    pack, and the first ``SEQUENTIAL_PROBE_RUNS`` runs one after the other (the time of one
+    single-run update does not depend on K; several models rather than one, so that each update
+    meets a cache holding the other models' weights, as in a real sweep). One warm-up step each,
+    then ``rounds`` alternating timed steps; each way keeps its fastest step, per model-update:
+    load from other processes only ever adds time, so the minimum is the estimate least
+    disturbed by it. The global random state is left untouched.
     """
     k = len(configs)
+    singles_configs = list(configs[:SEQUENTIAL_PROBE_RUNS])
     first = configs[0]
     n_train = len(splits.train)
     batch_size = datasets.resolve_batch_size(first.batch_size, n_train)
     generator = torch.Generator().manual_seed(0)
     with torch.random.fork_rng(devices=[]):
-        singles = [
-            build_model(c.model, splits.input_shape, splits.num_classes, c.hidden).to(device) for c in configs
-        ]
-        copies = [
-            build_model(c.model, splits.input_shape, splits.num_classes, c.hidden).to(device) for c in configs
-        ]
+        model = build_model(first.model, splits.input_shape, splits.num_classes, first.hidden).to(device)
+    singles = [copy.deepcopy(model) for _ in singles_configs]
     optimizers = [
         build_optimizer(c.optimizer, m.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
                         weight_decay=c.weight_decay)
-        for c, m in zip(configs, singles)
+        for c, m in zip(singles_configs, singles)
     ]
-    packed_model = PackedModel.from_models(copies)
+    packed_model = PackedModel.from_models([model] * k)
     rule = PackedMomentum(configs, torch.zeros_like(packed_model.flat), packed_model.layout.columns)
     packed_step = make_step(packed_model, rule, splits.train, graphed=False)
 
@@ -268,8 +289,8 @@ def measure_strategies(
         return torch.randint(0, n_train, (k, batch_size), generator=generator).to(device)
 
     def one_at_a_time(index: torch.Tensor) -> None:
-        for row, model, optimizer in zip(index, singles, optimizers):
-            loss = F.cross_entropy(model(splits.train.x[row]), splits.train.y[row])
+        for row, single, optimizer in zip(index, singles, optimizers):
+            loss = F.cross_entropy(single(splits.train.x[row]), splits.train.y[row])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -280,7 +301,21 @@ def measure_strategies(
     for _ in range(rounds):  # alternating, so a burst of load on the machine hits both
         packed_times.append(_seconds(packed_step, batches(), device))
         sequential_times.append(_seconds(one_at_a_time, batches(), device))
-    return min(packed_times) / k, min(sequential_times) / k
+    return min(packed_times) / k, min(sequential_times) / len(singles)
+
+
+def measurement_cost(runs: int, rounds: int = MEASURE_ROUNDS) -> int:
+    """Model-updates :func:`measure_strategies` trains for a pack of ``runs`` (a packed step
+    counted as ``runs`` model-updates): warm-up plus ``rounds`` steps of each way."""
+    return (rounds + 1) * (runs + min(runs, SEQUENTIAL_PROBE_RUNS))
+
+
+def planned_updates(config: RunConfig, n_train: int) -> int:
+    """Updates one run of ``config`` makes unless it diverges or stops early."""
+    batch_size = datasets.resolve_batch_size(config.batch_size, n_train)
+    per_epoch = len(datasets.batch_index_slices(n_train, batch_size, drop_last=config.drop_last))
+    total = config.epochs * per_epoch
+    return total if config.max_updates is None else min(total, config.max_updates)
 
 
 def _seconds(step: Callable[[torch.Tensor], None], index: torch.Tensor, device: torch.device) -> float:

@@ -1,0 +1,274 @@
+"""Throughput of a hyperparameter sweep: plain PyTorch vs batchlab one at a time vs batchlab packed.
+
+On one grid — K configurations of learning rate × λ × seed of an MLP on mnist-5k (the lecture's
+784-512-512-10, and on a CPU also a narrow 784-64-10, where packing has a chance to pay), for
+each batch size B — three ways of training every configuration for a fixed
+number of updates are timed in one process:
+
+(a) ``plain``: the loop everyone writes — a ``DataLoader`` over a ``TensorDataset`` (shuffled),
+    ``torch.optim.SGD(momentum=λ)``, batches copied to the device, one model after the other;
+(b) ``single``: ``batchlab.train`` for each configuration, one after the other;
+(c) ``packed``: ``batchlab.train.packed.train_pack`` of all K (strategy ``auto``: on CUDA one
+    stacked step, captured in a CUDA graph; elsewhere whichever of packed and one-at-a-time it
+    measured faster on this very pack).
+
+All three do the same work per run: the updates, an evaluation of the training and validation
+splits after every epoch, and of the test split at the end (batchlab records these; the plain
+loop does them the plain way). The figure of merit is model-updates per second of wall-clock
+time for the whole sweep (setup and evaluation included); the median time of the update step
+alone is reported beside it for (b) and (c). A model-update is one optimizer step of one run.
+On CUDA, (a) and (b) train only the first ``--baseline-runs`` configurations (a rate per
+model-update does not depend on how many runs are timed), to keep the benchmark short.
+
+Writes ``benchmarks/results/sweep-throughput-<device-slug>.json`` with the device, environment,
+machine load, every measurement and the ratios (c)/(a), (c)/(b), (b)/(a).
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/sweep_throughput.py                 # CPU or the first GPU
+    PYTHONPATH=src python benchmarks/sweep_throughput.py --device cpu --batch-sizes 1 16 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import batchlab
+from batchlab import data as datasets
+from batchlab.config import RunConfig
+from batchlab.device import device_name, resolve_device, synchronize
+from batchlab.environment import describe_environment
+from batchlab.train.packed import train_pack
+
+DATASET = "mnist-5k"
+DEFAULT_WIDTHS = {"cpu": ["512,512", "64"], "cuda": ["512,512"]}
+LEARNING_RATES = (0.005, 0.01)
+MOMENTA = (0.0, 0.5, 0.8, 0.9)
+# Updates per run, by device type and batch size: long enough that each run's training outweighs
+# its evaluation and that (c) finds the sweep long enough to measure whether packing pays (see
+# batchlab.train.packed_plan), short enough for the whole benchmark to take a few minutes.
+DEFAULT_UPDATES = {"cpu": {1: 400, 16: 200, 128: 120}, "cuda": {1: 3000, 16: 2000, 128: 1000}}
+DEFAULT_RUNS = {"cpu": 16, "cuda": 64}
+DEFAULT_BASELINE_RUNS = {"cpu": 16, "cuda": 8}
+EVAL_BATCH = 2048
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def sweep_configs(
+    runs: int, hidden: tuple[int, ...], batch_size: int, updates: int, n_train: int, device: str
+) -> list[RunConfig]:
+    """``runs`` configurations: learning rate × λ × seed, in that order of variation."""
+    per_seed = len(LEARNING_RATES) * len(MOMENTA)
+    epochs = math.ceil(updates / math.ceil(n_train / batch_size))
+    configs = [
+        RunConfig(dataset=DATASET, model="mlp", hidden=hidden, optimizer="momentum", batch_size=batch_size,
+                  lr=lr, momentum=momentum, seed=seed, epochs=epochs, max_updates=updates, device=device)
+        for seed in range(math.ceil(runs / per_seed))
+        for lr in LEARNING_RATES
+        for momentum in MOMENTA
+    ]
+    return configs[:runs]
+
+
+# ----------------------------------------------------------------------------- (a) plain PyTorch
+
+
+def plain_mlp(input_features: int, hidden: tuple[int, ...], num_classes: int) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    for width in hidden:
+        layers += [nn.Linear(input_features, width), nn.ReLU()]
+        input_features = width
+    layers.append(nn.Linear(input_features, num_classes))
+    return nn.Sequential(*layers)
+
+
+@torch.no_grad()
+def plain_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[float, float]:
+    model.eval()
+    loss, correct = 0.0, 0
+    for xb, yb in DataLoader(TensorDataset(x, y), batch_size=EVAL_BATCH):
+        xb, yb = xb.to(device), yb.to(device)
+        logits = model(xb)
+        loss += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    model.train()
+    return loss / len(y), correct / len(y)
+
+
+def train_plain(config: RunConfig, splits: datasets.Splits, device: torch.device) -> int:
+    """The ordinary PyTorch loop for one configuration; returns the number of updates made."""
+    torch.manual_seed(config.seed)
+    model = plain_mlp(math.prod(splits.input_shape), config.hidden, splits.num_classes).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    loader = DataLoader(TensorDataset(splits.train.x, splits.train.y), batch_size=config.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(config.seed))
+    updates = 0
+    while updates < config.max_updates:
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            loss = F.cross_entropy(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            updates += 1
+            if updates >= config.max_updates:
+                break
+        plain_evaluate(model, splits.train.x, splits.train.y, device)
+        plain_evaluate(model, splits.val.x, splits.val.y, device)
+    plain_evaluate(model, splits.test.x, splits.test.y, device)
+    return updates
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def timed(device: torch.device, work) -> tuple[float, object]:
+    synchronize(device)
+    start = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):  # per-epoch log lines of K runs
+        outcome = work()
+    synchronize(device)
+    return time.perf_counter() - start, outcome
+
+
+def measure_plain(configs, cpu_splits, device):
+    seconds, updates = timed(device, lambda: sum(train_plain(c, cpu_splits, device) for c in configs))
+    return {"runs": len(configs), "model_updates": updates, "seconds": seconds, "updates_per_s": updates / seconds}
+
+
+def measure_single(configs, splits, device):
+    seconds, results = timed(device, lambda: [batchlab.train(c, splits=splits, progress=False) for c in configs])
+    return _batchlab_measurement(results, seconds)
+
+
+def measure_packed(configs, splits, device):
+    seconds, results = timed(device, lambda: train_pack(configs, splits=splits, progress=False))
+    measurement = _batchlab_measurement(results, seconds)
+    measurement["plan"] = [{"runs": len(p.configs), "strategy": p.strategy, "reason": p.reason} for p in results.plan]
+    return measurement
+
+
+def _batchlab_measurement(results, seconds: float) -> dict:
+    updates = sum(r.summary["updates"] for r in results)
+    step_times = [r.summary["time_per_update_s"] for r in results if r.summary.get("time_per_update_s")]
+    return {
+        "runs": len(results),
+        "model_updates": updates,
+        "seconds": seconds,
+        "updates_per_s": updates / seconds,
+        "median_time_per_update_s": statistics.median(step_times) if step_times else None,
+        "statuses": sorted({r.status for r in results}),
+    }
+
+
+def warm_up(splits, cpu_splits, device) -> None:
+    """One tiny sweep of each kind first, so thread pools, allocators and CUDA contexts are ready."""
+    configs = sweep_configs(2, (64,), 16, 5, len(splits.train), device.type)
+    for config in configs:
+        train_plain(config, cpu_splits, device)
+    with contextlib.redirect_stderr(io.StringIO()):
+        batchlab.train(configs[0], splits=splits, progress=False)
+        train_pack(configs, splits=splits, progress=False, strategy="packed")
+
+
+def model_name(hidden: tuple[int, ...]) -> str:
+    return f"mlp {'-'.join(map(str, (784, *hidden, 10)))}"
+
+
+def device_slug(device: torch.device) -> str:
+    if device.type == "cpu":
+        return f"cpu-{os.cpu_count()}-cores"
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 128])
+    parser.add_argument("--widths", nargs="+", help="hidden widths of each MLP, e.g. 512,512 64 "
+                        "(default: 512,512 and 64 on CPU, 512,512 on CUDA)")
+    parser.add_argument("--runs", type=int, help="K configurations (default: 16 on CPU, 64 on CUDA)")
+    parser.add_argument("--updates", type=int, help="updates per run (default: by device and batch size)")
+    parser.add_argument("--baseline-runs", type=int, help="runs timed for (a) and (b) (default: all on CPU, 8 on CUDA)")
+    parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/sweep-throughput-<device>.json)")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    runs = args.runs or DEFAULT_RUNS[kind]
+    baseline_runs = min(runs, args.baseline_runs or DEFAULT_BASELINE_RUNS[kind])
+    cpu_splits = datasets.prepare_splits(DATASET, device="cpu")
+    splits = cpu_splits.to(device)
+    n_train = len(splits.train)
+    widths = [tuple(int(w) for w in spec.split(",")) for spec in (args.widths or DEFAULT_WIDTHS[kind])]
+    load_before = os.getloadavg()
+    print(f"device: {device_name(device)}; K = {runs} runs on {DATASET}; (a) and (b) time {baseline_runs} of them",
+          flush=True)
+    warm_up(splits, cpu_splits, device)
+
+    rows = []
+    for hidden in widths:
+        model = model_name(hidden)
+        for batch_size in args.batch_sizes:
+            updates = args.updates or DEFAULT_UPDATES[kind].get(batch_size, 100)
+            configs = sweep_configs(runs, hidden, batch_size, updates, n_train, device.type)
+            plain = measure_plain(configs[:baseline_runs], cpu_splits, device)
+            single = measure_single(configs[:baseline_runs], splits, device)
+            packed = measure_packed(configs, splits, device)
+            ratios = {
+                "packed_vs_plain": packed["updates_per_s"] / plain["updates_per_s"],
+                "packed_vs_single": packed["updates_per_s"] / single["updates_per_s"],
+                "single_vs_plain": single["updates_per_s"] / plain["updates_per_s"],
+            }
+            rows.append({"model": model, "batch_size": batch_size, "updates_per_run": updates, "plain": plain,
+                         "single": single, "packed": packed, "ratios": ratios})
+            print(f"{model:<18} B={batch_size:<4} model-updates/s: (a) plain {plain['updates_per_s']:8.1f}  "
+                  f"(b) single {single['updates_per_s']:8.1f}  (c) packed {packed['updates_per_s']:8.1f}   "
+                  f"(c)/(a) {ratios['packed_vs_plain']:6.2f}  (c)/(b) {ratios['packed_vs_single']:5.2f}  "
+                  f"(b)/(a) {ratios['single_vs_plain']:5.2f}", flush=True)
+            for pack in packed["plan"]:
+                print(f"    (c) chose: {pack['reason']}", flush=True)
+
+    result = {
+        "benchmark": "sweep-throughput",
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device_name(device),
+        "device_type": device.type,
+        "environment": describe_environment(device),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "dataset": DATASET,
+        "models": [model_name(hidden) for hidden in widths],
+        "runs": runs,
+        "baseline_runs": baseline_runs,
+        "grid": {"lr": LEARNING_RATES, "momentum": MOMENTA, "seeds": math.ceil(runs / (len(LEARNING_RATES) * len(MOMENTA)))},
+        "work_per_run": "the updates, train+val evaluation after every epoch, test evaluation at the end",
+        "results": rows,
+    }
+    out = args.out or RESULTS_DIR / f"sweep-throughput-{device_slug(device)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp")
+    temporary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, out)
+    print(f"wrote {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
