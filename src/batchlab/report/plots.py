@@ -29,6 +29,9 @@ _METRIC_STYLE = {
 _BATCH_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
 
 
+MAX_PANEL_COLUMNS = 4
+
+
 def batch_tick_label(batch_size: int, full: bool) -> str:
     return f"full\n({batch_size:,})" if full else f"{batch_size:,}"
 
@@ -37,8 +40,13 @@ def plot_accuracy_panel(panel: AccuracyPanel,
                         metrics: tuple[str, ...] = ("train_acc", "val_acc", "test_acc")) -> Figure:
     """One axes per curve of ``panel``: accuracy against batch size (log axis), error bars ± 1 std."""
     count = max(len(panel.curves), 1)
-    figure = Figure(figsize=(max(5.2 * count, 7.0), 4.3), layout="constrained")
-    axes = figure.subplots(1, count, squeeze=False)[0]
+    # A wide grid (λ × η) wraps into rows so each panel stays readable in the report.
+    columns = min(count, MAX_PANEL_COLUMNS)
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(max(5.2 * columns, 7.0), 4.3 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[len(panel.curves):]:
+        ax.set_visible(False)
     for ax, curve in zip(axes, panel.curves):
         ticks: dict[int, str] = {}
         for metric in metrics:
