@@ -2,8 +2,8 @@
 
 On one grid — K configurations of learning rate × λ × seed of an MLP on mnist-5k (the lecture's
 784-512-512-10, and on a CPU also a narrow 784-64-10, where packing has a chance to pay), for
-each batch size B — three ways of training every configuration for a fixed
-number of updates are timed in one process:
+each batch size B — three ways of training every configuration for a fixed number of updates
+are timed in one process:
 
 (a) ``plain``: the loop everyone writes — a ``DataLoader`` over a ``TensorDataset`` (shuffled),
     ``torch.optim.SGD(momentum=λ)``, batches copied to the device, one model after the other;
@@ -17,6 +17,8 @@ splits after every epoch, and of the test split at the end (batchlab records the
 loop does them the plain way). The figure of merit is model-updates per second of wall-clock
 time for the whole sweep (setup and evaluation included); the median time of the update step
 alone is reported beside it for (b) and (c). A model-update is one optimizer step of one run.
+Each method is measured ``--repeats`` times in alternating order (a b c, c b a, …) and rated by
+its fastest repeat: on a shared machine, load from other processes only ever adds time.
 On CUDA, (a) and (b) train only the first ``--baseline-runs`` configurations (a rate per
 model-update does not depend on how many runs are timed), to keep the benchmark short.
 
@@ -63,7 +65,7 @@ MOMENTA = (0.0, 0.5, 0.8, 0.9)
 # Updates per run, by device type and batch size: long enough that each run's training outweighs
 # its evaluation and that (c) finds the sweep long enough to measure whether packing pays (see
 # batchlab.train.packed_plan), short enough for the whole benchmark to take a few minutes.
-DEFAULT_UPDATES = {"cpu": {1: 400, 16: 200, 128: 120}, "cuda": {1: 3000, 16: 2000, 128: 1000}}
+DEFAULT_UPDATES = {"cpu": {1: 300, 16: 150, 128: 100}, "cuda": {1: 3000, 16: 2000, 128: 1000}}
 DEFAULT_RUNS = {"cpu": 16, "cuda": 64}
 DEFAULT_BASELINE_RUNS = {"cpu": 16, "cuda": 8}
 EVAL_BATCH = 2048
@@ -147,17 +149,17 @@ def timed(device: torch.device, work) -> tuple[float, object]:
     return time.perf_counter() - start, outcome
 
 
-def measure_plain(configs, cpu_splits, device):
+def measure_plain(configs, cpu_splits, splits, device) -> dict:
     seconds, updates = timed(device, lambda: sum(train_plain(c, cpu_splits, device) for c in configs))
-    return {"runs": len(configs), "model_updates": updates, "seconds": seconds, "updates_per_s": updates / seconds}
+    return {"model_updates": updates, "seconds": seconds}
 
 
-def measure_single(configs, splits, device):
+def measure_single(configs, cpu_splits, splits, device) -> dict:
     seconds, results = timed(device, lambda: [batchlab.train(c, splits=splits, progress=False) for c in configs])
     return _batchlab_measurement(results, seconds)
 
 
-def measure_packed(configs, splits, device):
+def measure_packed(configs, cpu_splits, splits, device) -> dict:
     seconds, results = timed(device, lambda: train_pack(configs, splits=splits, progress=False))
     measurement = _batchlab_measurement(results, seconds)
     measurement["plan"] = [{"runs": len(p.configs), "strategy": p.strategy, "reason": p.reason} for p in results.plan]
@@ -165,16 +167,40 @@ def measure_packed(configs, splits, device):
 
 
 def _batchlab_measurement(results, seconds: float) -> dict:
-    updates = sum(r.summary["updates"] for r in results)
     step_times = [r.summary["time_per_update_s"] for r in results if r.summary.get("time_per_update_s")]
     return {
-        "runs": len(results),
-        "model_updates": updates,
+        "model_updates": sum(r.summary["updates"] for r in results),
         "seconds": seconds,
-        "updates_per_s": updates / seconds,
         "median_time_per_update_s": statistics.median(step_times) if step_times else None,
         "statuses": sorted({r.status for r in results}),
     }
+
+
+METHODS = {"plain": measure_plain, "single": measure_single, "packed": measure_packed}
+
+
+def measure_all(configs, baseline_runs: int, repeats: int, cpu_splits, splits, device) -> dict[str, dict]:
+    """Each method ``repeats`` times, in the order a b c, then c b a, and so on, so a slow drift
+    of the machine's load favours none. The rate of a method is taken from its fastest repeat
+    (load from other processes only ever adds time); the median is reported beside it."""
+    repeats_by_method: dict[str, list[dict]] = {name: [] for name in METHODS}
+    for repeat in range(repeats):
+        order = list(METHODS) if repeat % 2 == 0 else list(reversed(METHODS))
+        for name in order:
+            runs = configs if name == "packed" else configs[:baseline_runs]
+            repeats_by_method[name].append(METHODS[name](runs, cpu_splits, splits, device))
+    summary = {}
+    for name, measurements in repeats_by_method.items():
+        fastest = min(measurements, key=lambda m: m["seconds"] / m["model_updates"])
+        rates = [m["model_updates"] / m["seconds"] for m in measurements]
+        summary[name] = {
+            "runs": len(configs) if name == "packed" else min(baseline_runs, len(configs)),
+            "updates_per_s": fastest["model_updates"] / fastest["seconds"],
+            "updates_per_s_median": statistics.median(rates),
+            "fastest": fastest,
+            "repeats": measurements,
+        }
+    return summary
 
 
 def warm_up(splits, cpu_splits, device) -> None:
@@ -201,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 128])
+    parser.add_argument("--repeats", type=int, default=2, help="measurements of each method (default: 2)")
     parser.add_argument("--widths", nargs="+", help="hidden widths of each MLP, e.g. 512,512 64 "
                         "(default: 512,512 and 64 on CPU, 512,512 on CUDA)")
     parser.add_argument("--runs", type=int, help="K configurations (default: 16 on CPU, 64 on CUDA)")
@@ -228,9 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         for batch_size in args.batch_sizes:
             updates = args.updates or DEFAULT_UPDATES[kind].get(batch_size, 100)
             configs = sweep_configs(runs, hidden, batch_size, updates, n_train, device.type)
-            plain = measure_plain(configs[:baseline_runs], cpu_splits, device)
-            single = measure_single(configs[:baseline_runs], splits, device)
-            packed = measure_packed(configs, splits, device)
+            measured = measure_all(configs, baseline_runs, args.repeats, cpu_splits, splits, device)
+            plain, single, packed = measured["plain"], measured["single"], measured["packed"]
             ratios = {
                 "packed_vs_plain": packed["updates_per_s"] / plain["updates_per_s"],
                 "packed_vs_single": packed["updates_per_s"] / single["updates_per_s"],
@@ -242,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"(b) single {single['updates_per_s']:8.1f}  (c) packed {packed['updates_per_s']:8.1f}   "
                   f"(c)/(a) {ratios['packed_vs_plain']:6.2f}  (c)/(b) {ratios['packed_vs_single']:5.2f}  "
                   f"(b)/(a) {ratios['single_vs_plain']:5.2f}", flush=True)
-            for pack in packed["plan"]:
-                print(f"    (c) chose: {pack['reason']}", flush=True)
+            for repeat in packed["repeats"]:
+                for pack in repeat["plan"]:
+                    print(f"    (c) chose: {pack['reason']}", flush=True)
 
     result = {
         "benchmark": "sweep-throughput",
