@@ -51,8 +51,8 @@ STRATEGIES = (AUTO, PACKED, SEQUENTIAL)
 # Share of the free GPU memory a pack may plan to use; the rest is headroom for the allocator's
 # fragmentation, evaluation and the CUDA graph's private pool.
 GPU_MEMORY_SHARE = 0.7
-# Float tensors of P elements a packed run keeps per step: parameters, vmapped gradients, their
-# flat concatenation, momentum, and the update's temporaries (−ηg, the new buffer).
+# Float tensors of P elements a packed run needs per step: parameters, gradients, momentum, and
+# up to three temporaries of the update when a pack mixes rules (−ηg, the new buffer, θ + m).
 STATE_COPIES = 6
 # Activation memory of one example is counted this many times: the forward outputs saved for the
 # backward pass, their gradients, and slack for temporaries inside the layers.
@@ -135,25 +135,22 @@ def plan_packs(
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown packing strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
     groups: dict[tuple, list[RunConfig]] = {}
-    plan_order: list[tuple | RunConfig] = []
-    alone: list[Pack] = []
+    entries: list[Pack | tuple] = []  # a lone run's pack, or the key of a group, in first-seen order
     for config in configs:
         packable, why_not = can_pack(config)
         if not packable:
-            plan_order.append(config)
-            alone.append(Pack((config,), SEQUENTIAL, why_not))
+            entries.append(Pack((config,), SEQUENTIAL, why_not))
             continue
         key = pack_key(config)
         if key not in groups:
             groups[key] = []
-            plan_order.append(key)
+            entries.append(key)
         groups[key].append(config)
 
     plan: list[Pack] = []
-    lone_packs = iter(alone)
-    for entry in plan_order:
-        if isinstance(entry, RunConfig):
-            plan.append(next(lone_packs))
+    for entry in entries:
+        if isinstance(entry, Pack):
+            plan.append(entry)
             continue
         group = groups[entry]
         target = resolve_device(device if device is not None else group[0].device)
