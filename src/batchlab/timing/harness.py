@@ -285,10 +285,14 @@ def busy_machine_note(
         return None
     return (
         f"Busy machine: other processes kept a load of about {max(others):.1f} on {cpu_count} cores "
-        f"while timing (load average {before if before is not None else '?'} before, "
-        f"{after if after is not None else '?'} after, {own} of it this timing's threads); "
+        f"while timing (load average {_load(before)} before, {_load(after)} after, {own} of it this "
+        "timing's threads); "
         "CPU times are inflated."
     )
+
+
+def _load(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
 
 
 def sweep_devices(name: str) -> list[torch.device]:
