@@ -76,13 +76,23 @@ def test_packed_run_equals_each_run_trained_alone_and_divergence_stays_inside_it
     assert packed[0].summary["pack_size"] == 5
 
 
-def test_packed_step_follows_the_momentum_optimizer_rule_per_run():
-    configs = [
+RULE_MIXES = {
+    "every rule": [
         RunConfig(lr=0.1, momentum=0.9),
         RunConfig(lr=0.05, momentum=0.0),
         RunConfig(lr=0.02, momentum=0.7, nesterov=True),
         RunConfig(lr=0.3, momentum=0.5, weight_decay=0.01),
-    ]
+    ],
+    "heavy ball and plain": [RunConfig(lr=0.1, momentum=0.9), RunConfig(lr=0.05, momentum=0.0)],
+    "all Nesterov, all decayed": [RunConfig(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1),
+                                  RunConfig(lr=0.05, momentum=0.3, nesterov=True, weight_decay=0.01)],
+    "all plain": [RunConfig(lr=0.1), RunConfig(lr=0.2)],
+}
+
+
+@pytest.mark.parametrize("mix", RULE_MIXES)
+def test_packed_step_follows_the_momentum_optimizer_rule_per_run(mix):
+    configs = RULE_MIXES[mix]
     generator = torch.Generator().manual_seed(0)
     start = torch.randn(len(configs), 7, generator=generator)
     grads = [torch.randn(len(configs), 7, generator=generator) for _ in range(5)]
@@ -91,7 +101,7 @@ def test_packed_step_follows_the_momentum_optimizer_rule_per_run():
     # Two parameter tensors of 3 and 4 elements, updated block by block.
     rule = PackedMomentum(configs, torch.zeros_like(params), [(0, 3), (3, 7)])
     for grad in grads:
-        rule.step(params, [grad[:, :3], grad[:, 3:]])
+        rule.step(params, [grad[:, :3].clone(), grad[:, 3:].clone()])
 
     for k, config in enumerate(configs):
         single = start[k].clone().requires_grad_(True)
@@ -101,6 +111,8 @@ def test_packed_step_follows_the_momentum_optimizer_rule_per_run():
             single.grad = grad[k].clone()
             optimizer.step()
         torch.testing.assert_close(params[k], single.detach(), rtol=1e-6, atol=1e-7)
+        buffer = optimizer.state[single].get("momentum_buffer", torch.zeros(7))
+        torch.testing.assert_close(rule.buffer[k], buffer, rtol=1e-6, atol=1e-7)
 
 
 def test_store_holds_what_solo_training_would_and_finished_runs_come_back(tmp_path):

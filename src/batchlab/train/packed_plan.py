@@ -14,12 +14,14 @@
   keeps the faster — unless the pack's training is so short that measuring would cost more than
   ~5% of it; then it trains one at a time, as ``batchlab.train`` would.
 
-  Why measure rather than follow a rule: on a 2-core CPU (AMD EPYC VM, torch 2.13) the speed of
-  packed over one at a time, per model-update, was 0.8–0.9× at K = 4 and 1.6–2.1× at K = 16 for
-  an MLP 784-32-10, but 0.8–1.0× at K = 4 and 0.5–0.7× at K = 16 for the lecture's 784-512-512-10
-  (B ∈ {1, 16, 128}): one such model's weights, gradients and momentum (~8 MB) stay in cache
-  between its updates, sixteen side by side (~130 MB) do not, and the step becomes bound by
-  memory bandwidth. SCIENCE.md §6 likewise found that vmap did not pay on a 2-core CPU.
+  Why measure rather than follow a rule: on a 2-core CPU (AMD EPYC VM, torch 2.13; fastest of
+  three steps, λ mixed over {0, 0.5, 0.8, 0.9}) packed over one at a time, per model-update, was
+  0.86–0.93× at K = 4 and 1.7–2.5× at K = 16 for an MLP 784-32-10, but 0.82–0.99× at K = 4 and
+  1.04–1.16× at K = 16 for the lecture's 784-512-512-10 (B ∈ {1, 16, 128}). Small steps gain from
+  one vmapped launch instead of K; large ones are bound by memory bandwidth, since one model's
+  weights, gradients and momentum (~8 MB) stay in cache between its updates and sixteen side by
+  side do not. The answer depends on the model, K, B and the machine; SCIENCE.md §6 also found
+  that vmap did not pay on a 2-core CPU.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ a run's row, so each run follows exactly the rule of :class:`batchlab.optim.Mome
     λ > 0:      m ← λm − ηg, then θ ← θ + m            (heavy ball, the lecture's form)
                                or θ ← θ + λm − ηg      (Nesterov, Bengio et al. 2013)
 
-Runs whose rule differs from their neighbours' (λ = 0, Nesterov, weight decay) are selected with
-``torch.where`` rather than by multiplying with 0/1 masks: a diverged run's inf would otherwise
-become NaN in its neighbours' arithmetic path (0·inf = NaN) and, more to the point, a run's own
-numbers would differ from the ones it gets when trained alone.
+Runs whose rule differs from their neighbours' (λ = 0, Nesterov, weight decay) are told apart
+with ``torch.where`` and ``masked_fill_``, never by multiplying with 0/1 masks: 0·inf = NaN, so a
+mask would turn a run's overflow into NaN where the run alone keeps inf, and a run's numbers
+must be the ones it gets when trained alone.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ class PackedMomentum:
     ``buffer`` is the (K, P) momentum; rows of runs with λ = 0 stay zero (Momentum keeps no
     buffer for them). The rule is applied column block by column block (``columns``: one
     (start, end) per parameter tensor), so the gradients never need to be copied into one flat
-    tensor and no (K, P) temporary is made in the common cases — on a CPU, K models' state does
-    not fit in cache and every extra pass over it costs. The arithmetic of each row is the
+    tensor, and in place: no (K, P) temporary is made unless a pack mixes weight decay with none
+    or Nesterov with heavy ball. The arithmetic of each row is the
     single-run rule, operation for operation, so a packed run and the same run trained alone
     agree to float rounding.
     """
@@ -98,7 +98,8 @@ class PackedMomentum:
         # Which branches of the rule this pack needs; the common cases skip every torch.where.
         self._any_weight_decay = any(c.weight_decay != 0.0 for c in configs)
         self._all_weight_decay = all(c.weight_decay != 0.0 for c in configs)
-        self._all_heavy_ball = all(c.momentum != 0.0 and not c.nesterov for c in configs)
+        self._all_have_buffer = all(c.momentum != 0.0 for c in configs)
+        self._no_buffer = ~self.has_buffer
         self._all_nesterov = all(c.nesterov for c in configs)
         self._any_nesterov = any(c.nesterov for c in configs)
 
@@ -110,27 +111,23 @@ class PackedMomentum:
             self._update(params[:, start:end], self.buffer[:, start:end], grad)
 
     def _update(self, params: torch.Tensor, buffer: torch.Tensor, grads: torch.Tensor) -> None:
+        # In place wherever the rule allows: on a CPU the K runs' state does not fit in cache, so
+        # every (K, P) temporary costs a pass over memory (and, when large, fresh pages).
         if self._all_weight_decay:
             grads = grads.addcmul(params, self.weight_decay)  # g + wd·θ
         elif self._any_weight_decay:
             grads = torch.where(self._has_weight_decay, grads.addcmul(params, self.weight_decay), grads)
-        if self._all_heavy_ball:
-            buffer.mul_(self.momentum).addcmul_(grads, self._negative_lr)  # m ← λm − ηg
-            params.add_(buffer)  # θ ← θ + m
-            return
-        if self._all_nesterov:
-            buffer.mul_(self.momentum).addcmul_(grads, self._negative_lr)  # m ← λm − ηg
+        # m ← λm − ηg; a λ = 0 row holds a zero buffer, so it gets exactly −ηg.
+        buffer.mul_(self.momentum).addcmul_(grads, self._negative_lr)
+        if not self._any_nesterov:
+            params.add_(buffer)  # θ ← θ + m (for λ = 0: θ − ηg)
+        elif self._all_nesterov:
             params.addcmul_(buffer, self.momentum).addcmul_(grads, self._negative_lr)  # θ ← θ + λm − ηg
-            return
-        # A mix of rules. λ = 0 rows hold a zero buffer, so λ·m − ηg is exactly −ηg for them.
-        descent = grads * self._negative_lr
-        new_buffer = buffer * self.momentum + descent
-        buffer.copy_(torch.where(self.has_buffer, new_buffer, 0.0))
-        heavy_ball = params + new_buffer
-        if self._any_nesterov:
-            params.copy_(torch.where(self.nesterov, (params + self.momentum * new_buffer) + descent, heavy_ball))
         else:
-            params.copy_(heavy_ball)
+            nesterov = (params + self.momentum * buffer) + grads * self._negative_lr
+            params.copy_(torch.where(self.nesterov, nesterov, params + buffer))
+        if not self._all_have_buffer:
+            buffer.masked_fill_(self._no_buffer, 0.0)  # λ = 0 runs keep no momentum
 
     def select(self, keep: Sequence[int]) -> "PackedMomentum":
         """The rule for the runs ``keep`` only (rows in that order)."""
