@@ -69,7 +69,7 @@ def train(
     """
     device = resolve_device(config.device)
     identity = run_id(config, device.type)
-    run_store = _open_store(store)
+    run_store = open_store(store)
 
     if run_store is not None:
         existing = run_store.get(identity)
@@ -90,16 +90,7 @@ def train(
     batch_size = datasets.resolve_batch_size(config.batch_size, n_train)
     slices = datasets.batch_index_slices(n_train, batch_size, drop_last=config.drop_last)
 
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden).to(device)
-    optimizer = build_optimizer(
-        config.optimizer,
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-    )
+    model, optimizer = initial_model_and_optimizer(config, splits, device)
 
     environment = describe_environment(device)
     history: list[dict[str, float]] = []
@@ -174,7 +165,7 @@ def train(
             break
         if config.max_updates is not None and updates >= config.max_updates:
             break
-        if config.stop_patience and _stopped_improving(history, config.stop_patience):
+        if config.stop_patience and stopped_improving(history, config.stop_patience):
             stopped_early_at = epoch
             break
         if run_store is not None and epoch < config.epochs:
@@ -214,8 +205,29 @@ def train(
         run_store.finish_run(identity, status, summary)
         run_store.delete_checkpoint(identity)
     if reporter.plain:
-        _log_summary(identity, status, summary)
+        log_summary(identity, status, summary)
     return RunResult(identity, config, status, history, summary, environment, from_store=False)
+
+
+def initial_model_and_optimizer(
+    config: RunConfig, splits: "datasets.Splits", device: torch.device
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The run's starting point: ``torch.manual_seed(seed)``, the model built on the CPU (so a
+    seed gives the same weights on every device), moved to ``device``, and its optimizer.
+
+    Single and packed training both start here, so their runs begin identically.
+    """
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden).to(device)
+    optimizer = build_optimizer(
+        config.optimizer,
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+    return model, optimizer
 
 
 @torch.no_grad()
@@ -238,7 +250,7 @@ def evaluate(model: nn.Module, split: "datasets.TensorSplit", chunk: int = EVAL_
     return total_loss.item() / n, correct.item() / n
 
 
-def _stopped_improving(history: list[dict[str, float]], patience: int) -> bool:
+def stopped_improving(history: list[dict[str, float]], patience: int) -> bool:
     """True when the training loss has not improved by IMPROVEMENT_TOLERANCE (relative) for
     ``patience`` epochs in a row — Keskar et al.'s "until the loss stops improving"."""
     losses = [row["train_loss"] for row in history]
@@ -249,7 +261,7 @@ def _stopped_improving(history: list[dict[str, float]], patience: int) -> bool:
     return recent_best > best_before * (1.0 - IMPROVEMENT_TOLERANCE)
 
 
-def _open_store(store: Any) -> Any:
+def open_store(store: Any) -> Any:
     if store is None:
         return None
     if isinstance(store, (str, Path)):
@@ -272,7 +284,7 @@ def result_from_record(record: Any, run_store: Any) -> RunResult:
     )
 
 
-def _log_summary(identity: str, status: str, summary: dict[str, Any]) -> None:
+def log_summary(identity: str, status: str, summary: dict[str, Any]) -> None:
     parts = [f"run {identity} {status}"]
     for key in ("train_acc", "val_acc", "test_acc"):
         if summary.get(key) is not None:

@@ -56,10 +56,15 @@ from batchlab.config import RunConfig, run_id
 from batchlab.device import resolve_device, synchronize
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError
-from batchlab.models import build_model
-from batchlab.optim import build_optimizer
 # loop.py's own helpers, so the rules for stopping, reading stored runs and logging stay one.
-from batchlab.train.loop import _log_summary, _open_store, _stopped_improving, result_from_record, train
+from batchlab.train.loop import (
+    initial_model_and_optimizer,
+    log_summary,
+    open_store,
+    result_from_record,
+    stopped_improving,
+    train,
+)
 from batchlab.train.packed_plan import (
     AUTO,
     PACKED,
@@ -117,7 +122,7 @@ def train_pack(
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown packing strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
     configs = list(configs)
-    run_store = _open_store(store)
+    run_store = open_store(store)
     identities = [run_id(c, resolve_device(c.device).type) for c in configs]
     results: dict[str, RunResult] = {}
     to_train: dict[str, RunConfig] = {}
@@ -190,16 +195,7 @@ def _start_run(config: RunConfig, device: torch.device, splits, run_store: Any, 
     identity = run_id(config, device.type)
     if run_store is not None and force:
         run_store.delete_run(identity)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden).to(device)
-    optimizer = build_optimizer(
-        config.optimizer,
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-    )
+    model, optimizer = initial_model_and_optimizer(config, splits, device)
     history: list[dict[str, float]] = []
     start_epoch, updates = 1, 0
     if run_store is not None:
@@ -287,7 +283,7 @@ def _train_together(
             # The end conditions of loop.py, in its order; a run that goes on is checkpointed.
             if run.status == DIVERGED or (shared.max_updates is not None and updates >= shared.max_updates):
                 ending.append(k)
-            elif shared.stop_patience and _stopped_improving(run.history, shared.stop_patience):
+            elif shared.stop_patience and stopped_improving(run.history, shared.stop_patience):
                 run.stopped_early_at = epoch
                 ending.append(k)
             elif epoch == shared.epochs:
@@ -376,7 +372,7 @@ def _finish_runs(runs: list[_Run], model: PackedModel, timing: dict[str, Any], c
             context.run_store.finish_run(run.identity, run.status, summary)
             context.run_store.delete_checkpoint(run.identity)
         if context.plain_log:
-            _log_summary(run.identity, run.status, summary)
+            log_summary(run.identity, run.status, summary)
         results.append(RunResult(run.identity, run.config, run.status, run.history, summary, context.environment))
     return results
 
