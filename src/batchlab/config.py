@@ -20,9 +20,14 @@ from batchlab.errors import ConfigError
 
 SHUFFLE_MODES = ("epoch", "once", "none")
 FULL_BATCH = "full"
+# Seeds feed torch.manual_seed and torch.Generator.manual_seed, which take a signed 64-bit value.
+MAX_SEED = 2**63 - 1
 
 # Fields that do not change what a run computes, so they are left out of its id.
 _NOT_IN_IDENTITY = ("data_dir",)
+# Fields added after the first release, with the value that reproduces what runs did before
+# them. At that value they are left out of the id, so the runs of an older store keep their ids.
+_ADDED_LATER = {"train_subset": None}
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,9 @@ class RunConfig:
     for all epochs) or ``none`` (dataset order). ``stop_patience`` > 0 ends training once the
     training loss has not improved for that many epochs (Keskar et al.'s "until the loss stops
     improving"); ``max_updates`` caps the number of updates (a fixed update budget).
+    ``train_subset`` trains on n examples of the training split only (a seeded subset, see
+    :func:`batchlab.data.identity.load_splits`), so a quick experiment can use a large dataset
+    honestly: the subset is part of the run id.
     """
 
     dataset: str = "mnist-5k"
@@ -54,6 +62,7 @@ class RunConfig:
     hidden: tuple[int, ...] | None = None
     max_updates: int | None = None
     stop_patience: int = 0
+    train_subset: int | None = None
     device: str = "auto"
     data_dir: str | None = field(default=None, compare=False)
 
@@ -122,8 +131,8 @@ def validate_config(config: RunConfig) -> None:
     if config.nesterov and config.momentum == 0:
         raise ConfigError("Nesterov momentum needs momentum > 0; allowed: --nesterov with 0 < momentum < 1")
     _positive_int("epochs", config.epochs)
-    _int("seed", config.seed)
-    _int("split seed", config.split_seed)
+    _seed("seed", config.seed)
+    _seed("split seed", config.split_seed)
     _finite_number("validation fraction", config.val_fraction)
     if not 0.0 <= config.val_fraction < 1.0:
         raise ConfigError(
@@ -133,6 +142,8 @@ def validate_config(config: RunConfig) -> None:
         raise ConfigError(f"unknown shuffle mode {config.shuffle!r}; allowed: {', '.join(SHUFFLE_MODES)}")
     if config.max_updates is not None:
         _positive_int("max updates", config.max_updates)
+    if config.train_subset is not None:
+        _positive_int("training subset", config.train_subset)
     if isinstance(config.stop_patience, bool) or not isinstance(config.stop_patience, int) or config.stop_patience < 0:
         raise ConfigError(f"stop patience {config.stop_patience!r} is invalid; allowed: an integer ≥ 0 (0 = off)")
     if config.hidden is not None:
@@ -152,21 +163,36 @@ def _int(name: str, value: Any) -> None:
         raise ConfigError(f"{name} {value!r} is not an integer")
 
 
+def _seed(name: str, value: Any) -> None:
+    _int(name, value)
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name} {value} is out of range; allowed: an integer 0 … 2**63 − 1")
+
+
 def _positive_int(name: str, value: Any) -> None:
     _int(name, value)
     if value < 1:
         raise ConfigError(f"{name} {value} is too small; allowed: an integer ≥ 1")
 
 
-def resolved_identity(config: RunConfig, device_type: str) -> dict[str, Any]:
+def resolved_identity(
+    config: RunConfig, device_type: str, data_fingerprint: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The fields that define what a run computes, with the device reduced to its type.
 
     ``device_type`` is ``cpu``/``cuda``/``mps``: numbers differ between device types, not between
-    two GPUs of one machine, so ``cuda:0`` and ``cuda:1`` share an id.
+    two GPUs of one machine, so ``cuda:0`` and ``cuda:1`` share an id. ``data_fingerprint``
+    identifies data that the configuration's registry fields do not describe (see
+    :func:`batchlab.data.identity.data_fingerprint`); None for registry data.
     """
     data = config.to_dict()
     for key in _NOT_IN_IDENTITY:
         data.pop(key, None)
+    for key, default in _ADDED_LATER.items():
+        if data.get(key) == default:
+            data.pop(key, None)
+    if data_fingerprint is not None:
+        data["data"] = data_fingerprint
     data["device"] = device_type
     data["lr"] = float(data["lr"])
     data["momentum"] = float(data["momentum"])
@@ -175,7 +201,8 @@ def resolved_identity(config: RunConfig, device_type: str) -> dict[str, Any]:
     return data
 
 
-def run_id(config: RunConfig, device_type: str) -> str:
+def run_id(config: RunConfig, device_type: str, data_fingerprint: dict[str, Any] | None = None) -> str:
     """16 hex digits of the SHA-256 of the resolved identity in canonical JSON."""
-    canonical = json.dumps(resolved_identity(config, device_type), sort_keys=True, separators=(",", ":"))
+    identity = resolved_identity(config, device_type, data_fingerprint)
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]

@@ -46,13 +46,16 @@ from typing import Any
 from batchlab.errors import StoreError
 
 SCHEMA_NAME = "batchlab-runs"
-SCHEMA_VERSION = 1
+# 2: status ``interrupted`` (a run stopped by the user, resumable). Version 1 stores are
+# upgraded in place when opened.
+SCHEMA_VERSION = 2
 
 RUNNING = "running"
 FINISHED = "finished"
 DIVERGED = "diverged"
 FAILED = "failed"
-STATUSES = (RUNNING, FINISHED, DIVERGED, FAILED)
+INTERRUPTED = "interrupted"
+STATUSES = (RUNNING, FINISHED, DIVERGED, FAILED, INTERRUPTED)
 # A run with one of these statuses is a result; start_run refuses to overwrite it without force.
 ENDED_STATUSES = (FINISHED, DIVERGED)
 FINAL_STATUSES = (FINISHED, DIVERGED, FAILED)
@@ -68,7 +71,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS runs (
         run_id TEXT PRIMARY KEY,
-        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'diverged', 'failed')),
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'diverged', 'failed', 'interrupted')),
         config TEXT NOT NULL,
         environment TEXT NOT NULL,
         summary TEXT NOT NULL,
@@ -231,8 +234,8 @@ class RunStore:
         try:
             tables = self._table_names(conn)
             if tables:
-                self._check_meta(conn, tables)
-                if set(_TABLES) <= tables and self._journal_mode(conn) == "wal":
+                version = self._check_meta(conn, tables)
+                if set(_TABLES) <= tables and self._journal_mode(conn) == "wal" and version == SCHEMA_VERSION:
                     return
             if self._journal_mode(conn) != "wal":
                 # Switching needs the write lock; it is permanent, stored in the file itself.
@@ -246,12 +249,12 @@ class RunStore:
             try:
                 # Another process may have created the schema while this one waited for the lock.
                 tables = self._table_names(conn)
-                if tables:
-                    self._check_meta(conn, tables)
+                if tables and self._check_meta(conn, tables) < SCHEMA_VERSION and "runs" in tables:
+                    _upgrade_runs_table(conn)
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 conn.executemany(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                     [("schema", SCHEMA_NAME), ("schema_version", str(SCHEMA_VERSION))],
                 )
             except BaseException:
@@ -273,7 +276,8 @@ class RunStore:
     def _journal_mode(conn: sqlite3.Connection) -> str:
         return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
-    def _check_meta(self, conn: sqlite3.Connection, tables: set[str]) -> None:
+    def _check_meta(self, conn: sqlite3.Connection, tables: set[str]) -> int:
+        """Refuse a database that is not a batchlab store; returns its schema version."""
         if "meta" not in tables:
             raise self._not_a_store("an SQLite database without batchlab's meta table")
         try:
@@ -290,6 +294,7 @@ class RunStore:
                 f"{self.path} has run-store schema version {version!r}, newer than this batchlab "
                 f"reads; allowed: version {SCHEMA_VERSION} or older (upgrade batchlab to read it)"
             )
+        return int(version)
 
     def _conn(self) -> sqlite3.Connection:
         """This process's connection, opened on first use (and again in a forked child)."""
@@ -404,6 +409,60 @@ class RunStore:
             )
 
         self._write(body)
+
+    def claim_run(
+        self, run_id: str, config: dict, environment: dict, *, force: bool = False
+    ) -> tuple[str, RunRecord | None]:
+        """Decide in one transaction who trains ``run_id``, and record it; returns
+        ``(outcome, record)``:
+
+        * ``("ended", record)``: the store holds it as finished or diverged and ``force`` is off;
+          nothing is written.
+        * ``("busy", record)``: another live process on this host is training it (its row is
+          ``running`` with that host and pid); nothing is written. A process on another host
+          cannot be checked, so its run is taken over.
+        * ``("started", record)``: this process now trains it (:meth:`start_run`'s rules; with
+          ``force`` an ended run's metrics, weights, checkpoint and the analysis records keyed
+          by its id are removed first).
+        """
+        resuming = self._checkpoint_path(run_id).exists() and not force
+        now = _now()
+        host, pid = socket.gethostname(), os.getpid()
+
+        def body(conn: sqlite3.Connection) -> tuple[str, RunRecord | None]:
+            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            created = now
+            if row is not None:
+                record = _record(row)
+                if record.status in ENDED_STATUSES and not force:
+                    return "ended", record
+                if record.status == RUNNING and record.host == host and record.pid != pid and _alive(record.pid):
+                    return "busy", record
+                if record.status not in ENDED_STATUSES and not force:
+                    created = record.created
+            if force or not resuming:
+                conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            if force:
+                # Analyses of the old minimum (Hessian, sharpness, landscapes) name it in their key.
+                conn.execute("DELETE FROM records WHERE instr(key, ?) > 0", (run_id,))
+            conn.execute(
+                "INSERT OR REPLACE INTO runs (run_id, status, config, environment, summary, created, "
+                "started, finished, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                (run_id, RUNNING, _dumps(config), _dumps(environment), _dumps({}), created, now, host, pid),
+            )
+            return "started", None
+
+        outcome, record = self._write(body)
+        if outcome == "started" and force:
+            # The new run owns the id from here on; the old one's files go with its rows.
+            self._weights_path(run_id).unlink(missing_ok=True)
+            self.delete_checkpoint(run_id)
+        return outcome, record
+
+    def mark_interrupted(self, run_id: str) -> None:
+        """Mark a ``running`` run ``interrupted`` (stopped by the user); its checkpoint stays."""
+        self._write(lambda conn: conn.execute(
+            "UPDATE runs SET status = ? WHERE run_id = ? AND status = ?", (INTERRUPTED, run_id, RUNNING)))
 
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float | None]) -> None:
         """Store the metrics of one epoch; logging an epoch again replaces its values.
@@ -637,6 +696,33 @@ class RunStore:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _upgrade_runs_table(conn: sqlite3.Connection) -> None:
+    """Version 1 → 2: rebuild ``runs`` with the status check that allows ``interrupted``
+    (SQLite cannot alter a CHECK constraint in place). Runs inside the caller's transaction."""
+    conn.execute("ALTER TABLE runs RENAME TO runs_version_1")
+    conn.execute("DROP INDEX IF EXISTS runs_by_status")
+    conn.execute(_SCHEMA[1])
+    conn.execute("INSERT INTO runs SELECT * FROM runs_version_1")
+    conn.execute("DROP TABLE runs_version_1")
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether process ``pid`` of this host is alive (a zombie, dead but not yet reaped, is not)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def _is_locked(error: sqlite3.Error) -> bool:

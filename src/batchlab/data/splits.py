@@ -16,9 +16,11 @@ shared, so callers must treat ``x`` and ``y`` as read-only.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +67,9 @@ class Splits:
     ``val`` is None when ``val_fraction`` is 0 (or rounds to no example). ``channel_mean`` and
     ``channel_std`` are the training-split statistics of ``x / 255`` used to standardize all
     three splits (x_std = (x / 255 − mean) / std), kept so images can be shown un-standardized.
+    ``origin`` says how the splits were made: :func:`batchlab.data.identity.load_splits` stamps
+    the configuration fields it used; splits built any other way carry None, and a run on them
+    is identified by their content (:func:`batchlab.data.identity.data_fingerprint`).
     """
 
     train: TensorSplit
@@ -75,18 +80,18 @@ class Splits:
     name: str
     channel_mean: tuple[float, ...] = ()
     channel_std: tuple[float, ...] = ()
+    origin: tuple | None = None
 
     def to(self, device: torch.device | str) -> "Splits":
-        return Splits(
-            self.train.to(device),
-            None if self.val is None else self.val.to(device),
-            self.test.to(device),
-            self.input_shape,
-            self.num_classes,
-            self.name,
-            self.channel_mean,
-            self.channel_std,
+        return self.replace(
+            train=self.train.to(device),
+            val=None if self.val is None else self.val.to(device),
+            test=self.test.to(device),
         )
+
+    def replace(self, **changes: Any) -> "Splits":
+        """A copy with ``changes`` applied (the tensors themselves are shared, not copied)."""
+        return dataclasses.replace(self, **changes)
 
 
 def validation_size(val_fraction: float, n: int) -> int:

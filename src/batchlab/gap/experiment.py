@@ -45,6 +45,7 @@ from typing import Any
 
 from batchlab import data as datasets
 from batchlab.config import RunConfig
+from batchlab.data.identity import load_splits
 from batchlab.device import resolve_device
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError
@@ -353,8 +354,8 @@ def _run_network(plan: GapPlan, net: NetworkPlan, store: Any, device: Any, progr
     """Train both regimes of one network, measure their minima, and compare with the paper."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    splits = datasets.prepare_splits(net.dataset, data_dir=plan.data_dir, val_fraction=0.0, split_seed=0,
-                                     device=device)
+    splits = load_splits(RunConfig(dataset=net.dataset, data_dir=plan.data_dir, val_fraction=0.0, split_seed=0),
+                         device)
     n_train, n_test = len(splits.train), len(splits.test)
     sizes = _batch_sizes(net, n_train)
     runs = _train_runs(plan, net, sizes, splits, store, progress, log)

@@ -8,39 +8,28 @@ again skips the runs that ended and resumes the others from their last checkpoin
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from batchlab.sweep.plan import SweepPlan
-from batchlab.train import train
-from batchlab.train.packed import PACKED, train_pack
+from batchlab.train.packed import train_planned
 from batchlab.train.result import RunResult
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
 
 
 def run_local(
     plan: SweepPlan,
-    store: Any,
+    store: "RunStore | None",
     *,
     progress: bool | None = None,
     keep_weights: bool = True,
     force: bool = False,
 ) -> Iterator[RunResult]:
-    """Train every unit of ``plan``; yields each run's result as soon as it ends.
+    """Train every unit of ``plan`` as planned; yields each run's result as its unit ends.
 
     ``progress`` is the per-epoch display of each run (see :func:`batchlab.train`).
     """
     for unit in plan.units:
-        splits = plan.splits_for(unit.configs[0])
-        if unit.strategy == PACKED:
-            yield from train_pack(
-                unit.configs,
-                store=store,
-                splits=splits,
-                progress=progress,
-                keep_weights=keep_weights,
-                force=force,
-                strategy=PACKED,
-            )
-            continue
-        for config in unit.configs:
-            yield train(config, store=store, force=force, progress=progress, splits=splits,
-                        keep_weights=keep_weights)
+        yield from train_planned([unit], store=store, splits=plan.splits_for(unit.configs[0]), progress=progress,
+                                 keep_weights=keep_weights, force=force)

@@ -5,39 +5,38 @@
 * every configuration gets the run id a single ``batchlab train`` would give it
   (``run_id(config, device type)``), so packed, single and resumed results are interchangeable;
   configurations with equal ids are trained once;
-* runs the store already holds as finished or diverged are skipped (unless ``force``); unfinished
+* what happens to each run is the run session's answer (:func:`~batchlab.train.session.run_status`):
+  runs the store already holds as finished or diverged are skipped (unless ``force``); unfinished
   runs with a checkpoint in the store are marked as resuming (the trainers resume them);
 * the rest are grouped into :class:`WorkUnit` s. Local executor: per dataset split, by
   :func:`batchlab.train.packed.plan_packs` (runs sharing a ``pack_key`` train in one stacked step
-  where that pays on the device). Ray executor: see :func:`ray_units`.
+  where that pays on the device); the executor trains exactly these packs, so what ``--dry-run``
+  shows is what runs. Ray executor: see :func:`ray_units`.
 
-The local plan loads each dataset split once (``prepare_splits`` is cached) and checks every
-batch size against the real training-set size before anything trains.
+The local plan loads each dataset split once (``load_splits`` is cached) and checks every batch
+size against the real training-set size before anything trains.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchlab.config import RunConfig, run_id
-from batchlab.train.packed import AUTO, PACKED, SEQUENTIAL, can_pack, pack_key, plan_packs
-from batchlab.train.result import ENDED_STATUSES
+from batchlab.train.packed import AUTO, PACKED, SEQUENTIAL, Pack, can_pack, pack_key, plan_packs
+from batchlab.train.session import run_status
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
 
 LOCAL = "local"
 RAY = "ray"
 EXECUTORS = (LOCAL, RAY)
 
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """Runs an executor hands out together: ``packed`` (one stacked step) or ``sequential`` (one
-    after the other), with the ``reason`` for it in words."""
-
-    configs: tuple[RunConfig, ...]
-    strategy: str
-    reason: str
+# Runs an executor hands out together: ``packed`` (one stacked step) or ``sequential`` (one
+# after the other), with the ``reason`` for it in words — the trainers' own Pack.
+WorkUnit = Pack
 
 
 @dataclass
@@ -83,12 +82,13 @@ class SweepPlan:
 
 def split_key(config: RunConfig) -> tuple:
     """What decides a run's data tensors: runs with equal keys share one prepared split."""
-    return (config.dataset, config.data_dir, float(config.val_fraction), config.split_seed, config.device)
+    return (config.dataset, config.data_dir, float(config.val_fraction), config.split_seed, config.train_subset,
+            config.device)
 
 
 def plan_sweep(
     configs: Sequence[RunConfig],
-    store: Any,
+    store: "RunStore | None",
     *,
     executor: str = LOCAL,
     force: bool = False,
@@ -112,11 +112,11 @@ def plan_sweep(
     resuming: set[str] = set()
     pending: list[RunConfig] = []
     for identity, config in distinct.items():
-        record = store.get(identity) if store is not None else None
-        if record is not None and record.status in ENDED_STATUSES and not force:
+        status = run_status(store, identity, force=force)
+        if status == "ended":
             finished.add(identity)
             continue
-        if store is not None and not force and store.has_checkpoint(identity):
+        if status == "resume":
             resuming.add(identity)
         pending.append(config)
 
@@ -134,6 +134,7 @@ def local_units(configs: Sequence[RunConfig], packing: str) -> tuple[list[WorkUn
     Every batch size is checked against its split's real size here, before anything trains.
     """
     from batchlab import data as datasets
+    from batchlab.data.identity import load_splits
     from batchlab.device import resolve_device
 
     groups: dict[tuple, list[RunConfig]] = {}
@@ -142,19 +143,11 @@ def local_units(configs: Sequence[RunConfig], packing: str) -> tuple[list[WorkUn
     units: list[WorkUnit] = []
     splits: dict[tuple, Any] = {}
     for key, group in groups.items():
-        first = group[0]
-        prepared = datasets.prepare_splits(
-            first.dataset,
-            data_dir=first.data_dir,
-            val_fraction=first.val_fraction,
-            split_seed=first.split_seed,
-            device=resolve_device(first.device),
-        )
+        prepared = load_splits(group[0], resolve_device(group[0].device))
         for config in group:
             datasets.resolve_batch_size(config.batch_size, len(prepared.train))
         splits[key] = prepared
-        for pack in plan_packs(group, splits=prepared, strategy=packing):
-            units.append(WorkUnit(pack.configs, pack.strategy, pack.reason))
+        units += plan_packs(group, splits=prepared, strategy=packing)
     return units, splits
 
 

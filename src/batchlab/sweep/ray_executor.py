@@ -30,7 +30,7 @@ from batchlab.config import RunConfig
 from batchlab.errors import ConfigError, UserError
 from batchlab.sweep.plan import SweepPlan, WorkUnit
 from batchlab.train.packed import AUTO, PACKED, SEQUENTIAL
-from batchlab.train.result import ENDED_STATUSES, RunResult
+from batchlab.train.result import RunResult
 
 RAY_MISSING = "--executor ray needs the ray extra: pip install 'batchlab[ray]'"
 # Attempts after the first when a task's worker process dies (node lost, killed, out of memory).
@@ -162,28 +162,11 @@ def run_ray(
 
 
 def record_result(store: Any, result: RunResult, weights: dict | None, *, force: bool = False) -> RunResult:
-    """Write a run trained elsewhere into ``store`` as the trainers would have written it.
+    """Write a run trained on a worker into ``store`` (:func:`record_trained_elsewhere`: a run
+    the store already holds as ended is left alone and returned as stored, unless ``force``)."""
+    from batchlab.train.session import record_trained_elsewhere
 
-    A run the store already holds as ended is left alone (and returned as stored), unless
-    ``force``, in which case the stored one is replaced.
-    """
-    if store is None:
-        return result
-    from batchlab.train.loop import result_from_record
-
-    existing = store.get(result.run_id)
-    if existing is not None and existing.status in ENDED_STATUSES and not force:
-        return result_from_record(existing, store)
-    device_type = str(result.environment.get("device", result.config.device)).split(":")[0]
-    store.start_run(result.run_id, result.config.to_dict() | {"device": device_type}, result.environment,
-                    force=force)
-    for row in result.epochs:
-        store.log_epoch(result.run_id, int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
-    if weights is not None:
-        store.save_weights(result.run_id, weights)
-    store.finish_run(result.run_id, result.status, result.summary)
-    store.delete_checkpoint(result.run_id)
-    return result
+    return record_trained_elsewhere(store, result, weights, force=force)
 
 
 def _checkpoints(unit: WorkUnit, store: Any, cluster: RayCluster) -> dict[str, dict]:

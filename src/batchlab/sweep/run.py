@@ -182,7 +182,7 @@ def _execute(
 
 
 def _in_grid_order(plan: SweepPlan, trained: dict[str, RunResult], store: Any) -> list[RunResult]:
-    from batchlab.train.loop import result_from_record
+    from batchlab.train.session import result_from_record
 
     ordered = []
     for identity in plan.run_ids:

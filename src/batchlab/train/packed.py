@@ -40,31 +40,23 @@ free memory allows) and elsewhere measures both ways on the actual pack and keep
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from batchlab import data as datasets
-from batchlab.config import RunConfig, run_id
+from batchlab.config import RunConfig
+from batchlab.data.identity import data_fingerprint, load_splits
 from batchlab.device import resolve_device, synchronize
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError
-# loop.py's own helpers, so the rules for stopping, reading stored runs and logging stay one.
-from batchlab.train.loop import (
-    initial_model_and_optimizer,
-    log_summary,
-    open_store,
-    result_from_record,
-    stopped_improving,
-    train,
-)
+from batchlab.train.loop import initial_model_and_optimizer, train
 from batchlab.train.packed_plan import (
     AUTO,
     PACKED,
@@ -78,11 +70,16 @@ from batchlab.train.packed_plan import (
 from batchlab.train.packed_state import PackedMomentum, momentum_row_from_optimizer, optimizer_state_dict
 from batchlab.train.packed_step import PackedModel, evaluate_pack, make_step
 from batchlab.train.progress import EpochProgress
-from batchlab.train.result import DIVERGED, ENDED_STATUSES, FINISHED, RunResult
+from batchlab.train.result import FINISHED, RunResult
+from batchlab.train.session import RunSession, open_store
 from batchlab.train.update_timer import UpdateTimer
 
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
+
 __all__ = [
-    "AUTO", "PACKED", "SEQUENTIAL", "STRATEGIES", "Pack", "PackResults", "can_pack", "pack_key", "plan_packs", "train_pack",
+    "AUTO", "PACKED", "SEQUENTIAL", "STRATEGIES", "Pack", "PackResults", "can_pack", "pack_key", "plan_packs",
+    "train_pack", "train_planned",
 ]
 
 
@@ -98,7 +95,7 @@ class PackResults(list):
 def train_pack(
     configs: Sequence[RunConfig],
     *,
-    store: "Any | str | Path | None" = None,
+    store: "RunStore | str | Path | None" = None,
     splits: "datasets.Splits | None" = None,
     progress: bool | None = None,
     keep_weights: bool = True,
@@ -123,98 +120,91 @@ def train_pack(
         raise ConfigError(f"unknown packing strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
     configs = list(configs)
     run_store = open_store(store)
-    identities = [run_id(c, resolve_device(c.device).type) for c in configs]
-    results: dict[str, RunResult] = {}
+    sessions = [_session(config, run_store, splits, force, keep_weights) for config in configs]
+    stored = {session.run_id: session.stored_result() for session in sessions}
     to_train: dict[str, RunConfig] = {}
-    for identity, config in zip(identities, configs):
-        if identity in results or identity in to_train:
-            continue
-        existing = run_store.get(identity) if run_store is not None else None
-        if existing is not None and existing.status in ENDED_STATUSES and not force:
-            results[identity] = result_from_record(existing, run_store)
-        else:
-            to_train[identity] = config
-
+    for session in sessions:
+        if stored[session.run_id] is None:
+            to_train.setdefault(session.run_id, session.config)
     plan = plan_packs(list(to_train.values()), splits=splits, strategy=strategy)
+    results = {result.run_id: result for result in train_planned(
+        plan, store=run_store, splits=splits, progress=progress, keep_weights=keep_weights, force=force)}
+    results.update({identity: result for identity, result in stored.items() if result is not None})
+    return PackResults([results[session.run_id] for session in sessions], plan)
+
+
+def train_planned(
+    plan: Sequence[Pack],
+    *,
+    store: "RunStore | None",
+    splits: "datasets.Splits | None" = None,
+    progress: bool | None = None,
+    keep_weights: bool = True,
+    force: bool = False,
+) -> Iterator[RunResult]:
+    """Train packs already planned (by :func:`plan_packs` or a sweep's plan), each as its
+    strategy says, printing the reason to stderr; yields each result as its run ends (a packed
+    run's once its pack ends)."""
     for pack in plan:
         print(f"batchlab pack: {pack.reason}", file=sys.stderr, flush=True)
         if pack.strategy == SEQUENTIAL:
             for config in pack.configs:
-                result = train(config, store=run_store, force=force, progress=progress, splits=splits,
-                               keep_weights=keep_weights)
-                results[result.run_id] = result
+                yield train(config, store=store, force=force, progress=progress, splits=splits,
+                            keep_weights=keep_weights)
         else:
-            for result in _train_packed(pack.configs, run_store, splits, progress, keep_weights, force):
-                results[result.run_id] = result
-    return PackResults([results[identity] for identity in identities], plan)
+            yield from _train_packed(pack.configs, store, splits, progress, keep_weights, force)
+
+
+def _session(config: RunConfig, run_store: "RunStore | None", splits, force: bool, keep_weights: bool) -> RunSession:
+    return RunSession(config, run_store, resolve_device(config.device).type,
+                      data_fingerprint=data_fingerprint(config, splits), force=force, keep_weights=keep_weights)
 
 
 @dataclass
 class _Run:
-    """One run inside a pack: where it starts and what it has produced so far."""
+    """One run inside a pack: its session (where it starts, what it has produced so far) and,
+    until the pack is stacked, the single model and momentum it starts from."""
 
-    config: RunConfig
-    identity: str
-    model: torch.nn.Module | None  # the single model it starts from; released once stacked
+    session: RunSession
+    model: torch.nn.Module | None
     momentum_row: torch.Tensor | None
-    start_epoch: int
-    updates: int
-    history: list[dict[str, float]] = field(default_factory=list)
-    status: str = FINISHED
-    diverged_epoch: int | None = None
-    stopped_early_at: int | None = None
+
+    @property
+    def config(self) -> RunConfig:
+        return self.session.config
 
 
 def _train_packed(
-    configs: Sequence[RunConfig], run_store: Any, splits, progress: bool | None, keep_weights: bool, force: bool
+    configs: Sequence[RunConfig], run_store: "RunStore | None", splits, progress: bool | None, keep_weights: bool,
+    force: bool,
 ) -> list[RunResult]:
     device = resolve_device(configs[0].device)
+    sessions = [_session(config, run_store, splits, force, keep_weights) for config in configs]
     if splits is None:
-        first = configs[0]
-        splits = datasets.prepare_splits(
-            first.dataset,
-            data_dir=first.data_dir,
-            val_fraction=first.val_fraction,
-            split_seed=first.split_seed,
-            device=device,
-        )
+        splits = load_splits(configs[0], device)
     environment = describe_environment(device)
-    runs = [_start_run(config, device, splits, run_store, environment, force) for config in configs]
+    results: list[RunResult] = []
+    runs: list[_Run] = []
+    for session in sessions:
+        model, optimizer = initial_model_and_optimizer(session.config, splits, device)
+        stored = session.claim(environment)
+        if stored is not None:  # another process ended it meanwhile
+            results.append(stored)
+            continue
+        if session.checkpoint is not None:
+            model.load_state_dict(session.checkpoint["model"])
+            optimizer.load_state_dict(session.checkpoint["optimizer"])
+        runs.append(_Run(session, model, momentum_row_from_optimizer(optimizer, model)))
     # Runs resumed at different points train as separate packs (see the module docstring).
     groups: dict[tuple[int, int], list[_Run]] = {}
     for run in runs:
-        groups.setdefault((run.start_epoch, run.updates), []).append(run)
-    results = []
+        groups.setdefault((run.session.start_epoch, run.session.updates), []).append(run)
     for start in sorted(groups):
-        results += _train_together(groups[start], device, splits, run_store, environment, progress, keep_weights)
+        results += _train_together(groups[start], device, splits, progress)
     return results
 
 
-def _start_run(config: RunConfig, device: torch.device, splits, run_store: Any, environment: dict, force: bool) -> _Run:
-    """Initialize one run exactly as loop.py does, resuming from its checkpoint when it has one."""
-    identity = run_id(config, device.type)
-    if run_store is not None and force:
-        run_store.delete_run(identity)
-    model, optimizer = initial_model_and_optimizer(config, splits, device)
-    history: list[dict[str, float]] = []
-    start_epoch, updates = 1, 0
-    if run_store is not None:
-        checkpoint = run_store.load_checkpoint(identity)
-        if checkpoint is not None:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            history = [dict(row) for row in checkpoint["history"]]
-            start_epoch = int(checkpoint["epoch"]) + 1
-            updates = int(checkpoint["updates"])
-        run_store.start_run(identity, config.to_dict() | {"device": device.type}, environment)
-    momentum_row = momentum_row_from_optimizer(optimizer, model)
-    return _Run(config, identity, model, momentum_row, start_epoch, updates, history)
-
-
-def _train_together(
-    runs: list[_Run], device: torch.device, splits, run_store: Any, environment: dict,
-    progress: bool | None, keep_weights: bool,
-) -> list[RunResult]:
+def _train_together(runs: list[_Run], device: torch.device, splits, progress: bool | None) -> list[RunResult]:
     """Train ``runs`` (all resuming at the same epoch) as one pack; the loop of loop.py, K-wide."""
     shared = runs[0].config  # every field of the pack key is the same for all runs
     n_train = len(splits.train)
@@ -233,79 +223,75 @@ def _train_together(
     pack_size = len(runs)
 
     timer = _PackTimer(device)
-    start_epoch, updates = runs[0].start_epoch, runs[0].updates
+    start_epoch, updates = runs[0].session.start_epoch, runs[0].session.updates
     reporter = EpochProgress(shared.epochs, enabled=progress, label=f"{shared.model} B={batch_size} ×{pack_size}")
+    for run in runs:
+        run.session.log_plain = reporter.plain
     reporter.skip_to(start_epoch - 1)
     results: list[RunResult] = []
 
-    for epoch in range(start_epoch, shared.epochs + 1):
-        orders = torch.stack(
-            [datasets.epoch_permutation(n_train, epoch - 1, run.config.seed, shared.shuffle) for run in active]
-        ).to(device)
-        step.loss_sum.zero_()
-        epoch_updates = 0
-        synchronize(device)
-        epoch_start = time.perf_counter()
-        for start, end in slices:
-            if shared.max_updates is not None and updates >= shared.max_updates:
-                break
-            timer.start()
-            step(orders[:, start:end])
-            timer.stop(len(active))
-            epoch_updates += 1
-            updates += 1
-        synchronize(device)
-        epoch_time = (time.perf_counter() - epoch_start) / len(active)  # amortized over the pack
-        timer.flush()
+    try:
+        for epoch in range(start_epoch, shared.epochs + 1):
+            orders = torch.stack(
+                [datasets.epoch_permutation(n_train, epoch - 1, run.config.seed, shared.shuffle) for run in active]
+            ).to(device)
+            step.loss_sum.zero_()
+            epoch_updates = 0
+            synchronize(device)
+            epoch_start = time.perf_counter()
+            for start, end in slices:
+                if shared.max_updates is not None and updates >= shared.max_updates:
+                    break
+                timer.start()
+                step(orders[:, start:end])
+                timer.stop(len(active))
+                epoch_updates += 1
+                updates += 1
+            synchronize(device)
+            epoch_time = (time.perf_counter() - epoch_start) / len(active)  # amortized over the pack
+            timer.flush()
 
-        batch_loss_sums = step.loss_sum.tolist()
-        train_losses, train_accs = evaluate_pack(model, splits.train)
-        if splits.val is not None:
-            val_losses, val_accs = evaluate_pack(model, splits.val)
-        ending: list[int] = []
-        for k, run in enumerate(active):
-            row = {
-                "epoch": epoch,
-                "train_loss": train_losses[k],
-                "train_acc": train_accs[k],
-                "batch_loss_mean": batch_loss_sums[k] / max(epoch_updates, 1),
-                "updates": updates,
-                "epoch_updates": epoch_updates,
-                "epoch_time_s": epoch_time,
-            }
+            batch_loss_sums = step.loss_sum.tolist()
+            train_losses, train_accs = evaluate_pack(model, splits.train)
             if splits.val is not None:
-                row["val_loss"], row["val_acc"] = val_losses[k], val_accs[k]
-            run.history.append(row)
-            if not (math.isfinite(row["batch_loss_mean"]) and math.isfinite(row["train_loss"])):
-                run.status, run.diverged_epoch = DIVERGED, epoch
-            if run_store is not None:
-                run_store.log_epoch(run.identity, epoch, {key: v for key, v in row.items() if key != "epoch"})
-            # The end conditions of loop.py, in its order; a run that goes on is checkpointed.
-            if run.status == DIVERGED or (shared.max_updates is not None and updates >= shared.max_updates):
-                ending.append(k)
-            elif shared.stop_patience and stopped_improving(run.history, shared.stop_patience):
-                run.stopped_early_at = epoch
-                ending.append(k)
-            elif epoch == shared.epochs:
-                ending.append(k)
-            elif run_store is not None:
-                run_store.save_checkpoint(run.identity, _checkpoint(run, k, epoch, updates, model, optimizer))
-        reporter.update(epoch, _median_row(run.history[-1] for run in active))
+                val_losses, val_accs = evaluate_pack(model, splits.val)
+            ending: list[int] = []
+            for k, run in enumerate(active):
+                row = {
+                    "epoch": epoch,
+                    "train_loss": train_losses[k],
+                    "train_acc": train_accs[k],
+                    "batch_loss_mean": batch_loss_sums[k] / max(epoch_updates, 1),
+                    "updates": updates,
+                    "epoch_updates": epoch_updates,
+                    "epoch_time_s": epoch_time,
+                }
+                if splits.val is not None:
+                    row["val_loss"], row["val_acc"] = val_losses[k], val_accs[k]
+                if run.session.end_of_epoch(row):
+                    ending.append(k)
+                else:
+                    run.session.save_checkpoint(_checkpoint(run, k, epoch, updates, model, optimizer))
+            reporter.update(epoch, _median_row(run.session.history[-1] for run in active))
 
-        if ending:
-            timing = timer.summary() | {"pack_size": pack_size, "pack_capture_time_s": capture_s}
-            context = _PackContext(splits, run_store, environment, keep_weights, n_train, batch_size, len(slices),
-                                   updates, reporter.plain)
-            results += _finish_runs([active[k] for k in ending], model.select(ending), timing, context)
-            keep = [k for k in range(len(active)) if k not in ending]
-            if not keep:
-                break
-            # Ended runs leave the pack; the rest go on as a smaller pack.
-            active = [active[k] for k in keep]
-            model, optimizer = model.select(keep), optimizer.select(keep)
-            step = make_step(model, optimizer, splits.train)
-            capture_s += step.prepare(batch_lengths)
-    reporter.close()
+            if ending:
+                timing = timer.summary() | {"pack_size": pack_size, "pack_capture_time_s": capture_s}
+                shape = {"batch_size": batch_size, "n_train": n_train, "updates_per_epoch": len(slices)}
+                results += _finish_runs([active[k] for k in ending], model.select(ending), timing, shape, splits)
+                keep = [k for k in range(len(active)) if k not in ending]
+                if not keep:
+                    break
+                # Ended runs leave the pack; the rest go on as a smaller pack.
+                active = [active[k] for k in keep]
+                model, optimizer = model.select(keep), optimizer.select(keep)
+                step = make_step(model, optimizer, splits.train)
+                capture_s += step.prepare(batch_lengths)
+    except KeyboardInterrupt:
+        for run in active:
+            run.session.interrupted()
+        raise
+    finally:
+        reporter.close()
     return results
 
 
@@ -319,62 +305,24 @@ def _checkpoint(run: _Run, k: int, epoch: int, updates: int, model: PackedModel,
         "model": state,
         "optimizer": optimizer_state_dict(run.config, model.layout, parameters, optimizer.buffer[k]),
         "rng_state": torch.get_rng_state(),
-        "history": run.history,
+        "history": run.session.history,
     }
 
 
-@dataclass(frozen=True)
-class _PackContext:
-    """What finishing a run needs besides the run itself."""
-
-    splits: Any
-    run_store: Any
-    environment: dict
-    keep_weights: bool
-    n_train: int
-    batch_size: int
-    updates_per_epoch: int
-    updates: int
-    plain_log: bool
-
-
-def _finish_runs(runs: list[_Run], model: PackedModel, timing: dict[str, Any], context: _PackContext) -> list[RunResult]:
-    """Summaries, test accuracy (finished runs only), weights and final status of ``runs``, whose
-    parameters are the rows of ``model`` in the same order (loop.py's end of a run)."""
-    finished = [k for k, run in enumerate(runs) if run.status == FINISHED]
+def _finish_runs(
+    runs: list[_Run], model: PackedModel, timing: dict[str, Any], shape: dict[str, int], splits
+) -> list[RunResult]:
+    """Finish ``runs``, whose parameters are the rows of ``model`` in the same order: test
+    accuracy of the finished ones in one vectorized pass, then each session's end."""
+    finished = [k for k, run in enumerate(runs) if run.session.status == FINISHED]
     test_scores: dict[int, tuple[float, float]] = {}
     if finished:
-        losses, accs = evaluate_pack(model.select(finished), context.splits.test)
+        losses, accs = evaluate_pack(model.select(finished), splits.test)
         test_scores = {k: (loss, acc) for k, loss, acc in zip(finished, losses, accs)}
-    results = []
-    for k, run in enumerate(runs):
-        epoch_times = [row["epoch_time_s"] for row in run.history]
-        summary: dict[str, Any] = {
-            "epochs_completed": len(run.history),
-            "updates": context.updates,
-            "batch_size": context.batch_size,
-            "n_train": context.n_train,
-            "updates_per_epoch": context.updates_per_epoch,
-            **timing,
-            "time_per_epoch_s": statistics.median(epoch_times) if epoch_times else None,
-            "train_time_s": sum(epoch_times),
-            "diverged_epoch": run.diverged_epoch,
-            "stopped_early_at": run.stopped_early_at,
-        }
-        last = run.history[-1]
-        summary.update({key: last[key] for key in ("train_loss", "train_acc", "val_loss", "val_acc") if key in last})
-        if k in test_scores:
-            summary["test_loss"], summary["test_acc"] = test_scores[k]
-        if context.run_store is not None:
-            if context.keep_weights:
-                weights = {name: value.cpu() for name, value in model.single_state_dict(k).items()}
-                context.run_store.save_weights(run.identity, weights)
-            context.run_store.finish_run(run.identity, run.status, summary)
-            context.run_store.delete_checkpoint(run.identity)
-        if context.plain_log:
-            log_summary(run.identity, run.status, summary)
-        results.append(RunResult(run.identity, run.config, run.status, run.history, summary, context.environment))
-    return results
+    return [
+        run.session.finish(**shape, timing=timing, test=test_scores.get(k), weights=model.single_state_dict(k))
+        for k, run in enumerate(runs)
+    ]
 
 
 def _median_row(rows) -> dict[str, float]:

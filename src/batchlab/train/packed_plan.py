@@ -194,13 +194,9 @@ def _label(config: RunConfig, count: int) -> str:
 
 
 def _load_splits(config: RunConfig, device: torch.device) -> "datasets.Splits":
-    return datasets.prepare_splits(
-        config.dataset,
-        data_dir=config.data_dir,
-        val_fraction=config.val_fraction,
-        split_seed=config.split_seed,
-        device=device,
-    )
+    from batchlab.data.identity import load_splits
+
+    return load_splits(config, device)
 
 
 def _split_by_gpu_memory(group: list[RunConfig], device: torch.device, splits) -> list[Pack]:

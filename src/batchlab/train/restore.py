@@ -14,6 +14,7 @@ from torch import nn
 
 from batchlab import data as datasets
 from batchlab.config import RunConfig
+from batchlab.data.identity import load_splits
 from batchlab.device import resolve_device
 from batchlab.errors import StoreError
 from batchlab.models import build_model
@@ -39,15 +40,14 @@ def restore_run(store: Any, run_id: str, device: str | torch.device = "cpu") -> 
         hint = f" (e.g. {', '.join(known)})" if known else " (the store is empty)"
         raise StoreError(f"unknown run id {run_id!r} in {store.path}; allowed: an id listed by `batchlab runs`{hint}")
     config = RunConfig.from_dict(record.config)
+    if record.environment.get("data") is not None:
+        raise StoreError(
+            f"run {run_id} trained on data given to it in Python ({record.environment['data'].get('name')}), "
+            "which the store does not hold; allowed: runs trained on registry data (`batchlab data list`)"
+        )
     target = resolve_device(device)
     state = store.load_weights(run_id)
-    splits = datasets.prepare_splits(
-        config.dataset,
-        data_dir=config.data_dir,
-        val_fraction=config.val_fraction,
-        split_seed=config.split_seed,
-        device=target,
-    )
+    splits = load_splits(config, target)
     model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden)
     model.load_state_dict(state)
     model.to(target).eval()

@@ -1,0 +1,82 @@
+"""What a run trains on: the one place that turns a configuration into its data, and data into
+the part of a run id that names it.
+
+Two kinds of data reach a run:
+
+* **Registry data**, prepared from the configuration's own fields (``dataset``, ``val_fraction``,
+  ``split_seed``, ``train_subset``) by :func:`load_splits`. Those fields are already in the run
+  id, so such data adds nothing to it. The data folder is not part of the id: the same files
+  anywhere are the same data (the readers check every file's format, downloads their SHA-256).
+* **Anything else**: splits a caller built, or registry splits prepared with other settings than
+  the configuration says. Their content identifies them: :func:`data_fingerprint` hashes the
+  shapes, dtypes and bytes of every split, and that fingerprint becomes part of the run id. A run
+  on a user's own tensors under a registry name therefore never shares an id with the registry
+  run, and a later plain run never gets the user's result back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import torch
+
+from batchlab.config import RunConfig
+from batchlab.data.splits import Splits, TensorSplit, prepare_splits
+from batchlab.errors import ConfigError
+
+
+def registry_origin(config: RunConfig) -> tuple:
+    """The origin :func:`load_splits` stamps on the splits it prepares for ``config``."""
+    return ("registry", config.dataset, float(config.val_fraction), config.split_seed, config.train_subset)
+
+
+def load_splits(config: RunConfig, device: torch.device | str = "cpu") -> Splits:
+    """The training / validation / test splits of ``config`` on ``device``.
+
+    ``train_subset = n`` keeps n examples of the training split: the first n of
+    ``torch.randperm(N, generator=torch.Generator().manual_seed(split_seed))``, in dataset order.
+    Standardization keeps the statistics of the whole training split (never of held-out data).
+    Raises :class:`ConfigError` when n exceeds the training split.
+    """
+    splits = prepare_splits(
+        config.dataset,
+        data_dir=config.data_dir,
+        val_fraction=config.val_fraction,
+        split_seed=config.split_seed,
+        device=device,
+    )
+    if config.train_subset is not None:
+        n = len(splits.train)
+        if config.train_subset > n:
+            raise ConfigError(
+                f"training subset {config.train_subset} is larger than the training split of "
+                f"{config.dataset} ({n} examples); allowed: 1 … {n}"
+            )
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.split_seed))
+        keep = torch.sort(order[: config.train_subset]).values.to(splits.train.x.device)
+        splits = splits.replace(train=TensorSplit(splits.train.x[keep], splits.train.y[keep]))
+    return splits.replace(origin=registry_origin(config))
+
+
+def data_fingerprint(config: RunConfig, splits: Splits | None) -> dict[str, Any] | None:
+    """The part of the run id that names the data, or None when the configuration names it.
+
+    None for ``splits=None`` (the run will load its registry data) and for splits that
+    :func:`load_splits` prepared for this very configuration. Otherwise a dict with the splits'
+    ``name``, each split's shape and dtype, and the SHA-256 of their bytes (images and labels of
+    train, validation and test, in that order, on the CPU).
+    """
+    if splits is None or splits.origin == registry_origin(config):
+        return None
+    digest = hashlib.sha256()
+    shapes: dict[str, Any] = {}
+    for part, split in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+        if split is None:
+            shapes[part] = None
+            continue
+        shapes[part] = [list(split.x.shape), str(split.x.dtype).removeprefix("torch."), list(split.y.shape)]
+        for tensor in (split.x, split.y):
+            digest.update(part.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return {"name": splits.name, "shapes": shapes, "sha256": digest.hexdigest()}
