@@ -8,17 +8,20 @@ again skips the runs that ended and resumes the others from their last checkpoin
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from batchlab.sweep.plan import SweepPlan
 from batchlab.train import train
 from batchlab.train.packed import PACKED, train_pack
 from batchlab.train.result import RunResult
 
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
+
 
 def run_local(
     plan: SweepPlan,
-    store: Any,
+    store: RunStore | None,
     *,
     progress: bool | None = None,
     keep_weights: bool = True,
