@@ -31,7 +31,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -50,6 +49,7 @@ from torch.nn import functional as F
 from batchlab import data as datasets
 from batchlab.device import device_name, resolve_device, synchronize
 from batchlab.environment import describe_environment
+from batchlab.files import write_json
 from batchlab.geometry import FlatLoss, HessianOperator, top_eigenvalues
 from batchlab.models import build_model
 
@@ -229,10 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratios,
     }
     out = args.out or RESULTS_DIR / f"hvp-{device_slug(device)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, out)
+    write_json(out, result)
     print(f"wrote {out}", flush=True)
     return 0
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import math
 import os
 import re
@@ -56,6 +55,7 @@ from batchlab import data as datasets
 from batchlab.config import RunConfig
 from batchlab.device import device_name, resolve_device, synchronize
 from batchlab.environment import describe_environment
+from batchlab.files import write_json
 from batchlab.train.packed import train_pack
 
 DATASET = "mnist-5k"
@@ -289,10 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": rows,
     }
     out = args.out or RESULTS_DIR / f"sweep-throughput-{device_slug(device)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, out)
+    write_json(out, result)
     print(f"wrote {out}", flush=True)
     return 0
 

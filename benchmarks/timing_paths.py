@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -42,6 +41,7 @@ import torch
 
 from batchlab.device import device_name, resolve_device
 from batchlab.environment import describe_environment
+from batchlab.files import write_json
 from batchlab.timing import format_seconds, measure_point
 from batchlab.timing.harness import (
     DEFAULT_REPEATS,
@@ -242,10 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "reference_h100_science_md": {k: {str(b): v for b, v in row.items()} for k, row in H100_REFERENCE.items()},
     }
     out = args.out or RESULTS_DIR / f"timing-{device_slug(device)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, out)
+    write_json(out, result)
     print(f"wrote {out} ({elapsed:.0f} s)", flush=True)
     return 0
 

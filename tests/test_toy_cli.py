@@ -6,8 +6,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from batchlab.cli import main
+from batchlab.files import save_figure
 from batchlab.toy.experiments import lecture_toy_experiments
-from batchlab.toy.plots import plot_loss_curves, plot_momentum_sweep, plot_paths, save_figure, study_figure
+from batchlab.toy.plots import plot_loss_curves, plot_momentum_sweep, plot_paths, study_figure
 from batchlab.toy.surfaces import get_surface
 from batchlab.toy.trajectory import run_trajectory
 

@@ -64,9 +64,9 @@ def run_gap_command(args: argparse.Namespace) -> int:
     written = write_outputs(record, args.out)
     elapsed = time.perf_counter() - started
     if args.format == "json":
-        from batchlab.gap.output import strict_json_value
+        from batchlab.files import strict_json
 
-        print(json.dumps(strict_json_value({**record, "files": [str(p) for p in written]}), indent=2))
+        print(json.dumps(strict_json({**record, "files": [str(p) for p in written]}), indent=2))
         return 0
     print(result.accuracy.render())
     print()
@@ -94,8 +94,7 @@ def format_times(record: dict, elapsed: float) -> str:
 
 def write_outputs(record: dict, out: Path) -> list[Path]:
     """``gap.json`` and the experiment's figures (PNG + SVG) into ``out``."""
-    from batchlab.gap.output import write_json
-    from batchlab.gap.plots import save_figure
+    from batchlab.files import save_figure, write_json
     from batchlab.gap.report import gap_figures
 
     written = [write_json(out / "gap.json", record)]

@@ -70,8 +70,8 @@ def alphas_from_args(values: list[float]) -> list[float]:
 
 def run_landscape(args: argparse.Namespace) -> int:
     from batchlab.gap.measurements import measure_contour, measure_parametric
-    from batchlab.gap.output import strict_json_value, write_json
-    from batchlab.gap.plots import LinePanel, plot_contour, plot_parametric, save_figure
+    from batchlab.files import save_figure, strict_json, write_json
+    from batchlab.gap.plots import LinePanel, plot_contour, plot_parametric
     from batchlab.store import RunStore
     from batchlab.train.restore import restore_run
 
@@ -106,7 +106,7 @@ def run_landscape(args: argparse.Namespace) -> int:
     written.append(write_json(args.out / f"{stem}.json", result))
 
     if args.format == "json":
-        print(json.dumps(strict_json_value({**result, "files": [str(p) for p in written]}), indent=2))
+        print(json.dumps(strict_json({**result, "files": [str(p) for p in written]}), indent=2))
         return 0
     print(format_line(run_a, run_b, line, reused))
     if contour is not None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
@@ -71,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_timing(args: argparse.Namespace) -> int:
     from batchlab.config import parse_batch_size
-    from batchlab.timing import format_timing_table, plot_timing, save_figure, timing_sweep
+    from batchlab.files import save_figure, write_json
+    from batchlab.timing import format_timing_table, plot_timing, timing_sweep
     from batchlab.timing.harness import check_paths, sweep_devices
 
     batch_sizes = [parse_batch_size(value) for value in args.batch_sizes]
@@ -99,8 +98,8 @@ def run_timing(args: argparse.Namespace) -> int:
         hidden=tuple(args.hidden) if args.hidden else None,
         progress=report,
     )
-    figure_paths = save_figure(plot_timing(table, lecture_reference=args.lecture_reference), args.out)
-    json_path = write_json(table.to_dict(), args.out / "timing.json")
+    figure_paths = save_figure(plot_timing(table, lecture_reference=args.lecture_reference), args.out / "timing", dpi=150)
+    json_path = write_json(args.out / "timing.json", table.to_dict())
 
     stored = 0
     if not args.no_store:
@@ -120,17 +119,3 @@ def run_timing(args: argparse.Namespace) -> int:
         if stored:
             print(f"{stored} timing rows added to {args.store}")
     return 0
-
-
-def write_json(data: dict, target: Path) -> Path:
-    """Write ``data`` as JSON to ``target`` atomically (temp file in the same folder, then rename)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target

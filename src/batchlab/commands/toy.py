@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -83,26 +81,14 @@ def run_toy(args: argparse.Namespace) -> int:
 
 def write_outputs(report: ToyReport, out: Path) -> list[Path]:
     """``toy.json`` and ``toy-<surface>.png/.svg`` into ``out``, each written atomically."""
-    from batchlab.toy.plots import save_figure, toy_figures  # matplotlib only when figures are made
+    from batchlab.files import save_figure, write_json
+    from batchlab.toy.plots import toy_figures  # matplotlib only when figures are made
 
     out.mkdir(parents=True, exist_ok=True)
-    written = [_write_json(out / "toy.json", report.to_dict())]
+    written = [write_json(out / "toy.json", report.to_dict())]
     for name, figure in toy_figures(report).items():
         written.extend(save_figure(figure, out / name))
     return written
-
-
-def _write_json(path: Path, data: dict) -> Path:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, allow_nan=False)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def format_report(report: ToyReport) -> str:

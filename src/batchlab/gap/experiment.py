@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchlab import data as datasets
 from batchlab.config import RunConfig
@@ -65,6 +65,9 @@ from batchlab.geometry.landscape import DEFAULT_ALPHA_RANGE, DEFAULT_BN_MODE, Pa
 from batchlab.train import train
 from batchlab.train.restore import restore_run
 from batchlab.train.result import FINISHED
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
 
 SCALES = ("quick", "full")
 NETWORKS = ("f1", "c1")
@@ -321,7 +324,7 @@ def _stderr(message: str) -> None:
     print(f"[gap] {message}", file=sys.stderr, flush=True)
 
 
-def run_gap(plan: GapPlan, store: Any, *, progress: bool | None = False, log: Log = _stderr) -> GapResult:
+def run_gap(plan: GapPlan, store: RunStore, *, progress: bool | None = False, log: Log = _stderr) -> GapResult:
     """Train, measure and tabulate the whole experiment (module docstring); record it in ``store``."""
     started = time.perf_counter()
     load_before = _load_average()
@@ -349,7 +352,7 @@ def run_gap(plan: GapPlan, store: Any, *, progress: bool | None = False, log: Lo
     return result
 
 
-def _run_network(plan: GapPlan, net: NetworkPlan, store: Any, device: Any, progress: bool | None,
+def _run_network(plan: GapPlan, net: NetworkPlan, store: RunStore, device: Any, progress: bool | None,
                  log: Log) -> NetworkResult:
     """Train both regimes of one network, measure their minima, and compare with the paper."""
     seconds: dict[str, float] = {}
@@ -387,7 +390,7 @@ def _batch_sizes(net: NetworkPlan, n_train: int) -> dict[str, int]:
     return {SB: net.sb, LB: lb}
 
 
-def _train_runs(plan: GapPlan, net: NetworkPlan, sizes: dict[str, int], splits: Any, store: Any,
+def _train_runs(plan: GapPlan, net: NetworkPlan, sizes: dict[str, int], splits: Any, store: RunStore,
                 progress: bool | None, log: Log) -> list[RunEntry]:
     """Every (seed, regime) run, trained into ``store`` or read back from it when finished there."""
     runs: list[RunEntry] = []
@@ -401,7 +404,7 @@ def _train_runs(plan: GapPlan, net: NetworkPlan, sizes: dict[str, int], splits: 
     return runs
 
 
-def _measure_sharpness(plan: GapPlan, net: NetworkPlan, run: RunEntry, store: Any, device: Any, n_train: int,
+def _measure_sharpness(plan: GapPlan, net: NetworkPlan, run: RunEntry, store: RunStore, device: Any, n_train: int,
                        log: Log) -> None:
     """Keskar's φ of ``run``'s minimum at every ε (and in the random subspace when planned)."""
     restored = restore_run(store, run.run_id, device=device)
@@ -419,7 +422,7 @@ def _measure_sharpness(plan: GapPlan, net: NetworkPlan, run: RunEntry, store: An
             + (" (from the store)" if reused else f" ({row['seconds']:.1f} s)"))
 
 
-def _measure_line(plan: GapPlan, net: NetworkPlan, runs: Sequence[RunEntry], store: Any, device: Any,
+def _measure_line(plan: GapPlan, net: NetworkPlan, runs: Sequence[RunEntry], store: RunStore, device: Any,
                   n_train: int, n_test: int, log: Log) -> tuple[ParametricLine | None, tuple[str, str] | None,
                                                               dict[str, float]]:
     """The parametric line from the first seed's SB minimum to its LB minimum, and both weight norms."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchlab.data import TensorSplit
 from batchlab.environment import describe_environment
@@ -36,6 +36,9 @@ from batchlab.geometry.landscape import (
 )
 from batchlab.models import MODELS
 from batchlab.train.restore import RestoredRun
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
 
 LANDSCAPE = "landscape"
 SHARPNESS = "sharpness"
@@ -67,7 +70,7 @@ def subset(split: TensorSplit, examples: int | None, seed: int, what: str) -> Te
 
 
 def measure_parametric(
-    store: Any,
+    store: RunStore,
     a: RestoredRun,
     b: RestoredRun,
     *,
@@ -107,7 +110,7 @@ def measure_parametric(
 
 
 def measure_contour(
-    store: Any,
+    store: RunStore,
     restored: RestoredRun,
     *,
     steps: int,
@@ -146,7 +149,7 @@ def sharpness_key(
 
 
 def measure_sharpness(
-    store: Any,
+    store: RunStore,
     restored: RestoredRun,
     *,
     epsilon: float,

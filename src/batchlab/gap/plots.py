@@ -6,30 +6,26 @@
 * :func:`plot_sharpness` — measured φ of SB and LB minima beside Keskar's, log axis.
 
 Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot, no global backend),
-so it works headless; :func:`save_figure` writes PNG and SVG atomically.
+so it works headless; :func:`batchlab.files.save_figure` writes them atomically.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from batchlab.files import QUIET_FIGURE_METADATA
 from batchlab.gap.tables import FULL, PAPER_SHARPNESS, NetworkNumbers, sharpness_keys
 from batchlab.geometry.landscape import ContourGrid, ParametricLine
 
 FONT = 10
 LOSS_COLOUR = "tab:blue"
 ACCURACY_COLOUR = "tab:red"
-# No creator/date stamps: the same numbers give the same files, and no file names a web address.
-_QUIET_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
 
 
 @dataclass(frozen=True)
@@ -137,30 +133,10 @@ def plot_sharpness(networks: Sequence[NetworkNumbers]) -> Figure:
     return figure
 
 
-def save_figure(figure: Figure, stem: Path | str, formats: Iterable[str] = ("png", "svg")) -> list[Path]:
-    """Write ``figure`` as ``<stem>.<format>`` for each format, each atomically (temp file in the
-    same directory, then rename); returns the paths written."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = stem.with_name(f"{stem.name}.{fmt}")
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                figure.savefig(stream, format=fmt, metadata=_QUIET_METADATA.get(fmt))
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        written.append(target)
-    return written
-
-
 def figure_bytes(figure: Figure, fmt: str) -> bytes:
     """The figure rendered in memory (PNG bytes, or SVG text encoded as UTF-8)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=fmt, metadata=_QUIET_METADATA.get(fmt))
+    figure.savefig(buffer, format=fmt, metadata=QUIET_FIGURE_METADATA.get(fmt))
     return buffer.getvalue()
 
 

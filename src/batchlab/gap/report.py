@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
@@ -17,13 +17,16 @@ from batchlab.gap.plots import LinePanel, plot_parametric, plot_sharpness
 from batchlab.gap.tables import NetworkNumbers, accuracy_table, sharpness_keys, sharpness_table
 from batchlab.geometry.landscape import ParametricLine
 
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
+
 SECTION_ID = "gap"
 SECTION_TITLE = "Generalization: small vs large batch and sharp minima (Keskar et al. 2017)"
 # How far beyond each end of the line the loss rise is read for the captions.
 OUTWARD_STEP = 0.5
 
 
-def latest_gap_record(store: Any) -> dict[str, Any] | None:
+def latest_gap_record(store: RunStore) -> dict[str, Any] | None:
     """The most recently written ``gap`` record of ``store`` (by its ``created`` time), or None."""
     records = store.records("gap")
     if not records:
@@ -170,7 +173,7 @@ def timing_note(record: Mapping[str, Any]) -> str:
             "runs and measurements already in the store are reused, not repeated.")
 
 
-def gap_report_section(store: Any):
+def gap_report_section(store: RunStore):
     """The report section of the latest ``gap`` record in ``store``; None when there is none.
 
     Returns a :class:`batchlab.report.ReportSection` (figures rendered by the report's own

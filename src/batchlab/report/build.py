@@ -13,15 +13,14 @@ All files are written atomically (temporary file in the same folder, then rename
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
+from batchlab.files import strict_json, write_json, write_text_atomically
 from batchlab.report.context import ReportContext
 from batchlab.report.document import FigureItem, Report, ReportSection, TableItem
-from batchlab.report.figures import write_atomically, write_figure_files
+from batchlab.report.figures import write_figure_files
 from batchlab.report.html import render_html
 from batchlab.report.registry import section_builders
 from batchlab.store import RunStore
@@ -106,7 +105,7 @@ def summary_data(report: Report, ctx: ReportContext, figure_files: list[str]) ->
     """The numbers behind the report as strict JSON-ready data."""
     lecture = ctx.lecture or {}
     toy_surfaces = ((ctx.toy or {}).get("report") or {}).get("surfaces") or []
-    return _strict({
+    return strict_json({
         "schema": SUMMARY_SCHEMA,
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "store": str(ctx.store.path),
@@ -136,22 +135,11 @@ def write_report(report: Report, ctx: ReportContext, html_path: Path | str, *,
     written: list[Path] = []
     for figure in report.figures():
         written.extend(write_figure_files(figure, folder))
-    write_atomically(html_path, render_html(report).encode("utf-8"))
+    write_text_atomically(html_path, render_html(report))
     summary_path = None
     if summary_json is not None:
         summary_path = Path(summary_json)
         relative = [str(p.relative_to(html_path.parent)) for p in written]
         data = summary_data(report, ctx, relative)
-        write_atomically(summary_path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        write_json(summary_path, data, ensure_ascii=False)
     return {"html": html_path, "figures": written, "summary": summary_path}
-
-
-def _strict(value: Any) -> Any:
-    """NaN and infinities become null, tuples lists: strict JSON any reader accepts."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    return value

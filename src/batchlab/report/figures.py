@@ -7,8 +7,6 @@ figure redrawn from the same numbers gives the same files and no file names a we
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
+from batchlab.files import QUIET_FIGURE_METADATA, write_bytes_atomically  # noqa: E402
 from batchlab.report.document import FigureItem  # noqa: E402
 
 PNG_DPI = 110
@@ -24,33 +23,18 @@ PNG_DPI = 110
 def figure_item(figure: Figure, figure_id: str, title: str, caption: str) -> FigureItem:
     """Render ``figure`` once as PNG and once as SVG into a :class:`FigureItem`."""
     png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    figure.savefig(png, format="png", dpi=PNG_DPI, metadata=QUIET_FIGURE_METADATA["png"])
     # The first save placed every axes; a second layout pass would only repeat that work (the
     # layout is the costliest part of drawing a figure with many labels).
     figure.set_layout_engine("none")
     svg = io.StringIO()
-    figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    figure.savefig(svg, format="svg", metadata=QUIET_FIGURE_METADATA["svg"])
     return FigureItem(figure_id, title, caption, png.getvalue(), svg.getvalue())
 
 
 def write_figure_files(item: FigureItem, folder: Path) -> list[Path]:
     """Write ``<folder>/<id>.png`` and ``<folder>/<id>.svg`` (when there is SVG), each atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    written = [write_atomically(folder / f"{item.id}.png", item.png)]
+    written = [write_bytes_atomically(folder / f"{item.id}.png", item.png)]
     if item.svg:
-        written.append(write_atomically(folder / f"{item.id}.svg", item.svg.encode("utf-8")))
+        written.append(write_bytes_atomically(folder / f"{item.id}.svg", item.svg.encode("utf-8")))
     return written
-
-
-def write_atomically(target: Path, payload: bytes) -> Path:
-    """Write ``payload`` to a temporary file in ``target``'s folder, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target

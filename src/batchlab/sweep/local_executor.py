@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def run_local(
     plan: SweepPlan,
-    store: "RunStore | None",
+    store: RunStore | None,
     *,
     progress: bool | None = None,
     keep_weights: bool = True,

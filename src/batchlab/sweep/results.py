@@ -15,7 +15,7 @@ from typing import Any
 
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError, UserError
-from batchlab.store import RunRecord, export_runs, flat_run, write_text_atomically
+from batchlab.store import RunRecord, RunStore, export_runs, flat_run, write_text_atomically
 from batchlab.train.result import RunResult
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -41,7 +41,7 @@ class Results:
     def __init__(
         self,
         runs: Sequence[RunResult],
-        store: Any = None,
+        store: RunStore | None = None,
         *,
         skipped: int = 0,
         failed: Sequence[tuple[str, str]] = (),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchlab.config import RunConfig, run_id
 from batchlab.errors import ConfigError
@@ -30,10 +30,13 @@ from batchlab.sweep.spec import SweepSpec
 from batchlab.train.packed import AUTO, STRATEGIES
 from batchlab.train.result import RunResult
 
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
+
 
 def run_sweep(
     spec: SweepSpec | Sequence[RunConfig],
-    store: Any,
+    store: RunStore | str | Path | None,
     *,
     executor: str = LOCAL,
     ray_address: str | None = None,
@@ -81,7 +84,7 @@ def run_sweep(
 
 def plan_only(
     spec: SweepSpec | Sequence[RunConfig],
-    store: Any,
+    store: RunStore | str | Path | None,
     *,
     executor: str = LOCAL,
     ray_address: str | None = None,
@@ -117,7 +120,7 @@ def _check_choices(executor: str, packing: str) -> None:
 
 
 @contextlib.contextmanager
-def _opened(store: Any, *, create: bool = True) -> Iterator[Any]:
+def _opened(store: RunStore | str | Path | None, *, create: bool = True) -> Iterator[RunStore | None]:
     """The store as a RunStore (opened here from a path, and closed again), or None.
 
     A dry run does not create a store that is not there yet."""
@@ -147,7 +150,7 @@ def _cluster(executor: str, address: str | None, num_cpus: int | None) -> Iterat
         yield cluster
 
 
-def _plan(configs: list[RunConfig], store: Any, executor: str, force: bool, packing: str, cluster: Any) -> SweepPlan:
+def _plan(configs: list[RunConfig], store: RunStore | None, executor: str, force: bool, packing: str, cluster: Any) -> SweepPlan:
     if cluster is None:
         return plan_sweep(configs, store, executor=executor, force=force, packing=packing)
     return plan_sweep(configs, store, executor=executor, force=force, packing=packing,
@@ -156,7 +159,7 @@ def _plan(configs: list[RunConfig], store: Any, executor: str, force: bool, pack
 
 def _execute(
     plan: SweepPlan,
-    store: Any,
+    store: RunStore | None,
     executor: str,
     cluster: Any,
     reporter: SweepProgress,
@@ -181,7 +184,7 @@ def _execute(
     return run_ray(plan, store, cluster=cluster, keep_weights=keep_weights, force=force, on_failure=on_failure)
 
 
-def _in_grid_order(plan: SweepPlan, trained: dict[str, RunResult], store: Any) -> list[RunResult]:
+def _in_grid_order(plan: SweepPlan, trained: dict[str, RunResult], store: RunStore | None) -> list[RunResult]:
     from batchlab.train.session import result_from_record
 
     ordered = []

@@ -15,7 +15,7 @@ from batchlab.timing.harness import (
 )
 from batchlab.timing.lecture import LECTURE_V100_TIMES
 from batchlab.timing.paths import CUDA_GRAPH, DATALOADER, PATHS, RESIDENT
-from batchlab.timing.plot import plot_timing, save_figure
+from batchlab.timing.plot import plot_timing
 from batchlab.timing.table import TimingPoint, TimingTable
 
 __all__ = [
@@ -32,6 +32,5 @@ __all__ = [
     "format_timing_table",
     "measure_point",
     "plot_timing",
-    "save_figure",
     "timing_sweep",
 ]

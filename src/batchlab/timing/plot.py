@@ -8,10 +8,6 @@ so they can be embedded in a report or saved from any thread.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -72,22 +68,3 @@ def plot_timing(table: TimingTable, lecture_reference: bool = True) -> Figure:
         # supxlabel keeps the note inside the constrained layout, below both axes labels.
         figure.supxlabel("; ".join(footer), fontsize=7, color="#555555")
     return figure
-
-
-def save_figure(figure: Figure, out_dir: Path | str, stem: str = "timing") -> list[Path]:
-    """Write ``<stem>.png`` and ``<stem>.svg`` into ``out_dir`` atomically; returns their paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in ("png", "svg"):
-        target = out_dir / f"{stem}.{fmt}"
-        handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{fmt}.tmp", dir=out_dir)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                figure.savefig(stream, format=fmt, dpi=150)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        written.append(target)
-    return written

@@ -1,16 +1,13 @@
 """Figures of the toy experiments: the ball on the surface, loss curves, and the lambda sweep.
 
 Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot, no display, no global
-backend switch), so it works headless and in tests; :func:`save_figure` writes it atomically.
+backend switch), so it works headless and in tests; :func:`batchlab.files.save_figure` writes it atomically.
 Functions that draw one panel take an optional ``ax`` to draw into, else make their own figure.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -197,23 +194,3 @@ def study_figure(study: SurfaceStudy) -> Figure:
 def toy_figures(report: ToyReport) -> dict[str, Figure]:
     """``{"toy-<surface>": figure}`` for every surface of the report (see :func:`study_figure`)."""
     return {f"toy-{study.surface.name}": study_figure(study) for study in report.studies}
-
-
-def save_figure(figure: Figure, stem: Path | str, formats: Iterable[str] = ("png", "svg")) -> list[Path]:
-    """Write ``figure`` as ``<stem>.<format>`` for each format, each atomically (temp file in the
-    same directory, then rename); returns the paths written."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = stem.with_name(f"{stem.name}.{fmt}")
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                figure.savefig(stream, format=fmt)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        written.append(target)
-    return written

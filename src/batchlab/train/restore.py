@@ -7,7 +7,7 @@ parameters the run ended with, on exactly its training/validation/test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from batchlab.device import resolve_device
 from batchlab.errors import StoreError
 from batchlab.models import build_model
 
+if TYPE_CHECKING:
+    from batchlab.store import RunRecord, RunStore
+
 
 @dataclass
 class RestoredRun:
@@ -26,10 +29,10 @@ class RestoredRun:
     config: RunConfig
     model: nn.Module
     splits: "datasets.Splits"
-    record: Any
+    record: RunRecord
 
 
-def restore_run(store: Any, run_id: str, device: str | torch.device = "cpu") -> RestoredRun:
+def restore_run(store: RunStore, run_id: str, device: str | torch.device = "cpu") -> RestoredRun:
     """Load run ``run_id`` from ``store`` (a RunStore) with its final weights on ``device``.
 
     Raises :class:`StoreError` for an unknown run id or a run whose weights were not kept.

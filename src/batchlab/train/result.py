@@ -6,13 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchlab.config import RunConfig
+from batchlab.status import DIVERGED, ENDED_STATUSES, FAILED, FINISHED, RUNNING
 
-# Status values a run can end with; "running" is only ever seen in the store.
-FINISHED = "finished"
-DIVERGED = "diverged"
-RUNNING = "running"
-FAILED = "failed"
-ENDED_STATUSES = (FINISHED, DIVERGED)
+__all__ = ["DIVERGED", "ENDED_STATUSES", "FAILED", "FINISHED", "RUNNING", "RunResult"]
 
 
 @dataclass

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchlab.config import RunConfig, run_id
+from batchlab.store.runs import CLAIM_ENDED, CLAIM_STARTED
 from batchlab.train.result import DIVERGED, ENDED_STATUSES, FINISHED, RunResult
 
 if TYPE_CHECKING:
@@ -45,9 +46,6 @@ IMPROVEMENT_TOLERANCE = 1e-4
 # Seconds between two looks at a run that another live process is training.
 WAIT_POLL_S = 0.5
 
-CLAIM_STARTED = "started"
-CLAIM_ENDED = "ended"
-CLAIM_BUSY = "busy"
 
 
 def open_store(store: "RunStore | str | Path | None") -> "RunStore | None":

@@ -1,0 +1,55 @@
+"""The run store: one SQLite file per study, safe with several processes writing at once.
+
+* :mod:`batchlab.store.database`: the file, its schema, the WAL journal, the write lock and retries.
+* :mod:`batchlab.store.runs`: :class:`RunStore` — runs, per-epoch metrics, timings, analysis
+  records, and the runs' weight and checkpoint files.
+* :mod:`batchlab.store.export`: stored runs as a table, CSV or JSON.
+"""
+
+from batchlab.files import atomic_write, write_text_atomically
+from batchlab.status import (
+    DIVERGED,
+    ENDED_STATUSES,
+    FAILED,
+    FINAL_STATUSES,
+    FINISHED,
+    INTERRUPTED,
+    RUNNING,
+    STATUSES,
+)
+from batchlab.store.database import BUSY_TIMEOUT_S, LOCK_RETRIES, SCHEMA_NAME, SCHEMA_VERSION, TIMING_COLUMNS
+from batchlab.store.export import (
+    CONFIG_COLUMNS,
+    EXPORT_COLUMNS,
+    EXPORT_FORMATS,
+    SUMMARY_COLUMNS,
+    export_runs,
+    flat_run,
+)
+from batchlab.store.runs import RunRecord, RunStore
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "CONFIG_COLUMNS",
+    "DIVERGED",
+    "ENDED_STATUSES",
+    "EXPORT_COLUMNS",
+    "EXPORT_FORMATS",
+    "FAILED",
+    "FINAL_STATUSES",
+    "FINISHED",
+    "INTERRUPTED",
+    "LOCK_RETRIES",
+    "RUNNING",
+    "RunRecord",
+    "RunStore",
+    "SCHEMA_NAME",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "SUMMARY_COLUMNS",
+    "TIMING_COLUMNS",
+    "atomic_write",
+    "export_runs",
+    "flat_run",
+    "write_text_atomically",
+]
