@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from batchlab.errors import StoreError
-from batchlab.store import EXPORT_COLUMNS, RunStore, export_runs
+from batchlab.store import EXPORT_COLUMNS, SCHEMA_VERSION, RunStore, export_runs
 
 
 def config(**changes):
@@ -58,7 +58,7 @@ def test_new_path_creates_file_parents_and_schema(tmp_path):
     with sqlite3.connect(path) as conn:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    assert meta == {"schema": "batchlab-runs", "schema_version": "1"}
+    assert meta == {"schema": "batchlab-runs", "schema_version": str(SCHEMA_VERSION)}
     assert mode == "wal"
 
 
@@ -113,8 +113,8 @@ def test_newer_schema_version_is_refused(tmp_path):
     path = tmp_path / "runs.db"
     RunStore(path).close()
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match="schema version '2', newer"):
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(StoreError, match=f"schema version '{SCHEMA_VERSION + 1}', newer"):
         RunStore(path)
 
 
