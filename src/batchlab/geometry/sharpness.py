@@ -103,7 +103,10 @@ class SharpnessResult:
     ``iterations`` is the L-BFGS-B budget of each of the two runs (module docstring: Starts),
     ``iterations_run`` what both used together, ``evaluations`` the number of f-and-gradient
     evaluations of both, and ``best_start`` the run that found the maximum ("origin" or
-    "gradient vertex"; "origin" also when neither rose above f(x)).
+    "gradient vertex"; "origin" also when neither rose above f(x)). ``gradient_norm`` is ‖∇f(x)‖
+    and ``first_order_gain`` the maximum of the first-order model over the box,
+    Σ_j |(Aᵀ∇f(x))_j|·ε(|(A⁺x)_j| + 1), reached at the gradient vertex: when it is a large part
+    of max f − f(x), φ measures the slope at x rather than the curvature of a minimum.
     """
 
     value: float
@@ -117,6 +120,8 @@ class SharpnessResult:
     evaluations: int
     seed: int
     best_start: str
+    gradient_norm: float
+    first_order_gain: float
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,6 +216,8 @@ def sharpness_of_objective(
         evaluations=int(best["evaluations"]),
         seed=seed,
         best_start=str(best["start"]),
+        gradient_norm=float(base_gradient.norm()),
+        first_order_gain=float(np.abs(ascent) @ radius),
     )
 
 
