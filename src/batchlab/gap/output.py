@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from batchlab.store import write_text_atomically
 
 
 def strict_json_value(value: Any) -> Any:
@@ -29,16 +29,8 @@ def strict_json_value(value: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented strict JSON to ``path`` (temp file in the same folder, then rename)."""
+    """Write ``data`` as indented strict JSON to ``path`` (temp file in the same folder, then rename;
+    world-readable as the umask allows, like the store's files)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(strict_json_value(data), stream, indent=2, allow_nan=False)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, json.dumps(strict_json_value(data), indent=2, allow_nan=False) + "\n")
     return path

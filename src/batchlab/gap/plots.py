@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from matplotlib.figure import Figure
 
 from batchlab.gap.tables import FULL, PAPER_SHARPNESS, NetworkNumbers, sharpness_keys
 from batchlab.geometry.landscape import ContourGrid, ParametricLine
+from batchlab.store import atomic_write
 
 FONT = 10
 LOSS_COLOUR = "tab:blue"
@@ -139,20 +138,13 @@ def plot_sharpness(networks: Sequence[NetworkNumbers]) -> Figure:
 
 def save_figure(figure: Figure, stem: Path | str, formats: Iterable[str] = ("png", "svg")) -> list[Path]:
     """Write ``figure`` as ``<stem>.<format>`` for each format, each atomically (temp file in the
-    same directory, then rename); returns the paths written."""
+    same directory, then rename; world-readable as the umask allows, like the store's files);
+    returns the paths written."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
         target = stem.with_name(f"{stem.name}.{fmt}")
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                figure.savefig(stream, format=fmt, metadata=_QUIET_METADATA.get(fmt))
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        atomic_write(target, lambda stream, fmt=fmt: figure.savefig(stream, format=fmt, metadata=_QUIET_METADATA.get(fmt)))
         written.append(target)
     return written
 

@@ -7,8 +7,6 @@ figure redrawn from the same numbers gives the same files and no file names a we
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +15,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
 from batchlab.report.document import FigureItem  # noqa: E402
+from batchlab.store import atomic_write  # noqa: E402
 
 PNG_DPI = 110
 
@@ -43,14 +42,7 @@ def write_figure_files(item: FigureItem, folder: Path) -> list[Path]:
 
 
 def write_atomically(target: Path, payload: bytes) -> Path:
-    """Write ``payload`` to a temporary file in ``target``'s folder, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    """Write ``payload`` to a temporary file in ``target``'s folder, then rename it into place,
+    readable by everyone the umask allows, like the store's files (:func:`batchlab.store.atomic_write`)."""
+    atomic_write(Path(target), lambda stream: stream.write(payload))
+    return Path(target)
