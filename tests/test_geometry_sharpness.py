@@ -182,19 +182,25 @@ def test_both_pseudo_inverse_routes_agree():
     np.testing.assert_allclose(normal_equations.numpy(), reference, rtol=1e-9, atol=1e-12)
 
 
-@pytest.fixture(scope="module")
-def trained_mlp():
+def mlp_trained_for(steps: int):
+    """A 5-16-3 ReLU network (147 parameters) after ``steps`` full-batch steps of SGD, lr 0.5, on
+    120 seeded points with three classes."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(120, 5, generator=generator)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    for _ in range(200):
+    for _ in range(steps):
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
     return model, x, y
+
+
+@pytest.fixture(scope="module")
+def trained_mlp():
+    return mlp_trained_for(200)
 
 
 def test_sharpness_of_a_model_is_consistent_and_leaves_it_alone(trained_mlp):
@@ -231,19 +237,9 @@ def test_bad_options_are_config_errors(trained_mlp):
 
 @pytest.fixture(scope="module")
 def deep_mlp():
-    """The network of ``trained_mlp`` trained 3,000 full-batch steps: training loss 1.1e-3,
-    gradient norm 1.2e-3, where the search from y = 0 alone is slow."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(120, 5, generator=generator)
-    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    for _ in range(3000):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    return model, x, y
+    """Trained 3,000 steps: training loss 1.1e-3, gradient norm 1.2e-3, where the search from
+    y = 0 alone is slow."""
+    return mlp_trained_for(3000)
 
 
 @pytest.mark.parametrize("subspace_dim", [None, 100])
