@@ -144,7 +144,8 @@ def save_figure(figure: Figure, stem: Path | str, formats: Iterable[str] = ("png
     written = []
     for fmt in formats:
         target = stem.with_name(f"{stem.name}.{fmt}")
-        atomic_write(target, lambda stream, fmt=fmt: figure.savefig(stream, format=fmt, metadata=_QUIET_METADATA.get(fmt)))
+        metadata = _QUIET_METADATA.get(fmt)
+        atomic_write(target, lambda stream, fmt=fmt, metadata=metadata: figure.savefig(stream, format=fmt, metadata=metadata))
         written.append(target)
     return written
 
