@@ -2,7 +2,7 @@
 
 Workload: the lecture's MLP (784-512-512-10, float32), N = 60,000 examples of MNIST's shape
 (random pixels when the chosen dataset has fewer examples: timing does not depend on pixel values),
-batch sizes 1, 100, 1000, 10000, 60000 (the points of SCIENCE.md §6). Three series, measured with
+batch sizes 1, 100, 1000, 10000, 60000 (the points of docs/science.md §8). Three series, measured with
 :func:`batchlab.timing.measure_point` (warm-up, then the median of ``--repeats`` blocks of updates,
 with quartiles; epochs that do not fit the budget are extrapolated and flagged):
 
@@ -14,7 +14,7 @@ with quartiles; epochs that do not fit the budget are extrapolated and flagged):
     (capture time reported apart).
 
 Prints per-update and per-epoch times and each path's speed-up over (a), then where the goals stand.
-Goals (an H100, fp32): the cuda-graph path within 1.5× of SCIENCE.md §6's 0.079 ms per update at
+Goals (an H100, fp32): the cuda-graph path within 1.5× of docs/science.md §8's 0.079 ms per update at
 B = 1, and an epoch at every B ≥ 1000 in ≤ 10 ms. They are checked only on an H100.
 
 Writes ``benchmarks/results/timing-<device-slug>.json`` with the device name, the environment
@@ -62,7 +62,7 @@ SERIES = (
     ("resident", "resident", "momentum"),
     ("cuda-graph", "cuda-graph", "momentum"),
 )
-# SCIENCE.md §6: plain PyTorch on one H100 (torch 2.11), median time per update in seconds.
+# docs/science.md §8: plain PyTorch on one H100 (torch 2.11), median time per update in seconds.
 H100_REFERENCE = {
     "dataloader, eager": {1: 1.22e-3, 100: 2.28e-3, 1000: 12.3e-3, 10000: 139e-3, 60000: 906e-3},
     "data on GPU, eager": {1: 0.94e-3, 100: 1.45e-3, 1000: 1.24e-3, 10000: 1.57e-3, 60000: 5.37e-3},

@@ -139,3 +139,19 @@ def test_help_has_an_example(capsys, command):
         main([command, "--help"])
     assert done.value.code == 0
     assert "Example: batchlab " + command in capsys.readouterr().out
+
+
+def test_one_epoch_is_no_minimum_and_both_commands_say_so_on_one_stderr_line(trained, capsys):
+    # One epoch of B = 256 leaves the gradient large: the second-order test says "not critical",
+    # and afterwards sharpness also cites that stored result.
+    store_path, run_id, _ = trained
+    assert main(["hessian", run_id, "--store", str(store_path), "--examples", EXAMPLES, "--device", "cpu"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: this point may not be a minimum: ")
+    assert "not critical" in err[0]
+    assert main(["sharpness", run_id, "--store", str(store_path), "--epsilon", "1e-3", "--full-space-only",
+                 "--examples", EXAMPLES, "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "stored hessian: the second-order test says not critical" in err[0]
+    assert "iters, evals: L-BFGS-B iterations and f evaluations of both runs" in captured.out

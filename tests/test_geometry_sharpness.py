@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -50,8 +52,81 @@ def test_full_space_quadratic_matches_the_box_corner(epsilon):
     assert result.loss == pytest.approx(value, rel=1e-14)
     assert result.max_loss == pytest.approx(expected_max, rel=1e-12)
     assert result.value == pytest.approx(phi(expected_max, value), rel=1e-9)
-    assert 1 <= result.iterations_run <= result.iterations == 10
-    assert result.evaluations >= 1
+    assert result.iterations == 10 and 0 <= result.iterations_run <= 2 * result.iterations  # two starts
+    assert result.evaluations >= 2
+
+
+def test_the_search_does_not_stop_on_a_tiny_gradient():
+    # f(w) = ½‖w‖² + 1.1e-5·Σw + 0.1 at w = 0, ε = 1e-2, 5 dimensions: SciPy's default tolerances
+    # stopped after one iteration at φ = 8.25e-8; the box maximum is at w = ε·(1, …, 1).
+    def f(w):
+        return float(0.5 * (w * w).sum() + 1.1e-5 * w.sum() + 0.1), w + 1.1e-5
+
+    result = sharpness_of_objective(f, torch.zeros(5, dtype=torch.float64), epsilon=1e-2)
+    expected = phi(0.1 + 0.5 * 5 * 1e-4 + 1.1e-5 * 5 * 1e-2, 0.1)
+    assert expected == pytest.approx(0.0228, abs=1e-4)
+    assert result.value == pytest.approx(expected, rel=1e-9)
+    assert result.iterations_run >= 1 and result.evaluations >= 2
+
+
+def test_a_zero_gradient_still_finds_the_box_maximum():
+    # At an exact minimum the origin run cannot move (its projected gradient is 0); the gradient
+    # vertex (sign 0 taken as +) is a maximum of ½‖w‖² over the box.
+    result = sharpness_of_objective(lambda w: (float(0.5 * (w * w).sum()), w.clone()), torch.zeros(4, dtype=torch.float64))
+    assert result.max_loss == pytest.approx(0.5 * 4 * EPSILON**2, rel=1e-12)
+    assert result.best_start == "gradient vertex"
+
+
+def box_maximum_by_vertices(hessian: np.ndarray, gradient: np.ndarray, radius: np.ndarray) -> float:
+    """max over the box |y_i| ≤ r_i of gᵀy + ½yᵀHy, H positive semi-definite: convex, so the
+    maximum is at one of the 2^p vertices, all enumerated."""
+    vertices = np.array(list(itertools.product([-1.0, 1.0], repeat=len(radius)))) * radius
+    return float(np.max(vertices @ gradient + 0.5 * np.einsum("ij,jk,ik->i", vertices, hessian, vertices)))
+
+
+def quadratic_at(point: np.ndarray, hessian: np.ndarray, gradient: np.ndarray, offset: float = 0.1):
+    """f(w) = c + gᵀ(w − x) + ½(w − x)ᵀH(w − x): gradient g at the point x."""
+    x, h, g = (torch.from_numpy(a) for a in (point, hessian, gradient))
+
+    def objective(w):
+        d = w - x
+        return float(offset + g @ d + 0.5 * d @ h @ d), g + h @ d
+
+    return objective
+
+
+def assert_within_one_percent_of_the_box_maximum(hessian, gradient_norm, epsilon, rng):
+    p = len(hessian)
+    point = rng.normal(size=p)
+    gradient = rng.normal(size=p)
+    gradient *= gradient_norm / np.linalg.norm(gradient)
+    radius = epsilon * (np.abs(point) + 1)
+    exact = phi(0.1 + box_maximum_by_vertices(hessian, gradient, radius), 0.1)
+    result = sharpness_of_objective(quadratic_at(point, hessian, gradient), torch.from_numpy(point), epsilon=epsilon)
+    assert result.value == pytest.approx(exact, rel=0.01)
+
+
+@pytest.mark.parametrize("gradient_norm", [1e-6, 1e-5, 1e-4, 1e-3])
+@pytest.mark.parametrize("epsilon", [1e-3, 1e-2])
+@pytest.mark.parametrize("p", [1, 4, 10])
+def test_separable_quadratics_reach_the_box_maximum(p, epsilon, gradient_norm):
+    rng = np.random.default_rng(p)
+    assert_within_one_percent_of_the_box_maximum(np.diag(rng.uniform(0.1, 3.0, p)), gradient_norm, epsilon, rng)
+
+
+@pytest.mark.parametrize("gradient_norm", [1e-6, 1e-5, 1e-4, 1e-3])
+@pytest.mark.parametrize("epsilon", [1e-3, 1e-2])
+@pytest.mark.parametrize("seed", range(4))
+def test_rotated_quadratics_with_one_sharp_direction_reach_the_box_maximum(seed, epsilon, gradient_norm):
+    # The shape of a trained network's Hessian: one large eigenvalue over a bulk near zero, in a
+    # random basis. Measured over seeds 0-19 in 10 dimensions: always within 1 %. (In 3
+    # dimensions with ‖∇f‖ = 1e-3 and ε = 1e-3, 3 of 20 stopped at a lower vertex, down to 0.95:
+    # both runs are local, see the module docstring.)
+    rng = np.random.default_rng(seed)
+    p = 10
+    basis, _ = np.linalg.qr(rng.normal(size=(p, p)))
+    spectrum = np.concatenate([[10.0], rng.uniform(0.0, 0.1, p - 1)])
+    assert_within_one_percent_of_the_box_maximum(basis @ np.diag(spectrum) @ basis.T, gradient_norm, epsilon, rng)
 
 
 def test_random_subspace_quadratic_in_the_projected_coordinates():
@@ -107,19 +182,25 @@ def test_both_pseudo_inverse_routes_agree():
     np.testing.assert_allclose(normal_equations.numpy(), reference, rtol=1e-9, atol=1e-12)
 
 
-@pytest.fixture(scope="module")
-def trained_mlp():
+def mlp_trained_for(steps: int):
+    """A 5-16-3 ReLU network (147 parameters) after ``steps`` full-batch steps of SGD, lr 0.5, on
+    120 seeded points with three classes."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(120, 5, generator=generator)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    for _ in range(200):
+    for _ in range(steps):
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
     return model, x, y
+
+
+@pytest.fixture(scope="module")
+def trained_mlp():
+    return mlp_trained_for(200)
 
 
 def test_sharpness_of_a_model_is_consistent_and_leaves_it_alone(trained_mlp):
@@ -152,3 +233,27 @@ def test_bad_options_are_config_errors(trained_mlp):
         keskar_sharpness(model, x, y, subspace_dim=n + 1)
     with pytest.raises(ConfigError, match="iterations"):
         keskar_sharpness(model, x, y, iterations=0)
+
+
+@pytest.fixture(scope="module")
+def deep_mlp():
+    """Trained 3,000 steps: training loss 1.1e-3, gradient norm 1.2e-3, where the search from
+    y = 0 alone is slow."""
+    return mlp_trained_for(3000)
+
+
+@pytest.mark.parametrize("subspace_dim", [None, 100])
+def test_ten_iterations_agree_with_a_hundred_on_a_trained_network(deep_mlp, subspace_dim):
+    # Tolerance: 10 iterations reach ≥ 0.7 of the 100-iteration φ. Measured on this network
+    # (147 parameters) at ε = 1e-3 / 5e-4: 0.96 / 1.00 in the full space, 0.76 / 0.78 for
+    # p = 100; with only the paper's start y = 0 (SciPy's tolerances set to 0) it was
+    # 0.70 / 0.89 and 0.50 / 0.63.
+    # What 100 iterations add comes from the run from y = 0 reaching a higher vertex late.
+    model, x, y = deep_mlp
+    ten, hundred = (
+        keskar_sharpness(model, x, y, epsilon=1e-3, subspace_dim=subspace_dim, iterations=n, seed=2)
+        for n in (10, 100)
+    )
+    assert 0 < ten.value <= hundred.value * (1 + 1e-12)
+    assert ten.value >= 0.7 * hundred.value
+    assert ten.iterations_run <= 20 < hundred.iterations_run

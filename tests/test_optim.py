@@ -68,7 +68,7 @@ def test_identical_to_torch_sgd_under_constant_rate(lam, lr, nesterov, weight_de
 
 
 def test_worked_example_changing_rate_differs_from_torch():
-    # SCIENCE.md §2: g ≡ 1, λ = 0.9, lr 0.1 then 0.01 → lecture θ_2 = −0.200, PyTorch θ_2 = −0.119.
+    # docs/science.md §2: g ≡ 1, λ = 0.9, lr 0.1 then 0.01 → lecture θ_2 = −0.200, PyTorch θ_2 = −0.119.
     gradients = [[1.0], [1.0]]
     lrs = [0.1, 0.01]
     ours = _run_on_gradients(lambda p: Momentum(p, lr=0.1, momentum=0.9), gradients, lrs)

@@ -38,7 +38,11 @@ def test_every_text_is_escaped_and_images_are_embedded():
     assert "<img src=x" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
     assert base64.b64encode(PNG_1x1).decode() in page
-    assert 'href="figures/fig-1.svg"' in page
+    # Downloads work from the page alone: data URIs, no links to side files.
+    svg = base64.b64encode(b"<svg/>").decode()
+    assert f'href="data:image/svg+xml;base64,{svg}" download="fig-1.svg"' in page
+    assert f'href="data:image/png;base64,{base64.b64encode(PNG_1x1).decode()}" download="fig-1.png"' in page
+    assert 'href="figures/' not in page
     assert ">0.1235<" in page and ">—<" in page
 
 

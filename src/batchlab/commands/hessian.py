@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from batchlab.commands._options import add_device_option, add_store_option
 
@@ -17,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Hessian-vector products), optionally the trace (Hutchinson), the gradient norm, and whether "
         "the point is a local minimum, a saddle point, a local maximum or not critical. Batch "
         "normalization uses its running statistics (eval mode). The result is stored as a "
-        "'hessian' record in the store.",
+        "'hessian' record in the store. A line on stderr warns when the point is not a local minimum "
+        "or its training accuracy is below the best the run logged.",
         epilog="Example: batchlab hessian 3f2a9c… --store batchlab-runs/runs.db --k 3 --trace --examples 2000",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -53,7 +55,9 @@ def record_key(run_id: str, args: argparse.Namespace) -> str:
 
 def run_hessian(args: argparse.Namespace) -> int:
     from batchlab.environment import describe_environment
-    from batchlab.geometry import hessian_summary, select_examples
+    from batchlab.geometry import (
+        accuracy_reason, curvature_reason, hessian_summary, not_a_minimum_warning, select_examples,
+    )
     from batchlab.store import RunStore
     from batchlab.train.restore import restore_run
 
@@ -71,6 +75,10 @@ def run_hessian(args: argparse.Namespace) -> int:
                  "environment": describe_environment(device)}
         key = record_key(restored.run_id, args)
         store.put_record("hessian", key, value)
+        warning = not_a_minimum_warning([curvature_reason(summary["classification"]),
+                                         accuracy_reason(store.metrics(restored.run_id))])
+    if warning:
+        print(warning, file=sys.stderr)
     if args.format == "json":
         print(json.dumps({"key": key, **value}, indent=2, default=str))
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from batchlab.commands._options import add_device_option, add_store_option
 
@@ -15,8 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Reopen a stored run with its final weights and measure Keskar et al.'s "
         "sharpness φ = 100·(max over the box C_ε of f(x + Ay) − f(x)) / (1 + f(x)), f the mean "
         "training cross-entropy, the box ε(|(A⁺x)_i| + 1) wide, the maximum taken by L-BFGS-B with a "
-        "fixed iteration budget. A = I (full space, their Table 3) and a random n×p matrix with "
-        "N(0, 1/n) entries, i.e. columns of unit length like those of I (their Table 4, p = 100). One 'sharpness' record per row is stored.",
+        "fixed iteration budget, once from y = 0 and once from the box vertex along the gradient's sign "
+        "(the iterations and evaluations both used are printed). A = I (full space, their Table 3) and a random n×p matrix with "
+        "N(0, 1/n) entries, i.e. columns of unit length like those of I (their Table 4, p = 100). One 'sharpness' record per row is stored. "
+        "A line on stderr warns when the point does not look like a minimum (the slope makes most of the rise, a "
+        "stored `batchlab hessian` result finds negative curvature or a large gradient, or the final training "
+        "accuracy is below the run's best).",
         epilog="Example: batchlab sharpness 3f2a9c… --store batchlab-runs/runs.db --epsilon 1e-3 5e-4 --subspace-dim 100",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -40,12 +45,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def record_key(run_id: str, row: dict, args: argparse.Namespace) -> str:
     """The store key of one row: the run and every option that changes its number."""
-    space = "full" if row["full_space"] else f"random{row['p']}"
-    examples = "all" if args.examples is None else args.examples
-    return (
-        f"{run_id}|eps={row['epsilon']:g}|space={space}|iterations={row['iterations']}"
-        f"|seed={row['seed']}|examples={examples}|mode=eval"
-    )
+    from batchlab.gap.measurements import sharpness_key
+
+    return sharpness_key(run_id, epsilon=row["epsilon"], subspace_dim=None if row["full_space"] else row["p"],
+                         iterations=row["iterations"], seed=row["seed"], examples=args.examples)
+
+
+def minimum_warning(store, run_id: str, rows: list[dict]) -> str | None:
+    """The one-line warning of :mod:`batchlab.geometry.minimum` for these rows, or None: the slope
+    test on the rows, the second-order test of the run's stored ``hessian`` records (the first that
+    finds no minimum) and the run's logged training accuracy."""
+    from batchlab.geometry import accuracy_reason, curvature_reason, not_a_minimum_warning, slope_reason
+
+    hessians = [value["classification"] for value in store.records("hessian") if value.get("run_id") == run_id]
+    curvature = next((reason for reason in map(curvature_reason, hessians) if reason), None)
+    slope = next((reason for reason in map(slope_reason, rows) if reason), None)
+    return not_a_minimum_warning([slope, curvature and f"stored hessian: {curvature}",
+                                  accuracy_reason(store.metrics(run_id))])
 
 
 def run_sharpness(args: argparse.Namespace) -> int:
@@ -70,6 +86,9 @@ def run_sharpness(args: argparse.Namespace) -> int:
             store.put_record("sharpness", key, {"run_id": restored.run_id, "config": restored.config.to_dict(),
                                                 **row, "environment": environment})
             keyed.append((key, row))
+        warning = minimum_warning(store, restored.run_id, rows)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.format == "json":
         print(json.dumps([{"key": key, "run_id": restored.run_id, **row} for key, row in keyed], indent=2))
     else:
@@ -91,5 +110,9 @@ def format_table(restored, rows: list[dict], store) -> str:
             f"{space:<8} {row['p']:>9} {row['epsilon']:>8.1e} {row['value']:>10.4g} {row['max_loss']:>10.6g} "
             f"{row['iterations_run']:>5} {row['evaluations']:>5} {row['seconds']:>7.2f}"
         )
+    lines.append(
+        f"iters, evals: L-BFGS-B iterations and f evaluations of both runs together (from y = 0 and from "
+        f"the gradient-sign vertex), a budget of {rows[0]['iterations']} iterations each"
+    )
     lines.append(f"stored {len(rows)} sharpness record(s) in {store}")
     return "\n".join(lines)

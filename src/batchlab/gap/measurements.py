@@ -24,6 +24,7 @@ from batchlab.data import TensorSplit
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError
 from batchlab.geometry import keskar_sharpness, select_examples
+from batchlab.geometry.sharpness import SEARCH_RULE
 from batchlab.geometry.landscape import (
     ContourGrid,
     ParametricLine,
@@ -142,10 +143,12 @@ def measure_contour(
 def sharpness_key(
     run_id: str, *, epsilon: float, subspace_dim: int | None, iterations: int, seed: int, examples: int | None
 ) -> str:
-    """The key ``batchlab sharpness`` stores a row under (its ``record_key``), built from options."""
+    """The key ``batchlab sharpness`` stores a row under (its ``record_key``), built from options;
+    ``search`` names the maximization rule, so rows from an earlier rule are never reused."""
     space = "full" if subspace_dim is None else f"random{subspace_dim}"
     count = "all" if examples is None else examples
-    return f"{run_id}|eps={epsilon:g}|space={space}|iterations={iterations}|seed={seed}|examples={count}|mode=eval"
+    return (f"{run_id}|eps={epsilon:g}|space={space}|iterations={iterations}|seed={seed}|examples={count}"
+            f"|mode=eval|search={SEARCH_RULE}")
 
 
 def measure_sharpness(

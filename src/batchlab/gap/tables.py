@@ -8,7 +8,7 @@ Learning: Generalization Gap and Sharp Minima":
 * Table 3: sharpness φ (Metric 2.1) in the full space at ε = 1e-3 and 5e-4;
 * Table 4: sharpness in a random 100-dimensional subspace at ε = 1e-3.
 
-The paper's numbers below are their published means (SCIENCE.md §3). Everything here is pure:
+The paper's numbers below are their published means (docs/science.md §4). Everything here is pure:
 it turns per-seed measurements (:class:`NetworkNumbers`) into table rows and sentences, so it
 can be checked on made-up numbers.
 

@@ -36,6 +36,7 @@ from batchlab.geometry.hessian import (
     top_eigenvalues,
     trace_estimate,
 )
+from batchlab.geometry.minimum import accuracy_reason, curvature_reason, not_a_minimum_warning, slope_reason
 from batchlab.geometry.sharpness import (
     SharpnessResult,
     check_sharpness_options,
@@ -63,10 +64,12 @@ __all__ = [
     "SaddleDemo",
     "SharpnessResult",
     "TraceEstimate",
+    "accuracy_reason",
     "check_sharpness_options",
     "classify",
     "classify_at",
     "classify_point",
+    "curvature_reason",
     "evaluation_mode",
     "extreme_eigenpairs",
     "extreme_eigenvalues",
@@ -74,6 +77,7 @@ __all__ = [
     "hessian_trace",
     "hvp",
     "keskar_sharpness",
+    "not_a_minimum_warning",
     "pseudo_inverse_apply",
     "random_subspace",
     "saddle_demo",
@@ -81,6 +85,7 @@ __all__ = [
     "select_examples",
     "sharpness_table",
     "sharpness_of_objective",
+    "slope_reason",
     "top_eigenpairs",
     "top_eigenvalues",
     "trace_estimate",

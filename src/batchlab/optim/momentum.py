@@ -13,7 +13,7 @@ descent θ ← θ − ηg.
 Relation to ``torch.optim.SGD`` (``b_t = μ b_{t-1} + g_t``, ``θ_t = θ_{t-1} − γ_t b_t``): with
 dampening 0, no Nesterov, μ = λ and a *constant* rate the iterates are identical, because then
 m_t = −γ b_t. They differ once the rate changes (warm-up, decay): PyTorch multiplies the whole
-buffer by the new rate, this form keeps each past rate inside m. Example (SCIENCE.md §2):
+buffer by the new rate, this form keeps each past rate inside m. Example (docs/science.md §2):
 g ≡ 1, λ = 0.9, η = 0.1 then 0.01 gives θ_2 = −0.200 here and −0.119 with ``torch.optim.SGD``.
 ``momentum_correction=True`` rescales m by η_t/η_{t-1} whenever the rate changes (Goyal et al.
 2017, §2.1), which makes this form follow a changing rate the way PyTorch's does.

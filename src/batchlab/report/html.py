@@ -2,8 +2,10 @@
 
 Self-contained means readable offline from the single file: the CSS is inline, every figure is
 embedded as a base64 PNG ``data:`` URI, and nothing is fetched — no scripts, no web fonts, no
-external style sheets or images. Links to the figures' PNG and SVG files are relative
-(``figures/<id>.svg``), for readers who keep the folder.
+external style sheets or images. The PNG and SVG download links under each figure are ``data:``
+URIs too (with a ``download`` file name ``<id>.png`` / ``<id>.svg``), so they keep working when
+the page is shared alone, without its ``figures/`` folder. The cost is a second copy of each PNG
+in the page: HTML without scripts cannot point two elements at one embedded image.
 
 Every piece of text (titles, captions, run settings, table cells) is passed through
 :func:`html.escape`, so a value read from a store — even ``<script>`` in a config field — is shown
@@ -106,10 +108,10 @@ def render_section(section: ReportSection) -> str:
 def render_figure(figure: FigureItem) -> str:
     figure_id = _anchor(figure.id)
     encoded = base64.b64encode(figure.png).decode("ascii")
-    files = f"figures/{figure_id}.png"
-    links = f'<a href="{files}">PNG</a>'
+    links = f'<a href="data:image/png;base64,{encoded}" download="{figure_id}.png">PNG</a>'
     if figure.svg:
-        links += f' · <a href="figures/{figure_id}.svg">SVG</a>'
+        svg = base64.b64encode(figure.svg.encode("utf-8")).decode("ascii")
+        links += f' · <a href="data:image/svg+xml;base64,{svg}" download="{figure_id}.svg">SVG</a>'
     return (
         f'<figure id="fig-{figure_id}">'
         f"<h3>{_text(figure.title)}</h3>"

@@ -4,7 +4,7 @@ Runs are grouped by batch size × momentum and by every other field whose value 
 the runs (learning rate, optimizer …), except the seed; groups appear in the order of their first run. Each row shows
 how many runs the group has, the mean ± sample standard deviation (n − 1 in the denominator) of
 the final training and validation accuracy over the group's runs that finished, and how many
-diverged. The lecture's claim to look for: both accuracies fall as B grows (SCIENCE.md §1).
+diverged. The lecture's claim to look for: both accuracies fall as B grows (docs/science.md §1).
 """
 
 from __future__ import annotations

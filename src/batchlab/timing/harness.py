@@ -17,7 +17,7 @@ The rule for one point (a data path, a batch size B, a device):
    when a single update outlasts the budget.
 
 The defaults time the lecture's network (784-512-512-10, the lecture's momentum, λ = 0.9) on
-N = 60,000 examples, the size of MNIST's training set in the lecture's table (SCIENCE.md §1).
+N = 60,000 examples, the size of MNIST's training set in the lecture's table (docs/science.md §1).
 """
 
 from __future__ import annotations

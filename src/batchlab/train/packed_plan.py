@@ -7,7 +7,7 @@
 * :func:`can_pack`: batch-norm running statistics and dropout masks are state and randomness
   outside the weights that a vmapped step does not reproduce exactly, and only the lecture's
   momentum (``momentum``, ``sgd``) has a vectorized rule; other runs train one at a time.
-* :func:`plan_packs`: on a CUDA device a pack is as large as free memory allows (SCIENCE.md §6,
+* :func:`plan_packs`: on a CUDA device a pack is as large as free memory allows (docs/science.md §8,
   H100, K = 64, B = 1: 14 µs per model-update with the packed step in a CUDA graph, against
   0.94 ms for one model at a time with the data on the GPU). On any other device nothing
   guarantees that packing pays, so the plan times a few steps of both ways on the actual pack and
@@ -20,7 +20,7 @@
   1.04–1.16× at K = 16 for the lecture's 784-512-512-10 (B ∈ {1, 16, 128}). Small steps gain from
   one vmapped launch instead of K; large ones are bound by memory bandwidth, since one model's
   weights, gradients and momentum (~8 MB) stay in cache between its updates and sixteen side by
-  side do not. The answer depends on the model, K, B and the machine; SCIENCE.md §6 also found
+  side do not. The answer depends on the model, K, B and the machine; docs/science.md §8 also found
   that vmap did not pay on a 2-core CPU.
 """
 

@@ -11,7 +11,7 @@ The step is the single run's update (loop.py) for K runs at once, with ``torch.f
 
 On a CUDA device the step is captured in a CUDA graph (:class:`GraphedPackedStep`): every kernel
 of the step is replayed with a single launch, which is what makes B = 1 updates fast there
-(SCIENCE.md §6: K = 64, B = 1, 51 µs eager vs 14 µs graphed per model-update on an H100).
+(docs/science.md §8: K = 64, B = 1, 51 µs eager vs 14 µs graphed per model-update on an H100).
 """
 
 from __future__ import annotations
