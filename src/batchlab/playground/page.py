@@ -27,7 +27,7 @@ from batchlab.toy.trajectory import DEFAULT_DIVERGENCE_BOUND, DEFAULT_STEPS, DEF
 # The surfaces the page's JavaScript implements, in menu order, with the menu's labels.
 PAGE_SURFACES = {
     "ball": "1-D ball: small local minimum, then a deeper one",
-    "saddle": "saddle point between two minima",
+    "saddle": "saddle between two minima",
     "valley": "quadratic valley, condition number κ",
     "two-minima": "two minima behind a saddle",
 }

@@ -257,8 +257,24 @@
     { key: "sgd-momentum", title: "Mini-batch SGD with momentum", full: false, momentum: true },
   ];
   const $ = (id) => document.getElementById(id);
-  const inputs = { eta: $("eta"), lambda: $("lambda"), batch: $("batch"), seed: $("seed"), condition: $("condition"),
-                   speed: $("speed") };
+  // Every slider a labelled <input type=range> (keyboard: arrows, Page Up/Down, Home/End) with its value shown.
+  const SLIDERS = [  // id, label, min, max, step, initial value
+    ["eta", "learning rate η", 0.001, 0.2, 0.001, 0.05],
+    ["lambda", "momentum λ", 0, 0.99, 0.01, 0.9],
+    ["batch", "batch size B", 1, 12, 1, 2],
+    ["seed", "seed (batch order)", 0, 99, 1, 0],
+    ["condition", "condition number κ", 1, 200, 1, 100],
+    ["speed", "speed (steps per second)", 1, 240, 1, 20],
+  ];
+  const inputs = {};
+  for (const [id, text, min, max, step, value] of SLIDERS) {
+    const field = document.createElement("div");
+    field.className = "field"; field.id = `${id}-field`;
+    field.innerHTML = `<label for="${id}"><span>${text}</span><output id="${id}-value" for="${id}"></output></label>`
+      + `<input type="range" id="${id}" min="${min}" max="${max}" step="${step}" value="${value}">`;
+    $("sliders").appendChild(field);
+    inputs[id] = $(id);
+  }
   const state = { surfaceName: DATA.surfaces[0].name, start: null, surface: null, runs: [], playing: false,
                   nudges: null, lastFrame: null, carry: 0 };
 
@@ -699,7 +715,7 @@
 
   function writeReadout(spec, run, point) {
     const status = run.diverged ? "diverged"
-      : run.converged ? `at rest (‖∇L‖ and ‖m‖ < ${DATA.stop_tol})`
+      : run.converged ? `at rest (‖∇L‖, ‖m‖ < ${fmt(DATA.stop_tol)})`
         : run.t >= run.o.steps ? `stopped: step limit ${run.o.steps}` : "moving";
     const rows = [
       ["step t", String(run.t)],
