@@ -114,9 +114,13 @@ SETTINGS = [
 
 
 def python_run(settings: dict):
-    surface = ValleySurface(condition=settings["condition"]) if "condition" in settings else get_surface(settings["surface"])
-    return run_trajectory(surface, start=settings.get("start"), lr=settings.get("lr"), momentum=settings.get("momentum", 0.0),
-                          steps=settings["steps"], batch_size=settings.get("batch_size"), seed=settings.get("seed", 0))
+    if "condition" in settings:
+        surface = ValleySurface(condition=settings["condition"])
+    else:
+        surface = get_surface(settings["surface"])
+    return run_trajectory(surface, start=settings.get("start"), lr=settings.get("lr"),
+                          momentum=settings.get("momentum", 0.0), steps=settings["steps"],
+                          batch_size=settings.get("batch_size"), seed=settings.get("seed", 0))
 
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
