@@ -10,6 +10,7 @@ from pathlib import Path
 from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
 
 DEFAULT_OUT = Path("batchlab-report")
+PLAYGROUND = "playground.html"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_lecture_command(args: argparse.Namespace) -> int:
-    from batchlab.report import build_report, write_report
+    from batchlab.report import build_report
     from batchlab.report.lecture import get_scale, run_lecture, with_seeds
     from batchlab.store import RunStore
 
@@ -56,12 +57,25 @@ def run_lecture_command(args: argparse.Namespace) -> int:
                     retime=args.retime, progress=say, run_progress=False)
         say("writing the report")
         report, ctx = build_report(store)
-        written = write_report(report, ctx, args.out / "report.html", summary_json=args.out / "summary.json")
+        written = write_lecture_report(report, ctx, args.out)
         print(format_summary(ctx.summary))
     print(f"report: {written['html']} ({len(written['figures'])} figure files in {args.out / 'figures'}); "
-          f"numbers: {written['summary']}; store: {args.store}")
+          f"numbers: {written['summary']}; playground: {written['playground']}; store: {args.store}")
     print(f"batchlab lecture took {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def write_lecture_report(report, ctx, out: Path) -> dict:
+    """``out/report.html`` (+ figures/, summary.json) and the browser playground beside it, linked
+    from the report's top."""
+    from batchlab.playground import write_page
+    from batchlab.report import write_report
+
+    playground = write_page(out / PLAYGROUND)
+    report.links.append(("Playground: roll the ball yourself — drag η, λ and the batch size (opens offline)",
+                         PLAYGROUND))
+    written = write_report(report, ctx, out / "report.html", summary_json=out / "summary.json")
+    return {**written, "playground": playground}
 
 
 def format_summary(table) -> str:

@@ -67,6 +67,8 @@ class Report:
     subtitle: str = ""
     sections: list[ReportSection] = field(default_factory=list)
     facts: list[tuple[str, str]] = field(default_factory=list)
+    # (text, relative address) of files written beside the report, linked under the title.
+    links: list[tuple[str, str]] = field(default_factory=list)
 
     def section(self, section_id: str) -> ReportSection | None:
         return next((s for s in self.sections if s.id == section_id), None)

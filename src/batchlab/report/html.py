@@ -34,6 +34,7 @@ h1 { font-size: 1.9em; margin-bottom: 0.1em; }
 h2 { border-bottom: 2px solid #d0d7de; padding-bottom: 0.2em; margin-top: 2.2em; }
 h3 { margin-bottom: 0.3em; }
 .subtitle { color: #57606a; margin-top: 0; }
+p.link a { font-weight: 600; }
 nav ol { columns: 2; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 1.2em; background: #f6f8fa;
            padding: 0.8em 1em; border-radius: 6px; font-size: 0.92em; }
@@ -73,6 +74,8 @@ def render_html(report: Report) -> str:
     ]
     if report.subtitle:
         parts.append(f'<p class="subtitle">{_text(report.subtitle)}</p>')
+    for text, address in report.links:
+        parts.append(f'<p class="link"><a href="{_text(address)}">{_text(text)}</a></p>')
     if report.facts:
         parts.append('<dl class="facts">')
         for name, value in report.facts:

@@ -4,6 +4,10 @@
   classified critical points (registry: ``ball``, ``saddle``, ``valley``, ``two-minima``).
 * :mod:`batchlab.toy.trajectory` -- :func:`run_trajectory`, the lecture's update
   ``m <- lambda m - eta g; theta <- theta + m`` with optional gradient noise.
+* :mod:`batchlab.toy.examples` -- :func:`examples_for`, twelve examples per surface, each with its own
+  loss, for real mini-batch noise (``run_trajectory(..., batch_size=B, seed=s)``).
+* :mod:`batchlab.toy.prng` -- :class:`Mulberry32`, the batch order's generator, identical in the
+  browser playground.
 * :mod:`batchlab.toy.experiments` -- :func:`lecture_toy_experiments`, the lecture's claims checked.
 * :mod:`batchlab.toy.plots` -- figures (imported on demand, so the rest needs no matplotlib).
 
@@ -17,20 +21,25 @@ Example::
     toy_figures(report)["toy-ball"].savefig("ball.png")
 """
 
+from batchlab.toy.examples import ExampleSet, examples_for
 from batchlab.toy.experiments import Finding, RunRecord, SurfaceStudy, ToyReport, lecture_toy_experiments
+from batchlab.toy.prng import Mulberry32
 from batchlab.toy.surfaces import SURFACES, CriticalPoint, Surface, get_surface, surface_names
 from batchlab.toy.trajectory import Trajectory, escape_step, run_trajectory
 
 __all__ = [
     "SURFACES",
     "CriticalPoint",
+    "ExampleSet",
     "Finding",
+    "Mulberry32",
     "RunRecord",
     "Surface",
     "SurfaceStudy",
     "ToyReport",
     "Trajectory",
     "escape_step",
+    "examples_for",
     "get_surface",
     "lecture_toy_experiments",
     "run_trajectory",

@@ -9,8 +9,12 @@ The update is exactly the lecture's (Hung-yi Lee, "Batch and Momentum"; Sutskeve
 so ``m_t = -eta * (g_{t-1} + lambda g_{t-2} + lambda^2 g_{t-3} + ...)`` is the decayed sum of all
 past gradients, and ``lambda = 0`` is plain gradient descent ``theta_t = theta_{t-1} - eta g_{t-1}``.
 
-Optional Gaussian gradient noise (independent ``N(0, noise_std^2)`` per coordinate and step, from a
-seeded ``numpy.random.Generator``) stands in for the mini-batch noise of the lecture's first half.
+Mini-batches (``batch_size``): the surface's twelve examples (:mod:`batchlab.toy.examples`), each with
+its own loss; step ``t`` uses the gradient of the batch surface ``L^b``, the batches drawn epoch by
+epoch in a reproducible order from the seed (the same order the browser playground draws).
+``batch_size = N`` is full-batch gradient descent, bit for bit. Optional Gaussian gradient noise
+(independent ``N(0, noise_std^2)`` per coordinate and step, from a seeded ``numpy.random.Generator``)
+is added on top when asked for.
 
 A run stops when the true gradient and the step are both small (``|grad L(theta_t)| < stop_tol``
 and ``|m_t| < stop_tol``: the ball has come to rest), when ``steps`` updates are done, or when the
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from batchlab.errors import ConfigError
+from batchlab.toy.examples import ExampleSet, examples_for
 from batchlab.toy.surfaces import CriticalPoint, Surface
 
 DIVERGED = "diverged"
@@ -42,7 +47,8 @@ class Trajectory:
     ``gradients[t]`` the gradient the update ``t + 1`` used (noise included), so
     ``points[t + 1] - points[t]`` is the momentum ``m_{t+1}``. ``ended_at`` is the name of the
     surface's critical point nearest to the final point (``"diverged"`` after a divergence);
-    ``converged`` says whether the run came to rest before running out of steps.
+    ``converged`` says whether the run came to rest before running out of steps. Mini-batch runs
+    have ``batch_size`` set and ``batches[t]``, the example indices update ``t + 1`` used.
     """
 
     surface: str
@@ -56,6 +62,8 @@ class Trajectory:
     converged: bool
     diverged: bool
     ended_at: str
+    batch_size: int | None = None
+    batches: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -78,6 +86,7 @@ class Trajectory:
     def label(self) -> str:
         """'GD' for lambda = 0, else 'momentum lambda=...'; noise appended when present."""
         text = "GD" if self.momentum == 0 else f"momentum λ={self.momentum:g}"
+        text += f", batch B={self.batch_size}" if self.batch_size is not None else ""
         return text + (f", noise σ={self.noise_std:g}" if self.noise_std > 0 else "")
 
 
@@ -103,20 +112,28 @@ def run_trajectory(
     seed: int = 0,
     stop_tol: float = DEFAULT_STOP_TOL,
     divergence_bound: float = DEFAULT_DIVERGENCE_BOUND,
+    batch_size: int | None = None,
+    examples: ExampleSet | None = None,
 ) -> Trajectory:
     """Run the lecture's momentum rule on ``surface`` and record every step.
 
     ``start`` defaults to ``surface.start`` and ``lr`` (eta) to ``surface.lr``; ``momentum`` is
-    lambda (0 gives plain gradient descent); at most ``steps`` updates. Same arguments and seed give
-    the same trajectory, bit for bit.
+    lambda (0 gives plain gradient descent); at most ``steps`` updates. ``batch_size`` (default: the
+    true gradient) runs mini-batch SGD on ``examples`` (default :func:`examples_for` the surface),
+    the batch order drawn from ``seed``. Same arguments and seed give the same trajectory, bit for bit.
     """
     lr = surface.lr if lr is None else lr
     validate_settings(lr, momentum, steps, noise_std)
     theta = np.array(surface.start if start is None else start, dtype=np.float64).reshape(surface.dim)
     rng = np.random.default_rng(seed)
+    batch_stream = None
+    if batch_size is not None:
+        examples = examples_for(surface) if examples is None else examples
+        batch_stream = examples.batches(batch_size, seed)  # checks batch size and seed before any step
 
     points = [theta.copy()]
     used_gradients = []
+    used_batches = []
     velocity = np.zeros(surface.dim)  # m_0 = 0
     gradient = surface.grad(theta)
     converged = bool(np.linalg.norm(gradient) < stop_tol)  # started at rest on a critical point
@@ -124,6 +141,9 @@ def run_trajectory(
     # Overflow on the way to divergence is expected; it is detected below and reported.
     with np.errstate(over="ignore", invalid="ignore"):
         for _ in range(0 if converged else steps):
+            if batch_stream is not None:
+                used_batches.append(next(batch_stream))
+                gradient = gradient + examples.batch_tilt(used_batches[-1])
             if noise_std > 0:
                 gradient = gradient + noise_std * rng.standard_normal(surface.dim)
             used_gradients.append(gradient)
@@ -152,6 +172,8 @@ def run_trajectory(
         converged=converged,
         diverged=diverged,
         ended_at=DIVERGED if diverged else surface.nearest_critical_point(path[-1]).name,
+        batch_size=None if batch_size is None else int(batch_size),
+        batches=None if batch_stream is None else np.array(used_batches, dtype=np.intp).reshape(-1, batch_size),
     )
 
 
