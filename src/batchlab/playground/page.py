@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 from batchlab.errors import ConfigError
+from batchlab.files import write_text_atomically
 from batchlab.toy.examples import examples_for
 from batchlab.toy.surfaces import get_surface
 from batchlab.toy.trajectory import DEFAULT_DIVERGENCE_BOUND, DEFAULT_STEPS, DEFAULT_STOP_TOL
@@ -79,14 +78,4 @@ def write_page(path: Path | str) -> Path:
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"{target} is a folder; give the file to write, e.g. {target / 'playground.html'}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(render_page())
-        os.chmod(temporary, 0o644)  # a page to open and share, not a secret
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomically(target, render_page())
