@@ -36,7 +36,7 @@ from batchlab.models import build_model
 from batchlab.optim import build_optimizer
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
-from batchlab.train.session import RunSession, open_store
+from batchlab.train.session import RunSession, epoch_row, open_store
 from batchlab.train.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
@@ -131,18 +131,15 @@ def train(
             epoch_time = time.perf_counter() - epoch_start
             timer.flush()
 
-            train_loss, train_acc = evaluate(model, splits.train)
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "train_acc": train_acc,
-                "batch_loss_mean": loss_sum.item() / max(epoch_updates, 1),
-                "updates": updates,
-                "epoch_updates": epoch_updates,
-                "epoch_time_s": epoch_time,
-            }
-            if splits.val is not None:
-                row["val_loss"], row["val_acc"] = evaluate(model, splits.val)
+            row = epoch_row(
+                epoch,
+                train=evaluate(model, splits.train),
+                val=None if splits.val is None else evaluate(model, splits.val),
+                batch_loss_sum=loss_sum.item(),
+                updates=updates,
+                epoch_updates=epoch_updates,
+                epoch_time_s=epoch_time,
+            )
             ended = session.end_of_epoch(row)
             reporter.update(epoch, row)
             if ended:

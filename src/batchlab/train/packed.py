@@ -71,7 +71,7 @@ from batchlab.train.packed_state import PackedMomentum, momentum_row_from_optimi
 from batchlab.train.packed_step import PackedModel, evaluate_pack, make_step
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
-from batchlab.train.session import RunSession, open_store
+from batchlab.train.session import RunSession, epoch_row, open_store
 from batchlab.train.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
@@ -257,17 +257,15 @@ def _train_together(runs: list[_Run], device: torch.device, splits, progress: bo
                 val_losses, val_accs = evaluate_pack(model, splits.val)
             ending: list[int] = []
             for k, run in enumerate(active):
-                row = {
-                    "epoch": epoch,
-                    "train_loss": train_losses[k],
-                    "train_acc": train_accs[k],
-                    "batch_loss_mean": batch_loss_sums[k] / max(epoch_updates, 1),
-                    "updates": updates,
-                    "epoch_updates": epoch_updates,
-                    "epoch_time_s": epoch_time,
-                }
-                if splits.val is not None:
-                    row["val_loss"], row["val_acc"] = val_losses[k], val_accs[k]
+                row = epoch_row(
+                    epoch,
+                    train=(train_losses[k], train_accs[k]),
+                    val=None if splits.val is None else (val_losses[k], val_accs[k]),
+                    batch_loss_sum=batch_loss_sums[k],
+                    updates=updates,
+                    epoch_updates=epoch_updates,
+                    epoch_time_s=epoch_time,
+                )
                 if run.session.end_of_epoch(row):
                     ending.append(k)
                 else:
