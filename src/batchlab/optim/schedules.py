@@ -35,7 +35,8 @@ Rules and sources:
   update). The multipliers were read from reimplementations of the recipe that set these
   constants; the paper describes the shape ("slow start": half the rate, the first drop later
   than Goyal's). There is no gradual warm-up in Akiba's recipe: its start is handled by the
-  RMSprop warm-up, whose mixing weight is :func:`akiba_sgd_weight`.
+  RMSprop warm-up (:class:`batchlab.optim.rmsprop_warmup.RMSpropWarmup`), whose mixing weight
+  is :func:`akiba_sgd_weight`.
 * **RMSprop → momentum SGD hand-over** (Akiba et al. 2017, "RMSprop warm-up"): the update mixes an RMSprop
   step and a momentum-SGD step, with the SGD weight a smooth function of the epoch e::
 
