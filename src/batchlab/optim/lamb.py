@@ -22,15 +22,15 @@ parameter group: ``None`` (default) adapts tensors with ndim > 1 only, ``True`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
-from torch.optim import Optimizer
 
-from batchlab.optim.lars import check_common_arguments, is_adapted, trust_ratio
+from batchlab.optim.tensorwise import TensorwiseOptimizer, check_common_arguments, is_adapted, trust_ratio
 
 
-class LAMB(Optimizer):
+class LAMB(TensorwiseOptimizer):
     """LAMB (You et al. 2019): Adam's direction r_t with a per-tensor step η‖x‖/‖r_t + λx‖.
 
     Args:
@@ -54,7 +54,7 @@ class LAMB(Optimizer):
         bias_correction: bool = True,
         layer_adaptation: bool | None = None,
     ) -> None:
-        check_common_arguments(lr, weight_decay, eps)
+        check_common_arguments(lr, weight_decay, eps, layer_adaptation)
         if not eps > 0.0:
             raise ValueError(f"Invalid eps value: {eps} (must be > 0)")
         if len(betas) != 2:
@@ -62,8 +62,6 @@ class LAMB(Optimizer):
         for index, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {index}: {beta} (must be in [0, 1))")
-        if layer_adaptation not in (None, True, False):
-            raise ValueError(f"Invalid layer_adaptation value: {layer_adaptation!r} (must be None, True or False)")
         defaults = dict(
             lr=lr,
             betas=tuple(betas),
@@ -74,39 +72,25 @@ class LAMB(Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                if grad.is_sparse:
-                    raise RuntimeError("LAMB does not support sparse gradients")
-                state = self.state[param]
-                if "step" not in state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                state["step"] += 1
-                step = state["step"]
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-                if group["bias_correction"]:
-                    m_hat = exp_avg / (1.0 - beta1**step)
-                    v_hat = exp_avg_sq / (1.0 - beta2**step)
-                else:
-                    m_hat, v_hat = exp_avg, exp_avg_sq
-                update = m_hat / (v_hat.sqrt() + group["eps"])
-                if is_adapted(param, group["layer_adaptation"]):
-                    update.add_(param, alpha=group["weight_decay"])
-                    weight_norm = torch.linalg.vector_norm(param)
-                    update.mul_(trust_ratio(weight_norm, torch.linalg.vector_norm(update), weight_norm))
-                param.sub_(update, alpha=group["lr"])
-        return loss
+    def update_tensor(self, param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        beta1, beta2 = group["betas"]
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["step"] += 1
+        step = state["step"]
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        if group["bias_correction"]:
+            m_hat = exp_avg / (1.0 - beta1**step)
+            v_hat = exp_avg_sq / (1.0 - beta2**step)
+        else:
+            m_hat, v_hat = exp_avg, exp_avg_sq
+        update = m_hat / (v_hat.sqrt() + group["eps"])
+        if is_adapted(param, group["layer_adaptation"]):
+            update.add_(param, alpha=group["weight_decay"])
+            weight_norm = torch.linalg.vector_norm(param)
+            update.mul_(trust_ratio(weight_norm, torch.linalg.vector_norm(update), weight_norm))
+        param.sub_(update, alpha=group["lr"])

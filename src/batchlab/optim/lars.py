@@ -27,37 +27,15 @@ decay).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
-from torch.optim import Optimizer
+
+from batchlab.optim.tensorwise import TensorwiseOptimizer, check_common_arguments, is_adapted, trust_ratio
 
 
-def is_adapted(param: torch.Tensor, layer_adaptation: bool | None) -> bool:
-    """Whether ``param`` gets weight decay and a layer-wise rate (module docstring)."""
-    if layer_adaptation is None:
-        return param.ndim > 1
-    return bool(layer_adaptation)
-
-
-def trust_ratio(numerator: torch.Tensor, denominator: torch.Tensor, weight_norm: torch.Tensor) -> torch.Tensor:
-    """numerator / denominator, or 1 where the weight norm or the denominator is 0."""
-    one = torch.ones_like(weight_norm)
-    safe = torch.where(denominator > 0, denominator, one)
-    return torch.where((weight_norm > 0) & (denominator > 0), numerator / safe, one)
-
-
-def check_common_arguments(lr: float, weight_decay: float, eps: float) -> None:
-    """The checks torch/optim/sgd.py makes, each naming its argument."""
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0.0:
-        raise ValueError(f"Invalid learning rate: {lr} (must be ≥ 0)")
-    if weight_decay < 0.0:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay} (must be ≥ 0)")
-    if eps < 0.0:
-        raise ValueError(f"Invalid eps value: {eps} (must be ≥ 0)")
-
-
-class LARS(Optimizer):
+class LARS(TensorwiseOptimizer):
     """LARS (You et al. 2017): momentum SGD with a per-tensor rate η‖w‖/(‖g‖ + β‖w‖ + ε).
 
     Args:
@@ -90,13 +68,11 @@ class LARS(Optimizer):
         eps: float = 0.0,
         layer_adaptation: bool | None = None,
     ) -> None:
-        check_common_arguments(lr, weight_decay, eps)
+        check_common_arguments(lr, weight_decay, eps, layer_adaptation)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"Invalid momentum value: {momentum} (must be in [0, 1))")
         if not trust_coefficient > 0.0:
             raise ValueError(f"Invalid trust_coefficient value: {trust_coefficient} (must be > 0)")
-        if layer_adaptation not in (None, True, False):
-            raise ValueError(f"Invalid layer_adaptation value: {layer_adaptation!r} (must be None, True or False)")
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -107,34 +83,17 @@ class LARS(Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, momentum = group["lr"], group["momentum"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                if grad.is_sparse:
-                    raise RuntimeError("LARS does not support sparse gradients")
-                if is_adapted(param, group["layer_adaptation"]):
-                    beta = group["weight_decay"]
-                    weight_norm = torch.linalg.vector_norm(param)
-                    grad_norm = torch.linalg.vector_norm(grad)
-                    local = trust_ratio(
-                        group["trust_coefficient"] * weight_norm, grad_norm + beta * weight_norm + group["eps"], weight_norm
-                    )
-                    direction = grad.add(param, alpha=beta).mul_(local)
-                else:
-                    direction = grad.clone()
-                state = self.state[param]
-                if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                velocity = state["velocity"]
-                velocity.mul_(momentum).add_(direction, alpha=lr)
-                param.sub_(velocity)
-        return loss
+    def update_tensor(self, param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        if is_adapted(param, group["layer_adaptation"]):
+            beta = group["weight_decay"]
+            weight_norm = torch.linalg.vector_norm(param)
+            grad_norm = torch.linalg.vector_norm(grad)
+            local = trust_ratio(group["trust_coefficient"] * weight_norm, grad_norm + beta * weight_norm + group["eps"], weight_norm)
+            direction = grad.add(param, alpha=beta).mul_(local)
+        else:
+            direction = grad
+        if "velocity" not in state:
+            state["velocity"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        velocity = state["velocity"]
+        velocity.mul_(group["momentum"]).add_(direction, alpha=group["lr"])
+        param.sub_(velocity)

@@ -24,15 +24,16 @@ than once per epoch. Defaults: μ₁ = 0.9, μ₂ = 0.99, ε = 1e-8, η_RMSprop 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
-from torch.optim import Optimizer
 
 from batchlab.optim.schedules import akiba_sgd_weight
+from batchlab.optim.tensorwise import TensorwiseOptimizer
 
 
-class RMSpropWarmup(Optimizer):
+class RMSpropWarmup(TensorwiseOptimizer):
     """RMSprop that hands over to momentum SGD around epoch β_center (module docstring).
 
     Args:
@@ -87,34 +88,19 @@ class RMSpropWarmup(Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                if group["weight_decay"]:
-                    grad = grad.add(param, alpha=group["weight_decay"])
-                state = self.state[param]
-                if "step" not in state:
-                    state["step"] = 0
-                    state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["velocity"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                sgd_weight = akiba_sgd_weight(
-                    state["step"] / group["updates_per_epoch"], group["beta_center"], group["beta_period"]
-                )
-                state["step"] += 1
-                square_avg, velocity = state["square_avg"], state["velocity"]
-                square_avg.mul_(group["rmsprop_decay"]).addcmul_(grad, grad, value=1.0 - group["rmsprop_decay"])
-                rmsprop_rate = (square_avg.sqrt().add_(group["eps"])).reciprocal_().mul_(
-                    group["lr_rmsprop"] * (1.0 - sgd_weight)
-                )
-                rate = rmsprop_rate.add_(group["lr"] * sgd_weight)
-                velocity.mul_(group["momentum"]).addcmul_(rate, grad, value=-1.0)
-                param.add_(velocity)
-        return loss
+    def update_tensor(self, param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        if group["weight_decay"]:
+            grad = grad.add(param, alpha=group["weight_decay"])
+        if "step" not in state:
+            state["step"] = 0
+            state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["velocity"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        sgd_weight = akiba_sgd_weight(state["step"] / group["updates_per_epoch"], group["beta_center"], group["beta_period"])
+        state["step"] += 1
+        square_avg, velocity = state["square_avg"], state["velocity"]
+        square_avg.mul_(group["rmsprop_decay"]).addcmul_(grad, grad, value=1.0 - group["rmsprop_decay"])
+        # Per element: η·α_SGD + η_RMSprop·(1 − α_SGD)/(√s + ε).
+        rate = square_avg.sqrt().add_(group["eps"]).reciprocal_().mul_(group["lr_rmsprop"] * (1.0 - sgd_weight))
+        rate.add_(group["lr"] * sgd_weight)
+        velocity.mul_(group["momentum"]).addcmul_(rate, grad, value=-1.0)
+        param.add_(velocity)
