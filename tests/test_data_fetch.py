@@ -218,8 +218,8 @@ def test_base_url_scheme_is_checked(tmp_path):
 def test_mnist_5k_needs_no_fetch(tmp_path):
     lines = []
     paths = fetch("mnist-5k", tmp_path, progress=False, log=lines.append)
-    assert paths[0].name == "mnist_5k.csv.gz"
-    assert "nothing to fetch" in lines[0]
+    assert [path.name for path in paths] == ["mnist5k-images-idx3-ubyte.gz", "mnist5k-labels-idx1-ubyte.gz"]
+    assert "SHA-256 verified" in lines[0] and "nothing to fetch" in lines[0]
     assert not (tmp_path / "mnist-5k").exists()
 
 

