@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from batchlab.commands._options import add_device_option, add_store_option
+from batchlab.commands._options import add_device_option, add_store_option, seed_value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a gradient norm above this is 'not critical' (default: 1e-3)")
     parser.add_argument("--eig-tol", type=float, default=None,
                         help="eigenvalues within ±this count as zero (default: relative, max(1e-3, 2·tol)·max|λ|)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed_value, default=0,
                         help="seed of the example subset, Lanczos start and trace vectors (default: 0)")
     parser.add_argument("--examples", type=int, default=None,
                         help="use a random subset of this many training examples (default: all)")

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
+from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option, output_dir
 
 DEFAULT_OUT = Path("batchlab-report")
 
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_store_option(parser)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR",
                         help=f"where report.html, figures/ and summary.json go (default: {DEFAULT_OUT})")
     parser.add_argument("--scale", choices=("quick", "full"), default="quick",
                         help="quick: mnist-5k, the lecture MLP, B 8 … full, ~10 min on a CPU; full: full datasets, "

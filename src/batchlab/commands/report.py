@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from batchlab.commands._options import output_file, store_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,10 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Example: batchlab report batchlab-runs/runs.db -o batchlab-report/report.html",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("store", type=Path, metavar="STORE", help="a run store made by batchlab")
-    parser.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="FILE",
+    parser.add_argument("store", type=store_path, metavar="STORE", help="a run store made by batchlab")
+    parser.add_argument("-o", "--output", type=output_file, default="report.html", metavar="FILE",
                         help="the HTML file to write (default: report.html); figures go to figures/ beside it")
-    parser.add_argument("--summary-json", type=Path, default=None, metavar="FILE",
+    parser.add_argument("--summary-json", type=output_file, default=None, metavar="FILE",
                         help="also write the numbers behind the report as JSON")
     parser.set_defaults(handler=run_report_command)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from batchlab.commands._options import add_device_option, add_store_option
+from batchlab.commands._options import add_device_option, add_store_option, seed_value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="dimension p of the random subspace measured besides the full space (default: 100)")
     space.add_argument("--full-space-only", action="store_true", help="skip the random subspace")
     parser.add_argument("--iterations", type=int, default=10, help="L-BFGS-B iterations (default: 10, as in the paper)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random matrix A and of --examples (default: 0)")
+    parser.add_argument("--seed", type=seed_value, default=0, help="seed of the random matrix A and of --examples (default: 0)")
     parser.add_argument("--examples", type=int, default=None,
                         help="use a random subset of this many training examples (default: all)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="examples per forward pass (default: 1000)")

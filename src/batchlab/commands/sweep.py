@@ -8,7 +8,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
+from batchlab.commands._options import (
+    add_data_dir_option,
+    add_device_option,
+    add_store_option,
+    hidden_width,
+    output_file,
+    seed_value,
+)
 from batchlab.commands.train import batch_size_arg
 from batchlab.config import SHUFFLE_MODES
 from batchlab.errors import UserError
@@ -20,18 +27,18 @@ AXIS_FLAGS = (
     ("--batch-sizes", "batch_size", batch_size_arg, "batch sizes B, each 1 … N or 'full'"),
     ("--momenta", "momentum", float, "momenta λ in m ← λm − ηg, each in [0, 1)"),
     ("--lrs", "lr", float, "learning rates η"),
-    ("--seeds", "seed", int, "initialization and data-order seeds"),
+    ("--seeds", "seed", seed_value, "initialization and data-order seeds"),
     ("--optimizers", "optimizer", str, "optimizers: momentum, sgd, torch-sgd, adam"),
 )
 # Single-valued flags for fields fixed across the sweep: (flag, RunConfig field, kwargs).
 FIXED_FLAGS = (
     ("--dataset", "dataset", {"help": "dataset name (default: mnist-5k; see `batchlab data list`)"}),
     ("--model", "model", {"help": "mlp, keskar-f1, keskar-c1, cnn (default: mlp)"}),
-    ("--hidden", "hidden", {"type": int, "nargs": "+", "help": "hidden widths, e.g. --hidden 512 512"}),
+    ("--hidden", "hidden", {"type": hidden_width, "nargs": "+", "help": "hidden widths, e.g. --hidden 512 512"}),
     ("--weight-decay", "weight_decay", {"type": float, "help": "L2 coefficient (default: 0)"}),
     ("--epochs", "epochs", {"type": int, "help": "epochs per run (default: 5)"}),
     ("--val-fraction", "val_fraction", {"type": float, "help": "validation share of the training set (default: 0.1)"}),
-    ("--split-seed", "split_seed", {"type": int, "help": "seed of the validation split (default: 0)"}),
+    ("--split-seed", "split_seed", {"type": seed_value, "help": "seed of the validation split (default: 0)"}),
     ("--shuffle", "shuffle", {"choices": SHUFFLE_MODES, "help": "epoch (default), once or none"}),
     ("--max-updates", "max_updates", {"type": int, "help": "stop each run after this many updates"}),
     ("--stop-patience", "stop_patience", {"type": int, "help": "stop a run when its training loss has not improved for this many epochs"}),
@@ -102,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-weights", action="store_true", help="do not keep the final weights")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (runs, skipped, packs) and train nothing")
     parser.add_argument("--export", choices=EXPORT_FORMATS, default=None, help="also write the sweep's runs as csv or json")
-    parser.add_argument("--output", type=Path, default=None, help="file for --export (default: the terminal)")
+    parser.add_argument("--output", type=output_file, default=None, help="file for --export (default: the terminal)")
     parser.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
                         help="always show progress bars (default: only on a terminal)")
     parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
@@ -135,6 +142,14 @@ def spec_from_args(args: argparse.Namespace):
     return SweepSpec(grid=grid, fixed=fixed, **scaling)
 
 
+def check_models_fit(configs) -> None:
+    """Refuse a sweep holding a model too large for this machine before any run is trained."""
+    from batchlab.limits import check_model_memory
+
+    for model, dataset, hidden, device in dict.fromkeys((c.model, c.dataset, c.hidden, c.device) for c in configs):
+        check_model_memory(model, dataset, hidden, device)
+
+
 def run_sweep_command(args: argparse.Namespace) -> int:
     from batchlab.sweep import plan_only, run_sweep
     from batchlab.sweep.summary import summary_table
@@ -142,6 +157,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if args.output is not None and args.export is None:
         raise UserError("--output needs --export; allowed: --export csv --output FILE or --export json --output FILE")
     spec = spec_from_args(args)
+    if args.executor == "local":
+        check_models_fit(spec.configs())
     if args.dry_run:
         plan = plan_only(spec, args.store, executor=args.executor, ray_address=args.ray_address,
                          ray_cpus=args.ray_cpus, force=args.force, packing=args.packing)

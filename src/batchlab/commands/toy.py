@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from batchlab.commands._options import output_dir, seed_value
 from batchlab.errors import ConfigError
 from batchlab.toy.experiments import DEFAULT_MOMENTA, RunRecord, ToyReport, lecture_toy_experiments
 from batchlab.toy.surfaces import surface_names
@@ -45,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"most updates per run; a run stops earlier once at rest (default: {DEFAULT_STEPS})")
     parser.add_argument("--noise", type=float, default=0.0, metavar="S",
                         help="std of Gaussian gradient noise added to every run (default: 0)")
-    parser.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the gradient noise (default: 0)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+    parser.add_argument("--seed", type=seed_value, default=0, metavar="K", help="seed of the gradient noise (default: 0)")
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR",
                         help=f"where toy.json and the figures go (default: {DEFAULT_OUT})")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     parser.set_defaults(handler=run_toy)

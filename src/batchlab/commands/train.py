@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
+from batchlab.commands._options import (
+    add_data_dir_option,
+    add_device_option,
+    add_store_option,
+    hidden_width,
+    seed_value,
+)
 from batchlab.config import SHUFFLE_MODES, RunConfig, parse_batch_size
 from batchlab.errors import ConfigError
+from batchlab.limits import check_model_memory, model_memory_errors
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +44,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     defaults = RunConfig()
     parser.add_argument("--dataset", default=defaults.dataset, help=f"dataset name (default: {defaults.dataset}; see `batchlab data list`)")
     parser.add_argument("--model", default=defaults.model, help="mlp, keskar-f1, keskar-c1, cnn (default: mlp)")
-    parser.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
+    parser.add_argument("--hidden", type=hidden_width, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
     parser.add_argument("--optimizer", default=defaults.optimizer, help="momentum, sgd, torch-sgd, adam (default: momentum)")
     parser.add_argument("--batch-size", type=batch_size_arg, default=defaults.batch_size, help="1 … N or 'full' (default: 64)")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate η (default: 0.1)")
@@ -45,9 +52,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nesterov", action="store_true", help="Nesterov form of momentum")
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="L2 coefficient (default: 0)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs (default: 5)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="initialization and data-order seed (default: 0)")
+    parser.add_argument("--seed", type=seed_value, default=defaults.seed, help="initialization and data-order seed (default: 0)")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="validation share of the training set (default: 0.1)")
-    parser.add_argument("--split-seed", type=int, default=defaults.split_seed, help="seed of the validation split (default: 0)")
+    parser.add_argument("--split-seed", type=seed_value, default=defaults.split_seed, help="seed of the validation split (default: 0)")
     parser.add_argument("--shuffle", choices=SHUFFLE_MODES, default=defaults.shuffle, help="epoch (default), once or none")
     parser.add_argument("--drop-last", action="store_true", help="drop the last partial batch of each epoch")
     parser.add_argument("--max-updates", type=int, default=None, help="stop after this many updates (a fixed update budget)")
@@ -92,8 +99,10 @@ def run_train(args: argparse.Namespace) -> int:
     from batchlab.train import train
 
     config = config_from_args(args)
-    result = train(config, store=args.store, force=args.force, progress=args.progress,
-                   keep_weights=not args.no_weights)
+    check_model_memory(config.model, config.dataset, config.hidden, config.device)
+    with model_memory_errors(config.model, config.hidden):
+        result = train(config, store=args.store, force=args.force, progress=args.progress,
+                       keep_weights=not args.no_weights)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0
