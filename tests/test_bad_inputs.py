@@ -74,7 +74,7 @@ BAD_INPUTS = [
     # seeds beyond 0 … 2**63 - 1
     (["train", "--seed", HUGE_SEED, "--store", "{store}"], ["seed", "2**63-1"]),
     (["train", "--split-seed", "-1", "--store", "{store}"], ["seed -1", "2**63-1"]),
-    (["sweep", "--seeds", "0", HUGE_SEED, "--store", "{store}"], ["seed", "2**63-1"]),
+    (["sweep", "--seed", "0", HUGE_SEED, "--store", "{store}"], ["seed", "2**63-1"]),
     (["toy", "--seed", HUGE_SEED, "--out", "{dir}/toy"], ["seed", "2**63-1"]),
     (["timing", "--seed", HUGE_SEED, "--store", "{store}", "--out", "{dir}/t"], ["seed", "2**63-1"]),
     (["hessian", "{a}", "--seed", HUGE_SEED, "--store", "{store}"], ["seed", "2**63-1"]),
@@ -89,7 +89,7 @@ BAD_INPUTS = [
     (["timing", "--hidden", "0", "--store", "{store}", "--out", "{dir}/t"], ["hidden", "≥ 1"]),
     (["train", "--hidden", "0", "--store", "{store}"], ["hidden", "≥ 1"]),
     # outputs under an existing file
-    (["report", "{store}", "-o", "{dir}/somefile/report.html"], ["somefile", "is a file, not a folder"]),
+    (["report", "--store", "{store}", "-o", "{dir}/somefile/report.html"], ["somefile", "is a file, not a folder"]),
     (["report", "{store}", "--summary-json", "{dir}/somefile/s.json"], ["somefile", "not a folder"]),
     (["timing", "--store", "{store}", "--out", "{dir}/somefile/timing"], ["somefile", "not a folder"]),
     (["landscape", "{a}", "{b}", "--store", "{store}", "--out", "{dir}/somefile/l"], ["somefile", "not a folder"]),
@@ -97,9 +97,10 @@ BAD_INPUTS = [
     (["gap", "--store", "{store}", "--out", "{dir}/somefile/gap"], ["somefile", "not a folder"]),
     (["lecture", "--store", "{store}", "--out", "{dir}/somefile/report"], ["somefile", "not a folder"]),
     (["lecture", "--store", "{store}", "--out", "{dir}/somefile"], ["somefile", "not a folder"]),
-    (["sweep", "--store", "{store}", "--export", "csv", "--output", "{dir}/somefile/runs.csv"],
+    (["sweep", "--store", "{store}", "-o", "{dir}/somefile/runs.csv"],
      ["somefile", "not a folder"]),
-    (["runs", "--store", "{store}", "--output", "{dir}/somefile/runs.csv"], ["somefile", "not a folder"]),
+    (["runs", "--store", "{store}", "-o", "{dir}/somefile/runs.csv"], ["somefile", "not a folder"]),
+    (["sweep", "--store", "{store}", "-o", "{dir}/runs.xlsx"], ["runs.xlsx", ".csv or .json"]),
     (["report", "{store}", "-o", "{dir}"], ["is a folder"]),
     # a store that is not one, given to a command that computes first
     (["timing", "--store", "{dir}/notes.txt", "--out", "{dir}/t", "--hidden", "4"], ["notes.txt", "SQLite"]),
@@ -140,7 +141,7 @@ def test_a_failing_landscape_stores_no_record(stocked, capsys, monkeypatch, tmp_
     before = snapshot(store)
     capsys.readouterr()
     code = main(["landscape", a, b, "--store", str(store), "--alphas", "0", "1", "2", "--examples", "50",
-                 "--test-examples", "50", "--out", str(tmp_path), "--device", "cpu"])
+                 "--test-examples", "50", "--out", str(tmp_path), "--device", "cpu", "--no-progress"])
     assert code == 2
     assert "no room left" in one_error_line(capsys)
     assert snapshot(store) == before

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from batchlab.config import parse_batch_size
 from batchlab.errors import ConfigError
 from batchlab.limits import check_seed, check_widths
 
@@ -120,6 +124,7 @@ def _width(text: str) -> int:
 
 seed_value = _argparse_type(_seed)
 hidden_width = _argparse_type(_width)
+batch_size_value = _argparse_type(parse_batch_size)  # 1 … N or 'full'
 
 
 # ----------------------------------------------------------------------------- options
@@ -151,5 +156,25 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+def add_progress_option(parser: argparse.ArgumentParser, what: str = "progress bars while runs train") -> None:
+    """``--progress/--no-progress``: on by default when stderr is a terminal (``None`` = decide then)."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"{what} on stderr (default: only on a terminal)")
+
+
+def progress_on(progress: bool | None) -> bool:
+    """The ``--progress`` choice, with 'not given' meaning: stderr is a terminal."""
+    return sys.stderr.isatty() if progress is None else progress
+
+
+def stage_printer(progress: bool | None) -> Callable[[str], None]:
+    """``say(text)``: a stage line with the seconds since this call on stderr, when progress is on."""
+    if not progress_on(progress):
+        return lambda text: None
+    started = time.perf_counter()
+
+    def say(text: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f} s] {text}", file=sys.stderr, flush=True)
+
+    return say
+

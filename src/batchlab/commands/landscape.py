@@ -8,11 +8,24 @@ import json
 from pathlib import Path
 
 from batchlab.commands._deferred import RecordsAfterSuccess
-from batchlab.commands._options import add_device_option, add_store_option, output_dir, seed_value
+from batchlab.commands._options import (
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    output_dir,
+    seed_value,
+    stage_printer,
+)
 from batchlab.errors import ConfigError
-from batchlab.geometry.landscape import BN_MODES, DEFAULT_ALPHA_RANGE, DEFAULT_BN_MODE, DEFAULT_GRID_STEPS, DEFAULT_SPAN
 
 DEFAULT_OUT = Path("batchlab-report") / "landscape"
+# The command line's defaults, written here so that `--help` needs no torch; equal to
+# batchlab.geometry.landscape's (a test checks).
+BN_MODES = ("interpolate", "recompute")
+DEFAULT_BN_MODE = "recompute"
+DEFAULT_ALPHA_RANGE = (-1.0, 2.0, 31)
+DEFAULT_GRID_STEPS = 21
+DEFAULT_SPAN = 1.0
 # Bounds that keep one call to seconds or minutes: each α costs a pass over the examples and
 # each contour point another; beyond |α| = 10 the line leaves any region the two minima describe.
 ALPHA_LIMIT = 10.0
@@ -60,9 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=seed_value, default=0,
                         help="seed of the example subsets, the contour's directions and dropout in --bn recompute (default: 0)")
     parser.add_argument("--force", action="store_true", help="compute again even if the store holds the result")
-    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), help=f"where figures and JSON go (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR", help=f"where figures and JSON go (default: {DEFAULT_OUT})")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     add_device_option(parser)
+    add_progress_option(parser, "a line per stage with the seconds so far")
     parser.set_defaults(handler=run_landscape)
 
 
@@ -97,11 +111,14 @@ def run_landscape(args: argparse.Namespace) -> int:
 
     alphas = alphas_from_args(args.alphas)
     check_grid(args.grid)
+    say = stage_printer(args.progress)
     with RunStore(args.store, create=False) as opened:
         # New records wait until the figures and JSON are written, so a failure stores nothing.
         store = RecordsAfterSuccess(opened)
+        say(f"restoring runs {args.run_a} and {args.run_b}")
         run_a = restore_run(opened, args.run_a, device=args.device)
         run_b = restore_run(opened, args.run_b, device=args.device)
+        say(f"loss and accuracy at {len(alphas)} points of the line between them")
         line, key, reused = measure_parametric(
             store, run_a, run_b, alphas=alphas, bn=args.bn, examples=args.examples,
             test_examples=args.test_examples, seed=args.seed, reuse=not args.force,
@@ -110,6 +127,7 @@ def run_landscape(args: argparse.Namespace) -> int:
         if args.contour is not None:
             centre = {run_a.run_id: run_a, run_b.run_id: run_b}.get(args.contour) or restore_run(
                 opened, args.contour, device=args.device)
+            say(f"training loss on a {args.grid}×{args.grid} grid around {centre.run_id}")
             contour = measure_contour(store, centre, steps=args.grid, span=args.span, examples=args.examples,
                                       seed=args.seed, reuse=not args.force)
 
@@ -129,6 +147,7 @@ def run_landscape(args: argparse.Namespace) -> int:
                                  "grid": grid.to_dict()}
         written.append(write_json(args.out / f"{stem}.json", result))
         store.commit()
+    say("done")
 
     if args.format == "json":
         print(json.dumps(strict_json_value({**result, "files": [str(p) for p in written]}), indent=2))

@@ -7,7 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option, output_dir
+from batchlab.commands._options import (
+    add_data_dir_option,
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    output_dir,
+)
 
 DEFAULT_OUT = Path("batchlab-report")
 
@@ -37,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="measure the timing again even if the store already has it")
     add_device_option(parser)
     add_data_dir_option(parser)
+    add_progress_option(parser, "a progress bar per training run (else the stage lines only)")
     parser.set_defaults(handler=run_lecture_command)
 
 
@@ -53,7 +60,7 @@ def run_lecture_command(args: argparse.Namespace) -> int:
 
     with RunStore(args.store) as store:
         run_lecture(store, scale, device=args.device, data_dir=str(args.data_dir) if args.data_dir else None,
-                    retime=args.retime, progress=say, run_progress=False)
+                    retime=args.retime, progress=say, run_progress=args.progress)
         say("writing the report")
         report, ctx = build_report(store)
         written = write_report(report, ctx, args.out / "report.html", summary_json=args.out / "summary.json")

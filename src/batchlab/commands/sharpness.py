@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from batchlab.commands._options import add_device_option, add_store_option, seed_value
+from batchlab.commands._options import (
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    seed_value,
+    stage_printer,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chunk-size", type=int, default=1000, help="examples per forward pass (default: 1000)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     add_device_option(parser)
+    add_progress_option(parser, "a line per stage with the seconds so far")
     parser.set_defaults(handler=run_sharpness)
 
 
@@ -54,9 +61,12 @@ def run_sharpness(args: argparse.Namespace) -> int:
     from batchlab.store import RunStore
     from batchlab.train.restore import restore_run
 
+    say = stage_printer(args.progress)
     with RunStore(args.store, create=False) as store:
+        say(f"restoring run {args.run_id}")
         restored = restore_run(store, args.run_id, device=args.device)
         x, y = select_examples(restored.splits.train.x, restored.splits.train.y, args.examples, args.seed)
+        say(f"L-BFGS-B over the box for each of {len(args.epsilon)} ε on {len(y)} examples")
         rows = sharpness_table(
             restored.model, x, y,
             epsilons=args.epsilon,

@@ -13,15 +13,20 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batchlab.commands._options import output_dir, seed_value
 from batchlab.errors import ConfigError
-from batchlab.toy.experiments import DEFAULT_MOMENTA, RunRecord, ToyReport, lecture_toy_experiments
-from batchlab.toy.surfaces import surface_names
-from batchlab.toy.trajectory import DEFAULT_STEPS
+
+if TYPE_CHECKING:
+    from batchlab.toy.experiments import RunRecord, ToyReport
 
 DEFAULT_OUT = Path("batchlab-report") / "toy"
 ALL = "all"
+# The command line's defaults, written here so that `--help` needs no NumPy; equal to
+# batchlab.toy.experiments.DEFAULT_MOMENTA and batchlab.toy.trajectory.DEFAULT_STEPS (a test checks).
+DEFAULT_MOMENTA = (0.5, 0.9)
+DEFAULT_STEPS = 5000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,14 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "toy",
         help="momentum on toy error surfaces: does the ball roll through saddles and over small hills?",
         description="Run gradient descent and the lecture's momentum (m ← λm − ηg, θ ← θ + m) on small "
-        f"error surfaces ({', '.join(surface_names())}), sweep λ to show where momentum helps and "
+        "error surfaces (a ball on a slope with a small hill, a saddle, a valley, two minima…), sweep λ to show where momentum helps and "
         "where it does not, and check the lecture's claims on the runs. Writes toy.json and a PNG "
         "and SVG figure per surface.",
         epilog="Example: batchlab toy --surface ball --momentum 0.5 0.9 --out batchlab-report/toy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--surface", nargs="+", default=[ALL], metavar="NAME",
-                        help=f"one or more of {', '.join(surface_names())}, or all (default: all)")
+                        help="one or more surface names, or all (default: all); an unknown name lists the known ones")
     parser.add_argument("--lr", type=float, default=None, metavar="ETA",
                         help="learning rate η for every surface (default: each surface's own)")
     parser.add_argument("--momentum", type=float, nargs="+", default=list(DEFAULT_MOMENTA), metavar="λ",
@@ -55,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def chosen_surfaces(names: Sequence[str]) -> list[str]:
     """``all`` -> every registered surface; otherwise the names given, each checked, in order."""
+    from batchlab.toy.surfaces import surface_names
+
     known = surface_names()
     if ALL in names:
         return list(known)
@@ -65,6 +72,8 @@ def chosen_surfaces(names: Sequence[str]) -> list[str]:
 
 
 def run_toy(args: argparse.Namespace) -> int:
+    from batchlab.toy.experiments import lecture_toy_experiments
+
     report = lecture_toy_experiments(
         surfaces=chosen_surfaces(args.surface),
         lr=args.lr,

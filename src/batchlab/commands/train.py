@@ -8,12 +8,13 @@ import json
 from batchlab.commands._options import (
     add_data_dir_option,
     add_device_option,
+    add_progress_option,
     add_store_option,
+    batch_size_value,
     hidden_width,
     seed_value,
 )
-from batchlab.config import SHUFFLE_MODES, RunConfig, parse_batch_size
-from batchlab.errors import ConfigError
+from batchlab.config import SHUFFLE_MODES, RunConfig
 from batchlab.limits import check_model_memory, model_memory_errors
 
 
@@ -32,10 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="train again even if the store has this run")
     parser.add_argument("--no-weights", action="store_true", help="do not keep the final weights")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    parser.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
-                        help="always show a progress bar (default: only on a terminal)")
-    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
-                        help="plain log lines instead of a progress bar")
+    add_progress_option(parser, "a progress bar per epoch (else plain log lines)")
     parser.set_defaults(handler=run_train)
 
 
@@ -46,7 +44,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=defaults.model, help="mlp, keskar-f1, keskar-c1, cnn (default: mlp)")
     parser.add_argument("--hidden", type=hidden_width, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
     parser.add_argument("--optimizer", default=defaults.optimizer, help="momentum, sgd, torch-sgd, adam (default: momentum)")
-    parser.add_argument("--batch-size", type=batch_size_arg, default=defaults.batch_size, help="1 … N or 'full' (default: 64)")
+    parser.add_argument("--batch-size", type=batch_size_value, default=defaults.batch_size, help="1 … N or 'full' (default: 64)")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate η (default: 0.1)")
     parser.add_argument("--momentum", type=float, default=defaults.momentum, help="λ in m ← λm − ηg, in [0, 1) (default: 0)")
     parser.add_argument("--nesterov", action="store_true", help="Nesterov form of momentum")
@@ -61,14 +59,6 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-patience", type=int, default=0, help="stop when the training loss has not improved for this many epochs (0 = off)")
     add_device_option(parser)
     add_data_dir_option(parser)
-
-
-def batch_size_arg(text: str) -> int | str:
-    """argparse type for a batch size: our one-line message instead of argparse's generic one."""
-    try:
-        return parse_batch_size(text)
-    except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
