@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from batchlab.commands._options import add_store_option, output_file, store_path
 
