@@ -73,14 +73,14 @@ def test_per_epoch_json_and_csv(store_path, capsys, tmp_path):
     (run,) = json.loads(capsys.readouterr().out)
     assert [row["epoch"] for row in run["per_epoch"]] == [1, 2]
     out = tmp_path / "out" / "epochs.csv"
-    assert main(["runs", "--store", str(store_path), "--format", "csv", "--per-epoch", "--output", str(out)]) == 0
+    assert main(["runs", "--store", str(store_path), "--format", "csv", "--per-epoch", "-o", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 6 and {r["epoch"] for r in rows} == {"1", "2"}
 
 
 def test_output_file_is_written(store_path, tmp_path, capsys):
     out = tmp_path / "export" / "runs.json"
-    assert main(["runs", "--store", str(store_path), "--format", "json", "--output", str(out)]) == 0
+    assert main(["runs", "--store", str(store_path), "--format", "json", "-o", str(out)]) == 0
     assert "4 run(s) written to" in capsys.readouterr().out
     assert len(json.loads(out.read_text())) == 4
     assert [p.name for p in out.parent.iterdir()] == ["runs.json"]

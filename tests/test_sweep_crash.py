@@ -30,7 +30,7 @@ FIXED = {"hidden": [16], "epochs": EPOCHS, "lr": 0.05, "device": "cpu"}
 def _command(store: Path) -> list[str]:
     return [
         sys.executable, "-m", "batchlab.cli", "sweep",
-        "--batch-sizes", "16", "32", "--seeds", "0", "1", "--lrs", "0.05",
+        "--batch-size", "16", "32", "--seed", "0", "1", "--lr", "0.05",
         "--hidden", "16", "--epochs", str(EPOCHS), "--device", "cpu",
         "--store", str(store), "--no-progress",
     ]

@@ -19,7 +19,7 @@ from batchlab.train.result import DIVERGED, FINISHED, RunResult
 
 FIXED = {"dataset": "mnist-5k", "hidden": [16], "epochs": 2, "lr": 0.1, "device": "cpu"}
 SPEC = SweepSpec(grid={"batch_size": [256], "momentum": [0.0, 0.9], "seed": [0, 1]}, fixed=FIXED)
-FLAGS = ["--hidden", "16", "--epochs", "2", "--lrs", "0.1", "--device", "cpu", "--no-progress"]
+FLAGS = ["--hidden", "16", "--epochs", "2", "--lr", "0.1", "--device", "cpu", "--no-progress"]
 
 
 def test_sweep_stores_every_run_under_the_id_of_a_single_train(tmp_path):
@@ -108,16 +108,16 @@ def _wall_times(store: RunStore, identity: str) -> dict[int, float]:
 
 def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     store = tmp_path / "runs.db"
-    assert main(["sweep", "--batch-sizes", "256", "--seeds", "0", "1", "--store", str(store), "--dry-run", *FLAGS]) == 0
+    assert main(["sweep", "--batch-size", "256", "--seed", "0", "1", "--store", str(store), "--dry-run", *FLAGS]) == 0
     out = capsys.readouterr().out
     assert "sweep: 2 run(s); skipped (already in store): 0; to train: 2 (0 resume from a checkpoint)" in out
     assert "2 runs of mlp B=256" in out
     assert "dry run: nothing trained" in out
     assert not store.exists()
 
-    assert main(["sweep", "--batch-sizes", "256", "--seeds", "0", "--store", str(store), *FLAGS]) == 0
+    assert main(["sweep", "--batch-size", "256", "--seed", "0", "--store", str(store), *FLAGS]) == 0
     capsys.readouterr()
-    assert main(["sweep", "--batch-sizes", "256", "512", "--seeds", "0", "1", "--store", str(store),
+    assert main(["sweep", "--batch-size", "256", "512", "--seed", "0", "1", "--store", str(store),
                  "--dry-run", "--packing", "sequential", *FLAGS]) == 0
     out = capsys.readouterr().out
     assert "sweep: 4 run(s); skipped (already in store): 1; to train: 3" in out
@@ -129,8 +129,8 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
 def test_cli_sweep_prints_progress_summary_and_exports(tmp_path, capsys):
     store = tmp_path / "runs.db"
     export = tmp_path / "out" / "sweep.csv"
-    argv = ["sweep", "--batch-sizes", "256", "--momenta", "0", "0.9", "--store", str(store),
-            "--export", "csv", "--output", str(export), *FLAGS]
+    argv = ["sweep", "--batch-size", "256", "--momentum", "0", "0.9", "--store", str(store),
+            "-o", str(export), *FLAGS]
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "skipped (already in store): 0" in captured.out

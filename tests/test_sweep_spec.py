@@ -145,8 +145,8 @@ def _spec(argv):
 
 
 def test_cli_flags_make_the_grid_and_the_fixed_values():
-    spec = _spec(["--batch-sizes", "1", "16", "full", "--momenta", "0", "0.9", "--lrs", "0.1",
-                  "--seeds", "0", "1", "--optimizers", "momentum", "--epochs", "3", "--hidden", "16",
+    spec = _spec(["--batch-size", "1", "16", "full", "--momentum", "0", "0.9", "--lr", "0.1",
+                  "--seed", "0", "1", "--optimizer", "momentum", "--epochs", "3", "--hidden", "16",
                   "--device", "cpu", "--nesterov"])
     assert spec.grid_axes == {"optimizer": ("momentum",), "batch_size": (1, 16, "full"), "lr": (0.1,),
                               "momentum": (0.0, 0.9), "seed": (0, 1)}
@@ -157,14 +157,14 @@ def test_cli_flags_make_the_grid_and_the_fixed_values():
 def test_cli_flags_override_the_toml_file(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text('[fixed]\nepochs = 4\nlr = 0.3\n[grid]\nbatch_size = [16, 32]\nseed = [0, 1, 2]\n', encoding="utf-8")
-    spec = _spec(["--config", str(path), "--lrs", "0.1", "0.2", "--seeds", "7", "--epochs", "1"])
+    spec = _spec(["--config", str(path), "--lr", "0.1", "0.2", "--seed", "7", "--epochs", "1"])
     assert spec.grid_axes == {"batch_size": (16, 32), "lr": (0.1, 0.2), "seed": (7,)}
     assert spec.fixed_values == {"epochs": 1}
 
 
 def test_cli_reports_a_bad_grid_value_upfront(tmp_path, capsys):
     store = tmp_path / "runs.db"
-    code = main(["sweep", "--momenta", "0.5", "1.5", "--store", str(store), "--no-progress"])
+    code = main(["sweep", "--momentum", "0.5", "1.5", "--store", str(store), "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err == "batchlab: error: grid point momentum=1.5: momentum 1.5 is outside [0, 1); allowed: 0 ≤ momentum < 1"
@@ -172,5 +172,5 @@ def test_cli_reports_a_bad_grid_value_upfront(tmp_path, capsys):
 
 
 def test_cli_rejects_a_bad_batch_size_flag(capsys):
-    assert main(["sweep", "--batch-sizes", "16", "big"]) == 2
+    assert main(["sweep", "--batch-size", "16", "big"]) == 2
     assert "batch size 'big' is not an integer" in capsys.readouterr().err

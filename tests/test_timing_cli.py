@@ -7,7 +7,7 @@ import torch
 
 from batchlab.cli import main
 
-FAST = ["--batch-sizes", "2", "full", "--n-examples", "16", "--budget-s", "0.01", "--warmup", "1",
+FAST = ["--batch-size", "2", "full", "--n-examples", "16", "--budget-s", "0.01", "--warmup", "1",
         "--hidden", "8", "--device", "cpu"]
 
 
@@ -48,8 +48,8 @@ def test_timing_json_format_and_no_store(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--batch-sizes", "0"], "batch size 0 is too small"),
-        (["--batch-sizes", "8", "x"], "batch size 'x' is not an integer"),
+        (["--batch-size", "0"], "batch size 0 is too small"),
+        (["--batch-size", "8", "x"], "batch size 'x' is not an integer"),
         (["--paths", "gpu"], "unknown timing path 'gpu'; allowed: dataloader, resident, cuda-graph"),
         (["--paths", "cuda-graph", "--device", "cpu"], "cuda-graph needs a CUDA device"),
         (["--repeats", "2"], "repeats 2 is too few"),

@@ -11,29 +11,67 @@ The Python API in one place::
     frame = results.to_pandas()
 
 Implementation modules stay importable for advanced use, but this namespace is the stable surface.
+Its names are imported on first use (PEP 562), so ``import batchlab`` — and ``batchlab --help`` —
+does not load torch.
 """
 
-from batchlab.config import RunConfig, run_id
-from batchlab.errors import ChecksumError, ConfigError, DataError, StoreError, UserError
-from batchlab.optim import Momentum
-from batchlab.store import RunStore
-from batchlab.sweep import Results, SweepSpec, run_sweep
-from batchlab.train import RunResult, evaluate, train
+from __future__ import annotations
 
-__all__ = [
-    "ChecksumError",
-    "ConfigError",
-    "DataError",
-    "Momentum",
-    "RunConfig",
-    "RunResult",
-    "RunStore",
-    "Results",
-    "SweepSpec",
-    "StoreError",
-    "UserError",
-    "evaluate",
-    "run_id",
-    "run_sweep",
-    "train",
-]
+import importlib
+import sys
+import types
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("batchlab")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "RunConfig": "batchlab.config",
+    "run_id": "batchlab.config",
+    "ChecksumError": "batchlab.errors",
+    "ConfigError": "batchlab.errors",
+    "DataError": "batchlab.errors",
+    "StoreError": "batchlab.errors",
+    "UserError": "batchlab.errors",
+    "Momentum": "batchlab.optim",
+    "RunStore": "batchlab.store",
+    "Results": "batchlab.sweep",
+    "SweepSpec": "batchlab.sweep",
+    "run_sweep": "batchlab.sweep",
+    "RunResult": "batchlab.train",
+    "evaluate": "batchlab.train",
+    "train": "batchlab.train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'batchlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Namespace(types.ModuleType):
+    """The package module: a subpackage named like a public function (``batchlab.train``) must
+    not replace the function when it is first imported (the import system sets it as an
+    attribute of its parent); the function stays what ``batchlab.train`` names."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Namespace

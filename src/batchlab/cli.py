@@ -2,31 +2,83 @@
 
 Each subcommand lives in its own module under :mod:`batchlab.commands` and exposes
 ``register(subparsers)``, which adds its parser and sets ``handler=<function(args) -> int>``.
+Command modules import only argparse-level things at their top level and their implementation
+inside the handler, so building the parser (``--help``, ``--version``, a usage error) never
+loads torch. Commands are listed in the order a user meets them (:data:`ORDER`); a module not
+named there is appended alphabetically, so a new command needs no change here.
+
 Bad input raises :class:`batchlab.errors.UserError`; it is printed as one line and the exit code
-is 2 (``--debug`` shows the traceback instead).
+is 2 (``--debug`` shows the traceback instead). Flags must be spelled out (no prefix
+abbreviations); an unknown flag names the subcommand and suggests the nearest valid one.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import pkgutil
+import re
 import sys
 import traceback
 from collections.abc import Sequence
 
-from batchlab import commands
+from batchlab import __version__, commands
 from batchlab.errors import UserError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 
+# The order of `batchlab --help`: the whole lecture first, then one run, many runs, what the
+# store holds, the measurements, and the datasets last.
+ORDER = ("lecture", "train", "sweep", "runs", "report", "timing", "toy", "hessian", "sharpness",
+         "landscape", "gap", "data")
+
 
 class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``batchlab: error: ...``) and exit code 2."""
+    """argparse without prefix abbreviations, whose usage error is one line naming the
+    subcommand (``sweep: unrecognized argument --momenta; did you mean --momentum?``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def command_name(self) -> str:
+        """``sweep`` for ``batchlab sweep``, ``data fetch`` for ``batchlab data fetch``, '' at the top."""
+        return self.prog.partition(" ")[2]
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{self.prog.split()[-1] if ' ' in self.prog else 'batchlab'}: {message}")
+        choice = re.match(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:  # argparse lists the choices; say which one was probably meant
+            allowed = re.findall(r"'([^']*)'", choice.group(3))
+            near = difflib.get_close_matches(choice.group(2), allowed, n=1, cutoff=0.6)
+            message = (f"argument {choice.group(1)}: invalid choice {choice.group(2)!r}"
+                       + (f"; did you mean {near[0]}?" if near else "") + f" (allowed: {', '.join(allowed)})")
+        name = self.command_name()
+        raise UserError(f"{name}: {message}" if name else message)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            # Raised here, where the subcommand's options are known, not by the top parser.
+            self.error(self.unrecognized(extras))
+        return namespace, extras
+
+    def unrecognized(self, extras: list[str]) -> str:
+        flags = [word for word in extras if word.startswith("-") and len(word) > 1]
+        if not flags:
+            return f"unrecognized argument{'s' if len(extras) > 1 else ''} {' '.join(extras)}"
+        word = flags[0].partition("=")[0]
+        known = sorted({s for action in self._actions for s in action.option_strings if s.startswith("--")})
+        matches = [s for s in known if s.startswith(word)] or difflib.get_close_matches(word, known, n=2, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(matches)}?" if matches else f"; see `{self.prog} --help`"
+        return f"unrecognized argument {word}{hint}"
+
+
+def command_modules() -> list[str]:
+    """Names of the command modules: :data:`ORDER` first, then any other module alphabetically."""
+    found = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+    return [name for name in ORDER if name in found] + [name for name in found if name not in ORDER]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,13 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: batchlab train --dataset mnist-5k --batch-size 64 --momentum 0.9 --epochs 3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"batchlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
-    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if module_info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
-        module.register(subparsers)
+    for name in command_modules():
+        importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
     return parser
 
 
@@ -51,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args([word for word in argv if word != "--debug"] if debug else argv)
         if getattr(args, "handler", None) is None:
             parser.print_help()
             return EXIT_USAGE

@@ -7,7 +7,7 @@ import functools
 import json
 import sys
 
-from batchlab.commands._options import add_data_dir_option
+from batchlab.commands._options import add_data_dir_option, add_progress_option, progress_on
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,8 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_dir_option(fetch_parser)
     fetch_parser.add_argument("--base-url", default=None,
                               help="download from this URL instead of the registry's mirrors (file F from URL/F)")
-    fetch_parser.add_argument("--no-progress", dest="progress", action="store_false",
-                              help="no download progress bar")
+    add_progress_option(fetch_parser, "a download progress bar")
     fetch_parser.set_defaults(handler=run_fetch)
 
     parser.set_defaults(handler=functools.partial(_usage, parser))
@@ -92,6 +91,6 @@ def format_status_table(rows: list[dict]) -> str:
 def run_fetch(args: argparse.Namespace) -> int:
     from batchlab.data import fetch
 
-    paths = fetch(args.name, args.data_dir, base_url=args.base_url, progress=args.progress, log=print)
+    paths = fetch(args.name, args.data_dir, base_url=args.base_url, progress=progress_on(args.progress), log=print)
     print(f"{args.name}: ready ({len(paths)} file{'s' if len(paths) != 1 else ''})")
     return 0

@@ -8,7 +8,13 @@ import os
 import time
 from pathlib import Path
 
-from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
+from batchlab.commands._options import (
+    add_data_dir_option,
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    output_dir,
+)
 
 DEFAULT_OUT = Path("batchlab-report") / "gap"
 
@@ -42,10 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     space.add_argument("--no-subspace", dest="subspace", action="store_const", const=False,
                        help="full-space sharpness only (default at quick scale)")
     add_store_option(parser)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where gap.json and figures go (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR", help=f"where gap.json and figures go (default: {DEFAULT_OUT})")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    parser.add_argument("--progress", dest="progress", action="store_const", const=True, default=False,
-                        help="a progress bar per training run (default: one log line per run)")
+    add_progress_option(parser, "a progress bar per training run (else one log line per run)")
     add_device_option(parser)
     add_data_dir_option(parser)
     parser.set_defaults(handler=run_gap_command)

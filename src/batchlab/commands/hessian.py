@@ -6,7 +6,13 @@ import argparse
 import json
 import sys
 
-from batchlab.commands._options import add_device_option, add_store_option
+from batchlab.commands._options import (
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    seed_value,
+    stage_printer,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,13 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a gradient norm above this is 'not critical' (default: 1e-3)")
     parser.add_argument("--eig-tol", type=float, default=None,
                         help="eigenvalues within ±this count as zero (default: relative, max(1e-3, 2·tol)·max|λ|)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed_value, default=0,
                         help="seed of the example subset, Lanczos start and trace vectors (default: 0)")
     parser.add_argument("--examples", type=int, default=None,
                         help="use a random subset of this many training examples (default: all)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="examples per forward pass (default: 1000)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     add_device_option(parser)
+    add_progress_option(parser, "a line per stage with the seconds so far")
     parser.set_defaults(handler=run_hessian)
 
 
@@ -61,9 +68,12 @@ def run_hessian(args: argparse.Namespace) -> int:
     from batchlab.store import RunStore
     from batchlab.train.restore import restore_run
 
+    say = stage_printer(args.progress)
     with RunStore(args.store, create=False) as store:
+        say(f"restoring run {args.run_id}")
         restored = restore_run(store, args.run_id, device=args.device)
         x, y = select_examples(restored.splits.train.x, restored.splits.train.y, args.examples, args.seed)
+        say(f"Hessian of the loss on {len(y)} examples: Lanczos for {args.k} top eigenvalue(s) and the smallest")
         summary = hessian_summary(
             restored.model, x, y,
             k=args.k, tol=args.tol, max_iter=args.max_iter, seed=args.seed,

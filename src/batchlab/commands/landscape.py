@@ -7,11 +7,30 @@ import argparse
 import json
 from pathlib import Path
 
-from batchlab.commands._options import add_device_option, add_store_option
+from batchlab.commands._deferred import RecordsAfterSuccess
+from batchlab.commands._options import (
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    output_dir,
+    seed_value,
+    stage_printer,
+)
 from batchlab.errors import ConfigError
-from batchlab.geometry.landscape import BN_MODES, DEFAULT_ALPHA_RANGE, DEFAULT_BN_MODE, DEFAULT_GRID_STEPS, DEFAULT_SPAN
 
 DEFAULT_OUT = Path("batchlab-report") / "landscape"
+# The command line's defaults, written here so that `--help` needs no torch; equal to
+# batchlab.geometry.landscape's (a test checks).
+BN_MODES = ("interpolate", "recompute")
+DEFAULT_BN_MODE = "recompute"
+DEFAULT_ALPHA_RANGE = (-1.0, 2.0, 31)
+DEFAULT_GRID_STEPS = 21
+DEFAULT_SPAN = 1.0
+# Bounds that keep one call to seconds or minutes: each α costs a pass over the examples and
+# each contour point another; beyond |α| = 10 the line leaves any region the two minima describe.
+ALPHA_LIMIT = 10.0
+MAX_ALPHAS = 1001
+MAX_GRID = 201
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run_b", metavar="RUN_B", help="run id at α = 1 (Keskar: the large-batch minimum)")
     add_store_option(parser)
     parser.add_argument("--alphas", nargs=3, type=float, default=[start, stop, count], metavar=("START", "STOP", "COUNT"),
-                        help=f"α from START to STOP in COUNT points (default: {start:g} {stop:g} {count})")
+                        help=f"α from START to STOP in COUNT points, START and STOP within [−{ALPHA_LIMIT:g}, "
+                        f"{ALPHA_LIMIT:g}], COUNT 2 … {MAX_ALPHAS} (default: {start:g} {stop:g} {count})")
     parser.add_argument("--bn", choices=BN_MODES, default=DEFAULT_BN_MODE,
                         help="batch-norm running statistics: recompute them at every α from the training "
                         "examples (default) or interpolate them with the weights (Keskar et al.'s code)")
@@ -47,15 +67,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--contour", metavar="RUN", default=None,
                         help="also draw the 2-D filter-normalized contour around this run's minimum")
     parser.add_argument("--grid", type=int, default=DEFAULT_GRID_STEPS,
-                        help=f"contour grid points per axis (default: {DEFAULT_GRID_STEPS})")
+                        help=f"contour grid points per axis, 2 … {MAX_GRID} (default: {DEFAULT_GRID_STEPS})")
     parser.add_argument("--span", type=float, default=DEFAULT_SPAN,
                         help=f"contour covers [−SPAN, SPAN]² in units of the directions (default: {DEFAULT_SPAN:g})")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed_value, default=0,
                         help="seed of the example subsets, the contour's directions and dropout in --bn recompute (default: 0)")
     parser.add_argument("--force", action="store_true", help="compute again even if the store holds the result")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where figures and JSON go (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR", help=f"where figures and JSON go (default: {DEFAULT_OUT})")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     add_device_option(parser)
+    add_progress_option(parser, "a line per stage with the seconds so far")
     parser.set_defaults(handler=run_landscape)
 
 
@@ -63,9 +84,22 @@ def alphas_from_args(values: list[float]) -> list[float]:
     from batchlab.geometry.landscape import alpha_grid
 
     start, stop, count = values
-    if not float(count).is_integer():
-        raise ConfigError(f"number of alphas {count:g} is not an integer; allowed: an integer ≥ 2, e.g. --alphas -1 2 31")
+    for name, value in (("start", start), ("stop", stop)):
+        if not -ALPHA_LIMIT <= value <= ALPHA_LIMIT:  # also refuses nan
+            raise ConfigError(f"--alphas {name} {value:g} is out of range; allowed: "
+                              f"−{ALPHA_LIMIT:g} ≤ α ≤ {ALPHA_LIMIT:g}, e.g. --alphas -1 2 31")
+    if not float(count).is_integer() or not 2 <= count <= MAX_ALPHAS:
+        problem = "is out of range" if float(count).is_integer() else "is not an integer"
+        raise ConfigError(f"number of alphas {count:g} {problem}; allowed: an integer 2 … {MAX_ALPHAS}, "
+                          "e.g. --alphas -1 2 31")
     return alpha_grid(start, stop, int(count))
+
+
+def check_grid(steps: int) -> int:
+    if not 2 <= steps <= MAX_GRID:
+        raise ConfigError(f"--grid {steps} is out of range; allowed: an integer 2 … {MAX_GRID} points per axis "
+                          f"(odd puts the minimum at the centre)")
+    return steps
 
 
 def run_landscape(args: argparse.Namespace) -> int:
@@ -76,9 +110,15 @@ def run_landscape(args: argparse.Namespace) -> int:
     from batchlab.train.restore import restore_run
 
     alphas = alphas_from_args(args.alphas)
-    with RunStore(args.store, create=False) as store:
-        run_a = restore_run(store, args.run_a, device=args.device)
-        run_b = restore_run(store, args.run_b, device=args.device)
+    check_grid(args.grid)
+    say = stage_printer(args.progress)
+    with RunStore(args.store, create=False) as opened:
+        # New records wait until the figures and JSON are written, so a failure stores nothing.
+        store = RecordsAfterSuccess(opened)
+        say(f"restoring runs {args.run_a} and {args.run_b}")
+        run_a = restore_run(opened, args.run_a, device=args.device)
+        run_b = restore_run(opened, args.run_b, device=args.device)
+        say(f"loss and accuracy at {len(alphas)} points of the line between them")
         line, key, reused = measure_parametric(
             store, run_a, run_b, alphas=alphas, bn=args.bn, examples=args.examples,
             test_examples=args.test_examples, seed=args.seed, reuse=not args.force,
@@ -86,24 +126,28 @@ def run_landscape(args: argparse.Namespace) -> int:
         contour = None
         if args.contour is not None:
             centre = {run_a.run_id: run_a, run_b.run_id: run_b}.get(args.contour) or restore_run(
-                store, args.contour, device=args.device)
+                opened, args.contour, device=args.device)
+            say(f"training loss on a {args.grid}×{args.grid} grid around {centre.run_id}")
             contour = measure_contour(store, centre, steps=args.grid, span=args.span, examples=args.examples,
                                       seed=args.seed, reuse=not args.force)
 
-    stem = f"landscape-{run_a.run_id[:8]}-{run_b.run_id[:8]}-bn-{args.bn}"
-    title = (f"{run_a.config.model} on {run_a.config.dataset}: A batch size {run_a.config.batch_size}, "
-             f"B batch size {run_b.config.batch_size}")
-    written = save_figure(plot_parametric([LinePanel(title, line, f"A ({run_a.run_id[:8]})", f"B ({run_b.run_id[:8]})")]),
-                          args.out / stem)
-    result = {"key": key, "from_store": reused, "run_a": run_a.run_id, "run_b": run_b.run_id, "line": line.to_dict()}
-    if contour is not None:
-        grid, contour_key, contour_reused = contour
-        written += save_figure(plot_contour(grid, f"{centre.config.model} on {centre.config.dataset}, run "
-                                                  f"{centre.run_id[:8]} (B {centre.config.batch_size})"),
-                               args.out / f"contour-{centre.run_id[:8]}")
-        result["contour"] = {"key": contour_key, "from_store": contour_reused, "run_id": centre.run_id,
-                             "grid": grid.to_dict()}
-    written.append(write_json(args.out / f"{stem}.json", result))
+        stem = f"landscape-{run_a.run_id[:8]}-{run_b.run_id[:8]}-bn-{args.bn}"
+        title = (f"{run_a.config.model} on {run_a.config.dataset}: A batch size {run_a.config.batch_size}, "
+                 f"B batch size {run_b.config.batch_size}")
+        written = save_figure(plot_parametric([LinePanel(title, line, f"A ({run_a.run_id[:8]})",
+                                                         f"B ({run_b.run_id[:8]})")]), args.out / stem)
+        result = {"key": key, "from_store": reused, "run_a": run_a.run_id, "run_b": run_b.run_id,
+                  "line": line.to_dict()}
+        if contour is not None:
+            grid, contour_key, contour_reused = contour
+            written += save_figure(plot_contour(grid, f"{centre.config.model} on {centre.config.dataset}, run "
+                                                      f"{centre.run_id[:8]} (B {centre.config.batch_size})"),
+                                   args.out / f"contour-{centre.run_id[:8]}")
+            result["contour"] = {"key": contour_key, "from_store": contour_reused, "run_id": centre.run_id,
+                                 "grid": grid.to_dict()}
+        written.append(write_json(args.out / f"{stem}.json", result))
+        store.commit()
+    say("done")
 
     if args.format == "json":
         print(json.dumps(strict_json({**result, "files": [str(p) for p in written]}), indent=2))

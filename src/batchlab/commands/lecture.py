@@ -7,7 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
+from batchlab.commands._options import (
+    add_data_dir_option,
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    output_dir,
+)
 
 DEFAULT_OUT = Path("batchlab-report")
 PLAYGROUND = "playground.html"
@@ -27,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_store_option(parser)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR",
                         help=f"where report.html, figures/ and summary.json go (default: {DEFAULT_OUT})")
     parser.add_argument("--scale", choices=("quick", "full"), default="quick",
                         help="quick: mnist-5k, the lecture MLP, B 8 … full, ~10 min on a CPU; full: full datasets, "
@@ -38,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="measure the timing again even if the store already has it")
     add_device_option(parser)
     add_data_dir_option(parser)
+    add_progress_option(parser, "a progress bar per training run (else the stage lines only)")
     parser.set_defaults(handler=run_lecture_command)
 
 
@@ -54,7 +61,7 @@ def run_lecture_command(args: argparse.Namespace) -> int:
 
     with RunStore(args.store) as store:
         run_lecture(store, scale, device=args.device, data_dir=str(args.data_dir) if args.data_dir else None,
-                    retime=args.retime, progress=say, run_progress=False)
+                    retime=args.retime, progress=say, run_progress=args.progress)
         say("writing the report")
         report, ctx = build_report(store)
         written = write_lecture_report(report, ctx, args.out)

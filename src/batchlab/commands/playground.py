@@ -6,6 +6,8 @@ import argparse
 import webbrowser
 from pathlib import Path
 
+from batchlab.commands._options import output_file
+
 DEFAULT_OUT = Path("playground.html")
 
 
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Example: batchlab playground -o playground.html --open",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT, metavar="FILE",
+    parser.add_argument("-o", "--output", type=output_file, default=DEFAULT_OUT, metavar="FILE",
                         help=f"where to write the page (default: {DEFAULT_OUT})")
     parser.add_argument("--open", action="store_true", help="open the page in the default web browser")
     parser.set_defaults(handler=run_playground)
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_playground(args: argparse.Namespace) -> int:
     from batchlab.playground import write_page  # numpy and scipy only when the command runs
 
-    written = write_page(args.out)
+    written = write_page(args.output)
     print(f"playground: {written}")
     if args.open:
         webbrowser.open(written.resolve().as_uri())

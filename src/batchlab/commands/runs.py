@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from batchlab.commands._options import add_store_option
+from batchlab.commands._options import add_store_option, output_file
 from batchlab.config import RunConfig
 from batchlab.errors import UserError
 from batchlab.store import EXPORT_FORMATS, STATUSES, RunStore, export_runs, write_text_atomically
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "accuracies, time per update), or CSV/JSON with every config and summary column, ready "
         "for pandas (pandas.read_csv / pandas.read_json).",
         epilog="Example: batchlab runs --store batchlab-runs/runs.db --status finished "
-        "--where batch_size=64,full --where momentum=0.9 --format csv --output runs.csv",
+        "--where batch_size=64,full --where momentum=0.9 --format csv -o runs.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_store_option(parser)
@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="include per-epoch metrics (csv: one row per run and epoch; json: a 'per_epoch' list per run)",
     )
-    parser.add_argument("--output", type=Path, default=None, help="write to this file instead of the terminal")
+    parser.add_argument("-o", "--output", type=output_file, default=None, metavar="FILE",
+                        help="write to this file instead of the terminal")
     parser.set_defaults(handler=run_runs)
 
 

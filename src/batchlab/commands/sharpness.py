@@ -6,7 +6,13 @@ import argparse
 import json
 import sys
 
-from batchlab.commands._options import add_device_option, add_store_option
+from batchlab.commands._options import (
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    seed_value,
+    stage_printer,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,12 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="dimension p of the random subspace measured besides the full space (default: 100)")
     space.add_argument("--full-space-only", action="store_true", help="skip the random subspace")
     parser.add_argument("--iterations", type=int, default=10, help="L-BFGS-B iterations (default: 10, as in the paper)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random matrix A and of --examples (default: 0)")
+    parser.add_argument("--seed", type=seed_value, default=0, help="seed of the random matrix A and of --examples (default: 0)")
     parser.add_argument("--examples", type=int, default=None,
                         help="use a random subset of this many training examples (default: all)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="examples per forward pass (default: 1000)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     add_device_option(parser)
+    add_progress_option(parser, "a line per stage with the seconds so far")
     parser.set_defaults(handler=run_sharpness)
 
 
@@ -70,9 +77,12 @@ def run_sharpness(args: argparse.Namespace) -> int:
     from batchlab.store import RunStore
     from batchlab.train.restore import restore_run
 
+    say = stage_printer(args.progress)
     with RunStore(args.store, create=False) as store:
+        say(f"restoring run {args.run_id}")
         restored = restore_run(store, args.run_id, device=args.device)
         x, y = select_examples(restored.splits.train.x, restored.splits.train.y, args.examples, args.seed)
+        say(f"L-BFGS-B over the box for each of {len(args.epsilon)} ε on {len(y)} examples")
         rows = sharpness_table(
             restored.model, x, y,
             epsilons=args.epsilon,

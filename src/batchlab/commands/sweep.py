@@ -8,30 +8,38 @@ import sys
 import textwrap
 from pathlib import Path
 
-from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
-from batchlab.commands.train import batch_size_arg
+from batchlab.commands._options import (
+    add_data_dir_option,
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    batch_size_value,
+    hidden_width,
+    output_file,
+    seed_value,
+)
 from batchlab.config import SHUFFLE_MODES
-from batchlab.errors import UserError
 
 EXPORT_FORMATS = ("csv", "json")
 
-# Plural flags for the swept axes: (flag, RunConfig field, argparse type, help).
+# The swept axes take one or more values under the flag `batchlab train` uses for one value:
+# (flag, RunConfig field, argparse type, metavar, help).
 AXIS_FLAGS = (
-    ("--batch-sizes", "batch_size", batch_size_arg, "batch sizes B, each 1 … N or 'full'"),
-    ("--momenta", "momentum", float, "momenta λ in m ← λm − ηg, each in [0, 1)"),
-    ("--lrs", "lr", float, "learning rates η"),
-    ("--seeds", "seed", int, "initialization and data-order seeds"),
-    ("--optimizers", "optimizer", str, "optimizers: momentum, sgd, torch-sgd, adam"),
+    ("--batch-size", "batch_size", batch_size_value, "B", "batch sizes, each 1 … N or 'full'"),
+    ("--momentum", "momentum", float, "λ", "momenta λ in m ← λm − ηg, each in [0, 1)"),
+    ("--lr", "lr", float, "η", "learning rates η"),
+    ("--seed", "seed", seed_value, "SEED", "initialization and data-order seeds, each 0 … 2**63-1"),
+    ("--optimizer", "optimizer", str, "NAME", "optimizers: momentum, sgd, torch-sgd, adam"),
 )
 # Single-valued flags for fields fixed across the sweep: (flag, RunConfig field, kwargs).
 FIXED_FLAGS = (
     ("--dataset", "dataset", {"help": "dataset name (default: mnist-5k; see `batchlab data list`)"}),
     ("--model", "model", {"help": "mlp, keskar-f1, keskar-c1, cnn (default: mlp)"}),
-    ("--hidden", "hidden", {"type": int, "nargs": "+", "help": "hidden widths, e.g. --hidden 512 512"}),
+    ("--hidden", "hidden", {"type": hidden_width, "nargs": "+", "help": "hidden widths, e.g. --hidden 512 512"}),
     ("--weight-decay", "weight_decay", {"type": float, "help": "L2 coefficient (default: 0)"}),
     ("--epochs", "epochs", {"type": int, "help": "epochs per run (default: 5)"}),
     ("--val-fraction", "val_fraction", {"type": float, "help": "validation share of the training set (default: 0.1)"}),
-    ("--split-seed", "split_seed", {"type": int, "help": "seed of the validation split (default: 0)"}),
+    ("--split-seed", "split_seed", {"type": seed_value, "help": "seed of the validation split (default: 0)"}),
     ("--shuffle", "shuffle", {"choices": SHUFFLE_MODES, "help": "epoch (default), once or none"}),
     ("--max-updates", "max_updates", {"type": int, "help": "stop each run after this many updates"}),
     ("--stop-patience", "stop_patience", {"type": int, "help": "stop a run when its training loss has not improved for this many epochs"}),
@@ -39,8 +47,9 @@ FIXED_FLAGS = (
 
 
 DESCRIPTION = textwrap.fill(
-    "Train every combination of the swept values (plural flags, or the [grid] of a TOML file "
-    "given with --config; command-line flags override the file). Every run is stored under the "
+    "Train every combination of the swept values (each of --batch-size, --momentum, --lr, --seed "
+    "and --optimizer takes one or more values, or the [grid] of a TOML file given with --config; "
+    "command-line flags override the file). Every run is stored under the "
     "same id a single `batchlab train` gives it. Run the same command again after an "
     "interruption (even a kill): finished runs are skipped, unfinished ones resume from their "
     "last epoch. At the end: mean ± std of the accuracies over seeds for each batch size × "
@@ -70,13 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sweep",
         help="train a grid of batch size × momentum × learning rate × seed runs",
         description=DESCRIPTION,
-        epilog="Example: batchlab sweep --batch-sizes 1 16 256 full --momenta 0 0.9 --lrs 0.1 "
-        "--seeds 0 1 2 --epochs 3 --store batchlab-runs/runs.db",
+        epilog="Example: batchlab sweep --batch-size 1 16 256 full --momentum 0 0.9 --lr 0.1 "
+        "--seed 0 1 2 --epochs 3 --store batchlab-runs/runs.db -o runs.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, default=None, help="a sweep file in TOML ([fixed] and [grid] tables)")
-    for flag, field, kind, text in AXIS_FLAGS:
-        parser.add_argument(flag, dest=f"axis_{field}", type=kind, nargs="+", default=None, metavar="VALUE", help=text)
+    for flag, field, kind, metavar, text in AXIS_FLAGS:
+        parser.add_argument(flag, dest=f"axis_{field}", type=kind, nargs="+", default=None, metavar=metavar, help=text)
     for flag, field, kwargs in FIXED_FLAGS:
         metavar = {} if "choices" in kwargs else {"metavar": field.upper()}
         parser.add_argument(flag, dest=f"fixed_{field}", default=None, **metavar, **kwargs)
@@ -89,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr-scaling", choices=("none", "linear"), default=None,
                         help="linear: η = lr · B / base batch (Goyal et al. 2017); default: none")
     parser.add_argument("--base-batch", type=int, default=None,
-                        help="the batch size the --lrs values are meant for under --lr-scaling linear (default: 256)")
+                        help="the batch size the --lr values are meant for under --lr-scaling linear (default: 256)")
     add_store_option(parser)
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="local (this process, default) or ray (Ray tasks; needs the ray extra)")
@@ -101,13 +110,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="train every run again, replacing stored results")
     parser.add_argument("--no-weights", action="store_true", help="do not keep the final weights")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (runs, skipped, packs) and train nothing")
-    parser.add_argument("--export", choices=EXPORT_FORMATS, default=None, help="also write the sweep's runs as csv or json")
-    parser.add_argument("--output", type=Path, default=None, help="file for --export (default: the terminal)")
-    parser.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
-                        help="always show progress bars (default: only on a terminal)")
-    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
-                        help="plain log lines instead of progress bars")
+    parser.add_argument("-o", "--output", type=export_file, default=None, metavar="FILE",
+                        help="also write the sweep's runs to FILE, as CSV (.csv) or JSON (.json)")
+    add_progress_option(parser, "progress bars while runs train (else plain log lines)")
     parser.set_defaults(handler=run_sweep_command)
+
+
+def export_format(path: Path) -> str:
+    return path.suffix.lower().lstrip(".")
+
+
+def export_file(text: str) -> Path:
+    """argparse type of ``-o``: a writable path whose suffix names the format."""
+    path = output_file(text)
+    if export_format(path) not in EXPORT_FORMATS:
+        raise argparse.ArgumentTypeError(f"cannot tell the format of {path}; allowed: a file ending in "
+                                         + " or ".join(f".{f}" for f in EXPORT_FORMATS))
+    return path
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -135,13 +154,21 @@ def spec_from_args(args: argparse.Namespace):
     return SweepSpec(grid=grid, fixed=fixed, **scaling)
 
 
+def check_models_fit(configs) -> None:
+    """Refuse a sweep holding a model too large for this machine before any run is trained."""
+    from batchlab.limits import check_model_memory
+
+    for model, dataset, hidden, device in dict.fromkeys((c.model, c.dataset, c.hidden, c.device) for c in configs):
+        check_model_memory(model, dataset, hidden, device)
+
+
 def run_sweep_command(args: argparse.Namespace) -> int:
     from batchlab.sweep import plan_only, run_sweep
     from batchlab.sweep.summary import summary_table
 
-    if args.output is not None and args.export is None:
-        raise UserError("--output needs --export; allowed: --export csv --output FILE or --export json --output FILE")
     spec = spec_from_args(args)
+    if args.executor == "local":
+        check_models_fit(spec.configs())
     if args.dry_run:
         plan = plan_only(spec, args.store, executor=args.executor, ray_address=args.ray_address,
                          ray_cpus=args.ray_cpus, force=args.force, packing=args.packing)
@@ -160,12 +187,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     trained = len(results) - results.skipped
     print(f"{len(results) + len(results.failed)} run(s): {trained} trained, skipped (already in store): {results.skipped}, "
           f"failed: {len(results.failed)}; store {args.store}")
-    if args.export is not None:
-        if args.output is None:
-            print(results.export(args.export))
-        else:
-            results.to_csv(args.output) if args.export == "csv" else results.to_json(args.output)
-            print(f"{len(results)} run(s) written to {args.output}")
+    if args.output is not None:
+        results.to_csv(args.output) if export_format(args.output) == "csv" else results.to_json(args.output)
+        print(f"{len(results)} run(s) written to {args.output}")
     if results.failed:
         print(f"batchlab: {len(results.failed)} run(s) failed; run the same command again to retry them",
               file=sys.stderr)

@@ -7,22 +7,32 @@ import json
 import sys
 from pathlib import Path
 
-from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
+from batchlab.commands._options import (
+    add_data_dir_option,
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    batch_size_value,
+    check_store_opens,
+    hidden_width,
+    output_dir,
+    progress_on,
+    seed_value,
+)
 
 DEFAULT_OUT = Path("batchlab-report") / "timing"
+# The command line's defaults, written here so that `--help` needs no torch; equal to
+# batchlab.timing.harness's and batchlab.timing.paths' (a test checks).
+DEFAULT_BATCH_SIZES = (1, 10, 100, 1000, 10000, 60000)
+DEFAULT_N_EXAMPLES = 60000
+DEFAULT_REPEATS = 5
+DEFAULT_WARMUP = 3
+DEFAULT_BUDGET_S = 2.0
+DEFAULT_CPU_BUDGET_WITH_GPU_S = 0.5
+PATHS = ("dataloader", "resident", "cuda-graph")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from batchlab.timing.harness import (
-        DEFAULT_BATCH_SIZES,
-        DEFAULT_BUDGET_S,
-        DEFAULT_CPU_BUDGET_WITH_GPU_S,
-        DEFAULT_N_EXAMPLES,
-        DEFAULT_REPEATS,
-        DEFAULT_WARMUP,
-    )
-    from batchlab.timing.paths import PATHS
-
     parser = subparsers.add_parser(
         "timing",
         help="time one update and one epoch against batch size (the lecture's parallelism table)",
@@ -33,14 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "extrapolated from the time per update and flagged; a dataset smaller than the timed N is "
         "replaced by random data of its shape and flagged. Writes a table, a two-panel figure "
         "(PNG and SVG) and rows in the run store.",
-        epilog="Example: batchlab timing --batch-sizes 1 10 100 1000 --paths dataloader resident --budget-s 1",
+        epilog="Example: batchlab timing --batch-size 1 10 100 1000 --paths dataloader resident --budget-s 1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dataset", default="mnist-5k", help="dataset whose shape is timed (default: mnist-5k)")
     add_data_dir_option(parser)
     parser.add_argument("--model", default="mlp", help="mlp (the lecture's 784-512-512-10), keskar-f1, keskar-c1, cnn (default: mlp)")
-    parser.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
-    parser.add_argument("--batch-sizes", nargs="+", default=[str(b) for b in DEFAULT_BATCH_SIZES], metavar="B",
+    parser.add_argument("--hidden", type=hidden_width, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
+    parser.add_argument("--batch-size", type=batch_size_value, nargs="+", default=list(DEFAULT_BATCH_SIZES), metavar="B",
                         help="integers ≥ 1 or 'full' (default: " + " ".join(str(b) for b in DEFAULT_BATCH_SIZES) + ")")
     parser.add_argument("--paths", nargs="+", default=None, metavar="PATH",
                         help=f"data paths among {', '.join(PATHS)} (default: every path the device can run)")
@@ -57,47 +67,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
     parser.add_argument("--optimizer", default="momentum",
                         help="optimizer of the eager paths: momentum (the lecture's), sgd, torch-sgd, adam (default: momentum)")
-    parser.add_argument("--seed", type=int, default=0, help="initialization and data-order seed (default: 0)")
+    parser.add_argument("--seed", type=seed_value, default=0, help="initialization and data-order seed (default: 0)")
     add_store_option(parser)
     parser.add_argument("--no-store", action="store_true", help="do not record the timings in the store")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for timing.png/.svg/.json (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR", help=f"folder for timing.png/.svg/.json (default: {DEFAULT_OUT})")
     parser.add_argument("--no-lecture-reference", dest="lecture_reference", action="store_false",
                         help="leave the lecture's V100 numbers out of the figure")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    add_progress_option(parser, "a line per timed point")
     parser.set_defaults(handler=run_timing)
 
 
 def run_timing(args: argparse.Namespace) -> int:
-    from batchlab.config import parse_batch_size
     from batchlab.files import save_figure, write_json
+    from batchlab.limits import check_model_memory, model_memory_errors
     from batchlab.timing import format_timing_table, plot_timing, timing_sweep
     from batchlab.timing.harness import check_paths, sweep_devices
 
-    batch_sizes = [parse_batch_size(value) for value in args.batch_sizes]
+    batch_sizes = list(args.batch_size)
     # Checked before any data is made or anything is timed, so bad input fails at once.
     check_paths(args.paths, sweep_devices(args.device))
+    check_model_memory(args.model, args.dataset, args.hidden, args.device)
+    if not args.no_store:
+        check_store_opens(args.store)
 
     def report(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        if progress_on(args.progress):
+            print(line, file=sys.stderr, flush=True)
 
-    table = timing_sweep(
-        args.paths,
-        batch_sizes,
-        args.device,
-        model=args.model,
-        dataset=args.dataset,
-        n_examples=args.n_examples,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        budget_s=args.budget_s,
-        cpu_budget_s=args.cpu_budget_s,
-        data_dir=args.data_dir,
-        optimizer=args.optimizer,
-        num_workers=args.num_workers,
-        seed=args.seed,
-        hidden=tuple(args.hidden) if args.hidden else None,
-        progress=report,
-    )
+    with model_memory_errors(args.model, args.hidden):
+        table = timing_sweep(
+            args.paths,
+            batch_sizes,
+            args.device,
+            model=args.model,
+            dataset=args.dataset,
+            n_examples=args.n_examples,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            budget_s=args.budget_s,
+            cpu_budget_s=args.cpu_budget_s,
+            data_dir=args.data_dir,
+            optimizer=args.optimizer,
+            num_workers=args.num_workers,
+            seed=args.seed,
+            hidden=tuple(args.hidden) if args.hidden else None,
+            progress=report,
+        )
     figure_paths = save_figure(plot_timing(table, lecture_reference=args.lecture_reference), args.out / "timing", dpi=150)
     json_path = write_json(args.out / "timing.json", table.to_dict())
 

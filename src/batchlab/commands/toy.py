@@ -11,14 +11,20 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from batchlab.commands._options import output_dir, seed_value
 from batchlab.errors import ConfigError
-from batchlab.toy.experiments import DEFAULT_MOMENTA, RunRecord, ToyReport, lecture_toy_experiments
-from batchlab.toy.surfaces import surface_names
-from batchlab.toy.trajectory import DEFAULT_STEPS
+
+if TYPE_CHECKING:
+    from batchlab.toy.experiments import RunRecord, ToyReport
 
 DEFAULT_OUT = Path("batchlab-report") / "toy"
 ALL = "all"
+# The command line's defaults, written here so that `--help` needs no NumPy; equal to
+# batchlab.toy.experiments.DEFAULT_MOMENTA and batchlab.toy.trajectory.DEFAULT_STEPS (a test checks).
+DEFAULT_MOMENTA = (0.5, 0.9)
+DEFAULT_STEPS = 5000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,14 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "toy",
         help="momentum on toy error surfaces: does the ball roll through saddles and over small hills?",
         description="Run gradient descent and the lecture's momentum (m ← λm − ηg, θ ← θ + m) on small "
-        f"error surfaces ({', '.join(surface_names())}), sweep λ to show where momentum helps and "
+        "error surfaces (a ball on a slope with a small hill, a saddle, a valley, two minima…), sweep λ to show where momentum helps and "
         "where it does not, and check the lecture's claims on the runs. Writes toy.json and a PNG "
         "and SVG figure per surface.",
         epilog="Example: batchlab toy --surface ball --momentum 0.5 0.9 --out batchlab-report/toy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--surface", nargs="+", default=[ALL], metavar="NAME",
-                        help=f"one or more of {', '.join(surface_names())}, or all (default: all)")
+                        help="one or more surface names, or all (default: all); an unknown name lists the known ones")
     parser.add_argument("--lr", type=float, default=None, metavar="ETA",
                         help="learning rate η for every surface (default: each surface's own)")
     parser.add_argument("--momentum", type=float, nargs="+", default=list(DEFAULT_MOMENTA), metavar="λ",
@@ -43,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"most updates per run; a run stops earlier once at rest (default: {DEFAULT_STEPS})")
     parser.add_argument("--noise", type=float, default=0.0, metavar="S",
                         help="std of Gaussian gradient noise added to every run (default: 0)")
-    parser.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the gradient noise (default: 0)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+    parser.add_argument("--seed", type=seed_value, default=0, metavar="K", help="seed of the gradient noise (default: 0)")
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR",
                         help=f"where toy.json and the figures go (default: {DEFAULT_OUT})")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     parser.set_defaults(handler=run_toy)
@@ -52,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def chosen_surfaces(names: Sequence[str]) -> list[str]:
     """``all`` -> every registered surface; otherwise the names given, each checked, in order."""
+    from batchlab.toy.surfaces import surface_names
+
     known = surface_names()
     if ALL in names:
         return list(known)
@@ -62,6 +70,8 @@ def chosen_surfaces(names: Sequence[str]) -> list[str]:
 
 
 def run_toy(args: argparse.Namespace) -> int:
+    from batchlab.toy.experiments import lecture_toy_experiments
+
     report = lecture_toy_experiments(
         surfaces=chosen_surfaces(args.surface),
         lr=args.lr,

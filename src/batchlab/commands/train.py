@@ -5,9 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
-from batchlab.config import SHUFFLE_MODES, RunConfig, parse_batch_size
-from batchlab.errors import ConfigError
+from batchlab.commands._options import (
+    add_data_dir_option,
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    batch_size_value,
+    hidden_width,
+    seed_value,
+)
+from batchlab.config import SHUFFLE_MODES, RunConfig
+from batchlab.limits import check_model_memory, model_memory_errors
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,10 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="train again even if the store has this run")
     parser.add_argument("--no-weights", action="store_true", help="do not keep the final weights")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    parser.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
-                        help="always show a progress bar (default: only on a terminal)")
-    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
-                        help="plain log lines instead of a progress bar")
+    add_progress_option(parser, "a progress bar per epoch (else plain log lines)")
     parser.set_defaults(handler=run_train)
 
 
@@ -37,31 +42,23 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     defaults = RunConfig()
     parser.add_argument("--dataset", default=defaults.dataset, help=f"dataset name (default: {defaults.dataset}; see `batchlab data list`)")
     parser.add_argument("--model", default=defaults.model, help="mlp, keskar-f1, keskar-c1, cnn (default: mlp)")
-    parser.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
+    parser.add_argument("--hidden", type=hidden_width, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
     parser.add_argument("--optimizer", default=defaults.optimizer, help="momentum, sgd, torch-sgd, adam (default: momentum)")
-    parser.add_argument("--batch-size", type=batch_size_arg, default=defaults.batch_size, help="1 … N or 'full' (default: 64)")
+    parser.add_argument("--batch-size", type=batch_size_value, default=defaults.batch_size, help="1 … N or 'full' (default: 64)")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate η (default: 0.1)")
     parser.add_argument("--momentum", type=float, default=defaults.momentum, help="λ in m ← λm − ηg, in [0, 1) (default: 0)")
     parser.add_argument("--nesterov", action="store_true", help="Nesterov form of momentum")
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="L2 coefficient (default: 0)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs (default: 5)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="initialization and data-order seed (default: 0)")
+    parser.add_argument("--seed", type=seed_value, default=defaults.seed, help="initialization and data-order seed (default: 0)")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="validation share of the training set (default: 0.1)")
-    parser.add_argument("--split-seed", type=int, default=defaults.split_seed, help="seed of the validation split (default: 0)")
+    parser.add_argument("--split-seed", type=seed_value, default=defaults.split_seed, help="seed of the validation split (default: 0)")
     parser.add_argument("--shuffle", choices=SHUFFLE_MODES, default=defaults.shuffle, help="epoch (default), once or none")
     parser.add_argument("--drop-last", action="store_true", help="drop the last partial batch of each epoch")
     parser.add_argument("--max-updates", type=int, default=None, help="stop after this many updates (a fixed update budget)")
     parser.add_argument("--stop-patience", type=int, default=0, help="stop when the training loss has not improved for this many epochs (0 = off)")
     add_device_option(parser)
     add_data_dir_option(parser)
-
-
-def batch_size_arg(text: str) -> int | str:
-    """argparse type for a batch size: our one-line message instead of argparse's generic one."""
-    try:
-        return parse_batch_size(text)
-    except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -92,8 +89,10 @@ def run_train(args: argparse.Namespace) -> int:
     from batchlab.train import train
 
     config = config_from_args(args)
-    result = train(config, store=args.store, force=args.force, progress=args.progress,
-                   keep_weights=not args.no_weights)
+    check_model_memory(config.model, config.dataset, config.hidden, config.device)
+    with model_memory_errors(config.model, config.hidden):
+        result = train(config, store=args.store, force=args.force, progress=args.progress,
+                       keep_weights=not args.no_weights)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0

@@ -29,6 +29,7 @@ from typing import Any
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError, UserError
 from batchlab.sweep.plan import SweepPlan, WorkUnit
+from batchlab.sweep.ray_connect import join_cluster
 from batchlab.train.packed import AUTO, PACKED, SEQUENTIAL
 from batchlab.train.result import RunResult
 
@@ -57,12 +58,12 @@ class RayCluster:
         self.has_gpus = False
 
     def __enter__(self) -> "RayCluster":
+        if self.address:
+            # Short timeouts set before Ray is imported, quiet, one-line error (see ray_connect).
+            self.started = join_cluster(self.address)
         ray = import_ray()
         if not ray.is_initialized():
-            if self.address:
-                ray.init(address=self.address, logging_level=logging.WARNING)
-            else:
-                ray.init(num_cpus=self.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(num_cpus=self.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
             self.started = True
         self.has_gpus = ray.cluster_resources().get("GPU", 0) >= 1
         return self
