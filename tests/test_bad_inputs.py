@@ -129,15 +129,15 @@ def test_bad_input_is_exit_2_one_line_and_leaves_the_store_alone(stocked, argv, 
 
 def test_a_failing_landscape_stores_no_record(stocked, capsys, monkeypatch, tmp_path):
     """The measurement succeeds, writing the figure fails: no 'landscape' record is left behind."""
+    from batchlab import files
     from batchlab.errors import UserError
-    from batchlab.gap import plots
 
     folder, store, a, b = stocked
 
     def no_room(*_args, **_kwargs):
         raise UserError("no room left for the figure")
 
-    monkeypatch.setattr(plots, "save_figure", no_room)
+    monkeypatch.setattr(files, "save_figure", no_room)
     before = snapshot(store)
     capsys.readouterr()
     code = main(["landscape", a, b, "--store", str(store), "--alphas", "0", "1", "2", "--examples", "50",
