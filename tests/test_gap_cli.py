@@ -11,7 +11,8 @@ import batchlab
 from batchlab.cli import main
 from batchlab.gap import experiment
 from batchlab.gap.experiment import NetworkPlan
-from batchlab.gap.report import gap_report_section
+from batchlab.report.context import ReportContext
+from batchlab.report.sections import gap_section
 from batchlab.store import RunStore
 
 
@@ -90,7 +91,7 @@ def test_a_second_run_reuses_every_run_and_measurement(gap_run, capsys):
 def test_the_report_section_is_built_from_the_store(gap_run):
     folder, _, _ = gap_run
     with RunStore(folder / "runs.db", create=False) as store:
-        section = gap_report_section(store)
+        section = gap_section(ReportContext(store))
     assert section.id == "gap"
     assert [f.id for f in section.figures] == ["gap-parametric", "gap-sharpness"]
     assert all(f.png.startswith(b"\x89PNG") and "<svg" in f.svg and "matplotlib.org" not in f.svg
@@ -104,7 +105,7 @@ def test_the_report_section_is_built_from_the_store(gap_run):
 
 def test_an_empty_store_has_no_gap_section(tmp_path):
     with RunStore(tmp_path / "runs.db") as store:
-        assert gap_report_section(store) is None
+        assert gap_section(ReportContext(store)) is None
 
 
 def test_landscape_command_writes_figures_table_and_record(gap_run, capsys, tmp_path):

@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
+from batchlab import lecture
 from batchlab.cli import main
-from batchlab.report import lecture
 from batchlab.store import RunStore
 
 TINY = lecture.LectureScale(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from batchlab.errors import ConfigError
-from batchlab.toy.experiments import DEFAULT_MOMENTA, RunRecord, ToyReport, lecture_toy_experiments
+from batchlab.toy.experiments import DEFAULT_MOMENTA, ToyReport, ToyRun, lecture_toy_experiments
 from batchlab.toy.surfaces import surface_names
 from batchlab.toy.trajectory import DEFAULT_STEPS
 
@@ -117,7 +117,7 @@ def format_report(report: ToyReport) -> str:
     return "\n".join(lines)
 
 
-def _row(run: RunRecord, tracks_escape: bool) -> list[str]:
+def _row(run: ToyRun, tracks_escape: bool) -> list[str]:
     if not tracks_escape:
         escape = "-"
     else:

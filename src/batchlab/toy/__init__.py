@@ -17,18 +17,18 @@ Example::
     toy_figures(report)["toy-ball"].savefig("ball.png")
 """
 
-from batchlab.toy.experiments import Finding, RunRecord, SurfaceStudy, ToyReport, lecture_toy_experiments
+from batchlab.toy.experiments import ClaimCheck, SurfaceStudy, ToyReport, ToyRun, lecture_toy_experiments
 from batchlab.toy.surfaces import SURFACES, CriticalPoint, Surface, get_surface, surface_names
 from batchlab.toy.trajectory import Trajectory, escape_step, run_trajectory
 
 __all__ = [
     "SURFACES",
+    "ClaimCheck",
     "CriticalPoint",
-    "Finding",
-    "RunRecord",
     "Surface",
     "SurfaceStudy",
     "ToyReport",
+    "ToyRun",
     "Trajectory",
     "escape_step",
     "get_surface",

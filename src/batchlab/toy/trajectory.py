@@ -28,9 +28,9 @@ import numpy as np
 
 from batchlab.errors import ConfigError
 from batchlab.optim.functional import momentum_update
+from batchlab.status import DIVERGED
 from batchlab.toy.surfaces import CriticalPoint, Surface
 
-DIVERGED = "diverged"
 DEFAULT_STEPS = 5000
 DEFAULT_STOP_TOL = 1e-6
 DEFAULT_DIVERGENCE_BOUND = 1e6
