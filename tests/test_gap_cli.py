@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 import batchlab
 from batchlab.cli import main
@@ -16,12 +15,7 @@ from batchlab.report.sections import gap_section
 from batchlab.store import RunStore
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_networks() -> dict[str, NetworkPlan]:
@@ -130,25 +124,18 @@ def test_landscape_command_writes_figures_table_and_record(gap_run, capsys, tmp_
     assert any(key.startswith(f"contour|{sb}|steps=3") for key in keys)
 
 
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("batchlab: error: ")
-    return err
-
-
-def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys):
+def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys, one_error_line):
     store_path = tmp_path / "runs.db"
     base = dict(dataset="mnist-5k", epochs=1, batch_size=500, lr=0.05, device="cpu", val_fraction=0.0)
     a = batchlab.train(batchlab.RunConfig(model="mlp", hidden=(8,), **base), store=store_path, progress=False)
     b = batchlab.train(batchlab.RunConfig(model="mlp", hidden=(9,), **base), store=store_path, progress=False)
     capsys.readouterr()
     assert main(["landscape", a.run_id, b.run_id, "--store", str(store_path), "--out", str(tmp_path)]) == 2
-    assert "differ in hidden ((8) vs (9))" in one_error_line(capsys)
+    assert "differ in hidden ((8) vs (9))" in one_error_line()
     assert main(["landscape", a.run_id, "0123456789abcdef", "--store", str(store_path), "--out", str(tmp_path)]) == 2
-    assert "unknown run id" in one_error_line(capsys)
+    assert "unknown run id" in one_error_line()
     assert main(["landscape", a.run_id, a.run_id, "--store", str(store_path), "--alphas", "0", "1", "2.5"]) == 2
-    assert "not an integer" in one_error_line(capsys)
+    assert "not an integer" in one_error_line()
 
 
 @pytest.mark.parametrize(
@@ -159,6 +146,6 @@ def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys):
         (["gap", "--scale", "huge"], "invalid choice"),
     ],
 )
-def test_gap_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+def test_gap_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, one_error_line):
     assert main(argv + ["--store", str(tmp_path / "runs.db"), "--out", str(tmp_path)]) == 2
-    assert message in one_error_line(capsys)
+    assert message in one_error_line()

@@ -30,12 +30,14 @@ from typing import TypeVar
 import torch
 
 Array = TypeVar("Array")
+Tensors = list[torch.Tensor]
+Buffers = list[torch.Tensor | None]  # None: no buffer yet (m₀ = 0)
 
 
 def momentum_(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    momentum_buffers: list[torch.Tensor | None],
+    params: Tensors,
+    grads: Tensors,
+    momentum_buffers: Buffers,
     *,
     lr: float,
     momentum: float,
@@ -58,16 +60,8 @@ def momentum_(
     kernel(params, grads, momentum_buffers, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
 
-def _single_tensor_momentum(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    momentum_buffers: list[torch.Tensor | None],
-    *,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    nesterov: bool,
-) -> None:
+def _single_tensor_momentum(params: Tensors, grads: Tensors, momentum_buffers: Buffers, *, lr: float, momentum: float,
+                            weight_decay: float, nesterov: bool) -> None:
     for param, grad, buffer in zip(params, grads, momentum_buffers):
         if weight_decay != 0.0:
             grad = grad.add(param, alpha=weight_decay)
@@ -81,16 +75,8 @@ def _single_tensor_momentum(
             param.add_(buffer)
 
 
-def _multi_tensor_momentum(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    momentum_buffers: list[torch.Tensor | None],
-    *,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    nesterov: bool,
-) -> None:
+def _multi_tensor_momentum(params: Tensors, grads: Tensors, momentum_buffers: Buffers, *, lr: float, momentum: float,
+                           weight_decay: float, nesterov: bool) -> None:
     if weight_decay != 0.0:
         grads = torch._foreach_add(grads, params, alpha=weight_decay)
     if momentum == 0.0:
