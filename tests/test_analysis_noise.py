@@ -19,13 +19,7 @@ from batchlab.data import epoch_permutation
 from batchlab.errors import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids the cost of waking (or fighting over) a thread pool."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_problem(n=96, seed=0):

@@ -5,22 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 import batchlab
 from batchlab.cli import main
 from batchlab.gap import experiment
 from batchlab.gap.experiment import NetworkPlan
-from batchlab.gap.report import gap_report_section
+from batchlab.report.context import ReportContext
+from batchlab.report.sections import gap_section
 from batchlab.store import RunStore
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_networks() -> dict[str, NetworkPlan]:
@@ -90,7 +85,7 @@ def test_a_second_run_reuses_every_run_and_measurement(gap_run, capsys):
 def test_the_report_section_is_built_from_the_store(gap_run):
     folder, _, _ = gap_run
     with RunStore(folder / "runs.db", create=False) as store:
-        section = gap_report_section(store)
+        section = gap_section(ReportContext(store))
     assert section.id == "gap"
     assert [f.id for f in section.figures] == ["gap-parametric", "gap-sharpness"]
     assert all(f.png.startswith(b"\x89PNG") and "<svg" in f.svg and "matplotlib.org" not in f.svg
@@ -104,7 +99,7 @@ def test_the_report_section_is_built_from_the_store(gap_run):
 
 def test_an_empty_store_has_no_gap_section(tmp_path):
     with RunStore(tmp_path / "runs.db") as store:
-        assert gap_report_section(store) is None
+        assert gap_section(ReportContext(store)) is None
 
 
 def test_landscape_command_writes_figures_table_and_record(gap_run, capsys, tmp_path):
@@ -129,25 +124,18 @@ def test_landscape_command_writes_figures_table_and_record(gap_run, capsys, tmp_
     assert any(key.startswith(f"contour|{sb}|steps=3") for key in keys)
 
 
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("batchlab: error: ")
-    return err
-
-
-def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys):
+def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys, one_error_line):
     store_path = tmp_path / "runs.db"
     base = dict(dataset="mnist-5k", epochs=1, batch_size=500, lr=0.05, device="cpu", val_fraction=0.0)
     a = batchlab.train(batchlab.RunConfig(model="mlp", hidden=(8,), **base), store=store_path, progress=False)
     b = batchlab.train(batchlab.RunConfig(model="mlp", hidden=(9,), **base), store=store_path, progress=False)
     capsys.readouterr()
     assert main(["landscape", a.run_id, b.run_id, "--store", str(store_path), "--out", str(tmp_path)]) == 2
-    assert "differ in hidden ((8) vs (9))" in one_error_line(capsys)
+    assert "differ in hidden ((8) vs (9))" in one_error_line()
     assert main(["landscape", a.run_id, "0123456789abcdef", "--store", str(store_path), "--out", str(tmp_path)]) == 2
-    assert "unknown run id" in one_error_line(capsys)
+    assert "unknown run id" in one_error_line()
     assert main(["landscape", a.run_id, a.run_id, "--store", str(store_path), "--alphas", "0", "1", "2.5"]) == 2
-    assert "not an integer" in one_error_line(capsys)
+    assert "not an integer" in one_error_line()
 
 
 @pytest.mark.parametrize(
@@ -158,6 +146,6 @@ def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys):
         (["gap", "--scale", "huge"], "invalid choice"),
     ],
 )
-def test_gap_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+def test_gap_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, one_error_line):
     assert main(argv + ["--store", str(tmp_path / "runs.db"), "--out", str(tmp_path)]) == 2
-    assert message in one_error_line(capsys)
+    assert message in one_error_line()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 import batchlab
 from batchlab.cli import main
@@ -17,13 +16,7 @@ SMALL = dict(dataset="mnist-5k", model="mlp", hidden=(8,), epochs=1, batch_size=
 EXAMPLES = "300"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: extra intra-op threads only add synchronization (and stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +25,6 @@ def trained(tmp_path_factory):
     kept = batchlab.train(batchlab.RunConfig(**SMALL), store=store_path, progress=False)
     unkept = batchlab.train(batchlab.RunConfig(**SMALL, seed=1), store=store_path, progress=False, keep_weights=False)
     return store_path, kept.run_id, unkept.run_id
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("batchlab: error: ")
-    return err
 
 
 def test_hessian_prints_stores_and_matches_the_library(trained, capsys):
@@ -119,17 +105,17 @@ def test_sharpness_full_space_only_json(trained, capsys):
         (["sharpness", "{unkept}"], "has no saved weights"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_code_2(trained, capsys, argv, message):
+def test_bad_input_is_one_line_and_exit_code_2(trained, one_error_line, argv, message):
     store_path, run_id, unkept = trained
     argv = [a.format(run=run_id, unkept=unkept) for a in argv] + ["--store", str(store_path), "--device", "cpu"]
     assert main(argv) == 2
-    assert message in one_error_line(capsys)
+    assert message in one_error_line()
 
 
 @pytest.mark.parametrize("command", ["hessian", "sharpness"])
-def test_missing_store_is_one_line(tmp_path, capsys, command):
+def test_missing_store_is_one_line(tmp_path, one_error_line, command):
     assert main([command, "abc", "--store", str(tmp_path / "missing.db")]) == 2
-    one_error_line(capsys)
+    one_error_line()
     assert not (tmp_path / "missing.db").exists()
 
 

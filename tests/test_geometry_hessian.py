@@ -26,13 +26,7 @@ from batchlab.geometry import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: extra intra-op threads only add synchronization (and stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_problem(seed: int = 0, n: int = 40, inputs: int = 6, hidden: int = 10, classes: int = 3):

@@ -13,13 +13,7 @@ from batchlab.errors import ConfigError
 from batchlab.geometry import keskar_sharpness, pseudo_inverse_apply, random_subspace, sharpness_of_objective
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: extra intra-op threads only add synchronization (and stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 EPSILON = 1e-3

@@ -21,13 +21,7 @@ from batchlab.models import build_model
 from batchlab.train.loop import evaluate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: extra intra-op threads only add synchronization on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def split(n: int, seed: int) -> TensorSplit:

@@ -5,10 +5,9 @@ import json
 import re
 
 import pytest
-import torch
 
+from batchlab import lecture
 from batchlab.cli import main
-from batchlab.report import lecture
 from batchlab.store import RunStore
 
 TINY = lecture.LectureScale(
@@ -29,13 +28,7 @@ TINY = lecture.LectureScale(
 SECTIONS = ("timing", "accuracy", "noise", "summary", "momentum")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids the cost of waking (or fighting over) a thread pool."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

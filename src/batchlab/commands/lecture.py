@@ -49,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_lecture_command(args: argparse.Namespace) -> int:
+    from batchlab.lecture import get_scale, run_lecture, with_seeds
     from batchlab.report import build_report
-    from batchlab.report.lecture import get_scale, run_lecture, with_seeds
     from batchlab.store import RunStore
 
     scale = with_seeds(get_scale(args.scale), args.seeds)

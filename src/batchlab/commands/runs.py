@@ -11,7 +11,8 @@ from typing import Any
 from batchlab.commands._options import add_store_option, output_file
 from batchlab.config import RunConfig
 from batchlab.errors import UserError
-from batchlab.store import EXPORT_FORMATS, STATUSES, RunStore, export_runs, write_text_atomically
+from batchlab.files import write_text_atomically
+from batchlab.store import EXPORT_FORMATS, STATUSES, RunStore, export_runs
 
 # Keys --where accepts: every RunConfig field (the store's config JSON holds exactly these).
 WHERE_KEYS = tuple(field.name for field in dataclasses.fields(RunConfig))

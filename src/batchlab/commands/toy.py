@@ -17,7 +17,7 @@ from batchlab.commands._options import output_dir, seed_value
 from batchlab.errors import ConfigError
 
 if TYPE_CHECKING:
-    from batchlab.toy.experiments import RunRecord, ToyReport
+    from batchlab.toy.experiments import ToyRun, ToyReport
 
 DEFAULT_OUT = Path("batchlab-report") / "toy"
 ALL = "all"
@@ -127,7 +127,7 @@ def format_report(report: ToyReport) -> str:
     return "\n".join(lines)
 
 
-def _row(run: RunRecord, tracks_escape: bool) -> list[str]:
+def _row(run: ToyRun, tracks_escape: bool) -> list[str]:
     if not tracks_escape:
         escape = "-"
     else:

@@ -5,7 +5,8 @@
 * :mod:`~batchlab.gap.measurements` — sharpness and landscapes of stored minima, kept as records;
 * :mod:`~batchlab.gap.tables` — the paper's Tables 2–4 beside ours, and the automatic verdict;
 * :mod:`~batchlab.gap.plots` — the parametric plot (Figure 3), contours, sharpness bars;
-* :mod:`~batchlab.gap.report` — figures and the lecture report's section from a stored result.
+* :mod:`~batchlab.gap.report` — figures, captions and text from a stored result (the lecture
+  report's generalization section is drawn from them).
 
 Example::
 
@@ -16,6 +17,6 @@ Example::
 """
 
 from batchlab.gap.experiment import GapPlan, GapResult, NetworkPlan, plan_gap, run_gap
-from batchlab.gap.report import gap_report_section
+from batchlab.gap.report import gap_figures, latest_gap_record
 
-__all__ = ["GapPlan", "GapResult", "NetworkPlan", "gap_report_section", "plan_gap", "run_gap"]
+__all__ = ["GapPlan", "GapResult", "NetworkPlan", "gap_figures", "latest_gap_record", "plan_gap", "run_gap"]

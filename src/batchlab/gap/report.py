@@ -1,8 +1,9 @@
-"""The generalization-gap experiment as figures and as a section of the lecture report.
+"""The generalization-gap experiment's stored result as figures, captions and text.
 
 Everything here starts from the experiment's stored result (a ``gap`` record, the dictionary of
-:meth:`batchlab.gap.experiment.GapResult.to_dict`), so the report is rebuilt from the store alone,
-without training or measuring again. ``batchlab gap`` writes its figures with the same functions.
+:meth:`batchlab.gap.experiment.GapResult.to_dict`), so the report's generalization section
+(:func:`batchlab.report.sections.gap_section`) is rebuilt from the store alone, without training
+or measuring again. ``batchlab gap`` writes its figures with the same functions.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from batchlab.gap.plots import LinePanel, plot_parametric, plot_sharpness
-from batchlab.gap.tables import NetworkNumbers, accuracy_table, sharpness_keys, sharpness_table
+from batchlab.gap.tables import NetworkNumbers, sharpness_keys
 from batchlab.geometry.landscape import ParametricLine
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ def latest_gap_record(store: RunStore) -> dict[str, Any] | None:
     return max(records, key=lambda r: str(r.get("created", "")))
 
 
-def _numbers(record: Mapping[str, Any]) -> list[NetworkNumbers]:
+def network_numbers(record: Mapping[str, Any]) -> list[NetworkNumbers]:
+    """Each network's numbers (measured and the paper's) as stored in the record."""
     return [NetworkNumbers.from_dict(n["numbers"]) for n in record["networks"]]
 
 
@@ -118,7 +120,7 @@ def gap_figures(record: Mapping[str, Any]) -> list[tuple[str, str, str, Figure]]
     if panels:
         figures.append(("gap-parametric", "Loss between an SB and an LB minimum (Keskar et al.'s Figure 3)",
                         parametric_caption(record), plot_parametric(panels)))
-    numbers = _numbers(record)
+    numbers = network_numbers(record)
     if any(net.sb.sharpness or net.lb.sharpness for net in numbers):
         figures.append(("gap-sharpness", "Sharpness of SB and LB minima, measured and the paper's",
                         sharpness_caption(numbers), plot_sharpness(numbers)))
@@ -171,32 +173,3 @@ def timing_note(record: Mapping[str, Any]) -> str:
                 f"{record['seconds']:.0f} s on {where}.")
     return (f"This pass trained {len(runs) - reused} of {len(runs)} runs and took {record['seconds']:.0f} s on {where}; "
             "runs and measurements already in the store are reused, not repeated.")
-
-
-def gap_report_section(store: RunStore):
-    """The report section of the latest ``gap`` record in ``store``; None when there is none.
-
-    Returns a :class:`batchlab.report.ReportSection` (figures rendered by the report's own
-    ``figure_item``, so they carry no metadata and stay reproducible).
-    """
-    record = latest_gap_record(store)
-    if record is None:
-        return None
-    from batchlab.report.document import ReportSection, TableItem
-    from batchlab.report.figures import figure_item
-
-    numbers = _numbers(record)
-    tables = []
-    for table in (accuracy_table(numbers), sharpness_table(numbers)):
-        tables.append(TableItem(table.title, list(table.columns), [list(r) for r in table.rows], table.caption))
-    figures = [figure_item(figure, figure_id, title, caption)
-               for figure_id, title, caption, figure in gap_figures(record)]
-    return ReportSection(
-        SECTION_ID,
-        SECTION_TITLE,
-        intro=section_intro(record),
-        figures=figures,
-        tables=tables,
-        notes=section_notes(record),
-        data={"findings": record["findings"], "created": record["created"]},
-    )

@@ -1,6 +1,7 @@
 """The lecture's momentum as a ``torch.optim.Optimizer``.
 
-Rule (Hung-yi Lee, "Batch and Momentum"; Sutskever et al. 2013)::
+Rule (Hung-yi Lee, "Batch and Momentum"; Sutskever et al. 2013), applied by
+:func:`batchlab.optim.functional.momentum_`::
 
     m_0 = 0
     m_t = λ m_{t-1} − η_t g_t          (g_t: gradient at θ_{t-1}, plus weight_decay · θ_{t-1})
@@ -30,6 +31,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch.optim import Optimizer
 
+from batchlab.optim.functional import correct_momentum_, momentum_
+
 
 class Momentum(Optimizer):
     """Heavy-ball momentum in the lecture's form: m ← λm − ηg, θ ← θ + m (λ = 0: gradient descent).
@@ -41,6 +44,8 @@ class Momentum(Optimizer):
         nesterov: use the Nesterov look-ahead form (needs λ > 0).
         weight_decay: L2 coefficient added to the gradient, g ← g + wd·θ.
         momentum_correction: when η changes between steps, rescale m by η_new/η_old first.
+        foreach: update all tensors of a group with a few ``torch._foreach_*`` kernels instead of
+            one loop per tensor (same arithmetic; see :mod:`batchlab.optim.functional`).
 
     Example::
 
@@ -62,6 +67,7 @@ class Momentum(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
         momentum_correction: bool = False,
+        foreach: bool = False,
     ) -> None:
         if not isinstance(lr, (int, float)) or lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr} (must be ≥ 0)")
@@ -77,8 +83,14 @@ class Momentum(Optimizer):
             nesterov=nesterov,
             weight_decay=weight_decay,
             momentum_correction=momentum_correction,
+            foreach=foreach,
         )
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", False)  # checkpoints from before the option existed
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -89,26 +101,21 @@ class Momentum(Optimizer):
         for group in self.param_groups:
             lr = group["lr"]
             lam = group["momentum"]
+            params, grads, buffers = [], [], []
             for param in group["params"]:
                 if param.grad is None:
                     continue
-                grad = param.grad
-                if group["weight_decay"] != 0.0:
-                    grad = grad.add(param, alpha=group["weight_decay"])
-                if lam == 0.0:
-                    param.add_(grad, alpha=-lr)
-                    continue
-                state = self.state[param]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(param)
-                    state["last_lr"] = lr
-                buffer = state["momentum_buffer"]
-                if group["momentum_correction"] and state["last_lr"] not in (lr, 0.0):
-                    buffer.mul_(lr / state["last_lr"])
-                state["last_lr"] = lr
-                buffer.mul_(lam).add_(grad, alpha=-lr)
-                if group["nesterov"]:
-                    param.add_(buffer, alpha=lam).add_(grad, alpha=-lr)
-                else:
-                    param.add_(buffer)
+                params.append(param)
+                grads.append(param.grad)
+                # .get: a run without momentum keeps no state at all (as its state_dict shows).
+                state = self.state.get(param, {})
+                buffer = state.get("momentum_buffer")
+                if buffer is not None and lam != 0.0 and group["momentum_correction"]:
+                    correct_momentum_(buffer, lr, state["last_lr"])
+                buffers.append(buffer)
+            momentum_(params, grads, buffers, lr=lr, momentum=lam, weight_decay=group["weight_decay"],
+                      nesterov=group["nesterov"], foreach=group["foreach"])
+            if lam != 0.0:
+                for param, buffer in zip(params, buffers):
+                    self.state[param].update(momentum_buffer=buffer, last_lr=lr)
         return loss

@@ -5,8 +5,10 @@
   (:func:`register_section_builder`, lazily imported providers such as the generalization gap);
 * :mod:`~batchlab.report.sections` — the lecture's own sections (timing, accuracy, noise,
   summary, momentum);
-* :mod:`~batchlab.report.build` — :func:`build_report` from a store, :func:`write_report` to disk;
-* :mod:`~batchlab.report.lecture` — the experiments ``batchlab lecture`` runs into a store.
+* :mod:`~batchlab.report.build` — :func:`build_report` from a store, :func:`write_report` to disk.
+
+The report only reads a store and renders it; the experiments that fill one live beside it
+(:mod:`batchlab.lecture`, :mod:`batchlab.gap`, :mod:`batchlab.toy`).
 
 Example::
 

@@ -1,6 +1,6 @@
 """What a report reads from a run store, loaded once and shared by every section builder.
 
-Record kinds the lecture report understands (written by :mod:`batchlab.report.lecture`):
+Record kinds the lecture report understands (written by :mod:`batchlab.lecture`):
 
 * ``noise`` — a :class:`~batchlab.analysis.noise.NoiseReport` as a dict, with ``point.which`` =
   ``"start"`` (the initial weights) or ``"end"`` (a full-batch minimum) and ``created`` (Unix time);

@@ -3,20 +3,14 @@
 A report is an ordered list of sections. Each entry of the registry is a :class:`SectionBuilder`:
 an id, an ``order`` (sections are sorted by it) and a function from a
 :class:`~batchlab.report.context.ReportContext` to a section or None (no data in the store).
-
-Other modules contribute sections in two ways:
-
-* :func:`register_section_builder` — call it at import time of a module that is imported before
-  the report is built;
-* a *provider*: a ``"module:function"`` entry in :data:`PROVIDERS`, imported lazily when a report
-  is built; the function takes the run store and returns a section or None. A provider whose module
-  is not installed (or lacks the function) is skipped, so the report works with any subset of
-  batchlab's analyses. Keskar et al.'s generalization-gap experiment joins this way.
+The lecture's sections and Keskar et al.'s generalization gap are registered below; another
+module adds its own with :func:`register_section_builder` at import time (before the report is
+built). A builder may return a :class:`~batchlab.report.document.ReportSection` or the same as
+plain data (a dict), see :func:`batchlab.report.build.coerce_section`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,7 +18,7 @@ from batchlab.report import sections
 from batchlab.report.context import ReportContext
 from batchlab.report.document import ReportSection
 
-Builder = Callable[[ReportContext], "ReportSection | None"]
+Builder = Callable[[ReportContext], "ReportSection | dict | None"]
 
 
 @dataclass(frozen=True)
@@ -44,11 +38,6 @@ ORDER_GENERALIZATION = 40.0
 ORDER_SUMMARY = 50.0
 ORDER_MOMENTUM = 60.0
 
-# section id -> ("module:function" taking a RunStore, order)
-PROVIDERS: dict[str, tuple[str, float]] = {
-    "gap": ("batchlab.gap:gap_report_section", ORDER_GENERALIZATION),
-}
-
 
 def register_section_builder(section_id: str, build: Builder, *, order: float) -> None:
     """Add (or replace) the builder of section ``section_id``; sections are sorted by ``order``."""
@@ -56,37 +45,13 @@ def register_section_builder(section_id: str, build: Builder, *, order: float) -
 
 
 def section_builders() -> list[SectionBuilder]:
-    """Registered builders and importable providers, sorted by order (ties by id)."""
-    builders = dict(_BUILDERS)
-    for section_id, (target, order) in PROVIDERS.items():
-        if section_id in builders:
-            continue
-        provider = _load_provider(target)
-        if provider is not None:
-            builders[section_id] = SectionBuilder(section_id, order, _store_builder(provider))
-    return sorted(builders.values(), key=lambda b: (b.order, b.id))
-
-
-def _store_builder(provider: Callable) -> Builder:
-    def build(ctx: ReportContext) -> ReportSection | None:
-        return provider(ctx.store)
-
-    return build
-
-
-def _load_provider(target: str) -> Callable | None:
-    module_name, _, attribute = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name is not None and module_name.startswith(error.name):
-            return None  # the providing package is not part of this installation
-        raise
-    return getattr(module, attribute, None)
+    """Registered builders, sorted by order (ties by id)."""
+    return sorted(_BUILDERS.values(), key=lambda b: (b.order, b.id))
 
 
 register_section_builder("timing", sections.timing_section, order=ORDER_TIMING)
 register_section_builder("accuracy", sections.accuracy_section, order=ORDER_ACCURACY)
 register_section_builder("noise", sections.noise_section, order=ORDER_NOISE)
+register_section_builder("gap", sections.gap_section, order=ORDER_GENERALIZATION)
 register_section_builder("summary", sections.summary_section, order=ORDER_SUMMARY)
 register_section_builder("momentum", sections.momentum_section, order=ORDER_MOMENTUM)

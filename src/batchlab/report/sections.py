@@ -15,6 +15,11 @@ from typing import Any
 from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel
 from batchlab.analysis.noise import NoiseReport
 from batchlab.analysis.summary import NOT_MEASURED, Measured, seconds_text
+from batchlab.gap.report import SECTION_ID as GAP_SECTION_ID
+from batchlab.gap.report import SECTION_TITLE as GAP_SECTION_TITLE
+from batchlab.gap.report import gap_figures, latest_gap_record, network_numbers, section_intro, section_notes
+from batchlab.gap.tables import accuracy_table as gap_accuracy_table
+from batchlab.gap.tables import sharpness_table as gap_sharpness_table
 from batchlab.report.context import ReportContext
 from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item
@@ -351,6 +356,30 @@ def _measured_cell(measured: Measured | None, unit: str) -> str:
     value = seconds_text(measured.value) if unit == "s" else f"{measured.value:.4g}"
     size = f" (B = {measured.batch_size:,})" if measured.batch_size is not None else ""
     return value + size
+
+
+# ----------------------------------------------------------------------------- generalization gap
+
+
+def gap_section(ctx: ReportContext) -> ReportSection | None:
+    """Keskar et al.'s experiment from the latest ``gap`` record in the store; None when there is none."""
+    record = latest_gap_record(ctx.store)
+    if record is None:
+        return None
+    numbers = network_numbers(record)
+    tables = [TableItem(table.title, list(table.columns), [list(r) for r in table.rows], table.caption)
+              for table in (gap_accuracy_table(numbers), gap_sharpness_table(numbers))]
+    figures = [figure_item(figure, figure_id, title, caption)
+               for figure_id, title, caption, figure in gap_figures(record)]
+    return ReportSection(
+        GAP_SECTION_ID,
+        GAP_SECTION_TITLE,
+        intro=section_intro(record),
+        figures=figures,
+        tables=tables,
+        notes=section_notes(record),
+        data={"findings": record["findings"], "created": record["created"]},
+    )
 
 
 # ----------------------------------------------------------------------------- momentum (toy)

@@ -15,7 +15,8 @@ from typing import Any
 
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError, UserError
-from batchlab.store import RunRecord, RunStore, export_runs, flat_run, write_text_atomically
+from batchlab.files import write_text_atomically
+from batchlab.store import RunRecord, RunStore, export_runs, flat_run
 from batchlab.train.result import RunResult
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))

@@ -29,6 +29,7 @@ from batchlab.device import synchronize
 from batchlab.errors import ConfigError
 from batchlab.models import build_model, get_model_spec
 from batchlab.optim import build_optimizer
+from batchlab.optim.functional import momentum_
 from batchlab.timing.workload import TimingData
 
 DATALOADER = "dataloader"
@@ -208,27 +209,11 @@ class ResidentPath:
         self.optimizer.step()
 
 
-def momentum_step_(
-    params: list[torch.Tensor], grads: list[torch.Tensor], buffers: list[torch.Tensor], lr: float, momentum: float
-) -> None:
-    """The lecture's update in place on every tensor at once: m ← λm − ηg, then θ ← θ + m.
-
-    Same arithmetic as :class:`batchlab.optim.Momentum` (``buffer.mul_(λ).add_(g, alpha=−η)``,
-    ``param.add_(buffer)``), as a few foreach kernels that touch only existing storage, so it can
-    be captured in a CUDA graph. λ = 0 is plain gradient descent θ ← θ − ηg.
-    """
-    if momentum == 0.0:
-        torch._foreach_add_(params, grads, alpha=-lr)
-        return
-    torch._foreach_mul_(buffers, momentum)
-    torch._foreach_add_(buffers, grads, alpha=-lr)
-    torch._foreach_add_(params, buffers)
-
-
 class CapturableStep:
     """One whole training step written so that a CUDA graph can capture it: gather the batch from
     the resident data, forward, backward into gradients that are None (so backward assigns them),
-    and the lecture's momentum update with :func:`momentum_step_` on buffers allocated up front.
+    and the lecture's momentum update (:func:`batchlab.optim.functional.momentum_` in its foreach
+    form, which touches only existing storage) on buffers allocated up front.
 
     It runs eagerly on any device too, which is how its arithmetic is checked against
     :class:`batchlab.optim.Momentum` without a GPU.
@@ -246,7 +231,8 @@ class CapturableStep:
         loss = F.cross_entropy(self.model(self.x[index]), self.y[index])
         loss.backward()
         with torch.no_grad():
-            momentum_step_(self.params, [p.grad for p in self.params], self.buffers, self.lr, self.momentum)
+            momentum_(self.params, [p.grad for p in self.params], self.buffers, lr=self.lr, momentum=self.momentum,
+                      foreach=True)
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Everything a step changes: weights, momentum buffers, model buffers (batch-norm stats)."""

@@ -22,21 +22,21 @@ Example::
 """
 
 from batchlab.toy.examples import ExampleSet, examples_for
-from batchlab.toy.experiments import Finding, RunRecord, SurfaceStudy, ToyReport, lecture_toy_experiments
+from batchlab.toy.experiments import ClaimCheck, SurfaceStudy, ToyReport, ToyRun, lecture_toy_experiments
 from batchlab.toy.prng import Mulberry32
 from batchlab.toy.surfaces import SURFACES, CriticalPoint, Surface, get_surface, surface_names
 from batchlab.toy.trajectory import Trajectory, escape_step, run_trajectory
 
 __all__ = [
     "SURFACES",
+    "ClaimCheck",
     "CriticalPoint",
     "ExampleSet",
-    "Finding",
     "Mulberry32",
-    "RunRecord",
     "Surface",
     "SurfaceStudy",
     "ToyReport",
+    "ToyRun",
     "Trajectory",
     "escape_step",
     "examples_for",

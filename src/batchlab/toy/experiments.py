@@ -6,7 +6,7 @@ theta <- theta + m`` "rolls like a ball" through saddles and over a small hill i
 minimum. :func:`lecture_toy_experiments` runs, on every surface, gradient descent (lambda = 0) and
 momentum with a few lambda at one learning rate eta, then a sweep over lambda that shows where
 momentum helps and where it does not, and states each claim with whether it held on these runs
-(:class:`Finding`). Nothing is asserted in advance: change eta, lambda, noise or steps and the
+(:class:`ClaimCheck`). Nothing is asserted in advance: change eta, lambda, noise or steps and the
 findings report what the new runs did.
 
 What the default settings show (eta per surface, ``batchlab toy`` prints the measured table):
@@ -72,8 +72,8 @@ class Scenario:
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One row of the table: where a run stopped, its loss, and how many steps it took.
+class ToyRun:
+    """One toy run as a row of the table: where it stopped, its loss, and how many steps it took.
 
     ``escape_step`` is the first step at which a run on the ``saddle`` surface was farther than
     :data:`SADDLE_ESCAPE_RADIUS` from the saddle along its loss-lowering direction (``None``: never,
@@ -97,7 +97,7 @@ class RunRecord:
     escape_step: int | None
 
     @classmethod
-    def from_trajectory(cls, trajectory: Trajectory, scenario: str, escape: int | None) -> RunRecord:
+    def from_trajectory(cls, trajectory: Trajectory, scenario: str, escape: int | None) -> ToyRun:
         return cls(
             surface=trajectory.surface,
             scenario=scenario,
@@ -140,7 +140,7 @@ class RunRecord:
 class SweepPoint:
     """One lambda of the sweep with its verdict against gradient descent (lambda = 0)."""
 
-    record: RunRecord
+    record: ToyRun
     verdict: str
 
     def to_dict(self) -> dict:
@@ -148,7 +148,7 @@ class SweepPoint:
 
 
 @dataclass(frozen=True)
-class Finding:
+class ClaimCheck:
     """A claim of the lecture (or about where momentum does not help) and whether it held."""
 
     surface: str
@@ -172,15 +172,15 @@ class SurfaceStudy:
 
     surface: Surface
     scenarios: list[Scenario]
-    runs: list[RunRecord]
+    runs: list[ToyRun]
     trajectories: dict[tuple[str, float], Trajectory]
     sweep_scenario: str
     time_metric: str
     sweep: list[SweepPoint]
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[ClaimCheck] = field(default_factory=list)
     shown_scenario: str = ""
 
-    def run(self, scenario: str, momentum: float) -> RunRecord:
+    def run(self, scenario: str, momentum: float) -> ToyRun:
         for record in self.runs:
             if record.scenario == scenario and record.momentum == momentum:
                 return record
@@ -237,11 +237,11 @@ class ToyReport:
     studies: list[SurfaceStudy]
 
     @property
-    def runs(self) -> list[RunRecord]:
+    def runs(self) -> list[ToyRun]:
         return [r for s in self.studies for r in s.runs]
 
     @property
-    def findings(self) -> list[Finding]:
+    def findings(self) -> list[ClaimCheck]:
         return [f for s in self.studies for f in s.findings]
 
     def study(self, surface: str) -> SurfaceStudy:
@@ -341,7 +341,7 @@ class _Plan:
     sweep_scenario: str
     shown_scenario: str
     time_metric: str
-    findings: Callable[[SurfaceStudy], list[Finding]]
+    findings: Callable[[SurfaceStudy], list[ClaimCheck]]
 
 
 def _run_study(
@@ -356,12 +356,12 @@ def _run_study(
 ) -> SurfaceStudy:
     saddle = surface.saddles[0] if plan.time_metric == "escape_step" else None
 
-    def run(scenario: Scenario, momentum: float) -> tuple[Trajectory, RunRecord]:
+    def run(scenario: Scenario, momentum: float) -> tuple[Trajectory, ToyRun]:
         trajectory = run_trajectory(
             surface, scenario.start, lr, momentum=momentum, steps=steps, noise_std=scenario.noise_std, seed=seed
         )
         escape = None if saddle is None else escape_step(trajectory, surface, saddle, SADDLE_ESCAPE_RADIUS)
-        return trajectory, RunRecord.from_trajectory(trajectory, scenario.key, escape)
+        return trajectory, ToyRun.from_trajectory(trajectory, scenario.key, escape)
 
     runs, trajectories = [], {}
     for scenario in scenarios:
@@ -389,20 +389,20 @@ def _run_study(
     )
 
 
-def _basin_loss(surface: Surface, record: RunRecord) -> float:
+def _basin_loss(surface: Surface, record: ToyRun) -> float:
     if record.ended_at == DIVERGED:
         return math.inf
     return surface.critical_point(record.ended_at).loss
 
 
-def _time(record: RunRecord, metric: str) -> float:
+def _time(record: ToyRun, metric: str) -> float:
     """Steps to the goal of the sweep; infinite when the run never got there."""
     if metric == "escape_step":
         return math.inf if record.escape_step is None else record.escape_step
     return record.steps if record.converged else math.inf
 
 
-def _verdict(surface: Surface, record: RunRecord, baseline: RunRecord, metric: str) -> str:
+def _verdict(surface: Surface, record: ToyRun, baseline: ToyRun, metric: str) -> str:
     """Against GD: a lower basin is better, a higher one (or divergence) worse; in the same basin
     the run is faster or slower by the study's time metric."""
     mine, theirs = _basin_loss(surface, record), _basin_loss(surface, baseline)
@@ -424,22 +424,22 @@ def _lambdas(values: Sequence[float]) -> str:
     return ", ".join(f"{v:g}" for v in values) if values else "none"
 
 
-def _outcome(record: RunRecord) -> str:
+def _outcome(record: ToyRun) -> str:
     if record.diverged:
         return f"λ={record.momentum:g}: diverged after {record.steps} steps"
     rest = "" if record.converged else f" (still moving after {record.steps} steps)"
     return f"λ={record.momentum:g}: {record.ended_at}, loss {record.loss:.4g}, {record.steps} steps{rest}"
 
 
-def _rests_in(record: RunRecord, basin: str) -> bool:
+def _rests_in(record: ToyRun, basin: str) -> bool:
     """The run came to rest (not merely ran out of steps) at the named critical point."""
     return record.converged and record.ended_at == basin
 
 
-def _better_minimum_findings(trap: str, goal: str) -> Callable[[SurfaceStudy], list[Finding]]:
+def _better_minimum_findings(trap: str, goal: str) -> Callable[[SurfaceStudy], list[ClaimCheck]]:
     """Claims for a surface with a shallow minimum near the start and a better one further on."""
 
-    def findings(study: SurfaceStudy) -> list[Finding]:
+    def findings(study: SurfaceStudy) -> list[ClaimCheck]:
         name = study.surface.name
         scenario = study.sweep_scenario
         gd = study.run(scenario, 0.0)
@@ -454,21 +454,21 @@ def _better_minimum_findings(trap: str, goal: str) -> Callable[[SurfaceStudy], l
         largest = study.sweep[-1].record
         best = min(reached, key=lambda r: (r.steps, r.momentum)) if reached else None
         return [
-            Finding(name, f"Gradient descent stops in the {trap}", _rests_in(gd, trap), _outcome(gd)),
-            Finding(
+            ClaimCheck(name, f"Gradient descent stops in the {trap}", _rests_in(gd, trap), _outcome(gd)),
+            ClaimCheck(
                 name,
                 f"Momentum rolls over the hill into the {goal}",
                 any(_rests_in(r, goal) for r in rolling),
                 "; ".join(_outcome(r) for r in rolling) or "no momentum run",
             ),
-            Finding(
+            ClaimCheck(
                 name,
                 f"Too little momentum does not help: small λ stops in the {trap} like GD",
                 _rests_in(gd, trap) and bool(too_little),
                 f"sweep: λ ∈ {{{_lambdas(too_little)}}} end in the {trap}, "
                 f"λ ∈ {{{_lambdas([r.momentum for r in reached])}}} in the {goal}{overshoot}",
             ),
-            Finding(
+            ClaimCheck(
                 name,
                 "Too much momentum costs: the largest λ ends in a worse place or needs more steps than the best λ",
                 best is not None
@@ -481,20 +481,20 @@ def _better_minimum_findings(trap: str, goal: str) -> Callable[[SurfaceStudy], l
     return findings
 
 
-def _saddle_findings(study: SurfaceStudy) -> list[Finding]:
+def _saddle_findings(study: SurfaceStudy) -> list[ClaimCheck]:
     name = study.surface.name
 
-    def escapes(scenario: str) -> tuple[RunRecord, list[RunRecord]]:
+    def escapes(scenario: str) -> tuple[ToyRun, list[ToyRun]]:
         records = [r for r in study.runs if r.scenario == scenario]
         return records[0], records[1:]
 
-    def escape_text(records: Sequence[RunRecord]) -> str:
+    def escape_text(records: Sequence[ToyRun]) -> str:
         return "; ".join(
             f"λ={r.momentum:g}: " + ("never left" if r.escape_step is None else f"left after {r.escape_step} steps")
             for r in records
         )
 
-    def escaped_sooner(gd: RunRecord, rolling: list[RunRecord]) -> bool:
+    def escaped_sooner(gd: ToyRun, rolling: list[ToyRun]) -> bool:
         return (
             gd.escape_step is not None
             and bool(rolling)
@@ -509,37 +509,37 @@ def _saddle_findings(study: SurfaceStudy) -> list[Finding]:
     escape_times = [_time(p.record, "escape_step") for p in study.sweep]
     largest, baseline = study.sweep[-1].record, study.sweep[0].record
     return [
-        Finding(
+        ClaimCheck(
             name,
             "Started exactly on the saddle's stable manifold (y = 0), gradient descent stops at the saddle",
             _rests_in(gd, "saddle"),
             _outcome(gd),
         ),
-        Finding(
+        ClaimCheck(
             name,
             "So does momentum: on y = 0 the gradient never points off the manifold, so no λ escapes",
             bool(rolling) and all(_rests_in(r, "saddle") for r in rolling),
             "; ".join(_outcome(r) for r in rolling) or "no momentum run",
         ),
-        Finding(
+        ClaimCheck(
             name,
             f"A tiny offset (y0 = {offset.start[1]:g}) lets both escape, momentum in fewer steps",
             escaped_sooner(gd_offset, rolling_offset),
             escape_text([gd_offset, *rolling_offset]),
         ),
-        Finding(
+        ClaimCheck(
             name,
             f"Gradient noise (σ = {noisy.noise_std:g}) lets both escape, momentum in fewer steps",
             escaped_sooner(gd_noise, rolling_noise),
             escape_text([gd_noise, *rolling_noise]),
         ),
-        Finding(
+        ClaimCheck(
             name,
             "The larger λ, the sooner the escape (offset start, sweep over λ)",
             all(a >= b for a, b in zip(escape_times, escape_times[1:])) and math.isfinite(escape_times[-1]),
             escape_text([p.record for p in study.sweep]),
         ),
-        Finding(
+        ClaimCheck(
             name,
             "But too much momentum then needs more steps than GD to come to rest in the minimum",
             largest.steps > baseline.steps or not largest.converged,
@@ -548,26 +548,26 @@ def _saddle_findings(study: SurfaceStudy) -> list[Finding]:
     ]
 
 
-def _valley_findings(study: SurfaceStudy) -> list[Finding]:
+def _valley_findings(study: SurfaceStudy) -> list[ClaimCheck]:
     name = study.surface.name
     gd = study.run("start", 0.0)
     rolling = [r for r in study.runs if r.scenario == "start" and r.momentum > 0]
     slower = [p.record for p in study.sweep if p.verdict in (SLOWER, WORSE)]
     all_runs = [gd, *rolling]
     return [
-        Finding(
+        ClaimCheck(
             name,
             "GD and momentum all come to rest in the same (only) minimum",
             all(r.ended_at == "minimum" and r.converged for r in all_runs),
             "; ".join(_outcome(r) for r in all_runs),
         ),
-        Finding(
+        ClaimCheck(
             name,
             "Momentum gets there in fewer steps than GD",
             bool(rolling) and all(r.converged and r.steps < gd.steps for r in rolling),
             "; ".join(_outcome(r) for r in all_runs),
         ),
-        Finding(
+        ClaimCheck(
             name,
             "Too much momentum is slower than GD",
             bool(slower),

@@ -1,6 +1,7 @@
 """Gradient descent with the lecture's momentum, run on a toy error surface, step by step.
 
-The update is exactly the lecture's (Hung-yi Lee, "Batch and Momentum"; Sutskever form)::
+The update is exactly the lecture's (Hung-yi Lee, "Batch and Momentum"; Sutskever form), applied by
+:func:`batchlab.optim.functional.momentum_update`::
 
     m_0 = 0
     m_t = lambda * m_{t-1} - eta * g_{t-1},      g_{t-1} = grad L(theta_{t-1}) (+ noise)
@@ -31,9 +32,10 @@ import numpy as np
 
 from batchlab.errors import ConfigError
 from batchlab.toy.examples import ExampleSet, examples_for
+from batchlab.optim.functional import momentum_update
+from batchlab.status import DIVERGED
 from batchlab.toy.surfaces import CriticalPoint, Surface
 
-DIVERGED = "diverged"
 DEFAULT_STEPS = 5000
 DEFAULT_STOP_TOL = 1e-6
 DEFAULT_DIVERGENCE_BOUND = 1e6
@@ -147,8 +149,7 @@ def run_trajectory(
             if noise_std > 0:
                 gradient = gradient + noise_std * rng.standard_normal(surface.dim)
             used_gradients.append(gradient)
-            velocity = momentum * velocity - lr * gradient
-            theta = theta + velocity
+            theta, velocity = momentum_update(theta, velocity, gradient, lr=lr, momentum=momentum)
             points.append(theta.copy())
             if not np.all(np.isfinite(theta)) or np.linalg.norm(theta) > divergence_bound:
                 diverged = True

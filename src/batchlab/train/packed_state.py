@@ -8,17 +8,8 @@ optimizer work on whole rows, and a CUDA graph can update the same memory in pla
 replay.
 
 Per-run hyperparameters (η, λ, weight decay, Nesterov flag) are (K, 1) tensors that broadcast over
-a run's row, so each run follows exactly the rule of :class:`batchlab.optim.Momentum`::
-
-    g ← g + wd·θ                       (only for runs with wd ≠ 0)
-    λ = 0:      θ ← θ − ηg             (no buffer is kept, as in Momentum)
-    λ > 0:      m ← λm − ηg, then θ ← θ + m            (heavy ball, the lecture's form)
-                               or θ ← θ + λm − ηg      (Nesterov, Bengio et al. 2013)
-
-Runs whose rule differs from their neighbours' (λ = 0, Nesterov, weight decay) are told apart
-with ``torch.where`` and ``masked_fill_``, never by multiplying with 0/1 masks: 0·inf = NaN, so a
-mask would turn a run's overflow into NaN where the run alone keeps inf, and a run's numbers
-must be the ones it gets when trained alone.
+a run's row, so each run follows exactly the rule of :class:`batchlab.optim.Momentum`; the rule
+itself is written once, in :mod:`batchlab.optim.functional` (:func:`~batchlab.optim.functional.momentum_rows_`).
 """
 
 from __future__ import annotations
@@ -32,6 +23,7 @@ from torch import nn
 
 from batchlab.config import RunConfig
 from batchlab.optim import build_optimizer
+from batchlab.optim.functional import RowHyperparameters, momentum_rows_
 
 
 @dataclass(frozen=True)
@@ -67,67 +59,33 @@ class ParameterLayout:
         }
 
 
-def _per_run(values: Sequence[float], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.tensor(list(values), dtype=dtype, device=device).view(-1, 1)
-
-
 class PackedMomentum:
     """:class:`batchlab.optim.Momentum` for K runs at once, each with its own η, λ, wd, Nesterov.
 
     ``buffer`` is the (K, P) momentum; rows of runs with λ = 0 stay zero (Momentum keeps no
-    buffer for them). The rule is applied column block by column block (``columns``: one
-    (start, end) per parameter tensor), so the gradients never need to be copied into one flat
-    tensor, and in place: no (K, P) temporary is made unless a pack mixes weight decay with none
-    or Nesterov with heavy ball. The arithmetic of each row is the
-    single-run rule, operation for operation, so a packed run and the same run trained alone
+    buffer for them). The rule (:func:`batchlab.optim.functional.momentum_rows_`) is applied column
+    block by column block (``columns``: one (start, end) per parameter tensor), so the gradients
+    never need to be copied into one flat tensor, and in place: no (K, P) temporary is made unless
+    a pack mixes weight decay with none or Nesterov with heavy ball. The arithmetic of each row is
+    the single-run rule, operation for operation, so a packed run and the same run trained alone
     agree to float rounding.
     """
 
     def __init__(self, configs: Sequence[RunConfig], buffer: torch.Tensor, columns: Sequence[tuple[int, int]]) -> None:
-        device = buffer.device
         self.configs = tuple(configs)
         self.buffer = buffer
         self.columns = tuple(columns)
-        self.lr = _per_run([c.lr for c in configs], device)
-        self._negative_lr = -self.lr
-        self.momentum = _per_run([c.momentum for c in configs], device)
-        self.weight_decay = _per_run([c.weight_decay for c in configs], device)
-        self.nesterov = _per_run([c.nesterov for c in configs], device, torch.bool)
-        self.has_buffer = _per_run([c.momentum != 0.0 for c in configs], device, torch.bool)
-        self._has_weight_decay = self.weight_decay != 0.0
-        # Which branches of the rule this pack needs; the common cases skip every torch.where.
-        self._any_weight_decay = any(c.weight_decay != 0.0 for c in configs)
-        self._all_weight_decay = all(c.weight_decay != 0.0 for c in configs)
-        self._all_have_buffer = all(c.momentum != 0.0 for c in configs)
-        self._no_buffer = ~self.has_buffer
-        self._all_nesterov = all(c.nesterov for c in configs)
-        self._any_nesterov = any(c.nesterov for c in configs)
+        self.rows = RowHyperparameters.of(
+            [c.lr for c in configs], [c.momentum for c in configs], [c.weight_decay for c in configs],
+            [c.nesterov for c in configs], buffer.device,
+        )
 
     @torch.no_grad()
     def step(self, params: torch.Tensor, grads: Sequence[torch.Tensor]) -> None:
         """Update ``params`` (K, P) in place; ``grads[i]`` is the (K, end − start) gradient of
         column block ``columns[i]``."""
         for (start, end), grad in zip(self.columns, grads):
-            self._update(params[:, start:end], self.buffer[:, start:end], grad)
-
-    def _update(self, params: torch.Tensor, buffer: torch.Tensor, grads: torch.Tensor) -> None:
-        # In place wherever the rule allows: on a CPU the K runs' state does not fit in cache, so
-        # every (K, P) temporary costs a pass over memory (and, when large, fresh pages).
-        if self._all_weight_decay:
-            grads = grads.addcmul(params, self.weight_decay)  # g + wd·θ
-        elif self._any_weight_decay:
-            grads = torch.where(self._has_weight_decay, grads.addcmul(params, self.weight_decay), grads)
-        # m ← λm − ηg; a λ = 0 row holds a zero buffer, so it gets exactly −ηg.
-        buffer.mul_(self.momentum).addcmul_(grads, self._negative_lr)
-        if not self._any_nesterov:
-            params.add_(buffer)  # θ ← θ + m (for λ = 0: θ − ηg)
-        elif self._all_nesterov:
-            params.addcmul_(buffer, self.momentum).addcmul_(grads, self._negative_lr)  # θ ← θ + λm − ηg
-        else:
-            nesterov = (params + self.momentum * buffer) + grads * self._negative_lr
-            params.copy_(torch.where(self.nesterov, nesterov, params + buffer))
-        if not self._all_have_buffer:
-            buffer.masked_fill_(self._no_buffer, 0.0)  # λ = 0 runs keep no momentum
+            momentum_rows_(params[:, start:end], self.buffer[:, start:end], grad, self.rows)
 
     def select(self, keep: Sequence[int]) -> "PackedMomentum":
         """The rule for the runs ``keep`` only (rows in that order)."""

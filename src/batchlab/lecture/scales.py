@@ -1,0 +1,170 @@
+"""What ``batchlab lecture`` runs at each scale: the studies, their runs, the timing and noise settings.
+
+The settings of each scale are in :data:`SCALES`. ``quick`` uses the embedded 5,000-image MNIST
+subset and the lecture's MLP (784-512-512-10) with a fixed learning rate η = 0.01 for every batch
+size (at B = 8, λ = 0.9 this is an effective step η/(1 − λ) = 0.1; the lecture's B = 1 diverges
+with λ = 0.9 at this η on this data and costs 3,600 updates an epoch, so the smallest batch is 8).
+Measured on a 2-core CPU it takes 2 to 3 minutes on a quiet machine and up to about 10 when
+other processes compete for the cores. ``full`` uses the full datasets found on the machine and
+the lecture's batch sizes 1 … 60,000, and is meant for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from batchlab.config import RunConfig
+from batchlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AccuracyStudy:
+    """One accuracy-vs-batch-size sweep: a dataset and network over batch sizes × λ × seeds."""
+
+    dataset: str
+    model: str
+    hidden: tuple[int, ...] | None
+    batch_sizes: tuple[int | str, ...]
+    momenta: tuple[float, ...]
+    lr: float
+    epochs: int
+    # A fixed update budget (runs with max_updates) over these batch sizes and λ, or None.
+    update_budget: int | None = None
+    update_batch_sizes: tuple[int, ...] = ()
+    update_momenta: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class LectureScale:
+    """Everything ``batchlab lecture`` runs at one scale."""
+
+    name: str
+    studies: tuple[AccuracyStudy, ...]
+    seeds: int
+    timing_batch_sizes: tuple[int | str, ...]
+    timing_n_examples: int
+    timing_budget_s: float
+    timing_paths: tuple[str, ...] | None
+    # The full-batch run trained towards a critical point for the noise measurements.
+    critical_lr: float
+    critical_momentum: float
+    critical_updates: int
+    noise_batches: int
+    optional_datasets: tuple[str, ...] = field(default=())
+    # Toy surfaces of the momentum stage (None: every registered surface).
+    toy_surfaces: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# The update-budget runs give B = 8, 32 and 128 the 450 updates B = 8 makes in one epoch, to show how
+# much of the larger batch's deficit at a fixed epoch budget is simply fewer updates (B = 512 would
+# need 64 epochs for them, the costliest runs of the lecture, and adds nothing the others do not show).
+_LECTURE_MLP = AccuracyStudy(
+    dataset="mnist-5k", model="mlp", hidden=None, batch_sizes=(8, 32, 128, 512, "full"), momenta=(0.0, 0.9),
+    lr=0.01, epochs=4, update_budget=450, update_batch_sizes=(8, 32, 128), update_momenta=(0.9,),
+)
+
+SCALES: dict[str, LectureScale] = {
+    "quick": LectureScale(
+        name="quick",
+        studies=(_LECTURE_MLP,),
+        seeds=3,
+        timing_batch_sizes=(1, 10, 100, 1000, 10000),
+        timing_n_examples=60000,
+        timing_budget_s=0.5,
+        timing_paths=("dataloader", "resident"),
+        critical_lr=0.1,
+        critical_momentum=0.9,
+        critical_updates=100,
+        noise_batches=32,
+    ),
+    "full": LectureScale(
+        name="full",
+        studies=(
+            AccuracyStudy(dataset="mnist", model="mlp", hidden=None, batch_sizes=(1, 10, 100, 1000, 10000, "full"),
+                          momenta=(0.0, 0.9), lr=0.005, epochs=10, update_budget=2000,
+                          update_batch_sizes=(10, 100, 1000, 10000), update_momenta=(0.9,)),
+            AccuracyStudy(dataset="fashion-mnist", model="mlp", hidden=None,
+                          batch_sizes=(10, 100, 1000, 10000, "full"), momenta=(0.0, 0.9), lr=0.005, epochs=10),
+            AccuracyStudy(dataset="cifar10", model="cnn", hidden=None, batch_sizes=(10, 100, 1000, 10000, "full"),
+                          momenta=(0.0, 0.9), lr=0.005, epochs=10),
+        ),
+        seeds=3,
+        timing_batch_sizes=(1, 10, 100, 1000, 10000, 60000),
+        timing_n_examples=60000,
+        timing_budget_s=2.0,
+        timing_paths=None,
+        critical_lr=0.1,
+        critical_momentum=0.9,
+        critical_updates=300,
+        noise_batches=64,
+        optional_datasets=("mnist", "fashion-mnist", "cifar10"),
+    ),
+}
+
+
+def get_scale(name: str) -> LectureScale:
+    try:
+        return SCALES[name]
+    except KeyError:
+        raise ConfigError(f"unknown scale {name!r}; allowed: {', '.join(SCALES)}") from None
+
+
+def with_seeds(scale: LectureScale, seeds: int | None) -> LectureScale:
+    if seeds is None:
+        return scale
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"number of seeds {seeds!r} is invalid; allowed: an integer ≥ 1")
+    return replace(scale, seeds=seeds)
+
+
+def available_studies(scale: LectureScale, data_dir: str | None) -> tuple[list[AccuracyStudy], list[str]]:
+    """The scale's studies whose data are on this machine, and a note for each one left out.
+
+    Datasets listed in ``optional_datasets`` are used only when present; any other missing
+    dataset is an error (raised by the sweep's upfront validation). The first study left is the
+    primary one: its network is timed and its full-batch run gives the critical point.
+    """
+    from batchlab.data import DATASETS, locate
+
+    chosen, notes = [], []
+    for study in scale.studies:
+        if study.dataset in scale.optional_datasets and locate(DATASETS[study.dataset], data_dir) is None:
+            notes.append(f"{study.dataset} is not on this machine (`batchlab data fetch {study.dataset}`); its "
+                         "accuracy sweep was left out")
+            continue
+        chosen.append(study)
+    return chosen, notes
+
+
+def study_configs(study: AccuracyStudy, seeds: int, device: str, data_dir: str | None) -> list[RunConfig]:
+    """Every run of one study: the epoch-budget grid, then the update-budget grid (if any)."""
+    base = dict(dataset=study.dataset, model=study.model, hidden=study.hidden, optimizer="momentum", lr=study.lr,
+                device=device, data_dir=data_dir)
+    configs = [RunConfig(**base, batch_size=b, momentum=m, epochs=study.epochs, seed=s)
+               for b in study.batch_sizes for m in study.momenta for s in range(seeds)]
+    if study.update_budget:
+        n_train = _training_set_size(configs[0])
+        for b in study.update_batch_sizes:
+            epochs = -(-study.update_budget // -(-n_train // b))  # epochs needed to reach the budget
+            configs += [RunConfig(**base, batch_size=b, momentum=m, epochs=max(epochs, 1), seed=s,
+                                  max_updates=study.update_budget)
+                        for m in study.update_momenta for s in range(seeds)]
+    return configs
+
+
+def _training_set_size(config: RunConfig) -> int:
+    from batchlab.sweep.spec import training_set_size
+
+    return training_set_size(config)
+
+
+def critical_point_config(scale: LectureScale, study: AccuracyStudy, device: str, data_dir: str | None) -> RunConfig:
+    """The full-batch run whose end is the (near-)critical point: gradient descent with the
+    lecture's momentum on all training examples, one update per epoch."""
+    return RunConfig(dataset=study.dataset, model=study.model, hidden=study.hidden, optimizer="momentum",
+                     batch_size="full", lr=scale.critical_lr, momentum=scale.critical_momentum,
+                     epochs=scale.critical_updates, seed=0, device=device, data_dir=data_dir)
