@@ -1,0 +1,43 @@
+"""What every benchmark script shares: the result file's name, the machine's load, the JSON write.
+
+A benchmark writes ``benchmarks/results/<name>-<device-slug>.json``; the slug is the GPU's model
+(``nvidia-h200``) or ``cpu-<cores>-cores``, so results of different machines sit side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from batchlab.device import device_name
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def device_slug(device: torch.device) -> str:
+    if device.type == "cpu":
+        return f"cpu-{os.cpu_count()}-cores"
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+
+
+def load_average() -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages (runnable threads), or None where there are none."""
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
+def write_result(result: dict, out: Path | None, name: str, device: torch.device) -> Path:
+    """Write ``result`` as JSON to ``out`` (default ``results/<name>-<device-slug>.json``)
+    through a temporary file and a rename, so a killed benchmark leaves no half-written file."""
+    out = out or RESULTS_DIR / f"{name}-{device_slug(device)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp")
+    temporary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, out)
+    return out
