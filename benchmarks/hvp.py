@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice; 1 steadies CPU timings on a busy machine)")
     parser.add_argument("--skip-plain-eigen", action="store_true", help="do not run Lanczos on the plain product")
+    parser.add_argument("--examples", type=int, default=5000,
+                        help="N of the product timings, the first N of the 5,000 (default: 5000)")
     parser.add_argument("--peer-examples", type=int, nargs="+", default=list(PEER_EXAMPLES),
                         help="N of the PyHessian comparison (default: 1000; at most 5000)")
     parser.add_argument("--top-n", type=int, nargs="+", default=list(PEER_TOP_N),
@@ -234,16 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be ≥ 1")
-    if any(not 1 <= n <= 5000 for n in args.peer_examples) or any(k < 1 for k in args.top_n):
-        parser.error("--peer-examples must be in 1 … 5000 and --top-n ≥ 1")
+    if any(not 1 <= n <= 5000 for n in [args.examples, *args.peer_examples]) or any(k < 1 for k in args.top_n):
+        parser.error("--examples and --peer-examples must be in 1 … 5000, --top-n ≥ 1")
     peer_available = not args.skip_pyhessian and _pyhessian_installed()
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     load_before = load_average()
-    train_x, train_y, x, y = load_examples(device)
+    train_x, train_y, all_x, all_y = load_examples(device)
     model = trained_mlp(train_x, train_y, device)
+    x, y = all_x[: args.examples], all_y[: args.examples]
     loss = FlatLoss(model, x, y, chunk_size=CHUNK_SIZE)
     print(f"device: {device_name(device)}; mlp 784-512-512-10 ({loss.dim} parameters), {len(x)} examples of "
           f"{DATASET}, chunks of {CHUNK_SIZE}, float32", flush=True)
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
     peer_rows = None
     if peer_available:
-        peer_rows = compare_with_pyhessian(model, x, y, device, args.peer_examples, args.top_n)
+        peer_rows = compare_with_pyhessian(model, all_x, all_y, device, args.peer_examples, args.top_n)
     elif not args.skip_pyhessian:
         print("PyHessian is not installed (pip install 'batchlab[bench]'): comparison skipped", flush=True)
 
@@ -308,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": describe_environment(device),
         "load_average_before": load_before,
         "load_average_after": load_average(),
-        "dataset": f"{DATASET}: {len(x)} examples (train + test images)",
+        "dataset": f"{DATASET}: the first {len(x)} of its 5,000 examples (train + test images)",
         "model": "mlp 784-512-512-10, one epoch of SGD (B=64, lr=0.01, momentum=0.9)",
         "parameters": loss.dim,
         "chunk_size": CHUNK_SIZE,

@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             bound = row["bandwidth_bound"]
             print(f"    bandwidth bound {bound['bound_updates_per_s']:8.1f} model-updates/s "
                   f"({bound['bytes_per_model_update'] / 1e6:.1f} MB each): "
-                  + ", ".join(f"({letter}) {name} {bound['share'][name]:.0%}"
+                  + ", ".join(f"({letter}) {name} {bound['share'][name]:.1%}"
                               for letter, name in zip("abc", METHODS)), flush=True)
             for repeat in packed["repeats"]:
                 for pack in repeat["plan"]:
