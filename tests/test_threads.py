@@ -54,7 +54,7 @@ def test_apply_thread_rule_yields_the_count_it_set(monkeypatch):
 def test_the_environment_records_the_update_threads():
     environment = describe_environment(CPU, update_threads=1)
     assert environment["update_threads"] == 1
-    assert environment["torch_threads"] == PROCESS_THREADS
+    assert environment["torch_threads"] == torch.get_num_threads()
     assert describe_environment(CPU)["update_threads"] is None
 
 
