@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from batchlab.device import device_name
+from batchlab.environment import describe_environment
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -30,6 +32,20 @@ def load_average() -> list[float] | None:
         return list(os.getloadavg())
     except (AttributeError, OSError):
         return None
+
+
+def result_header(benchmark: str, device: torch.device, load_before: list[float] | None) -> dict:
+    """The fields every result file starts with: what, when, on which device, in which
+    environment, and the machine's load before and now (after the measurements)."""
+    return {
+        "benchmark": benchmark,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": str(device),
+        "device_name": device_name(device),
+        "environment": describe_environment(device),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+    }
 
 
 def write_result(result: dict, out: Path | None, name: str, device: torch.device) -> Path:

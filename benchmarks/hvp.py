@@ -46,7 +46,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +56,10 @@ from torch.nn import functional as F
 
 from batchlab import data as datasets
 from batchlab.device import device_name, resolve_device, synchronize
-from batchlab.environment import describe_environment
 from batchlab.geometry import FlatLoss, HessianOperator, top_eigenvalues
 from batchlab.models import build_model
 
-from common import load_average, write_result
+from common import load_average, result_header, write_result
 
 DATASET = "mnist-5k"
 CHUNK_SIZE = 1000
@@ -322,13 +320,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({plain_eigen['hessian_vector_products']} products) → {ratios['top_eigenvalue_plain_over_batchlab']:.2f}x")
 
     result = {
-        "benchmark": "hvp",
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(device),
-        "device_type": device.type,
-        "environment": describe_environment(device),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
+        **result_header("hvp", device, load_before),
         "dataset": f"{DATASET}: the first {len(x)} of its 5,000 examples (train + test images)",
         "model": "mlp 784-512-512-10, one epoch of SGD (B=64, lr=0.01, momentum=0.9)",
         "parameters": loss.dim,

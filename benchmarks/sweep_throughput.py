@@ -49,7 +49,6 @@ import math
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -61,10 +60,9 @@ import batchlab
 from batchlab import data as datasets
 from batchlab.config import RunConfig
 from batchlab.device import device_name, resolve_device, synchronize
-from batchlab.environment import describe_environment
 from batchlab.train.packed import train_pack
 
-from common import load_average, write_result
+from common import load_average, result_header, write_result
 
 DATASET = "mnist-5k"
 DEFAULT_WIDTHS = {"cpu": ["512,512", "64"], "cuda": ["512,512"]}
@@ -329,13 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"    (c) chose: {pack['reason']}", flush=True)
 
     result = {
-        "benchmark": "sweep-throughput",
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(device),
-        "device_type": device.type,
-        "environment": describe_environment(device),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
+        **result_header("sweep-throughput", device, load_before),
         "memory_bandwidth": bandwidth,
         "dataset": DATASET,
         "models": [model_name(hidden) for hidden in widths],

@@ -27,20 +27,18 @@ import argparse
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from batchlab.device import device_name
-from batchlab.environment import describe_environment
 from batchlab.threads import ONE_THREAD_BELOW_BATCH, PROCESS_THREADS, intra_op_threads, threads_for
 from batchlab.timing import format_seconds
 from batchlab.timing.clock import time_updates
 from batchlab.timing.paths import build_path
 from batchlab.timing.workload import make_timing_data
 
-from common import load_average, write_result
+from common import load_average, result_header, write_result
 
 BATCH_SIZES = (1, 4, 16, 64, 256, 1024)
 N_EXAMPLES = 4096
@@ -124,16 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rule: one thread below B = {ONE_THREAD_BELOW_BATCH}, else {PROCESS_THREADS} (the process's count)")
 
     result = {
-        "benchmark": "threads",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device),
-        "device_name": device_name(device),
-        "environment": describe_environment(device),
+        **result_header("threads", device, load_before),
         "threads_compared": [few, many],
         "process_threads": PROCESS_THREADS,
         "rule": {"one_thread_below_batch": ONE_THREAD_BELOW_BATCH},
-        "load_average_before": load_before,
-        "load_average_after": load_after,
         "load_average_per_round": loads,
         "wall_time_s": elapsed,
         "workload": {"model": "mlp 784-512-512-10", "dtype": "float32", "path": "resident",

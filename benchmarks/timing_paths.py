@@ -33,13 +33,11 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from batchlab.device import device_name, resolve_device
-from batchlab.environment import describe_environment
 from batchlab.timing import format_seconds, measure_point
 from batchlab.timing.harness import (
     DEFAULT_REPEATS,
@@ -50,7 +48,7 @@ from batchlab.timing.harness import (
 )
 from batchlab.timing.workload import make_timing_data
 
-from common import load_average, write_result
+from common import load_average, result_header, write_result
 BATCH_SIZES = (1, 100, 1000, 10000, 60000)
 N_EXAMPLES = 60000
 BASELINE = "plain"
@@ -208,13 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(busy)
 
     result = {
-        "benchmark": "timing_paths",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device),
-        "device_name": device_name(device),
-        "environment": describe_environment(device),
-        "load_average_before": load_before,
-        "load_average_after": load_after,
+        **result_header("timing_paths", device, load_before),
         "busy_machine": busy,
         "threads_per_batch_size": {str(p.batch_size): p.threads for p in measured[BASELINE]},
         "wall_time_s": elapsed,
