@@ -7,15 +7,21 @@ first imported: PyTorch's default, one per core, or what ``OMP_NUM_THREADS`` ask
 
 Why: a small update is dozens of tiny operations (a 784×512 matrix-vector product at B = 1), each
 split over the threads and joined again. With two threads every operation waits for the slower
-one, so one busy core stalls them all; one thread does the same arithmetic without the joins.
-Measured on a 2-core AMD EPYC VM (torch 2.13, the lecture's MLP 784-512-512-10 with the lecture's
-momentum, median of interleaved bursts, ``benchmarks/threads.py``; see the ``MEASURED`` note
-below for the numbers and the load they were taken under). The threshold is the smallest batch
-size at which two threads were clearly faster; below it one thread was never slower.
+one, so one core taken by another process stalls them all; one thread does the same arithmetic
+without the joins. Measured with ``benchmarks/threads.py`` (the lecture's MLP 784-512-512-10 and
+momentum, resident batches, median of interleaved bursts) on a shared 2-core AMD EPYC VM, torch
+2.13, under a 1-minute load average of 3.5–6 from other processes (two runs): two threads took
+5–19× as long as one at B = 1, 4, 16, 7–15× at B = 64, 256 and 2.4–3.5× at B = 1,024; one thread
+was never slower. The machine was never quiet while this was measured; on a quiet one two
+threads pay once an update has enough arithmetic to split — at B = 64 one update is ~130 M
+multiply-adds, about ten times the cost of the joins of its ~30 operations — so larger batches
+keep the process's count, and small ones, where the joins dominate whatever the load, get one
+thread. Rerun the benchmark on a quiet machine to move the threshold.
 
 :func:`intra_op_threads` sets the count for a block and restores it; :func:`apply_thread_rule`
 is that block for one training loop at one batch size, and returns the count used so it can be
-recorded with the run (``describe_environment(device, threads=...)``). ``torch.utils.benchmark``
+recorded with the run (``describe_environment(device, update_threads=...)``). A pack of K runs
+trained in one stacked step counts as K·B examples per update. ``torch.utils.benchmark``
 fixes the thread count of a measurement the same way (``Timer(num_threads=...)``).
 """
 
@@ -35,7 +41,8 @@ PROCESS_THREADS = torch.get_num_threads()
 
 
 def threads_for(batch_size: int, device: torch.device | str) -> int:
-    """Intra-op threads for an update of ``batch_size`` examples on ``device``.
+    """Intra-op threads for an update of ``batch_size`` examples on ``device`` (K·B for a packed
+    step of K runs).
 
     CPU and ``batch_size < ONE_THREAD_BELOW_BATCH``: 1. Otherwise the process's count
     (:data:`PROCESS_THREADS`), never more than it: the rule only ever lowers the count.
