@@ -19,8 +19,18 @@ eigenvalue (Lanczos, ARPACK ``eigsh``, tol 1e-3, the same start vector): ``batch
 :func:`batchlab.geometry.top_eigenvalues` end to end (graph build included) vs ``eigsh`` on a
 ``LinearOperator`` around (a). The goal on a 2-core CPU is ≤ 30 s for batchlab.
 
+Peer: PyHessian 0.1 (Yao et al., 2020; ``pip install batchlab[bench]``, skipped when it is not
+installed). On the first N examples (``--peer-examples``, default 1,000), the top eigenvalue at
+PyHessian's default tolerance (1e-3, its power iteration; top ``--top-n`` eigenvalues, default 1
+and 3) is timed end to end for PyHessian (``hessian(...).eigenvalues``, its first backward
+included) and for batchlab (:func:`batchlab.geometry.top_eigenvalues` with ``method="auto"``, which
+picks power iteration for k = 1 at this tolerance, and with ``method="lanczos"``; the cached graph
+included), each against a tight reference: batchlab's Lanczos at tol 1e-9 on the same examples.
+Each method runs ``--peer-repeats`` times in alternating order and keeps its fastest run.
+
 Writes ``benchmarks/results/hvp-<device-slug>.json`` with the device, environment, machine load
-and every measurement, and prints a short table.
+(1-minute load average before and after: other processes slow a CPU measurement) and every
+measurement, and prints a short table.
 
 Usage::
 
@@ -31,13 +41,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -48,16 +56,20 @@ from torch.nn import functional as F
 
 from batchlab import data as datasets
 from batchlab.device import device_name, resolve_device, synchronize
-from batchlab.environment import describe_environment
-from batchlab.files import write_json
 from batchlab.geometry import FlatLoss, HessianOperator, top_eigenvalues
 from batchlab.models import build_model
+
+from common import load_average, result_header, write_result
 
 DATASET = "mnist-5k"
 CHUNK_SIZE = 1000
 TOL = 1e-3
 SEED = 0
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# PyHessian 0.1's default tolerance of ``hessian.eigenvalues`` and the reference's tolerance.
+PEER_TOL = 1e-3
+REFERENCE_TOL = 1e-9
+PEER_EXAMPLES = (1000,)
+PEER_TOP_N = (1, 3)
 
 
 def load_examples(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -136,10 +148,87 @@ def plain_top_eigenvalue(product: Callable[[torch.Tensor], torch.Tensor], dim: i
     return {"seconds": time.perf_counter() - started, "value": float(values[0]), "hessian_vector_products": calls}
 
 
-def device_slug(device: torch.device) -> str:
-    if device.type == "cpu":
-        return f"cpu-{os.cpu_count()}-cores"
-    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+def timed(call: Callable[[], object], device: torch.device) -> tuple[float, object]:
+    synchronize(device)
+    started = time.perf_counter()
+    result = call()
+    synchronize(device)
+    return time.perf_counter() - started, result
+
+
+def pyhessian_top(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, top_n: int, device: torch.device) -> dict:
+    """PyHessian 0.1's top ``top_n`` eigenvalues at its default tolerance, timed end to end."""
+    from pyhessian import hessian
+
+    torch.manual_seed(SEED)  # PyHessian draws its start vectors from the global generator
+
+    def run() -> list[float]:
+        with warnings.catch_warnings():  # PyHessian's own backward(create_graph=True), not ours
+            warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
+            peer = hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=device.type == "cuda")
+        values, _ = peer.eigenvalues(maxIter=100, tol=PEER_TOL, top_n=top_n)
+        return [float(v) for v in values]
+
+    seconds, values = timed(run, device)
+    model.zero_grad(set_to_none=True)  # PyHessian leaves create_graph gradients in .grad
+    return {"seconds": seconds, "values": values}
+
+
+def batchlab_top(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, top_n: int, method: str,
+                 tol: float, device: torch.device) -> dict:
+    seconds, result = timed(
+        lambda: top_eigenvalues(model, x, y, k=top_n, tol=tol, seed=SEED, chunk_size=CHUNK_SIZE, method=method), device
+    )
+    return {"seconds": seconds, "values": list(result.values), "method": result.method,
+            "hessian_vector_products": result.num_hvps}
+
+
+def relative_errors(values: list[float], reference: list[float]) -> list[float]:
+    return [abs(v - r) / abs(r) for v, r in zip(sorted(values, reverse=True), reference)]
+
+
+def compare_with_pyhessian(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                           examples: list[int], top_ns: list[int], repeats: int) -> list[dict]:
+    """Each (N, top-n): PyHessian and batchlab (auto; and lanczos when auto may pick power
+    iteration) at tol 1e-3 against a tight reference. Each is run ``repeats`` times in alternating
+    order and keeps its fastest run (load from other processes only adds time); all times are kept."""
+    rows = []
+    for n in examples:
+        xs, ys = x[:n], y[:n]
+        reference = batchlab_top(model, xs, ys, max(top_ns), "lanczos", REFERENCE_TOL, device)
+        for top_n in top_ns:
+            exact = reference["values"][:top_n]
+            row = {"examples": n, "top_n": top_n, "tol": PEER_TOL, "reference": {**reference, "values": exact}}
+            runners = {"pyhessian": lambda: pyhessian_top(model, xs, ys, top_n, device)}
+            for method in ("auto", "lanczos") if top_n == 1 else ("auto",):
+                runners[f"batchlab_{method}"] = (
+                    lambda method=method: batchlab_top(model, xs, ys, top_n, method, PEER_TOL, device))
+            samples: dict[str, list[dict]] = {name: [] for name in runners}
+            for repeat in range(repeats):
+                for name in list(runners) if repeat % 2 == 0 else list(reversed(runners)):
+                    samples[name].append(runners[name]())
+            for name, runs in samples.items():
+                fastest = min(runs, key=lambda run: run["seconds"])
+                errors = relative_errors(fastest["values"], exact)
+                row[name] = {**fastest, "all_seconds": [run["seconds"] for run in runs],
+                             "max_relative_error": max(errors)}
+            row["pyhessian_over_batchlab_auto"] = row["pyhessian"]["seconds"] / row["batchlab_auto"]["seconds"]
+            rows.append(row)
+            print_peer_row(row)
+    return rows
+
+
+def print_peer_row(row: dict) -> None:
+    print(f"N = {row['examples']:,}, top-{row['top_n']} at tol {row['tol']:g} (reference: Lanczos tol {REFERENCE_TOL:g}, "
+          f"λ = {', '.join(f'{v:.6g}' for v in row['reference']['values'])})", flush=True)
+    for name, label in (("pyhessian", "PyHessian 0.1 (power)"), ("batchlab_auto", "batchlab auto"),
+                        ("batchlab_lanczos", "batchlab lanczos")):
+        if name not in row:
+            continue
+        entry = row[name]
+        method = f" [{entry['method']}, {entry['hessian_vector_products']} products]" if "method" in entry else ""
+        print(f"  {label:<24}{entry['seconds']:>8.2f} s   max relative error {entry['max_relative_error']:.1e}{method}")
+    print(f"  PyHessian / batchlab auto: {row['pyhessian_over_batchlab_auto']:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,17 +238,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice; 1 steadies CPU timings on a busy machine)")
     parser.add_argument("--skip-plain-eigen", action="store_true", help="do not run Lanczos on the plain product")
+    parser.add_argument("--examples", type=int, default=5000,
+                        help="N of the product timings, the first N of the 5,000 (default: 5000)")
+    parser.add_argument("--peer-examples", type=int, nargs="+", default=list(PEER_EXAMPLES),
+                        help="N of the PyHessian comparison (default: 1000; at most 5000)")
+    parser.add_argument("--top-n", type=int, nargs="+", default=list(PEER_TOP_N),
+                        help="numbers of top eigenvalues compared with PyHessian (default: 1 3)")
+    parser.add_argument("--peer-repeats", type=int, default=2,
+                        help="runs of each method in the PyHessian comparison, fastest kept (default: 2)")
+    parser.add_argument("--skip-pyhessian", action="store_true", help="do not compare with PyHessian")
     parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/hvp-<device>.json)")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be ≥ 1")
+    if args.repeats < 1 or args.peer_repeats < 1:
+        parser.error("--repeats and --peer-repeats must be ≥ 1")
+    if any(not 1 <= n <= 5000 for n in [args.examples, *args.peer_examples]) or any(k < 1 for k in args.top_n):
+        parser.error("--examples and --peer-examples must be in 1 … 5000, --top-n ≥ 1")
+    peer_available = not args.skip_pyhessian and _pyhessian_installed()
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    load_before = os.getloadavg()
-    train_x, train_y, x, y = load_examples(device)
+    load_before = load_average()
+    train_x, train_y, all_x, all_y = load_examples(device)
     model = trained_mlp(train_x, train_y, device)
+    x, y = all_x[: args.examples], all_y[: args.examples]
     loss = FlatLoss(model, x, y, chunk_size=CHUNK_SIZE)
     print(f"device: {device_name(device)}; mlp 784-512-512-10 ({loss.dim} parameters), {len(x)} examples of "
           f"{DATASET}, chunks of {CHUNK_SIZE}, float32", flush=True)
@@ -180,13 +282,20 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     started = time.perf_counter()
-    eigen = top_eigenvalues(model, x, y, k=1, tol=TOL, seed=SEED, chunk_size=CHUNK_SIZE)
+    eigen = top_eigenvalues(model, x, y, k=1, tol=TOL, seed=SEED, chunk_size=CHUNK_SIZE, method="lanczos")
     synchronize(device)
     batchlab_eigen = {"seconds": time.perf_counter() - started, "value": eigen.values[0],
                       "hessian_vector_products": eigen.num_hvps, "method": eigen.method}
     plain_eigen = None
     if not args.skip_plain_eigen:
         plain_eigen = plain_top_eigenvalue(plain_hvp(model, x, y), loss.dim, loss.dtype, device)
+
+    peer_rows = None
+    if peer_available:
+        peer_rows = compare_with_pyhessian(model, all_x, all_y, device, args.peer_examples, args.top_n,
+                                           args.peer_repeats)
+    elif not args.skip_pyhessian:
+        print("PyHessian is not installed (pip install 'batchlab[bench]'): comparison skipped", flush=True)
 
     per_hvp = {"plain": plain_timing, "batchlab": rebuilt_timing, "batchlab_cached": {**cached_timing, "graph_build_s": build_s,
                "graph_cached": cached.graph_cached}}
@@ -211,14 +320,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({plain_eigen['hessian_vector_products']} products) → {ratios['top_eigenvalue_plain_over_batchlab']:.2f}x")
 
     result = {
-        "benchmark": "hvp",
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(device),
-        "device_type": device.type,
-        "environment": describe_environment(device),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
-        "dataset": f"{DATASET}: {len(x)} examples (train + test images)",
+        **result_header("hvp", device, load_before),
+        "dataset": f"{DATASET}: the first {len(x)} of its 5,000 examples (train + test images)",
         "model": "mlp 784-512-512-10, one epoch of SGD (B=64, lr=0.01, momentum=0.9)",
         "parameters": loss.dim,
         "chunk_size": CHUNK_SIZE,
@@ -227,11 +330,17 @@ def main(argv: list[str] | None = None) -> int:
         "agreement": agreement,
         "top_eigenvalue": {"tol": TOL, "batchlab": batchlab_eigen, "plain": plain_eigen},
         "ratios": ratios,
+        "pyhessian_comparison": peer_rows,
     }
-    out = args.out or RESULTS_DIR / f"hvp-{device_slug(device)}.json"
-    write_json(out, result)
+    out = write_result(result, args.out, "hvp", device)
     print(f"wrote {out}", flush=True)
     return 0
+
+
+def _pyhessian_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyhessian") is not None
 
 
 if __name__ == "__main__":

@@ -22,8 +22,17 @@ its fastest repeat: on a shared machine, load from other processes only ever add
 On CUDA, (a) and (b) train only the first ``--baseline-runs`` configurations (a rate per
 model-update does not depend on how many runs are timed), to keep the benchmark short.
 
+Distance to the memory-traffic limit. One model-update of a model with P parameters must at
+least read the weights in the forward and the backward pass, write the gradients, read them in the
+update, read and write the momentum and read and write the weights: 8 passes over P fp32 numbers,
+32·P bytes (21.4 MB for the lecture's 784-512-512-10; activations, ~B·1,000 numbers, are left
+out). The device's memory bandwidth is measured with a large ``torch`` copy (read + write of 2 ×
+256 MiB on the CPU, 2 × 1 GiB on a GPU, fastest of five); bandwidth / (32·P) is the rate no
+method can beat once the state does not fit in cache, and each method's rate is reported as a
+percentage of it. A small model whose state stays in cache can exceed 100%.
+
 Writes ``benchmarks/results/sweep-throughput-<device-slug>.json`` with the device, environment,
-machine load, every measurement and the ratios (c)/(a), (c)/(b), (b)/(a).
+machine load, every measurement, the bandwidth bound and the ratios (c)/(a), (c)/(b), (b)/(a).
 
 Usage::
 
@@ -37,12 +46,9 @@ import argparse
 import contextlib
 import io
 import math
-import os
-import re
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -54,9 +60,9 @@ import batchlab
 from batchlab import data as datasets
 from batchlab.config import RunConfig
 from batchlab.device import device_name, resolve_device, synchronize
-from batchlab.environment import describe_environment
-from batchlab.files import write_json
 from batchlab.train.packed import train_pack
+
+from common import load_average, result_header, write_result
 
 DATASET = "mnist-5k"
 DEFAULT_WIDTHS = {"cpu": ["512,512", "64"], "cuda": ["512,512"]}
@@ -69,7 +75,11 @@ DEFAULT_UPDATES = {"cpu": {1: 300, 16: 150, 128: 100}, "cuda": {1: 3000, 16: 200
 DEFAULT_RUNS = {"cpu": 16, "cuda": 64}
 DEFAULT_BASELINE_RUNS = {"cpu": 16, "cuda": 8}
 EVAL_BATCH = 2048
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# fp32 passes over the parameters that one model-update cannot avoid (module docstring).
+PASSES_PER_UPDATE = 8
+BYTES_PER_NUMBER = 4
+COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2**30}
+COPY_REPEATS = 5
 
 
 def sweep_configs(
@@ -162,7 +172,11 @@ def measure_single(configs, cpu_splits, splits, device) -> dict:
 def measure_packed(configs, cpu_splits, splits, device) -> dict:
     seconds, results = timed(device, lambda: train_pack(configs, splits=splits, progress=False))
     measurement = _batchlab_measurement(results, seconds)
-    measurement["plan"] = [{"runs": len(p.configs), "strategy": p.strategy, "reason": p.reason} for p in results.plan]
+    measurement["plan"] = [
+        {"runs": len(p.configs), "strategy": p.strategy, "reason": p.reason,
+         "evidence": p.evidence.to_dict() if p.evidence is not None else None}
+        for p in results.plan
+    ]
     return measurement
 
 
@@ -217,10 +231,39 @@ def model_name(hidden: tuple[int, ...]) -> str:
     return f"mlp {'-'.join(map(str, (784, *hidden, 10)))}"
 
 
-def device_slug(device: torch.device) -> str:
-    if device.type == "cpu":
-        return f"cpu-{os.cpu_count()}-cores"
-    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+def measure_bandwidth(device: torch.device, nbytes: int) -> dict:
+    """Memory bandwidth in bytes/s: the fastest of ``COPY_REPEATS`` copies of ``nbytes`` (a copy
+    reads and writes, 2 × ``nbytes`` of traffic)."""
+    source = torch.ones(nbytes // BYTES_PER_NUMBER, device=device)
+    target = torch.empty_like(source)
+    target.copy_(source)  # first touch: page faults are not bandwidth
+    seconds = []
+    for _ in range(COPY_REPEATS):
+        synchronize(device)
+        start = time.perf_counter()
+        target.copy_(source)
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    del source, target
+    return {"bytes_per_s": 2 * nbytes / min(seconds), "copy_bytes": nbytes, "copy_seconds": seconds,
+            "threads": torch.get_num_threads()}
+
+
+def bytes_per_model_update(parameters: int) -> int:
+    """The least memory traffic of one model-update: ``PASSES_PER_UPDATE`` fp32 passes over P."""
+    return PASSES_PER_UPDATE * BYTES_PER_NUMBER * parameters
+
+
+def parameter_count(hidden: tuple[int, ...], input_features: int, num_classes: int) -> int:
+    return sum(p.numel() for p in plain_mlp(input_features, hidden, num_classes).parameters())
+
+
+def bandwidth_shares(row: dict, bandwidth: float, parameters: int) -> dict:
+    """Each method's model-updates per second as a share of the bandwidth-bound rate."""
+    bound = bandwidth / bytes_per_model_update(parameters)
+    return {"parameters": parameters, "bytes_per_model_update": bytes_per_model_update(parameters),
+            "bound_updates_per_s": bound,
+            "share": {name: row[name]["updates_per_s"] / bound for name in METHODS}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,10 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     splits = cpu_splits.to(device)
     n_train = len(splits.train)
     widths = [tuple(int(w) for w in spec.split(",")) for spec in (args.widths or DEFAULT_WIDTHS[kind])]
-    load_before = os.getloadavg()
+    load_before = load_average()
     print(f"device: {device_name(device)}; K = {runs} runs on {DATASET}; (a) and (b) time {baseline_runs} of them",
           flush=True)
     warm_up(splits, cpu_splits, device)
+    bandwidth = measure_bandwidth(device, COPY_BYTES[kind])
+    print(f"memory bandwidth (torch copy of {bandwidth['copy_bytes'] / 2**20:.0f} MiB, fastest of {COPY_REPEATS}): "
+          f"{bandwidth['bytes_per_s'] / 1e9:.1f} GB/s", flush=True)
 
     rows = []
     for hidden in widths:
@@ -262,24 +308,27 @@ def main(argv: list[str] | None = None) -> int:
                 "packed_vs_single": packed["updates_per_s"] / single["updates_per_s"],
                 "single_vs_plain": single["updates_per_s"] / plain["updates_per_s"],
             }
-            rows.append({"model": model, "batch_size": batch_size, "updates_per_run": updates, "plain": plain,
-                         "single": single, "packed": packed, "ratios": ratios})
+            row = {"model": model, "batch_size": batch_size, "updates_per_run": updates, "plain": plain,
+                   "single": single, "packed": packed, "ratios": ratios}
+            row["bandwidth_bound"] = bandwidth_shares(
+                row, bandwidth["bytes_per_s"], parameter_count(hidden, math.prod(splits.input_shape), splits.num_classes))
+            rows.append(row)
             print(f"{model:<18} B={batch_size:<4} model-updates/s: (a) plain {plain['updates_per_s']:8.1f}  "
                   f"(b) single {single['updates_per_s']:8.1f}  (c) packed {packed['updates_per_s']:8.1f}   "
                   f"(c)/(a) {ratios['packed_vs_plain']:6.2f}  (c)/(b) {ratios['packed_vs_single']:5.2f}  "
                   f"(b)/(a) {ratios['single_vs_plain']:5.2f}", flush=True)
+            bound = row["bandwidth_bound"]
+            print(f"    bandwidth bound {bound['bound_updates_per_s']:8.1f} model-updates/s "
+                  f"({bound['bytes_per_model_update'] / 1e6:.1f} MB each): "
+                  + ", ".join(f"({letter}) {name} {bound['share'][name]:.1%}"
+                              for letter, name in zip("abc", METHODS)), flush=True)
             for repeat in packed["repeats"]:
                 for pack in repeat["plan"]:
                     print(f"    (c) chose: {pack['reason']}", flush=True)
 
     result = {
-        "benchmark": "sweep-throughput",
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(device),
-        "device_type": device.type,
-        "environment": describe_environment(device),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
+        **result_header("sweep-throughput", device, load_before),
+        "memory_bandwidth": bandwidth,
         "dataset": DATASET,
         "models": [model_name(hidden) for hidden in widths],
         "runs": runs,
@@ -288,8 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         "work_per_run": "the updates, train+val evaluation after every epoch, test evaluation at the end",
         "results": rows,
     }
-    out = args.out or RESULTS_DIR / f"sweep-throughput-{device_slug(device)}.json"
-    write_json(out, result)
+    out = write_result(result, args.out, "sweep-throughput", device)
     print(f"wrote {out}", flush=True)
     return 0
 

@@ -31,17 +31,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from batchlab.device import device_name, resolve_device
-from batchlab.environment import describe_environment
-from batchlab.files import write_json
 from batchlab.timing import format_seconds, measure_point
 from batchlab.timing.harness import (
     DEFAULT_REPEATS,
@@ -52,7 +48,7 @@ from batchlab.timing.harness import (
 )
 from batchlab.timing.workload import make_timing_data
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from common import load_average, result_header, write_result
 BATCH_SIZES = (1, 100, 1000, 10000, 60000)
 N_EXAMPLES = 60000
 BASELINE = "plain"
@@ -71,12 +67,6 @@ H100_REFERENCE = {
 GOAL_GRAPH_B1_S = 1.5 * 0.079e-3
 GOAL_EPOCH_S = 10e-3
 GOAL_EPOCH_MIN_B = 1000
-
-
-def device_slug(device: torch.device) -> str:
-    if device.type == "cpu":
-        return f"cpu-{os.cpu_count()}-cores"
-    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
 
 
 def default_device() -> torch.device:
@@ -182,6 +172,8 @@ def print_report(measured: dict[str, list], ratio_rows: list[dict], goal_rows: l
         cells = [f"{n} {format_seconds(measured[n][i].per_epoch_s)}{'*' if measured[n][i].extrapolated else ''}"
                  for n in names]
         print(f"{point.batch_size:>6}  " + "   ".join(cells))
+    print("intra-op threads per update (fixed per point, batchlab's rule): "
+          + ", ".join(f"B={p.batch_size}: {p.threads}" for p in measured[BASELINE]))
     if any(p.synthetic_data for p in measured[BASELINE]):
         print("data: random examples of MNIST's shape (the dataset has fewer than N examples)")
     for name, points in measured.items():
@@ -200,27 +192,23 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device) if args.device else default_device()
     if args.budget_s is None:
         args.budget_s = 2.0 if device.type == "cuda" else 1.0
-    load_before = os.getloadavg()
+    load_before = load_average()
     started = time.perf_counter()
     measured = measure_all(args, device)
     elapsed = time.perf_counter() - started
     ratio_rows = ratios(measured)
     goal_rows = goals(measured, device)
     print_report(measured, ratio_rows, goal_rows, device)
-    load_after = os.getloadavg()
-    busy = busy_machine_note(load_before[0], load_after[0], os.cpu_count()) if device.type == "cpu" else None
+    load_after = load_average()
+    busy = (busy_machine_note(load_before[0], load_after[0], os.cpu_count())
+            if device.type == "cpu" and load_before and load_after else None)
     if busy:
         print(busy)
 
     result = {
-        "benchmark": "timing_paths",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device),
-        "device_name": device_name(device),
-        "environment": describe_environment(device),
-        "load_average_before": load_before,
-        "load_average_after": load_after,
+        **result_header("timing_paths", device, load_before),
         "busy_machine": busy,
+        "threads_per_batch_size": {str(p.batch_size): p.threads for p in measured[BASELINE]},
         "wall_time_s": elapsed,
         "workload": {
             "model": "mlp 784-512-512-10",
@@ -241,8 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "goals": goal_rows,
         "reference_h100_science_md": {k: {str(b): v for b, v in row.items()} for k, row in H100_REFERENCE.items()},
     }
-    out = args.out or RESULTS_DIR / f"timing-{device_slug(device)}.json"
-    write_json(out, result)
+    out = write_result(result, args.out, "timing", device)
     print(f"wrote {out} ({elapsed:.0f} s)", flush=True)
     return 0
 

@@ -216,6 +216,9 @@ def test_cli_defaults_equal_the_library_defaults():
         geometry.BN_MODES, geometry.DEFAULT_BN_MODE, geometry.DEFAULT_ALPHA_RANGE,
         geometry.DEFAULT_GRID_STEPS, geometry.DEFAULT_SPAN)
     assert (toy.DEFAULT_MOMENTA, toy.DEFAULT_STEPS) == (experiments.DEFAULT_MOMENTA, trajectory.DEFAULT_STEPS)
+    from batchlab import threads
+
+    assert timing.ONE_THREAD_BELOW_BATCH == threads.ONE_THREAD_BELOW_BATCH
 
 
 def test_the_swept_flags_build_the_grid_a_train_flag_names():

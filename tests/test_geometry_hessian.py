@@ -12,14 +12,17 @@ from torch.func import functional_call
 from batchlab.errors import ConfigError, DataError, UserError
 from batchlab.geometry import (
     DENSE_LIMIT,
+    POWER_MIN_TOL,
     ConvergenceError,
     FlatLoss,
     HessianOperator,
+    choose_eigen_method,
     evaluation_mode,
     extreme_eigenpairs,
     extreme_eigenvalues,
     hessian_trace,
     hvp,
+    power_iteration,
     select_examples,
     top_eigenpairs,
     top_eigenvalues,
@@ -265,3 +268,83 @@ def test_select_examples_is_a_seeded_sorted_subset():
     for bad in (0, 51, True):
         with pytest.raises(ConfigError, match="examples"):
             select_examples(x, y, bad, seed=0)
+
+
+class DiagonalOperator:
+    """Stands in for a HessianOperator: H = diag(values), float64, counting its products."""
+
+    def __init__(self, values) -> None:
+        self.values = torch.as_tensor(values, dtype=torch.float64)
+        self.dim = len(self.values)
+        self.point = torch.zeros(self.dim, dtype=torch.float64)
+        self.calls = 0
+
+    def matvec(self, vector: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.values * vector
+
+
+def spectrum(*leading: float, dim: int = 100) -> list[float]:
+    """``leading`` followed by small eigenvalues in (0, 0.5], so dim > DENSE_LIMIT."""
+    return list(leading) + list(np.linspace(0.01, 0.5, dim - len(leading)))
+
+
+def test_power_iteration_matches_the_dense_hessian(problem):
+    model, x, y, hessian = problem
+    exact = np.linalg.eigvalsh(hessian.numpy())
+    assert exact[-1] > abs(exact[0])  # the largest eigenvalue is also the largest in magnitude
+    for tol, within in ((1e-3, 2e-3), (1e-6, 1e-5)):
+        result = top_eigenvalues(model, x, y, k=1, tol=tol, method="power")
+        assert result.method == "power"
+        assert result.values[0] == pytest.approx(exact[-1], rel=within)
+        vector = result.vectors[:, 0]
+        cosine = abs(float(vector @ torch.linalg.eigh(hessian).eigenvectors[:, -1]))
+        assert cosine > 0.99
+    # Loose tolerance: fewer products than Lanczos, which builds a Krylov basis of ~20 first.
+    power = top_eigenvalues(model, x, y, k=1, tol=1e-3, method="power")
+    lanczos = top_eigenvalues(model, x, y, k=1, tol=1e-3, method="lanczos")
+    assert power.num_hvps < lanczos.num_hvps
+
+
+def test_auto_chooses_power_only_for_one_eigenvalue_at_a_loose_tolerance():
+    assert choose_eigen_method(1, 1e-3) == "power"
+    assert choose_eigen_method(1, POWER_MIN_TOL) == "power"
+    assert choose_eigen_method(1, POWER_MIN_TOL / 10) == "lanczos"
+    assert choose_eigen_method(3, 1e-2) == "lanczos"
+    assert choose_eigen_method(1, 1e-2, "lanczos") == "lanczos"
+    assert choose_eigen_method(1, 1e-10, "power") == "power"
+    with pytest.raises(ConfigError, match="one eigenvalue"):
+        choose_eigen_method(2, 1e-3, "power")
+    with pytest.raises(ConfigError, match="allowed: auto, power, lanczos"):
+        choose_eigen_method(1, 1e-3, "arnoldi")
+
+
+def test_power_iteration_hands_over_to_lanczos_when_a_negative_eigenvalue_dominates():
+    operator = DiagonalOperator(spectrum(-10.0, 5.0))
+    value, _ = power_iteration(operator, tol=1e-3, max_products=100)
+    assert value is None
+    result = top_eigenpairs(operator, 1, tol=1e-3, method="auto")
+    assert result.method == "power+lanczos"
+    assert result.values[0] == pytest.approx(5.0, rel=1e-6)
+
+
+def test_the_residual_guard_keeps_equal_magnitudes_of_opposite_sign_from_stopping_early():
+    # λ and −λ: the Rayleigh quotient of every iterate is the same, so the relative-change rule
+    # alone would stop after two products with a value between them.
+    operator = DiagonalOperator(spectrum(3.0, -3.0))
+    value, _ = power_iteration(operator, tol=1e-3, max_products=50)
+    assert value is None and operator.calls == 50
+    result = top_eigenpairs(DiagonalOperator(spectrum(3.0, -3.0)), 1, tol=1e-3)
+    assert result.values[0] == pytest.approx(3.0, rel=1e-6)
+
+
+def test_the_eigensolver_leaves_blas_threads_as_it_found_them(problem):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    model, x, y, _ = problem
+    top_eigenvalues(model, x, y, k=2, tol=1e-6)
+    assert blas_threads() == before

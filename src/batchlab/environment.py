@@ -12,8 +12,13 @@ import torch
 from batchlab.device import device_name
 
 
-def describe_environment(device: torch.device) -> dict:
-    """Versions, device and host: enough to tell where and with what a number was measured."""
+def describe_environment(device: torch.device, update_threads: int | None = None) -> dict:
+    """Versions, device and host: enough to tell where and with what a number was measured.
+
+    ``torch_threads`` is PyTorch's intra-op thread count when this is called; ``update_threads``
+    the count the training or timed updates ran with (:func:`batchlab.threads.apply_thread_rule`),
+    None when the caller did not say.
+    """
     import numpy
 
     return {
@@ -26,6 +31,7 @@ def describe_environment(device: torch.device) -> dict:
         "device": str(device),
         "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),
+        "update_threads": update_threads,
         "host": socket.gethostname(),
         "platform": platform.platform(),
     }

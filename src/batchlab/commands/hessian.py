@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--k", type=int, default=1, help="how many top eigenvalues (default: 1)")
     parser.add_argument("--trace", action="store_true", help="also estimate the trace (Hutchinson)")
     parser.add_argument("--trace-samples", type=int, default=100, help="Rademacher vectors for --trace (default: 100)")
-    parser.add_argument("--tol", type=float, default=1e-3, help="Lanczos relative accuracy (default: 1e-3)")
+    parser.add_argument("--tol", type=float, default=1e-3, help="relative accuracy of the eigenvalues (default: 1e-3); k = 1 at tol ≥ 1e-4 uses power iteration, else Lanczos")
     parser.add_argument("--max-iter", type=int, default=100, help="Lanczos restarts allowed (default: 100)")
     parser.add_argument("--grad-tol", type=float, default=1e-3,
                         help="a gradient norm above this is 'not critical' (default: 1e-3)")

@@ -30,6 +30,7 @@ DEFAULT_WARMUP = 3
 DEFAULT_BUDGET_S = 2.0
 DEFAULT_CPU_BUDGET_WITH_GPU_S = 0.5
 PATHS = ("dataloader", "resident", "cuda-graph")
+ONE_THREAD_BELOW_BATCH = 64  # batchlab.threads' rule
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--optimizer", default="momentum",
                         help="optimizer of the eager paths: momentum (the lecture's), sgd, torch-sgd, adam (default: momentum)")
     parser.add_argument("--seed", type=seed_value, default=0, help="initialization and data-order seed (default: 0)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads of every timed update (default: the trainer's rule, "
+                             f"one thread for CPU batches below {ONE_THREAD_BELOW_BATCH})")
     add_store_option(parser)
     parser.add_argument("--no-store", action="store_true", help="do not record the timings in the store")
     parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR", help=f"folder for timing.png/.svg/.json (default: {DEFAULT_OUT})")
@@ -112,6 +116,7 @@ def run_timing(args: argparse.Namespace) -> int:
             num_workers=args.num_workers,
             seed=args.seed,
             hidden=tuple(args.hidden) if args.hidden else None,
+            threads=args.threads,
             progress=report,
         )
     figure_paths = save_figure(plot_timing(table, lecture_reference=args.lecture_reference), args.out / "timing", dpi=150)

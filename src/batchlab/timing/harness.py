@@ -16,6 +16,11 @@ The rule for one point (a data path, a batch size B, a device):
    every repeat, their median, quartiles, min and max. At least five repeats are always taken, even
    when a single update outlasts the budget.
 
+Everything from step 1 on runs with a fixed intra-op thread count, reported in the point
+(``threads``), as ``torch.utils.benchmark.Timer(num_threads=...)`` does: by default the count
+batchlab's trainer uses for that batch size (:func:`batchlab.threads.threads_for`: one thread for
+small CPU batches), or the count asked for.
+
 The defaults time the lecture's network (784-512-512-10, the lecture's momentum, λ = 0.9) on
 N = 60,000 examples, the size of MNIST's training set in the lecture's table (docs/science.md §1).
 """
@@ -36,6 +41,7 @@ from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError
 from batchlab.models import get_model_spec
 from batchlab.optim import get_optimizer_spec
+from batchlab.threads import ONE_THREAD_BELOW_BATCH, check_thread_count, intra_op_threads, threads_for
 from batchlab.timing.clock import estimate_update_seconds, time_updates, warm_up
 from batchlab.timing.paths import CUDA_GRAPH, PATHS, batch_norm_conflict, build_path, check_path
 from batchlab.timing.table import TimingPoint, TimingTable, footnotes
@@ -77,18 +83,22 @@ def measure_point(
     seed: int = 0,
     num_workers: int = 0,
     hidden: tuple[int, ...] | None = None,
+    threads: int | None = None,
 ) -> TimingPoint:
     """Median time per update (with spread over ``repeats``) and time per epoch of one data path.
 
     The timed training set has N = max(B, ``n_examples``) examples (``"full"`` means B = N): the
     first N of ``data`` (or of ``dataset``), random ones of its shape when it has fewer (see
     :mod:`batchlab.timing.workload`). ``momentum=None`` means λ = 0.9 for an optimizer with
-    momentum, else 0. Raises :class:`ConfigError` for bad settings, including ``cuda-graph`` on a
-    device that is not CUDA.
+    momentum, else 0. ``threads=None`` times with the trainer's thread rule
+    (:func:`batchlab.threads.threads_for`), else with ``threads`` intra-op threads. Raises
+    :class:`ConfigError` for bad settings, including ``cuda-graph`` on a device that is not CUDA.
     """
     device = resolve_device(device)
     check_path(path, device)
     check_settings(repeats, warmup, budget_s, num_workers)
+    if threads is not None:
+        check_thread_count(threads)
     n_examples = _positive_int("number of examples", n_examples)
     parsed = parse_batch_size(batch_size)
     batch_size = n_examples if parsed == FULL_BATCH else parsed
@@ -96,7 +106,34 @@ def measure_point(
     if momentum is None:
         momentum = TIMING_MOMENTUM if get_optimizer_spec(optimizer).uses_momentum else 0.0
     data = _data_of_size(data, dataset, n, data_dir)
+    threads = threads_for(batch_size, device) if threads is None else threads
+    with intra_op_threads(threads):
+        return _measure(
+            path, model_name, batch_size, data, device, repeats, warmup, budget_s, threads,
+            optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers, hidden=hidden,
+        )
 
+
+def _measure(
+    path: str,
+    model_name: str,
+    batch_size: int,
+    data: TimingData,
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+    budget_s: float,
+    threads: int,
+    *,
+    optimizer: str,
+    lr: float,
+    momentum: float,
+    seed: int,
+    num_workers: int,
+    hidden: tuple[int, ...] | None,
+) -> TimingPoint:
+    """Steps 1–5 of the module docstring, for checked settings, under the caller's thread count."""
+    n = data.n
     runner = build_path(
         path, model_name, data, batch_size, device,
         optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers, hidden=hidden,
@@ -143,6 +180,7 @@ def measure_point(
         synthetic_data=data.synthetic,
         num_workers=num_workers if path == "dataloader" else 0,
         capture_s=runner.capture_s,
+        threads=threads,
         notes=tuple(notes),
     )
 
@@ -173,6 +211,7 @@ def timing_sweep(
     num_workers: int = 0,
     seed: int = 0,
     hidden: tuple[int, ...] | None = None,
+    threads: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> TimingTable:
     """Time every (device, path, batch size) and gather the points in a :class:`TimingTable`.
@@ -181,8 +220,11 @@ def timing_sweep(
     default 0.5 s per point), else the CPU only. ``paths=None`` means every path a timed device
     can run; a path a device cannot run (``cuda-graph`` on the CPU), and a batch size a model
     cannot train on (B = 1 with batch normalization), is listed in ``skipped`` with the reason. Batch sizes above ``n_examples`` are capped at it; ``"full"`` is ``n_examples``.
+    ``threads=None`` times each point with the trainer's thread rule, else with ``threads``.
     """
     check_settings(repeats, warmup, budget_s, num_workers)
+    if threads is not None:
+        check_thread_count(threads)
     n_examples = _positive_int("number of examples", n_examples)
     get_model_spec(model)
     get_optimizer_spec(optimizer)
@@ -211,10 +253,11 @@ def timing_sweep(
             "momentum": TIMING_MOMENTUM if get_optimizer_spec(optimizer).uses_momentum else 0.0,
             "num_workers": num_workers,
             "seed": seed,
+            "threads": threads if threads is not None else f"rule: 1 on the CPU below B = {ONE_THREAD_BELOW_BATCH}",
         }
     )
     for dev in devices:
-        table.environments[str(dev)] = describe_environment(dev)
+        table.environments[str(dev)] = describe_environment(dev, update_threads=threads)
         point_budget = cpu_budget_s if dev.type == "cpu" else budget_s
         for path in chosen_paths:
             if path == CUDA_GRAPH and dev.type != "cuda":
@@ -230,7 +273,7 @@ def timing_sweep(
                 point = measure_point(
                     path, model, size, n_examples, dev, repeats, warmup, point_budget,
                     dataset=dataset, data=data, optimizer=optimizer, seed=seed,
-                    num_workers=num_workers, hidden=hidden,
+                    num_workers=num_workers, hidden=hidden, threads=threads,
                 )
                 table.points.append(point)
                 if progress is not None:

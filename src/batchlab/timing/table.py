@@ -39,7 +39,8 @@ class TimingPoint:
     ``per_update_s`` holds one value per repeat: the duration of a block of
     ``updates_per_repeat`` consecutive updates divided by that number (a block is a whole epoch
     when ``extrapolated`` is False). ``capture_s`` is the one-off CUDA-graph capture time
-    (``cuda-graph`` path only), never included in the per-update times.
+    (``cuda-graph`` path only), never included in the per-update times. ``threads`` is the
+    intra-op thread count every timed update ran with (None in rows written before it was kept).
     """
 
     path: str
@@ -59,6 +60,7 @@ class TimingPoint:
     synthetic_data: bool
     num_workers: int = 0
     capture_s: float | None = None
+    threads: int | None = None
     notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -213,6 +215,9 @@ def footnotes(points: list[TimingPoint]) -> list[str]:
             "time/update × updates per epoch, measured on fewer updates than an epoch "
             f"({len(extrapolated)} of {len(points)} points)."
         )
+    threads = _threads_note(points)
+    if threads:
+        notes.append(threads)
     synthetic = [p for p in points if p.synthetic_data]
     if synthetic:
         sizes = sorted({p.n_examples for p in synthetic})
@@ -222,6 +227,21 @@ def footnotes(points: list[TimingPoint]) -> list[str]:
             "absent); timing does not depend on pixel values."
         )
     return notes
+
+
+def _threads_note(points: list[TimingPoint]) -> str | None:
+    """Which intra-op thread count the updates ran with, per device and batch sizes."""
+    by_count: dict[tuple[str, int], list[int]] = {}
+    for point in points:
+        if point.threads is not None:
+            by_count.setdefault((point.device, point.threads), []).append(point.batch_size)
+    if not by_count:
+        return None
+    parts = [
+        f"{count} on {device} (B = {', '.join(str(b) for b in sorted(set(sizes)))})"
+        for (device, count), sizes in by_count.items()
+    ]
+    return f"Intra-op threads per update: {'; '.join(parts)}."
 
 
 def _quartiles(values: tuple[float, ...]) -> tuple[float, float]:

@@ -10,9 +10,21 @@
 * :func:`plan_packs`: on a CUDA device a pack is as large as free memory allows (docs/science.md §8,
   H100, K = 64, B = 1: 14 µs per model-update with the packed step in a CUDA graph, against
   0.94 ms for one model at a time with the data on the GPU). On any other device nothing
-  guarantees that packing pays, so the plan times a few steps of both ways on the actual pack and
-  keeps the faster — unless the pack's training is so short that measuring would cost more than
-  ~5% of it; then it trains one at a time, as ``batchlab.train`` would.
+  guarantees that packing pays, so the plan probes both ways on the actual pack
+  (:func:`measure_strategies`) and packs only when packing wins clearly
+  (:func:`choose_strategy`) — unless the pack's training is so short that measuring would cost
+  more than ~5% of it; then it trains one at a time, as ``batchlab.train`` would.
+
+  The probe compares like with like: a sample of either way is the same number of model-updates
+  (K: one packed step of the K runs, or K consecutive updates of one run, as one-at-a-time
+  training makes them, its weights staying in cache between them), under the thread count the
+  training will use (:func:`batchlab.threads.apply_thread_rule` for K·B examples packed and B
+  one at a time), ``MEASURE_ROUNDS`` samples of each, alternating which goes first. Packing is
+  chosen only when it is faster by ``PACKING_MARGIN`` in both the fastest and the median sample;
+  anything closer trains one at a time, which cannot be slower than ``batchlab.train``. Each
+  pack keeps the samples of both ways (``Pack.evidence``) and says them in its ``reason``. A
+  single sample per way once chose packing at 1.33 vs 2.23 ms per model-update for the lecture's
+  MLP at B = 16 on a quiet 2-core CPU, then trained at 0.78× the speed of one at a time.
 
   Why measure rather than follow a rule: on a 2-core CPU (AMD EPYC VM, torch 2.13; fastest of
   three steps, λ mixed over {0, 0.5, 0.8, 0.9}) packed over one at a time, per model-update, was
@@ -28,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +55,7 @@ from batchlab.device import resolve_device, synchronize
 from batchlab.errors import ConfigError
 from batchlab.models import build_model, count_parameters, get_model_spec
 from batchlab.optim import OPTIMIZERS, build_optimizer, get_optimizer_spec
+from batchlab.threads import apply_thread_rule
 from batchlab.train.packed_state import PackedMomentum
 from batchlab.train.packed_step import PackedModel, make_step
 
@@ -59,23 +73,52 @@ STATE_COPIES = 6
 # Activation memory of one example is counted this many times: the forward outputs saved for the
 # backward pass, their gradients, and slack for temporaries inside the layers.
 ACTIVATION_COPIES = 3
-# Timed steps of each strategy when measuring (after one warm-up step of each).
+# Timed samples of each strategy when measuring (after one warm-up of each), alternating.
 MEASURE_ROUNDS = 3
-# Runs timed one at a time when measuring (the time of one update does not grow with K).
+# Runs whose settings the one-at-a-time samples take in turn (the time of one update does not
+# grow with K; the settings, λ = 0 or not, change it a little).
 SEQUENTIAL_PROBE_RUNS = 4
+# Packing must be at least this much faster (fastest and median sample alike) to be chosen.
+PACKING_MARGIN = 0.10
 # A pack is measured only when its training is at least this many times the measurement, so
 # the measurement costs at most ~5% of a sweep that then goes one at a time.
 MEASUREMENT_SHARE_LIMIT = 20
 
 
 @dataclass(frozen=True)
+class ProbeEvidence:
+    """Seconds per model-update of each probe sample, packed and one at a time, on one device."""
+
+    packed_s: tuple[float, ...]
+    sequential_s: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.packed_s or not self.sequential_s:
+            raise ValueError("probe evidence needs at least one sample of each way")
+
+    def to_dict(self) -> dict:
+        return {"packed_s": list(self.packed_s), "sequential_s": list(self.sequential_s)}
+
+    def describe(self) -> str:
+        def way(samples: tuple[float, ...]) -> str:
+            return f"fastest {min(samples) * 1e3:.3f}, median {statistics.median(samples) * 1e3:.3f}"
+
+        return (
+            f"ms per model-update, packed: {way(self.packed_s)}; one at a time: {way(self.sequential_s)} "
+            f"({len(self.packed_s)} and {len(self.sequential_s)} samples)"
+        )
+
+
+@dataclass(frozen=True)
 class Pack:
     """Runs that train the same way: together in one stacked step (``packed``) or one at a time
-    (``sequential``), with the ``reason`` for that choice in words."""
+    (``sequential``), with the ``reason`` for that choice in words and, when the choice was
+    measured, the probe's samples (``evidence``)."""
 
     configs: tuple[RunConfig, ...]
     strategy: str
     reason: str
+    evidence: ProbeEvidence | None = None
 
 
 def pack_key(config: RunConfig) -> tuple:
@@ -179,14 +222,26 @@ def _plan_group(group: list[RunConfig], device: torch.device, splits, strategy: 
         return [Pack(tuple(group), SEQUENTIAL, (
             f"{label}: trained one at a time; {work} model-updates in all are too few to be worth "
             f"measuring whether packing pays on this {device.type}"))]
-    packed_s, sequential_s = measure_strategies(group, splits.to(device), device)
-    faster = PACKED if packed_s < sequential_s else SEQUENTIAL
-    reason = (
-        f"{label}: {'packed' if faster == PACKED else 'trained one at a time'}, measured on this "
-        f"{device.type}: {packed_s * 1e3:.3f} ms per model-update packed vs {sequential_s * 1e3:.3f} ms "
-        "one at a time"
+    evidence = measure_strategies(group, splits.to(device), device)
+    strategy = choose_strategy(evidence)
+    if strategy == PACKED:
+        verdict = f"packed (faster by more than {PACKING_MARGIN:.0%})"
+    else:
+        verdict = f"trained one at a time (packing not faster by {PACKING_MARGIN:.0%} in fastest and median)"
+    reason = f"{label}: {verdict}, measured on this {device.type}: {evidence.describe()}"
+    return [Pack(tuple(group), strategy, reason, evidence)]
+
+
+def choose_strategy(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> str:
+    """``packed`` when packing's fastest and median samples are both at least ``margin`` faster
+    than one at a time's (t_packed · (1 + margin) < t_sequential for each), else ``sequential``:
+    a close call or a split verdict trains one at a time, which is never slower than
+    ``batchlab.train``."""
+    wins = (
+        min(evidence.packed_s) * (1 + margin) < min(evidence.sequential_s)
+        and statistics.median(evidence.packed_s) * (1 + margin) < statistics.median(evidence.sequential_s)
     )
-    return [Pack(tuple(group), faster, reason)]
+    return PACKED if wins else SEQUENTIAL
 
 
 def _label(config: RunConfig, count: int) -> str:
@@ -250,17 +305,16 @@ def activation_elements_per_example(model: nn.Module, input_shape) -> int:
 
 def measure_strategies(
     configs: Sequence[RunConfig], splits: "datasets.Splits", device: torch.device, rounds: int = MEASURE_ROUNDS
-) -> tuple[float, float]:
+) -> ProbeEvidence:
     """Seconds per model-update of ``configs`` trained packed and one at a time, on ``device``.
 
     Both ways train throwaway models of the runs' architecture with the runs' optimizer settings
-    and batch size, on the actual data, on random batches: K copies of one model stacked into a
-    pack, and the first ``SEQUENTIAL_PROBE_RUNS`` runs one after the other (the time of one
-    single-run update does not depend on K; several models rather than one, so that each update
-    meets a cache holding the other models' weights, as in a real sweep). One warm-up step each,
-    then ``rounds`` alternating timed steps; each way keeps its fastest step, per model-update:
-    load from other processes only ever adds time, so the minimum is the estimate least
-    disturbed by it. The global random state is left untouched.
+    and batch size, on the actual data, on random batches. A sample of each way is K model-updates
+    (K = ``len(configs)``): one packed step of K copies of the model, or K consecutive updates of
+    one model — as one-at-a-time training makes them — taking the settings of the first
+    ``SEQUENTIAL_PROBE_RUNS`` runs in turn. Each way runs under the thread count its training
+    will use. One warm-up of each, then ``rounds`` samples of each, alternating which way goes
+    first, so a burst of load on the machine hits both. The global random state is left untouched.
     """
     k = len(configs)
     singles_configs = list(configs[:SEQUENTIAL_PROBE_RUNS])
@@ -283,26 +337,39 @@ def measure_strategies(
     def batches() -> torch.Tensor:
         return torch.randint(0, n_train, (k, batch_size), generator=generator).to(device)
 
-    def one_at_a_time(index: torch.Tensor) -> None:
-        for row, single, optimizer in zip(index, singles, optimizers):
-            loss = F.cross_entropy(single(splits.train.x[row]), splits.train.y[row])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    def packed(index: torch.Tensor) -> None:
+        with apply_thread_rule(k * batch_size, device):
+            packed_step(index)
 
-    packed_step(batches())  # warm-up: first-call costs are not the strategy's
-    one_at_a_time(batches())
+    def one_at_a_time(which: int) -> Callable[[torch.Tensor], None]:
+        single, optimizer = singles[which % len(singles)], optimizers[which % len(singles)]
+
+        def run(index: torch.Tensor) -> None:
+            with apply_thread_rule(batch_size, device):
+                for row in index:
+                    loss = F.cross_entropy(single(splits.train.x[row]), splits.train.y[row])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+
+        return run
+
+    packed(batches())  # warm-up: first-call costs are not the strategy's
+    for which in range(len(singles)):
+        one_at_a_time(which)(batches()[:1])
     packed_times, sequential_times = [], []
-    for _ in range(rounds):  # alternating, so a burst of load on the machine hits both
-        packed_times.append(_seconds(packed_step, batches(), device))
-        sequential_times.append(_seconds(one_at_a_time, batches(), device))
-    return min(packed_times) / k, min(sequential_times) / len(singles)
+    for round_ in range(rounds):
+        ways = [(packed_times, packed), (sequential_times, one_at_a_time(round_))]
+        for times, way in ways if round_ % 2 == 0 else ways[::-1]:
+            times.append(_seconds(way, batches(), device) / k)
+    return ProbeEvidence(tuple(packed_times), tuple(sequential_times))
 
 
 def measurement_cost(runs: int, rounds: int = MEASURE_ROUNDS) -> int:
     """Model-updates :func:`measure_strategies` trains for a pack of ``runs`` (a packed step
-    counted as ``runs`` model-updates): warm-up plus ``rounds`` steps of each way."""
-    return (rounds + 1) * (runs + min(runs, SEQUENTIAL_PROBE_RUNS))
+    counted as ``runs`` model-updates): a warm-up of each way plus ``rounds`` samples of
+    ``runs`` model-updates each way."""
+    return (rounds + 1) * runs + rounds * runs + min(runs, SEQUENTIAL_PROBE_RUNS)
 
 
 def planned_updates(config: RunConfig, n_train: int) -> int:
