@@ -34,6 +34,7 @@ from batchlab.device import resolve_device, synchronize
 from batchlab.environment import describe_environment
 from batchlab.models import build_model
 from batchlab.optim import build_optimizer
+from batchlab.threads import intra_op_threads, threads_for
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
 from batchlab.train.session import RunSession, epoch_row, open_store
@@ -91,7 +92,9 @@ def train(
     slices = datasets.batch_index_slices(n_train, batch_size, drop_last=config.drop_last)
     model, optimizer = initial_model_and_optimizer(config, splits, device)
 
-    stored = session.claim(describe_environment(device))
+    # Small CPU batches update on one intra-op thread (batchlab.threads), recorded with the run.
+    threads = threads_for(batch_size, device)
+    stored = session.claim(describe_environment(device, update_threads=threads))
     if stored is not None:
         return stored
     if session.checkpoint is not None:
@@ -112,21 +115,22 @@ def train(
             epoch_updates = 0
             synchronize(device)
             epoch_start = time.perf_counter()
-            for start, end in slices:
-                if config.max_updates is not None and updates >= config.max_updates:
-                    break
-                timer.start()
-                index = order[start:end]
-                loss = F.cross_entropy(model(splits.train.x[index]), splits.train.y[index])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                timer.stop()
-                # Accumulated on the device: a NaN anywhere in the epoch survives the sum, and no
-                # per-step host synchronization is needed to notice it.
-                loss_sum += loss.detach()
-                epoch_updates += 1
-                updates += 1
+            with intra_op_threads(threads):
+                for start, end in slices:
+                    if config.max_updates is not None and updates >= config.max_updates:
+                        break
+                    timer.start()
+                    index = order[start:end]
+                    loss = F.cross_entropy(model(splits.train.x[index]), splits.train.y[index])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    timer.stop()
+                    # Accumulated on the device: a NaN anywhere in the epoch survives the sum, and
+                    # no per-step host synchronization is needed to notice it.
+                    loss_sum += loss.detach()
+                    epoch_updates += 1
+                    updates += 1
             synchronize(device)
             epoch_time = time.perf_counter() - epoch_start
             timer.flush()

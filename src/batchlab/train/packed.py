@@ -56,6 +56,7 @@ from batchlab.data.identity import data_fingerprint, load_splits
 from batchlab.device import resolve_device, synchronize
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError
+from batchlab.threads import intra_op_threads, threads_for
 from batchlab.train.loop import initial_model_and_optimizer, train
 from batchlab.train.packed_plan import (
     AUTO,
@@ -182,7 +183,10 @@ def _train_packed(
     sessions = [_session(config, run_store, splits, force, keep_weights) for config in configs]
     if splits is None:
         splits = load_splits(configs[0], device)
-    environment = describe_environment(device)
+    # A stacked step updates K models on K·B examples; the thread rule counts it that way.
+    batch_size = datasets.resolve_batch_size(configs[0].batch_size, len(splits.train))
+    threads = threads_for(len(configs) * batch_size, device)
+    environment = describe_environment(device, update_threads=threads)
     results: list[RunResult] = []
     runs: list[_Run] = []
     for session in sessions:
@@ -200,11 +204,13 @@ def _train_packed(
     for run in runs:
         groups.setdefault((run.session.start_epoch, run.session.updates), []).append(run)
     for start in sorted(groups):
-        results += _train_together(groups[start], device, splits, progress)
+        results += _train_together(groups[start], device, splits, progress, threads)
     return results
 
 
-def _train_together(runs: list[_Run], device: torch.device, splits, progress: bool | None) -> list[RunResult]:
+def _train_together(
+    runs: list[_Run], device: torch.device, splits, progress: bool | None, threads: int
+) -> list[RunResult]:
     """Train ``runs`` (all resuming at the same epoch) as one pack; the loop of loop.py, K-wide."""
     shared = runs[0].config  # every field of the pack key is the same for all runs
     n_train = len(splits.train)
@@ -239,14 +245,15 @@ def _train_together(runs: list[_Run], device: torch.device, splits, progress: bo
             epoch_updates = 0
             synchronize(device)
             epoch_start = time.perf_counter()
-            for start, end in slices:
-                if shared.max_updates is not None and updates >= shared.max_updates:
-                    break
-                timer.start()
-                step(orders[:, start:end])
-                timer.stop(len(active))
-                epoch_updates += 1
-                updates += 1
+            with intra_op_threads(threads):
+                for start, end in slices:
+                    if shared.max_updates is not None and updates >= shared.max_updates:
+                        break
+                    timer.start()
+                    step(orders[:, start:end])
+                    timer.stop(len(active))
+                    epoch_updates += 1
+                    updates += 1
             synchronize(device)
             epoch_time = (time.perf_counter() - epoch_start) / len(active)  # amortized over the pack
             timer.flush()
