@@ -14,6 +14,7 @@ from batchlab.errors import ConfigError, StoreError
 from batchlab.optim import LAMB, LARS, Momentum, RMSpropWarmup
 from batchlab.store import RunStore
 from batchlab.train.packed import can_pack, train_pack
+from test_packed import Crash, crash_at_epoch
 
 # mnist-5k: 3600 training examples after the default validation split, so B = 400 makes 9
 # equal updates per epoch.
@@ -114,22 +115,6 @@ def test_packed_runs_with_schedules_equal_each_run_trained_alone(tmp_path):
         assert p.summary["test_loss"] == pytest.approx(s.summary["test_loss"], rel=1e-5)
 
 
-class Crash(Exception):
-    pass
-
-
-def crash_after_epoch(monkeypatch, crash_epoch):
-    original = RunStore.log_epoch
-
-    def log_then_crash(self, identity, epoch, metrics):
-        original(self, identity, epoch, metrics)
-        if epoch == crash_epoch:
-            raise Crash()
-
-    monkeypatch.setattr(RunStore, "log_epoch", log_then_crash)
-    return original
-
-
 def test_run_resumed_mid_warmup_continues_the_schedule_exactly(tmp_path, monkeypatch):
     store_path = tmp_path / "runs.db"
     config = RunConfig(**SMALL, lr=0.05, momentum=0.9, epochs=4, lr_scaling="linear", base_batch=125,
@@ -138,10 +123,10 @@ def test_run_resumed_mid_warmup_continues_the_schedule_exactly(tmp_path, monkeyp
     uninterrupted = batchlab.train(config, progress=False)
     uninterrupted_rates = list(rates)
     rates.clear()
-    original = crash_after_epoch(monkeypatch, 2)  # crashes inside the warm-up (2.5 epochs)
+    restore_store = crash_at_epoch(monkeypatch, 2)  # crashes inside the warm-up (2.5 epochs)
     with pytest.raises(Crash):
         batchlab.train(config, store=store_path, progress=False)
-    monkeypatch.setattr(RunStore, "log_epoch", original)
+    restore_store()
     resumed = batchlab.train(config, store=store_path, progress=False)
     assert resumed.status == "finished" and not resumed.from_store
     # Epochs 1–2 ran before the crash; epoch 2's checkpoint was never written, so the run resumed
@@ -237,6 +222,12 @@ def test_init_from_starts_from_the_stored_final_weights(tmp_path):
         batchlab.train(RunConfig(**{**SMALL, "hidden": (8,)}, epochs=1, init_from=source.run_id), store=store_path,
                        progress=False)
     assert len(RunStore(store_path).runs()) == 4
+    sweep_file = tmp_path / "sweep.toml"
+    sweep_file.write_text('[fixed]\nepochs = 1\nhidden = [16]\n[grid]\nseed = [1, 2]\n'
+                          'init_from = ["%s", "0123456789abcdef"]\n' % source.run_id, encoding="utf-8")
+    assert main(["sweep", "--config", str(sweep_file), "--batch-sizes", "400", "--device", "cpu",
+                 "--store", str(store_path), "--no-progress"]) == 2
+    assert len(RunStore(store_path).runs()) == 4  # checked before any of the sweep's runs trained
 
 
 TRAIN_BAD_INPUT = [
