@@ -10,6 +10,8 @@ replay.
 Per-run hyperparameters (η, λ, weight decay, Nesterov flag) are (K, 1) tensors that broadcast over
 a run's row, so each run follows exactly the rule of :class:`batchlab.optim.Momentum`; the rule
 itself is written once, in :mod:`batchlab.optim.functional` (:func:`~batchlab.optim.functional.momentum_rows_`).
+η changes in place (:meth:`PackedMomentum.set_lr`) when the runs follow learning-rate schedules,
+one rate per row before every update; as in Momentum, each past rate stays inside m.
 """
 
 from __future__ import annotations
@@ -87,14 +89,27 @@ class PackedMomentum:
         for (start, end), grad in zip(self.columns, grads):
             momentum_rows_(params[:, start:end], self.buffer[:, start:end], grad, self.rows)
 
+    def set_lr(self, rates: Sequence[float]) -> None:
+        """Use ``rates[k]`` as run k's η from the next update on (in place: a captured CUDA graph
+        reads the new values)."""
+        values = torch.tensor(list(rates), dtype=self.rows.lr.dtype).view(-1, 1).to(self.rows.lr.device)
+        self.rows.lr.copy_(values)
+        self.rows.negative_lr.copy_(-values)
+
     def select(self, keep: Sequence[int]) -> "PackedMomentum":
-        """The rule for the runs ``keep`` only (rows in that order)."""
+        """The rule for the runs ``keep`` only (rows in that order, with their current η)."""
         index = torch.tensor(list(keep), dtype=torch.long, device=self.buffer.device)
-        return PackedMomentum([self.configs[i] for i in keep], self.buffer.index_select(0, index), self.columns)
+        selected = PackedMomentum([self.configs[i] for i in keep], self.buffer.index_select(0, index), self.columns)
+        selected.set_lr(self.rows.lr.index_select(0, index).view(-1).tolist())
+        return selected
 
 
 def optimizer_state_dict(
-    config: RunConfig, layout: ParameterLayout, params: dict[str, torch.Tensor], buffer: torch.Tensor | None
+    config: RunConfig,
+    layout: ParameterLayout,
+    params: dict[str, torch.Tensor],
+    buffer: torch.Tensor | None,
+    lr: float | None = None,
 ) -> dict:
     """The ``state_dict`` that the single run's optimizer would hold, so a run checkpointed in a
     pack resumes alone (and vice versa).
@@ -102,20 +117,21 @@ def optimizer_state_dict(
     Made by a real :func:`batchlab.optim.build_optimizer` over the run's own parameter tensors
     ``params`` (single-model names and shapes): that guarantees the format
     :meth:`Momentum.load_state_dict` expects. ``buffer`` is the run's (P,) momentum row, or None
-    for a run without momentum.
+    for a run without momentum; ``lr`` the rate of its last update (default: ``config.lr``).
     """
+    lr = config.lr if lr is None else lr
     tensors = [params[name] for name in layout.names]
     optimizer = build_optimizer(
         config.optimizer,
         tensors,
-        lr=config.lr,
+        lr=lr,
         momentum=config.momentum,
         nesterov=config.nesterov,
         weight_decay=config.weight_decay,
     )
     if buffer is not None and config.momentum != 0.0:
         for tensor, row_view in zip(tensors, layout.views(buffer.unsqueeze(0)).values()):
-            optimizer.state[tensor] = {"momentum_buffer": row_view[0].clone(), "last_lr": config.lr}
+            optimizer.state[tensor] = {"momentum_buffer": row_view[0].clone(), "last_lr": lr}
     return optimizer.state_dict()
 
 
