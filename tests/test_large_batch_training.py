@@ -225,7 +225,7 @@ def test_init_from_starts_from_the_stored_final_weights(tmp_path):
     sweep_file = tmp_path / "sweep.toml"
     sweep_file.write_text('[fixed]\nepochs = 1\nhidden = [16]\n[grid]\nseed = [1, 2]\n'
                           'init_from = ["%s", "0123456789abcdef"]\n' % source.run_id, encoding="utf-8")
-    assert main(["sweep", "--config", str(sweep_file), "--batch-sizes", "400", "--device", "cpu",
+    assert main(["sweep", "--config", str(sweep_file), "--batch-size", "400", "--device", "cpu",
                  "--store", str(store_path), "--no-progress"]) == 2
     assert len(RunStore(store_path).runs()) == 4  # checked before any of the sweep's runs trained
 
@@ -235,7 +235,7 @@ TRAIN_BAD_INPUT = [
     (["--warmup-epochs", "2", "--max-updates", "10"], "warm-up of 2 epochs (18 updates) is longer than the run of 10 updates"),
     (["--warmup-epochs", "-1"], "warm-up of -1 epochs does not fit"),
     (["--lr-scaling", "linear"], "lr_scaling 'linear' needs base_batch"),
-    (["--lr-scaling", "cubic"], "invalid choice: 'cubic'"),
+    (["--lr-scaling", "cubic"], "invalid choice 'cubic'"),
     (["--base-batch", "256"], "base_batch 256 is given but lr_scaling is 'none'"),
     (["--lr-scaling", "sqrt", "--base-batch", "0"], "base batch 0 is too small"),
     (["--lr-decay", "step"], "step decay needs decay_epochs; allowed: increasing epochs in 1 … 4"),
@@ -254,7 +254,7 @@ TRAIN_BAD_INPUT = [
     (["--recipe", "akiba"], "recipe 'akiba' includes batch norm without moving averages, and mlp has no batch norm"),
     (["--model", "keskar-f1", "--recipe", "akiba", "--optimizer", "lars"], "recipe 'akiba' brings its own optimizer"),
     (["--model", "keskar-f1", "--recipe", "akiba", "--lr-decay", "cosine"], "recipe 'akiba' brings its own learning-rate decay"),
-    (["--recipe", "goyal"], "invalid choice: 'goyal'"),
+    (["--recipe", "goyal"], "invalid choice 'goyal'"),
     (["--trust-coefficient", "0.01"], "optimizer 'momentum' has no trust coefficient; allowed with: optimizer 'lars'"),
     (["--optimizer", "lamb", "--trust-coefficient", "0.01"], "optimizer 'lamb' has no trust coefficient"),
     (["--optimizer", "lars", "--trust-coefficient", "-1"], "trust coefficient -1.0 is not positive"),
@@ -297,7 +297,7 @@ def test_bad_large_batch_values_in_a_sweep_file_are_one_line_exit_2(tmp_path, ca
     sweep_file = tmp_path / "sweep.toml"
     sweep_file.write_text(text, encoding="utf-8")
     store_path = tmp_path / "r.db"
-    code = main(["sweep", "--config", str(sweep_file), "--batch-sizes", "400", "--hidden", "8", "--device", "cpu",
+    code = main(["sweep", "--config", str(sweep_file), "--batch-size", "400", "--hidden", "8", "--device", "cpu",
                  "--store", str(store_path), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2, err
@@ -307,12 +307,12 @@ def test_bad_large_batch_values_in_a_sweep_file_are_one_line_exit_2(tmp_path, ca
 
 
 def test_sweep_flags_take_several_schedule_values(tmp_path, capsys):
-    code = main(["sweep", "--batch-sizes", "400", "--hidden", "8", "--epochs", "2", "--lr-scaling", "none", "sqrt",
+    code = main(["sweep", "--batch-size", "400", "--hidden", "8", "--epochs", "2", "--lr-scaling", "none", "sqrt",
                  "--base-batch", "200", "--warmup-epochs", "0", "1", "--device", "cpu", "--dry-run",
                  "--store", str(tmp_path / "r.db")])
     out, err = capsys.readouterr()
     assert code == 2 and "base_batch 200 is given but lr_scaling is 'none'" in err
-    code = main(["sweep", "--batch-sizes", "400", "--hidden", "8", "--epochs", "2", "--lr-scaling", "linear", "sqrt",
+    code = main(["sweep", "--batch-size", "400", "--hidden", "8", "--epochs", "2", "--lr-scaling", "linear", "sqrt",
                  "--base-batch", "200", "--warmup-epochs", "0", "1", "--lr-decay", "step", "--decay-epochs", "1",
                  "--device", "cpu", "--dry-run", "--store", str(tmp_path / "r.db")])
     out, err = capsys.readouterr()
