@@ -47,6 +47,8 @@ ORDER_MOMENTUM = 60.0
 # section id -> ("module:function" taking a RunStore, order)
 PROVIDERS: dict[str, tuple[str, float]] = {
     "gap": ("batchlab.gap:gap_report_section", ORDER_GENERALIZATION),
+    # "Having both": the large-batch methods, right after the gap they try to close.
+    "largebatch": ("batchlab.largebatch:largebatch_report_section", ORDER_GENERALIZATION + 5),
 }
 
 
