@@ -17,8 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchlab.errors import ConfigError
+from batchlab.recipes import RECIPES
 
 SHUFFLE_MODES = ("epoch", "once", "none")
+LR_SCALINGS = ("none", "linear", "sqrt")
+LR_DECAYS = ("none", "step", "cosine", "slow-start")
+RUN_ID_LENGTH = 16
 FULL_BATCH = "full"
 # Seeds feed torch.manual_seed and torch.Generator.manual_seed, which take a signed 64-bit value.
 MAX_SEED = 2**63 - 1
@@ -27,7 +31,20 @@ MAX_SEED = 2**63 - 1
 _NOT_IN_IDENTITY = ("data_dir",)
 # Fields added after the first release, with the value that reproduces what runs did before
 # them. At that value they are left out of the id, so the runs of an older store keep their ids.
-_ADDED_LATER = {"train_subset": None}
+_ADDED_LATER = {
+    "train_subset": None,
+    "lr_scaling": "none",
+    "base_batch": None,
+    "warmup_epochs": 0.0,
+    "lr_decay": "none",
+    "decay_epochs": None,
+    "decay_factor": 0.1,
+    "ghost_batch": None,
+    "recipe": None,
+    "trust_coefficient": None,
+    "target_train_acc": None,
+    "init_from": None,
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,24 @@ class RunConfig:
     ``train_subset`` trains on n examples of the training split only (a seeded subset, see
     :func:`batchlab.data.identity.load_splits`), so a quick experiment can use a large dataset
     honestly: the subset is part of the run id.
+
+    Large-batch methods (all off by default, and then left out of the run id):
+
+    * ``lr_scaling`` ``none``/``linear``/``sqrt`` scales ``lr`` (tuned for ``base_batch``) to B:
+      η = lr·B/base_batch or lr·√(B/base_batch) (Goyal et al. 2017; Hoffer et al. 2017);
+    * ``warmup_epochs``: Goyal et al.'s gradual warm-up, a linear ramp over that many epochs from
+      ``lr`` to the scaled rate (from 0 when ``lr_scaling`` is ``none``);
+    * ``lr_decay`` ``none``/``step``/``cosine``/``slow-start``: step decay by ``decay_factor``
+      at each of ``decay_epochs``, cosine decay to 0, or Akiba et al.'s slow start;
+      :func:`batchlab.optim.schedules.schedule_for` turns all of these into the rate of every
+      update;
+    * ``ghost_batch`` G: ghost batch norm over G examples at a time (Hoffer et al. 2017);
+    * ``recipe="akiba"``: Akiba et al. 2017's RMSprop warm-up, slow start and batch norm without
+      moving averages (:mod:`batchlab.train.methods`);
+    * ``trust_coefficient``: LARS's η (None: the optimizer's default);
+    * ``target_train_acc``: the run ends at the first epoch whose training accuracy reaches it;
+    * ``init_from``: the id of a finished run in the same store whose final weights start this
+      run (SWAP's second phase starts from its first).
     """
 
     dataset: str = "mnist-5k"
@@ -63,12 +98,24 @@ class RunConfig:
     max_updates: int | None = None
     stop_patience: int = 0
     train_subset: int | None = None
+    lr_scaling: str = "none"
+    base_batch: int | None = None
+    warmup_epochs: float = 0.0
+    lr_decay: str = "none"
+    decay_epochs: tuple[int, ...] | None = None
+    decay_factor: float = 0.1
+    ghost_batch: int | None = None
+    recipe: str | None = None
+    trust_coefficient: float | None = None
+    target_train_acc: float | None = None
+    init_from: str | None = None
     device: str = "auto"
     data_dir: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.hidden, list):
-            object.__setattr__(self, "hidden", tuple(self.hidden))
+        for name in ("hidden", "decay_epochs"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         validate_config(self)
 
     def replace(self, **changes: Any) -> "RunConfig":
@@ -77,8 +124,9 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        if data["hidden"] is not None:
-            data["hidden"] = list(data["hidden"])
+        for name in ("hidden", "decay_epochs"):
+            if data[name] is not None:
+                data[name] = list(data[name])
         return data
 
     @classmethod
@@ -151,6 +199,129 @@ def validate_config(config: RunConfig) -> None:
             isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in config.hidden
         ):
             raise ConfigError(f"hidden widths {config.hidden!r} are invalid; allowed: one or more integers ≥ 1")
+    _validate_schedule(config)
+    _validate_large_batch_methods(config)
+
+
+def _validate_schedule(config: RunConfig) -> None:
+    """The learning-rate fields: scaling, warm-up and decay (what needs the number of updates per
+    epoch is checked by :func:`batchlab.optim.schedules.schedule_for`)."""
+    if config.lr_scaling not in LR_SCALINGS:
+        raise ConfigError(f"unknown lr_scaling {config.lr_scaling!r}; allowed: {', '.join(LR_SCALINGS)}")
+    if config.base_batch is not None:
+        _positive_int("base batch", config.base_batch)
+    if config.lr_scaling != "none" and config.base_batch is None:
+        raise ConfigError(
+            f"lr_scaling {config.lr_scaling!r} needs base_batch, the batch size lr was tuned for; "
+            "allowed: --base-batch N with N ≥ 1"
+        )
+    if config.lr_scaling == "none" and config.base_batch is not None:
+        raise ConfigError(
+            f"base_batch {config.base_batch} is given but lr_scaling is 'none'; allowed: base_batch "
+            "only with lr_scaling linear or sqrt"
+        )
+    _finite_number("warm-up epochs", config.warmup_epochs)
+    object.__setattr__(config, "warmup_epochs", float(config.warmup_epochs))
+    if not 0.0 <= config.warmup_epochs <= config.epochs:
+        raise ConfigError(
+            f"warm-up of {config.warmup_epochs:g} epochs does not fit the run of {config.epochs} epochs; "
+            f"allowed: 0 ≤ warmup_epochs ≤ {config.epochs}"
+        )
+    if config.lr_decay not in LR_DECAYS:
+        raise ConfigError(f"unknown lr_decay {config.lr_decay!r}; allowed: {', '.join(LR_DECAYS)}")
+    if config.lr_decay == "step":
+        milestones = config.decay_epochs
+        if not milestones:
+            raise ConfigError(f"step decay needs decay_epochs; allowed: increasing epochs in 1 … {config.epochs - 1}")
+        if any(isinstance(m, bool) or not isinstance(m, int) for m in milestones) or list(milestones) != sorted(
+            set(milestones)
+        ) or not all(0 < m < config.epochs for m in milestones):
+            raise ConfigError(
+                f"decay epochs {list(milestones)} are invalid; allowed: strictly increasing whole epochs in "
+                f"1 … {config.epochs - 1}"
+            )
+    elif config.decay_epochs is not None:
+        raise ConfigError(f"decay_epochs are given but lr_decay is {config.lr_decay!r}; allowed with: lr_decay 'step'")
+    _finite_number("decay factor", config.decay_factor)
+    object.__setattr__(config, "decay_factor", float(config.decay_factor))
+    if not 0.0 < config.decay_factor <= 1.0:
+        raise ConfigError(f"decay factor {config.decay_factor} is outside (0, 1]; allowed: 0 < decay_factor ≤ 1")
+    if config.decay_factor != 0.1 and config.lr_decay != "step":
+        raise ConfigError(
+            f"decay factor {config.decay_factor} is given but lr_decay is {config.lr_decay!r}; allowed with: lr_decay 'step'"
+        )
+
+
+def _validate_large_batch_methods(config: RunConfig) -> None:
+    """Ghost batch norm, the recipe, LARS's trust coefficient, the accuracy target, init_from."""
+    if config.ghost_batch is not None:
+        _positive_int("ghost batch", config.ghost_batch)
+        if not _has_batch_norm(config.model):
+            raise ConfigError(
+                f"ghost batch norm needs a model with batch norm, and {config.model} has none; "
+                f"allowed: {_models_with_batch_norm()}"
+            )
+        if isinstance(config.batch_size, int) and config.batch_size % config.ghost_batch:
+            raise ConfigError(
+                f"ghost batch {config.ghost_batch} does not divide the batch size {config.batch_size}; "
+                f"allowed: a divisor of {config.batch_size}"
+            )
+    if config.recipe is not None:
+        if config.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {config.recipe!r}; allowed: {', '.join(RECIPES)}")
+        if config.optimizer != "momentum" or config.nesterov:
+            raise ConfigError(
+                f"recipe {config.recipe!r} brings its own optimizer (RMSprop warm-up handing over to the "
+                "lecture's momentum); allowed: optimizer 'momentum' without Nesterov"
+            )
+        if config.lr_decay != "none":
+            raise ConfigError(
+                f"recipe {config.recipe!r} brings its own learning-rate decay (slow start); allowed: lr_decay 'none'"
+            )
+        if not _has_batch_norm(config.model):
+            raise ConfigError(
+                f"recipe {config.recipe!r} includes batch norm without moving averages, and {config.model} has no "
+                f"batch norm; allowed: {_models_with_batch_norm()}"
+            )
+    if config.trust_coefficient is not None:
+        _finite_number("trust coefficient", config.trust_coefficient)
+        object.__setattr__(config, "trust_coefficient", float(config.trust_coefficient))
+        if config.optimizer != "lars":
+            raise ConfigError(
+                f"optimizer {config.optimizer!r} has no trust coefficient; allowed with: optimizer 'lars' "
+                "(LAMB's layer-wise ratio ‖x‖/‖r + λx‖ has none)"
+            )
+        if config.trust_coefficient <= 0:
+            raise ConfigError(f"trust coefficient {config.trust_coefficient} is not positive; allowed: > 0")
+    if config.target_train_acc is not None:
+        _finite_number("target training accuracy", config.target_train_acc)
+        object.__setattr__(config, "target_train_acc", float(config.target_train_acc))
+        if not 0.0 < config.target_train_acc <= 1.0:
+            raise ConfigError(
+                f"target training accuracy {config.target_train_acc} is outside (0, 1]; allowed: 0 < target_train_acc ≤ 1"
+            )
+    if config.init_from is not None:
+        text = config.init_from
+        if not (isinstance(text, str) and len(text) == RUN_ID_LENGTH and all(c in "0123456789abcdef" for c in text)):
+            raise ConfigError(
+                f"init_from {text!r} is not a run id; allowed: the {RUN_ID_LENGTH} hex digits of a run in the same "
+                "store (`batchlab runs`)"
+            )
+
+
+def _has_batch_norm(model: str) -> bool:
+    """Whether the registered ``model`` has batch norm (an unknown name passes here: it is
+    reported, with the known names, where the model is built)."""
+    from batchlab.models import MODELS  # imported only when needed: the registry imports torch
+
+    spec = MODELS.get(model)
+    return spec is None or spec.has_batch_norm
+
+
+def _models_with_batch_norm() -> str:
+    from batchlab.models import MODELS
+
+    return ", ".join(name for name, spec in MODELS.items() if spec.has_batch_norm)
 
 
 def _finite_number(name: str, value: Any) -> None:
@@ -205,4 +376,4 @@ def run_id(config: RunConfig, device_type: str, data_fingerprint: dict[str, Any]
     """16 hex digits of the SHA-256 of the resolved identity in canonical JSON."""
     identity = resolved_identity(config, device_type, data_fingerprint)
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:RUN_ID_LENGTH]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import textwrap
 from pathlib import Path
@@ -21,7 +20,16 @@ AXIS_FLAGS = (
     ("--momenta", "momentum", float, "momenta λ in m ← λm − ηg, each in [0, 1)"),
     ("--lrs", "lr", float, "learning rates η"),
     ("--seeds", "seed", int, "initialization and data-order seeds"),
-    ("--optimizers", "optimizer", str, "optimizers: momentum, sgd, torch-sgd, adam"),
+    ("--optimizers", "optimizer", str, "optimizers: momentum, sgd, torch-sgd, adam, lars, lamb, rmsprop-warmup"),
+    ("--lr-scaling", "lr_scaling", str, "learning-rate scalings to the batch size: none, linear, sqrt"),
+    ("--base-batch", "base_batch", int, "batch sizes the --lrs values were tuned for (with --lr-scaling)"),
+    ("--warmup-epochs", "warmup_epochs", float, "gradual warm-up lengths in epochs (Goyal et al. 2017)"),
+    ("--lr-decay", "lr_decay", str, "learning-rate decays: none, step, cosine, slow-start"),
+    ("--decay-factor", "decay_factor", float, "step-decay factors per milestone"),
+    ("--ghost-batch", "ghost_batch", int, "ghost batch sizes G, each a divisor of B (models with batch norm)"),
+    ("--recipe", "recipe", str, "recipes: akiba"),
+    ("--trust-coefficient", "trust_coefficient", float, "LARS trust coefficients"),
+    ("--target-train-acc", "target_train_acc", float, "training-accuracy targets that end a run (0 … 1)"),
 )
 # Single-valued flags for fields fixed across the sweep: (flag, RunConfig field, kwargs).
 FIXED_FLAGS = (
@@ -35,6 +43,7 @@ FIXED_FLAGS = (
     ("--shuffle", "shuffle", {"choices": SHUFFLE_MODES, "help": "epoch (default), once or none"}),
     ("--max-updates", "max_updates", {"type": int, "help": "stop each run after this many updates"}),
     ("--stop-patience", "stop_patience", {"type": int, "help": "stop a run when its training loss has not improved for this many epochs"}),
+    ("--decay-epochs", "decay_epochs", {"type": int, "nargs": "+", "help": "step-decay milestones in epochs, e.g. 30 60 80"}),
 )
 
 
@@ -48,8 +57,10 @@ DESCRIPTION = textwrap.fill(
     width=88,
 ) + """
 
-TOML sweep file: optional top-level lr_scaling ("none" or "linear") and base_batch, a
-[fixed] table of RunConfig fields and a [grid] table of lists, e.g.
+TOML sweep file: optional top-level lr_scaling ("none" or "linear": lr rewritten to
+lr · B / base_batch before the runs are made) and base_batch, a [fixed] table of RunConfig
+fields and a [grid] table of lists (any RunConfig field, e.g. lr_scaling = ["none", "sqrt"]
+with base_batch = 64 in [fixed], warmup_epochs, lr_decay, ghost_batch, recipe), e.g.
 
   [fixed]
   epochs = 3
@@ -86,10 +97,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="drop the last partial batch of each epoch")
     add_device_option(parser)
     add_data_dir_option(parser)
-    parser.add_argument("--lr-scaling", choices=("none", "linear"), default=None,
-                        help="linear: η = lr · B / base batch (Goyal et al. 2017); default: none")
-    parser.add_argument("--base-batch", type=int, default=None,
-                        help="the batch size the --lrs values are meant for under --lr-scaling linear (default: 256)")
     add_store_option(parser)
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="local (this process, default) or ray (Ray tasks; needs the ray extra)")
@@ -122,17 +129,9 @@ def spec_from_args(args: argparse.Namespace):
         fixed["device"] = args.device
     if args.data_dir is not None:
         fixed["data_dir"] = str(args.data_dir)
-    scaling = {}
-    if args.lr_scaling is not None:
-        scaling["lr_scaling"] = args.lr_scaling
-    if args.base_batch is not None:
-        scaling["base_batch"] = args.base_batch
     if args.config is not None:
-        spec = SweepSpec.from_toml(args.config).with_overrides(grid=grid, fixed=fixed)
-        if scaling:
-            spec = dataclasses.replace(spec, **scaling)
-        return spec
-    return SweepSpec(grid=grid, fixed=fixed, **scaling)
+        return SweepSpec.from_toml(args.config).with_overrides(grid=grid, fixed=fixed)
+    return SweepSpec(grid=grid, fixed=fixed)
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:

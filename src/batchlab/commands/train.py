@@ -6,7 +6,8 @@ import argparse
 import json
 
 from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
-from batchlab.config import SHUFFLE_MODES, RunConfig, parse_batch_size
+from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES, RunConfig, parse_batch_size
+from batchlab.recipes import RECIPES
 from batchlab.errors import ConfigError
 
 
@@ -52,8 +53,30 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-last", action="store_true", help="drop the last partial batch of each epoch")
     parser.add_argument("--max-updates", type=int, default=None, help="stop after this many updates (a fixed update budget)")
     parser.add_argument("--stop-patience", type=int, default=0, help="stop when the training loss has not improved for this many epochs (0 = off)")
+    add_large_batch_options(parser)
     add_device_option(parser)
     add_data_dir_option(parser)
+
+
+def add_large_batch_options(parser: argparse.ArgumentParser) -> None:
+    """Learning-rate schedule, ghost batch norm, recipe, LARS, accuracy target, start weights."""
+    parser.add_argument("--lr-scaling", choices=LR_SCALINGS, default="none",
+                        help="scale --lr to the batch size: linear η·B/base, sqrt η·√(B/base) (Goyal et al. 2017; default: none)")
+    parser.add_argument("--base-batch", type=int, default=None, help="the batch size --lr was tuned for (with --lr-scaling)")
+    parser.add_argument("--warmup-epochs", type=float, default=0.0,
+                        help="gradual warm-up over this many epochs, from --lr (0 without scaling) to the scaled rate (default: 0)")
+    parser.add_argument("--lr-decay", choices=LR_DECAYS, default="none",
+                        help="none (default), step (--decay-epochs, --decay-factor), cosine, slow-start (Akiba et al. 2017)")
+    parser.add_argument("--decay-epochs", type=int, nargs="+", default=None, help="step-decay milestones in epochs, e.g. 30 60 80")
+    parser.add_argument("--decay-factor", type=float, default=0.1, help="step-decay factor per milestone (default: 0.1)")
+    parser.add_argument("--ghost-batch", type=int, default=None,
+                        help="ghost batch norm over this many examples, a divisor of B (Hoffer et al. 2017; models with batch norm)")
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                        help="akiba: RMSprop warm-up handing over to momentum, slow start, batch norm without moving averages")
+    parser.add_argument("--trust-coefficient", type=float, default=None, help="LARS's trust coefficient η (default: 0.001)")
+    parser.add_argument("--target-train-acc", type=float, default=None,
+                        help="end the run at the first epoch whose training accuracy reaches this (0 … 1)")
+    parser.add_argument("--init-from", default=None, help="start from the final weights of this run id (same store)")
 
 
 def batch_size_arg(text: str) -> int | str:
@@ -83,6 +106,17 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         hidden=tuple(args.hidden) if args.hidden else None,
         max_updates=args.max_updates,
         stop_patience=args.stop_patience,
+        lr_scaling=args.lr_scaling,
+        base_batch=args.base_batch,
+        warmup_epochs=args.warmup_epochs,
+        lr_decay=args.lr_decay,
+        decay_epochs=tuple(args.decay_epochs) if args.decay_epochs else None,
+        decay_factor=args.decay_factor,
+        ghost_batch=args.ghost_batch,
+        recipe=args.recipe,
+        trust_coefficient=args.trust_coefficient,
+        target_train_acc=args.target_train_acc,
+        init_from=args.init_from,
         device=args.device,
         data_dir=str(args.data_dir) if args.data_dir else None,
     )
@@ -123,6 +157,8 @@ def format_result(result, store) -> str:
         tail.append(f"time/epoch {s['time_per_epoch_s']:.3f} s")
     if s.get("diverged_epoch") is not None:
         tail.append(f"diverged at epoch {s['diverged_epoch']} (loss became NaN or infinite)")
+    if s.get("reached_target_at") is not None:
+        tail.append(f"ended at epoch {s['reached_target_at']}: training accuracy reached the target")
     if s.get("stopped_early_at") is not None:
         tail.append(f"stopped at epoch {s['stopped_early_at']}: training loss stopped improving")
     lines.append("; ".join(tail))

@@ -1,9 +1,11 @@
 """Optimizers by name: the lecture's ``momentum``, ``sgd`` (its λ = 0 case), ``torch-sgd``, ``adam``,
-and the large-batch ``lars`` (You et al. 2017) and ``lamb`` (You et al. 2019).
+the large-batch ``lars`` (You et al. 2017) and ``lamb`` (You et al. 2019), and Akiba et al. 2017's
+``rmsprop-warmup``.
 
 ``build_optimizer`` is the one factory the training loop, the sweep and the CLI use, so a name
-means the same thing everywhere. LARS and LAMB take extra options by keyword (``LARS_OPTIONS``,
-``LAMB_OPTIONS``, each with the default used when it is not given).
+means the same thing everywhere. LARS, LAMB and the RMSprop warm-up take extra options by keyword
+(``LARS_OPTIONS``, ``LAMB_OPTIONS``, ``RMSPROP_WARMUP_OPTIONS``, each with the default used when it
+is not given; the RMSprop warm-up needs ``updates_per_epoch``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from batchlab.errors import ConfigError
 from batchlab.optim.lamb import LAMB
 from batchlab.optim.lars import LARS
 from batchlab.optim.momentum import Momentum
+from batchlab.optim.rmsprop_warmup import RMSpropWarmup
 
 __all__ = [
     "LAMB",
@@ -26,6 +29,8 @@ __all__ = [
     "Momentum",
     "OPTIMIZERS",
     "OptimizerSpec",
+    "RMSPROP_WARMUP_OPTIONS",
+    "RMSpropWarmup",
     "build_optimizer",
     "get_optimizer_spec",
 ]
@@ -39,6 +44,15 @@ LAMB_OPTIONS: dict[str, object] = {
     "eps": 1e-6,
     "bias_correction": True,
     "layer_adaptation": None,
+}
+# Akiba et al.'s RMSprop warm-up: updates_per_epoch (required) turns updates into epochs.
+RMSPROP_WARMUP_OPTIONS: dict[str, object] = {
+    "updates_per_epoch": None,
+    "lr_rmsprop": 3e-4,
+    "rmsprop_decay": 0.99,
+    "eps": 1e-8,
+    "beta_center": 10.0,
+    "beta_period": 5.0,
 }
 
 
@@ -61,6 +75,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         OptimizerSpec("adam", "torch.optim.Adam with its default betas (0.9, 0.999)", False, False),
         OptimizerSpec("lars", "LARS (You et al. 2017): momentum SGD with a per-layer rate η‖w‖/(‖g‖ + β‖w‖)", True, False),
         OptimizerSpec("lamb", "LAMB (You et al. 2019): Adam's direction with a per-layer step η‖x‖/‖r + λx‖", False, False),
+        OptimizerSpec("rmsprop-warmup", "Akiba et al. 2017's RMSprop warm-up handing over to the lecture's momentum", True, False),
     )
 }
 
@@ -94,18 +109,20 @@ def build_optimizer(
             f"optimizer {name!r} takes no momentum (got {momentum}); allowed: momentum 0, "
             "or --optimizer momentum / torch-sgd"
         )
-    if nesterov and (not spec.uses_momentum or name == "lars"):
+    if nesterov and (not spec.uses_momentum or name in ("lars", "rmsprop-warmup")):
         raise ConfigError(f"optimizer {name!r} has no Nesterov form; allowed with: momentum, torch-sgd")
-    allowed = {"lars": LARS_OPTIONS, "lamb": LAMB_OPTIONS}.get(name, {})
+    allowed = {"lars": LARS_OPTIONS, "lamb": LAMB_OPTIONS, "rmsprop-warmup": RMSPROP_WARMUP_OPTIONS}.get(name, {})
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         known = ", ".join(allowed) if allowed else "none"
         raise ConfigError(f"optimizer {name!r} takes no option {unknown[0]!r}; allowed: {known}")
-    if name in ("lars", "lamb"):
+    if name in ("lars", "lamb", "rmsprop-warmup"):
         settings = allowed | options
         try:
             if name == "lars":
                 return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **settings)  # type: ignore[arg-type]
+            if name == "rmsprop-warmup":
+                return RMSpropWarmup(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **settings)  # type: ignore[arg-type]
             return LAMB(params, lr=lr, weight_decay=weight_decay, **settings)  # type: ignore[arg-type]
         except (TypeError, ValueError) as error:
             raise ConfigError(f"optimizer {name!r}: {error}") from None

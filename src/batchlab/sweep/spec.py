@@ -11,10 +11,19 @@ dataset, model and optimizer registries, the batch size against the training-set
 dataset registry gives for its split), so one bad value fails the whole sweep upfront with one
 line that names the grid point.
 
-Learning-rate scaling (optional): ``lr_scaling = "linear"`` applies Goyal et al. 2017's linear
-scaling rule, η = lr · B / base_batch (B = the resolved batch size; ``"full"`` counts as the
-training-set size), so the grid's ``lr`` values are base learning rates at batch ``base_batch``.
-The scaled η is the run's ``lr`` and therefore part of its run id.
+Learning-rate scaling (optional): ``lr_scaling = "linear"`` at the top level of a sweep file
+applies Goyal et al. 2017's linear scaling rule before the runs are made, η = lr · B / base_batch
+(B = the resolved batch size; ``"full"`` counts as the training-set size), so the grid's ``lr``
+values are base learning rates at batch ``base_batch``. The scaled η is the run's ``lr`` and
+therefore part of its run id. The run's own ``lr_scaling`` and ``base_batch`` fields (in
+``[fixed]`` or ``[grid]``, or ``--lr-scaling``/``--base-batch`` on the command line) scale at
+training time instead, ``linear`` or ``sqrt``, together with the rest of the learning-rate
+schedule (``warmup_epochs``, ``lr_decay``, ``decay_epochs``, ``decay_factor``); a sweep uses one
+of the two forms.
+
+Every RunConfig field can be fixed or swept, the large-batch ones too (``ghost_batch``,
+``recipe``, ``trust_coefficient``, ``target_train_acc``, ``init_from``); list-valued fields
+(``hidden``, ``decay_epochs``) take a list per grid value.
 
 TOML layout (stdlib :mod:`tomllib`)::
 
@@ -142,6 +151,11 @@ class SweepSpec:
     def _scaled(self, config: RunConfig) -> RunConfig:
         if self.lr_scaling == "none":
             return config
+        if config.lr_scaling != "none":
+            raise ConfigError(
+                f"the sweep's top-level lr_scaling {self.lr_scaling!r} and the run's lr_scaling "
+                f"{config.lr_scaling!r} would scale lr twice; allowed: one of the two"
+            )
         batch = config.batch_size if config.batch_size != FULL_BATCH else training_set_size(config)
         return config.replace(lr=config.lr * batch / self.base_batch)
 
@@ -198,25 +212,19 @@ class SweepSpec:
 
 
 def check_runnable(config: RunConfig) -> None:
-    """What RunConfig cannot check alone: registry names, the optimizer's own rules (built on a
-    dummy parameter, so exactly the trainer's check), and B against the training-set size."""
+    """What RunConfig cannot check alone: registry names, B against the training-set size, the
+    learning-rate schedule and ghost batches against the run's updates and batches, and the
+    optimizer's own rules (built on a dummy parameter, so exactly the trainer's checks)."""
     import torch
 
-    from batchlab.data import get_spec, resolve_batch_size
+    from batchlab.data import get_spec
     from batchlab.models import get_model_spec
-    from batchlab.optim import build_optimizer
+    from batchlab.train.methods import build_run_optimizer, run_shape
 
     get_spec(config.dataset)
     get_model_spec(config.model)
-    build_optimizer(
-        config.optimizer,
-        [torch.zeros(1, requires_grad=True)],
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-    )
-    resolve_batch_size(config.batch_size, training_set_size(config))
+    shape = run_shape(config, training_set_size(config))
+    build_run_optimizer(config, [torch.zeros(1, requires_grad=True)], shape)
 
 
 def training_set_size(config: RunConfig) -> int:

@@ -5,7 +5,10 @@ The loop is the lecture's mini-batch training made literal:
 * the whole dataset sits on the training device; each epoch draws a permutation from a generator
   seeded by (seed, epoch) and walks it in slices of B indices — one epoch is every batch once, and
   with ``shuffle="epoch"`` which examples share a batch changes every epoch;
-* every slice is one update (the last partial batch too, unless ``drop_last``);
+* every slice is one update (the last partial batch too, unless ``drop_last``), at the learning
+  rate the run's schedule gives that update (:func:`batchlab.optim.schedules.schedule_for`: set
+  in every parameter group just before the update, so a resumed run continues the schedule at
+  the update it stopped at);
 * after each epoch the model is evaluated on the full training and validation splits (so "training
   accuracy" means the accuracy of the parameters at the end of the epoch, as in Keskar et al.),
   metrics are logged to the store and a checkpoint is written, so a killed run resumes at its
@@ -33,7 +36,14 @@ from batchlab.data.identity import data_fingerprint, load_splits
 from batchlab.device import resolve_device, synchronize
 from batchlab.environment import describe_environment
 from batchlab.models import build_model
-from batchlab.optim import build_optimizer
+from batchlab.train.methods import (
+    RunShape,
+    build_run_optimizer,
+    initial_weights,
+    load_initial_weights,
+    run_shape,
+    use_batch_norm_settings,
+)
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
 from batchlab.train.session import RunSession, epoch_row, open_store
@@ -87,9 +97,9 @@ def train(
     if splits is None:
         splits = load_splits(config, device)
     n_train = len(splits.train)
-    batch_size = datasets.resolve_batch_size(config.batch_size, n_train)
-    slices = datasets.batch_index_slices(n_train, batch_size, drop_last=config.drop_last)
-    model, optimizer = initial_model_and_optimizer(config, splits, device)
+    shape = run_shape(config, n_train)
+    batch_size, slices, schedule = shape.batch_size, shape.slices, shape.schedule
+    model, optimizer = initial_model_and_optimizer(config, splits, device, store=session.store, shape=shape)
 
     stored = session.claim(describe_environment(device))
     if stored is not None:
@@ -117,6 +127,7 @@ def train(
                     break
                 timer.start()
                 index = order[start:end]
+                set_learning_rate(optimizer, schedule.lr_at(updates))
                 loss = F.cross_entropy(model(splits.train.x[index]), splits.train.y[index])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -169,24 +180,35 @@ def train(
 
 
 def initial_model_and_optimizer(
-    config: RunConfig, splits: "datasets.Splits", device: torch.device
+    config: RunConfig,
+    splits: "datasets.Splits",
+    device: torch.device,
+    *,
+    store: "RunStore | None" = None,
+    shape: RunShape | None = None,
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The run's starting point: ``torch.manual_seed(seed)``, the model built on the CPU (so a
-    seed gives the same weights on every device), moved to ``device``, and its optimizer.
+    seed gives the same weights on every device), its batch norm made ghost / free of moving
+    averages as the config says, the final weights of run ``init_from`` (read from ``store``)
+    if given, moved to ``device``, and its optimizer (:mod:`batchlab.train.methods`).
 
     Single and packed training both start here, so their runs begin identically.
     """
+    shape = shape or run_shape(config, len(splits.train))
+    weights = initial_weights(config, store)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden).to(device)
-    optimizer = build_optimizer(
-        config.optimizer,
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-    )
-    return model, optimizer
+    model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden)
+    use_batch_norm_settings(model, config)
+    if weights is not None:
+        load_initial_weights(model, config, weights)
+    model = model.to(device)
+    return model, build_run_optimizer(config, model.parameters(), shape)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Use ``lr`` for the next update in every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 @torch.no_grad()

@@ -9,7 +9,9 @@ follows loop.py exactly, so a packed result and a single result are interchangea
 * data: epoch e visits ``epoch_permutation(n, e − 1, seed, shuffle)`` in slices of B — each run
   its own permutation, so the K index vectors of a step form a (K, B) gather;
 * update: the mean cross-entropy of the run's batch, and the rule of
-  :class:`batchlab.optim.Momentum` (:class:`~batchlab.train.packed_state.PackedMomentum`);
+  :class:`batchlab.optim.Momentum` (:class:`~batchlab.train.packed_state.PackedMomentum`), each
+  run at the rate its own learning-rate schedule gives the update (set per row before every
+  update when any run's schedule changes);
 * after each epoch: training and validation loss/accuracy of every run (vmapped, in chunks), one
   metrics row per run in the store, and a checkpoint per run in loop.py's format (a single-model
   ``state_dict`` and a ``Momentum`` ``state_dict``), so a run checkpointed in a pack resumes
@@ -57,6 +59,7 @@ from batchlab.device import resolve_device, synchronize
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError
 from batchlab.train.loop import initial_model_and_optimizer, train
+from batchlab.train.methods import run_shape
 from batchlab.train.packed_plan import (
     AUTO,
     PACKED,
@@ -186,7 +189,7 @@ def _train_packed(
     results: list[RunResult] = []
     runs: list[_Run] = []
     for session in sessions:
-        model, optimizer = initial_model_and_optimizer(session.config, splits, device)
+        model, optimizer = initial_model_and_optimizer(session.config, splits, device, store=run_store)
         stored = session.claim(environment)
         if stored is not None:  # another process ended it meanwhile
             results.append(stored)
@@ -216,6 +219,9 @@ def _train_together(runs: list[_Run], device: torch.device, splits, progress: bo
                                model.layout.columns)
     for run in runs:
         run.model = run.momentum_row = None  # the pack holds the only copy from here on
+    schedules = [run_shape(run.config, n_train).schedule for run in runs]
+    scheduled = not all(schedule.is_constant for schedule in schedules)
+    optimizer.set_lr([schedule.lr_at(runs[0].session.updates) for schedule in schedules])
     step = make_step(model, optimizer, splits.train)
     batch_lengths = sorted({end - start for start, end in slices})
     capture_s = step.prepare(batch_lengths)  # CUDA graphs are captured here, outside the timing
@@ -242,6 +248,8 @@ def _train_together(runs: list[_Run], device: torch.device, splits, progress: bo
             for start, end in slices:
                 if shared.max_updates is not None and updates >= shared.max_updates:
                     break
+                if scheduled:
+                    optimizer.set_lr([schedule.lr_at(updates) for schedule in schedules])
                 timer.start()
                 step(orders[:, start:end])
                 timer.stop(len(active))
@@ -269,7 +277,8 @@ def _train_together(runs: list[_Run], device: torch.device, splits, progress: bo
                 if run.session.end_of_epoch(row):
                     ending.append(k)
                 else:
-                    run.session.save_checkpoint(_checkpoint(run, k, epoch, updates, model, optimizer))
+                    last_lr = schedules[k].lr_at(max(updates - 1, 0))
+                    run.session.save_checkpoint(_checkpoint(run, k, epoch, updates, model, optimizer, last_lr))
             reporter.update(epoch, _median_row(run.session.history[-1] for run in active))
 
             if ending:
@@ -281,6 +290,7 @@ def _train_together(runs: list[_Run], device: torch.device, splits, progress: bo
                     break
                 # Ended runs leave the pack; the rest go on as a smaller pack.
                 active = [active[k] for k in keep]
+                schedules = [schedules[k] for k in keep]
                 model, optimizer = model.select(keep), optimizer.select(keep)
                 step = make_step(model, optimizer, splits.train)
                 capture_s += step.prepare(batch_lengths)
@@ -293,15 +303,17 @@ def _train_together(runs: list[_Run], device: torch.device, splits, progress: bo
     return results
 
 
-def _checkpoint(run: _Run, k: int, epoch: int, updates: int, model: PackedModel, optimizer: PackedMomentum) -> dict:
-    """Run ``k``'s checkpoint in loop.py's payload format."""
+def _checkpoint(
+    run: _Run, k: int, epoch: int, updates: int, model: PackedModel, optimizer: PackedMomentum, lr: float
+) -> dict:
+    """Run ``k``'s checkpoint in loop.py's payload format (``lr``: the rate of its last update)."""
     state = model.single_state_dict(k)
     parameters = {name: state[name] for name in model.layout.names}
     return {
         "epoch": epoch,
         "updates": updates,
         "model": state,
-        "optimizer": optimizer_state_dict(run.config, model.layout, parameters, optimizer.buffer[k]),
+        "optimizer": optimizer_state_dict(run.config, model.layout, parameters, optimizer.buffer[k], lr),
         "rng_state": torch.get_rng_state(),
         "history": run.session.history,
     }

@@ -4,9 +4,11 @@
   same architecture on the same device, so one stacked step can train them all. Everything a run
   may keep to itself — learning rate, λ, Nesterov, weight decay, initialization seed and with it
   its data order — is left out of the key.
-* :func:`can_pack`: batch-norm running statistics and dropout masks are state and randomness
-  outside the weights that a vmapped step does not reproduce exactly, and only the lecture's
-  momentum (``momentum``, ``sgd``) has a vectorized rule; other runs train one at a time.
+* :func:`can_pack`: batch-norm running statistics (ghost batch norm included) and dropout masks
+  are state and randomness outside the weights that a vmapped step does not reproduce exactly,
+  and only the lecture's momentum (``momentum``, ``sgd``) has a vectorized rule (not LARS, LAMB
+  or a recipe's optimizer); other runs train one at a time. Learning-rate schedules pack: each
+  run's rate is set per row before every update.
 * :func:`plan_packs`: on a CUDA device a pack is as large as free memory allows (docs/science.md §8,
   H100, K = 64, B = 1: 14 µs per model-update with the packed step in a CUDA graph, against
   0.94 ms for one model at a time with the data on the GPU). On any other device nothing
@@ -103,6 +105,10 @@ def pack_key(config: RunConfig) -> tuple:
 def can_pack(config: RunConfig) -> tuple[bool, str]:
     """Whether ``config`` can join a pack, and if not, why it trains one at a time."""
     spec = get_model_spec(config.model)
+    if config.recipe is not None:
+        return False, f"recipe {config.recipe} has no packed update rule: trained one at a time"
+    if config.ghost_batch is not None:
+        return False, f"ghost batch norm (G={config.ghost_batch}) is not packed: trained one at a time"
     if spec.has_batch_norm:
         return False, f"{config.model} has batch-norm running statistics: trained one at a time"
     if spec.has_dropout:

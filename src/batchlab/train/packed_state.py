@@ -8,7 +8,9 @@ optimizer work on whole rows, and a CUDA graph can update the same memory in pla
 replay.
 
 Per-run hyperparameters (η, λ, weight decay, Nesterov flag) are (K, 1) tensors that broadcast over
-a run's row, so each run follows exactly the rule of :class:`batchlab.optim.Momentum`::
+a run's row, so each run follows exactly the rule of :class:`batchlab.optim.Momentum`. η changes
+in place (:meth:`PackedMomentum.set_lr`) when the runs follow learning-rate schedules, one rate
+per row before every update; as in Momentum, each past rate stays inside m::
 
     g ← g + wd·θ                       (only for runs with wd ≠ 0)
     λ = 0:      θ ← θ − ηg             (no buffer is kept, as in Momentum)
@@ -129,14 +131,27 @@ class PackedMomentum:
         if not self._all_have_buffer:
             buffer.masked_fill_(self._no_buffer, 0.0)  # λ = 0 runs keep no momentum
 
+    def set_lr(self, rates: Sequence[float]) -> None:
+        """Use ``rates[k]`` as run k's η from the next update on (in place: a captured CUDA graph
+        reads the new values)."""
+        values = torch.tensor(list(rates), dtype=self.lr.dtype).view(-1, 1).to(self.lr.device)
+        self.lr.copy_(values)
+        self._negative_lr.copy_(-values)
+
     def select(self, keep: Sequence[int]) -> "PackedMomentum":
-        """The rule for the runs ``keep`` only (rows in that order)."""
+        """The rule for the runs ``keep`` only (rows in that order, with their current η)."""
         index = torch.tensor(list(keep), dtype=torch.long, device=self.buffer.device)
-        return PackedMomentum([self.configs[i] for i in keep], self.buffer.index_select(0, index), self.columns)
+        selected = PackedMomentum([self.configs[i] for i in keep], self.buffer.index_select(0, index), self.columns)
+        selected.set_lr(self.lr.index_select(0, index).view(-1).tolist())
+        return selected
 
 
 def optimizer_state_dict(
-    config: RunConfig, layout: ParameterLayout, params: dict[str, torch.Tensor], buffer: torch.Tensor | None
+    config: RunConfig,
+    layout: ParameterLayout,
+    params: dict[str, torch.Tensor],
+    buffer: torch.Tensor | None,
+    lr: float | None = None,
 ) -> dict:
     """The ``state_dict`` that the single run's optimizer would hold, so a run checkpointed in a
     pack resumes alone (and vice versa).
@@ -144,20 +159,21 @@ def optimizer_state_dict(
     Made by a real :func:`batchlab.optim.build_optimizer` over the run's own parameter tensors
     ``params`` (single-model names and shapes): that guarantees the format
     :meth:`Momentum.load_state_dict` expects. ``buffer`` is the run's (P,) momentum row, or None
-    for a run without momentum.
+    for a run without momentum; ``lr`` the rate of its last update (default: ``config.lr``).
     """
+    lr = config.lr if lr is None else lr
     tensors = [params[name] for name in layout.names]
     optimizer = build_optimizer(
         config.optimizer,
         tensors,
-        lr=config.lr,
+        lr=lr,
         momentum=config.momentum,
         nesterov=config.nesterov,
         weight_decay=config.weight_decay,
     )
     if buffer is not None and config.momentum != 0.0:
         for tensor, row_view in zip(tensors, layout.views(buffer.unsqueeze(0)).values()):
-            optimizer.state[tensor] = {"momentum_buffer": row_view[0].clone(), "last_lr": config.lr}
+            optimizer.state[tensor] = {"momentum_buffer": row_view[0].clone(), "last_lr": lr}
     return optimizer.state_dict()
 
 

@@ -14,7 +14,9 @@ so each rule below is written once:
    data and model ready, so a force that fails on the data loses nothing.
 3. **Resume.** An unfinished run with a checkpoint resumes from it (``resuming from epoch k``).
 4. **Each epoch**: the metrics row is stored, and the end rules decide whether the run goes on —
-   a non-finite loss ends it as ``diverged``; then the update budget (``max_updates``); then
+   a non-finite loss ends it as ``diverged``; then the accuracy target (``target_train_acc``:
+   the first epoch whose training accuracy reaches it ends the run, finished — SWAP's first
+   phase, Gupta et al. 2020); then the update budget (``max_updates``); then
    ``stop_patience`` (Keskar et al.'s "until the training loss stops improving"); then the last
    epoch. A run that goes on is checkpointed by its trainer.
 5. **Finish**: one summary builder, the final weights beside the store, the final status.
@@ -101,6 +103,7 @@ class RunSession:
         self.status = FINISHED
         self.diverged_epoch: int | None = None
         self.stopped_early_at: int | None = None
+        self.reached_target_at: int | None = None
 
     # ------------------------------------------------------------------ before training
 
@@ -163,6 +166,9 @@ class RunSession:
             self.store.log_epoch(self.run_id, epoch, {k: v for k, v in row.items() if k != "epoch"})
         if self.status == DIVERGED:
             return True
+        if self.config.target_train_acc is not None and row["train_acc"] >= self.config.target_train_acc:
+            self.reached_target_at = epoch
+            return True
         if self.config.max_updates is not None and self.updates >= self.config.max_updates:
             return True
         if self.config.stop_patience and stopped_improving(self.history, self.config.stop_patience):
@@ -208,6 +214,8 @@ class RunSession:
             diverged_epoch=self.diverged_epoch,
             stopped_early_at=self.stopped_early_at,
         )
+        if self.config.target_train_acc is not None:
+            summary["reached_target_at"] = self.reached_target_at
         if test is not None and self.status == FINISHED:
             summary["test_loss"], summary["test_acc"] = test
         if self.store is not None:
