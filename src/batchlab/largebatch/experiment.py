@@ -138,9 +138,9 @@ def _quick_setting(data_dir: str | None) -> Setting:
     fashion = _present("fashion-mnist", data_dir)
     return Setting(
         dataset="fashion-mnist" if fashion else "mnist-5k", train_subset=4096 if fashion else None,
-        model="keskar-f1", hidden=(128, 128), small_batch=32, large_batch=512, epochs=10, lr=0.02, momentum=0.9,
-        warmup_epochs=2.0, lars_trust=0.01, lamb_lr=0.005, swap_target=0.85, swap_workers=4, swap_epochs=2,
-        sharpness_examples=1000,
+        model="keskar-f1", hidden=(128, 128), small_batch=32, large_batch=512, epochs=6, lr=0.02, momentum=0.9,
+        warmup_epochs=1.5, lars_trust=0.01, lamb_lr=0.005, swap_target=0.84, swap_workers=4, swap_epochs=2,
+        sharpness_examples=500,
         note="" if fashion else "Fashion-MNIST is not on disk (`batchlab data fetch fashion-mnist`), so the quick "
         "scale trains on mnist-5k",
     )

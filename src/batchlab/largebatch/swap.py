@@ -176,13 +176,14 @@ def average_runs(
 
 def phase2_configs(phase1: RunConfig, phase1_run_id: str, *, batch_size: int, epochs: int,
                    workers: int) -> list[RunConfig]:
-    """Phase 2's W runs: phase 1's configuration with the small batch, ``epochs`` epochs, no
-    accuracy target, weights from ``phase1_run_id``, and worker w's own data order from its own
-    seed ``phase1.seed · W + w`` (distinct for every worker of every SWAP seed)."""
+    """Phase 2's W runs: phase 1's configuration with the small batch at the unscaled rate (no
+    scaling, no warm-up: the small batch's own setting), ``epochs`` epochs, no accuracy target,
+    weights from ``phase1_run_id``, and worker w's own data order from its own seed
+    ``phase1.seed · W + w`` (distinct for every worker of every SWAP seed)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"SWAP workers {workers!r} is invalid; allowed: an integer ≥ 1")
     return [phase1.replace(batch_size=batch_size, epochs=epochs, target_train_acc=None, init_from=phase1_run_id,
-                           seed=phase1.seed * workers + w)
+                           lr_scaling="none", base_batch=None, warmup_epochs=0.0, seed=phase1.seed * workers + w)
             for w in range(workers)]
 
 
