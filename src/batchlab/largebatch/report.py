@@ -80,6 +80,10 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
         notes.append(f"{len(unfinished)} run(s) did not finish ("
                      + ", ".join(f"{r['method']} seed {r['seed']}: {r['status']}" for r in unfinished)
                      + ") and are left out of the means.")
+    if any(r["method"] == "akiba" for r in record["runs"]):
+        notes.append("Akiba's recipe evaluates with batch norm without moving averages (each evaluated batch's own "
+                     "statistics); its sharpness is measured on the stored weights with the running statistics, as "
+                     "for every other row.")
     swap = [r for r in record["runs"] if r["method"] == "swap" and r.get("extra")]
     if swap:
         notes.append("SWAP's time counts its W phase-2 copies one after another; on W workers at once, as in the "
