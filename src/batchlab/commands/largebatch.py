@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "budget for several seeds; print training and test accuracy (mean ± std), Keskar sharpness of each "
         "minimum, wall time, a verdict per method (closes the gap / narrows it / not here) and the papers' "
         "claims. '--scale quick' (under 10 minutes on a 2-core CPU): keskar-f1 128×128 on 4,096 Fashion-MNIST "
-        "images, SB = 32 vs LB = 512, 10 epochs, 2 seeds; '--scale full': keskar-c1 on CIFAR-10, SB = 256 vs "
+        "images, SB = 32 vs LB = 1024, 6 epochs, 2 seeds; '--scale full': keskar-c1 on CIFAR-10, SB = 256 vs "
         "LB = 4096, 30 epochs, 3 seeds (about an hour on a GPU). Runs and measurements already in the store are "
         "reused. Writes largebatch.json and a PNG/SVG figure to --out.",
         epilog="Example: batchlab largebatch --scale quick --store batchlab-runs/runs.db --out batchlab-report/largebatch",

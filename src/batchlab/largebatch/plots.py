@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from batchlab.largebatch.tables import CLOSES, NARROWS, MethodNumbers, Verdict
 
@@ -24,7 +25,7 @@ def plot_methods(methods: Sequence[MethodNumbers], found: Sequence[Verdict]) -> 
     coloured by verdict; dashed lines at the SB and plain-LB means; hollow markers for training
     accuracy."""
     verdict = {v.key: v.verdict for v in found}
-    figure = Figure(figsize=(max(6.5, 0.85 * len(methods) + 2.5), 4.8), dpi=110, layout="constrained")
+    figure = Figure(figsize=(max(8.0, 0.85 * len(methods) + 4.5), 4.8), dpi=110, layout="constrained")
     ax = figure.add_subplot()
     lows = []
     for i, method in enumerate(methods):
@@ -46,13 +47,15 @@ def plot_methods(methods: Sequence[MethodNumbers], found: Sequence[Verdict]) -> 
             ax.axhline(100 * float(np.mean(method.test_acc)), color=BASELINE_COLOURS[method.key], linestyle="--",
                        linewidth=0.9, label=f"{method.label}: mean test accuracy")
     ax.plot([], [], "^", markerfacecolor="none", markeredgecolor="0.3", label="training accuracy (seeds)")
-    for name, colour in VERDICT_COLOURS.items():
-        ax.bar([], [], color=colour, alpha=0.75, label=name)
+    handles, labels = ax.get_legend_handles_labels()
+    for name, colour in (*VERDICT_COLOURS.items(), ("not here / no verdict", OTHER_COLOUR)):
+        handles.append(Patch(facecolor=colour, alpha=0.75))
+        labels.append(name)
     if lows:
-        ax.set_ylim(max(0.0, min(lows) - 3.0), 100.0)
+        ax.set_ylim(max(0.0, min(lows) - 3.0), 101.0)
     ax.set_xticks(range(len(methods)))
     ax.set_xticklabels([m.label for m in methods], rotation=35, ha="right", fontsize=FONT - 1)
     ax.set_ylabel("test accuracy (%)", fontsize=FONT)
     ax.set_title("Test accuracy per method (bars: mean ± std over seeds, dots: seeds)", fontsize=FONT)
-    ax.legend(fontsize=FONT - 2, loc="lower left")
+    ax.legend(handles, labels, fontsize=FONT - 2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure
