@@ -108,7 +108,8 @@ def test_every_registered_optimizer_descends_a_parabola(name):
     w = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
     momentum = 0.5 if OPTIMIZERS[name].uses_momentum else 0.0
     lr = 0.1
-    optimizer = build_optimizer(name, [w], lr=lr, momentum=momentum)
+    required = {"updates_per_epoch": 1} if name == "rmsprop-warmup" else {}  # its epoch length has no default
+    optimizer = build_optimizer(name, [w], lr=lr, momentum=momentum, **required)
     for _ in range(200):
         optimizer.zero_grad()
         (w**2).sum().backward()

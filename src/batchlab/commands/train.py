@@ -39,7 +39,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default=defaults.dataset, help=f"dataset name (default: {defaults.dataset}; see `batchlab data list`)")
     parser.add_argument("--model", default=defaults.model, help="mlp, keskar-f1, keskar-c1, cnn (default: mlp)")
     parser.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
-    parser.add_argument("--optimizer", default=defaults.optimizer, help="momentum, sgd, torch-sgd, adam (default: momentum)")
+    parser.add_argument("--optimizer", default=defaults.optimizer, help="momentum, sgd, torch-sgd, adam, lars, lamb, rmsprop-warmup (default: momentum)")
     parser.add_argument("--batch-size", type=batch_size_arg, default=defaults.batch_size, help="1 … N or 'full' (default: 64)")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate η (default: 0.1)")
     parser.add_argument("--momentum", type=float, default=defaults.momentum, help="λ in m ← λm − ηg, in [0, 1) (default: 0)")

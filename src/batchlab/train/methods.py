@@ -8,7 +8,8 @@
   coefficient and the RMSprop warm-up's epoch length;
 * :func:`use_batch_norm_settings`: ghost batch norm (Hoffer et al. 2017) and batch norm without
   moving averages (Akiba et al. 2017) on the built model;
-* :func:`initial_weights`: the stored final weights of run ``init_from``.
+* :func:`initial_weights`: the stored final weights of run ``init_from`` (checked alone by
+  :func:`check_init_source`, which a sweep runs on all its runs before training any).
 
 The RMSprop warm-up's hand-over (β_center = 10, β_period = 5 epochs in the 90-epoch runs its
 defaults come from) is placed at the same fractions of the run, β_center = 10/90 and
@@ -108,11 +109,19 @@ def use_batch_norm_settings(model: nn.Module, config: RunConfig) -> None:
 
 
 def initial_weights(config: RunConfig, store: "RunStore | None") -> dict[str, torch.Tensor] | None:
-    """The final weights of run ``config.init_from`` (None without it); a missing, unfinished or
-    weightless source run is a one-line :class:`StoreError`."""
+    """The final weights of run ``config.init_from`` (None without it); see :func:`check_init_source`."""
+    if config.init_from is None:
+        return None
+    check_init_source(config, store)
+    return store.load_weights(config.init_from)  # type: ignore[union-attr]
+
+
+def check_init_source(config: RunConfig, store: "RunStore | None") -> None:
+    """A missing, unfinished or weightless ``init_from`` run is a one-line :class:`StoreError`
+    (without ``init_from``: nothing to check)."""
     source = config.init_from
     if source is None:
-        return None
+        return
     if store is None:
         raise ConfigError(f"init_from {source} needs the store that holds that run; allowed: train with a store")
     record = store.get(source)
@@ -120,7 +129,8 @@ def initial_weights(config: RunConfig, store: "RunStore | None") -> dict[str, to
         raise StoreError(f"init_from run {source} is not in {store.path}; allowed: a finished run of this store (`batchlab runs`)")
     if record.status != FINISHED:
         raise StoreError(f"init_from run {source} is {record.status}; allowed: a finished run")
-    return store.load_weights(source)
+    if not store.has_weights(source):
+        raise StoreError(f"init_from run {source} kept no weights; allowed: a run trained without --no-weights")
 
 
 def load_initial_weights(model: nn.Module, config: RunConfig, weights: dict[str, torch.Tensor]) -> None:

@@ -18,6 +18,7 @@ from batchlab.data.identity import load_splits
 from batchlab.device import resolve_device
 from batchlab.errors import StoreError
 from batchlab.models import build_model
+from batchlab.train.methods import use_batch_norm_settings
 
 if TYPE_CHECKING:
     from batchlab.store import RunRecord, RunStore
@@ -52,6 +53,7 @@ def restore_run(store: RunStore, run_id: str, device: str | torch.device = "cpu"
     state = store.load_weights(run_id)
     splits = load_splits(config, target)
     model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden)
+    use_batch_norm_settings(model, config)  # ghost batch norm / no moving averages, as trained
     model.load_state_dict(state)
     model.to(target).eval()
     return RestoredRun(run_id, config, model, splits, record)
