@@ -82,8 +82,8 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
                      + ") and are left out of the means.")
     if any(r["method"] == "akiba" for r in record["runs"]):
         notes.append("Akiba's recipe evaluates with batch norm without moving averages (each evaluated batch's own "
-                     "statistics); its sharpness is measured on the stored weights with the running statistics, as "
-                     "for every other row.")
+                     "statistics), and its minimum is restored and its sharpness measured the same way; the other "
+                     "rows use the running statistics.")
     swap = [r for r in record["runs"] if r["method"] == "swap" and r.get("extra")]
     if swap:
         notes.append("SWAP's time counts its W phase-2 copies one after another; on W workers at once, as in the "
