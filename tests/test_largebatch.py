@@ -235,3 +235,25 @@ def test_the_report_registry_knows_the_section():
 
     ids = [b.id for b in section_builders()]
     assert ids.index("gap") < ids.index("largebatch") < ids.index("summary")
+
+
+def test_a_swap_stopped_after_phase_two_resumes_from_the_store(tmp_path):
+    from batchlab.config import RunConfig
+    from batchlab.largebatch.swap import RECORD_KIND, phase2_configs, run_swap
+
+    torch.set_num_threads(1)
+    phase1 = RunConfig(dataset="mnist-5k", model="keskar-f1", hidden=(8,), batch_size=250, epochs=2, lr=0.05,
+                       seed=3, val_fraction=0.0, train_subset=1000, target_train_acc=0.2, device="cpu")
+    with RunStore(tmp_path / "runs.db") as store:
+        first = run_swap(phase1, store, small_batch=100, epochs=1, workers=2)
+        assert first.phase1.summary["epochs_completed"] == 1  # the accuracy target ended phase 1
+        workers = phase2_configs(phase1, first.phase1.run_id, batch_size=100, epochs=1, workers=2)
+        assert [c.seed for c in workers] == [6, 7] and {c.init_from for c in workers} == {first.phase1.run_id}
+        # As if killed while phase 3 was written: a record without its weights is not a result.
+        (store.weights_dir / f"{first.average.weights_id}.pt").unlink()
+        store.put_record(RECORD_KIND, first.average.key, {})
+        again = run_swap(phase1, store, small_batch=100, epochs=1, workers=2)
+        last = run_swap(phase1, store, small_batch=100, epochs=1, workers=2)
+    assert again.phase1.from_store and all(r.from_store for r in again.phase2)
+    assert not again.average.from_store and again.average.test_acc == first.average.test_acc
+    assert last.average.from_store and last.average.test_acc == first.average.test_acc

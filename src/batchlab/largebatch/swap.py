@@ -148,7 +148,7 @@ def average_runs(
     weights_id = swap_weights_id(key)
     first = restore_run(store, phase2_run_ids[0], device=device)
     stored = store.get_record(RECORD_KIND, key) if reuse else None
-    if stored is not None and store.has_weights(weights_id):
+    if stored is not None and "result" in stored and store.has_weights(weights_id):
         first.model.load_state_dict(store.load_weights(weights_id))
         first.model.eval()
         average = SwapAverage(**{**stored["result"], "phase2_run_ids": tuple(stored["result"]["phase2_run_ids"]),
