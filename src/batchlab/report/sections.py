@@ -20,6 +20,7 @@ from batchlab.gap.report import SECTION_TITLE as GAP_SECTION_TITLE
 from batchlab.gap.report import gap_figures, latest_gap_record, network_numbers, section_intro, section_notes
 from batchlab.gap.tables import accuracy_table as gap_accuracy_table
 from batchlab.gap.tables import sharpness_table as gap_sharpness_table
+from batchlab.largebatch import report as largebatch
 from batchlab.report.context import ReportContext
 from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item
@@ -425,3 +426,22 @@ def toy_caption(study: Any) -> str:
     return (f"{text[:1].upper()}{text[1:]}. {held} of {len(study.findings)} claims checked on this surface hold "
             "(table below). Left: the path on the surface; middle: loss above the global minimum per step; "
             "right: the sweep over λ.")
+
+
+def largebatch_section(ctx: ReportContext) -> ReportSection | None:
+    """The large-batch methods side by side, from the latest ``largebatch`` record; None when the
+    store has none."""
+    record = largebatch.latest_largebatch_record(ctx.store)
+    if record is None:
+        return None
+    table = record["table"]
+    return ReportSection(
+        largebatch.SECTION_ID,
+        largebatch.SECTION_TITLE,
+        intro=largebatch.section_intro(record),
+        figures=[figure_item(figure, figure_id, title, caption)
+                 for figure_id, title, caption, figure in largebatch.largebatch_figures(record)],
+        tables=[TableItem(table["title"], list(table["columns"]), [list(r) for r in table["rows"]], table["caption"])],
+        notes=largebatch.section_notes(record),
+        data={"verdicts": record["verdicts"], "created": record["created"]},
+    )

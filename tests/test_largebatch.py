@@ -1,0 +1,261 @@
+"""The large-batch experiment's pure parts: SWAP's averaging and batch-norm recomputation, the
+verdict rule, the table and the report section, on tiny models and made-up numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from batchlab.errors import ConfigError
+from batchlab.largebatch import tables
+from batchlab.largebatch.experiment import plan_largebatch
+from batchlab.largebatch.report import largebatch_figures
+from batchlab.report.context import ReportContext
+from batchlab.report.sections import largebatch_section
+from batchlab.largebatch.swap import average_runs, average_state_dicts, recompute_batch_norm, swap_key, swap_weights_id
+from batchlab.largebatch.tables import (
+    CLOSES,
+    NARROWS,
+    NO_GAP,
+    NO_RESULT,
+    NOT_HERE,
+    MethodNumbers,
+    margin,
+    methods_table,
+    verdict_for,
+    verdict_paragraph,
+    verdicts,
+)
+from batchlab.report.html import render_section
+from batchlab.store import RunStore
+
+# ------------------------------------------------------------------------------ SWAP
+
+
+def test_average_of_known_tensors_is_their_mean_and_keeps_integer_buffers():
+    states = [
+        {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor(3.0), "n": torch.tensor(5)},
+        {"w": torch.tensor([3.0, 6.0]), "b": torch.tensor(-1.0), "n": torch.tensor(7)},
+        {"w": torch.tensor([2.0, 1.0]), "b": torch.tensor(1.0), "n": torch.tensor(9)},
+    ]
+    averaged = average_state_dicts(states)
+    assert torch.equal(averaged["w"], torch.tensor([2.0, 3.0]))
+    assert torch.equal(averaged["b"], torch.tensor(1.0))
+    assert averaged["n"].item() == 5 and averaged["n"].dtype == torch.int64
+
+
+def test_average_of_equal_copies_is_the_copy_exactly():
+    torch.manual_seed(0)
+    state = nn.Linear(7, 3).state_dict()
+    averaged = average_state_dicts([state] * 5)
+    assert all(torch.equal(averaged[k], state[k]) for k in state)
+
+
+def test_average_refuses_different_architectures():
+    with pytest.raises(ConfigError, match="different entries"):
+        average_state_dicts([{"a": torch.zeros(2)}, {"b": torch.zeros(2)}])
+    with pytest.raises(ConfigError, match="shapes"):
+        average_state_dicts([{"a": torch.zeros(2)}, {"a": torch.zeros(3)}])
+    with pytest.raises(ConfigError):
+        average_state_dicts([])
+
+
+def test_batch_norm_recompute_gives_the_population_statistics():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    model[1].running_mean.fill_(100.0)  # stale statistics, as after averaging
+    model[1].running_var.fill_(100.0)
+    x = torch.randn(64, 3)
+    model.eval()
+    recompute_batch_norm(model, x, batch_size=16)
+    assert not model.training  # mode restored
+    with torch.no_grad():
+        h = model[0](x)
+    # Equal batches: mean of batch means = population mean; variance = mean of unbiased batch variances.
+    batch_vars = torch.stack([h[i:i + 16].var(dim=0, unbiased=True) for i in range(0, 64, 16)]).mean(dim=0)
+    torch.testing.assert_close(model[1].running_mean, h.mean(dim=0))
+    torch.testing.assert_close(model[1].running_var, batch_vars)
+
+
+def test_batch_norm_recompute_leaves_a_model_without_batch_norm_alone():
+    model = nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    recompute_batch_norm(model, torch.randn(8, 3), batch_size=4)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ConfigError, match="batch size"):
+        recompute_batch_norm(model, torch.randn(8, 3), batch_size=0)
+
+
+def test_swap_key_does_not_depend_on_the_order_of_the_workers():
+    assert swap_key(["b", "a"], 32) == swap_key(["a", "b"], 32) != swap_key(["a", "b"], 64)
+    assert swap_weights_id(swap_key(["a"], 1)).startswith("swap-")
+
+
+def test_phase_three_averages_stored_runs_and_is_idempotent(tmp_path):
+    from batchlab.config import RunConfig
+    from batchlab.train import train
+
+    torch.set_num_threads(1)
+    with RunStore(tmp_path / "runs.db") as store:
+        ids = []
+        for seed in (0, 1):
+            config = RunConfig(dataset="mnist-5k", model="keskar-f1", hidden=(8,), batch_size=500, epochs=1,
+                               seed=seed, val_fraction=0.0, train_subset=1000, device="cpu")
+            ids.append(train(config, store=store, progress=False).run_id)
+        average, averaged = average_runs(store, ids, bn_batch_size=100)
+        assert not average.from_store and 0 <= average.test_acc <= 1
+        expected = average_state_dicts([store.load_weights(i) for i in ids])
+        stored = store.load_weights(average.weights_id)
+        linear = "1.weight"
+        torch.testing.assert_close(stored[linear], expected[linear])
+        # Batch-norm statistics are recomputed, not averaged.
+        assert not torch.allclose(stored["2.running_mean"], expected["2.running_mean"])
+        again, _ = average_runs(store, list(reversed(ids)), bn_batch_size=100)
+        assert again.from_store and again.test_acc == average.test_acc
+        assert averaged.run_id == average.weights_id
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def method(key, test, train=None, *, sharp=(1.0, 2.0)):
+    test = tuple(test)
+    return MethodNumbers(key, key.upper(), 32 if key == "sb" else 512, (10.0,) * len(test), (80,) * len(test),
+                         tuple(train or test), test, sharp if test else (), (1.0,) * len(test),
+                         failed=0 if test else 2)
+
+
+SB = method("sb", (0.900, 0.902))
+LB = method("lb", (0.850, 0.852))
+
+
+def test_margin_is_at_least_half_a_point():
+    assert margin((0.9, 0.9), (0.9, 0.9), 10000) == 0.5
+    wide = margin((0.80, 0.90), (0.85, 0.85), 10000)
+    # s² of (0.80, 0.90) is 0.005, of (0.85, 0.85) is 0: SE = √(0.005/2) = 0.05, i.e. 5 points, ×2.
+    assert wide == pytest.approx(2 * 100 * math.sqrt(0.005 / 2))
+
+
+@pytest.mark.parametrize("test, verdict", [
+    ((0.899, 0.901), CLOSES),     # within the margin of SB
+    ((0.950, 0.950), CLOSES),     # better than SB
+    ((0.880, 0.882), NARROWS),    # between, clear of both
+    ((0.853, 0.855), NOT_HERE),   # within the margin of plain LB
+    ((0.700, 0.710), NOT_HERE),   # worse than plain LB
+    ((), NO_RESULT),              # every seed diverged
+])
+def test_verdict_rule(test, verdict):
+    found = verdict_for(method("m", test), SB, LB, 10000)
+    assert found.verdict == verdict
+    if verdict != NO_RESULT:
+        assert found.vs_sb == pytest.approx(100 * (sum(test) / 2 - 0.901))
+
+
+def test_no_gap_to_close_when_plain_large_batch_matches_small():
+    found = verdict_for(method("m", (0.7, 0.7)), SB, method("lb", (0.899, 0.900)), 10000)
+    assert found.verdict == NO_GAP
+
+
+def test_seed_spread_widens_the_margin():
+    steady = verdict_for(method("m", (0.88, 0.88)), SB, LB, 10000)
+    noisy = verdict_for(method("m", (0.84, 0.92)), SB, LB, 10000)  # same mean, seeds 8 points apart
+    assert steady.verdict == NARROWS
+    assert noisy.verdict == CLOSES and noisy.margin_sb > 4
+
+
+def test_table_from_synthetic_results_has_claims_and_verdicts():
+    rows = [SB, LB, method("linear-warmup", (0.899, 0.901)), method("lars", ())]
+    found = verdicts(rows, 10000)
+    table = methods_table(rows, found, setting="tiny")
+    assert [r[0] for r in table.rows] == ["SB", "LB", "LINEAR-WARMUP", "LARS"]
+    assert table.rows[0][6] == "90.10 ± 0.14" and table.rows[2][10] == CLOSES
+    assert "0.14 % top-1" in table.rows[2][11] and "32K" in table.rows[3][11]
+    assert table.rows[3][4] == "0 (+2 failed)" and table.rows[3][10] == NO_RESULT
+    assert table.rows[1][7] == "-5.00"
+    assert "BERT" in tables.PAPER_CLAIMS["lamb"]
+    paragraph = verdict_paragraph(found)
+    assert "1 closes the gap" in paragraph and "1 no result" in paragraph
+    with pytest.raises(ValueError):
+        verdicts([SB], 10000)
+
+
+def test_numbers_round_trip_through_a_dictionary():
+    assert MethodNumbers.from_dict(SB.to_dict()) == SB
+
+
+# ------------------------------------------------------------------------- plan, report
+
+
+def test_plan_rejects_bad_input_in_one_line():
+    for kwargs, text in (({"scale": "huge"}, "unknown scale"), ({"seeds": 0}, "seeds"),
+                         ({"methods": ["magic"]}, "unknown method")):
+        with pytest.raises(ConfigError, match=text) as error:
+            plan_largebatch(**kwargs)
+        assert "\n" not in str(error.value)
+
+
+def test_quick_plan_counts():
+    plan = plan_largebatch("quick")
+    s = plan.setting
+    assert plan.seeds == 2 and plan.rows[:2] == ("sb", "lb") and len(plan.rows) == 10
+    assert s.large_batch % s.small_batch == 0 and s.swap_epochs < s.epochs
+
+
+def synthetic_record() -> dict:
+    rows = [SB, LB, method("swap", (0.899, 0.901))]
+    found = verdicts(rows, 10000)
+    table = methods_table(rows, found, setting="keskar-f1 on tiny data")
+    plan = plan_largebatch("quick", methods=["swap"])
+    return {
+        "plan": plan.to_dict(), "numbers": [r.to_dict() for r in rows], "verdicts": [v.to_dict() for v in found],
+        "table": table.to_dict(), "paragraph": verdict_paragraph(found), "created": "2030-01-01T00:00:00+00:00",
+        "runs": [{"method": "swap", "seed": 0, "status": "finished", "from_store": False,
+                  "extra": {"parallel_seconds": 1.5}},
+                 {"method": "lb", "seed": 0, "status": "diverged", "from_store": False, "extra": {}}],
+        "environment": {"device_name": "cpu"}, "seconds": 3.0, "load_average": [1.0, 2.0],
+    }
+
+
+def test_report_section_renders_from_a_stored_record(tmp_path):
+    with RunStore(tmp_path / "runs.db") as store:
+        assert largebatch_section(ReportContext(store)) is None
+        store.put_record("largebatch", "k", synthetic_record())
+        section = largebatch_section(ReportContext(store))
+    html = render_section(section)
+    assert section.id == "largebatch" and len(section.figures) == 1 and section.figures[0].png
+    assert "closes the gap" in html and "Goyal" in html
+    assert any("parallel" not in n and "diverged" in n for n in section.notes)
+    assert any("1.5 s" in n for n in section.notes)
+    assert largebatch_figures(synthetic_record())[0][0] == "largebatch-methods"
+
+
+def test_the_report_registry_knows_the_section():
+    from batchlab.report.registry import section_builders
+
+    ids = [b.id for b in section_builders()]
+    assert ids.index("gap") < ids.index("largebatch") < ids.index("summary")
+
+
+def test_a_swap_stopped_after_phase_two_resumes_from_the_store(tmp_path):
+    from batchlab.config import RunConfig
+    from batchlab.largebatch.swap import RECORD_KIND, phase2_configs, run_swap
+
+    torch.set_num_threads(1)
+    phase1 = RunConfig(dataset="mnist-5k", model="keskar-f1", hidden=(8,), batch_size=250, epochs=2, lr=0.05,
+                       seed=3, val_fraction=0.0, train_subset=1000, target_train_acc=0.2, device="cpu")
+    with RunStore(tmp_path / "runs.db") as store:
+        first = run_swap(phase1, store, small_batch=100, epochs=1, workers=2)
+        assert first.phase1.summary["epochs_completed"] == 1  # the accuracy target ended phase 1
+        workers = phase2_configs(phase1, first.phase1.run_id, batch_size=100, epochs=1, workers=2)
+        assert [c.seed for c in workers] == [6, 7] and {c.init_from for c in workers} == {first.phase1.run_id}
+        # As if killed while phase 3 was written: a record without its weights is not a result.
+        (store.weights_dir / f"{first.average.weights_id}.pt").unlink()
+        store.put_record(RECORD_KIND, first.average.key, {})
+        again = run_swap(phase1, store, small_batch=100, epochs=1, workers=2)
+        last = run_swap(phase1, store, small_batch=100, epochs=1, workers=2)
+    assert again.phase1.from_store and all(r.from_store for r in again.phase2)
+    assert not again.average.from_store and again.average.test_acc == first.average.test_acc
+    assert last.average.from_store and last.average.test_acc == first.average.test_acc
