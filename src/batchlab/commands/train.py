@@ -29,7 +29,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="always show a progress bar (default: only on a terminal)")
     parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                         help="plain log lines instead of a progress bar")
+    add_data_parallel_options(parser)
     parser.set_defaults(handler=run_train)
+
+
+def add_data_parallel_options(parser: argparse.ArgumentParser) -> None:
+    """One run on several processes (batchlab.distributed)."""
+    parser.add_argument("--nproc", type=int, default=None,
+                        help="train on N local processes with DistributedDataParallel (N divides the batch)")
+    parser.add_argument("--max-restarts", type=int, default=None,
+                        help="with --nproc: start the processes again this often after one dies (default: 0)")
+    parser.add_argument("--sync-bn", dest="sync_bn", action="store_const", const=True, default=None,
+                        help="with --nproc: batch-norm statistics over the global batch (default on CUDA)")
+    parser.add_argument("--no-sync-bn", dest="sync_bn", action="store_const", const=False,
+                        help="with --nproc: batch-norm statistics per process (default on the CPU)")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -92,8 +105,17 @@ def run_train(args: argparse.Namespace) -> int:
     from batchlab.train import train
 
     config = config_from_args(args)
-    result = train(config, store=args.store, force=args.force, progress=args.progress,
-                   keep_weights=not args.no_weights)
+    if args.nproc is not None:
+        from batchlab.distributed import train_on_processes
+
+        result = train_on_processes(config, args.nproc, max_restarts=args.max_restarts or 0, store=args.store,
+                                    force=args.force, progress=args.progress, keep_weights=not args.no_weights,
+                                    sync_bn=args.sync_bn)
+    elif args.max_restarts is not None:
+        raise ConfigError("--max-restarts restarts the processes of --nproc; allowed: with --nproc N")
+    else:
+        result = train(config, store=args.store, force=args.force, progress=args.progress,
+                       keep_weights=not args.no_weights)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0
