@@ -8,6 +8,7 @@ process 0 and exit code 2 from every process.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -19,12 +20,11 @@ EXIT_USAGE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from batchlab.cli import build_parser
     from batchlab.commands.train import config_from_args, format_result
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(["train", *argv])
+        args = train_parser().parse_args(["train", *argv])
         for flag, value in (("--nproc", args.nproc), ("--max-restarts", args.max_restarts)):
             if value is not None:
                 raise UserError(f"{flag} is a flag of `batchlab train`; under torchrun allowed: "
@@ -43,6 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(format_result(result, args.store))
     return 0
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The parser of ``batchlab train`` alone (the other commands' modules are not imported)."""
+    from batchlab.cli import _OneLineParser
+    from batchlab.commands import train
+
+    parser = _OneLineParser(prog="python -m batchlab.distributed")
+    train.register(parser.add_subparsers(parser_class=_OneLineParser))
+    return parser
 
 
 if __name__ == "__main__":
