@@ -40,7 +40,7 @@ from batchlab.device import resolve_device, synchronize
 from batchlab.distributed.plan import DataParallelPlan, plan_data_parallel
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError, UserError
-from batchlab.train.loop import evaluate, initial_model_and_optimizer
+from batchlab.train.loop import checkpoint_payload, epoch_row, evaluate, initial_model_and_optimizer
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
 from batchlab.train.session import RunSession, open_store
@@ -182,19 +182,13 @@ def _train(
             timer.flush()
             ended = False
             if owner:
-                row = _epoch_row(model, splits, epoch, updates, epoch_updates, epoch_time,
-                                 loss_sum.item() / plan.world_size / max(epoch_updates, 1))
+                row = epoch_row(model, splits, epoch=epoch, updates=updates, epoch_updates=epoch_updates,
+                                epoch_time=epoch_time,
+                                batch_loss_mean=loss_sum.item() / plan.world_size / max(epoch_updates, 1))
                 ended = session.end_of_epoch(row)
                 reporter.update(epoch, row)
                 if not ended:
-                    session.save_checkpoint({
-                        "epoch": epoch,
-                        "updates": updates,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "rng_state": torch.get_rng_state(),
-                        "history": session.history,
-                    })
+                    session.save_checkpoint(checkpoint_payload(epoch, updates, model, optimizer, session.history))
             if _broadcast(ended):
                 break
     except KeyboardInterrupt:
@@ -246,31 +240,6 @@ def _broadcast(flag: bool) -> bool:
                           device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.broadcast(tensor, src=0)
     return bool(tensor.item())
-
-
-def _epoch_row(
-    model: nn.Module,
-    splits: "datasets.Splits",
-    epoch: int,
-    updates: int,
-    epoch_updates: int,
-    epoch_time: float,
-    batch_loss_mean: float,
-) -> dict[str, float]:
-    """One epoch's metrics as loop.py records them: the model evaluated on the full splits."""
-    train_loss, train_acc = evaluate(model, splits.train)
-    row = {
-        "epoch": epoch,
-        "train_loss": train_loss,
-        "train_acc": train_acc,
-        "batch_loss_mean": batch_loss_mean,
-        "updates": updates,
-        "epoch_updates": epoch_updates,
-        "epoch_time_s": epoch_time,
-    }
-    if splits.val is not None:
-        row["val_loss"], row["val_acc"] = evaluate(model, splits.val)
-    return row
 
 
 def _environment(device: torch.device, plan: DataParallelPlan, place: Place) -> dict[str, Any]:

@@ -131,30 +131,13 @@ def train(
             epoch_time = time.perf_counter() - epoch_start
             timer.flush()
 
-            train_loss, train_acc = evaluate(model, splits.train)
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "train_acc": train_acc,
-                "batch_loss_mean": loss_sum.item() / max(epoch_updates, 1),
-                "updates": updates,
-                "epoch_updates": epoch_updates,
-                "epoch_time_s": epoch_time,
-            }
-            if splits.val is not None:
-                row["val_loss"], row["val_acc"] = evaluate(model, splits.val)
+            row = epoch_row(model, splits, epoch=epoch, updates=updates, epoch_updates=epoch_updates,
+                            epoch_time=epoch_time, batch_loss_mean=loss_sum.item() / max(epoch_updates, 1))
             ended = session.end_of_epoch(row)
             reporter.update(epoch, row)
             if ended:
                 break
-            session.save_checkpoint({
-                "epoch": epoch,
-                "updates": updates,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng_state": torch.get_rng_state(),
-                "history": session.history,
-            })
+            session.save_checkpoint(checkpoint_payload(epoch, updates, model, optimizer, session.history))
     except KeyboardInterrupt:
         session.interrupted()
         raise
@@ -169,6 +152,47 @@ def train(
         test=evaluate(model, splits.test) if session.status == FINISHED else None,
         weights=model.state_dict(),
     )
+
+
+def epoch_row(
+    model: nn.Module,
+    splits: "datasets.Splits",
+    *,
+    epoch: int,
+    updates: int,
+    epoch_updates: int,
+    epoch_time: float,
+    batch_loss_mean: float,
+) -> dict[str, float]:
+    """One epoch's metrics row: the model evaluated on the full training and validation splits,
+    the mean mini-batch loss of the epoch, the update counts and the epoch's training time."""
+    train_loss, train_acc = evaluate(model, splits.train)
+    row = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "batch_loss_mean": batch_loss_mean,
+        "updates": updates,
+        "epoch_updates": epoch_updates,
+        "epoch_time_s": epoch_time,
+    }
+    if splits.val is not None:
+        row["val_loss"], row["val_acc"] = evaluate(model, splits.val)
+    return row
+
+
+def checkpoint_payload(
+    epoch: int, updates: int, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict[str, float]]
+) -> dict:
+    """What a run resumes from after ``epoch``: weights, optimizer state, the CPU RNG, history."""
+    return {
+        "epoch": epoch,
+        "updates": updates,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng_state": torch.get_rng_state(),
+        "history": history,
+    }
 
 
 def initial_model_and_optimizer(
