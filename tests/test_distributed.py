@@ -118,7 +118,7 @@ def test_two_gloo_processes_train_the_one_process_run(tmp_path):
     # 1000 examples in batches of 64: 15 full batches and a last one of 40 (20 per process).
     config = RunConfig(**SMALL, batch_size=64, epochs=2, train_subset=1000)
     store = tmp_path / "runs.db"
-    many = train_on_processes(config, 2, store=store, progress=False)
+    many = train_on_processes(config, 2, store=RunStore(store), progress=False)
     one = batchlab.train(config, progress=False)
     assert many.status == one.status == "finished"
     assert many.run_id == one.run_id

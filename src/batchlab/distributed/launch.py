@@ -73,7 +73,9 @@ def train_on_processes(
         max_restarts=max_restarts,
         monitor_interval=0.1,
     )
-    options = {"store": store, "force": force, "progress": progress, "keep_weights": keep_weights,
+    # Workers are new processes: they get the store's path and open it themselves (process 0).
+    store_path = getattr(store, "path", store)
+    options = {"store": store_path, "force": force, "progress": progress, "keep_weights": keep_weights,
                "sync_bn": sync_bn}
     outcomes = elastic_launch(launch, _worker)(config, options)
     kind, value = outcomes[0]

@@ -65,6 +65,7 @@ class Place:
         self.local_rank = int(os.environ["LOCAL_RANK"])
         self.local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
         self.restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+        self.machines = int(os.environ.get("GROUP_WORLD_SIZE", 1))
 
 
 def rank_device(name: str, place: Place) -> torch.device:
@@ -100,18 +101,39 @@ def train_on_rank(
     place = Place()
     device = rank_device(config.device, place)
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        # Processes sharing a machine share its cores; one process per core set would oversubscribe.
+        # The processes of one machine share its cores: each takes its part, so none waits on another.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // place.local_world_size))
     splits = load_splits(config, device)
     plan = plan_data_parallel(config, len(splits.train), place.world_size, device.type, sync_bn)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    _init_process_group("nccl" if device.type == "cuda" else "gloo", place)
     try:
         return _train(config, plan, place, device, splits, store=store, force=force, progress=progress,
                       keep_weights=keep_weights)
     finally:
         dist.destroy_process_group()
+
+
+def _init_process_group(backend: str, place: Place) -> None:
+    """Join the job's process group.
+
+    torchrun's agent lends its own key-value store to the workers (``TORCHELASTIC_USE_AGENT_STORE``)
+    and, in torch 2.5 and later, keeps that store across restarts, so restarted workers can read
+    the addresses of the previous attempt's dead workers and fail to connect (PyTorch issue
+    #135712). On one machine every worker of an attempt has the same ``TORCHELASTIC_RESTART_COUNT``,
+    so a restarted attempt keeps its keys apart under that count. Across machines the count is
+    per machine; there, restarts need ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` on every torchrun,
+    which gives each attempt a fresh store.
+    """
+    shared = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if not (shared and place.restart > 0 and place.machines == 1):
+        dist.init_process_group(backend)
+        return
+    agent_store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), place.world_size,
+                                is_master=False)
+    dist.init_process_group(backend, store=dist.PrefixStore(f"batchlab-attempt-{place.restart}", agent_store),
+                            rank=place.rank, world_size=place.world_size)
 
 
 def _train(
