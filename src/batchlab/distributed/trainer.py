@@ -40,10 +40,10 @@ from batchlab.device import resolve_device, synchronize
 from batchlab.distributed.plan import DataParallelPlan, plan_data_parallel
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError, UserError
-from batchlab.train.loop import checkpoint_payload, epoch_row, evaluate, initial_model_and_optimizer
+from batchlab.train.loop import checkpoint_payload, evaluate, initial_model_and_optimizer
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
-from batchlab.train.session import RunSession, open_store
+from batchlab.train.session import RunSession, epoch_row, open_store
 from batchlab.train.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
@@ -204,9 +204,15 @@ def _train(
             timer.flush()
             ended = False
             if owner:
-                row = epoch_row(model, splits, epoch=epoch, updates=updates, epoch_updates=epoch_updates,
-                                epoch_time=epoch_time,
-                                batch_loss_mean=loss_sum.item() / plan.world_size / max(epoch_updates, 1))
+                row = epoch_row(
+                    epoch,
+                    train=evaluate(model, splits.train),
+                    val=None if splits.val is None else evaluate(model, splits.val),
+                    batch_loss_sum=loss_sum.item() / plan.world_size,
+                    updates=updates,
+                    epoch_updates=epoch_updates,
+                    epoch_time_s=epoch_time,
+                )
                 ended = session.end_of_epoch(row)
                 reporter.update(epoch, row)
                 if not ended:

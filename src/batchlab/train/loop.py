@@ -36,7 +36,7 @@ from batchlab.models import build_model
 from batchlab.optim import build_optimizer
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
-from batchlab.train.session import RunSession, open_store
+from batchlab.train.session import RunSession, epoch_row, open_store
 from batchlab.train.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
@@ -131,8 +131,15 @@ def train(
             epoch_time = time.perf_counter() - epoch_start
             timer.flush()
 
-            row = epoch_row(model, splits, epoch=epoch, updates=updates, epoch_updates=epoch_updates,
-                            epoch_time=epoch_time, batch_loss_mean=loss_sum.item() / max(epoch_updates, 1))
+            row = epoch_row(
+                epoch,
+                train=evaluate(model, splits.train),
+                val=None if splits.val is None else evaluate(model, splits.val),
+                batch_loss_sum=loss_sum.item(),
+                updates=updates,
+                epoch_updates=epoch_updates,
+                epoch_time_s=epoch_time,
+            )
             ended = session.end_of_epoch(row)
             reporter.update(epoch, row)
             if ended:
@@ -152,33 +159,6 @@ def train(
         test=evaluate(model, splits.test) if session.status == FINISHED else None,
         weights=model.state_dict(),
     )
-
-
-def epoch_row(
-    model: nn.Module,
-    splits: "datasets.Splits",
-    *,
-    epoch: int,
-    updates: int,
-    epoch_updates: int,
-    epoch_time: float,
-    batch_loss_mean: float,
-) -> dict[str, float]:
-    """One epoch's metrics row: the model evaluated on the full training and validation splits,
-    the mean mini-batch loss of the epoch, the update counts and the epoch's training time."""
-    train_loss, train_acc = evaluate(model, splits.train)
-    row = {
-        "epoch": epoch,
-        "train_loss": train_loss,
-        "train_acc": train_acc,
-        "batch_loss_mean": batch_loss_mean,
-        "updates": updates,
-        "epoch_updates": epoch_updates,
-        "epoch_time_s": epoch_time,
-    }
-    if splits.val is not None:
-        row["val_loss"], row["val_acc"] = evaluate(model, splits.val)
-    return row
 
 
 def checkpoint_payload(

@@ -223,6 +223,33 @@ class RunSession:
         return RunResult(self.run_id, self.config, self.status, self.history, summary, self.environment)
 
 
+def epoch_row(
+    epoch: int,
+    *,
+    train: tuple[float, float],
+    val: tuple[float, float] | None,
+    batch_loss_sum: float,
+    updates: int,
+    epoch_updates: int,
+    epoch_time_s: float,
+) -> dict[str, float]:
+    """One epoch's metrics row as every trainer stores it: the training (and validation) loss and
+    accuracy of the parameters at the end of the epoch, the mean loss of its batches, the
+    update counts and the epoch's wall time."""
+    row = {
+        "epoch": epoch,
+        "train_loss": train[0],
+        "train_acc": train[1],
+        "batch_loss_mean": batch_loss_sum / max(epoch_updates, 1),
+        "updates": updates,
+        "epoch_updates": epoch_updates,
+        "epoch_time_s": epoch_time_s,
+    }
+    if val is not None:
+        row["val_loss"], row["val_acc"] = val
+    return row
+
+
 def build_summary(
     history: list[dict[str, float]],
     *,
