@@ -105,14 +105,10 @@ def run_train(args: argparse.Namespace) -> int:
     from batchlab.train import train
 
     config = config_from_args(args)
-    if args.nproc is not None:
-        from batchlab.distributed import train_on_processes
+    if args.nproc is not None or args.max_restarts is not None:
+        from batchlab.distributed.launch import train_from_args
 
-        result = train_on_processes(config, args.nproc, max_restarts=args.max_restarts or 0, store=args.store,
-                                    force=args.force, progress=args.progress, keep_weights=not args.no_weights,
-                                    sync_bn=args.sync_bn)
-    elif args.max_restarts is not None:
-        raise ConfigError("--max-restarts restarts the processes of --nproc; allowed: with --nproc N")
+        result = train_from_args(config, args)
     else:
         result = train(config, store=args.store, force=args.force, progress=args.progress,
                        keep_weights=not args.no_weights)

@@ -84,6 +84,15 @@ def train_on_processes(
     return value
 
 
+def train_from_args(config: RunConfig, args: Any) -> RunResult:
+    """``batchlab train --nproc N [--max-restarts R] [--sync-bn|--no-sync-bn]``."""
+    if args.nproc is None:
+        raise ConfigError("--max-restarts restarts the processes of --nproc; allowed: with --nproc N")
+    return train_on_processes(config, args.nproc, max_restarts=args.max_restarts or 0, store=args.store,
+                              force=args.force, progress=args.progress, keep_weights=not args.no_weights,
+                              sync_bn=args.sync_bn)
+
+
 def _worker(config: RunConfig, options: dict[str, Any]) -> tuple[str, Any]:
     """One process: its result (process 0) or None, or the one-line message of bad input."""
     from batchlab.distributed.trainer import train_on_rank
