@@ -347,14 +347,19 @@ def _positive_int(name: str, value: Any) -> None:
 
 
 def resolved_identity(
-    config: RunConfig, device_type: str, data_fingerprint: dict[str, Any] | None = None
+    config: RunConfig,
+    device_type: str,
+    data_fingerprint: dict[str, Any] | None = None,
+    execution: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fields that define what a run computes, with the device reduced to its type.
 
     ``device_type`` is ``cpu``/``cuda``/``mps``: numbers differ between device types, not between
     two GPUs of one machine, so ``cuda:0`` and ``cuda:1`` share an id. ``data_fingerprint``
     identifies data that the configuration's registry fields do not describe (see
-    :func:`batchlab.data.identity.data_fingerprint`); None for registry data.
+    :func:`batchlab.data.identity.data_fingerprint`); None for registry data. ``execution``
+    names a way of training that computes other numbers than one process would (see
+    :func:`batchlab.distributed.plan.plan_data_parallel`); None when it computes the same.
     """
     data = config.to_dict()
     for key in _NOT_IN_IDENTITY:
@@ -364,6 +369,8 @@ def resolved_identity(
             data.pop(key, None)
     if data_fingerprint is not None:
         data["data"] = data_fingerprint
+    if execution is not None:
+        data["execution"] = execution
     data["device"] = device_type
     data["lr"] = float(data["lr"])
     data["momentum"] = float(data["momentum"])
@@ -372,8 +379,13 @@ def resolved_identity(
     return data
 
 
-def run_id(config: RunConfig, device_type: str, data_fingerprint: dict[str, Any] | None = None) -> str:
+def run_id(
+    config: RunConfig,
+    device_type: str,
+    data_fingerprint: dict[str, Any] | None = None,
+    execution: dict[str, Any] | None = None,
+) -> str:
     """16 hex digits of the SHA-256 of the resolved identity in canonical JSON."""
-    identity = resolved_identity(config, device_type, data_fingerprint)
+    identity = resolved_identity(config, device_type, data_fingerprint, execution)
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:RUN_ID_LENGTH]

@@ -35,7 +35,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-weights", action="store_true", help="do not keep the final weights")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     add_progress_option(parser, "a progress bar per epoch (else plain log lines)")
+    add_data_parallel_options(parser)
     parser.set_defaults(handler=run_train)
+
+
+def add_data_parallel_options(parser: argparse.ArgumentParser) -> None:
+    """One run on several processes (batchlab.distributed)."""
+    parser.add_argument("--nproc", type=int, default=None,
+                        help="train on N local processes with DistributedDataParallel (N divides the batch)")
+    parser.add_argument("--max-restarts", type=int, default=None,
+                        help="with --nproc: start the processes again this often after one dies (default: 0)")
+    parser.add_argument("--sync-bn", dest="sync_bn", action="store_const", const=True, default=None,
+                        help="with --nproc: batch-norm statistics over the global batch (default on CUDA)")
+    parser.add_argument("--no-sync-bn", dest="sync_bn", action="store_const", const=False,
+                        help="with --nproc: batch-norm statistics per process (default on the CPU)")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -124,9 +137,14 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     check_model_memory(config.model, config.dataset, config.hidden, config.device)
-    with model_memory_errors(config.model, config.hidden):
-        result = train(config, store=args.store, force=args.force, progress=args.progress,
-                       keep_weights=not args.no_weights)
+    if args.nproc is not None or args.max_restarts is not None:
+        from batchlab.distributed.launch import train_from_args
+
+        result = train_from_args(config, args)
+    else:
+        with model_memory_errors(config.model, config.hidden):
+            result = train(config, store=args.store, force=args.force, progress=args.progress,
+                           keep_weights=not args.no_weights)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0

@@ -159,14 +159,7 @@ def train(
             reporter.update(epoch, row)
             if ended:
                 break
-            session.save_checkpoint({
-                "epoch": epoch,
-                "updates": updates,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng_state": torch.get_rng_state(),
-                "history": session.history,
-            })
+            session.save_checkpoint(checkpoint_payload(epoch, updates, model, optimizer, session.history))
     except KeyboardInterrupt:
         session.interrupted()
         raise
@@ -181,6 +174,20 @@ def train(
         test=evaluate(model, splits.test) if session.status == FINISHED else None,
         weights=model.state_dict(),
     )
+
+
+def checkpoint_payload(
+    epoch: int, updates: int, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict[str, float]]
+) -> dict:
+    """What a run resumes from after ``epoch``: weights, optimizer state, the CPU RNG, history."""
+    return {
+        "epoch": epoch,
+        "updates": updates,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng_state": torch.get_rng_state(),
+        "history": history,
+    }
 
 
 def initial_model_and_optimizer(

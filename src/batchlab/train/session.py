@@ -71,6 +71,8 @@ class RunSession:
         device_type: ``cpu``/``cuda``/…, part of the run id.
         data_fingerprint: what the run trains on when the configuration's registry fields do not
             say it (:func:`batchlab.data.identity.data_fingerprint`), part of the run id.
+        execution: how the run is trained when that changes its numbers (data-parallel
+            processes with per-process batch norm), part of the run id; None otherwise.
         force: train again a run the store holds as ended (replaced at :meth:`claim`).
         keep_weights: save the final weights beside the store.
         log_plain: print one summary line when the run ends (logs without a progress bar).
@@ -83,6 +85,7 @@ class RunSession:
         device_type: str,
         *,
         data_fingerprint: dict[str, Any] | None = None,
+        execution: dict[str, Any] | None = None,
         force: bool = False,
         keep_weights: bool = True,
         log_plain: bool = False,
@@ -91,7 +94,7 @@ class RunSession:
         self.store = store
         self.device_type = device_type
         self.data_fingerprint = data_fingerprint
-        self.run_id = run_id(config, device_type, data_fingerprint)
+        self.run_id = run_id(config, device_type, data_fingerprint, execution)
         self.force = force
         self.keep_weights = keep_weights
         self.log_plain = log_plain

@@ -1,0 +1,59 @@
+"""``torchrun … -m batchlab.distributed <train flags>``: one process of a data-parallel run.
+
+Takes the flags of ``batchlab train`` (parsed by its own parser, so both read alike) except
+``--nproc`` and ``--max-restarts``, which are torchrun's here (``--nproc-per-node``,
+``--max-restarts``). Process 0 prints what ``batchlab train`` prints; bad input is one line from
+process 0 and exit code 2 from every process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from batchlab.errors import UserError
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from batchlab.commands.train import config_from_args, format_result
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = train_parser().parse_args(["train", *argv])
+        for flag, value in (("--nproc", args.nproc), ("--max-restarts", args.max_restarts)):
+            if value is not None:
+                raise UserError(f"{flag} is a flag of `batchlab train`; under torchrun allowed: "
+                                "torchrun's --nproc-per-node and --max-restarts before -m batchlab.distributed")
+        from batchlab.distributed.trainer import train_on_rank
+
+        result = train_on_rank(config_from_args(args), store=args.store, force=args.force,
+                               progress=args.progress, keep_weights=not args.no_weights, sync_bn=args.sync_bn)
+    except UserError as error:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"batchlab: error: {error}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    if result is not None:
+        if args.format == "json":
+            print(json.dumps(result.to_dict(), indent=2, default=str))
+        else:
+            print(format_result(result, args.store))
+    return 0
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The parser of ``batchlab train`` alone (the other commands' modules are not imported)."""
+    from batchlab.cli import _OneLineParser
+    from batchlab.commands import train
+
+    parser = _OneLineParser(prog="python -m batchlab.distributed")
+    train.register(parser.add_subparsers(parser_class=_OneLineParser))
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

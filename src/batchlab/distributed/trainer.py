@@ -1,0 +1,287 @@
+"""One process of a data-parallel run: ``train_on_rank(config) -> RunResult | None``.
+
+Started by torchrun (``torchrun --nproc-per-node N -m batchlab.distributed …``) or by
+:func:`batchlab.distributed.launch.train_on_processes`; reads its place from torchrun's
+environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``).
+
+* Every process loads the data onto its own device (gloo on the CPU, NCCL on ``cuda:LOCAL_RANK``),
+  builds the model from the run's seed exactly as a one-process run does
+  (:func:`batchlab.train.loop.initial_model_and_optimizer`) and wraps it in
+  ``DistributedDataParallel``; batch norm becomes ``SyncBatchNorm`` when the plan says so.
+* Each epoch every process draws the same permutation from (seed, epoch) and takes its shard of
+  each global batch (:mod:`batchlab.distributed.plan`), so the updates are the one-process
+  run's updates of batch B.
+* **Process 0 owns the store**: it alone claims, logs, checkpoints and finishes the run through
+  :class:`~batchlab.train.session.RunSession`, and evaluates on the full splits after each
+  epoch; it tells the others what the claim found (a stored result, a checkpoint to resume
+  from, an error) and whether the run ends after each epoch. Checkpoints have the one-process
+  format (the unwrapped model's state dict), so either kind of run resumes the other's.
+* When a process dies, torchrun (``--max-restarts``) starts all of them again; process 0's new
+  claim takes the run over from the dead one and resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from batchlab import data as datasets
+from batchlab.config import RunConfig
+from batchlab.data.identity import load_splits
+from batchlab.device import resolve_device, synchronize
+from batchlab.distributed.plan import DataParallelPlan, plan_data_parallel
+from batchlab.environment import describe_environment
+from batchlab.errors import ConfigError, UserError
+from batchlab.train.loop import checkpoint_payload, evaluate, initial_model_and_optimizer, set_learning_rate
+from batchlab.train.methods import run_shape
+from batchlab.train.progress import EpochProgress
+from batchlab.train.result import FINISHED, RunResult
+from batchlab.train.session import RunSession, epoch_row, open_store
+from batchlab.train.update_timer import UpdateTimer
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
+
+
+class Place:
+    """Where this process sits in the job, as torchrun's environment says."""
+
+    def __init__(self) -> None:
+        missing = [name for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK") if name not in os.environ]
+        if missing:
+            raise ConfigError(
+                f"not started by torchrun ({', '.join(missing)} unset); allowed: "
+                "`torchrun --nproc-per-node N -m batchlab.distributed …` or `batchlab train --nproc N …`"
+            )
+        self.rank = int(os.environ["RANK"])
+        self.world_size = int(os.environ["WORLD_SIZE"])
+        self.local_rank = int(os.environ["LOCAL_RANK"])
+        self.local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
+        self.restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+        self.machines = int(os.environ.get("GROUP_WORLD_SIZE", 1))
+
+
+def rank_device(name: str, place: Place) -> torch.device:
+    """The process's device: the CPU, or GPU ``LOCAL_RANK`` of this machine (one GPU each)."""
+    device = resolve_device(name)
+    if device.type != "cuda":
+        return device
+    count = torch.cuda.device_count()
+    if place.local_rank >= count:
+        raise ConfigError(
+            f"{place.local_world_size} processes on this machine but {count} CUDA device(s); "
+            f"allowed: at most {count} processes per machine on CUDA"
+        )
+    return torch.device("cuda", place.local_rank)
+
+
+def train_on_rank(
+    config: RunConfig,
+    *,
+    store: "RunStore | str | Path | None" = None,
+    force: bool = False,
+    progress: bool | None = None,
+    keep_weights: bool = True,
+    sync_bn: bool | None = None,
+) -> RunResult | None:
+    """Train this process's share of ``config``; process 0 returns the run's result, the others
+    None. Arguments as :func:`batchlab.train` (``store`` is opened by process 0 only);
+    ``sync_bn`` as :func:`batchlab.distributed.plan.plan_data_parallel`.
+
+    Bad input (configuration, data, a split that does not divide) raises :class:`UserError` on
+    every process before the process group forms and before the store is touched.
+    """
+    place = Place()
+    device = rank_device(config.device, place)
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # The processes of one machine share its cores: each takes its part, so none waits on another.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // place.local_world_size))
+    splits = load_splits(config, device)
+    plan = plan_data_parallel(config, len(splits.train), place.world_size, device.type, sync_bn)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    _init_process_group("nccl" if device.type == "cuda" else "gloo", place)
+    try:
+        return _train(config, plan, place, device, splits, store=store, force=force, progress=progress,
+                      keep_weights=keep_weights)
+    finally:
+        dist.destroy_process_group()
+
+
+def _init_process_group(backend: str, place: Place) -> None:
+    """Join the job's process group.
+
+    torchrun's agent lends its own key-value store to the workers (``TORCHELASTIC_USE_AGENT_STORE``)
+    and, in torch 2.5 and later, keeps that store across restarts, so restarted workers can read
+    the addresses of the previous attempt's dead workers and fail to connect (PyTorch issue
+    #135712). On one machine every worker of an attempt has the same ``TORCHELASTIC_RESTART_COUNT``,
+    so a restarted attempt keeps its keys apart under that count. Across machines the count is
+    per machine; there, restarts need ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` on every torchrun,
+    which gives each attempt a fresh store.
+    """
+    shared = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if not (shared and place.restart > 0 and place.machines == 1):
+        dist.init_process_group(backend)
+        return
+    agent_store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), place.world_size,
+                                is_master=False)
+    dist.init_process_group(backend, store=dist.PrefixStore(f"batchlab-attempt-{place.restart}", agent_store),
+                            rank=place.rank, world_size=place.world_size)
+
+
+def _train(
+    config: RunConfig,
+    plan: DataParallelPlan,
+    place: Place,
+    device: torch.device,
+    splits: "datasets.Splits",
+    *,
+    store: "RunStore | str | Path | None",
+    force: bool,
+    progress: bool | None,
+    keep_weights: bool,
+) -> RunResult | None:
+    owner = place.rank == 0
+    session = RunSession(config, open_store(store) if owner else None, device.type, execution=plan.execution,
+                         force=force, keep_weights=keep_weights)
+    # The global batch's shape and learning-rate schedule, exactly as one process has them.
+    shape = run_shape(config, len(splits.train))
+    model, optimizer = initial_model_and_optimizer(config, splits, device, shape=shape)
+    if plan.sync_batch_norm:
+        # The converted layers keep the same parameter objects, so the optimizer stays valid.
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+    start = _agree_on_start(session, owner, _environment(device, plan, place))
+    if start["stored_here"]:
+        return start["stored"] if owner else None
+    checkpoint = start["checkpoint"]
+    start_epoch, updates = 1, 0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["rng_state"])
+        start_epoch, updates = int(checkpoint["epoch"]) + 1, int(checkpoint["updates"])
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    n_train = len(splits.train)
+    timer = UpdateTimer(device)
+    reporter = EpochProgress(config.epochs, enabled=progress if owner else False,
+                             label=f"{config.model} B={plan.batch_size} N={plan.world_size}")
+    session.log_plain = owner and reporter.plain
+    reporter.skip_to(start_epoch - 1)
+    try:
+        for epoch in range(start_epoch, config.epochs + 1):
+            ddp.train()
+            order = datasets.epoch_permutation(n_train, epoch - 1, config.seed, config.shuffle).to(device)
+            loss_sum = torch.zeros((), device=device)
+            epoch_updates = 0
+            synchronize(device)
+            epoch_start = time.perf_counter()
+            for batch_start, batch_end in plan.slices:
+                if config.max_updates is not None and updates >= config.max_updates:
+                    break
+                timer.start()
+                low, high = plan.shard(batch_start, batch_end, place.rank)
+                index = order[low:high]
+                set_learning_rate(optimizer, shape.schedule.lr_at(updates))
+                shard_loss = F.cross_entropy(ddp(splits.train.x[index]), splits.train.y[index], reduction="sum")
+                loss = shard_loss * plan.loss_weight(batch_start, batch_end)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # DDP all-reduces (averages) the gradients here
+                optimizer.step()
+                timer.stop()
+                loss_sum += loss.detach()
+                epoch_updates += 1
+                updates += 1
+            # Σ over processes of N/b·Σ_shard ℓ is N times each batch's mean loss.
+            dist.all_reduce(loss_sum)
+            synchronize(device)
+            epoch_time = time.perf_counter() - epoch_start
+            timer.flush()
+            ended = False
+            if owner:
+                row = epoch_row(
+                    epoch,
+                    train=evaluate(model, splits.train),
+                    val=None if splits.val is None else evaluate(model, splits.val),
+                    batch_loss_sum=loss_sum.item() / plan.world_size,
+                    updates=updates,
+                    epoch_updates=epoch_updates,
+                    epoch_time_s=epoch_time,
+                )
+                ended = session.end_of_epoch(row)
+                reporter.update(epoch, row)
+                if not ended:
+                    session.save_checkpoint(checkpoint_payload(epoch, updates, model, optimizer, session.history))
+            if _broadcast(ended):
+                break
+    except KeyboardInterrupt:
+        if owner:
+            session.interrupted()
+        raise
+    finally:
+        reporter.close()
+
+    if not owner:
+        return None
+    return session.finish(
+        batch_size=plan.batch_size,
+        n_train=n_train,
+        updates_per_epoch=len(plan.slices),
+        timing=timer.summary(),
+        test=evaluate(model, splits.test) if session.status == FINISHED else None,
+        weights=model.state_dict(),
+    )
+
+
+def _agree_on_start(session: RunSession, owner: bool, environment: dict[str, Any]) -> dict[str, Any]:
+    """Process 0 claims the run; every process learns the outcome: ``stored`` (the result the
+    store already holds, on process 0), ``stored_here`` (the run needs no training),
+    ``checkpoint`` (what to resume from, or None). A :class:`UserError` of the claim is raised
+    on every process."""
+    message: list[Any] = [None]
+    if owner:
+        try:
+            stored = session.claim(environment)
+            message = [{"error": None, "stored_here": stored is not None,
+                        "checkpoint": session.checkpoint if stored is None else None}]
+        except UserError as error:
+            message = [{"error": str(error)}]
+            dist.broadcast_object_list(message, src=0)
+            raise
+    else:
+        stored = None
+    dist.broadcast_object_list(message, src=0)
+    outcome = message[0]
+    if outcome["error"] is not None:
+        raise UserError(outcome["error"])
+    return {"stored": stored, "stored_here": outcome["stored_here"], "checkpoint": outcome["checkpoint"]}
+
+
+def _broadcast(flag: bool) -> bool:
+    """Process 0's ``flag``, on every process."""
+    tensor = torch.tensor([int(flag)], dtype=torch.int64,
+                          device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
+def _environment(device: torch.device, plan: DataParallelPlan, place: Place) -> dict[str, Any]:
+    """Process 0's environment, plus how the run was spread over processes."""
+    return describe_environment(device) | {
+        "data_parallel": {
+            "processes": place.world_size,
+            "processes_per_machine": place.local_world_size,
+            "backend": dist.get_backend(),
+            "sync_batch_norm": plan.sync_batch_norm,
+            "restart": place.restart,
+        }
+    }
