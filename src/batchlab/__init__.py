@@ -10,6 +10,10 @@ The Python API in one place::
     results = batchlab.run_sweep(spec, "batchlab-runs/runs.db")
     frame = results.to_pandas()
 
+    # your own model and data (tensors or Datasets), stored and resumed like any run
+    task = batchlab.Task(make_model, (x_train, y_train, x_val, y_val), name="my-net")
+    result = batchlab.train(batchlab.RunConfig(batch_size=32, epochs=5), task=task, store="runs.db")
+
 Implementation modules stay importable for advanced use, but this namespace is the stable surface.
 """
 
@@ -18,6 +22,7 @@ from batchlab.errors import ChecksumError, ConfigError, DataError, StoreError, U
 from batchlab.optim import Momentum
 from batchlab.store import RunStore
 from batchlab.sweep import Results, SweepSpec, run_sweep
+from batchlab.task import Task
 from batchlab.train import RunResult, evaluate, train
 
 __all__ = [
@@ -31,6 +36,7 @@ __all__ = [
     "Results",
     "SweepSpec",
     "StoreError",
+    "Task",
     "UserError",
     "evaluate",
     "run_id",

@@ -176,7 +176,10 @@ def _positive_int(name: str, value: Any) -> None:
 
 
 def resolved_identity(
-    config: RunConfig, device_type: str, data_fingerprint: dict[str, Any] | None = None
+    config: RunConfig,
+    device_type: str,
+    data_fingerprint: dict[str, Any] | None = None,
+    model_fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fields that define what a run computes, with the device reduced to its type.
 
@@ -184,6 +187,9 @@ def resolved_identity(
     two GPUs of one machine, so ``cuda:0`` and ``cuda:1`` share an id. ``data_fingerprint``
     identifies data that the configuration's registry fields do not describe (see
     :func:`batchlab.data.identity.data_fingerprint`); None for registry data.
+    ``model_fingerprint`` identifies a user's model, loss and metric
+    (:class:`batchlab.Task`); None for registry models, whose name and ``hidden`` say it all.
+    Each enters the identity only when given, so registry runs keep their ids.
     """
     data = config.to_dict()
     for key in _NOT_IN_IDENTITY:
@@ -193,6 +199,8 @@ def resolved_identity(
             data.pop(key, None)
     if data_fingerprint is not None:
         data["data"] = data_fingerprint
+    if model_fingerprint is not None:
+        data["user_model"] = model_fingerprint
     data["device"] = device_type
     data["lr"] = float(data["lr"])
     data["momentum"] = float(data["momentum"])
@@ -201,8 +209,13 @@ def resolved_identity(
     return data
 
 
-def run_id(config: RunConfig, device_type: str, data_fingerprint: dict[str, Any] | None = None) -> str:
+def run_id(
+    config: RunConfig,
+    device_type: str,
+    data_fingerprint: dict[str, Any] | None = None,
+    model_fingerprint: dict[str, Any] | None = None,
+) -> str:
     """16 hex digits of the SHA-256 of the resolved identity in canonical JSON."""
-    identity = resolved_identity(config, device_type, data_fingerprint)
+    identity = resolved_identity(config, device_type, data_fingerprint, model_fingerprint)
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]

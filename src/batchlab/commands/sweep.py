@@ -12,6 +12,7 @@ from batchlab.commands._options import add_data_dir_option, add_device_option, a
 from batchlab.commands.train import batch_size_arg
 from batchlab.config import SHUFFLE_MODES
 from batchlab.errors import UserError
+from batchlab.task.files import add_task_options, task_from_args
 
 EXPORT_FORMATS = ("csv", "json")
 
@@ -86,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="drop the last partial batch of each epoch")
     add_device_option(parser)
     add_data_dir_option(parser)
+    add_task_options(parser)
     parser.add_argument("--lr-scaling", choices=("none", "linear"), default=None,
                         help="linear: η = lr · B / base batch (Goyal et al. 2017); default: none")
     parser.add_argument("--base-batch", type=int, default=None,
@@ -142,9 +144,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if args.output is not None and args.export is None:
         raise UserError("--output needs --export; allowed: --export csv --output FILE or --export json --output FILE")
     spec = spec_from_args(args)
+    task = task_from_args(args)
     if args.dry_run:
         plan = plan_only(spec, args.store, executor=args.executor, ray_address=args.ray_address,
-                         ray_cpus=args.ray_cpus, force=args.force, packing=args.packing)
+                         ray_cpus=args.ray_cpus, force=args.force, packing=args.packing, task=task)
         print(plan.describe())
         print(f"dry run: nothing trained; store {args.store}")
         return 0
@@ -154,7 +157,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     results = run_sweep(spec, args.store, executor=args.executor, ray_address=args.ray_address,
                         ray_cpus=args.ray_cpus, progress=args.progress, force=args.force,
-                        packing=args.packing, keep_weights=not args.no_weights, on_plan=show_plan)
+                        packing=args.packing, keep_weights=not args.no_weights, on_plan=show_plan, task=task)
     print()
     print(summary_table(results.runs))
     trained = len(results) - results.skipped

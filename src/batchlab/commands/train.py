@@ -8,6 +8,7 @@ import json
 from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
 from batchlab.config import SHUFFLE_MODES, RunConfig, parse_batch_size
 from batchlab.errors import ConfigError
+from batchlab.task.files import add_task_options, task_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_options(parser)
+    add_task_options(parser)
     add_store_option(parser)
     parser.add_argument("--force", action="store_true", help="train again even if the store has this run")
     parser.add_argument("--no-weights", action="store_true", help="do not keep the final weights")
@@ -92,8 +94,9 @@ def run_train(args: argparse.Namespace) -> int:
     from batchlab.train import train
 
     config = config_from_args(args)
+    task = task_from_args(args)
     result = train(config, store=args.store, force=args.force, progress=args.progress,
-                   keep_weights=not args.no_weights)
+                   keep_weights=not args.no_weights, task=task)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0

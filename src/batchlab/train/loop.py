@@ -15,6 +15,12 @@ The loop is the lecture's mini-batch training made literal:
 Same config and seed on the CPU give identical numbers: the model is initialized on the CPU from
 ``torch.manual_seed(seed)``, the data order depends only on (seed, epoch), and no step draws other
 random numbers (models with dropout draw from the global RNG, which is seeded too).
+
+A user's own model and data (``task=``, :class:`batchlab.Task`) go through the same loop: the
+task's factory replaces the registry builder, its loss and metric replace cross-entropy and
+accuracy (:mod:`batchlab.train.objective`), and data too large for the device is read batch by
+batch in the same order (:mod:`batchlab.data.streamed`; then the read and the copy to the device
+count in the update's time, as the gather does for data on the device).
 """
 
 from __future__ import annotations
@@ -25,15 +31,17 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from batchlab import data as datasets
 from batchlab.config import RunConfig
 from batchlab.data.identity import data_fingerprint, load_splits
+from batchlab.data.streamed import StreamedSplit, split_batches, split_chunks
 from batchlab.device import resolve_device, synchronize
 from batchlab.environment import describe_environment
+from batchlab.errors import ConfigError
 from batchlab.models import build_model
 from batchlab.optim import build_optimizer
+from batchlab.train.objective import CLASSIFICATION, Objective
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
 from batchlab.train.session import RunSession, open_store
@@ -41,9 +49,11 @@ from batchlab.train.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
+    from batchlab.task import Task
 
 # Examples per forward pass when evaluating; large enough to be fast, small enough for any GPU.
 EVAL_CHUNK = 2048
+SPLITS_AND_TASK = "both splits and a task were given; allowed: one of them (a task brings its own data)"
 
 
 def train(
@@ -54,6 +64,7 @@ def train(
     progress: bool | None = None,
     splits: "datasets.Splits | None" = None,
     keep_weights: bool = True,
+    task: "Task | None" = None,
 ) -> RunResult:
     """Train one configuration; with a ``store``, record it there and reuse a finished result.
 
@@ -70,16 +81,14 @@ def train(
             :func:`batchlab.data.identity.load_splits` for this config are the registry data; any
             other splits are identified by their content, which becomes part of the run id.
         keep_weights: save the final weights beside the store, for later analyses of the minimum.
+        task: a user's own model, data, loss and metric (:class:`batchlab.Task`) instead of the
+            configuration's registry model and dataset; its checks ran when it was made, so bad
+            input has failed before the store is opened.
     """
     device = resolve_device(config.device)
-    session = RunSession(
-        config,
-        open_store(store),
-        device.type,
-        data_fingerprint=data_fingerprint(config, splits),
-        force=force,
-        keep_weights=keep_weights,
-    )
+    config, splits = task_config_and_splits(config, splits, task, device)
+    objective = task.objective if task is not None else CLASSIFICATION
+    session = new_session(config, open_store(store), device, splits, task, force=force, keep_weights=keep_weights)
     stored = session.stored_result()
     if stored is not None:
         return stored
@@ -89,7 +98,7 @@ def train(
     n_train = len(splits.train)
     batch_size = datasets.resolve_batch_size(config.batch_size, n_train)
     slices = datasets.batch_index_slices(n_train, batch_size, drop_last=config.drop_last)
-    model, optimizer = initial_model_and_optimizer(config, splits, device)
+    model, optimizer = initial_model_and_optimizer(config, splits, device, task)
 
     stored = session.claim(describe_environment(device))
     if stored is not None:
@@ -107,17 +116,18 @@ def train(
     try:
         for epoch in range(session.start_epoch, config.epochs + 1):
             model.train()
-            order = datasets.epoch_permutation(n_train, epoch - 1, config.seed, config.shuffle).to(device)
+            order = datasets.epoch_permutation(n_train, epoch - 1, config.seed, config.shuffle)
+            batches = split_batches(splits.train, order.to(splits.train.device), slices, device)
             loss_sum = torch.zeros((), device=device)
             epoch_updates = 0
             synchronize(device)
             epoch_start = time.perf_counter()
-            for start, end in slices:
+            for _ in slices:
                 if config.max_updates is not None and updates >= config.max_updates:
                     break
                 timer.start()
-                index = order[start:end]
-                loss = F.cross_entropy(model(splits.train.x[index]), splits.train.y[index])
+                x, y = next(batches)
+                loss = objective.loss(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -131,18 +141,19 @@ def train(
             epoch_time = time.perf_counter() - epoch_start
             timer.flush()
 
-            train_loss, train_acc = evaluate(model, splits.train)
+            metric_key = objective.metric_name
+            train_loss, train_metric = evaluate(model, splits.train, objective=objective)
             row = {
                 "epoch": epoch,
                 "train_loss": train_loss,
-                "train_acc": train_acc,
+                f"train_{metric_key}": train_metric,
                 "batch_loss_mean": loss_sum.item() / max(epoch_updates, 1),
                 "updates": updates,
                 "epoch_updates": epoch_updates,
                 "epoch_time_s": epoch_time,
             }
             if splits.val is not None:
-                row["val_loss"], row["val_acc"] = evaluate(model, splits.val)
+                row["val_loss"], row[f"val_{metric_key}"] = evaluate(model, splits.val, objective=objective)
             ended = session.end_of_epoch(row)
             reporter.update(epoch, row)
             if ended:
@@ -166,21 +177,51 @@ def train(
         n_train=n_train,
         updates_per_epoch=len(slices),
         timing=timer.summary(),
-        test=evaluate(model, splits.test) if session.status == FINISHED else None,
+        test=(evaluate(model, splits.test, objective=objective)
+              if session.status == FINISHED and splits.test is not None else None),
         weights=model.state_dict(),
     )
 
 
+def task_config_and_splits(
+    config: RunConfig, splits: "datasets.Splits | None", task: "Task | None", device: torch.device
+) -> tuple[RunConfig, "datasets.Splits | None"]:
+    """The configuration and data of a run: as given, or a task's (:meth:`Task.configure`, its
+    data for ``device``)."""
+    if task is None:
+        return config, splits
+    if splits is not None:
+        raise ConfigError(SPLITS_AND_TASK)
+    return task.configure(config), task.splits(device)
+
+
+def new_session(
+    config: RunConfig, store: "RunStore | None", device: torch.device, splits: "datasets.Splits | None",
+    task: "Task | None", *, force: bool, keep_weights: bool,
+) -> RunSession:
+    """The run's :class:`RunSession`, with the identity of a task's model and data when it has one."""
+    if task is None:
+        return RunSession(config, store, device.type, data_fingerprint=data_fingerprint(config, splits),
+                          force=force, keep_weights=keep_weights)
+    return RunSession(config, store, device.type, data_fingerprint=task.data_fingerprint,
+                      model_fingerprint=task.model_fingerprint, metric_name=task.objective.metric_name,
+                      force=force, keep_weights=keep_weights)
+
+
 def initial_model_and_optimizer(
-    config: RunConfig, splits: "datasets.Splits", device: torch.device
+    config: RunConfig, splits: "datasets.Splits", device: torch.device, task: "Task | None" = None
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The run's starting point: ``torch.manual_seed(seed)``, the model built on the CPU (so a
-    seed gives the same weights on every device), moved to ``device``, and its optimizer.
+    seed gives the same weights on every device) — the registry model, or the task's factory —
+    moved to ``device``, and its optimizer.
 
     Single and packed training both start here, so their runs begin identically.
     """
     torch.manual_seed(config.seed)
-    model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden).to(device)
+    if task is not None:
+        model = task.build_model().to(device)
+    else:
+        model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden).to(device)
     optimizer = build_optimizer(
         config.optimizer,
         model.parameters(),
@@ -193,20 +234,28 @@ def initial_model_and_optimizer(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: "datasets.TensorSplit", chunk: int = EVAL_CHUNK) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` over a whole split, in eval mode.
+def evaluate(
+    model: nn.Module,
+    split: "datasets.TensorSplit | StreamedSplit",
+    chunk: int = EVAL_CHUNK,
+    *,
+    objective: Objective = CLASSIFICATION,
+) -> tuple[float, float]:
+    """Mean loss and metric of ``model`` over a whole split, in eval mode: cross-entropy and
+    accuracy unless ``objective`` says otherwise (example-weighted over chunks, see
+    :mod:`batchlab.train.objective`). A streamed split is read to the model's device.
 
     The caller's train/eval mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
-    total_loss = torch.zeros((), dtype=torch.float64, device=split.x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
-    n = len(split)
-    for start in range(0, n, chunk):
-        logits = model(split.x[start : start + chunk])
-        targets = split.y[start : start + chunk]
-        total_loss += F.cross_entropy(logits, targets, reduction="sum").double()
-        correct += (logits.argmax(dim=1) == targets).sum()
+    device = next((p.device for p in model.parameters()), split.device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    total_metric = torch.zeros((), dtype=torch.float64, device=device)
+    for x, y in split_chunks(split, chunk, device):
+        loss_sum, metric_sum = objective.sums(model(x), y)
+        total_loss += loss_sum
+        total_metric += metric_sum
     model.train(was_training)
-    return total_loss.item() / n, correct.item() / n
+    n = len(split)
+    return total_loss.item() / n, total_metric.item() / n
