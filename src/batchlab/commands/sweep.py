@@ -12,7 +12,7 @@ from batchlab.commands._options import add_data_dir_option, add_device_option, a
 from batchlab.commands.train import batch_size_arg
 from batchlab.config import SHUFFLE_MODES
 from batchlab.errors import UserError
-from batchlab.task.files import add_task_options, task_from_args
+from batchlab.task.options import add_task_options, task_from_args
 
 EXPORT_FORMATS = ("csv", "json")
 

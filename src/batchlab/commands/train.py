@@ -8,7 +8,7 @@ import json
 from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
 from batchlab.config import SHUFFLE_MODES, RunConfig, parse_batch_size
 from batchlab.errors import ConfigError
-from batchlab.task.files import add_task_options, task_from_args
+from batchlab.task.options import add_task_options, task_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,7 +13,6 @@ another file or function never share an id; the content fingerprints do the rest
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import sys
@@ -23,9 +22,8 @@ from typing import Any
 
 from batchlab.errors import ConfigError, DataError
 from batchlab.task.model import one_line
+from batchlab.task.options import FORM
 from batchlab.task.task import Task
-
-FORM = "PATH.py:FUNCTION"
 
 
 def load_function(reference: str, flag: str) -> tuple[Callable[..., Any], str]:
@@ -66,23 +64,3 @@ def task_from_files(model_file: str, data_file: str) -> Task:
         raise DataError(f"--data-file: {data_name}() failed: {one_line(error)}") from None
     return Task(make_model, data, name=model_name, data_name=data_name)
 
-
-def add_task_options(parser: argparse.ArgumentParser) -> None:
-    """``--model-file`` and ``--data-file`` (``train`` and ``sweep``)."""
-    parser.add_argument("--model-file", default=None, metavar=FORM,
-                        help="train your own model: a function of no arguments returning a new torch.nn.Module "
-                             "(needs --data-file)")
-    parser.add_argument("--data-file", default=None, metavar=FORM,
-                        help="your own data: a function of no arguments returning (x_train, y_train, x_val, y_val"
-                             "[, x_test, y_test]) tensors or (train, val[, test]) Datasets (needs --model-file)")
-
-
-def task_from_args(args: argparse.Namespace) -> Task | None:
-    """The task of ``--model-file``/``--data-file``, or None when neither is given."""
-    model_file, data_file = getattr(args, "model_file", None), getattr(args, "data_file", None)
-    if model_file is None and data_file is None:
-        return None
-    if model_file is None or data_file is None:
-        raise ConfigError("--model-file and --data-file go together; allowed: both, or neither for a registry "
-                          "model and dataset")
-    return task_from_files(model_file, data_file)

@@ -44,7 +44,7 @@ from batchlab.optim import build_optimizer
 from batchlab.train.objective import CLASSIFICATION, Objective
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
-from batchlab.train.session import RunSession, open_store
+from batchlab.train.session import RunSession, epoch_row, open_store
 from batchlab.train.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
@@ -141,19 +141,16 @@ def train(
             epoch_time = time.perf_counter() - epoch_start
             timer.flush()
 
-            metric_key = objective.metric_name
-            train_loss, train_metric = evaluate(model, splits.train, objective=objective)
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                f"train_{metric_key}": train_metric,
-                "batch_loss_mean": loss_sum.item() / max(epoch_updates, 1),
-                "updates": updates,
-                "epoch_updates": epoch_updates,
-                "epoch_time_s": epoch_time,
-            }
-            if splits.val is not None:
-                row["val_loss"], row[f"val_{metric_key}"] = evaluate(model, splits.val, objective=objective)
+            row = epoch_row(
+                epoch,
+                train=evaluate(model, splits.train, objective=objective),
+                val=None if splits.val is None else evaluate(model, splits.val, objective=objective),
+                batch_loss_sum=loss_sum.item(),
+                updates=updates,
+                epoch_updates=epoch_updates,
+                epoch_time_s=epoch_time,
+                metric=objective.metric_name,
+            )
             ended = session.end_of_epoch(row)
             reporter.update(epoch, row)
             if ended:

@@ -76,7 +76,7 @@ from batchlab.train.packed_state import PackedMomentum, momentum_row_from_optimi
 from batchlab.train.packed_step import PackedModel, evaluate_pack, make_step
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
-from batchlab.train.session import RunSession, open_store
+from batchlab.train.session import RunSession, epoch_row, open_store
 from batchlab.train.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
@@ -227,7 +227,6 @@ def _train_together(
 ) -> list[RunResult]:
     """Train ``runs`` (all resuming at the same epoch) as one pack; the loop of loop.py, K-wide."""
     objective = task.objective if task is not None else CLASSIFICATION
-    metric_key = objective.metric_name
     shared = runs[0].config  # every field of the pack key is the same for all runs
     n_train = len(splits.train)
     batch_size = datasets.resolve_batch_size(shared.batch_size, n_train)
@@ -279,17 +278,16 @@ def _train_together(
                 val_losses, val_metrics = evaluate_pack(model, splits.val, objective=objective)
             ending: list[int] = []
             for k, run in enumerate(active):
-                row = {
-                    "epoch": epoch,
-                    "train_loss": train_losses[k],
-                    f"train_{metric_key}": train_metrics[k],
-                    "batch_loss_mean": batch_loss_sums[k] / max(epoch_updates, 1),
-                    "updates": updates,
-                    "epoch_updates": epoch_updates,
-                    "epoch_time_s": epoch_time,
-                }
-                if splits.val is not None:
-                    row["val_loss"], row[f"val_{metric_key}"] = val_losses[k], val_metrics[k]
+                row = epoch_row(
+                    epoch,
+                    train=(train_losses[k], train_metrics[k]),
+                    val=None if splits.val is None else (val_losses[k], val_metrics[k]),
+                    batch_loss_sum=batch_loss_sums[k],
+                    updates=updates,
+                    epoch_updates=epoch_updates,
+                    epoch_time_s=epoch_time,
+                    metric=objective.metric_name,
+                )
                 if run.session.end_of_epoch(row):
                     ending.append(k)
                 else:

@@ -220,8 +220,9 @@ def _split_by_gpu_memory(group: list[RunConfig], device: torch.device, splits, t
     sizes as equal as possible (100 runs with room for 64 become 50 + 50)."""
     batch_size = datasets.resolve_batch_size(group[0].batch_size, len(splits.train))
     free_bytes, _ = torch.cuda.mem_get_info(device)
+    example = splits.train.x[:1].cpu() if task is not None else None  # a user's inputs may not be float
     per_run = bytes_per_packed_run(group[0], splits.input_shape, splits.num_classes, batch_size, task=task,
-                                   example=splits.train.x[:1].cpu())
+                                   example=example)
     fitting = max(1, int(GPU_MEMORY_SHARE * free_bytes // per_run))
     count = math.ceil(len(group) / fitting)
     size = math.ceil(len(group) / count)

@@ -230,6 +230,34 @@ class RunSession:
         return RunResult(self.run_id, self.config, self.status, self.history, summary, self.environment)
 
 
+def epoch_row(
+    epoch: int,
+    *,
+    train: tuple[float, float],
+    val: tuple[float, float] | None,
+    batch_loss_sum: float,
+    updates: int,
+    epoch_updates: int,
+    epoch_time_s: float,
+    metric: str = "acc",
+) -> dict[str, float]:
+    """One epoch's metrics row as every trainer stores it: the training (and validation) loss and
+    metric (accuracy, ``*_acc``, unless a user's task names another) of the parameters at the end
+    of the epoch, the mean loss of its batches, the update counts and the epoch's wall time."""
+    row = {
+        "epoch": epoch,
+        "train_loss": train[0],
+        f"train_{metric}": train[1],
+        "batch_loss_mean": batch_loss_sum / max(epoch_updates, 1),
+        "updates": updates,
+        "epoch_updates": epoch_updates,
+        "epoch_time_s": epoch_time_s,
+    }
+    if val is not None:
+        row["val_loss"], row[f"val_{metric}"] = val
+    return row
+
+
 def build_summary(
     history: list[dict[str, float]],
     *,
