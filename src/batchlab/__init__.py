@@ -10,6 +10,10 @@ The Python API in one place::
     results = batchlab.run_sweep(spec, "batchlab-runs/runs.db")
     frame = results.to_pandas()
 
+    # your own model and data (tensors or Datasets), stored and resumed like any run
+    task = batchlab.Task(make_model, (x_train, y_train, x_val, y_val), name="my-net")
+    result = batchlab.train(batchlab.RunConfig(batch_size=32, epochs=5), task=task, store="runs.db")
+
 Implementation modules stay importable for advanced use, but this namespace is the stable surface.
 Its names are imported on first use (PEP 562), so ``import batchlab`` — and ``batchlab --help`` —
 does not load torch.
@@ -41,6 +45,7 @@ _EXPORTS = {
     "RunStore": "batchlab.store",
     "Results": "batchlab.sweep",
     "SweepSpec": "batchlab.sweep",
+    "Task": "batchlab.task",
     "run_sweep": "batchlab.sweep",
     "RunResult": "batchlab.train",
     "evaluate": "batchlab.train",

@@ -351,6 +351,7 @@ def resolved_identity(
     device_type: str,
     data_fingerprint: dict[str, Any] | None = None,
     execution: dict[str, Any] | None = None,
+    model_fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fields that define what a run computes, with the device reduced to its type.
 
@@ -360,6 +361,9 @@ def resolved_identity(
     :func:`batchlab.data.identity.data_fingerprint`); None for registry data. ``execution``
     names a way of training that computes other numbers than one process would (see
     :func:`batchlab.distributed.plan.plan_data_parallel`); None when it computes the same.
+    ``model_fingerprint`` identifies a user's model, loss and metric
+    (:class:`batchlab.Task`); None for registry models, whose name and ``hidden`` say it all.
+    Each enters the identity only when given, so registry runs keep their ids.
     """
     data = config.to_dict()
     for key in _NOT_IN_IDENTITY:
@@ -371,6 +375,8 @@ def resolved_identity(
         data["data"] = data_fingerprint
     if execution is not None:
         data["execution"] = execution
+    if model_fingerprint is not None:
+        data["user_model"] = model_fingerprint
     data["device"] = device_type
     data["lr"] = float(data["lr"])
     data["momentum"] = float(data["momentum"])
@@ -384,8 +390,9 @@ def run_id(
     device_type: str,
     data_fingerprint: dict[str, Any] | None = None,
     execution: dict[str, Any] | None = None,
+    model_fingerprint: dict[str, Any] | None = None,
 ) -> str:
     """16 hex digits of the SHA-256 of the resolved identity in canonical JSON."""
-    identity = resolved_identity(config, device_type, data_fingerprint, execution)
+    identity = resolved_identity(config, device_type, data_fingerprint, execution, model_fingerprint)
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:RUN_ID_LENGTH]

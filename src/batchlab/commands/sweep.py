@@ -18,6 +18,7 @@ from batchlab.commands._options import (
     seed_value,
 )
 from batchlab.config import SHUFFLE_MODES
+from batchlab.task.options import add_task_options, task_from_args
 
 EXPORT_FORMATS = ("csv", "json")
 
@@ -106,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="drop the last partial batch of each epoch")
     add_device_option(parser)
     add_data_dir_option(parser)
+    add_task_options(parser)
     add_store_option(parser)
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="local (this process, default) or ray (Ray tasks; needs the ray extra)")
@@ -166,11 +168,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from batchlab.sweep.summary import summary_table
 
     spec = spec_from_args(args)
-    if args.executor == "local":
+    task = task_from_args(args)
+    if args.executor == "local" and task is None:
         check_models_fit(spec.configs())
     if args.dry_run:
         plan = plan_only(spec, args.store, executor=args.executor, ray_address=args.ray_address,
-                         ray_cpus=args.ray_cpus, force=args.force, packing=args.packing)
+                         ray_cpus=args.ray_cpus, force=args.force, packing=args.packing, task=task)
         print(plan.describe())
         print(f"dry run: nothing trained; store {args.store}")
         return 0
@@ -180,7 +183,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     results = run_sweep(spec, args.store, executor=args.executor, ray_address=args.ray_address,
                         ray_cpus=args.ray_cpus, progress=args.progress, force=args.force,
-                        packing=args.packing, keep_weights=not args.no_weights, on_plan=show_plan)
+                        packing=args.packing, keep_weights=not args.no_weights, on_plan=show_plan, task=task)
     print()
     print(summary_table(results.runs))
     trained = len(results) - results.skipped

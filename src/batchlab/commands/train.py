@@ -15,8 +15,10 @@ from batchlab.commands._options import (
     seed_value,
 )
 from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES, RunConfig
+from batchlab.errors import ConfigError
 from batchlab.limits import check_model_memory, model_memory_errors
 from batchlab.recipes import RECIPES
+from batchlab.task.options import add_task_options, task_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_options(parser)
+    add_task_options(parser)
     add_store_option(parser)
     parser.add_argument("--force", action="store_true", help="train again even if the store has this run")
     parser.add_argument("--no-weights", action="store_true", help="do not keep the final weights")
@@ -136,15 +139,19 @@ def run_train(args: argparse.Namespace) -> int:
     from batchlab.train import train
 
     config = config_from_args(args)
-    check_model_memory(config.model, config.dataset, config.hidden, config.device)
+    task = task_from_args(args)
+    if task is None:
+        check_model_memory(config.model, config.dataset, config.hidden, config.device)
     if args.nproc is not None or args.max_restarts is not None:
+        if task is not None:
+            raise ConfigError("--nproc trains registry models only; allowed: --model-file/--data-file without --nproc")
         from batchlab.distributed.launch import train_from_args
 
         result = train_from_args(config, args)
     else:
         with model_memory_errors(config.model, config.hidden):
             result = train(config, store=args.store, force=args.force, progress=args.progress,
-                           keep_weights=not args.no_weights)
+                           keep_weights=not args.no_weights, task=task)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0

@@ -32,4 +32,4 @@ def run_local(
     """
     for unit in plan.units:
         yield from train_planned([unit], store=store, splits=plan.splits_for(unit.configs[0]), progress=progress,
-                                 keep_weights=keep_weights, force=force)
+                                 keep_weights=keep_weights, force=force, task=plan.task)

@@ -13,6 +13,9 @@
   where that pays on the device); the executor trains exactly these packs, so what ``--dry-run``
   shows is what runs. Ray executor: see :func:`ray_units`.
 
+A user's task (:class:`batchlab.Task`, local executor only) adds its model's and data's
+fingerprints to every run id, and its own data replaces the registry splits.
+
 The local plan loads each dataset split once (``load_splits`` is cached) and checks every batch
 size against the real training-set size before anything trains.
 """
@@ -56,6 +59,8 @@ class SweepPlan:
     executor: str
     # Prepared data per split key (local executor), handed to the trainers as ``splits=``.
     splits: dict[tuple, Any] = field(default_factory=dict, repr=False)
+    # A user's model and data, handed to the trainers as ``task=`` (then ``splits`` stays empty).
+    task: Any = field(default=None, repr=False)
 
     @property
     def to_train(self) -> int:
@@ -95,11 +100,13 @@ def plan_sweep(
     packing: str = AUTO,
     device_type: Callable[[RunConfig], str] | None = None,
     cluster_has_gpus: bool = False,
+    task: Any = None,
 ) -> SweepPlan:
     """Plan ``configs`` (already validated) against ``store`` (a RunStore or None).
 
     ``device_type`` maps a config to the device type its run id is computed with (default: the
-    device it resolves to on this machine). ``cluster_has_gpus`` shapes the Ray units.
+    device it resolves to on this machine). ``cluster_has_gpus`` shapes the Ray units. ``task``:
+    the user's model and data every run trains (configs already configured for it).
     """
     from batchlab.device import resolve_device
 
@@ -107,7 +114,9 @@ def plan_sweep(
         device_type = lambda config: resolve_device(config.device).type  # noqa: E731
     distinct: dict[str, RunConfig] = {}
     for config in configs:
-        distinct.setdefault(run_id(config, device_type(config)), config)
+        identity = (run_id(config, device_type(config)) if task is None else
+                    run_id(config, device_type(config), task.data_fingerprint, model_fingerprint=task.model_fingerprint))
+        distinct.setdefault(identity, config)
     finished: set[str] = set()
     resuming: set[str] = set()
     pending: list[RunConfig] = []
@@ -122,14 +131,15 @@ def plan_sweep(
 
     splits: dict[tuple, Any] = {}
     if executor == LOCAL:
-        units, splits = local_units(pending, packing)
+        units, splits = local_units(pending, packing, task)
     else:
         units = ray_units(pending, cluster_has_gpus)
-    return SweepPlan(list(distinct.values()), list(distinct), finished, resuming, units, executor, splits)
+    return SweepPlan(list(distinct.values()), list(distinct), finished, resuming, units, executor, splits, task)
 
 
-def local_units(configs: Sequence[RunConfig], packing: str) -> tuple[list[WorkUnit], dict[tuple, Any]]:
-    """Packs chosen by :func:`plan_packs` for each data split, and the prepared splits.
+def local_units(configs: Sequence[RunConfig], packing: str, task: Any = None) -> tuple[list[WorkUnit], dict[tuple, Any]]:
+    """Packs chosen by :func:`plan_packs` for each data split, and the prepared splits (none
+    for a ``task``, which brings its own data).
 
     Every batch size is checked against its split's real size here, before anything trains.
     """
@@ -143,6 +153,9 @@ def local_units(configs: Sequence[RunConfig], packing: str) -> tuple[list[WorkUn
     units: list[WorkUnit] = []
     splits: dict[tuple, Any] = {}
     for key, group in groups.items():
+        if task is not None:
+            units += plan_packs(group, strategy=packing, task=task)
+            continue
         prepared = load_splits(group[0], resolve_device(group[0].device))
         for config in group:
             datasets.resolve_batch_size(config.batch_size, len(prepared.train))

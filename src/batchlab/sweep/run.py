@@ -46,6 +46,7 @@ def run_sweep(
     packing: str = AUTO,
     keep_weights: bool = True,
     on_plan: Callable[[SweepPlan], None] | None = None,
+    task: Any = None,
 ) -> Results:
     """Train every run of ``spec`` that ``store`` does not already hold; return all of them.
 
@@ -63,11 +64,13 @@ def run_sweep(
             :func:`batchlab.train.packed.plan_packs`).
         keep_weights: keep each run's final weights beside the store.
         on_plan: called with the plan before anything trains (the CLI prints it).
+        task: a user's own model and data (:class:`batchlab.Task`) for every run (local
+            executor only).
     """
-    configs = _validated(spec)
-    _check_choices(executor, packing)
+    configs = _validated(spec, task)
+    _check_choices(executor, packing, task)
     with _opened(store) as run_store, _cluster(executor, ray_address, ray_cpus) as cluster:
-        plan = _plan(configs, run_store, executor, force, packing, cluster)
+        plan = _plan(configs, run_store, executor, force, packing, cluster, task)
         if on_plan is not None:
             on_plan(plan)
         reporter = SweepProgress(len(plan.run_ids), len(plan.finished), enabled=progress)
@@ -91,28 +94,34 @@ def plan_only(
     ray_cpus: int | None = None,
     force: bool = False,
     packing: str = AUTO,
+    task: Any = None,
 ) -> SweepPlan:
     """The plan :func:`run_sweep` would follow, without training anything (``--dry-run``)."""
-    configs = _validated(spec)
-    _check_choices(executor, packing)
+    configs = _validated(spec, task)
+    _check_choices(executor, packing, task)
     with _opened(store, create=False) as run_store, _cluster(executor, ray_address, ray_cpus) as cluster:
-        return _plan(configs, run_store, executor, force, packing, cluster)
+        return _plan(configs, run_store, executor, force, packing, cluster, task)
 
 
-def _validated(spec: SweepSpec | Sequence[RunConfig]) -> list[RunConfig]:
+def _validated(spec: SweepSpec | Sequence[RunConfig], task: Any = None) -> list[RunConfig]:
     if isinstance(spec, SweepSpec):
-        return spec.configs()
+        return spec.configs(task)
     configs = list(spec)
     if not all(isinstance(config, RunConfig) for config in configs):
         raise ConfigError("a sweep is a SweepSpec or a list of RunConfig; allowed: batchlab.sweep.SweepSpec(...)")
     from batchlab.sweep.spec import check_runnable
 
+    if task is not None:
+        configs = [task.configure(config) for config in configs]
     for config in configs:
-        check_runnable(config)
+        (check_runnable if task is None else task.check_runnable)(config)
     return configs
 
 
-def _check_choices(executor: str, packing: str) -> None:
+def _check_choices(executor: str, packing: str, task: Any = None) -> None:
+    if task is not None and executor != LOCAL:
+        raise ConfigError(f"a user model trains with the local executor only, not {executor}; allowed: "
+                          "--executor local")
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if packing not in STRATEGIES:
@@ -150,13 +159,14 @@ def _cluster(executor: str, address: str | None, num_cpus: int | None) -> Iterat
         yield cluster
 
 
-def _plan(configs: list[RunConfig], store: RunStore | None, executor: str, force: bool, packing: str, cluster: Any) -> SweepPlan:
+def _plan(configs: list[RunConfig], store: RunStore | None, executor: str, force: bool, packing: str, cluster: Any,
+          task: Any = None) -> SweepPlan:
     from batchlab.train.methods import check_init_source
 
     for config in configs:  # a run starting from another must find it before anything trains
         check_init_source(config, store)
     if cluster is None:
-        return plan_sweep(configs, store, executor=executor, force=force, packing=packing)
+        return plan_sweep(configs, store, executor=executor, force=force, packing=packing, task=task)
     return plan_sweep(configs, store, executor=executor, force=force, packing=packing,
                       device_type=cluster.device_type, cluster_has_gpus=cluster.has_gpus)
 

@@ -131,15 +131,21 @@ class SweepSpec:
         names = [name for name, _ in self.grid]
         return [dict(zip(names, combo)) for combo in itertools.product(*(values for _, values in self.grid))]
 
-    def configs(self) -> list[RunConfig]:
-        """Every run of the sweep, validated; raises :class:`ConfigError` naming the first bad point."""
+    def configs(self, task: Any = None) -> list[RunConfig]:
+        """Every run of the sweep, validated; raises :class:`ConfigError` naming the first bad point.
+
+        With a ``task`` (:class:`batchlab.Task`), every run is configured for the user's model
+        and data (:meth:`Task.configure`) and checked against them instead of the registries.
+        """
         fixed = self.fixed_values
         configs = []
         for point in self.points():
             try:
                 config = RunConfig(**(fixed | point))
-                config = self._scaled(config)
-                check_runnable(config)
+                if task is not None:
+                    config = task.configure(config)
+                config = self._scaled(config, task)
+                (check_runnable if task is None else task.check_runnable)(config)
             except UserError as error:
                 where = f"grid point {describe_point(point)}" if point else "the sweep's run"
                 raise type(error)(f"{where}: {error}") from None
@@ -148,7 +154,7 @@ class SweepSpec:
             configs.append(config)
         return configs
 
-    def _scaled(self, config: RunConfig) -> RunConfig:
+    def _scaled(self, config: RunConfig, task: Any = None) -> RunConfig:
         if self.lr_scaling == "none":
             return config
         if config.lr_scaling != "none":
@@ -156,7 +162,8 @@ class SweepSpec:
                 f"the sweep's top-level lr_scaling {self.lr_scaling!r} and the run's lr_scaling "
                 f"{config.lr_scaling!r} would scale lr twice; allowed: one of the two"
             )
-        batch = config.batch_size if config.batch_size != FULL_BATCH else training_set_size(config)
+        n_train = task.n_train if task is not None else None
+        batch = config.batch_size if config.batch_size != FULL_BATCH else n_train or training_set_size(config)
         return config.replace(lr=config.lr * batch / self.base_batch)
 
     # ----------------------------------------------------------------------------- reading

@@ -18,6 +18,12 @@ The loop is the lecture's mini-batch training made literal:
 Same config and seed on the CPU give identical numbers: the model is initialized on the CPU from
 ``torch.manual_seed(seed)``, the data order depends only on (seed, epoch), and no step draws other
 random numbers (models with dropout draw from the global RNG, which is seeded too).
+
+A user's own model and data (``task=``, :class:`batchlab.Task`) go through the same loop: the
+task's factory replaces the registry builder, its loss and metric replace cross-entropy and
+accuracy (:mod:`batchlab.train.objective`), and data too large for the device is read batch by
+batch in the same order (:mod:`batchlab.data.streamed`; then the read and the copy to the device
+count in the update's time, as the gather does for data on the device).
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from batchlab import data as datasets
 from batchlab.config import RunConfig
 from batchlab.data.identity import data_fingerprint, load_splits
+from batchlab.data.streamed import StreamedSplit, split_batches, split_chunks
 from batchlab.device import resolve_device, synchronize
 from batchlab.environment import describe_environment
+from batchlab.errors import ConfigError
 from batchlab.models import build_model
 from batchlab.threads import intra_op_threads, threads_for
 from batchlab.train.methods import (
@@ -45,6 +52,7 @@ from batchlab.train.methods import (
     run_shape,
     use_batch_norm_settings,
 )
+from batchlab.train.objective import CLASSIFICATION, Objective
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
 from batchlab.train.session import RunSession, epoch_row, open_store
@@ -52,9 +60,11 @@ from batchlab.train.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
+    from batchlab.task import Task
 
 # Examples per forward pass when evaluating; large enough to be fast, small enough for any GPU.
 EVAL_CHUNK = 2048
+SPLITS_AND_TASK = "both splits and a task were given; allowed: one of them (a task brings its own data)"
 
 
 def train(
@@ -65,6 +75,7 @@ def train(
     progress: bool | None = None,
     splits: "datasets.Splits | None" = None,
     keep_weights: bool = True,
+    task: "Task | None" = None,
 ) -> RunResult:
     """Train one configuration; with a ``store``, record it there and reuse a finished result.
 
@@ -81,16 +92,14 @@ def train(
             :func:`batchlab.data.identity.load_splits` for this config are the registry data; any
             other splits are identified by their content, which becomes part of the run id.
         keep_weights: save the final weights beside the store, for later analyses of the minimum.
+        task: a user's own model, data, loss and metric (:class:`batchlab.Task`) instead of the
+            configuration's registry model and dataset; its checks ran when it was made, so bad
+            input has failed before the store is opened.
     """
     device = resolve_device(config.device)
-    session = RunSession(
-        config,
-        open_store(store),
-        device.type,
-        data_fingerprint=data_fingerprint(config, splits),
-        force=force,
-        keep_weights=keep_weights,
-    )
+    config, splits = task_config_and_splits(config, splits, task, device)
+    objective = task.objective if task is not None else CLASSIFICATION
+    session = new_session(config, open_store(store), device, splits, task, force=force, keep_weights=keep_weights)
     stored = session.stored_result()
     if stored is not None:
         return stored
@@ -100,7 +109,7 @@ def train(
     n_train = len(splits.train)
     shape = run_shape(config, n_train)
     batch_size, slices, schedule = shape.batch_size, shape.slices, shape.schedule
-    model, optimizer = initial_model_and_optimizer(config, splits, device, store=session.store, shape=shape)
+    model, optimizer = initial_model_and_optimizer(config, splits, device, task, store=session.store, shape=shape)
 
     # Small CPU batches update on one intra-op thread (batchlab.threads), recorded with the run.
     threads = threads_for(batch_size, device)
@@ -120,19 +129,20 @@ def train(
     try:
         for epoch in range(session.start_epoch, config.epochs + 1):
             model.train()
-            order = datasets.epoch_permutation(n_train, epoch - 1, config.seed, config.shuffle).to(device)
+            order = datasets.epoch_permutation(n_train, epoch - 1, config.seed, config.shuffle)
+            batches = split_batches(splits.train, order.to(splits.train.device), slices, device)
             loss_sum = torch.zeros((), device=device)
             epoch_updates = 0
             synchronize(device)
             epoch_start = time.perf_counter()
             with intra_op_threads(threads):
-                for start, end in slices:
+                for _ in slices:
                     if config.max_updates is not None and updates >= config.max_updates:
                         break
                     timer.start()
-                    index = order[start:end]
+                    x, y = next(batches)
                     set_learning_rate(optimizer, schedule.lr_at(updates))
-                    loss = F.cross_entropy(model(splits.train.x[index]), splits.train.y[index])
+                    loss = objective.loss(model(x), y)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -148,12 +158,13 @@ def train(
 
             row = epoch_row(
                 epoch,
-                train=evaluate(model, splits.train),
-                val=None if splits.val is None else evaluate(model, splits.val),
+                train=evaluate(model, splits.train, objective=objective),
+                val=None if splits.val is None else evaluate(model, splits.val, objective=objective),
                 batch_loss_sum=loss_sum.item(),
                 updates=updates,
                 epoch_updates=epoch_updates,
                 epoch_time_s=epoch_time,
+                metric=objective.metric_name,
             )
             ended = session.end_of_epoch(row)
             reporter.update(epoch, row)
@@ -171,7 +182,8 @@ def train(
         n_train=n_train,
         updates_per_epoch=len(slices),
         timing=timer.summary(),
-        test=evaluate(model, splits.test) if session.status == FINISHED else None,
+        test=(evaluate(model, splits.test, objective=objective)
+              if session.status == FINISHED and splits.test is not None else None),
         weights=model.state_dict(),
     )
 
@@ -190,25 +202,55 @@ def checkpoint_payload(
     }
 
 
+def task_config_and_splits(
+    config: RunConfig, splits: "datasets.Splits | None", task: "Task | None", device: torch.device
+) -> tuple[RunConfig, "datasets.Splits | None"]:
+    """The configuration and data of a run: as given, or a task's (:meth:`Task.configure`, its
+    data for ``device``)."""
+    if task is None:
+        return config, splits
+    if splits is not None:
+        raise ConfigError(SPLITS_AND_TASK)
+    return task.configure(config), task.splits(device)
+
+
+def new_session(
+    config: RunConfig, store: "RunStore | None", device: torch.device, splits: "datasets.Splits | None",
+    task: "Task | None", *, force: bool, keep_weights: bool,
+) -> RunSession:
+    """The run's :class:`RunSession`, with the identity of a task's model and data when it has one."""
+    if task is None:
+        return RunSession(config, store, device.type, data_fingerprint=data_fingerprint(config, splits),
+                          force=force, keep_weights=keep_weights)
+    return RunSession(config, store, device.type, data_fingerprint=task.data_fingerprint,
+                      model_fingerprint=task.model_fingerprint, metric_name=task.objective.metric_name,
+                      force=force, keep_weights=keep_weights)
+
+
 def initial_model_and_optimizer(
     config: RunConfig,
     splits: "datasets.Splits",
     device: torch.device,
+    task: "Task | None" = None,
     *,
     store: "RunStore | None" = None,
     shape: RunShape | None = None,
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The run's starting point: ``torch.manual_seed(seed)``, the model built on the CPU (so a
-    seed gives the same weights on every device), its batch norm made ghost / free of moving
-    averages as the config says, the final weights of run ``init_from`` (read from ``store``)
-    if given, moved to ``device``, and its optimizer (:mod:`batchlab.train.methods`).
+    seed gives the same weights on every device) — the registry model, or the task's factory —
+    its batch norm made ghost / free of moving averages as the config says, the final weights of
+    run ``init_from`` (read from ``store``) if given, moved to ``device``, and its optimizer
+    (:mod:`batchlab.train.methods`).
 
     Single and packed training both start here, so their runs begin identically.
     """
     shape = shape or run_shape(config, len(splits.train))
     weights = initial_weights(config, store)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden)
+    if task is not None:
+        model = task.build_model()
+    else:
+        model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden)
     use_batch_norm_settings(model, config)
     if weights is not None:
         load_initial_weights(model, config, weights)
@@ -223,20 +265,28 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: "datasets.TensorSplit", chunk: int = EVAL_CHUNK) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` over a whole split, in eval mode.
+def evaluate(
+    model: nn.Module,
+    split: "datasets.TensorSplit | StreamedSplit",
+    chunk: int = EVAL_CHUNK,
+    *,
+    objective: Objective = CLASSIFICATION,
+) -> tuple[float, float]:
+    """Mean loss and metric of ``model`` over a whole split, in eval mode: cross-entropy and
+    accuracy unless ``objective`` says otherwise (example-weighted over chunks, see
+    :mod:`batchlab.train.objective`). A streamed split is read to the model's device.
 
     The caller's train/eval mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
-    total_loss = torch.zeros((), dtype=torch.float64, device=split.x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
-    n = len(split)
-    for start in range(0, n, chunk):
-        logits = model(split.x[start : start + chunk])
-        targets = split.y[start : start + chunk]
-        total_loss += F.cross_entropy(logits, targets, reduction="sum").double()
-        correct += (logits.argmax(dim=1) == targets).sum()
+    device = next((p.device for p in model.parameters()), split.device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    total_metric = torch.zeros((), dtype=torch.float64, device=device)
+    for x, y in split_chunks(split, chunk, device):
+        loss_sum, metric_sum = objective.sums(model(x), y)
+        total_loss += loss_sum
+        total_metric += metric_sum
     model.train(was_training)
-    return total_loss.item() / n, correct.item() / n
+    n = len(split)
+    return total_loss.item() / n, total_metric.item() / n

@@ -18,6 +18,10 @@ follows loop.py exactly, so a packed result and a single result are interchangea
   alone and a run checkpointed alone resumes in a pack;
 * the same run id (``run_id(config, device.type)``), statuses, summary keys and final weights.
 
+A user's task (``task=``, :class:`batchlab.Task`) packs the same way: its factory builds each
+run's starting model, its loss is the packed step's, its metric is evaluated run by run; a model
+the task finds unpackable, or data that is streamed, trains one at a time (:func:`can_pack`).
+
 Resuming: runs found finished in the store are returned from it. Unfinished runs resume from
 their checkpoints; runs at different epochs are grouped by the (epoch, updates) they resume at,
 and each group is trained as its own pack, one group after the other. Packable models draw no
@@ -54,13 +58,14 @@ import torch
 
 from batchlab import data as datasets
 from batchlab.config import RunConfig
-from batchlab.data.identity import data_fingerprint, load_splits
+from batchlab.data.identity import load_splits
 from batchlab.device import resolve_device, synchronize
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError
 from batchlab.threads import intra_op_threads, threads_for
-from batchlab.train.loop import initial_model_and_optimizer, train
+from batchlab.train.loop import SPLITS_AND_TASK, initial_model_and_optimizer, new_session, train
 from batchlab.train.methods import run_shape
+from batchlab.train.objective import CLASSIFICATION
 from batchlab.train.packed_plan import (
     AUTO,
     PACKED,
@@ -80,6 +85,7 @@ from batchlab.train.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
+    from batchlab.task import Task
 
 __all__ = [
     "AUTO", "PACKED", "SEQUENTIAL", "STRATEGIES", "Pack", "PackResults", "can_pack", "pack_key", "plan_packs",
@@ -105,6 +111,7 @@ def train_pack(
     keep_weights: bool = True,
     force: bool = False,
     strategy: str = AUTO,
+    task: "Task | None" = None,
 ) -> PackResults:
     """Train ``configs``, packing those that can share a step; results in the order given.
 
@@ -117,22 +124,27 @@ def train_pack(
         force: train again runs the store already holds as finished.
         strategy: ``auto`` (pack on CUDA; elsewhere measure and keep the faster), ``packed`` or
             ``sequential``. Runs that cannot be packed always train one at a time.
+        task: a user's own model and data for every run (see :func:`batchlab.train`).
 
     How each group was trained, and why, is printed to stderr and kept in ``.plan``.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown packing strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+    if task is not None:
+        if splits is not None:
+            raise ConfigError(SPLITS_AND_TASK)
+        configs = [task.configure(config) for config in configs]
     configs = list(configs)
     run_store = open_store(store)
-    sessions = [_session(config, run_store, splits, force, keep_weights) for config in configs]
+    sessions = [_session(config, run_store, splits, force, keep_weights, task) for config in configs]
     stored = {session.run_id: session.stored_result() for session in sessions}
     to_train: dict[str, RunConfig] = {}
     for session in sessions:
         if stored[session.run_id] is None:
             to_train.setdefault(session.run_id, session.config)
-    plan = plan_packs(list(to_train.values()), splits=splits, strategy=strategy)
+    plan = plan_packs(list(to_train.values()), splits=splits, strategy=strategy, task=task)
     results = {result.run_id: result for result in train_planned(
-        plan, store=run_store, splits=splits, progress=progress, keep_weights=keep_weights, force=force)}
+        plan, store=run_store, splits=splits, progress=progress, keep_weights=keep_weights, force=force, task=task)}
     results.update({identity: result for identity, result in stored.items() if result is not None})
     return PackResults([results[session.run_id] for session in sessions], plan)
 
@@ -145,6 +157,7 @@ def train_planned(
     progress: bool | None = None,
     keep_weights: bool = True,
     force: bool = False,
+    task: "Task | None" = None,
 ) -> Iterator[RunResult]:
     """Train packs already planned (by :func:`plan_packs` or a sweep's plan), each as its
     strategy says, printing the reason to stderr; yields each result as its run ends (a packed
@@ -154,14 +167,15 @@ def train_planned(
         if pack.strategy == SEQUENTIAL:
             for config in pack.configs:
                 yield train(config, store=store, force=force, progress=progress, splits=splits,
-                            keep_weights=keep_weights)
+                            keep_weights=keep_weights, task=task)
         else:
-            yield from _train_packed(pack.configs, store, splits, progress, keep_weights, force)
+            yield from _train_packed(pack.configs, store, splits, progress, keep_weights, force, task)
 
 
-def _session(config: RunConfig, run_store: "RunStore | None", splits, force: bool, keep_weights: bool) -> RunSession:
-    return RunSession(config, run_store, resolve_device(config.device).type,
-                      data_fingerprint=data_fingerprint(config, splits), force=force, keep_weights=keep_weights)
+def _session(config: RunConfig, run_store: "RunStore | None", splits, force: bool, keep_weights: bool,
+             task: "Task | None" = None) -> RunSession:
+    return new_session(config, run_store, resolve_device(config.device), splits, task, force=force,
+                       keep_weights=keep_weights)
 
 
 @dataclass
@@ -181,9 +195,13 @@ class _Run:
 def _train_packed(
     configs: Sequence[RunConfig], run_store: "RunStore | None", splits, progress: bool | None, keep_weights: bool,
     force: bool,
+    task: "Task | None" = None,
 ) -> list[RunResult]:
     device = resolve_device(configs[0].device)
-    sessions = [_session(config, run_store, splits, force, keep_weights) for config in configs]
+    if task is not None:
+        configs = [task.configure(config) for config in configs]
+        splits = task.splits(device)
+    sessions = [_session(config, run_store, splits, force, keep_weights, task) for config in configs]
     if splits is None:
         splits = load_splits(configs[0], device)
     # A stacked step updates K models on K·B examples; the thread rule counts it that way.
@@ -193,7 +211,7 @@ def _train_packed(
     results: list[RunResult] = []
     runs: list[_Run] = []
     for session in sessions:
-        model, optimizer = initial_model_and_optimizer(session.config, splits, device, store=run_store)
+        model, optimizer = initial_model_and_optimizer(session.config, splits, device, task, store=run_store)
         stored = session.claim(environment)
         if stored is not None:  # another process ended it meanwhile
             results.append(stored)
@@ -207,14 +225,15 @@ def _train_packed(
     for run in runs:
         groups.setdefault((run.session.start_epoch, run.session.updates), []).append(run)
     for start in sorted(groups):
-        results += _train_together(groups[start], device, splits, progress, threads)
+        results += _train_together(groups[start], device, splits, progress, threads, task)
     return results
 
 
 def _train_together(
-    runs: list[_Run], device: torch.device, splits, progress: bool | None, threads: int
+    runs: list[_Run], device: torch.device, splits, progress: bool | None, threads: int, task: "Task | None" = None
 ) -> list[RunResult]:
     """Train ``runs`` (all resuming at the same epoch) as one pack; the loop of loop.py, K-wide."""
+    objective = task.objective if task is not None else CLASSIFICATION
     shared = runs[0].config  # every field of the pack key is the same for all runs
     n_train = len(splits.train)
     batch_size = datasets.resolve_batch_size(shared.batch_size, n_train)
@@ -228,7 +247,7 @@ def _train_together(
     schedules = [run_shape(run.config, n_train).schedule for run in runs]
     scheduled = not all(schedule.is_constant for schedule in schedules)
     optimizer.set_lr([schedule.lr_at(runs[0].session.updates) for schedule in schedules])
-    step = make_step(model, optimizer, splits.train)
+    step = make_step(model, optimizer, splits.train, loss=objective.loss)
     batch_lengths = sorted({end - start for start, end in slices})
     capture_s = step.prepare(batch_lengths)  # CUDA graphs are captured here, outside the timing
     active = list(runs)
@@ -267,19 +286,20 @@ def _train_together(
             timer.flush()
 
             batch_loss_sums = step.loss_sum.tolist()
-            train_losses, train_accs = evaluate_pack(model, splits.train)
+            train_losses, train_metrics = evaluate_pack(model, splits.train, objective=objective)
             if splits.val is not None:
-                val_losses, val_accs = evaluate_pack(model, splits.val)
+                val_losses, val_metrics = evaluate_pack(model, splits.val, objective=objective)
             ending: list[int] = []
             for k, run in enumerate(active):
                 row = epoch_row(
                     epoch,
-                    train=(train_losses[k], train_accs[k]),
-                    val=None if splits.val is None else (val_losses[k], val_accs[k]),
+                    train=(train_losses[k], train_metrics[k]),
+                    val=None if splits.val is None else (val_losses[k], val_metrics[k]),
                     batch_loss_sum=batch_loss_sums[k],
                     updates=updates,
                     epoch_updates=epoch_updates,
                     epoch_time_s=epoch_time,
+                    metric=objective.metric_name,
                 )
                 if run.session.end_of_epoch(row):
                     ending.append(k)
@@ -291,7 +311,8 @@ def _train_together(
             if ending:
                 timing = timer.summary() | {"pack_size": pack_size, "pack_capture_time_s": capture_s}
                 shape = {"batch_size": batch_size, "n_train": n_train, "updates_per_epoch": len(slices)}
-                results += _finish_runs([active[k] for k in ending], model.select(ending), timing, shape, splits)
+                results += _finish_runs([active[k] for k in ending], model.select(ending), timing, shape, splits,
+                                        objective)
                 keep = [k for k in range(len(active)) if k not in ending]
                 if not keep:
                     break
@@ -299,7 +320,7 @@ def _train_together(
                 active = [active[k] for k in keep]
                 schedules = [schedules[k] for k in keep]
                 model, optimizer = model.select(keep), optimizer.select(keep)
-                step = make_step(model, optimizer, splits.train)
+                step = make_step(model, optimizer, splits.train, loss=objective.loss)
                 capture_s += step.prepare(batch_lengths)
     except KeyboardInterrupt:
         for run in active:
@@ -327,14 +348,15 @@ def _checkpoint(
 
 
 def _finish_runs(
-    runs: list[_Run], model: PackedModel, timing: dict[str, Any], shape: dict[str, int], splits
+    runs: list[_Run], model: PackedModel, timing: dict[str, Any], shape: dict[str, int], splits,
+    objective=CLASSIFICATION,
 ) -> list[RunResult]:
     """Finish ``runs``, whose parameters are the rows of ``model`` in the same order: test
     accuracy of the finished ones in one vectorized pass, then each session's end."""
     finished = [k for k, run in enumerate(runs) if run.session.status == FINISHED]
     test_scores: dict[int, tuple[float, float]] = {}
-    if finished:
-        losses, accs = evaluate_pack(model.select(finished), splits.test)
+    if finished and splits.test is not None:
+        losses, accs = evaluate_pack(model.select(finished), splits.test, objective=objective)
         test_scores = {k: (loss, acc) for k, loss, acc in zip(finished, losses, accs)}
     return [
         run.session.finish(**shape, timing=timing, test=test_scores.get(k), weights=model.single_state_dict(k))

@@ -9,6 +9,8 @@
   and only the lecture's momentum (``momentum``, ``sgd``) has a vectorized rule (not LARS, LAMB
   or a recipe's optimizer); other runs train one at a time. Learning-rate schedules pack: each
   run's rate is set per row before every update.
+  A user's model (:class:`batchlab.Task`) is checked the same way, plus one vmapped probe step
+  (:func:`batchlab.task.model.packability`), and its data must be on the device, not streamed.
 * :func:`plan_packs`: on a CUDA device a pack is as large as free memory allows (docs/science.md §8,
   H100, K = 64, B = 1: 14 µs per model-update with the packed step in a CUDA graph, against
   0.94 ms for one model at a time with the data on the GPU). On any other device nothing
@@ -46,6 +48,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -60,6 +63,9 @@ from batchlab.optim import OPTIMIZERS, build_optimizer, get_optimizer_spec
 from batchlab.threads import apply_thread_rule
 from batchlab.train.packed_state import PackedMomentum
 from batchlab.train.packed_step import PackedModel, make_step
+
+if TYPE_CHECKING:
+    from batchlab.task import Task
 
 PACKED = "packed"
 SEQUENTIAL = "sequential"
@@ -123,15 +129,15 @@ class Pack:
     evidence: ProbeEvidence | None = None
 
 
-def pack_key(config: RunConfig) -> tuple:
+def pack_key(config: RunConfig, task: "Task | None" = None) -> tuple:
     """What runs must share to be trained in one pack (see the module docstring)."""
-    spec = get_model_spec(config.model)
+    default_hidden = None if task is not None else get_model_spec(config.model).default_hidden
     optimizer = "momentum" if get_optimizer_spec(config.optimizer).packable else config.optimizer
     return (
         config.dataset,
         config.data_dir,
         config.model,
-        tuple(config.hidden or spec.default_hidden or ()),
+        tuple(config.hidden or default_hidden or ()),
         config.batch_size,
         config.shuffle,
         config.drop_last,
@@ -145,17 +151,23 @@ def pack_key(config: RunConfig) -> tuple:
     )
 
 
-def can_pack(config: RunConfig) -> tuple[bool, str]:
-    """Whether ``config`` can join a pack, and if not, why it trains one at a time."""
-    spec = get_model_spec(config.model)
+def can_pack(config: RunConfig, task: "Task | None" = None) -> tuple[bool, str]:
+    """Whether ``config`` can join a pack, and if not, why it trains one at a time (for a
+    ``task``'s model: on the device the config names)."""
     if config.recipe is not None:
         return False, f"recipe {config.recipe} has no packed update rule: trained one at a time"
     if config.ghost_batch is not None:
         return False, f"ghost batch norm (G={config.ghost_batch}) is not packed: trained one at a time"
-    if spec.has_batch_norm:
-        return False, f"{config.model} has batch-norm running statistics: trained one at a time"
-    if spec.has_dropout:
-        return False, f"{config.model} has dropout: trained one at a time"
+    if task is not None:
+        why_not = task.why_not_packable(resolve_device(config.device))
+        if why_not is not None:
+            return False, why_not
+    else:
+        spec = get_model_spec(config.model)
+        if spec.has_batch_norm:
+            return False, f"{config.model} has batch-norm running statistics: trained one at a time"
+        if spec.has_dropout:
+            return False, f"{config.model} has dropout: trained one at a time"
     if not get_optimizer_spec(config.optimizer).packable:
         packable = ", ".join(name for name, s in OPTIMIZERS.items() if s.packable)
         return False, (
@@ -171,6 +183,7 @@ def plan_packs(
     *,
     splits: "datasets.Splits | None" = None,
     strategy: str = AUTO,
+    task: "Task | None" = None,
 ) -> list[Pack]:
     """Group ``configs`` into packs and choose how each is trained.
 
@@ -180,6 +193,7 @@ def plan_packs(
         splits: the data, already prepared (else loaded per dataset when a measurement needs it).
         strategy: ``auto`` (CUDA: pack; other devices: measure and keep the faster), ``packed``
             (pack every packable group, split only by GPU memory) or ``sequential``.
+        task: the user's model and data the configs train (already configured for it).
 
     Packs come in the order of their first config; unpackable runs are packs of one.
     """
@@ -188,11 +202,11 @@ def plan_packs(
     groups: dict[tuple, list[RunConfig]] = {}
     entries: list[Pack | tuple] = []  # a lone run's pack, or the key of a group, in first-seen order
     for config in configs:
-        packable, why_not = can_pack(config)
+        packable, why_not = can_pack(config, task)
         if not packable:
             entries.append(Pack((config,), SEQUENTIAL, why_not))
             continue
-        key = pack_key(config)
+        key = pack_key(config, task)
         if key not in groups:
             groups[key] = []
             entries.append(key)
@@ -205,20 +219,22 @@ def plan_packs(
             continue
         group = groups[entry]
         target = resolve_device(device if device is not None else group[0].device)
-        plan.extend(_plan_group(group, target, splits, strategy))
+        plan.extend(_plan_group(group, target, splits, strategy, task))
     return plan
 
 
-def _plan_group(group: list[RunConfig], device: torch.device, splits, strategy: str) -> list[Pack]:
+def _plan_group(group: list[RunConfig], device: torch.device, splits, strategy: str, task=None) -> list[Pack]:
     label = _label(group[0], len(group))
     if strategy == SEQUENTIAL:
         return [Pack(tuple(group), SEQUENTIAL, f"{label}: trained one at a time, as asked")]
     if len(group) == 1:
         return [Pack(tuple(group), SEQUENTIAL, f"{label}: nothing to pack it with, trained alone")]
-    if splits is None:
+    if task is not None:
+        splits = task.splits(device)
+    elif splits is None:
         splits = _load_splits(group[0], device)
     if device.type == "cuda":
-        return _split_by_gpu_memory(group, device, splits)
+        return _split_by_gpu_memory(group, device, splits, task)
     if strategy == PACKED:
         return [Pack(tuple(group), PACKED, f"{label}: packed, as asked")]
     work = len(group) * planned_updates(group[0], len(splits.train))
@@ -228,7 +244,7 @@ def _plan_group(group: list[RunConfig], device: torch.device, splits, strategy: 
         return [Pack(tuple(group), SEQUENTIAL, (
             f"{label}: trained one at a time; {work} model-updates in all are too few to be worth "
             f"measuring whether packing pays on this {device.type}"))]
-    evidence = measure_strategies(group, splits.to(device), device)
+    evidence = measure_strategies(group, splits.to(device), device, task=task)
     strategy = choose_strategy(evidence)
     if strategy == PACKED:
         verdict = f"packed (faster by more than {PACKING_MARGIN:.0%})"
@@ -260,12 +276,14 @@ def _load_splits(config: RunConfig, device: torch.device) -> "datasets.Splits":
     return load_splits(config, device)
 
 
-def _split_by_gpu_memory(group: list[RunConfig], device: torch.device, splits) -> list[Pack]:
+def _split_by_gpu_memory(group: list[RunConfig], device: torch.device, splits, task=None) -> list[Pack]:
     """Cut ``group`` into packs of at most the number of runs that fit in free GPU memory, with
     sizes as equal as possible (100 runs with room for 64 become 50 + 50)."""
     batch_size = datasets.resolve_batch_size(group[0].batch_size, len(splits.train))
     free_bytes, _ = torch.cuda.mem_get_info(device)
-    per_run = bytes_per_packed_run(group[0], splits.input_shape, splits.num_classes, batch_size)
+    example = splits.train.x[:1].cpu() if task is not None else None  # a user's inputs may not be float
+    per_run = bytes_per_packed_run(group[0], splits.input_shape, splits.num_classes, batch_size, task=task,
+                                   example=example)
     fitting = max(1, int(GPU_MEMORY_SHARE * free_bytes // per_run))
     count = math.ceil(len(group) / fitting)
     size = math.ceil(len(group) / count)
@@ -276,23 +294,27 @@ def _split_by_gpu_memory(group: list[RunConfig], device: torch.device, splits) -
     return [Pack(tuple(group[i : i + size]), PACKED, reason) for i in range(0, len(group), size)]
 
 
-def bytes_per_packed_run(config: RunConfig, input_shape, num_classes: int, batch_size: int) -> int:
+def bytes_per_packed_run(
+    config: RunConfig, input_shape, num_classes: int, batch_size: int, *, task: "Task | None" = None,
+    example: torch.Tensor | None = None,
+) -> int:
     """Estimated device memory of one run in a pack, in bytes (float32)::
 
         4 · (STATE_COPIES · P + batch_size · ACTIVATION_COPIES · A)
 
     P: parameter count; A: elements of the input and of every module's output for one example,
-    counted on a CPU copy of the model.
+    counted on a CPU copy of the model (a task's model, on ``example``, one input of its data).
     """
     with torch.random.fork_rng(devices=[]):
-        model = build_model(config.model, input_shape, num_classes, config.hidden)
+        model = _throwaway_model(config, input_shape, num_classes, task)
     parameters = count_parameters(model)
-    activations = activation_elements_per_example(model, input_shape)
+    activations = activation_elements_per_example(model, input_shape, example)
     return 4 * (STATE_COPIES * parameters + batch_size * ACTIVATION_COPIES * activations)
 
 
-def activation_elements_per_example(model: nn.Module, input_shape) -> int:
-    """Elements of the input plus the outputs of all leaf modules, for one example."""
+def activation_elements_per_example(model: nn.Module, input_shape, example: torch.Tensor | None = None) -> int:
+    """Elements of the input plus the outputs of all leaf modules, for one example (zeros of
+    ``input_shape``, or ``example``, a batch of one)."""
     total = [math.prod(input_shape)]
 
     def count(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
@@ -302,7 +324,7 @@ def activation_elements_per_example(model: nn.Module, input_shape) -> int:
     handles = [leaf.register_forward_hook(count) for leaf in leaves]
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_shape))
+            model.eval()(torch.zeros(1, *input_shape) if example is None else example)
     finally:
         for handle in handles:
             handle.remove()
@@ -310,7 +332,8 @@ def activation_elements_per_example(model: nn.Module, input_shape) -> int:
 
 
 def measure_strategies(
-    configs: Sequence[RunConfig], splits: "datasets.Splits", device: torch.device, rounds: int = MEASURE_ROUNDS
+    configs: Sequence[RunConfig], splits: "datasets.Splits", device: torch.device, rounds: int = MEASURE_ROUNDS,
+    *, task: "Task | None" = None,
 ) -> ProbeEvidence:
     """Seconds per model-update of ``configs`` trained packed and one at a time, on ``device``.
 
@@ -321,6 +344,7 @@ def measure_strategies(
     ``SEQUENTIAL_PROBE_RUNS`` runs in turn. Each way runs under the thread count its training
     will use. One warm-up of each, then ``rounds`` samples of each, alternating which way goes
     first, so a burst of load on the machine hits both. The global random state is left untouched.
+    A ``task`` brings the model and the loss.
     """
     k = len(configs)
     singles_configs = list(configs[:SEQUENTIAL_PROBE_RUNS])
@@ -329,7 +353,8 @@ def measure_strategies(
     batch_size = datasets.resolve_batch_size(first.batch_size, n_train)
     generator = torch.Generator().manual_seed(0)
     with torch.random.fork_rng(devices=[]):
-        model = build_model(first.model, splits.input_shape, splits.num_classes, first.hidden).to(device)
+        model = _throwaway_model(first, splits.input_shape, splits.num_classes, task).to(device)
+    loss_of = task.objective.loss if task is not None else F.cross_entropy
     singles = [copy.deepcopy(model) for _ in singles_configs]
     optimizers = [
         build_optimizer(c.optimizer, m.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
@@ -338,7 +363,7 @@ def measure_strategies(
     ]
     packed_model = PackedModel.from_models([model] * k)
     rule = PackedMomentum(configs, torch.zeros_like(packed_model.flat), packed_model.layout.columns)
-    packed_step = make_step(packed_model, rule, splits.train, graphed=False)
+    packed_step = make_step(packed_model, rule, splits.train, graphed=False, loss=loss_of)
 
     def batches() -> torch.Tensor:
         return torch.randint(0, n_train, (k, batch_size), generator=generator).to(device)
@@ -353,7 +378,7 @@ def measure_strategies(
         def run(index: torch.Tensor) -> None:
             with apply_thread_rule(batch_size, device):
                 for row in index:
-                    loss = F.cross_entropy(single(splits.train.x[row]), splits.train.y[row])
+                    loss = loss_of(single(splits.train.x[row]), splits.train.y[row])
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -369,6 +394,13 @@ def measure_strategies(
         for times, way in ways if round_ % 2 == 0 else ways[::-1]:
             times.append(_seconds(way, batches(), device) / k)
     return ProbeEvidence(tuple(packed_times), tuple(sequential_times))
+
+
+def _throwaway_model(config: RunConfig, input_shape, num_classes: int, task: "Task | None") -> nn.Module:
+    """A model of the run's architecture whose weights do not matter (the caller forks the RNG)."""
+    if task is not None:
+        return task.build_model()
+    return build_model(config.model, input_shape, num_classes, config.hidden)
 
 
 def measurement_cost(runs: int, rounds: int = MEASURE_ROUNDS) -> int:

@@ -5,7 +5,7 @@ The step is the single run's update (loop.py) for K runs at once, with ``torch.f
 * each run gathers its own batch: the K index vectors of this step form a (K, b) tensor and
   ``x[index]`` is a (K, b, C, H, W) batch;
 * ``vmap(grad_and_value(loss))`` over the stacked parameters gives every run the gradient of the
-  mean cross-entropy of its own batch — run k's arithmetic involves only row k, so a run that
+  mean loss of its own batch (cross-entropy, or a user task's loss) — run k's arithmetic involves only row k, so a run that
   blows up to inf/NaN cannot touch the others;
 * :class:`~batchlab.train.packed_state.PackedMomentum` applies each run's optimizer rule.
 
@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from batchlab.data import TensorSplit
 from batchlab.train.loop import EVAL_CHUNK
+from batchlab.train.objective import CLASSIFICATION, Objective
 from batchlab.train.packed_state import PackedMomentum, ParameterLayout
 
 # Model-examples per vmapped evaluation forward pass (K runs × chunk examples): as many as
@@ -91,8 +92,9 @@ class PackedModel:
 class PackedStep:
     """One update of all K runs; ``loss_sum`` (K,) accumulates each run's batch losses in place."""
 
-    def __init__(self, model: PackedModel, optimizer: PackedMomentum, train: TensorSplit) -> None:
+    def __init__(self, model: PackedModel, optimizer: PackedMomentum, train: TensorSplit, loss=F.cross_entropy) -> None:
         self.model = model
+        self.loss = loss
         self.optimizer = optimizer
         self.x = train.x
         self.y = train.y
@@ -100,8 +102,8 @@ class PackedStep:
         self._loss_and_grad = vmap(grad_and_value(self._batch_loss))
 
     def _batch_loss(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # The single run's loss: mean cross-entropy of its batch (loop.py).
-        return F.cross_entropy(self.model.forward(params, buffers, x), y)
+        # The single run's loss: the mean loss of its batch (loop.py).
+        return self.loss(self.model.forward(params, buffers, x), y)
 
     def prepare(self, lengths: Iterable[int]) -> float:
         """Build whatever the step needs ahead for these batch lengths; seconds spent (none here)."""
@@ -176,21 +178,26 @@ class GraphedPackedStep:
         return static_index, graph
 
 
-def make_step(model: PackedModel, optimizer: PackedMomentum, train: TensorSplit, *, graphed: bool | None = None):
+def make_step(model: PackedModel, optimizer: PackedMomentum, train: TensorSplit, *, graphed: bool | None = None,
+              loss=F.cross_entropy):
     """The packed step for ``model``: graphed on CUDA (unless ``graphed=False``), eager elsewhere."""
-    step = PackedStep(model, optimizer, train)
+    step = PackedStep(model, optimizer, train, loss)
     if graphed is None:
         graphed = model.flat.device.type == "cuda"
     return GraphedPackedStep(step) if graphed else step
 
 
 @torch.no_grad()
-def evaluate_pack(model: PackedModel, split: TensorSplit, chunk: int | None = None) -> tuple[list[float], list[float]]:
+def evaluate_pack(
+    model: PackedModel, split: TensorSplit, chunk: int | None = None, *, objective: Objective = CLASSIFICATION
+) -> tuple[list[float], list[float]]:
     """Mean cross-entropy and accuracy of each of the K runs over a whole split (eval mode).
 
     The per-run counterpart of :func:`batchlab.train.evaluate`: losses are summed per chunk in
     float32, accumulated in float64 and divided by n; accuracy is the fraction of argmax hits.
-    ``chunk`` examples per forward default to EVAL_MODEL_EXAMPLES / K (at least one).
+    ``chunk`` examples per forward default to EVAL_MODEL_EXAMPLES / K (at least one). Another
+    ``objective`` (a user task's loss and metric) is applied to each run's outputs in turn, as
+    :func:`batchlab.train.evaluate` applies it, since a metric need not run under vmap.
     """
     k = model.size
     chunk = chunk or max(1, EVAL_MODEL_EXAMPLES // k)
@@ -199,12 +206,21 @@ def evaluate_pack(model: PackedModel, split: TensorSplit, chunk: int | None = No
     model.base.eval()
     total_loss = torch.zeros(k, dtype=torch.float64, device=split.x.device)
     correct = torch.zeros(k, dtype=torch.int64, device=split.x.device)
+    total_metric = torch.zeros(k, dtype=torch.float64, device=split.x.device)
     n = len(split)
     for start in range(0, n, chunk):
         logits = forward_all(model.params, model.buffers, split.x[start : start + chunk])  # (K, c, classes)
         targets = split.y[start : start + chunk]
+        if not objective.is_classification:
+            for run in range(k):
+                loss_sum, metric_sum = objective.sums(logits[run], targets)
+                total_loss[run] += loss_sum
+                total_metric[run] += metric_sum
+            continue
         per_example = F.cross_entropy(logits.flatten(0, 1), targets.repeat(k), reduction="none")
         total_loss += per_example.view(k, -1).sum(dim=1).double()
         correct += (logits.argmax(dim=2) == targets).sum(dim=1)
     model.base.train(was_training)
+    if not objective.is_classification:
+        return (total_loss / n).tolist(), (total_metric / n).tolist()
     return (total_loss / n).tolist(), (correct.double() / n).tolist()

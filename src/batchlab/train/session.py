@@ -73,6 +73,10 @@ class RunSession:
             say it (:func:`batchlab.data.identity.data_fingerprint`), part of the run id.
         execution: how the run is trained when that changes its numbers (data-parallel
             processes with per-process batch norm), part of the run id; None otherwise.
+        model_fingerprint: a user's model, loss and metric (:class:`batchlab.Task`), part of
+            the run id.
+        metric_name: the metric's key in the summary (``test_<metric_name>``; ``acc`` for
+            accuracy).
         force: train again a run the store holds as ended (replaced at :meth:`claim`).
         keep_weights: save the final weights beside the store.
         log_plain: print one summary line when the run ends (logs without a progress bar).
@@ -86,6 +90,8 @@ class RunSession:
         *,
         data_fingerprint: dict[str, Any] | None = None,
         execution: dict[str, Any] | None = None,
+        model_fingerprint: dict[str, Any] | None = None,
+        metric_name: str = "acc",
         force: bool = False,
         keep_weights: bool = True,
         log_plain: bool = False,
@@ -94,7 +100,9 @@ class RunSession:
         self.store = store
         self.device_type = device_type
         self.data_fingerprint = data_fingerprint
-        self.run_id = run_id(config, device_type, data_fingerprint, execution)
+        self.model_fingerprint = model_fingerprint
+        self.metric_name = metric_name
+        self.run_id = run_id(config, device_type, data_fingerprint, execution, model_fingerprint)
         self.force = force
         self.keep_weights = keep_weights
         self.log_plain = log_plain
@@ -129,6 +137,8 @@ class RunSession:
         self.environment = dict(environment)
         if self.data_fingerprint is not None:
             self.environment["data"] = self.data_fingerprint
+        if self.model_fingerprint is not None:
+            self.environment["user_model"] = self.model_fingerprint
         if self.store is None:
             return None
         stored_config = self.config.to_dict() | {"device": self.device_type}
@@ -204,8 +214,8 @@ class RunSession:
         """Summarize, store the final weights and status, and return the run's result.
 
         ``timing`` holds the trainer's timing keys (``time_per_update_s`` and its quartiles,
-        ``timed_updates``, packed extras); ``test`` the test loss and accuracy (finished runs
-        only); ``weights`` the final state dict (kept when ``keep_weights``).
+        ``timed_updates``, packed extras); ``test`` the test loss and metric (finished runs with
+        a test split only); ``weights`` the final state dict (kept when ``keep_weights``).
         """
         summary = build_summary(
             self.history,
@@ -220,7 +230,7 @@ class RunSession:
         if self.config.target_train_acc is not None:
             summary["reached_target_at"] = self.reached_target_at
         if test is not None and self.status == FINISHED:
-            summary["test_loss"], summary["test_acc"] = test
+            summary["test_loss"], summary[f"test_{self.metric_name}"] = test
         if self.store is not None:
             if self.keep_weights and weights is not None:
                 self.store.save_weights(self.run_id, {k: v.detach().cpu() for k, v in weights.items()})
@@ -240,21 +250,22 @@ def epoch_row(
     updates: int,
     epoch_updates: int,
     epoch_time_s: float,
+    metric: str = "acc",
 ) -> dict[str, float]:
     """One epoch's metrics row as every trainer stores it: the training (and validation) loss and
-    accuracy of the parameters at the end of the epoch, the mean loss of its batches, the
-    update counts and the epoch's wall time."""
+    metric (accuracy, ``*_acc``, unless a user's task names another) of the parameters at the end
+    of the epoch, the mean loss of its batches, the update counts and the epoch's wall time."""
     row = {
         "epoch": epoch,
         "train_loss": train[0],
-        "train_acc": train[1],
+        f"train_{metric}": train[1],
         "batch_loss_mean": batch_loss_sum / max(epoch_updates, 1),
         "updates": updates,
         "epoch_updates": epoch_updates,
         "epoch_time_s": epoch_time_s,
     }
     if val is not None:
-        row["val_loss"], row["val_acc"] = val
+        row["val_loss"], row[f"val_{metric}"] = val
     return row
 
 
@@ -269,7 +280,8 @@ def build_summary(
     diverged_epoch: int | None,
     stopped_early_at: int | None,
 ) -> dict[str, Any]:
-    """A run's summary: counts, timing, how it ended, and the last epoch's metrics."""
+    """A run's summary: counts, timing, how it ended, and the last epoch's losses and metrics
+    (every ``train_*`` and ``val_*`` key of its row)."""
     epoch_times = [row["epoch_time_s"] for row in history]
     summary: dict[str, Any] = {
         "epochs_completed": len(history),
@@ -285,7 +297,7 @@ def build_summary(
     }
     if history:
         last = history[-1]
-        summary.update({k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in last})
+        summary.update({k: v for k, v in last.items() if k.startswith(("train_", "val_"))})
     return summary
 
 

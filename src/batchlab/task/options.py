@@ -1,0 +1,40 @@
+"""``--model-file`` and ``--data-file`` for ``batchlab train`` and ``batchlab sweep``.
+
+Only argparse here, so that building the parser (``batchlab --help``) does not load torch; the
+files are imported when the command runs (:mod:`batchlab.task.files`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from batchlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from batchlab.task import Task
+
+FORM = "PATH.py:FUNCTION"
+
+
+def add_task_options(parser: argparse.ArgumentParser) -> None:
+    """``--model-file`` and ``--data-file``."""
+    parser.add_argument("--model-file", default=None, metavar=FORM,
+                        help="train your own model: a function of no arguments returning a new torch.nn.Module "
+                             "(needs --data-file)")
+    parser.add_argument("--data-file", default=None, metavar=FORM,
+                        help="your own data: a function of no arguments returning (x_train, y_train, x_val, y_val"
+                             "[, x_test, y_test]) tensors or (train, val[, test]) Datasets (needs --model-file)")
+
+
+def task_from_args(args: argparse.Namespace) -> "Task | None":
+    """The task of ``--model-file``/``--data-file``, or None when neither is given."""
+    model_file, data_file = getattr(args, "model_file", None), getattr(args, "data_file", None)
+    if model_file is None and data_file is None:
+        return None
+    if model_file is None or data_file is None:
+        raise ConfigError("--model-file and --data-file go together; allowed: both, or neither for a registry "
+                          "model and dataset")
+    from batchlab.task.files import task_from_files
+
+    return task_from_files(model_file, data_file)
