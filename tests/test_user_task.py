@@ -353,7 +353,7 @@ def test_cli_sweep_over_a_user_model_packs_and_skips_on_a_second_call(tmp_path, 
     net, data = user_files
     store = tmp_path / "r.db"
     command = ["sweep", "--model-file", f"{net}:make_model", "--data-file", f"{data}:load_data",
-               "--batch-sizes", "8", "16", "--momenta", "0", "0.9", "--epochs", "2", "--device", "cpu",
+               "--batch-size", "8", "16", "--momentum", "0", "0.9", "--epochs", "2", "--device", "cpu",
                "--packing", "packed", "--store", str(store), "--no-progress"]
     assert main(command) == 0
     out = capsys.readouterr()
