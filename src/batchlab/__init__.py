@@ -10,9 +10,14 @@ The Python API in one place::
     results = batchlab.run_sweep(spec, "batchlab-runs/runs.db")
     frame = results.to_pandas()
 
+    advice = batchlab.advise(batchlab.RunConfig(dataset="mnist-5k", model="mlp"), scale="quick",
+                             store="batchlab-runs/runs.db")
+    print(advice.recommendation)
+
 Implementation modules stay importable for advanced use, but this namespace is the stable surface.
 """
 
+from batchlab.advise import advise
 from batchlab.config import RunConfig, run_id
 from batchlab.errors import ChecksumError, ConfigError, DataError, StoreError, UserError
 from batchlab.optim import Momentum
@@ -21,6 +26,7 @@ from batchlab.sweep import Results, SweepSpec, run_sweep
 from batchlab.train import RunResult, evaluate, train
 
 __all__ = [
+    "advise",
     "ChecksumError",
     "ConfigError",
     "DataError",

@@ -47,6 +47,7 @@ ORDER_MOMENTUM = 60.0
 # section id -> ("module:function" taking a RunStore, order)
 PROVIDERS: dict[str, tuple[str, float]] = {
     "gap": ("batchlab.gap:gap_report_section", ORDER_GENERALIZATION),
+    "advise": ("batchlab.advise:advise_report_section", ORDER_SUMMARY + 5.0),
 }
 
 
