@@ -42,7 +42,7 @@ MAXIMAL_PARALLELISM = "maximal data parallelism"
 # data parallelism): B ≤ B_crit · REGIME_FRACTION or B ≥ B_crit / REGIME_FRACTION.
 REGIME_FRACTION = 0.25
 MIN_POINTS = 3
-BOOTSTRAP_SAMPLES = 300
+BOOTSTRAP_SAMPLES = 200
 # How far the fitted S_min and E_min may go beyond the measured S and E (a fit that ends on
 # this bound is reported as unresolved, not as a number).
 BOUND_FACTOR = 1e4
