@@ -188,6 +188,7 @@ def _tiny_plan(**overrides):
     return dataclasses.replace(plan, timing_budget_s=0.01, noise_batches=2, noise_examples=32)
 
 
+@pytest.mark.slow
 def test_tiny_advise_end_to_end_resumes_from_the_store(tmp_path):
     plan = _tiny_plan()
     with RunStore(tmp_path / "runs.db") as store:
@@ -225,6 +226,7 @@ def test_unreachable_target_is_an_error_and_writes_no_advice(tmp_path):
         assert len(store.records(RUN_KIND)) == 2  # λ ∈ {0, 0.9}: the outcomes themselves are complete
 
 
+@pytest.mark.slow
 def test_cli_advise_tiny_and_bad_input(tmp_path, capsys):
     out = tmp_path / "out"
     common = ["advise", "--hidden", "16", "--train-subset", "256", "--device", "cpu", "--seeds", "1",
@@ -233,7 +235,7 @@ def test_cli_advise_tiny_and_bad_input(tmp_path, capsys):
     assert main(common + ["--batch-sizes", "32", "128", "--target", "val_acc=0.5", "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert (out / "advise.json").exists() and (out / "advise-steps.png").exists()
-    assert record["plan"]["batch_sizes"] == [8, 32]
+    assert record["plan"]["batch_sizes"] == [32, 128]
     for argv, match in ((["--scale", "huge"], "invalid choice"), (["--batch-sizes", "0"], "outside 1"),
                         (["--target", "val_acc=3"], "never be reached"),
                         (["--batch-sizes", "64", "--target", "val_acc=1.0", "--min-updates", "2"],
@@ -241,3 +243,33 @@ def test_cli_advise_tiny_and_bad_input(tmp_path, capsys):
         assert main(common + argv) == 2
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("batchlab: error:")]
         assert len(errors) == 1 and match in errors[0]
+
+
+def test_a_traced_run_follows_batchlab_train_update_for_update():
+    import torch
+
+    from batchlab.advise.trace import NOT_REACHED, train_to_target
+    from batchlab.data.identity import load_splits
+    from batchlab.train import train
+
+    config = TINY.replace(batch_size=32, lr=0.05, momentum=0.9, seed=3, epochs=2)
+    splits = load_splits(config, torch.device("cpu"))
+    updates = 10  # past the first epoch (256 / 32 = 8 updates), so the second permutation is used too
+    outcome = train_to_target([config], splits, Target("train_loss", 1e-9), updates, ratio=2.0,
+                              device=torch.device("cpu"))[0]
+    assert outcome.status == NOT_REACHED and outcome.steps is None and outcome.updates == updates
+    single = train(config.replace(max_updates=updates), splits=splits, progress=False, keep_weights=False)
+    assert single.summary["updates"] == updates
+    assert dict(outcome.trace)[updates] == pytest.approx(single.summary["train_loss"], rel=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_largest_fitting_batch_doubles_until_out_of_memory():
+    import torch
+
+    from batchlab.advise.measure import largest_fitting_batch
+
+    found = largest_fitting_batch(RunConfig(model="mlp"), (1, 28, 28), 10, torch.device("cuda"))
+    assert found["largest_batch"] >= 1024
+    assert found["first_out_of_memory"] in (None, 2 * found["largest_batch"])
