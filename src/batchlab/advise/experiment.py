@@ -46,12 +46,11 @@ measurements — designed for ≤ 10 minutes there.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +66,7 @@ from batchlab.data.identity import data_fingerprint, load_splits
 from batchlab.device import resolve_device
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError, UserError
+from batchlab.timing.harness import machine_load
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
@@ -120,18 +120,18 @@ class AdvisePlan:
     batch_sizes: tuple[int, ...]
     target: Target
     seeds: int
-    reference_lr: float = DEFAULT_REFERENCE_LR
-    reference_batch: int = DEFAULT_REFERENCE_BATCH
-    lr_factor: float = 3.0
-    lr_points: int = 3
+    reference_lr: float
+    reference_batch: int
+    lr_factor: float
+    lr_points: int
+    budget_examples: int
+    min_updates: int
+    max_updates: int
+    eval_ratio: float
+    timing_budget_s: float
+    noise_batches: int
+    noise_examples: int
     momenta: tuple[float, ...] = MOMENTA
-    budget_examples: int = 7200
-    min_updates: int = 150
-    max_updates: int = 20000
-    eval_ratio: float = 1.12
-    timing_budget_s: float = 0.5
-    noise_batches: int = 16
-    noise_examples: int = 1000
 
     def budget(self, batch_size: int) -> int:
         """Update budget at B: clamp(⌈budget_examples / B⌉, min_updates, max_updates)."""
@@ -297,13 +297,6 @@ def _stderr(message: str) -> None:
     print(f"[advise] {message}", file=sys.stderr, flush=True)
 
 
-def _load_average() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
 def run_key(config: RunConfig, device_type: str, fingerprint: Any, plan: AdvisePlan) -> str:
     """Key of a configuration's ``advise-run`` record: its run id, the target, the schedule."""
     return f"{run_id(config, device_type, fingerprint)}|{plan.target.key}|every*{plan.eval_ratio:g}"
@@ -385,7 +378,7 @@ def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None
     ``advise`` record and no files are written).
     """
     started = time.perf_counter()
-    load_before = _load_average()
+    load_before = machine_load()
     device = resolve_device(plan.template.device)
     if splits is None:
         splits = load_splits(plan.template, device)
@@ -436,7 +429,7 @@ def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None
         recommendation=recommend(rows, fit, memory),
         environment=describe_environment(device), seconds=time.perf_counter() - started,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), trained_runs=trained,
-        load_average=(load_before, _load_average()),
+        load_average=(load_before, machine_load()),
     )
     if store is not None:
         store.put_record(RECORD_KIND, record_key(plan), result.to_dict())

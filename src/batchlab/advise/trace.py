@@ -96,7 +96,8 @@ def train_to_target(
             raise ConfigError("configurations trained together must share batch size, model, shuffle and drop_last")
     evaluated = splits.val if target.split == "val" else splits.train
     if evaluated is None:
-        raise ConfigError(f"target {target.key} needs a validation split; allowed: val_fraction > 0 or a train_* target")
+        raise ConfigError(
+            f"target {target.key} needs a validation split; allowed: val_fraction > 0 or a train_* target")
     n_train = len(splits.train)
     batch_size = datasets.resolve_batch_size(shared.batch_size, n_train)
     slices = datasets.batch_index_slices(n_train, batch_size, drop_last=shared.drop_last)
