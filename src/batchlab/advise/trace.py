@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from batchlab import data as datasets
-from batchlab.advise.target import Target, evaluation_schedule
+from batchlab.advise.target import Target, evaluation_schedule, steps_to_target
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError
 from batchlab.train.loop import initial_model_and_optimizer
@@ -179,5 +179,7 @@ def train_to_target(
     now = time.perf_counter() - started
     for index in active:
         seconds[index], made[index] = now, update
-    return [TraceOutcome(config, status[i], steps[i], made[i], budget, traces[i], seconds[i], kept[i])
+    # S by the one counting rule (steps_to_target), the same the pack used to let runs leave.
+    return [TraceOutcome(config, status[i], steps_to_target(traces[i], target) if status[i] == REACHED else None,
+                         made[i], budget, traces[i], seconds[i], kept[i])
             for i, config in enumerate(configs)]
