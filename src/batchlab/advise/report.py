@@ -184,3 +184,9 @@ def advise_report_section(store: "RunStore"):
     return ReportSection(SECTION_ID, SECTION_TITLE, intro=intro, figures=figures, tables=[table],
                          notes=section_notes(record), data={"recommendation": record["recommendation"],
                                                             "created": record["created"]})
+
+
+def advise_section(ctx: Any):
+    """:func:`advise_report_section` for a report builder that passes a
+    :class:`~batchlab.report.context.ReportContext` (its ``store``)."""
+    return advise_report_section(ctx.store)
