@@ -13,6 +13,9 @@ The Python API in one place::
     # your own model and data (tensors or Datasets), stored and resumed like any run
     task = batchlab.Task(make_model, (x_train, y_train, x_val, y_val), name="my-net")
     result = batchlab.train(batchlab.RunConfig(batch_size=32, epochs=5), task=task, store="runs.db")
+    advice = batchlab.advise(batchlab.RunConfig(dataset="mnist-5k", model="mlp"), scale="quick",
+                             store="batchlab-runs/runs.db")
+    print(advice.recommendation)
 
 Implementation modules stay importable for advanced use, but this namespace is the stable surface.
 Its names are imported on first use (PEP 562), so ``import batchlab`` — and ``batchlab --help`` —
@@ -35,6 +38,7 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 # Public name -> the module that defines it.
 _EXPORTS = {
     "RunConfig": "batchlab.config",
+    "advise": "batchlab.advise",
     "run_id": "batchlab.config",
     "ChecksumError": "batchlab.errors",
     "ConfigError": "batchlab.errors",

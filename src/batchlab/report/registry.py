@@ -56,4 +56,5 @@ register_section_builder("gap", sections.gap_section, order=ORDER_GENERALIZATION
 # "Having both": the large-batch methods, right after the gap they try to close.
 register_section_builder("largebatch", sections.largebatch_section, order=ORDER_GENERALIZATION + 5)
 register_section_builder("summary", sections.summary_section, order=ORDER_SUMMARY)
+register_section_builder("advise", sections.advise_section, order=ORDER_SUMMARY + 5)
 register_section_builder("momentum", sections.momentum_section, order=ORDER_MOMENTUM)

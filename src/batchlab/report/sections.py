@@ -20,6 +20,7 @@ from batchlab.gap.report import SECTION_TITLE as GAP_SECTION_TITLE
 from batchlab.gap.report import gap_figures, latest_gap_record, network_numbers, section_intro, section_notes
 from batchlab.gap.tables import accuracy_table as gap_accuracy_table
 from batchlab.gap.tables import sharpness_table as gap_sharpness_table
+from batchlab.advise import report as advise
 from batchlab.largebatch import report as largebatch
 from batchlab.report.context import ReportContext
 from batchlab.report.document import ReportSection, TableItem
@@ -445,3 +446,22 @@ def largebatch_section(ctx: ReportContext) -> ReportSection | None:
         notes=largebatch.section_notes(record),
         data={"verdicts": record["verdicts"], "created": record["created"]},
     )
+
+
+def advise_section(ctx: ReportContext) -> ReportSection | None:
+    """Steps, examples and time to a target per batch size and the batch size to pick, from the
+    latest ``advise`` record; None when the store has none."""
+    record = advise.latest_advise_record(ctx.store)
+    if record is None:
+        return None
+    table = TableItem("Steps, examples and time to the target per batch size", list(advise.COLUMNS),
+                      advise.table_rows(record), "Best (η, λ) per B; S is the mean over seeds with their range.")
+    figures = [figure_item(figure, figure_id, title, caption)
+               for figure_id, title, caption, figure in advise.advise_figures(record)]
+    intro = " ".join(advise.recommendation_lines(record)) + " " + advise.fit_sentence(record)
+    noise = advise.noise_sentence(record)
+    if noise:
+        intro += " " + noise
+    return ReportSection(advise.SECTION_ID, advise.SECTION_TITLE, intro=intro, figures=figures, tables=[table],
+                         notes=advise.section_notes(record),
+                         data={"recommendation": record["recommendation"], "created": record["created"]})

@@ -1,0 +1,112 @@
+"""``batchlab advise``: steps, examples and time to a target against batch size, and the batch
+size to pick on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
+
+DEFAULT_OUT = Path("batchlab-report") / "advise"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "advise",
+        help="which batch size, learning rate and momentum: steps and time to a target vs batch size",
+        description="For batch sizes on a geometric grid, tune the learning rate (a log grid around square-root "
+        "scaling of the effective rate η/(1 − λ)) and λ ∈ {0, 0.9} with several seeds, and count the steps S(B) "
+        "to reach a target (validation accuracy by default). Fit McCandlish et al.'s S_min, E_min and "
+        "B_crit = E_min/S_min, measure the simple noise scale during training, time one update at each B on "
+        "this device, and recommend the B with the shortest time to the target, the B with the least examples, "
+        "and the largest B still in perfect scaling (and, on a GPU, the largest batch that fits). '--scale "
+        "quick' (mnist-5k, the lecture's MLP, B = 1 … 1024 in powers of 4, 2 seeds) is designed for ≤ 10 "
+        "minutes on a 2-core CPU; '--scale full' uses powers of two up to the training-set size. Outcomes are "
+        "kept in the store, so a rerun trains only what is missing. Writes advise.json and PNG/SVG figures to "
+        "--out. A target that no configuration reaches ends with a one-line error (exit 2) naming the best "
+        "value seen; the runs' outcomes stay in the store and nothing else is written.",
+        epilog="Example: batchlab advise --scale quick --target val_acc=0.9 --store batchlab-runs/runs.db",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scale", choices=("quick", "full"), default="quick",
+                        help="quick: minutes on a CPU; full: powers of two up to N, more seeds (default: quick)")
+    parser.add_argument("--dataset", default="mnist-5k", help="registry dataset (default: mnist-5k)")
+    parser.add_argument("--model", default="mlp", help="registry model (default: mlp, the lecture's 784-512-512-10)")
+    parser.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths of the model")
+    parser.add_argument("--train-subset", type=int, default=None, help="train on a seeded subset of n examples")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="validation fraction (default: 0.1)")
+    parser.add_argument("--target", default=None,
+                        help="METRIC=VALUE: val_acc, train_acc (≥) or val_loss, train_loss (≤); a bare number is "
+                        "validation accuracy (default: val_acc=0.9)")
+    parser.add_argument("--batch-sizes", nargs="+", default=None, metavar="B",
+                        help="explicit batch sizes (default: the scale's geometric grid)")
+    parser.add_argument("--max-batch", type=int, default=None, help="cap of the geometric grid")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per configuration (quick 2, full 3)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="reference effective learning rate η/(1 − λ) at --lr-batch (default: 0.1)")
+    parser.add_argument("--lr-batch", type=int, default=None, help="batch size of --lr (default: 64)")
+    parser.add_argument("--lr-factor", type=float, default=None, help="ratio of neighbouring learning rates")
+    parser.add_argument("--lr-points", type=int, default=None, help="learning rates per λ and B")
+    parser.add_argument("--budget-epochs", type=float, default=None,
+                        help="update budget per run in epochs of examples (quick 2, full 10)")
+    parser.add_argument("--min-updates", type=int, default=None, help="update budget at least this (quick 150)")
+    add_store_option(parser)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where advise.json and figures go "
+                        f"(default: {DEFAULT_OUT})")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    add_device_option(parser)
+    add_data_dir_option(parser)
+    parser.set_defaults(handler=run_advise_command)
+
+
+def run_advise_command(args: argparse.Namespace) -> int:
+    from batchlab.advise.experiment import plan_advise, run_advise
+    from batchlab.advise.report import fit_sentence, noise_sentence, recommendation_lines, render_table
+    from batchlab.config import RunConfig
+    from batchlab.store import RunStore
+
+    started = time.perf_counter()
+    template = RunConfig(dataset=args.dataset, model=args.model, hidden=args.hidden, train_subset=args.train_subset,
+                         val_fraction=args.val_fraction, device=args.device,
+                         data_dir=str(args.data_dir) if args.data_dir else None)
+    plan = plan_advise(args.scale, template, batch_sizes=args.batch_sizes, max_batch=args.max_batch,
+                       target=args.target, seeds=args.seeds, reference_lr=args.lr, reference_batch=args.lr_batch,
+                       lr_factor=args.lr_factor, lr_points=args.lr_points, budget_epochs=args.budget_epochs,
+                       min_updates=args.min_updates)
+    with RunStore(args.store) as store:
+        result = run_advise(plan, store)
+    record = result.to_dict()
+    written = write_outputs(record, args.out)
+    if args.format == "json":
+        from batchlab.files import strict_json
+
+        print(json.dumps(strict_json({**record, "files": [str(p) for p in written]}), indent=2))
+        return 0
+    print(render_table(record))
+    print()
+    for line in recommendation_lines(record):
+        print(line)
+    print(fit_sentence(record))
+    noise = noise_sentence(record)
+    if noise:
+        print(noise)
+    load = record["load_average"]
+    print(f"took {time.perf_counter() - started:.0f} s on {record['environment'].get('device_name', 'this device')}"
+          + ("" if load[0] is None else f" (load average {load[0]:.1f} at the start, {load[1]:.1f} at the end)")
+          + f"; trained {record['trained_runs']} of {len(record['runs'])} runs")
+    print(f"store {args.store}; wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def write_outputs(record: dict, out: Path) -> list[Path]:
+    """``advise.json`` and the figures (PNG + SVG) into ``out``."""
+    from batchlab.advise.report import advise_figures
+    from batchlab.files import save_figure, write_json
+
+    written = [write_json(out / "advise.json", record)]
+    for figure_id, _title, _caption, figure in advise_figures(record):
+        written += save_figure(figure, out / figure_id)
+    return written
