@@ -232,13 +232,13 @@ def test_cli_advise_tiny_and_bad_input(tmp_path, capsys):
     common = ["advise", "--hidden", "16", "--train-subset", "256", "--device", "cpu", "--seeds", "1",
               "--lr-points", "1", "--min-updates", "8", "--budget-epochs", "1", "--store", str(tmp_path / "r.db"),
               "--out", str(out)]
-    assert main(common + ["--batch-sizes", "32", "128", "--target", "val_acc=0.5", "--format", "json"]) == 0
+    assert main(common + ["--batch-size", "32", "128", "--target", "val_acc=0.5", "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert (out / "advise.json").exists() and (out / "advise-steps.png").exists()
     assert record["plan"]["batch_sizes"] == [32, 128]
-    for argv, match in ((["--scale", "huge"], "invalid choice"), (["--batch-sizes", "0"], "outside 1"),
+    for argv, match in ((["--scale", "huge"], "invalid choice"), (["--batch-size", "0"], "outside 1"),
                         (["--target", "val_acc=3"], "never be reached"),
-                        (["--batch-sizes", "64", "--target", "val_acc=1.0", "--min-updates", "2"],
+                        (["--batch-size", "64", "--target", "val_acc=1.0", "--min-updates", "2"],
                          "no configuration reached")):
         assert main(common + argv) == 2
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("batchlab: error:")]

@@ -8,7 +8,15 @@ import json
 import time
 from pathlib import Path
 
-from batchlab.commands._options import add_data_dir_option, add_device_option, add_store_option
+from batchlab.commands._options import (
+    add_data_dir_option,
+    add_device_option,
+    add_progress_option,
+    add_store_option,
+    hidden_width,
+    stage_printer,
+    output_dir,
+)
 
 DEFAULT_OUT = Path("batchlab-report") / "advise"
 
@@ -35,13 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="quick: minutes on a CPU; full: powers of two up to N, more seeds (default: quick)")
     parser.add_argument("--dataset", default="mnist-5k", help="registry dataset (default: mnist-5k)")
     parser.add_argument("--model", default="mlp", help="registry model (default: mlp, the lecture's 784-512-512-10)")
-    parser.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths of the model")
+    parser.add_argument("--hidden", type=hidden_width, nargs="+", default=None, help="hidden widths of the model")
     parser.add_argument("--train-subset", type=int, default=None, help="train on a seeded subset of n examples")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation fraction (default: 0.1)")
     parser.add_argument("--target", default=None,
                         help="METRIC=VALUE: val_acc, train_acc (≥) or val_loss, train_loss (≤); a bare number is "
                         "validation accuracy (default: val_acc=0.9)")
-    parser.add_argument("--batch-sizes", nargs="+", default=None, metavar="B",
+    parser.add_argument("--batch-size", dest="batch_sizes", nargs="+", default=None, metavar="B",
                         help="explicit batch sizes (default: the scale's geometric grid)")
     parser.add_argument("--max-batch", type=int, default=None, help="cap of the geometric grid")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per configuration (quick 2, full 3)")
@@ -54,9 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="update budget per run in epochs of examples (quick 2, full 10)")
     parser.add_argument("--min-updates", type=int, default=None, help="update budget at least this (quick 150)")
     add_store_option(parser)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where advise.json and figures go "
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR", help=f"where advise.json and figures go "
                         f"(default: {DEFAULT_OUT})")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    add_progress_option(parser, "stage lines with the seconds so far")
     add_device_option(parser)
     add_data_dir_option(parser)
     parser.set_defaults(handler=run_advise_command)
@@ -77,7 +86,7 @@ def run_advise_command(args: argparse.Namespace) -> int:
                        lr_factor=args.lr_factor, lr_points=args.lr_points, budget_epochs=args.budget_epochs,
                        min_updates=args.min_updates)
     with RunStore(args.store) as store:
-        result = run_advise(plan, store)
+        result = run_advise(plan, store, log=stage_printer(args.progress))
     record = result.to_dict()
     written = write_outputs(record, args.out)
     if args.format == "json":
