@@ -166,9 +166,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from batchlab.sweep import plan_only, run_sweep
     from batchlab.sweep.summary import summary_table
 
+    from batchlab.hints import hint_after_training, warn_before_training
+
     spec = spec_from_args(args)
     if args.executor == "local":
         check_models_fit(spec.configs())
+    warn_before_training(spec.configs(), args.store)
     if args.dry_run:
         plan = plan_only(spec, args.store, executor=args.executor, ray_address=args.ray_address,
                          ray_cpus=args.ray_cpus, force=args.force, packing=args.packing)
@@ -184,6 +187,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
                         packing=args.packing, keep_weights=not args.no_weights, on_plan=show_plan)
     print()
     print(summary_table(results.runs))
+    hint_after_training(results.runs, args.store)
     trained = len(results) - results.skipped
     print(f"{len(results) + len(results.failed)} run(s): {trained} trained, skipped (already in store): {results.skipped}, "
           f"failed: {len(results.failed)}; store {args.store}")

@@ -83,14 +83,14 @@ def parse_condition(text: str) -> Condition:
         raise StoreError(f"--where key {key!r} is unknown; allowed: {', '.join(WHERE_KEYS)}")
     if not raw:
         raise StoreError(f"--where {text!r} has no value; allowed: e.g. --where {key}{op}…")
+    if key in ("status", "tag") and op not in ("=", "!="):
+        raise StoreError(f"--where {key} takes = or !=; allowed: e.g. --where {key}=…")
     if op in _ORDERING:
         value = _parse_scalar(raw)
         if not _is_number(value):
             raise StoreError(f"--where {text!r} compares {key} with {raw!r}, not a number; "
                              f"allowed: a number after {op}, or = / != for text")
         return Condition(key, op, (value,))
-    if key in ("status", "tag") and op not in ("=", "!="):
-        raise StoreError(f"--where {key} takes = or !=; allowed: e.g. --where {key}=…")
     values = _parse_alternatives(key, raw)
     if key == "status":
         unknown = [v for v in values if v not in STATUSES]

@@ -238,7 +238,7 @@ class RunStore(Database):
         text = text.strip()
         if self._read("SELECT 1 FROM runs WHERE run_id = ?", (text,)):
             return text
-        if len(text) < MIN_PREFIX:
+        if len(text) < MIN_PREFIX:  # too short to be a prefix worth searching
             raise StoreError(f"run id {text!r} is too short to look up; allowed: a full id or a unique "
                              f"prefix of at least {MIN_PREFIX} characters (see `batchlab runs`)")
         rows = self._read("SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY run_id",
@@ -246,8 +246,10 @@ class RunStore(Database):
         if len(rows) == 1:
             return rows[0]["run_id"]
         if not rows:
-            raise StoreError(f"no run id starts with {text!r} in {self.path}; allowed: an id or a unique "
-                             f"prefix listed by `batchlab runs`")
+            known = [row["run_id"] for row in self._read("SELECT run_id FROM runs ORDER BY created LIMIT 5")]
+            example = f" (e.g. {', '.join(known)})" if known else " (the store is empty)"
+            raise StoreError(f"unknown run id {text!r} in {self.path}; allowed: an id listed by `batchlab runs`, "
+                             f"or a unique prefix of one{example}")
         candidates = ", ".join(row["run_id"] for row in rows)
         raise StoreError(f"run id prefix {text!r} is ambiguous: it matches {candidates}; allowed: a longer prefix")
 
