@@ -113,7 +113,7 @@ def test_store_that_is_not_batchlabs_is_one_line_error(tmp_path, capsys):
     "argv, message",
     [
         (["--where", "colour=red"], "--where key 'colour' is unknown; allowed: dataset"),
-        (["--where", "batch_size"], "is not KEY=VALUE"),
+        (["--where", "batch_size"], "has no comparison; allowed: KEY OP VALUE"),
         (["--per-epoch"], "allowed: --format csv or --format json"),
         (["--status", "done"], "invalid choice"),
     ],

@@ -164,13 +164,16 @@ def check_models_fit(configs) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
+    from batchlab.hints import hint_after_training, warn_before_training
     from batchlab.sweep import plan_only, run_sweep
     from batchlab.sweep.summary import summary_table
 
     spec = spec_from_args(args)
     task = task_from_args(args)
-    if args.executor == "local" and task is None:
-        check_models_fit(spec.configs())
+    if task is None:
+        if args.executor == "local":
+            check_models_fit(spec.configs())
+        warn_before_training(spec.configs(), args.store)
     if args.dry_run:
         plan = plan_only(spec, args.store, executor=args.executor, ray_address=args.ray_address,
                          ray_cpus=args.ray_cpus, force=args.force, packing=args.packing, task=task)
@@ -186,6 +189,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
                         packing=args.packing, keep_weights=not args.no_weights, on_plan=show_plan, task=task)
     print()
     print(summary_table(results.runs))
+    if task is None:
+        hint_after_training(results.runs, args.store)
     trained = len(results) - results.skipped
     print(f"{len(results) + len(results.failed)} run(s): {trained} trained, skipped (already in store): {results.skipped}, "
           f"failed: {len(results.failed)}; store {args.store}")

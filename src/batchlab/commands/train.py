@@ -136,12 +136,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from batchlab.hints import hint_after_training, warn_before_training
     from batchlab.train import train
 
     config = config_from_args(args)
     task = task_from_args(args)
     if task is None:
         check_model_memory(config.model, config.dataset, config.hidden, config.device)
+        warn_before_training([config], args.store)
     if args.nproc is not None or args.max_restarts is not None:
         if task is not None:
             raise ConfigError("--nproc trains registry models only; allowed: --model-file/--data-file without --nproc")
@@ -152,6 +154,8 @@ def run_train(args: argparse.Namespace) -> int:
         with model_memory_errors(config.model, config.hidden):
             result = train(config, store=args.store, force=args.force, progress=args.progress,
                            keep_weights=not args.no_weights, task=task)
+    if task is None:
+        hint_after_training([result], args.store)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0

@@ -3,7 +3,9 @@
 * :mod:`batchlab.store.database`: the file, its schema, the WAL journal, the write lock and retries.
 * :mod:`batchlab.store.runs`: :class:`RunStore` — runs, per-epoch metrics, timings, analysis
   records, and the runs' weight and checkpoint files.
-* :mod:`batchlab.store.export`: stored runs as a table, CSV or JSON.
+* :mod:`batchlab.store.export`: stored runs as a table, CSV or JSON; the registry of export formats.
+* :mod:`batchlab.store.query`: ``--where`` conditions and ``--sort`` keys over stored runs.
+* :mod:`batchlab.store.tensorboard`: stored runs as TensorBoard event folders.
 """
 
 from batchlab.files import atomic_write, write_text_atomically
@@ -22,9 +24,14 @@ from batchlab.store.export import (
     CONFIG_COLUMNS,
     EXPORT_COLUMNS,
     EXPORT_FORMATS,
+    EXPORTERS,
     SUMMARY_COLUMNS,
+    Exporter,
+    Labels,
     export_runs,
     flat_run,
+    get_exporter,
+    register_exporter,
 )
 from batchlab.store.runs import RunRecord, RunStore
 
@@ -35,6 +42,9 @@ __all__ = [
     "ENDED_STATUSES",
     "EXPORT_COLUMNS",
     "EXPORT_FORMATS",
+    "EXPORTERS",
+    "Exporter",
+    "Labels",
     "FAILED",
     "FINAL_STATUSES",
     "FINISHED",
@@ -51,5 +61,7 @@ __all__ = [
     "atomic_write",
     "export_runs",
     "flat_run",
+    "get_exporter",
+    "register_exporter",
     "write_text_atomically",
 ]

@@ -2,14 +2,15 @@
 
 Tables, in the spirit of MLflow's tracking model:
 
-* ``meta(key, value)``: ``schema = batchlab-runs`` and ``schema_version = 1``; a file without them
-  is refused, so batchlab never writes into someone else's database.
+* ``meta(key, value)``: ``schema = batchlab-runs`` and ``schema_version`` (:data:`SCHEMA_VERSION`);
+  a file without them is refused, so batchlab never writes into someone else's database.
 * ``runs``: one row per run id (the hash of the resolved config) with its status (``running``,
-  ``finished``, ``diverged``, ``failed``), config, environment and summary as JSON, timestamps
+  ``finished``, ``diverged``, ``failed``, ``interrupted``), config, environment and summary as JSON, timestamps
   (ISO 8601, UTC), host and pid.
 * ``metrics(run_id, epoch, key, value, wall_time)``: one value per (run, epoch, key).
 * ``timings``: rows measured by ``batchlab timing`` (per-update time of one model and batch size).
 * ``records(kind, key, value)``: JSON results of other analyses (e.g. kind ``sharpness``).
+* ``tags(run_id, tag)`` and ``notes(run_id, note, updated)``: the user's labels and notes on runs.
 
 Concurrency and crashes: the journal is WAL, so readers never block the writer and a process killed
 at any instant leaves every committed transaction readable. Every write is one short
@@ -32,9 +33,10 @@ from typing import Any, Self
 from batchlab.errors import StoreError
 
 SCHEMA_NAME = "batchlab-runs"
-# 2: status ``interrupted`` (a run stopped by the user, resumable). Version 1 stores are
-# upgraded in place when opened.
-SCHEMA_VERSION = 2
+# 2: status ``interrupted`` (a run stopped by the user, resumable).
+# 3: tables ``tags`` and ``notes``.
+# Older stores are upgraded in place, one version at a time, when opened (see _UPGRADES).
+SCHEMA_VERSION = 3
 
 # How long one statement waits for another process's write lock before SQLite gives up.
 BUSY_TIMEOUT_S = 30.0
@@ -88,8 +90,16 @@ _SCHEMA = (
         value TEXT NOT NULL,
         created TEXT NOT NULL,
         PRIMARY KEY (kind, key))""",
+    """CREATE TABLE IF NOT EXISTS tags (
+        run_id TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (run_id, tag))""",
+    """CREATE TABLE IF NOT EXISTS notes (
+        run_id TEXT PRIMARY KEY,
+        note TEXT NOT NULL,
+        updated TEXT NOT NULL)""",
 )
-_TABLES = ("meta", "runs", "metrics", "timings", "records")
+_TABLES = ("meta", "runs", "metrics", "timings", "records", "tags", "notes")
 
 # Columns of the timings table a caller may set; other keys of a timing row go into ``extra``.
 TIMING_COLUMNS = (
@@ -192,8 +202,10 @@ class Database:
             try:
                 # Another process may have created the schema while this one waited for the lock.
                 tables = self._table_names(conn)
-                if tables and self._check_meta(conn, tables) < SCHEMA_VERSION and "runs" in tables:
-                    _upgrade_runs_table(conn)
+                if tables and "runs" in tables:
+                    version = self._check_meta(conn, tables)
+                    for upgrade in _UPGRADES[version - 1:]:
+                        upgrade(conn)
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 conn.executemany(
@@ -347,6 +359,17 @@ def _upgrade_runs_table(conn: sqlite3.Connection) -> None:
     conn.execute(_SCHEMA[1])
     conn.execute("INSERT INTO runs SELECT * FROM runs_version_1")
     conn.execute("DROP TABLE runs_version_1")
+
+
+def _add_tag_tables(conn: sqlite3.Connection) -> None:
+    """Version 2 → 3: the ``tags`` and ``notes`` tables (every existing row stays as it is)."""
+    for statement in _SCHEMA:
+        if "TABLE IF NOT EXISTS tags " in statement or "TABLE IF NOT EXISTS notes " in statement:
+            conn.execute(statement)
+
+
+# _UPGRADES[v - 1] takes a store from version v to v + 1, inside the opening transaction.
+_UPGRADES = (_upgrade_runs_table, _add_tag_tables)
 
 
 def _is_locked(error: sqlite3.Error) -> bool:

@@ -1,4 +1,11 @@
-"""Stored runs as a readable table, CSV or JSON (for ``batchlab runs`` and sweep results)."""
+"""Stored runs as a readable table, CSV or JSON (for ``batchlab runs`` and sweep results), and
+the registry of every export format (:data:`EXPORTERS`).
+
+An exporter writes text (``table``, ``csv``, ``json``: to the terminal or one file) or a folder
+(``tensorboard``: one event folder per run). Another dashboard's exporter — MLflow, say — is
+one :class:`Exporter` more, registered with :func:`register_exporter`; ``batchlab runs --format``
+offers every registered name.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,57 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from batchlab.architecture import architecture
 from batchlab.errors import StoreError
 from batchlab.files import json_default, strict_json
 from batchlab.store.runs import RunRecord, RunStore
+
+# Per-epoch metrics of one run: a function from run id to ``[{"epoch": e, key: value, …}, …]``.
+MetricsLookup = Callable[[str], list[dict]]
+TEXT = "text"
+FOLDER = "folder"
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """One export format.
+
+    ``writes`` is :data:`TEXT` — ``export(records, metrics, labels)`` returns the text — or
+    :data:`FOLDER` — ``export(records, metrics, labels, folder)`` writes under ``folder`` and
+    returns the paths written. ``metrics`` is a :data:`MetricsLookup` or None (no per-epoch
+    metrics asked for); ``per_epoch`` says whether the format always wants them.
+    """
+
+    name: str
+    description: str
+    writes: str
+    export: Callable[..., Any]
+    per_epoch: bool = False
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What the user attached to runs: ``tags`` (run id → tags) and ``notes`` (run id → note)."""
+
+    tags: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, store: RunStore) -> "Labels":
+        return cls(store.tags(), store.notes())
+
+    def add_to(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` with its run's ``tags`` and ``note`` columns (when any run has some)."""
+        if self.tags:
+            row["tags"] = list(self.tags.get(row["run_id"], ()))
+        if self.notes:
+            row["note"] = self.notes.get(row["run_id"])
+        return row
 
 # The flat columns of an exported run, in order: config first, then the summary.
 CONFIG_COLUMNS = ("dataset", "model", "optimizer", "batch_size", "lr", "momentum", "seed", "epochs")
@@ -23,10 +75,13 @@ EXPORT_FORMATS = ("table", "csv", "json")
 # Headers of the readable table: (column, header).
 _TABLE_HEADERS = (
     ("run_id", "run id"), ("status", "status"), ("dataset", "dataset"), ("model", "model"),
-    ("optimizer", "opt"), ("batch_size", "B"), ("lr", "lr"), ("momentum", "λ"), ("seed", "seed"),
+    ("arch", "arch"), ("optimizer", "opt"), ("batch_size", "B"), ("lr", "lr"), ("momentum", "λ"), ("seed", "seed"),
     ("epochs", "epochs"), ("train_acc", "train acc"), ("val_acc", "val acc"),
     ("test_acc", "test acc"), ("time_per_update_s", "time/update"),
 )
+_TABLE_LEFT = {"run_id", "status", "dataset", "model", "arch", "optimizer", "tags", "note"}
+# The table shows the start of a note; `batchlab runs show` shows all of it.
+NOTE_WIDTH = 40
 
 
 def flat_run(record: RunRecord) -> dict[str, Any]:
@@ -46,32 +101,45 @@ def flat_run(record: RunRecord) -> dict[str, Any]:
 def export_runs(
     records: Iterable[RunRecord],
     fmt: str = "table",
-    metrics_for: RunStore | Callable[[str], list[dict]] | None = None,
+    metrics_for: RunStore | MetricsLookup | None = None,
+    labels: Labels | None = None,
 ) -> str:
     """Runs as a readable table, CSV or JSON (both load straight into pandas).
 
-    ``table`` shows :data:`EXPORT_COLUMNS` less the summary's update count and epoch time; ``csv``
-    and ``json`` hold every column of :func:`flat_run` (JSON writes NaN as null). With
-    ``metrics_for`` (a store, or a function from run id to per-epoch metrics) the per-epoch
-    metrics are included: JSON gives each run a ``per_epoch`` list; CSV becomes one row per
-    (run, epoch) with the run's id, status and config followed by the epoch's metrics.
+    ``table`` shows :data:`EXPORT_COLUMNS` less the summary's update count and epoch time, plus
+    each run's architecture (and its tags and note, when any run has some); ``csv`` and ``json``
+    hold every column of :func:`flat_run` and the ``labels`` (JSON writes NaN as null). With ``metrics_for`` (a store, or a
+    function from run id to per-epoch metrics) the per-epoch metrics are included: JSON gives
+    each run a ``per_epoch`` list; CSV becomes one row per (run, epoch) with the run's id, status
+    and config followed by the epoch's metrics.
     """
-    if fmt not in EXPORT_FORMATS:
-        raise StoreError(f"unknown export format {fmt!r}; allowed: {', '.join(EXPORT_FORMATS)}")
-    records = list(records)
+    exporter = get_exporter(fmt)
+    if exporter.writes != TEXT:
+        raise StoreError(f"format {fmt!r} writes a folder, not text; allowed: {', '.join(formats(TEXT))}")
     lookup = metrics_for.metrics if isinstance(metrics_for, RunStore) else metrics_for
-    if fmt == "table":
-        if lookup is not None:
-            raise StoreError("per-epoch metrics cannot be shown in the table; allowed: csv or json")
-        return _table(records)
-    rows = [flat_run(record) for record in records]
-    if fmt == "json":
-        if lookup is not None:
-            for row in rows:
-                row["per_epoch"] = lookup(row["run_id"])
-        return json.dumps(strict_json(rows), indent=2, default=json_default)
+    return exporter.export(list(records), lookup, labels or Labels())
+
+
+def _export_table(records: list[RunRecord], lookup: MetricsLookup | None,
+                  labels: Labels) -> str:
+    if lookup is not None:
+        raise StoreError("per-epoch metrics cannot be shown in the table; allowed: csv or json")
+    return _table(records, labels)
+
+
+def _export_json(records: list[RunRecord], lookup: MetricsLookup | None,
+                 labels: Labels) -> str:
+    rows = [labels.add_to(flat_run(record)) for record in records]
+    if lookup is not None:
+        for row in rows:
+            row["per_epoch"] = lookup(row["run_id"])
+    return json.dumps(strict_json(rows), indent=2, default=json_default)
+
+
+def _export_csv(records: list[RunRecord], lookup: MetricsLookup | None,
+                labels: Labels) -> str:
     if lookup is None:
-        return _csv(rows, EXPORT_COLUMNS)
+        return _csv([labels.add_to(flat_run(record)) for record in records], EXPORT_COLUMNS)
     return _csv([row for record in records for row in _epoch_rows(record, lookup(record.run_id))],
                 ("run_id", "status") + CONFIG_COLUMNS + ("epoch",))
 
@@ -107,26 +175,43 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _table(records: list[RunRecord]) -> str:
+def _table(records: list[RunRecord], labels: Labels) -> str:
     if not records:
         return "(no runs)"
-    cells = [[header for _, header in _TABLE_HEADERS]]
+    headers = _TABLE_HEADERS
+    if any(labels.tags.get(r.run_id) for r in records):
+        headers += (("tags", "tags"),)
+    if any(labels.notes.get(r.run_id) for r in records):
+        headers += (("note", "note"),)
+    cells = [[header for _, header in headers]]
     for record in records:
-        row = flat_run(record)
-        cells.append([_table_cell(column, row.get(column)) for column, _ in _TABLE_HEADERS])
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_TABLE_HEADERS))]
-    # Text columns align left, numbers right.
-    left = {"run_id", "status", "dataset", "model", "optimizer"}
+        row = flat_run(record) | {"arch": architecture(record.config),
+                                  "tags": ",".join(labels.tags.get(record.run_id, ())),
+                                  "note": _shortened(labels.notes.get(record.run_id, ""))}
+        cells.append([_table_cell(column, row.get(column)) for column, _ in headers])
+    return align_columns(cells, [column in _TABLE_LEFT for column, _ in headers])
+
+
+def align_columns(cells: list[list[str]], left: Sequence[bool]) -> str:
+    """Rows of cells as aligned text: a column flagged in ``left`` aligns left (text), the
+    others right (numbers); two spaces between columns."""
+    widths = [max(len(line[i]) for line in cells) for i in range(len(left))]
     lines = []
     for line in cells:
-        parts = [cell.ljust(width) if column in left else cell.rjust(width)
-                 for cell, width, (column, _) in zip(line, widths, _TABLE_HEADERS)]
+        parts = [cell.ljust(width) if is_left else cell.rjust(width)
+                 for cell, width, is_left in zip(line, widths, left)]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
 
 
+def _shortened(text: str, limit: int = NOTE_WIDTH) -> str:
+    """The first line of ``text``, cut to ``limit`` characters with an ellipsis."""
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit and line == text else line[: limit - 1].rstrip() + "…"
+
+
 def _table_cell(column: str, value: Any) -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
     if isinstance(value, float) and math.isnan(value):
         return "nan"
@@ -137,3 +222,45 @@ def _table_cell(column: str, value: Any) -> str:
     if column in ("lr", "momentum"):
         return f"{value:g}"
     return str(value)
+
+
+# ----------------------------------------------------------------------------- the registry
+
+EXPORTERS: dict[str, Exporter] = {}
+
+
+def register_exporter(exporter: Exporter) -> Exporter:
+    """Add (or replace) an export format; ``batchlab runs --format`` offers it from then on."""
+    if exporter.writes not in (TEXT, FOLDER):
+        raise ValueError(f"exporter {exporter.name}: writes={exporter.writes!r}; allowed: {TEXT}, {FOLDER}")
+    EXPORTERS[exporter.name] = exporter
+    return exporter
+
+
+def get_exporter(name: str) -> Exporter:
+    try:
+        return EXPORTERS[name]
+    except KeyError:
+        raise StoreError(f"unknown export format {name!r}; allowed: {', '.join(EXPORTERS)}") from None
+
+
+def formats(writes: str | None = None) -> tuple[str, ...]:
+    """The registered format names (only those writing ``writes``, when given)."""
+    return tuple(name for name, e in EXPORTERS.items() if writes is None or e.writes == writes)
+
+
+def _export_tensorboard(records: list[RunRecord], lookup: MetricsLookup | None, labels: Labels,
+                        folder: Path) -> list[Path]:
+    from batchlab.store.tensorboard import write_tensorboard  # needs the tensorboard extra
+
+    return write_tensorboard(records, lookup, folder)
+
+
+register_exporter(Exporter("table", "a readable table (the terminal's default)", TEXT, _export_table))
+register_exporter(Exporter("csv", "every config and summary column, one row per run (pandas.read_csv)", TEXT,
+                           _export_csv))
+register_exporter(Exporter("json", "every config and summary column, a list of runs (pandas.read_json)", TEXT,
+                           _export_json))
+register_exporter(Exporter("tensorboard", "one TensorBoard event folder per run: per-epoch scalars and the "
+                           "hyperparameters (HParams view); needs batchlab[tensorboard]", FOLDER,
+                           _export_tensorboard, per_epoch=True))

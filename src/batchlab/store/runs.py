@@ -19,7 +19,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +33,13 @@ from batchlab.store.database import TIMING_COLUMNS, Database
 _TIMING_FLAGS = ("extrapolated", "synthetic_data")
 _TIMING_JSON = ("environment", "extra")
 
+
+# The shortest run-id prefix accepted for a run id (git's default abbreviation is 7; ids are 16 hex
+# digits, so 4 already tells apart the runs of a study of hundreds).
+MIN_PREFIX = 4
+# A tag: no spaces (it is one word on the command line) and no commas (they separate the
+# alternatives of ``--where tag=a,b``).
+MAX_TAG_LENGTH = 64
 
 # What :meth:`RunStore.claim_run` decided.
 CLAIM_STARTED = "started"
@@ -131,7 +138,7 @@ class RunStore(Database):
                 record = _record(row)
                 if record.status in ENDED_STATUSES and not force:
                     return CLAIM_ENDED, record
-                if record.status == RUNNING and record.host == host and record.pid != pid and _alive(record.pid):
+                if held_by_live_process(record, host, pid):
                     return CLAIM_BUSY, record
                 if record.status not in ENDED_STATUSES and not force:
                     created = record.created
@@ -194,24 +201,67 @@ class RunStore(Database):
 
         self._write(body)
 
-    def delete_run(self, run_id: str) -> None:
-        """Remove a run completely: its row, its metrics, its weights and its checkpoint."""
+    def delete_run(self, run_id: str) -> dict[str, int]:
+        """Remove a run completely: its row, metrics, tags, note, the analysis records whose key
+        names it, its weights and its checkpoint; returns how many of each were removed.
 
-        def body(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
-            conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        A run that a live process on this host is training is refused (:class:`StoreError`), in
+        the same transaction that deletes, so a run cannot start between the check and the delete.
+        """
+        host, pid = socket.gethostname(), os.getpid()
 
-        self._write(body)
+        def body(conn: sqlite3.Connection) -> dict[str, int]:
+            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is not None and held_by_live_process(record := _record(row), host, pid):
+                raise StoreError(f"run {run_id} is being trained by process {record.pid} on {record.host}; "
+                                 "allowed: stop that process first, or wait for it to end")
+            return {
+                "metrics": conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,)).rowcount,
+                "records": conn.execute("DELETE FROM records WHERE instr(key, ?) > 0", (run_id,)).rowcount,
+                "tags": conn.execute("DELETE FROM tags WHERE run_id = ?", (run_id,)).rowcount,
+                "notes": conn.execute("DELETE FROM notes WHERE run_id = ?", (run_id,)).rowcount,
+                "runs": conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount,
+            }
+
+        removed = self._write(body)
+        removed["weights"] = int(self.has_weights(run_id))
+        removed["checkpoint"] = int(self.has_checkpoint(run_id))
         self._weights_path(run_id).unlink(missing_ok=True)
         self.delete_checkpoint(run_id)
+        return removed
+
+    def resolve_run_id(self, text: str) -> str:
+        """The full id of the run that ``text`` names: the id itself, or a unique prefix of at
+        least :data:`MIN_PREFIX` characters (as git accepts abbreviated commits). An unknown id,
+        a short prefix or an ambiguous one is a one-line :class:`StoreError` (an ambiguous one
+        lists the candidates)."""
+        text = text.strip()
+        if self._read("SELECT 1 FROM runs WHERE run_id = ?", (text,)):
+            return text
+        if len(text) < MIN_PREFIX:  # too short to be a prefix worth searching
+            raise StoreError(f"run id {text!r} is too short to look up; allowed: a full id or a unique "
+                             f"prefix of at least {MIN_PREFIX} characters (see `batchlab runs`)")
+        rows = self._read("SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY run_id",
+                          (len(text), text))
+        if len(rows) == 1:
+            return rows[0]["run_id"]
+        if not rows:
+            known = [row["run_id"] for row in self._read("SELECT run_id FROM runs ORDER BY created LIMIT 5")]
+            example = f" (e.g. {', '.join(known)})" if known else " (the store is empty)"
+            raise StoreError(f"unknown run id {text!r} in {self.path}; allowed: an id listed by `batchlab runs`, "
+                             f"or a unique prefix of one{example}")
+        candidates = ", ".join(row["run_id"] for row in rows)
+        raise StoreError(f"run id prefix {text!r} is ambiguous: it matches {candidates}; allowed: a longer prefix")
 
     def runs(self, *, status: str | None = None, where: Mapping[str, Any] | None = None) -> list[RunRecord]:
         """Runs in the order they were created, optionally filtered.
 
         ``status`` keeps one status; ``where`` maps config keys to a value or a list of allowed
-        values (numbers compare by value, so ``64`` matches ``64.0``); a run lacking a key never
-        matches it.
+        values, compared as :mod:`batchlab.store.query` does (numbers by value, so ``64`` matches
+        ``64.0``; ``hidden`` as a list); a run lacking a key never matches it.
         """
+        from batchlab.store.query import conditions_from_mapping, filter_runs  # it imports RunRecord
+
         if status is not None and status not in STATUSES:
             raise StoreError(f"unknown run status {status!r}; allowed: {', '.join(STATUSES)}")
         if status is None:
@@ -219,9 +269,7 @@ class RunStore(Database):
         else:
             rows = self._read("SELECT * FROM runs WHERE status = ? ORDER BY created, run_id", (status,))
         records = [_record(row) for row in rows]
-        if where:
-            records = [r for r in records if all(_config_matches(r.config, k, v) for k, v in where.items())]
-        return records
+        return filter_runs(records, conditions_from_mapping(where)) if where else records
 
     def metrics(self, run_id: str) -> list[dict[str, float]]:
         """One dict per logged epoch, ``{"epoch": e, key: value, ...}``, sorted by epoch."""
@@ -360,7 +408,67 @@ class RunStore(Database):
         rows = self._read("SELECT key, value FROM records WHERE kind = ? ORDER BY key", (kind,))
         return [(row["key"], json.loads(row["value"])) for row in rows]
 
+    def records_naming(self, run_id: str) -> list[dict[str, Any]]:
+        """Every analysis record attached to ``run_id`` (Hessian, sharpness, landscape, …: their
+        keys name the run id), as ``{"kind", "key", "created", "value"}`` sorted by kind and key."""
+        rows = self._read("SELECT kind, key, created, value FROM records WHERE instr(key, ?) > 0 "
+                          "ORDER BY kind, key", (run_id,))
+        return [{"kind": row["kind"], "key": row["key"], "created": row["created"],
+                 "value": json.loads(row["value"])} for row in rows]
+
+    # ----------------------------------------------------------------------------- tags and notes
+
+    def add_tags(self, run_id: str, tags: Iterable[str]) -> None:
+        """Label ``run_id`` with ``tags`` (each :func:`check_tag`); a tag it has already is kept once."""
+        checked = [check_tag(tag) for tag in tags]
+
+        def body(conn: sqlite3.Connection) -> None:
+            self._require_run(conn, run_id)
+            conn.executemany("INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)",
+                             [(run_id, tag) for tag in checked])
+
+        self._write(body)
+
+    def remove_tags(self, run_id: str, tags: Iterable[str]) -> None:
+        """Take ``tags`` off ``run_id`` (a tag it does not have is ignored)."""
+        names = [str(tag) for tag in tags]
+        self._write(lambda conn: conn.executemany("DELETE FROM tags WHERE run_id = ? AND tag = ?",
+                                                  [(run_id, tag) for tag in names]))
+
+    def set_note(self, run_id: str, note: str) -> None:
+        """Attach ``note`` (free text) to ``run_id``, replacing its note; an empty note removes it."""
+        text = note.strip()
+
+        def body(conn: sqlite3.Connection) -> None:
+            self._require_run(conn, run_id)
+            if text:
+                conn.execute("INSERT OR REPLACE INTO notes (run_id, note, updated) VALUES (?, ?, ?)",
+                             (run_id, text, _now()))
+            else:
+                conn.execute("DELETE FROM notes WHERE run_id = ?", (run_id,))
+
+        self._write(body)
+
+    def tags(self) -> dict[str, list[str]]:
+        """Every run's tags, sorted: ``{run_id: [tag, …]}`` (runs without tags are absent)."""
+        found: dict[str, list[str]] = {}
+        for row in self._read("SELECT run_id, tag FROM tags ORDER BY run_id, tag"):
+            found.setdefault(row["run_id"], []).append(row["tag"])
+        return found
+
+    def notes(self) -> dict[str, str]:
+        """Every run's note: ``{run_id: note}``."""
+        return {row["run_id"]: row["note"] for row in self._read("SELECT run_id, note FROM notes")}
+
 # ----------------------------------------------------------------------------- helpers
+
+
+def held_by_live_process(record: RunRecord, host: str | None = None, pid: int | None = None) -> bool:
+    """Whether another live process on this host is training ``record`` now (its row is
+    ``running`` with that host and pid). A process on another host cannot be checked: False."""
+    host = socket.gethostname() if host is None else host
+    pid = os.getpid() if pid is None else pid
+    return record.status == RUNNING and record.host == host and record.pid != pid and _alive(record.pid)
 
 
 def _alive(pid: int | None) -> bool:
@@ -419,26 +527,13 @@ def _record(row: sqlite3.Row) -> RunRecord:
     )
 
 
-def _same_value(stored: Any, wanted: Any) -> bool:
-    numbers = (int, float)
-    if (isinstance(stored, numbers) and isinstance(wanted, numbers)
-            and not isinstance(stored, bool) and not isinstance(wanted, bool)):
-        return float(stored) == float(wanted)
-    if isinstance(stored, (list, tuple)) and isinstance(wanted, (list, tuple)):
-        return len(stored) == len(wanted) and all(_same_value(a, b) for a, b in zip(stored, wanted))
-    return stored == wanted
-
-
-def _config_matches(config: Mapping[str, Any], key: str, wanted: Any) -> bool:
-    if key not in config:
-        return False
-    # A list is a set of allowed values, unless the stored value is itself that list
-    # (hidden widths: where={"hidden": [512, 512]}).
-    if isinstance(wanted, (list, tuple, set, frozenset)):
-        if isinstance(wanted, (list, tuple)) and _same_value(config[key], wanted):
-            return True
-        return any(_same_value(config[key], choice) for choice in wanted)
-    return _same_value(config[key], wanted)
+def check_tag(tag: str) -> str:
+    """``tag`` if it is 1 … :data:`MAX_TAG_LENGTH` characters without spaces or commas, else :class:`StoreError`."""
+    text = str(tag)
+    if not text or len(text) > MAX_TAG_LENGTH or any(c.isspace() or c == "," for c in text):
+        raise StoreError(f"tag {text!r} is invalid; allowed: 1 … {MAX_TAG_LENGTH} characters without spaces "
+                         "or commas (use --note for free text)")
+    return text
 
 
 def _safe_file_stem(run_id: str) -> str:

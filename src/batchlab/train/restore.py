@@ -34,15 +34,13 @@ class RestoredRun:
 
 
 def restore_run(store: RunStore, run_id: str, device: str | torch.device = "cpu") -> RestoredRun:
-    """Load run ``run_id`` from ``store`` (a RunStore) with its final weights on ``device``.
+    """Load run ``run_id`` (an id, or a unique prefix of one) from ``store`` (a RunStore) with
+    its final weights on ``device``.
 
-    Raises :class:`StoreError` for an unknown run id or a run whose weights were not kept.
+    Raises :class:`StoreError` for an unknown or ambiguous run id or a run whose weights were not kept.
     """
+    run_id = store.resolve_run_id(run_id)  # a unique prefix names the run too
     record = store.get(run_id)
-    if record is None:
-        known = [r.run_id for r in store.runs()][:5]
-        hint = f" (e.g. {', '.join(known)})" if known else " (the store is empty)"
-        raise StoreError(f"unknown run id {run_id!r} in {store.path}; allowed: an id listed by `batchlab runs`{hint}")
     config = RunConfig.from_dict(record.config)
     if record.environment.get("data") is not None:
         raise StoreError(
