@@ -18,15 +18,18 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchlab.advise.experiment import AdvisePlan, AdviseResult, TargetNotReachedError, plan_advise, run_advise
 from batchlab.advise.fit import TradeoffFit, fit_tradeoff
 from batchlab.advise.target import Target, parse_target
 from batchlab.config import RunConfig
 
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
 
-def advise(template: RunConfig | None = None, *, scale: str = "quick", store: Any = None, splits: Any = None,
+
+def advise(template: RunConfig | None = None, *, scale: str = "quick", store: "RunStore | str | None" = None, splits: Any = None,
            **overrides: Any) -> AdviseResult:
     """Plan (``overrides``: see :func:`plan_advise`) and run ``advise`` for ``template``.
 

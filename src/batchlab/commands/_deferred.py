@@ -8,13 +8,16 @@ records first) and writes what was put only on :meth:`commit`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
 
 
 class RecordsAfterSuccess:
     """Wrap ``store``: ``put_record`` is held back until :meth:`commit`; everything else passes through."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: RunStore) -> None:
         self._store = store
         self._pending: dict[tuple[str, str], dict] = {}
 

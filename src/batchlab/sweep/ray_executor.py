@@ -24,7 +24,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError, UserError
@@ -32,6 +32,9 @@ from batchlab.sweep.plan import SweepPlan, WorkUnit
 from batchlab.sweep.ray_connect import join_cluster
 from batchlab.train.packed import AUTO, PACKED, SEQUENTIAL
 from batchlab.train.result import RunResult
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
 
 RAY_MISSING = "--executor ray needs the ray extra: pip install 'batchlab[ray]'"
 # Attempts after the first when a task's worker process dies (node lost, killed, out of memory).
@@ -121,7 +124,7 @@ def train_unit(
 
 def run_ray(
     plan: SweepPlan,
-    store: Any,
+    store: RunStore | None,
     *,
     cluster: RayCluster,
     keep_weights: bool = True,
@@ -162,7 +165,7 @@ def run_ray(
             ray.cancel(ref, force=True)
 
 
-def record_result(store: Any, result: RunResult, weights: dict | None, *, force: bool = False) -> RunResult:
+def record_result(store: RunStore | None, result: RunResult, weights: dict | None, *, force: bool = False) -> RunResult:
     """Write a run trained on a worker into ``store`` (:func:`record_trained_elsewhere`: a run
     the store already holds as ended is left alone and returned as stored, unless ``force``)."""
     from batchlab.train.session import record_trained_elsewhere
@@ -170,7 +173,7 @@ def record_result(store: Any, result: RunResult, weights: dict | None, *, force:
     return record_trained_elsewhere(store, result, weights, force=force)
 
 
-def _checkpoints(unit: WorkUnit, store: Any, cluster: RayCluster) -> dict[str, dict]:
+def _checkpoints(unit: WorkUnit, store: RunStore, cluster: RayCluster) -> dict[str, dict]:
     from batchlab.config import run_id
 
     found = {}
