@@ -63,7 +63,7 @@ def test_evidence_needs_samples_and_describes_both_ways():
 ])
 def test_a_pack_keeps_its_choice_and_the_evidence(monkeypatch, packed_s, sequential_s, expected):
     injected = evidence(packed_s, sequential_s)
-    monkeypatch.setattr(packed_plan, "measure_strategies", lambda configs, splits, device: injected)
+    monkeypatch.setattr(packed_plan, "measure_strategies", lambda configs, splits, device, task=None: injected)
     a = RunConfig(**SMALL, lr=0.1, momentum=0.9, seed=1)
     b = a.replace(lr=0.01, momentum=0.0, seed=2)
     (pack,) = plan_packs([a, b], "cpu")
