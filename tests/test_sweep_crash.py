@@ -7,12 +7,14 @@ end up finished exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,8 +45,15 @@ def _environment() -> dict[str, str]:
     return os.environ | {"PYTHONPATH": str(SRC) + (os.pathsep + path if path else ""), "OMP_NUM_THREADS": "1"}
 
 
-def _read_only(store: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+@contextlib.contextmanager
+def _read_only(store: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection, closed on leaving (sqlite3's own context manager only commits, and
+    a connection left open would keep this process's view of a WAL file other processes delete)."""
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def _checkpoint(store: Path, identity: str) -> Path:

@@ -185,6 +185,8 @@ def _value_of(record: RunRecord, key: str, *, numeric: bool) -> tuple[bool, Any]
         return True, value
     if key in record.summary and record.summary[key] is not None:
         return True, record.summary[key]
+    if key in record.config:  # a field a caller stored beside RunConfig's own (the API allows any)
+        return True, record.config[key]
     return False, None
 
 
