@@ -79,7 +79,8 @@ def test_report_renders_every_section_the_store_has_data_for(tmp_path, capsys):
     data = json.loads(summary.read_text())
     assert data["schema"] == "batchlab-lecture-summary/1"
     verdicts = {row["aspect"]: row["verdict"] for row in data["summary_table"]["rows"]}
-    assert verdicts["Optimization (training accuracy)"] == "agrees"
+    # The full batch ends at training accuracy 0.3, near chance: no verdict from it.
+    assert verdicts["Optimization (training accuracy) — equal epochs (2)"] == "not converged"
     assert verdicts["Speed of one update, no parallelism (CPU)"] == "agrees"
     assert set(data["noise"]) == {"end"}
 

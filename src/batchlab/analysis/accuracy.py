@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,6 +55,9 @@ class AccuracyPoint:
     updates: float | None
     means: dict[str, float | None]
     stds: dict[str, float | None]
+    # Mean over seeds of the training loss's relative drop over the last logged epoch,
+    # (loss[-2] − loss[-1]) / loss[-2]; None when no run's history was given or it has one epoch.
+    final_loss_drop: float | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -145,8 +148,13 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def accuracy_vs_batch_size(records: Iterable[RunRecord]) -> list[AccuracyPanel]:
+def accuracy_vs_batch_size(
+    records: Iterable[RunRecord], histories: Mapping[str, list[dict[str, float]]] | None = None
+) -> list[AccuracyPanel]:
     """Group finished (and diverged) runs into panels of curves of mean ± std accuracy per batch size.
+
+    ``histories`` (run id → the run's per-epoch metrics, as :meth:`RunStore.metrics` returns them)
+    fills each point's ``final_loss_drop``.
 
     Panels are ordered by dataset, model and budget; curves by their settings (so λ = 0 comes
     before λ = 0.9); points by batch size.
@@ -177,14 +185,16 @@ def accuracy_vs_batch_size(records: Iterable[RunRecord]) -> list[AccuracyPanel]:
         curves = sorted(entry["curves"].values(), key=lambda c: _key(c["settings"]))
         labels = curve_labels([c["settings"] for c in curves])
         for curve, label in zip(curves, labels):
-            points = [_point(batch, data["full"], data["records"]) for batch, data in sorted(curve["runs"].items())]
+            points = [_point(batch, data["full"], data["records"], histories) for batch, data in sorted(curve["runs"].items())]
             panel.curves.append(AccuracyCurve(curve["settings"], label, points))
         result.append(panel)
     return result
 
 
-def _point(batch_size: int, full: bool, records: list[RunRecord]) -> AccuracyPoint:
+def _point(batch_size: int, full: bool, records: list[RunRecord],
+           histories: Mapping[str, list[dict[str, float]]] | None = None) -> AccuracyPoint:
     finished = [r for r in records if r.status == "finished"]
+    drops = [d for d in (_final_loss_drop((histories or {}).get(r.run_id)) for r in finished) if d is not None]
     means, stds = {}, {}
     for metric in METRICS:
         values = [float(r.summary[metric]) for r in finished if r.summary.get(metric) is not None]
@@ -198,7 +208,16 @@ def _point(batch_size: int, full: bool, records: list[RunRecord]) -> AccuracyPoi
         updates=statistics.fmean(updates) if updates else None,
         means=means,
         stds=stds,
+        final_loss_drop=statistics.fmean(drops) if drops else None,
     )
+
+
+def _final_loss_drop(history: list[dict[str, float]] | None) -> float | None:
+    """``(loss[-2] − loss[-1]) / loss[-2]`` of the training loss over the last two logged epochs."""
+    losses = [row["train_loss"] for row in history or () if row.get("train_loss") is not None]
+    if len(losses) < 2 or not losses[-2] > 0:
+        return None
+    return (losses[-2] - losses[-1]) / losses[-2]
 
 
 def curve_labels(settings: list[dict[str, Any]]) -> list[str]:

@@ -161,7 +161,10 @@ def run_timing_stage(store: RunStore, scale: LectureScale, study: AccuracyStudy,
         store.add_timing(row)
     # The table's footnotes (extrapolated epochs, synthetic data, a busy machine) are not part of
     # the timing rows; kept here so the report can show them.
-    record = {"settings": settings, "points": len(table.points), "created": time.time(), "notes": list(table.notes)}
+    # The load while timing decides whether the summary judges the CPU rows at all.
+    load = dict(table.settings.get("load_average") or {}, own_threads=torch.get_num_threads())
+    record = {"settings": settings, "points": len(table.points), "created": time.time(), "notes": list(table.notes),
+              "load_average": load}
     store.put_record(LECTURE_KIND, key, record)
     return record
 

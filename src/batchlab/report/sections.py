@@ -339,14 +339,19 @@ def summary_section(ctx: ReportContext) -> ReportSection | None:
         "summary", "The lecture's summary table, measured here",
         intro="The lecture closes its batch-size part with a small-vs-large table. Each row below holds the "
               "lecture's verdict, this machine's numbers for a small and a large batch, and whether the numbers "
-              f"agree — decided from the numbers alone. {counts['agrees']} of {measured} measured rows agree, "
-              f"{counts['disagrees']} disagree, {counts['within noise']} are within noise.",
+              f"agree — decided from the numbers alone. Each accuracy row names its protocol (equal epochs, equal "
+              f"updates, or trained until the training loss stops improving). {counts['agrees']} of {measured} "
+              f"measured rows agree, {counts['disagrees']} disagree, {counts['within noise']} are within noise, "
+              f"{counts['not converged']} compare a side that had not converged and "
+              f"{counts['machine busy — not judged']} were timed on a busy machine and not judged.",
         tables=[TableItem("Small batch vs large batch", ["aspect", "lecture: small B", "lecture: large B",
                                                          "measured: small B", "measured: large B", "what was measured",
                                                          "verdict"], rows,
                           caption="Within noise: the two values' intervals overlap (mean ± 2 standard errors over "
                                   "seeds; for the gradient noise the same on the log scale, mean · exp(±2 se/mean); "
-                                  "interquartile range of timing repeats).")],
+                                  "interquartile range of timing repeats). Not converged: a side's training "
+                                  "accuracy is near chance or its training loss was still falling fast at the end. "
+                                  "Machine busy: the load average exceeded the number of cores while timing.")],
         notes=list(dict.fromkeys(row.note for row in table.rows if row.note and row.verdict != NOT_MEASURED)),
         data=table.to_dict(),
     )
