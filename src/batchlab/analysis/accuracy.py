@@ -58,6 +58,11 @@ class AccuracyPoint:
     # Mean over seeds of the training loss's relative drop over the last logged epoch,
     # (loss[-2] − loss[-1]) / loss[-2]; None when no run's history was given or it has one epoch.
     final_loss_drop: float | None = None
+    # Set by :func:`best_learning_rates`: the η chosen for this batch size, the grid it came from,
+    # and whether it lies on the grid's edge (the best η may lie outside the grid).
+    lr: float | None = None
+    lr_grid: list[float] | None = None
+    lr_at_edge: bool = False
 
     @property
     def n_seeds(self) -> int:
@@ -218,6 +223,37 @@ def _final_loss_drop(history: list[dict[str, float]] | None) -> float | None:
     if len(losses) < 2 or not losses[-2] > 0:
         return None
     return (losses[-2] - losses[-1]) / losses[-2]
+
+
+def best_learning_rates(panel: AccuracyPanel) -> AccuracyPanel:
+    """``panel`` with the curves that differ only in η merged into one curve per remaining setting,
+    whose point at each batch size is the η with the highest mean validation accuracy over seeds
+    (ties: the smaller η) — each batch size gets its own tuned η, chosen on the validation split,
+    never on the test set. The chosen point records ``lr``, the ``lr_grid`` tried at that batch size
+    and ``lr_at_edge`` (the choice is the grid's smallest or largest η, so a better η may lie beyond
+    it). η values whose runs all diverged, or have no validation accuracy, are never chosen.
+    Curves that come in one η only are kept as they are (``lr`` set, the grid of one, no edge flag)."""
+    groups: dict[str, list[AccuracyCurve]] = {}
+    for curve in panel.curves:
+        rest = {k: v for k, v in curve.settings.items() if k != "lr"}
+        groups.setdefault(_key(rest), []).append(curve)
+    tuned = AccuracyPanel(panel.dataset, panel.model, panel.hidden, panel.budget_kind, panel.budget)
+    rests = [{k: v for k, v in group[0].settings.items() if k != "lr"} for group in groups.values()]
+    labels = curve_labels(rests)
+    for (group, rest, label) in zip(groups.values(), rests, labels):
+        sizes = sorted({p.batch_size for c in group for p in c.points})
+        points = []
+        for batch in sizes:
+            candidates = [(float(c.settings.get("lr", 0.0)), p) for c in group if (p := c.point(batch)) is not None]
+            grid = sorted({lr for lr, _ in candidates})
+            usable = [(lr, p) for lr, p in candidates if p.mean("val_acc") is not None]
+            if not usable:
+                continue
+            lr, best = max(usable, key=lambda item: (item[1].mean("val_acc"), -item[0]))
+            edge = len(grid) > 1 and lr in (grid[0], grid[-1])
+            points.append(AccuracyPoint(**{**asdict(best), "lr": lr, "lr_grid": grid, "lr_at_edge": edge}))
+        tuned.curves.append(AccuracyCurve(rest, (label + ", " if label else "") + "best η per B", points))
+    return tuned
 
 
 def curve_labels(settings: list[dict[str, Any]]) -> list[str]:

@@ -352,6 +352,10 @@ def _accuracy_measure(point: AccuracyPoint, metric: str) -> Measured | None:
     detail = f"{point.n_seeds} seed{'s' if point.n_seeds != 1 else ''}"
     if point.n_diverged:
         detail += f", {point.n_diverged} diverged (left out)"
+    if point.lr is not None and point.lr_grid and len(point.lr_grid) > 1:
+        detail += f", best η = {point.lr:g} of {', '.join(f'{v:g}' for v in point.lr_grid)}"
+        if point.lr_at_edge:
+            detail += " (edge of the grid)"
     return Measured.mean_se(point.batch_size, mean, se, detail)
 
 
@@ -411,9 +415,11 @@ def _curve_rows(panel: AccuracyPanel, curve: AccuracyCurve) -> list[SummaryRow]:
         large = None if large_point is None else _accuracy_measure(large_point, metric)
         if metric == "test_acc" and small is None and large is None:
             continue
+        tuned = small_point is not None and small_point.lr_grid and len(small_point.lr_grid) > 1
         row = _finish(SummaryRow(
             f"{aspect} — {protocol}{suffix}", "better", "worse", quantity, "", small, large, SMALL_HIGHER,
-            note=f"Accuracy rows: {panel.title}; means over seeds, ±2 standard errors as the noise interval. "
+            note=f"Accuracy rows: {panel.title}; means over seeds, ±2 standard errors as the noise interval"
+                 f"{'; each batch size at its own best η on the validation split' if tuned else ''}. "
                  f"Not converged: training accuracy below {convergence_threshold(classes):.2g} or training loss "
                  f"still falling more than {LOSS_FALLING_FAST:.0%} over the last epoch.",
             protocol=protocol,
@@ -427,8 +433,12 @@ def _curve_rows(panel: AccuracyPanel, curve: AccuracyCurve) -> list[SummaryRow]:
 
 def _accuracy_text(row: SummaryRow) -> str:
     better = "small" if row.small.value > row.large.value else "large"
-    return (f"{row.quantity} {row.small.value:.3f} at B = {row.small.batch_size} vs {row.large.value:.3f} at "
+    text = (f"{row.quantity} {row.small.value:.3f} at B = {row.small.batch_size} vs {row.large.value:.3f} at "
             f"B = {row.large.batch_size}: the {better} batch is better by {abs(row.small.value - row.large.value):.3f}")
+    tuned = [m.detail.split(", best ", 1)[1] for m in (row.small, row.large) if ", best " in m.detail]
+    if len(tuned) == 2:
+        text += f" (best {tuned[0]} at B = {row.small.batch_size}; best {tuned[1]} at B = {row.large.batch_size})"
+    return text
 
 
 # ----------------------------------------------------------------------------- the table

@@ -14,7 +14,7 @@ from typing import Any
 
 from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel
 from batchlab.analysis.noise import NoiseReport
-from batchlab.analysis.summary import NOT_MEASURED, Measured, seconds_text
+from batchlab.analysis.summary import NOT_MEASURED, Measured, protocol_panels, protocol_text, seconds_text
 from batchlab.gap.report import SECTION_ID as GAP_SECTION_ID
 from batchlab.gap.report import SECTION_TITLE as GAP_SECTION_TITLE
 from batchlab.gap.report import gap_figures, latest_gap_record, network_numbers, section_intro, section_notes
@@ -151,6 +151,10 @@ def accuracy_section(ctx: ReportContext) -> ReportSection | None:
               "this store: final accuracies after a fixed budget, mean ± standard deviation over seeds, one "
               "axes per optimizer and momentum λ.",
     )
+    protocols = protocol_panels([p for p in ctx.tuned_panels if len(p.batch_sizes) >= 2],
+                                (ctx.lecture or {}).get("primary", {}).get("dataset"))
+    if protocols:
+        section.tables.append(protocols_table(protocols))
     for panel in panels:
         figure = plot_accuracy_panel(panel)
         figure_id = slug(f"accuracy-{panel.dataset}-{panel.model}-{panel.budget_kind}-{panel.budget}")
@@ -163,6 +167,28 @@ def accuracy_section(ctx: ReportContext) -> ReportSection | None:
             "its deficit is simply fewer steps (Hoffer et al. 2017). A panel with a fixed update budget, when "
             "present, compares the batch sizes at the same number of updates.")
     return section
+
+
+def protocols_table(panels: Sequence[AccuracyPanel]) -> TableItem:
+    """The three protocols side by side, each batch size at its best η (chosen on validation accuracy)."""
+    rows = []
+    for panel in panels:
+        for curve in panel.curves:
+            for point in curve.points:
+                grid = ", ".join(f"{v:g}" for v in point.lr_grid or [])
+                rows.append([protocol_text(panel), curve.label,
+                             f"full ({point.batch_size:,})" if point.full_batch else point.batch_size,
+                             "—" if point.lr is None else f"{point.lr:g}", grid or "—",
+                             "yes" if point.lr_at_edge else "no",
+                             None if point.updates is None else round(point.updates), point.n_seeds,
+                             _mean_std(point, "train_acc"), _mean_std(point, "val_acc"), _mean_std(point, "test_acc")])
+    return TableItem("The protocols side by side, each batch size at its best η",
+                     ["protocol", "curve", "B", "best η", "η grid", "at grid edge", "updates", "seeds", "train acc",
+                      "val acc", "test acc"], rows,
+                     caption="Equal epochs is the lecture's figure; equal updates gives every batch size the same "
+                             "number of steps; the last trains until the training loss stops improving (Keskar et al. "
+                             "2017). For each protocol and batch size the η with the best mean validation accuracy "
+                             "over seeds is shown; 'at grid edge' means a better η may lie outside the grid.")
 
 
 def accuracy_table(panel: AccuracyPanel) -> TableItem:
