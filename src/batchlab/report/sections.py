@@ -97,7 +97,7 @@ def _series(points: Sequence[Any], device_type: str) -> list[Any]:
 
 
 def timing_caption(points: Sequence[Any]) -> str:
-    from batchlab.timing.lecture import LECTURE_V100_TIMES
+    from batchlab.timing.lecture import LECTURE_N_EXAMPLES, LECTURE_V100_TIMES, lecture_epoch_times
 
     # The lecture's Tesla V100 numbers (read off its slides): (time per update, time per epoch).
     update_b1, epoch_b1 = LECTURE_V100_TIMES[1]
@@ -117,7 +117,13 @@ def timing_caption(points: Sequence[Any]) -> str:
             f"{seconds_text(first.per_epoch_s)} at B = {first.batch_size:,} and {seconds_text(last.per_epoch_s)} "
             f"at B = {last.batch_size:,}.")
         shorter = last.per_epoch_s < first.per_epoch_s
-        lecture_epochs = f"an epoch falls from {epoch_b1:g} s at B = 1 to {epoch_b1000:g} s at B = 1000"
+        lecture_epochs = (f"an epoch of the lecture's N = {LECTURE_N_EXAMPLES:,} examples falls from {epoch_b1:g} s "
+                          f"at B = 1 to {epoch_b1000:g} s at B = 1000")
+        if last.n_examples != LECTURE_N_EXAMPLES:
+            scaled = lecture_epoch_times(last.n_examples)
+            if 1 in scaled and 1000 in scaled:
+                lecture_epochs += (f" ({seconds_text(scaled[1])} and {seconds_text(scaled[1000])} for the "
+                                   f"{last.n_examples:,} examples timed here, from its update times)")
         sentences.append(
             f"As in the lecture, where {lecture_epochs}, the larger batch finishes an epoch sooner." if shorter else
             f"Unlike the lecture, where {lecture_epochs}, the larger batch does not finish an epoch sooner here.")
