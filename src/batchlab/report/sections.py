@@ -502,3 +502,51 @@ def advise_section(ctx: ReportContext) -> ReportSection | None:
     return ReportSection(advise.SECTION_ID, advise.SECTION_TITLE, intro=intro, figures=figures, tables=[table],
                          notes=advise.section_notes(record),
                          data={"recommendation": record["recommendation"], "created": record["created"]})
+
+
+# ----------------------------------------------------------------------------- other stored records
+
+# Analysis records written by `batchlab hessian`, `batchlab sharpness` and `batchlab landscape` (and
+# by the gap experiment's measurements): what each kind measures, for the section's captions.
+ANALYSIS_RECORD_KINDS = {
+    "hessian": "Hessian spectra (Lanczos): top and smallest eigenvalues of the loss at a run's final weights",
+    "sharpness": "Sharpness (Keskar et al. 2017, Metric 2.1): the largest relative loss increase in an ε-box",
+    "landscape": "Loss landscapes: the loss along lines or planes through a run's weights",
+}
+# Fields that are not results (where and how a record was made), left out of the tables.
+_RECORD_CONTEXT_FIELDS = {"config", "environment", "run_id", "created"}
+_MAX_RECORD_COLUMNS = 8
+
+
+def records_section(ctx: ReportContext) -> ReportSection | None:
+    """Every Hessian, sharpness and landscape record in the store, one table per kind: the run it
+    belongs to and each scalar result field (numbers, flags and short words) of the record."""
+    tables = []
+    for kind, description in ANALYSIS_RECORD_KINDS.items():
+        items = ctx.store.record_items(kind)
+        if not items:
+            continue
+        scalars = [{k: v for k, v in value.items() if k not in _RECORD_CONTEXT_FIELDS and _scalar(v)}
+                   for _, value in items]
+        columns = list(dict.fromkeys(k for fields in scalars for k in fields))[:_MAX_RECORD_COLUMNS]
+        rows = [[value.get("run_id", key), *(_record_cell(fields.get(c)) for c in columns)]
+                for (key, value), fields in zip(items, scalars)]
+        tables.append(TableItem(f"{kind} records ({len(items)})", ["run", *columns], rows, caption=description + "."))
+    if not tables:
+        return None
+    return ReportSection(
+        "records", "Other measurements in the store",
+        intro="Hessian spectra, sharpness values and loss landscapes stored by batchlab's analysis commands, "
+              "one row per record with its scalar results; the commands' own output has the full detail.",
+        tables=tables,
+    )
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 40)
+
+
+def _record_cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else value
