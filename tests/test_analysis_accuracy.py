@@ -123,3 +123,12 @@ def test_best_learning_rate_per_batch_size_is_chosen_on_validation_and_edges_are
     # The test accuracy never chooses: a better test accuracy at another η does not move the choice.
     panel.curves[0].points[0].means["test_acc"] = 0.99
     assert best_learning_rates(panel).curves[0].points[0].lr == 0.03
+
+
+def test_final_loss_drop_is_the_fall_over_the_second_half_of_the_epochs():
+    from batchlab.analysis.accuracy import _final_loss_drop
+
+    history = [{"train_loss": v} for v in (2.0, 1.5, 1.2, 1.1)]
+    assert _final_loss_drop(history) == pytest.approx(1.5 - 1.1)
+    assert _final_loss_drop(history[:3]) == pytest.approx(1.5 - 1.2)
+    assert _final_loss_drop(history[:1]) is None and _final_loss_drop(None) is None

@@ -1,5 +1,7 @@
 """The lecture's summary table: each row's verdict is decided from the numbers, in both directions."""
 
+import math
+
 import pytest
 
 from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel, AccuracyPoint
@@ -174,13 +176,20 @@ def test_a_side_near_chance_is_not_converged_never_agrees():
 
 
 def test_a_side_whose_loss_still_falls_fast_is_not_converged():
-    points = [accuracy_point(8, 0.97, 0.95, loss_drop=0.02), accuracy_point(512, 0.80, 0.79, loss_drop=0.25)]
-    assert set(accuracy_verdicts(summary_table([], None, panel_of(points))).values()) == {NOT_CONVERGED}
-    points[1] = accuracy_point(512, 0.80, 0.79, loss_drop=LOSS_FALLING_FAST * 0.9)
+    fast = LOSS_FALLING_FAST * math.log(10)  # mnist-5k has ten classes
+    points = [accuracy_point(8, 0.97, 0.95, loss_drop=0.01), accuracy_point(512, 0.80, 0.79, loss_drop=fast * 1.1)]
+    table = summary_table([], None, panel_of(points))
+    assert set(accuracy_verdicts(table).values()) == {NOT_CONVERGED}
+    assert "B = 512: training loss still falling" in table.rows[-1].finding
+    points[1] = accuracy_point(512, 0.80, 0.79, loss_drop=fast * 0.9)
     assert set(accuracy_verdicts(summary_table([], None, panel_of(points))).values()) == {AGREES}
     # The small side not converged counts as well: it would otherwise "disagree".
     points = [accuracy_point(8, 0.80, 0.79, loss_drop=0.3), accuracy_point(512, 0.95, 0.94)]
     assert set(accuracy_verdicts(summary_table([], None, panel_of(points))).values()) == {NOT_CONVERGED}
+    # Unknown number of classes: only the accuracy rule applies.
+    points = [accuracy_point(8, 0.97, 0.95), accuracy_point(512, 0.80, 0.79, loss_drop=1.0)]
+    table = summary_table([], None, panel_of(points, dataset="my-data"))
+    assert set(accuracy_verdicts(table).values()) == {AGREES}
 
 
 def test_each_accuracy_row_names_its_protocol():

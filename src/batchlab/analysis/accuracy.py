@@ -55,8 +55,8 @@ class AccuracyPoint:
     updates: float | None
     means: dict[str, float | None]
     stds: dict[str, float | None]
-    # Mean over seeds of the training loss's relative drop over the last logged epoch,
-    # (loss[-2] − loss[-1]) / loss[-2]; None when no run's history was given or it has one epoch.
+    # Mean over seeds of how much the training loss fell over the second half of the logged epochs,
+    # loss[(n − 1) // 2] − loss[n − 1] (absolute); None when no history was given or it has one epoch.
     final_loss_drop: float | None = None
     # Set by :func:`best_learning_rates`: the η chosen for this batch size, the grid it came from,
     # and whether it lies on the grid's edge (the best η may lie outside the grid).
@@ -159,7 +159,7 @@ def accuracy_vs_batch_size(
     """Group finished (and diverged) runs into panels of curves of mean ± std accuracy per batch size.
 
     ``histories`` (run id → the run's per-epoch metrics, as :meth:`RunStore.metrics` returns them)
-    fills each point's ``final_loss_drop``.
+    fills each point's ``final_loss_drop`` (see :func:`_final_loss_drop`).
 
     Panels are ordered by dataset, model and budget; curves by their settings (so λ = 0 comes
     before λ = 0.9); points by batch size.
@@ -218,11 +218,12 @@ def _point(batch_size: int, full: bool, records: list[RunRecord],
 
 
 def _final_loss_drop(history: list[dict[str, float]] | None) -> float | None:
-    """``(loss[-2] − loss[-1]) / loss[-2]`` of the training loss over the last two logged epochs."""
+    """``loss[(n − 1) // 2] − loss[n − 1]``: the training loss's fall over the second half of the
+    ``n`` logged epochs (a full-batch run logs one update per epoch, so a single epoch says little)."""
     losses = [row["train_loss"] for row in history or () if row.get("train_loss") is not None]
-    if len(losses) < 2 or not losses[-2] > 0:
+    if len(losses) < 2:
         return None
-    return (losses[-2] - losses[-1]) / losses[-2]
+    return losses[(len(losses) - 1) // 2] - losses[-1]
 
 
 def best_learning_rates(panel: AccuracyPanel) -> AccuracyPanel:

@@ -25,9 +25,12 @@ Two more verdicts keep a row from agreeing on numbers that cannot carry a verdic
 
 * **not converged** (accuracy rows): a side whose mean training accuracy is near chance — below
   ``min(max(2 · chance, 0.5), (1 + chance) / 2)`` (0.5 for ten classes, 0.75 for two; chance =
-  1 / number of classes) — or whose training loss was still falling fast at the end (the last
-  logged epoch's training loss more than :data:`LOSS_FALLING_FAST` below the previous epoch's,
-  relative, mean over seeds). Comparing such a side measures how far training got, not what the
+  1 / number of classes) — or whose training loss was still falling fast at the end: over the
+  second half of its logged epochs the training loss fell by more than :data:`LOSS_FALLING_FAST`
+  × ln(number of classes) (mean over seeds; ln C is the cross-entropy at chance, so the rule reads
+  "the second half removed more than 5 % of the chance-level loss"; not applied when the number
+  of classes is unknown). An absolute fall is used because a relative one calls a loss of 0.010
+  falling to 0.008 "fast" though the run is done. Comparing such a side measures how far training got, not what the
   batch size does to the minimum it reaches (Keskar et al., 2017, train both sides to a similar
   training accuracy before comparing).
 * **machine busy — not judged** (CPU timing rows): other processes kept a load average above the
@@ -63,8 +66,9 @@ NOT_CONVERGED = "not converged"
 MACHINE_BUSY = "machine busy — not judged"
 VERDICTS = (AGREES, DISAGREES, WITHIN_NOISE, NOT_CONVERGED, MACHINE_BUSY, NOT_MEASURED)
 
-# A training loss that fell by more than this fraction over the last logged epoch is "still falling fast".
-LOSS_FALLING_FAST = 0.10
+# A training loss that fell by more than this fraction of ln(classes) over the second half of the
+# logged epochs is "still falling fast".
+LOSS_FALLING_FAST = 0.05
 
 # "Same speed" on a GPU: the larger batch's update takes at most this many times as long.
 SAME_SPEED_RATIO = 2.0
@@ -187,9 +191,9 @@ def not_converged_reason(point: AccuracyPoint, num_classes: int | None) -> str |
         chance = f", chance {1 / num_classes:.2g}" if num_classes else ""
         return f"B = {point.batch_size}: training accuracy {accuracy:.3f} < {threshold:.2g} (near chance{chance})"
     drop = getattr(point, "final_loss_drop", None)
-    if drop is not None and drop > LOSS_FALLING_FAST:
-        return (f"B = {point.batch_size}: training loss still falling ({drop:.0%} over the last epoch, "
-                f"more than {LOSS_FALLING_FAST:.0%})")
+    if drop is not None and num_classes and num_classes >= 2 and drop > LOSS_FALLING_FAST * math.log(num_classes):
+        return (f"B = {point.batch_size}: training loss still falling ({drop:.3g} over the second half of its "
+                f"epochs, more than {LOSS_FALLING_FAST:.0%} of ln {num_classes} = {math.log(num_classes):.3g})")
     return None
 
 
@@ -420,8 +424,9 @@ def _curve_rows(panel: AccuracyPanel, curve: AccuracyCurve) -> list[SummaryRow]:
             f"{aspect} — {protocol}{suffix}", "better", "worse", quantity, "", small, large, SMALL_HIGHER,
             note=f"Accuracy rows: {panel.title}; means over seeds, ±2 standard errors as the noise interval"
                  f"{'; each batch size at its own best η on the validation split' if tuned else ''}. "
-                 f"Not converged: training accuracy below {convergence_threshold(classes):.2g} or training loss "
-                 f"still falling more than {LOSS_FALLING_FAST:.0%} over the last epoch.",
+                 f"Not converged: training accuracy below {convergence_threshold(classes):.2g}, or a training "
+                 f"loss that fell by more than {LOSS_FALLING_FAST:.0%} of ln(classes) over the second half of "
+                 "the epochs.",
             protocol=protocol,
         ), _accuracy_text)
         if reasons and row.verdict != NOT_MEASURED:
