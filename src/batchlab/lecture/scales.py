@@ -4,9 +4,11 @@ The settings of each scale are in :data:`SCALES`. ``quick`` uses the embedded 5,
 subset and the lecture's MLP (784-512-512-10) with the lecture's momentum λ = 0.9 at B = 8, 128 and
 the full batch (3,600), 2 seeds, each batch size at its best η of {0.003, 0.01, 0.03, 0.1, 0.3}
 (chosen on validation accuracy) under three protocols: equal epochs, equal updates, and trained
-until the training loss stops improving — 80 runs. Expected time on a 2-core CPU: about 5 minutes
-on a quiet machine (3 minutes with a 3-value grid, measured at a load average near 2), up to
-about 10 when other processes compete for the cores. ``full`` uses the full datasets found on the
+until the training loss stops improving — 80 runs. Measured on a 2-core CPU: 11 minutes (the
+sweep 9) while other processes kept the load average at 3.5–4.7; with a 3-value grid (48 runs)
+3 minutes at a load average near 2, so about 5 minutes are expected on a quiet machine. At this
+scale the full batch does not converge under any protocol (10 full-batch updates end with the
+loss still falling), and the summary says so. ``full`` uses the full datasets found on the
 machine and the lecture's batch sizes 1 … 60,000, and is meant for a GPU.
 """
 
