@@ -8,7 +8,11 @@ import pytest
 from batchlab.analysis.accuracy import (
     EPOCH_BUDGET,
     UPDATE_BUDGET,
+    AccuracyCurve,
+    AccuracyPanel,
+    AccuracyPoint,
     accuracy_vs_batch_size,
+    best_learning_rates,
     budget_of,
     curve_labels,
 )
@@ -97,3 +101,34 @@ def test_budget_of_each_kind():
     assert budget_of({"epochs": 5}) == ("epochs", 5)
     assert budget_of({"epochs": 5, "max_updates": 300}) == ("updates", 300)
     assert budget_of({"epochs": 50, "stop_patience": 3})[0] == "patience"
+
+
+def test_best_learning_rate_per_batch_size_is_chosen_on_validation_and_edges_are_flagged():
+    def curve(lr, vals):
+        return AccuracyCurve({"lr": lr, "momentum": 0.9, "optimizer": "momentum"}, f"η = {lr}", [
+            AccuracyPoint(b, False, [0, 1], 0, None, {"train_acc": 0.9, "val_acc": v, "test_acc": 0.1 + v},
+                          {"train_acc": 0.0, "val_acc": 0.0, "test_acc": 0.0}) for b, v in vals])
+
+    panel = AccuracyPanel("mnist-5k", "mlp", None, "epochs", 3, [
+        curve(0.01, [(8, 0.95), (128, 0.80)]),
+        curve(0.03, [(8, 0.96), (128, 0.85)]),
+        curve(0.1, [(8, 0.90), (128, 0.88)]),
+    ])
+    tuned = best_learning_rates(panel)
+    assert len(tuned.curves) == 1 and "best η per B" in tuned.curves[0].label
+    small, large = tuned.curves[0].points
+    assert (small.lr, small.lr_at_edge, small.mean("val_acc")) == (0.03, False, 0.96)
+    assert (large.lr, large.lr_at_edge, large.mean("val_acc")) == (0.1, True, 0.88)
+    assert small.lr_grid == [0.01, 0.03, 0.1]
+    # The test accuracy never chooses: a better test accuracy at another η does not move the choice.
+    panel.curves[0].points[0].means["test_acc"] = 0.99
+    assert best_learning_rates(panel).curves[0].points[0].lr == 0.03
+
+
+def test_final_loss_drop_is_the_fall_over_the_second_half_of_the_epochs():
+    from batchlab.analysis.accuracy import _final_loss_drop
+
+    history = [{"train_loss": v} for v in (2.0, 1.5, 1.2, 1.1)]
+    assert _final_loss_drop(history) == pytest.approx(1.5 - 1.1)
+    assert _final_loss_drop(history[:3]) == pytest.approx(1.5 - 1.2)
+    assert _final_loss_drop(history[:1]) is None and _final_loss_drop(None) is None

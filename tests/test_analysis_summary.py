@@ -1,5 +1,7 @@
 """The lecture's summary table: each row's verdict is decided from the numbers, in both directions."""
 
+import math
+
 import pytest
 
 from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel, AccuracyPoint
@@ -9,14 +11,20 @@ from batchlab.analysis.summary import (
     AGREES,
     DISAGREES,
     LARGE_LOWER,
+    LOSS_FALLING_FAST,
+    MACHINE_BUSY,
+    NOT_CONVERGED,
     NOT_MEASURED,
     SAME_SPEED_RATIO,
     SMALL_HIGHER,
     SMALL_LOWER,
     WITHIN_NOISE,
     Measured,
+    convergence_threshold,
     judge,
+    machine_busy,
     primary_panel,
+    protocol_panels,
     summary_table,
 )
 from batchlab.timing import TimingPoint
@@ -34,10 +42,10 @@ def timing_point(batch_size, per_update, device="cpu", path="resident", per_epoc
                        extrapolated=True, synthetic_data=True)
 
 
-def accuracy_point(batch_size, train, val, std=0.01, seeds=3, full=False):
+def accuracy_point(batch_size, train, val, std=0.01, seeds=3, full=False, loss_drop=None):
     return AccuracyPoint(batch_size=batch_size, full_batch=full, seeds=list(range(seeds)), n_diverged=0,
                          updates=None, means={"train_acc": train, "val_acc": val, "test_acc": None},
-                         stds={"train_acc": std, "val_acc": std, "test_acc": None})
+                         stds={"train_acc": std, "val_acc": std, "test_acc": None}, final_loss_drop=loss_drop)
 
 
 def noise_report(small_noise, large_noise, relative_se=0.0):
@@ -68,9 +76,9 @@ def test_table_agrees_with_the_lecture_on_lecture_like_numbers():
                timing_point(60000, 5e-3, device="cuda")]
     panel = AccuracyPanel("mnist-5k", "mlp", None, "epochs", 5, [AccuracyCurve(
         {"momentum": 0.9}, "momentum, λ = 0.9",
-        [accuracy_point(8, 0.97, 0.95), accuracy_point(128, 0.90, 0.89), accuracy_point(3600, 0.2, 0.2, full=True)])])
+        [accuracy_point(8, 0.97, 0.95), accuracy_point(128, 0.90, 0.89), accuracy_point(3600, 0.6, 0.6, full=True)])])
     table = summary_table(timing, noise_report(0.03, 0.0002, relative_se=0.1), panel)
-    verdicts = {row.aspect: row.verdict for row in table.rows}
+    verdicts = {row.aspect.split(" — ")[0]: row.verdict for row in table.rows}
     assert verdicts["Speed of one update, no parallelism (CPU)"] == AGREES
     assert verdicts["Speed of one update, with parallelism (GPU)"] == AGREES  # 1.5× from B = 1 to B = 1000
     assert verdicts["Time of one epoch (CPU)"] == AGREES
@@ -90,7 +98,7 @@ def test_table_says_so_when_the_numbers_contradict_the_lecture():
         {"momentum": 0.0}, "momentum, λ = 0",
         [accuracy_point(8, 0.80, 0.79), accuracy_point(512, 0.95, 0.94)])])
     table = summary_table(timing, noise_report(0.001, 0.03), panel)
-    verdicts = {row.aspect: row.verdict for row in table.rows}
+    verdicts = {row.aspect.split(" — ")[0]: row.verdict for row in table.rows}
     assert verdicts["Speed of one update, no parallelism (CPU)"] == DISAGREES
     assert "large batch is faster per update" in next(r.finding for r in table.rows if r.aspect.endswith("(CPU)")
                                                       and "update" in r.aspect)
@@ -105,7 +113,7 @@ def test_overlapping_seed_spreads_are_within_noise():
         {"momentum": 0.0}, "momentum, λ = 0",
         [accuracy_point(8, 0.90, 0.90, std=0.05), accuracy_point(512, 0.89, 0.89, std=0.05)])])
     table = summary_table([], None, panel)
-    verdicts = {row.aspect: row.verdict for row in table.rows}
+    verdicts = {row.aspect.split(" — ")[0]: row.verdict for row in table.rows}
     assert verdicts["Optimization (training accuracy)"] == WITHIN_NOISE
     assert verdicts["Gradient"] == NOT_MEASURED
     assert verdicts["Speed of one update, no parallelism (CPU)"] == NOT_MEASURED
@@ -141,3 +149,102 @@ def test_heavy_tailed_gradient_noise_is_compared_on_the_log_scale():
     report.batch_sizes[1].noise = 1.0
     row = next(r for r in summary_table([], report, None).rows if r.aspect == "Gradient")
     assert row.verdict == WITHIN_NOISE
+
+
+def panel_of(points, kind="epochs", budget=5, dataset="mnist-5k"):
+    return AccuracyPanel(dataset, "mlp", None, kind, budget, [AccuracyCurve({"momentum": 0.9}, "λ = 0.9", points)])
+
+
+def accuracy_verdicts(table):
+    return {row.aspect: row.verdict for row in table.rows if row.quantity.endswith("accuracy")}
+
+
+@pytest.mark.parametrize("classes, threshold", [(10, 0.5), (2, 0.75), (3, 2 / 3), (100, 0.5), (None, 0.5)])
+def test_convergence_threshold_is_near_chance(classes, threshold):
+    assert convergence_threshold(classes) == pytest.approx(threshold)
+
+
+def test_a_side_near_chance_is_not_converged_never_agrees():
+    # The issue's case: B = 8 well trained, full batch after 4 updates at 0.138 training accuracy.
+    table = summary_table([], None, panel_of([accuracy_point(8, 0.97, 0.95), accuracy_point(3600, 0.138, 0.14)]))
+    rows = [r for r in table.rows if r.quantity.endswith("accuracy")]
+    assert rows and all(r.verdict == NOT_CONVERGED for r in rows)
+    assert "B = 3600: training accuracy 0.138 < 0.5" in rows[0].finding
+    # Just above the threshold the same numbers are judged.
+    table = summary_table([], None, panel_of([accuracy_point(8, 0.97, 0.95), accuracy_point(3600, 0.51, 0.5)]))
+    assert set(accuracy_verdicts(table).values()) == {AGREES}
+
+
+def test_a_side_whose_loss_still_falls_fast_is_not_converged():
+    fast = LOSS_FALLING_FAST * math.log(10)  # mnist-5k has ten classes
+    points = [accuracy_point(8, 0.97, 0.95, loss_drop=0.01), accuracy_point(512, 0.80, 0.79, loss_drop=fast * 1.1)]
+    table = summary_table([], None, panel_of(points))
+    assert set(accuracy_verdicts(table).values()) == {NOT_CONVERGED}
+    assert "B = 512: training loss still falling" in table.rows[-1].finding
+    points[1] = accuracy_point(512, 0.80, 0.79, loss_drop=fast * 0.9)
+    assert set(accuracy_verdicts(summary_table([], None, panel_of(points))).values()) == {AGREES}
+    # The small side not converged counts as well: it would otherwise "disagree".
+    points = [accuracy_point(8, 0.80, 0.79, loss_drop=0.3), accuracy_point(512, 0.95, 0.94)]
+    assert set(accuracy_verdicts(summary_table([], None, panel_of(points))).values()) == {NOT_CONVERGED}
+    # Unknown number of classes: only the accuracy rule applies.
+    points = [accuracy_point(8, 0.97, 0.95), accuracy_point(512, 0.80, 0.79, loss_drop=1.0)]
+    table = summary_table([], None, panel_of(points, dataset="my-data"))
+    assert set(accuracy_verdicts(table).values()) == {AGREES}
+
+
+def test_each_accuracy_row_names_its_protocol():
+    points = [accuracy_point(8, 0.97, 0.95), accuracy_point(128, 0.90, 0.89)]
+    panels = [panel_of(points, "epochs", 4), panel_of(points, "updates", 450), panel_of(points, "patience", 3)]
+    table = summary_table([], None, panels)
+    protocols = [r.protocol for r in table.rows if r.quantity == "training accuracy"]
+    assert protocols == ["equal epochs (4)", "equal updates (450)",
+                         "until the training loss stops improving (patience 3)"]
+    assert all(r.protocol and r.protocol in r.aspect for r in table.rows if r.quantity.endswith("accuracy"))
+    assert protocol_panels([panels[2], panels[0], panels[1]]) == panels
+
+
+def spread_point(batch_size, median, spread, per_epoch=None):
+    """A timing point whose five repeats run evenly from median · (1 − spread) to median · (1 + spread)."""
+    point = timing_point(batch_size, median, per_epoch=per_epoch)
+    repeats = [median * (1 + spread * k / 2) for k in (-2, -1, 0, 1, 2)]
+    return TimingPoint.from_dict(point.to_dict() | {"per_update_s": repeats})
+
+
+def test_timing_rows_with_overlapping_quartiles_are_within_noise():
+    # Medians 1.0 and 1.2 ms, quartiles ±25 %: 0.75–1.25 and 0.9–1.5 ms overlap.
+    table = summary_table([spread_point(1, 1.0e-3, 0.5), spread_point(100, 1.2e-3, 0.5)])
+    row = next(r for r in table.rows if r.aspect == "Speed of one update, no parallelism (CPU)")
+    assert (row.small.low, row.small.high) == pytest.approx((0.75e-3, 1.25e-3))
+    assert row.verdict == WITHIN_NOISE
+    table = summary_table([spread_point(1, 1.0e-3, 0.1), spread_point(100, 1.2e-3, 0.1)])
+    row = next(r for r in table.rows if r.aspect == "Speed of one update, no parallelism (CPU)")
+    assert row.verdict == AGREES
+
+
+def test_epoch_rows_carry_the_update_spread():
+    table = summary_table([spread_point(1, 1.0e-4, 0.5, per_epoch=6.0), spread_point(100, 5.0e-3, 0.5, per_epoch=5.5)])
+    row = next(r for r in table.rows if r.aspect == "Time of one epoch (CPU)")
+    assert (row.small.low, row.small.high) == pytest.approx((4.5, 7.5))
+    assert row.verdict == WITHIN_NOISE
+
+
+@pytest.mark.parametrize("load, busy", [
+    ({"before": 3.5, "after": 3.0, "cpu_count": 2, "own_threads": 1}, True),
+    ({"before": 0.5, "after": 4.0, "cpu_count": 2, "own_threads": 1}, True),
+    ({"before": 1.5, "after": 2.5, "cpu_count": 2, "own_threads": 1}, False),
+    ({"before": None, "after": None, "cpu_count": 2}, False),
+    (None, False),
+])
+def test_machine_busy_is_load_above_the_cores(load, busy):
+    assert machine_busy(load) is busy
+
+
+def test_a_busy_machine_leaves_cpu_timing_rows_unjudged():
+    timing = [timing_point(1, 1e-4), timing_point(10000, 5e-2), timing_point(1, 1e-4, device="cuda"),
+              timing_point(1000, 1.5e-4, device="cuda")]
+    table = summary_table(timing, busy=True)
+    verdicts = {row.aspect: row.verdict for row in table.rows}
+    assert verdicts["Speed of one update, no parallelism (CPU)"] == MACHINE_BUSY
+    assert verdicts["Time of one epoch (CPU)"] == MACHINE_BUSY
+    assert verdicts["Speed of one update, with parallelism (GPU)"] == AGREES
+    assert verdicts["Time of one epoch (GPU)"] == AGREES

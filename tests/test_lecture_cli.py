@@ -13,7 +13,8 @@ from batchlab.store import RunStore
 TINY = lecture.LectureScale(
     name="quick",
     studies=(lecture.AccuracyStudy(dataset="mnist-5k", model="mlp", hidden=(8,), batch_sizes=(256, "full"),
-                                   momenta=(0.0, 0.9), lr=0.05, epochs=1),),
+                                   momenta=(0.9,), lr=0.05, epochs=1, lr_grid=(0.05, 0.2), patience=1,
+                                   patience_epochs=2),),
     seeds=1,
     timing_batch_sizes=(1, 8),
     timing_n_examples=64,
@@ -61,14 +62,18 @@ def test_lecture_writes_a_self_contained_report_and_reuses_the_store(tmp_path, t
     assert [s["id"] for s in summary["sections"]] == list(SECTIONS)
     assert set(summary["noise"]) == {"start", "end"}
     assert summary["settings"]["scale"] == "quick"
-    assert all(row["verdict"] in ("agrees", "disagrees", "within noise", "not measured")
+    assert all(row["verdict"] in ("agrees", "disagrees", "within noise", "not converged", "machine busy — not judged",
+                                  "not measured")
                for row in summary["summary_table"]["rows"])
 
     with RunStore(store_path) as store:
         finished_before = {r.run_id: r.finished for r in store.runs()}
         timings_before = len(store.timings())
         noise_before = len(store.records("noise"))
-    assert len(finished_before) == 4 + 1  # the sweep and the full-batch run
+    assert len(finished_before) == 2 * (2 + 2) + 1  # 2 η × (equal epochs + until the loss stops), the full batch
+    protocols = {row["protocol"] for row in summary["summary_table"]["rows"] if row["protocol"]}
+    assert protocols == {"equal epochs (1)", "until the training loss stops improving (patience 1)"}
+    assert "each batch size at its best η" in page
 
     assert main(argv) == 0
     capsys.readouterr()
@@ -108,3 +113,13 @@ def test_full_scale_leaves_out_datasets_that_are_not_here(tmp_path):
     names = [s.dataset for s in studies]
     assert "cifar10" not in names and "mnist" not in names  # no files in an empty data folder
     assert any("batchlab data fetch cifar10" in note for note in notes)
+
+
+def test_every_learning_rate_of_the_grid_runs_under_every_protocol():
+    study = lecture.AccuracyStudy(dataset="mnist-5k", model="mlp", hidden=(8,), batch_sizes=(8, "full"),
+                                  momenta=(0.9,), lr=0.1, epochs=2, update_budget=50, update_batch_sizes=(8,),
+                                  update_momenta=(0.9,), lr_grid=(0.01, 0.1), patience=2, patience_epochs=5)
+    configs = lecture.study_configs(study, seeds=1, device="cpu", data_dir=None)
+    kinds = {(c.lr, c.batch_size, c.max_updates, c.stop_patience, c.epochs) for c in configs}
+    assert kinds == {(lr, b, u, p, e) for lr in (0.01, 0.1) for (b, u, p, e) in (
+        (8, None, 0, 2), ("full", None, 0, 2), (8, 50, 0, 1), (8, None, 2, 5), ("full", None, 2, 5))}

@@ -317,3 +317,33 @@ def test_any_registered_model_and_image_shape_can_be_timed():
     cifar_shaped = synthetic_data("cifar10", (3, 32, 32), 10, 12, reason="test")
     p = measure_point("resident", "cnn", 4, 12, CPU, 5, 1, 1e-6, data=cifar_shaped, hidden=TINY)
     assert p.model == "cnn" and p.dataset == "cifar10" and p.updates_per_epoch == 3
+
+
+def test_lecture_epoch_times_are_scaled_to_the_n_timed_or_labelled_as_the_lectures():
+    from batchlab.timing.lecture import LECTURE_N_EXAMPLES, lecture_epoch_label, lecture_epoch_times
+
+    assert lecture_epoch_times(None) == {b: e for b, (_, e) in LECTURE_V100_TIMES.items()}
+    assert "the lecture's N = 60,000" in lecture_epoch_label(LECTURE_N_EXAMPLES)
+    scaled = lecture_epoch_times(6000)
+    assert 10000 not in scaled and scaled[10] == pytest.approx(LECTURE_V100_TIMES[10][0] * 600)
+    assert "N = 6,000" in lecture_epoch_label(6000)
+
+
+def test_sweep_interleaves_the_repeats_of_every_path_and_batch_size(monkeypatch):
+    from batchlab.timing import harness
+
+    order = []
+    original = harness._PreparedPoint.repeat
+
+    def recording(self, rewarm):
+        order.append((self.path, self.batch_size))
+        original(self, rewarm)
+
+    monkeypatch.setattr(harness._PreparedPoint, "repeat", recording)
+    table = timing_sweep(["resident", "dataloader"], [8, 16], "cpu", n_examples=48, budget_s=1e-6, warmup=1,
+                         hidden=TINY, repeats=5)
+    points = {(p.path, p.batch_size) for p in table.points}
+    assert len(points) == 4 and all(p.repeats == 5 for p in table.points)
+    rounds = [order[i:i + 4] for i in range(0, len(order), 4)]
+    assert len(rounds) == 5 and all(set(r) == points for r in rounds)  # every point once per round
+    assert len({r[0] for r in rounds}) == 4  # each round starts one point further on

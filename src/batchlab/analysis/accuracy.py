@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,6 +55,14 @@ class AccuracyPoint:
     updates: float | None
     means: dict[str, float | None]
     stds: dict[str, float | None]
+    # Mean over seeds of how much the training loss fell over the second half of the logged epochs,
+    # loss[(n − 1) // 2] − loss[n − 1] (absolute); None when no history was given or it has one epoch.
+    final_loss_drop: float | None = None
+    # Set by :func:`best_learning_rates`: the η chosen for this batch size, the grid it came from,
+    # and whether it lies on the grid's edge (the best η may lie outside the grid).
+    lr: float | None = None
+    lr_grid: list[float] | None = None
+    lr_at_edge: bool = False
 
     @property
     def n_seeds(self) -> int:
@@ -145,8 +153,13 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def accuracy_vs_batch_size(records: Iterable[RunRecord]) -> list[AccuracyPanel]:
+def accuracy_vs_batch_size(
+    records: Iterable[RunRecord], histories: Mapping[str, list[dict[str, float]]] | None = None
+) -> list[AccuracyPanel]:
     """Group finished (and diverged) runs into panels of curves of mean ± std accuracy per batch size.
+
+    ``histories`` (run id → the run's per-epoch metrics, as :meth:`RunStore.metrics` returns them)
+    fills each point's ``final_loss_drop`` (see :func:`_final_loss_drop`).
 
     Panels are ordered by dataset, model and budget; curves by their settings (so λ = 0 comes
     before λ = 0.9); points by batch size.
@@ -177,14 +190,16 @@ def accuracy_vs_batch_size(records: Iterable[RunRecord]) -> list[AccuracyPanel]:
         curves = sorted(entry["curves"].values(), key=lambda c: _key(c["settings"]))
         labels = curve_labels([c["settings"] for c in curves])
         for curve, label in zip(curves, labels):
-            points = [_point(batch, data["full"], data["records"]) for batch, data in sorted(curve["runs"].items())]
+            points = [_point(batch, data["full"], data["records"], histories) for batch, data in sorted(curve["runs"].items())]
             panel.curves.append(AccuracyCurve(curve["settings"], label, points))
         result.append(panel)
     return result
 
 
-def _point(batch_size: int, full: bool, records: list[RunRecord]) -> AccuracyPoint:
+def _point(batch_size: int, full: bool, records: list[RunRecord],
+           histories: Mapping[str, list[dict[str, float]]] | None = None) -> AccuracyPoint:
     finished = [r for r in records if r.status == "finished"]
+    drops = [d for d in (_final_loss_drop((histories or {}).get(r.run_id)) for r in finished) if d is not None]
     means, stds = {}, {}
     for metric in METRICS:
         values = [float(r.summary[metric]) for r in finished if r.summary.get(metric) is not None]
@@ -198,7 +213,48 @@ def _point(batch_size: int, full: bool, records: list[RunRecord]) -> AccuracyPoi
         updates=statistics.fmean(updates) if updates else None,
         means=means,
         stds=stds,
+        final_loss_drop=statistics.fmean(drops) if drops else None,
     )
+
+
+def _final_loss_drop(history: list[dict[str, float]] | None) -> float | None:
+    """``loss[(n − 1) // 2] − loss[n − 1]``: the training loss's fall over the second half of the
+    ``n`` logged epochs (a full-batch run logs one update per epoch, so a single epoch says little)."""
+    losses = [row["train_loss"] for row in history or () if row.get("train_loss") is not None]
+    if len(losses) < 2:
+        return None
+    return losses[(len(losses) - 1) // 2] - losses[-1]
+
+
+def best_learning_rates(panel: AccuracyPanel) -> AccuracyPanel:
+    """``panel`` with the curves that differ only in η merged into one curve per remaining setting,
+    whose point at each batch size is the η with the highest mean validation accuracy over seeds
+    (ties: the smaller η) — each batch size gets its own tuned η, chosen on the validation split,
+    never on the test set. The chosen point records ``lr``, the ``lr_grid`` tried at that batch size
+    and ``lr_at_edge`` (the choice is the grid's smallest or largest η, so a better η may lie beyond
+    it). η values whose runs all diverged, or have no validation accuracy, are never chosen.
+    Curves that come in one η only are kept as they are (``lr`` set, the grid of one, no edge flag)."""
+    groups: dict[str, list[AccuracyCurve]] = {}
+    for curve in panel.curves:
+        rest = {k: v for k, v in curve.settings.items() if k != "lr"}
+        groups.setdefault(_key(rest), []).append(curve)
+    tuned = AccuracyPanel(panel.dataset, panel.model, panel.hidden, panel.budget_kind, panel.budget)
+    rests = [{k: v for k, v in group[0].settings.items() if k != "lr"} for group in groups.values()]
+    labels = curve_labels(rests)
+    for (group, rest, label) in zip(groups.values(), rests, labels):
+        sizes = sorted({p.batch_size for c in group for p in c.points})
+        points = []
+        for batch in sizes:
+            candidates = [(float(c.settings.get("lr", 0.0)), p) for c in group if (p := c.point(batch)) is not None]
+            grid = sorted({lr for lr, _ in candidates})
+            usable = [(lr, p) for lr, p in candidates if p.mean("val_acc") is not None]
+            if not usable:
+                continue
+            lr, best = max(usable, key=lambda item: (item[1].mean("val_acc"), -item[0]))
+            edge = len(grid) > 1 and lr in (grid[0], grid[-1])
+            points.append(AccuracyPoint(**{**asdict(best), "lr": lr, "lr_grid": grid, "lr_at_edge": edge}))
+        tuned.curves.append(AccuracyCurve(rest, (label + ", " if label else "") + "best η per B", points))
+    return tuned
 
 
 def curve_labels(settings: list[dict[str, Any]]) -> list[str]:

@@ -20,6 +20,25 @@ mean ± 2 standard errors over seeds; for the gradient noise, a positive and hea
 over batches, the same interval on the log scale, ``mean · exp(±2 se / mean)``; the
 interquartile range of timing repeats), or was **not measured** (e.g. no GPU). The GPU row's
 "same" is read as: the larger batch's update takes at most :data:`SAME_SPEED_RATIO` times as long as the smaller one's.
+
+Two more verdicts keep a row from agreeing on numbers that cannot carry a verdict:
+
+* **not converged** (accuracy rows): a side whose mean training accuracy is near chance — below
+  ``min(max(2 · chance, 0.5), (1 + chance) / 2)`` (0.5 for ten classes, 0.75 for two; chance =
+  1 / number of classes) — or whose training loss was still falling fast at the end: over the
+  second half of its logged epochs the training loss fell by more than :data:`LOSS_FALLING_FAST`
+  × ln(number of classes) (mean over seeds; ln C is the cross-entropy at chance, so the rule reads
+  "the second half removed more than 5 % of the chance-level loss"; not applied when the number
+  of classes is unknown). An absolute fall is used because a relative one calls a loss of 0.010
+  falling to 0.008 "fast" though the run is done. Comparing such a side measures how far training got, not what the
+  batch size does to the minimum it reaches (Keskar et al., 2017, train both sides to a similar
+  training accuracy before comparing).
+* **machine busy — not judged** (CPU timing rows): other processes kept a load average above the
+  number of cores while timing (the load before timing, or after timing less the timing's own
+  threads); CPU times are then inflated unevenly and no verdict is drawn.
+
+Each accuracy row names the protocol its runs followed: equal epochs (the lecture's figure), equal
+updates, or trained until the training loss stops improving (Keskar et al.'s setting).
 """
 
 from __future__ import annotations
@@ -29,14 +48,27 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel, AccuracyPoint
+from batchlab.analysis.accuracy import (
+    EPOCH_BUDGET,
+    PATIENCE_BUDGET,
+    UPDATE_BUDGET,
+    AccuracyCurve,
+    AccuracyPanel,
+    AccuracyPoint,
+)
 from batchlab.analysis.noise import NoiseReport
 
 AGREES = "agrees"
 DISAGREES = "disagrees"
 WITHIN_NOISE = "within noise"
 NOT_MEASURED = "not measured"
-VERDICTS = (AGREES, DISAGREES, WITHIN_NOISE, NOT_MEASURED)
+NOT_CONVERGED = "not converged"
+MACHINE_BUSY = "machine busy — not judged"
+VERDICTS = (AGREES, DISAGREES, WITHIN_NOISE, NOT_CONVERGED, MACHINE_BUSY, NOT_MEASURED)
+
+# A training loss that fell by more than this fraction of ln(classes) over the second half of the
+# logged epochs is "still falling fast".
+LOSS_FALLING_FAST = 0.05
 
 # "Same speed" on a GPU: the larger batch's update takes at most this many times as long.
 SAME_SPEED_RATIO = 2.0
@@ -93,6 +125,7 @@ class SummaryRow:
     verdict: str = NOT_MEASURED
     finding: str = ""
     note: str = ""
+    protocol: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -140,6 +173,42 @@ def _overlap(a: Measured, b: Measured) -> bool:
     return a.low <= b.high and b.low <= a.high
 
 
+def convergence_threshold(num_classes: int | None) -> float:
+    """The training accuracy below which a side counts as near chance (see the module docstring):
+    ``min(max(2 · chance, 0.5), (1 + chance) / 2)``, or 0.5 when the number of classes is unknown."""
+    if not num_classes or num_classes < 2:
+        return 0.5
+    chance = 1.0 / num_classes
+    return min(max(2 * chance, 0.5), (1 + chance) / 2)
+
+
+def not_converged_reason(point: AccuracyPoint, num_classes: int | None) -> str | None:
+    """Why ``point``'s runs have not converged (near-chance training accuracy, or a training loss
+    still falling fast over the last epoch), or None when neither holds."""
+    accuracy = point.mean("train_acc")
+    threshold = convergence_threshold(num_classes)
+    if accuracy is not None and accuracy < threshold:
+        chance = f", chance {1 / num_classes:.2g}" if num_classes else ""
+        return f"B = {point.batch_size}: training accuracy {accuracy:.3f} < {threshold:.2g} (near chance{chance})"
+    drop = getattr(point, "final_loss_drop", None)
+    if drop is not None and num_classes and num_classes >= 2 and drop > LOSS_FALLING_FAST * math.log(num_classes):
+        return (f"B = {point.batch_size}: training loss still falling ({drop:.3g} over the second half of its "
+                f"epochs, more than {LOSS_FALLING_FAST:.0%} of ln {num_classes} = {math.log(num_classes):.3g})")
+    return None
+
+
+def machine_busy(load: dict[str, Any] | None) -> bool:
+    """True when other processes kept a load average above the number of cores while timing:
+    ``max(before, after − own_threads) > cpu_count`` from a timing's ``load_average`` settings
+    (``before``, ``after``, ``cpu_count``, optional ``own_threads``)."""
+    if not load or not load.get("cpu_count"):
+        return False
+    own = load.get("own_threads") or 0
+    others = [v for v in (load.get("before"), None if load.get("after") is None else load["after"] - own)
+              if v is not None]
+    return bool(others) and max(others) > float(load["cpu_count"])
+
+
 def _finish(row: SummaryRow, describe) -> SummaryRow:
     row.verdict = judge(row.expectation, row.small, row.large)
     if row.verdict != NOT_MEASURED:
@@ -168,8 +237,10 @@ def _pick_series(points: Sequence[Any], device_type: str) -> list[Any]:
     return [by_batch[b] for b in sorted(by_batch)]
 
 
-def timing_rows(points: Sequence[Any]) -> list[SummaryRow]:
-    """Rows for the speed of one update (CPU, GPU) and the time of one epoch (per device)."""
+def timing_rows(points: Sequence[Any], busy: bool = False) -> list[SummaryRow]:
+    """Rows for the speed of one update (CPU, GPU) and the time of one epoch (per device).
+
+    ``busy`` (see :func:`machine_busy`) turns every measured CPU row into *machine busy — not judged*."""
     rows = []
     cpu = _pick_series(points, "cpu")
     gpu = _pick_series(points, "cuda")
@@ -220,12 +291,27 @@ def timing_rows(points: Sequence[Any]) -> list[SummaryRow]:
 
         small = large = None
         if len(series) >= 2:
-            small = Measured(series[0].batch_size, float(series[0].per_epoch_s), detail=_epoch_detail(series[0]))
-            large = Measured(series[-1].batch_size, float(series[-1].per_epoch_s), detail=_epoch_detail(series[-1]))
+            small, large = _epoch_measure(series[0]), _epoch_measure(series[-1])
         rows.append(_finish(SummaryRow(
             f"Time of one epoch ({label})", "slower", "faster", "time per epoch", "s", small, large, LARGE_LOWER,
         ), epoch_text))
+    if busy:
+        for row in rows:
+            if "(CPU)" in row.aspect and row.verdict != NOT_MEASURED:
+                row.verdict = MACHINE_BUSY
+                row.note = ("CPU timing rows: other processes kept the load average above the number of cores "
+                            "while timing, so no verdict is drawn from them.")
     return rows
+
+
+def _epoch_measure(point: Any) -> Measured:
+    """Time of one epoch with the update times' interquartile range scaled to the epoch
+    (``per_epoch · q25 / median`` … ``per_epoch · q75 / median``)."""
+    epoch, median = float(point.per_epoch_s), float(point.per_update_median_s)
+    if median > 0:
+        return Measured(point.batch_size, epoch, epoch * float(point.per_update_q25_s) / median,
+                        epoch * float(point.per_update_q75_s) / median, _epoch_detail(point))
+    return Measured(point.batch_size, epoch, detail=_epoch_detail(point))
 
 
 def _epoch_detail(point: Any) -> str:
@@ -270,12 +356,38 @@ def _accuracy_measure(point: AccuracyPoint, metric: str) -> Measured | None:
     detail = f"{point.n_seeds} seed{'s' if point.n_seeds != 1 else ''}"
     if point.n_diverged:
         detail += f", {point.n_diverged} diverged (left out)"
+    if point.lr is not None and point.lr_grid and len(point.lr_grid) > 1:
+        detail += f", best η = {point.lr:g} of {', '.join(f'{v:g}' for v in point.lr_grid)}"
+        if point.lr_at_edge:
+            detail += " (edge of the grid)"
     return Measured.mean_se(point.batch_size, mean, se, detail)
 
 
-def accuracy_rows(panel: AccuracyPanel | None) -> list[SummaryRow]:
+def protocol_text(panel: AccuracyPanel) -> str:
+    """The protocol a panel's runs followed, in the words a verdict row names it by."""
+    if panel.budget_kind == EPOCH_BUDGET:
+        return f"equal epochs ({panel.budget})"
+    if panel.budget_kind == UPDATE_BUDGET:
+        return f"equal updates ({panel.budget})"
+    return f"until the training loss stops improving (patience {panel.budget})"
+
+
+def _num_classes(dataset: str) -> int | None:
+    from batchlab.data import DATASETS
+
+    spec = DATASETS.get(dataset)
+    return None if spec is None else int(spec.num_classes)
+
+
+def accuracy_rows(panel: AccuracyPanel | Sequence[AccuracyPanel] | None) -> list[SummaryRow]:
     """Optimization (training accuracy) and generalization (validation and test accuracy) rows,
-    one set per curve of ``panel``, comparing its smallest and largest batch size."""
+    one set per curve of each panel (one panel per protocol), comparing its smallest and largest
+    batch size."""
+    panels = [] if panel is None else [panel] if isinstance(panel, AccuracyPanel) else list(panel)
+    panels = [p for p in panels if p.curves]
+    if len(panels) > 1:
+        return [row for p in panels for row in accuracy_rows(p)]
+    panel = panels[0] if panels else None
     if panel is None or not panel.curves:
         return [
             _finish(SummaryRow("Optimization (training accuracy)", "better", "worse", "training accuracy", "",
@@ -293,7 +405,10 @@ def _curve_rows(panel: AccuracyPanel, curve: AccuracyCurve) -> list[SummaryRow]:
     usable = [p for p in curve.points if p.n_seeds > 0]
     small_point = usable[0] if len(usable) >= 2 else None
     large_point = usable[-1] if len(usable) >= 2 else None
-    suffix = f" — {curve.label}" if len(panel.curves) > 1 else ""
+    suffix = f", {curve.label}" if len(panel.curves) > 1 else ""
+    protocol = protocol_text(panel)
+    classes = _num_classes(panel.dataset)
+    reasons = [r for r in (not_converged_reason(p, classes) for p in (small_point, large_point) if p is not None) if r]
     rows = []
     for aspect, metric, quantity in (
         ("Optimization (training accuracy)", "train_acc", "training accuracy"),
@@ -304,17 +419,31 @@ def _curve_rows(panel: AccuracyPanel, curve: AccuracyCurve) -> list[SummaryRow]:
         large = None if large_point is None else _accuracy_measure(large_point, metric)
         if metric == "test_acc" and small is None and large is None:
             continue
-        rows.append(_finish(SummaryRow(
-            aspect + suffix, "better", "worse", quantity, "", small, large, SMALL_HIGHER,
-            note=f"Accuracy rows: {panel.title}; means over seeds, ±2 standard errors as the noise interval.",
-        ), _accuracy_text))
+        tuned = small_point is not None and small_point.lr_grid and len(small_point.lr_grid) > 1
+        row = _finish(SummaryRow(
+            f"{aspect} — {protocol}{suffix}", "better", "worse", quantity, "", small, large, SMALL_HIGHER,
+            note=f"Accuracy rows: {panel.title}; means over seeds, ±2 standard errors as the noise interval"
+                 f"{'; each batch size at its own best η on the validation split' if tuned else ''}. "
+                 f"Not converged: training accuracy below {convergence_threshold(classes):.2g}, or a training "
+                 f"loss that fell by more than {LOSS_FALLING_FAST:.0%} of ln(classes) over the second half of "
+                 "the epochs.",
+            protocol=protocol,
+        ), _accuracy_text)
+        if reasons and row.verdict != NOT_MEASURED:
+            row.verdict = NOT_CONVERGED
+            row.finding += "; not converged: " + "; ".join(reasons)
+        rows.append(row)
     return rows
 
 
 def _accuracy_text(row: SummaryRow) -> str:
     better = "small" if row.small.value > row.large.value else "large"
-    return (f"{row.quantity} {row.small.value:.3f} at B = {row.small.batch_size} vs {row.large.value:.3f} at "
+    text = (f"{row.quantity} {row.small.value:.3f} at B = {row.small.batch_size} vs {row.large.value:.3f} at "
             f"B = {row.large.batch_size}: the {better} batch is better by {abs(row.small.value - row.large.value):.3f}")
+    tuned = [m.detail.split(", best ", 1)[1] for m in (row.small, row.large) if ", best " in m.detail]
+    if len(tuned) == 2:
+        text += f" (best {tuned[0]} at B = {row.small.batch_size}; best {tuned[1]} at B = {row.large.batch_size})"
+    return text
 
 
 # ----------------------------------------------------------------------------- the table
@@ -323,17 +452,19 @@ def _accuracy_text(row: SummaryRow) -> str:
 def summary_table(
     timing_points: Sequence[Any] = (),
     noise: NoiseReport | None = None,
-    panel: AccuracyPanel | None = None,
+    panel: AccuracyPanel | Sequence[AccuracyPanel] | None = None,
+    busy: bool = False,
 ) -> SummaryTable:
     """The lecture's table filled from timing points, a noise report and an accuracy panel.
 
     ``timing_points`` are :class:`batchlab.timing.TimingPoint`-like objects (``path``, ``device``,
     ``batch_size``, ``per_update_median_s``, ``per_update_q25_s``, ``per_update_q75_s``,
     ``per_epoch_s``, ``n_examples``, ``extrapolated``, ``synthetic_data``). Anything missing gives
-    rows marked *not measured*.
+    rows marked *not measured*. ``panel`` may be one panel or one per protocol (see
+    :func:`protocol_panels`); ``busy`` marks the CPU timing rows *machine busy — not judged*.
     """
     table = SummaryTable()
-    table.rows.extend(timing_rows(list(timing_points)))
+    table.rows.extend(timing_rows(list(timing_points), busy))
     table.rows.append(noise_row(noise))
     table.rows.extend(accuracy_rows(panel))
     return table
@@ -347,6 +478,18 @@ def primary_panel(panels: Sequence[AccuracyPanel], dataset: str | None = None) -
     if not candidates:
         return None
     return max(candidates, key=lambda p: (len(p.batch_sizes), sum(pt.n_seeds for c in p.curves for pt in c.points)))
+
+
+def protocol_panels(panels: Sequence[AccuracyPanel], dataset: str | None = None) -> list[AccuracyPanel]:
+    """One panel per protocol, in the order equal epochs, equal updates, until the loss stops
+    improving: for each, the panel of ``dataset`` (when given) with the most batch sizes and runs."""
+    chosen = []
+    for kind in (EPOCH_BUDGET, UPDATE_BUDGET, PATIENCE_BUDGET):
+        candidates = [p for p in panels if p.budget_kind == kind and (dataset is None or p.dataset == dataset)]
+        if candidates:
+            chosen.append(max(candidates, key=lambda p: (len(p.batch_sizes),
+                                                         sum(pt.n_seeds for c in p.curves for pt in c.points))))
+    return chosen
 
 
 def seconds_text(value: float) -> str:

@@ -116,7 +116,8 @@ def lecture_settings(scale: LectureScale, studies: list[AccuracyStudy], device: 
         "optimizer": "the lecture's momentum m ← λm − ηg, θ ← θ + m",
         "batch sizes": list(primary.batch_sizes),
         "λ": list(primary.momenta),
-        "η": primary.lr,
+        "η": (f"best of {list(primary.learning_rates)} per batch size and protocol, on validation accuracy"
+              if len(primary.learning_rates) > 1 else primary.lr),
         "epochs": primary.epochs,
         "seeds": scale.seeds,
         "timing batch sizes": list(scale.timing_batch_sizes),
@@ -128,6 +129,9 @@ def lecture_settings(scale: LectureScale, studies: list[AccuracyStudy], device: 
         settings["other datasets"] = [f"{s.dataset} ({s.model})" for s in studies[1:]]
     if primary.update_budget:
         settings["update budget"] = f"{primary.update_budget} updates at B ∈ {list(primary.update_batch_sizes)}"
+    if primary.patience:
+        settings["until the loss stops improving"] = (f"patience {primary.patience} epochs, at most "
+                                                      f"{primary.patience_epochs} epochs")
     return settings
 
 
@@ -161,7 +165,10 @@ def run_timing_stage(store: RunStore, scale: LectureScale, study: AccuracyStudy,
         store.add_timing(row)
     # The table's footnotes (extrapolated epochs, synthetic data, a busy machine) are not part of
     # the timing rows; kept here so the report can show them.
-    record = {"settings": settings, "points": len(table.points), "created": time.time(), "notes": list(table.notes)}
+    # The load while timing decides whether the summary judges the CPU rows at all.
+    load = dict(table.settings.get("load_average") or {}, own_threads=torch.get_num_threads())
+    record = {"settings": settings, "points": len(table.points), "created": time.time(), "notes": list(table.notes),
+              "load_average": load}
     store.put_record(LECTURE_KIND, key, record)
     return record
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from batchlab.analysis.accuracy import AccuracyPanel, accuracy_vs_batch_size
+from batchlab.analysis.accuracy import AccuracyPanel, accuracy_vs_batch_size, best_learning_rates
 from batchlab.analysis.noise import NoiseReport
-from batchlab.analysis.summary import SummaryTable, primary_panel, summary_table
+from batchlab.analysis.summary import SummaryTable, machine_busy, primary_panel, protocol_panels, summary_table
 from batchlab.store import RunRecord, RunStore
 
 NOISE_KIND = "noise"
@@ -45,7 +45,14 @@ class ReportContext:
 
     @cached_property
     def accuracy_panels(self) -> list[AccuracyPanel]:
-        return accuracy_vs_batch_size(self.runs)
+        # Histories give each point's last-epoch loss drop, one of the summary's convergence checks.
+        histories = {r.run_id: self.store.metrics(r.run_id) for r in self.runs if r.status == "finished"}
+        return accuracy_vs_batch_size(self.runs, histories)
+
+    @cached_property
+    def tuned_panels(self) -> list[AccuracyPanel]:
+        """Each panel with every batch size at its best η (see :func:`best_learning_rates`)."""
+        return [best_learning_rates(panel) for panel in self.accuracy_panels]
 
     @cached_property
     def primary_panel(self) -> AccuracyPanel | None:
@@ -107,4 +114,7 @@ class ReportContext:
 
     @cached_property
     def summary(self) -> SummaryTable:
-        return summary_table(self.summary_timing_points, self.noise_at_critical_point, self.primary_panel)
+        dataset = (self.lecture or {}).get("primary", {}).get("dataset")
+        load = ((self.lecture or {}).get("timing") or {}).get("load_average")
+        return summary_table(self.summary_timing_points, self.noise_at_critical_point,
+                             protocol_panels(self.tuned_panels, dataset), busy=machine_busy(load))

@@ -58,3 +58,4 @@ register_section_builder("largebatch", sections.largebatch_section, order=ORDER_
 register_section_builder("summary", sections.summary_section, order=ORDER_SUMMARY)
 register_section_builder("advise", sections.advise_section, order=ORDER_SUMMARY + 5)
 register_section_builder("momentum", sections.momentum_section, order=ORDER_MOMENTUM)
+register_section_builder("records", sections.records_section, order=ORDER_MOMENTUM + 10)

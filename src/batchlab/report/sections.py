@@ -14,7 +14,7 @@ from typing import Any
 
 from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel
 from batchlab.analysis.noise import NoiseReport
-from batchlab.analysis.summary import NOT_MEASURED, Measured, seconds_text
+from batchlab.analysis.summary import NOT_MEASURED, Measured, protocol_panels, protocol_text, seconds_text
 from batchlab.gap.report import SECTION_ID as GAP_SECTION_ID
 from batchlab.gap.report import SECTION_TITLE as GAP_SECTION_TITLE
 from batchlab.gap.report import gap_figures, latest_gap_record, network_numbers, section_intro, section_notes
@@ -97,7 +97,7 @@ def _series(points: Sequence[Any], device_type: str) -> list[Any]:
 
 
 def timing_caption(points: Sequence[Any]) -> str:
-    from batchlab.timing.lecture import LECTURE_V100_TIMES
+    from batchlab.timing.lecture import LECTURE_N_EXAMPLES, LECTURE_V100_TIMES, lecture_epoch_times
 
     # The lecture's Tesla V100 numbers (read off its slides): (time per update, time per epoch).
     update_b1, epoch_b1 = LECTURE_V100_TIMES[1]
@@ -117,7 +117,13 @@ def timing_caption(points: Sequence[Any]) -> str:
             f"{seconds_text(first.per_epoch_s)} at B = {first.batch_size:,} and {seconds_text(last.per_epoch_s)} "
             f"at B = {last.batch_size:,}.")
         shorter = last.per_epoch_s < first.per_epoch_s
-        lecture_epochs = f"an epoch falls from {epoch_b1:g} s at B = 1 to {epoch_b1000:g} s at B = 1000"
+        lecture_epochs = (f"an epoch of the lecture's N = {LECTURE_N_EXAMPLES:,} examples falls from {epoch_b1:g} s "
+                          f"at B = 1 to {epoch_b1000:g} s at B = 1000")
+        if last.n_examples != LECTURE_N_EXAMPLES:
+            scaled = lecture_epoch_times(last.n_examples)
+            if 1 in scaled and 1000 in scaled:
+                lecture_epochs += (f" ({seconds_text(scaled[1])} and {seconds_text(scaled[1000])} for the "
+                                   f"{last.n_examples:,} examples timed here, from its update times)")
         sentences.append(
             f"As in the lecture, where {lecture_epochs}, the larger batch finishes an epoch sooner." if shorter else
             f"Unlike the lecture, where {lecture_epochs}, the larger batch does not finish an epoch sooner here.")
@@ -151,6 +157,10 @@ def accuracy_section(ctx: ReportContext) -> ReportSection | None:
               "this store: final accuracies after a fixed budget, mean ± standard deviation over seeds, one "
               "axes per optimizer and momentum λ.",
     )
+    protocols = protocol_panels([p for p in ctx.tuned_panels if len(p.batch_sizes) >= 2],
+                                (ctx.lecture or {}).get("primary", {}).get("dataset"))
+    if protocols:
+        section.tables.append(protocols_table(protocols))
     for panel in panels:
         figure = plot_accuracy_panel(panel)
         figure_id = slug(f"accuracy-{panel.dataset}-{panel.model}-{panel.budget_kind}-{panel.budget}")
@@ -163,6 +173,28 @@ def accuracy_section(ctx: ReportContext) -> ReportSection | None:
             "its deficit is simply fewer steps (Hoffer et al. 2017). A panel with a fixed update budget, when "
             "present, compares the batch sizes at the same number of updates.")
     return section
+
+
+def protocols_table(panels: Sequence[AccuracyPanel]) -> TableItem:
+    """The three protocols side by side, each batch size at its best η (chosen on validation accuracy)."""
+    rows = []
+    for panel in panels:
+        for curve in panel.curves:
+            for point in curve.points:
+                grid = ", ".join(f"{v:g}" for v in point.lr_grid or [])
+                rows.append([protocol_text(panel), curve.label,
+                             f"full ({point.batch_size:,})" if point.full_batch else point.batch_size,
+                             "—" if point.lr is None else f"{point.lr:g}", grid or "—",
+                             "yes" if point.lr_at_edge else "no",
+                             None if point.updates is None else round(point.updates), point.n_seeds,
+                             _mean_std(point, "train_acc"), _mean_std(point, "val_acc"), _mean_std(point, "test_acc")])
+    return TableItem("The protocols side by side, each batch size at its best η",
+                     ["protocol", "curve", "B", "best η", "η grid", "at grid edge", "updates", "seeds", "train acc",
+                      "val acc", "test acc"], rows,
+                     caption="Equal epochs is the lecture's figure; equal updates gives every batch size the same "
+                             "number of steps; the last trains until the training loss stops improving (Keskar et al. "
+                             "2017). For each protocol and batch size the η with the best mean validation accuracy "
+                             "over seeds is shown; 'at grid edge' means a better η may lie outside the grid.")
 
 
 def accuracy_table(panel: AccuracyPanel) -> TableItem:
@@ -339,14 +371,19 @@ def summary_section(ctx: ReportContext) -> ReportSection | None:
         "summary", "The lecture's summary table, measured here",
         intro="The lecture closes its batch-size part with a small-vs-large table. Each row below holds the "
               "lecture's verdict, this machine's numbers for a small and a large batch, and whether the numbers "
-              f"agree — decided from the numbers alone. {counts['agrees']} of {measured} measured rows agree, "
-              f"{counts['disagrees']} disagree, {counts['within noise']} are within noise.",
+              f"agree — decided from the numbers alone. Each accuracy row names its protocol (equal epochs, equal "
+              f"updates, or trained until the training loss stops improving). {counts['agrees']} of {measured} "
+              f"measured rows agree, {counts['disagrees']} disagree, {counts['within noise']} are within noise, "
+              f"{counts['not converged']} compare a side that had not converged and "
+              f"{counts['machine busy — not judged']} were timed on a busy machine and not judged.",
         tables=[TableItem("Small batch vs large batch", ["aspect", "lecture: small B", "lecture: large B",
                                                          "measured: small B", "measured: large B", "what was measured",
                                                          "verdict"], rows,
                           caption="Within noise: the two values' intervals overlap (mean ± 2 standard errors over "
                                   "seeds; for the gradient noise the same on the log scale, mean · exp(±2 se/mean); "
-                                  "interquartile range of timing repeats).")],
+                                  "interquartile range of timing repeats). Not converged: a side's training "
+                                  "accuracy is near chance or its training loss was still falling fast at the end. "
+                                  "Machine busy: the load average exceeded the number of cores while timing.")],
         notes=list(dict.fromkeys(row.note for row in table.rows if row.note and row.verdict != NOT_MEASURED)),
         data=table.to_dict(),
     )
@@ -465,3 +502,51 @@ def advise_section(ctx: ReportContext) -> ReportSection | None:
     return ReportSection(advise.SECTION_ID, advise.SECTION_TITLE, intro=intro, figures=figures, tables=[table],
                          notes=advise.section_notes(record),
                          data={"recommendation": record["recommendation"], "created": record["created"]})
+
+
+# ----------------------------------------------------------------------------- other stored records
+
+# Analysis records written by `batchlab hessian`, `batchlab sharpness` and `batchlab landscape` (and
+# by the gap experiment's measurements): what each kind measures, for the section's captions.
+ANALYSIS_RECORD_KINDS = {
+    "hessian": "Hessian spectra (Lanczos): top and smallest eigenvalues of the loss at a run's final weights",
+    "sharpness": "Sharpness (Keskar et al. 2017, Metric 2.1): the largest relative loss increase in an ε-box",
+    "landscape": "Loss landscapes: the loss along lines or planes through a run's weights",
+}
+# Fields that are not results (where and how a record was made), left out of the tables.
+_RECORD_CONTEXT_FIELDS = {"config", "environment", "run_id", "created"}
+_MAX_RECORD_COLUMNS = 8
+
+
+def records_section(ctx: ReportContext) -> ReportSection | None:
+    """Every Hessian, sharpness and landscape record in the store, one table per kind: the run it
+    belongs to and each scalar result field (numbers, flags and short words) of the record."""
+    tables = []
+    for kind, description in ANALYSIS_RECORD_KINDS.items():
+        items = ctx.store.record_items(kind)
+        if not items:
+            continue
+        scalars = [{k: v for k, v in value.items() if k not in _RECORD_CONTEXT_FIELDS and _scalar(v)}
+                   for _, value in items]
+        columns = list(dict.fromkeys(k for fields in scalars for k in fields))[:_MAX_RECORD_COLUMNS]
+        rows = [[value.get("run_id", key), *(_record_cell(fields.get(c)) for c in columns)]
+                for (key, value), fields in zip(items, scalars)]
+        tables.append(TableItem(f"{kind} records ({len(items)})", ["run", *columns], rows, caption=description + "."))
+    if not tables:
+        return None
+    return ReportSection(
+        "records", "Other measurements in the store",
+        intro="Hessian spectra, sharpness values and loss landscapes stored by batchlab's analysis commands, "
+              "one row per record with its scalar results; the commands' own output has the full detail.",
+        tables=tables,
+    )
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 40)
+
+
+def _record_cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else value

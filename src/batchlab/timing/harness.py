@@ -16,6 +16,11 @@ The rule for one point (a data path, a batch size B, a device):
    every repeat, their median, quartiles, min and max. At least five repeats are always taken, even
    when a single update outlasts the budget.
 
+:func:`timing_sweep` prepares every point of a device (steps 1–3), then takes the repeats in rounds:
+each round times every data path and batch size once, each round starting one point further on, and
+one untimed update before each repeat refills the caches the previous point used. Load from other
+processes that comes and goes then falls on all points alike instead of on whichever was timed then.
+
 Everything from step 1 on runs with a fixed intra-op thread count, reported in the point
 (``threads``), as ``torch.utils.benchmark.Timer(num_threads=...)`` does: by default the count
 batchlab's trainer uses for that batch size (:func:`batchlab.threads.threads_for`: one thread for
@@ -31,7 +36,9 @@ import math
 import os
 import statistics
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -107,14 +114,89 @@ def measure_point(
         momentum = TIMING_MOMENTUM if get_optimizer_spec(optimizer).uses_momentum else 0.0
     data = _data_of_size(data, dataset, n, data_dir)
     threads = threads_for(batch_size, device) if threads is None else threads
-    with intra_op_threads(threads):
-        return _measure(
-            path, model_name, batch_size, data, device, repeats, warmup, budget_s, threads,
-            optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers, hidden=hidden,
+    prepared = _prepare(path, model_name, batch_size, data, device, repeats, warmup, budget_s, threads,
+                        optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers,
+                        hidden=hidden)
+    for _ in range(repeats):
+        prepared.repeat(rewarm=False)
+    return prepared.point()
+
+
+@dataclass
+class _PreparedPoint:
+    """A built, warmed-up point (steps 1–3) whose repeats (step 4) can be taken one at a time, so a
+    sweep can interleave the repeats of all its points."""
+
+    path: str
+    model_name: str
+    batch_size: int
+    data: TimingData
+    device: torch.device
+    threads: int
+    budget_s: float
+    optimizer: str
+    num_workers: int
+    runner: Any
+    warmup_updates: int
+    estimate_s: float
+    block: int
+    per_update: list[float] = field(default_factory=list)
+    epoch_times: list[float] = field(default_factory=list)
+
+    @property
+    def whole_epochs(self) -> bool:
+        return self.block >= self.runner.updates_per_epoch
+
+    def repeat(self, rewarm: bool) -> None:
+        """One timed repeat under the point's thread count. ``rewarm`` first takes one untimed update
+        (when it costs less than the warm-up share of the budget spread over five repeats), so caches
+        another point filled in between are refilled outside the timed block."""
+        with intra_op_threads(self.threads):
+            if rewarm and self.estimate_s < self.budget_s * WARMUP_SHARE / MIN_REPEATS:
+                time_updates(self.runner, 1, self.device)
+            updates_per_epoch = self.runner.updates_per_epoch
+            if self.whole_epochs:
+                elapsed = time_updates(self.runner, updates_per_epoch, self.device, from_new_epoch=True)
+                self.epoch_times.append(elapsed)
+                self.per_update.append(elapsed / updates_per_epoch)
+            else:
+                self.per_update.append(time_updates(self.runner, self.block, self.device) / self.block)
+
+    def point(self) -> TimingPoint:
+        """Step 5: the point from the repeats taken."""
+        updates_per_epoch = self.runner.updates_per_epoch
+        per_epoch = (statistics.median(self.epoch_times) if self.whole_epochs
+                     else statistics.median(self.per_update) * updates_per_epoch)
+        notes = []
+        if self.data.synthetic:
+            notes.append(f"synthetic data: {self.data.reason}")
+        if not self.whole_epochs:
+            notes.append(f"extrapolated: {self.block} of {updates_per_epoch} updates per repeat fit the "
+                         f"{self.budget_s:g} s budget")
+        return TimingPoint(
+            path=self.path,
+            device=str(self.device),
+            device_name=device_name(self.device),
+            model=self.model_name,
+            dataset=self.data.dataset,
+            optimizer=self.optimizer,
+            batch_size=self.batch_size,
+            n_examples=self.data.n,
+            updates_per_epoch=updates_per_epoch,
+            per_update_s=tuple(self.per_update),
+            updates_per_repeat=updates_per_epoch if self.whole_epochs else self.block,
+            warmup_updates=self.warmup_updates,
+            per_epoch_s=per_epoch,
+            extrapolated=not self.whole_epochs,
+            synthetic_data=self.data.synthetic,
+            num_workers=self.num_workers if self.path == "dataloader" else 0,
+            capture_s=self.runner.capture_s,
+            threads=self.threads,
+            notes=tuple(notes),
         )
 
 
-def _measure(
+def _prepare(
     path: str,
     model_name: str,
     batch_size: int,
@@ -131,58 +213,18 @@ def _measure(
     seed: int,
     num_workers: int,
     hidden: tuple[int, ...] | None,
-) -> TimingPoint:
-    """Steps 1–5 of the module docstring, for checked settings, under the caller's thread count."""
-    n = data.n
-    runner = build_path(
-        path, model_name, data, batch_size, device,
-        optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers, hidden=hidden,
-    )
-    updates_per_epoch = runner.updates_per_epoch
-    warmup_updates = warm_up(runner, warmup, device, max_seconds=budget_s * WARMUP_SHARE)
-    estimate = estimate_update_seconds(runner, device)
-    block = updates_in_budget(estimate, budget_s, repeats, updates_per_epoch)
-    whole_epochs = block >= updates_per_epoch
-
-    per_update: list[float] = []
-    epoch_times: list[float] = []
-    for _ in range(repeats):
-        if whole_epochs:
-            elapsed = time_updates(runner, updates_per_epoch, device, from_new_epoch=True)
-            epoch_times.append(elapsed)
-            per_update.append(elapsed / updates_per_epoch)
-        else:
-            per_update.append(time_updates(runner, block, device) / block)
-    per_epoch = statistics.median(epoch_times) if whole_epochs else statistics.median(per_update) * updates_per_epoch
-
-    notes = []
-    if data.synthetic:
-        notes.append(f"synthetic data: {data.reason}")
-    if not whole_epochs:
-        notes.append(
-            f"extrapolated: {block} of {updates_per_epoch} updates per repeat fit the {budget_s:g} s budget"
+) -> _PreparedPoint:
+    """Steps 1–3 of the module docstring, for checked settings, under ``threads`` intra-op threads."""
+    with intra_op_threads(threads):
+        runner = build_path(
+            path, model_name, data, batch_size, device,
+            optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers, hidden=hidden,
         )
-    return TimingPoint(
-        path=path,
-        device=str(device),
-        device_name=device_name(device),
-        model=model_name,
-        dataset=data.dataset,
-        optimizer=optimizer,
-        batch_size=batch_size,
-        n_examples=n,
-        updates_per_epoch=updates_per_epoch,
-        per_update_s=tuple(per_update),
-        updates_per_repeat=updates_per_epoch if whole_epochs else block,
-        warmup_updates=warmup_updates,
-        per_epoch_s=per_epoch,
-        extrapolated=not whole_epochs,
-        synthetic_data=data.synthetic,
-        num_workers=num_workers if path == "dataloader" else 0,
-        capture_s=runner.capture_s,
-        threads=threads,
-        notes=tuple(notes),
-    )
+        warmup_updates = warm_up(runner, warmup, device, max_seconds=budget_s * WARMUP_SHARE)
+        estimate = estimate_update_seconds(runner, device)
+    block = updates_in_budget(estimate, budget_s, repeats, runner.updates_per_epoch)
+    return _PreparedPoint(path, model_name, batch_size, data, device, threads, budget_s, optimizer, num_workers,
+                          runner, warmup_updates, estimate, block)
 
 
 def updates_in_budget(update_s: float, budget_s: float, repeats: int, updates_per_epoch: int) -> int:
@@ -256,6 +298,8 @@ def timing_sweep(
             "threads": threads if threads is not None else f"rule: 1 on the CPU below B = {ONE_THREAD_BELOW_BATCH}",
         }
     )
+    momentum = TIMING_MOMENTUM if get_optimizer_spec(optimizer).uses_momentum else 0.0
+    prepared: list[_PreparedPoint] = []
     for dev in devices:
         table.environments[str(dev)] = describe_environment(dev, update_threads=threads)
         point_budget = cpu_budget_s if dev.type == "cpu" else budget_s
@@ -270,17 +314,27 @@ def timing_sweep(
                 if conflict:
                     table.skipped.append({"path": path, "device": str(dev), "batch_size": size, "reason": conflict})
                     continue
-                point = measure_point(
-                    path, model, size, n_examples, dev, repeats, warmup, point_budget,
-                    dataset=dataset, data=data, optimizer=optimizer, seed=seed,
-                    num_workers=num_workers, hidden=hidden, threads=threads,
+                prepared.append(_prepare(
+                    path, model, size, _data_of_size(data, dataset, max(size, n_examples), data_dir), dev, repeats,
+                    warmup, point_budget, threads_for(size, dev) if threads is None else threads,
+                    optimizer=optimizer, lr=TIMING_LR, momentum=momentum, seed=seed, num_workers=num_workers,
+                    hidden=hidden,
+                ))
+        # Interleaved repeats: round r times every point once, starting one point further on each round,
+        # so load that comes and goes hits every path and batch size alike.
+        for round_index in range(repeats):
+            start = round_index % max(len(prepared), 1)
+            for item in prepared[start:] + prepared[:start]:
+                item.repeat(rewarm=True)
+        for item in prepared:
+            point = item.point()
+            table.points.append(point)
+            if progress is not None:
+                progress(
+                    f"{point.series:<24} B={point.batch_size:<6} {point.per_update_median_s * 1e3:10.3f} ms/update"
+                    f"{' (extrapolated epoch)' if point.extrapolated else ''}"
                 )
-                table.points.append(point)
-                if progress is not None:
-                    progress(
-                        f"{point.series:<24} B={size:<6} {point.per_update_median_s * 1e3:10.3f} ms/update"
-                        f"{' (extrapolated epoch)' if point.extrapolated else ''}"
-                    )
+        prepared.clear()
         data.release(dev)
 
     table.notes = footnotes(table.points)

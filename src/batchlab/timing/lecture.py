@@ -21,3 +21,22 @@ LECTURE_V100_TIMES: dict[int, tuple[float, float]] = {
     10000: (1.55, 9.2),
     60000: (9.5, 9.4),
 }
+
+
+def lecture_epoch_times(n_examples: int | None = None) -> dict[int, float]:
+    """The lecture's V100 time per epoch for an epoch of ``n_examples`` examples.
+
+    At the lecture's N = 60,000 (or ``None``) these are the slides' values. For another N the
+    slides' time per update (which does not depend on N) is multiplied by the ⌈N / B⌉ updates of an
+    epoch of N examples, for every B ≤ N, so the lecture's curve is comparable with an epoch timed here.
+    """
+    if n_examples is None or n_examples == LECTURE_N_EXAMPLES:
+        return {b: epoch for b, (_, epoch) in LECTURE_V100_TIMES.items()}
+    return {b: update * -(-n_examples // b) for b, (update, _) in LECTURE_V100_TIMES.items() if b <= n_examples}
+
+
+def lecture_epoch_label(n_examples: int | None = None) -> str:
+    """The reference series' label: the N its epochs are for, and whether they were scaled to it."""
+    if n_examples is None or n_examples == LECTURE_N_EXAMPLES:
+        return f"{LECTURE_LABEL}, the lecture's N = {LECTURE_N_EXAMPLES:,}"
+    return f"{LECTURE_LABEL}, update times × ⌈N/B⌉ for N = {n_examples:,}"

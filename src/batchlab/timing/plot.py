@@ -13,7 +13,12 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-from batchlab.timing.lecture import LECTURE_LABEL, LECTURE_V100_TIMES  # noqa: E402
+from batchlab.timing.lecture import (  # noqa: E402
+    LECTURE_LABEL,
+    LECTURE_V100_TIMES,
+    lecture_epoch_label,
+    lecture_epoch_times,
+)
 from batchlab.timing.table import TimingTable  # noqa: E402
 
 PATH_COLORS = {"dataloader": "#d62728", "resident": "#1f77b4", "cuda-graph": "#2ca02c"}
@@ -46,12 +51,17 @@ def plot_timing(table: TimingTable, lecture_reference: bool = True) -> Figure:
                 [point.batch_size], [point.per_epoch_s], marker=marker, color=color, linestyle="none",
                 markerfacecolor="white" if point.extrapolated else color,
             )
+    n_values = sorted({p.n_examples for p in table.points})
     if lecture_reference:
         sizes = sorted(LECTURE_V100_TIMES)
         per_update.plot(sizes, [LECTURE_V100_TIMES[b][0] for b in sizes], "--x", color=LECTURE_COLOR, label=LECTURE_LABEL)
-        per_epoch.plot(sizes, [LECTURE_V100_TIMES[b][1] for b in sizes], "--x", color=LECTURE_COLOR, label=LECTURE_LABEL)
+        # Epochs of the N timed here when one N was timed, else the lecture's own N (labelled so).
+        reference_n = n_values[0] if len(n_values) == 1 else None
+        epochs = lecture_epoch_times(reference_n)
+        per_epoch.plot(sorted(epochs), [epochs[b] for b in sorted(epochs)], "--x", color=LECTURE_COLOR,
+                       label=lecture_epoch_label(reference_n))
+        per_epoch.legend(fontsize=7, loc="lower left")
 
-    n_values = sorted({p.n_examples for p in table.points})
     n_text = ", ".join(f"{n:,}" for n in n_values) if n_values else "?"
     per_update.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="time per update (s)",
                    title="Time per update (median, bars: quartiles)")
