@@ -178,3 +178,15 @@ def stage_printer(progress: bool | None) -> Callable[[str], None]:
 
     return say
 
+
+def add_experiment_options(parser: argparse.ArgumentParser, out_default: str | Path, writes: str,
+                           progress: str = "a progress bar per training run (else one log line per run)") -> None:
+    """The options every experiment command (gap, largebatch, advise) shares: the store, the
+    output folder, the output format, progress, the device and the data folder."""
+    add_store_option(parser)
+    parser.add_argument("--out", type=output_dir, default=str(out_default), metavar="DIR",
+                        help=f"where {writes} go (default: {out_default})")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    add_progress_option(parser, progress)
+    add_device_option(parser)
+    add_data_dir_option(parser)

@@ -8,15 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from batchlab.commands._options import (
-    add_data_dir_option,
-    add_device_option,
-    add_progress_option,
-    add_store_option,
-    hidden_width,
-    stage_printer,
-    output_dir,
-)
+from batchlab.commands._options import add_experiment_options, hidden_width, stage_printer
 
 DEFAULT_OUT = Path("batchlab-report") / "advise"
 
@@ -61,13 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget-epochs", type=float, default=None,
                         help="update budget per run in epochs of examples (quick 2, full 10)")
     parser.add_argument("--min-updates", type=int, default=None, help="update budget at least this (quick 150)")
-    add_store_option(parser)
-    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR", help=f"where advise.json and figures go "
-                        f"(default: {DEFAULT_OUT})")
-    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    add_progress_option(parser, "stage lines with the seconds so far")
-    add_device_option(parser)
-    add_data_dir_option(parser)
+    add_experiment_options(parser, DEFAULT_OUT, "advise.json and figures", progress="stage lines with the seconds so far")
     parser.set_defaults(handler=run_advise_command)
 
 

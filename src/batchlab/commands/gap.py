@@ -8,13 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from batchlab.commands._options import (
-    add_data_dir_option,
-    add_device_option,
-    add_progress_option,
-    add_store_option,
-    output_dir,
-)
+from batchlab.commands._options import add_experiment_options
 
 DEFAULT_OUT = Path("batchlab-report") / "gap"
 
@@ -47,12 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="also measure sharpness in a random 100-dim subspace (Table 4; default at full scale)")
     space.add_argument("--no-subspace", dest="subspace", action="store_const", const=False,
                        help="full-space sharpness only (default at quick scale)")
-    add_store_option(parser)
-    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR", help=f"where gap.json and figures go (default: {DEFAULT_OUT})")
-    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    add_progress_option(parser, "a progress bar per training run (else one log line per run)")
-    add_device_option(parser)
-    add_data_dir_option(parser)
+    add_experiment_options(parser, DEFAULT_OUT, "gap.json and figures")
     parser.set_defaults(handler=run_gap_command)
 
 

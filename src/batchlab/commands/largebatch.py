@@ -8,13 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from batchlab.commands._options import (
-    add_data_dir_option,
-    add_device_option,
-    add_progress_option,
-    add_store_option,
-    output_dir,
-)
+from batchlab.commands._options import add_experiment_options
 
 DEFAULT_OUT = Path("batchlab-report") / "largebatch"
 METHOD_CHOICES = ("linear-warmup", "sqrt", "lars", "lamb", "ghost-bn", "akiba", "swap", "longer")
@@ -42,13 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per method (default: 2 at quick, 3 at full)")
     parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                         help=f"methods besides SB and plain LB (default: all of {', '.join(METHOD_CHOICES)})")
-    add_store_option(parser)
-    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR",
-                        help=f"where largebatch.json and the figure go (default: {DEFAULT_OUT})")
-    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    add_progress_option(parser, "a progress bar per training run (else one log line per run)")
-    add_device_option(parser)
-    add_data_dir_option(parser)
+    add_experiment_options(parser, DEFAULT_OUT, "largebatch.json and the figure")
     parser.set_defaults(handler=run_largebatch_command)
 
 
