@@ -42,3 +42,21 @@ def test_panels_wrap_at_most_two_to_a_row():
     assert len(axes) == 5
     columns = {round(ax.get_position().x0, 3) for ax in axes}
     assert len(columns) == 2
+
+
+def test_a_batch_size_where_every_seed_diverged_stays_on_the_axis_and_the_layout_holds():
+    import io
+    import warnings
+
+    diverged = AccuracyPoint(batch_size=8, full_batch=False, seeds=[], n_diverged=2, updates=None,
+                             means={"train_acc": None, "val_acc": None}, stds={"train_acc": None, "val_acc": None})
+    figure = plot_accuracy_panel(AccuracyPanel("mnist-5k", "mlp", [8], "epochs", 1, [
+        AccuracyCurve({"lr": 0.1}, "η = 0.1", [diverged, point(128, 0.99)])]))
+    (ax,) = visible_axes(figure)
+    low, high = ax.get_xlim()
+    assert low < 8 and high > 128
+    assert any(t.get_text() == "2 diverged" for t in ax.texts)
+    assert not any("one batch size only" in t.get_text() for t in ax.texts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when the constrained layout collapses
+        figure.savefig(io.BytesIO(), format="png")

@@ -64,15 +64,22 @@ def plot_accuracy_panel(panel: AccuracyPanel,
             if point.n_diverged:
                 ax.annotate(f"{point.n_diverged} diverged", (point.batch_size, 0.02),
                             xycoords=("data", "axes fraction"), ha="center", fontsize=8, color="#b31d28")
+                # A batch size where every seed diverged has no accuracy but stays on the axis, so
+                # its note sits inside the axes (outside, it would collapse the layout).
+                ticks.setdefault(point.batch_size, batch_tick_label(point.batch_size, point.full_batch))
         ax.set_xscale("log")
         if ticks:
             ax.set_xticks(sorted(ticks), [ticks[b] for b in sorted(ticks)])
             ax.minorticks_off()
         if len(ticks) == 1:
             mark_single_batch_size(ax, next(iter(ticks)))
-        seeds = sorted({p.n_seeds for p in curve.points})
+        seeds = sorted({p.n_seeds for p in curve.points if p.n_seeds}) or [0]
         seed_text = "/".join(str(s) for s in seeds)
-        ax.set(xlabel="batch size B", ylabel="accuracy", title=f"{curve.label}\n(mean ± std over {seed_text} seeds)")
+        if len(ticks) > 1:
+            # Every batch size on the axis, diverged ones too, with room for their notes at the ends.
+            ax.set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
+        plural = "s" if seeds != [1] else ""
+        ax.set(xlabel="batch size B", ylabel="accuracy", title=f"{curve.label}\n(mean ± std over {seed_text} seed{plural})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     figure.suptitle(f"Accuracy vs batch size — {panel.title}", fontsize=11)
