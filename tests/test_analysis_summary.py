@@ -248,3 +248,59 @@ def test_a_busy_machine_leaves_cpu_timing_rows_unjudged():
     assert verdicts["Time of one epoch (CPU)"] == MACHINE_BUSY
     assert verdicts["Speed of one update, with parallelism (GPU)"] == AGREES
     assert verdicts["Time of one epoch (GPU)"] == AGREES
+
+
+# ----------------------------------------------------------------------------- flat vs sharp rows
+
+
+def flat_sharp(sb_test, lb_test, sb_phi, lb_phi, sb_train=(0.99, 0.991, 0.992), lb_train=(0.991, 0.99, 0.993)):
+    from batchlab.gap.tables import NetworkNumbers, RegimeNumbers
+
+    return NetworkNumbers("F1", "mlp", "fashion-mnist", 10000,
+                          RegimeNumbers(32, tuple(sb_train), tuple(sb_test), {("full", 1e-3): tuple(sb_phi),
+                                                                              ("full", 5e-4): (1.0,) * len(sb_phi)}),
+                          RegimeNumbers(1024, tuple(lb_train), tuple(lb_test), {("full", 1e-3): tuple(lb_phi),
+                                                                                ("full", 5e-4): (9.0,) * len(lb_phi)}))
+
+
+def test_flat_vs_sharp_rows_agree_when_small_tests_better_and_sits_flatter():
+    from batchlab.analysis.summary import sharp_minima_rows
+
+    rows = sharp_minima_rows(flat_sharp((0.85, 0.851, 0.852), (0.83, 0.829, 0.831), (10, 11, 12), (30, 31, 33)), 0.99)
+    assert [r.quantity for r in rows] == ["test accuracy", "sharpness φ"]
+    assert [r.verdict for r in rows] == [AGREES, AGREES]
+    assert all(r.protocol == "equal training accuracy (99%)" for r in rows)
+    assert "ε = 0.001" in rows[1].aspect  # the paper's headline ε of the full space
+    assert rows[0].small.batch_size == 32 and rows[0].large.batch_size == 1024
+
+
+def test_flat_vs_sharp_rows_disagree_or_stay_within_noise_from_the_numbers():
+    from batchlab.analysis.summary import sharp_minima_rows
+
+    reversed_rows = sharp_minima_rows(flat_sharp((0.82, 0.821, 0.822), (0.84, 0.841, 0.842), (40, 41, 42),
+                                                 (10, 11, 12)), 0.99)
+    assert [r.verdict for r in reversed_rows] == [DISAGREES, DISAGREES]
+    noisy = sharp_minima_rows(flat_sharp((0.83, 0.85, 0.84), (0.835, 0.845, 0.84), (10, 30, 20), (12, 28, 21)), 0.99)
+    assert [r.verdict for r in noisy] == [WITHIN_NOISE, WITHIN_NOISE]
+
+
+def test_flat_vs_sharp_is_not_converged_below_the_target_or_at_unequal_training_accuracy():
+    from batchlab.analysis.summary import sharp_minima_rows
+
+    numbers = flat_sharp((0.85, 0.851, 0.852), (0.83, 0.829, 0.831), (10, 11, 12), (30, 31, 33))
+    missed = sharp_minima_rows(numbers, 0.99, missed_target=1)
+    assert [r.verdict for r in missed] == [NOT_CONVERGED, NOT_CONVERGED]
+    assert "1 run ended at the epoch cap" in missed[0].finding
+    unequal = sharp_minima_rows(flat_sharp((0.85, 0.851, 0.852), (0.83, 0.829, 0.831), (10, 11, 12), (30, 31, 33),
+                                           lb_train=(0.95, 0.951, 0.952)), 0.99)
+    assert all(r.verdict == NOT_CONVERGED and "not equal" in r.finding for r in unequal)
+    assert sharp_minima_rows(None) == []
+
+
+def test_flat_vs_sharp_rows_close_the_summary_table():
+    from batchlab.analysis.summary import sharp_minima_rows
+
+    rows = sharp_minima_rows(flat_sharp((0.85, 0.851, 0.852), (0.83, 0.829, 0.831), (10, 11, 12), (30, 31, 33)), None)
+    table = summary_table(sharp_minima=rows)
+    assert table.rows[-2:] == rows
+    assert rows[0].protocol == "until the training loss stops improving (Keskar et al.)"

@@ -124,3 +124,10 @@ def test_networks_without_paper_values_and_the_subspace_row():
 def test_round_trip_through_dicts():
     net = network((0.98, 0.97), (0.96, 0.95))
     assert NetworkNumbers.from_dict(net.to_dict()) == net
+
+
+def test_sharpness_difference_inside_the_seed_spread_is_inconclusive():
+    net = network((0.98, 0.98), (0.97, 0.97), sb_sharp=(377.0, 426.0, 354.0), lb_sharp=(392.0, 392.0, 405.0))
+    sharp = [f for f in network_findings(net) if f.aspect.startswith("sharpness")]
+    assert [f.verdict for f in sharp] == [INCONCLUSIVE, INCONCLUSIVE]
+    assert "within the noise" in sharp[0].text and "LB sharper in 2 of 3 seeds" in sharp[0].text

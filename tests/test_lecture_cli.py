@@ -25,8 +25,13 @@ TINY = lecture.LectureScale(
     critical_updates=3,
     noise_batches=2,
     toy_surfaces=("ball",),
+    sharp_minima=lecture.SharpMinimaStudy(
+        datasets=("mnist-5k",), train_subset=1000, model="mlp", hidden=(8,), small_batch=50, large_batch=500,
+        sb_lr=0.05, lb_lr=0.2, momentum=0.9, target_train_acc=0.6, sb_epochs=3, lb_epochs=6, seeds=1,
+        sharpness_examples=100, landscape_examples=100, landscape_test_examples=100,
+    ),
 )
-SECTIONS = ("timing", "accuracy", "noise", "summary", "momentum")
+SECTIONS = ("timing", "accuracy", "noise", "gap", "summary", "momentum")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -70,10 +75,28 @@ def test_lecture_writes_a_self_contained_report_and_reuses_the_store(tmp_path, t
         finished_before = {r.run_id: r.finished for r in store.runs()}
         timings_before = len(store.timings())
         noise_before = len(store.records("noise"))
-    assert len(finished_before) == 2 * (2 + 2) + 1  # 2 η × (equal epochs + until the loss stops), the full batch
+    # 2 η × (equal epochs + until the loss stops), the full batch, and flat vs sharp's SB and LB
+    assert len(finished_before) == 2 * (2 + 2) + 1 + 2
     protocols = {row["protocol"] for row in summary["summary_table"]["rows"] if row["protocol"]}
-    assert protocols == {"equal epochs (1)", "until the training loss stops improving (patience 1)"}
+    assert protocols == {"equal epochs (1)", "until the training loss stops improving (patience 1)",
+                         "equal training accuracy (60%)"}
     assert "each batch size at its best η" in page
+
+    # Flat vs sharp: both regimes trained to the same training accuracy, their sharpness, the line.
+    assert {"gap-parametric", "gap-sharpness"} <= set(figure_ids)
+    flat_sharp = [row for row in summary["summary_table"]["rows"] if row["protocol"] == "equal training accuracy (60%)"]
+    assert [row["quantity"] for row in flat_sharp] == ["test accuracy", "sharpness φ"]
+    assert all(row["small"]["batch_size"] == 50 and row["large"]["batch_size"] == 500 for row in flat_sharp)
+    assert "stopped at the same training accuracy" in page
+    with RunStore(store_path) as store:
+        (gap,) = store.records("gap")
+        assert gap["plan"]["scale"] == "lecture-quick"
+        runs = gap["networks"][0]["runs"]
+        assert {r["regime"] for r in runs} == {"SB", "LB"}
+        for run in runs:
+            if run["reached_target_at"] is not None:
+                assert run["train_acc"] >= 0.6
+            assert len(run["sharpness"]) == 1
 
     assert main(argv) == 0
     capsys.readouterr()
@@ -81,6 +104,7 @@ def test_lecture_writes_a_self_contained_report_and_reuses_the_store(tmp_path, t
         assert {r.run_id: r.finished for r in store.runs()} == finished_before
         assert len(store.timings()) == timings_before
         assert len(store.records("noise")) == noise_before
+        assert len(store.records("sharpness")) == 2 and len(store.records("gap")) == 1
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -123,3 +147,61 @@ def test_every_learning_rate_of_the_grid_runs_under_every_protocol():
     kinds = {(c.lr, c.batch_size, c.max_updates, c.stop_patience, c.epochs) for c in configs}
     assert kinds == {(lr, b, u, p, e) for lr in (0.01, 0.1) for (b, u, p, e) in (
         (8, None, 0, 2), ("full", None, 0, 2), (8, 50, 0, 1), (8, None, 2, 5), ("full", None, 2, 5))}
+
+
+def _with_fashion(monkeypatch, present, also_missing=()):
+    """Make Fashion-MNIST present or not (and ``also_missing`` datasets absent), whatever is on disk."""
+    import batchlab.data as data
+
+    real = data.locate
+
+    def locate(spec, data_dir=None):
+        if spec.name in also_missing:
+            return None
+        if spec.name == "fashion-mnist":
+            return "/data" if present else None
+        return real(spec, data_dir)
+
+    monkeypatch.setattr(data, "locate", locate)
+
+
+def test_flat_vs_sharp_uses_a_fashion_mnist_subset_when_present(monkeypatch):
+    from batchlab.lecture.stages import sharp_minima_plan
+
+    _with_fashion(monkeypatch, True)
+    plan, notes = sharp_minima_plan(lecture.SCALES["quick"], "cpu", None)
+    (network,) = plan.networks
+    assert notes == [] and plan.scale == "lecture-quick" and plan.seeds == 3
+    assert (network.dataset, network.train_subset, network.sb, network.lb_size) == ("fashion-mnist", 4096, 32, 1024)
+    sb, lb = network.config("SB", 32, 0, "cpu", None), network.config("LB", 1024, 0, "cpu", None)
+    assert sb.target_train_acc == lb.target_train_acc == 0.99 and sb.train_subset == 4096
+    assert (sb.optimizer, sb.momentum, sb.lr, lb.lr) == ("momentum", 0.9, 0.01, 0.1)
+
+
+def test_flat_vs_sharp_falls_back_to_the_embedded_digits_and_says_so(monkeypatch):
+    from batchlab.lecture.stages import sharp_minima_plan
+
+    _with_fashion(monkeypatch, False)
+    plan, notes = sharp_minima_plan(lecture.SCALES["quick"], "cpu", None)
+    (network,) = plan.networks
+    assert network.dataset == "mnist-5k" and network.train_subset is None  # 4,000 images: no subset of 4,096
+    assert len(notes) == 1 and "fashion-mnist is not on this machine" in notes[0] and network.note == notes[0]
+
+
+def test_flat_vs_sharp_is_left_out_when_its_data_are_missing_or_too_small(monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    from batchlab.lecture.stages import sharp_minima_plan
+
+    _with_fashion(monkeypatch, False, also_missing=("mnist",))
+    plan, notes = sharp_minima_plan(lecture.SCALES["full"], "cpu", str(tmp_path))
+    assert plan is None and "none of fashion-mnist, mnist is on this machine" in notes[0] and "left out" in notes[0]
+    too_small = replace(TINY, sharp_minima=replace(TINY.sharp_minima, large_batch=5000))
+    plan, notes = sharp_minima_plan(too_small, "cpu", None)
+    assert plan is None and "fewer than LB = 5000" in notes[0]
+    assert sharp_minima_plan(replace(TINY, sharp_minima=None), "cpu", None) == (None, [])
+
+
+def test_seeds_option_applies_to_the_flat_vs_sharp_study_too():
+    scale = lecture.with_seeds(lecture.SCALES["quick"], 5)
+    assert scale.seeds == 5 and scale.sharp_minima.seeds == 5

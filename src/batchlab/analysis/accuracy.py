@@ -162,13 +162,17 @@ def accuracy_vs_batch_size(
     fills each point's ``final_loss_drop`` (see :func:`_final_loss_drop`).
 
     Panels are ordered by dataset, model and budget; curves by their settings (so λ = 0 comes
-    before λ = 0.9); points by batch size.
+    before λ = 0.9); points by batch size. Runs that end at a training-accuracy target are left
+    out: each stopped at its own epoch, so they share no budget (the flat-vs-sharp comparison
+    that trains them reads them itself).
     """
     panels: dict[str, dict[str, Any]] = {}
     for record in records:
         if record.status not in ("finished", "diverged"):
             continue
         config = record.config
+        if config.get("target_train_acc") is not None:
+            continue
         kind, budget = budget_of(config)
         hidden = list(config["hidden"]) if config.get("hidden") else None
         panel_key = _key([config.get("dataset"), config.get("model"), hidden, kind, budget])

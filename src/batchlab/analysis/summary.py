@@ -39,6 +39,11 @@ Two more verdicts keep a row from agreeing on numbers that cannot carry a verdic
 
 Each accuracy row names the protocol its runs followed: equal epochs (the lecture's figure), equal
 updates, or trained until the training loss stops improving (Keskar et al.'s setting).
+
+Two rows carry the lecture's explanation of the generalization gap (:func:`sharp_minima_rows`,
+from the flat-vs-sharp experiment): the test accuracy of a small and a large batch trained to the
+*same* training accuracy, and the sharpness φ of the minima they found (lecture: small batch →
+flat minimum, large batch → sharp minimum; Keskar et al. 2017).
 """
 
 from __future__ import annotations
@@ -446,6 +451,85 @@ def _accuracy_text(row: SummaryRow) -> str:
     return text
 
 
+# ----------------------------------------------------------------------------- flat vs sharp
+
+
+def _seed_measure(batch_size: int, values: Sequence[float], binomial_n: int | None = None) -> Measured | None:
+    """Mean over seeds ± 2 standard errors (sample std / √n); with one seed, the binomial standard
+    error √(p(1 − p)/n) of an accuracy measured on ``binomial_n`` examples, else no interval."""
+    values = [float(v) for v in values if math.isfinite(float(v))]
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    if len(values) >= 2:
+        se = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+    elif binomial_n:
+        se = math.sqrt(max(mean * (1 - mean), 0.0) / binomial_n)
+    else:
+        se = None
+    return Measured.mean_se(batch_size, mean, se, detail=f"{len(values)} seed{'s' if len(values) != 1 else ''}")
+
+
+def sharp_minima_rows(numbers: Any | None, target_train_acc: float | None = None,
+                      missed_target: int = 0) -> list[SummaryRow]:
+    """Keskar et al.'s comparison as two rows: test accuracy of a small (SB) and a large (LB) batch
+    trained to the same training accuracy, and the sharpness φ of the minima they found.
+
+    ``numbers`` is a :class:`batchlab.gap.tables.NetworkNumbers` (per-seed accuracies and
+    sharpness of both regimes); ``target_train_acc`` the training accuracy both were trained to
+    (None: Keskar's "until the loss stops improving"); ``missed_target`` how many runs ended at
+    their epoch cap below it. Such runs, or training accuracies that differ by more than
+    max(2 standard errors, 0.5 points), make both rows *not converged*: the comparison is then
+    not at equal training accuracy.
+    """
+    if numbers is None:
+        return []
+    protocol = (f"equal training accuracy ({target_train_acc:.0%})" if target_train_acc is not None
+                else "until the training loss stops improving (Keskar et al.)")
+    sb, lb = numbers.sb, numbers.lb
+    reasons = []
+    if missed_target:
+        reasons.append(f"{missed_target} run{'s' if missed_target != 1 else ''} ended at the epoch cap below the "
+                       "training-accuracy target")
+    sb_train, lb_train = _seed_measure(sb.batch_size, sb.train_acc), _seed_measure(lb.batch_size, lb.train_acc)
+    if sb_train is not None and lb_train is not None:
+        spread = [abs(m.high - m.value) for m in (sb_train, lb_train) if m.high is not None]
+        margin = max([0.005, *spread])
+        if abs(sb_train.value - lb_train.value) > margin:
+            reasons.append(f"training accuracy {sb_train.value:.3f} at B = {sb.batch_size} vs {lb_train.value:.3f} at "
+                           f"B = {lb.batch_size}, not equal")
+    trained = (f"trained to {target_train_acc:.0%} training accuracy" if target_train_acc is not None
+               else "trained until the training loss stopped improving")
+    note = (f"Flat vs sharp rows: {numbers.model} on {numbers.dataset}, SB = {sb.batch_size} vs LB = {lb.batch_size} "
+            f"{trained}; means over seeds, ±2 standard errors as the noise interval; sharpness is Keskar "
+            "et al.'s φ (Metric 2.1) of each final minimum.")
+    rows = [_finish(SummaryRow(
+        f"Generalization (test accuracy) — {protocol}", "better", "worse", "test accuracy", "",
+        _seed_measure(sb.batch_size, sb.test_acc, numbers.test_examples),
+        _seed_measure(lb.batch_size, lb.test_acc, numbers.test_examples), SMALL_HIGHER, note=note,
+        protocol=protocol), _accuracy_text)]
+    # One sharpness row: the full space at the largest ε measured (1e-3, the paper's Table 3 headline).
+    full_space = sorted(eps for space, eps in sb.sharpness if space == "full")
+    if full_space:
+        epsilon = full_space[-1]
+        rows.append(_finish(SummaryRow(
+            f"Minimum found (sharpness φ, ε = {epsilon:g}) — {protocol}", "flat", "sharp", "sharpness φ", "",
+            _seed_measure(sb.batch_size, sb.sharpness[("full", epsilon)]),
+            _seed_measure(lb.batch_size, lb.sharpness.get(("full", epsilon), ())),
+            SMALL_LOWER, note=note, protocol=protocol), _sharpness_text))
+    for row in rows:
+        if reasons and row.verdict != NOT_MEASURED:
+            row.verdict = NOT_CONVERGED
+            row.finding += "; not converged: " + "; ".join(reasons)
+    return rows
+
+
+def _sharpness_text(row: SummaryRow) -> str:
+    ratio = row.large.value / row.small.value if row.small.value > 0 else math.inf
+    return (f"φ = {row.small.value:.4g} at B = {row.small.batch_size} vs {row.large.value:.4g} at "
+            f"B = {row.large.batch_size} ({ratio:.3g}× the small batch's)")
+
+
 # ----------------------------------------------------------------------------- the table
 
 
@@ -454,6 +538,7 @@ def summary_table(
     noise: NoiseReport | None = None,
     panel: AccuracyPanel | Sequence[AccuracyPanel] | None = None,
     busy: bool = False,
+    sharp_minima: Sequence[SummaryRow] = (),
 ) -> SummaryTable:
     """The lecture's table filled from timing points, a noise report and an accuracy panel.
 
@@ -461,12 +546,14 @@ def summary_table(
     ``batch_size``, ``per_update_median_s``, ``per_update_q25_s``, ``per_update_q75_s``,
     ``per_epoch_s``, ``n_examples``, ``extrapolated``, ``synthetic_data``). Anything missing gives
     rows marked *not measured*. ``panel`` may be one panel or one per protocol (see
-    :func:`protocol_panels`); ``busy`` marks the CPU timing rows *machine busy — not judged*.
+    :func:`protocol_panels`); ``busy`` marks the CPU timing rows *machine busy — not judged*;
+    ``sharp_minima`` are the rows of :func:`sharp_minima_rows`, placed last.
     """
     table = SummaryTable()
     table.rows.extend(timing_rows(list(timing_points), busy))
     table.rows.append(noise_row(noise))
     table.rows.extend(accuracy_rows(panel))
+    table.rows.extend(sharp_minima)
     return table
 
 

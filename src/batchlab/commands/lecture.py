@@ -24,11 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "lecture",
         help="reproduce the lecture 'Batch and Momentum' from measurements, as one offline HTML report",
         description="Run the lecture's experiments on this machine — time per update and per epoch vs batch "
-        "size, accuracy vs batch size (a sweep over B × λ × seeds), mini-batch vs full-batch gradients near a "
-        "critical point, momentum on toy surfaces — store everything, and write <out>/report.html (self-contained, "
-        "readable offline), every figure as PNG and SVG under <out>/figures/, and <out>/summary.json. Finished "
-        "runs in the store are reused, so a second call only redraws. --scale quick takes about ten minutes on "
-        "a 2-core CPU; --scale full uses the full datasets present and the lecture's batch sizes (meant for a GPU).",
+        "size, accuracy vs batch size (a sweep over B × λ × η × seeds under three protocols), mini-batch vs "
+        "full-batch gradients near a critical point, a small and a large batch trained to the same training "
+        "accuracy (test accuracy, sharpness of each minimum, the loss on the line between them), momentum on toy "
+        "surfaces — store everything, and write <out>/report.html (self-contained, readable offline), every figure "
+        "as PNG and SVG under <out>/figures/, and <out>/summary.json. Finished runs in the store are reused, so a "
+        "second call only redraws. --scale quick takes about 6 minutes on a quiet 2-core CPU; --scale full uses "
+        "the full datasets present and the lecture's batch sizes (meant for a GPU).",
         epilog="Example: batchlab lecture --store batchlab-runs/runs.db --out batchlab-report --scale quick",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -36,15 +38,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR",
                         help=f"where report.html, figures/ and summary.json go (default: {DEFAULT_OUT})")
     parser.add_argument("--scale", choices=("quick", "full"), default="quick",
-                        help="quick: mnist-5k, the lecture MLP, B 8 … full, ~10 min on a CPU; full: full datasets, "
+                        help="quick: mnist-5k (and 4,096 Fashion-MNIST images for flat vs sharp), the lecture "
+                        "MLP, B 8 … full, ~6 min on a quiet 2-core CPU; full: full datasets, "
                         "B 1 … 60,000, for a GPU (default: quick)")
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
-                        help="seeds per configuration (default: 3)")
+                        help="seeds per configuration, flat vs sharp included (default: the scale's — quick 2, "
+                        "and 3 for flat vs sharp; full 3 and 5)")
     parser.add_argument("--retime", action="store_true",
                         help="measure the timing again even if the store already has it")
     add_device_option(parser)
     add_data_dir_option(parser)
-    add_progress_option(parser, "a progress bar per training run (else the stage lines only)")
+    add_progress_option(parser, "a progress bar per training run (else one plain line per epoch of each run)")
     parser.set_defaults(handler=run_lecture_command)
 
 

@@ -17,6 +17,6 @@ Example::
 """
 
 from batchlab.gap.experiment import GapPlan, GapResult, NetworkPlan, plan_gap, run_gap
-from batchlab.gap.report import gap_figures, latest_gap_record
+from batchlab.gap.report import gap_figures
 
-__all__ = ["GapPlan", "GapResult", "NetworkPlan", "gap_figures", "latest_gap_record", "plan_gap", "run_gap"]
+__all__ = ["GapPlan", "GapResult", "NetworkPlan", "gap_figures", "plan_gap", "run_gap"]

@@ -107,16 +107,30 @@ class NetworkPlan:
     landscape_examples: int | None
     landscape_test_examples: int | None
     note: str = ""
+    # How both regimes train. The defaults are the paper's: Adam at lr 1e-3 for both, no momentum.
+    optimizer: str = OPTIMIZER
+    sb_lr: float = LEARNING_RATE
+    lb_lr: float = LEARNING_RATE
+    momentum: float = 0.0
+    # A seeded subset of the training split (part of the run id), or None for all of it.
+    train_subset: int | None = None
+    # Both regimes end at the first epoch whose training accuracy reaches this (None: only the
+    # patience rule and the epoch caps end them), so SB and LB are compared at equal training
+    # accuracy, the comparison Keskar et al.'s claim is about.
+    target_train_acc: float | None = None
+    # LB as a number of examples (None: ``lb_fraction`` of the training set).
+    lb_size: int | None = None
 
     def config(self, regime: str, batch_size: int, seed: int, device: str, data_dir: str | None) -> RunConfig:
-        """The run of ``regime`` (SB or LB) with ``seed``: the paper's Adam, lr 1e-3, no validation split."""
+        """The run of ``regime`` (SB or LB) with ``seed``, trained on the whole training split (no
+        validation split, as in the paper)."""
         return RunConfig(
             dataset=self.dataset,
             model=self.model,
-            optimizer=OPTIMIZER,
+            optimizer=self.optimizer,
             batch_size=batch_size,
-            lr=LEARNING_RATE,
-            momentum=0.0,
+            lr=self.sb_lr if regime == SB else self.lb_lr,
+            momentum=self.momentum,
             epochs=self.sb_epochs if regime == SB else self.lb_epochs,
             seed=seed,
             val_fraction=0.0,
@@ -124,9 +138,25 @@ class NetworkPlan:
             shuffle="epoch",
             hidden=self.hidden,
             stop_patience=self.stop_patience,
+            train_subset=self.train_subset,
+            target_train_acc=self.target_train_acc,
             device=device,
             data_dir=data_dir,
         )
+
+    def training_text(self) -> str:
+        """How both regimes were trained, in words (for the report's introduction)."""
+        rates = (f"lr {self.sb_lr:g}" if self.sb_lr == self.lb_lr
+                 else f"η = {self.sb_lr:g} for SB and {self.lb_lr:g} for LB")
+        optimizer = ("Adam" if self.optimizer == "adam" else
+                     f"the lecture's momentum (λ = {self.momentum:g})" if self.optimizer == "momentum" else self.optimizer)
+        if self.target_train_acc is not None:
+            end = (f"until the training accuracy reached {self.target_train_acc:.0%} (at most {self.sb_epochs} "
+                   f"epochs for SB, {self.lb_epochs} for LB)")
+        else:
+            end = f"until the training loss stopped improving for {self.stop_patience} epochs"
+        data = self.dataset + (f" ({self.train_subset:,} training examples)" if self.train_subset else "")
+        return f"{self.model} on {data}, {optimizer}, {rates}, {end}"
 
 
 @dataclass(frozen=True)
@@ -143,11 +173,13 @@ class GapPlan:
     bn: str = DEFAULT_BN_MODE
     device: str = "auto"
     data_dir: str | None = None
+    # Why this plan departs from the paper (shown as notes in the report).
+    reasons: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["networks"] = [asdict(n) for n in self.networks]
-        data["reasons"] = list(QUICK_REASONS) if self.scale == "quick" else []
+        data["reasons"] = list(self.reasons)
         return data
 
 
@@ -213,6 +245,7 @@ def plan_gap(
         subspace=(scale == "full") if subspace is None else bool(subspace),
         device=device,
         data_dir=data_dir,
+        reasons=QUICK_REASONS if scale == "quick" else (),
     )
 
 
@@ -238,6 +271,8 @@ class RunEntry:
     train_time_s: float
     from_store: bool
     sharpness: list[dict[str, Any]] = field(default_factory=list)
+    # The epoch whose training accuracy reached the plan's target (None: no target, or not reached).
+    reached_target_at: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -357,8 +392,8 @@ def _run_network(plan: GapPlan, net: NetworkPlan, store: RunStore, device: Any, 
     """Train both regimes of one network, measure their minima, and compare with the paper."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    splits = load_splits(RunConfig(dataset=net.dataset, data_dir=plan.data_dir, val_fraction=0.0, split_seed=0),
-                         device)
+    splits = load_splits(RunConfig(dataset=net.dataset, data_dir=plan.data_dir, val_fraction=0.0, split_seed=0,
+                                   train_subset=net.train_subset), device)
     n_train, n_test = len(splits.train), len(splits.test)
     sizes = _batch_sizes(net, n_train)
     runs = _train_runs(plan, net, sizes, splits, store, progress, log)
@@ -380,7 +415,12 @@ def _run_network(plan: GapPlan, net: NetworkPlan, store: RunStore, device: Any, 
 
 
 def _batch_sizes(net: NetworkPlan, n_train: int) -> dict[str, int]:
-    """SB as planned and LB = lb_fraction of the training set, which must be the larger."""
+    """SB as planned and LB = ``lb_size`` or ``lb_fraction`` of the training set, which must be the larger."""
+    if net.lb_size is not None:
+        if not net.sb < net.lb_size <= n_train:
+            raise ConfigError(f"LB = {net.lb_size} with SB = {net.sb} on {n_train} training examples; allowed: "
+                              f"SB < LB ≤ {n_train}")
+        return {SB: net.sb, LB: net.lb_size}
     lb = max(1, round(net.lb_fraction * n_train))
     if lb <= net.sb:
         raise ConfigError(
@@ -468,13 +508,19 @@ def _entry(regime: str, seed: int, batch_size: int, outcome: Any) -> RunEntry:
         test_acc=float(s.get("test_acc", nan)),
         train_time_s=float(s.get("train_time_s") or 0.0),
         from_store=outcome.from_store,
+        reached_target_at=s.get("reached_target_at"),
     )
 
 
 def _describe(run: RunEntry) -> str:
     if not run.finished:
         return f"{run.status} after {run.epochs} epochs"
-    stop = f"stopped improving at epoch {run.stopped_early_at}" if run.stopped_early_at else f"epoch cap {run.epochs}"
+    if run.reached_target_at:
+        stop = f"reached the training-accuracy target at epoch {run.reached_target_at}"
+    elif run.stopped_early_at:
+        stop = f"stopped improving at epoch {run.stopped_early_at}"
+    else:
+        stop = f"epoch cap {run.epochs}"
     origin = "from the store" if run.from_store else f"{run.train_time_s:.1f} s"
     return (f"train acc {run.train_acc:.4f}, test acc {run.test_acc:.4f} after {run.updates} updates "
             f"({stop}; {origin})")

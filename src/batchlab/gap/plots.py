@@ -128,7 +128,8 @@ def plot_sharpness(networks: Sequence[NetworkNumbers]) -> Figure:
     ax.set_xticklabels([f"{net.paper} {'full' if space == FULL else space}\nε = {eps:g}"
                         for net, (space, eps) in groups], fontsize=FONT - 1)
     ax.set_ylabel("sharpness φ (log)", fontsize=FONT)
-    ax.set_title("Keskar sharpness of SB and LB minima: measured (dots: seeds) and the paper's", fontsize=FONT)
+    # Two lines: one group of bars makes a narrow figure, and a one-line title would be cut off.
+    ax.set_title("Keskar sharpness of SB and LB minima:\nmeasured (dots: seeds) and the paper's", fontsize=FONT)
     ax.legend(fontsize=FONT - 2, ncols=2)
     return figure
 

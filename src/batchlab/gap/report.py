@@ -10,29 +10,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from matplotlib.figure import Figure
 
+from batchlab.gap.experiment import NetworkPlan
 from batchlab.gap.plots import LinePanel, plot_parametric, plot_sharpness
 from batchlab.gap.tables import NetworkNumbers, sharpness_keys
 from batchlab.geometry.landscape import ParametricLine
-
-if TYPE_CHECKING:
-    from batchlab.store import RunStore
 
 SECTION_ID = "gap"
 SECTION_TITLE = "Generalization: small vs large batch and sharp minima (Keskar et al. 2017)"
 # How far beyond each end of the line the loss rise is read for the captions.
 OUTWARD_STEP = 0.5
-
-
-def latest_gap_record(store: RunStore) -> dict[str, Any] | None:
-    """The most recently written ``gap`` record of ``store`` (by its ``created`` time), or None."""
-    records = store.records("gap")
-    if not records:
-        return None
-    return max(records, key=lambda r: str(r.get("created", "")))
 
 
 def network_numbers(record: Mapping[str, Any]) -> list[NetworkNumbers]:
@@ -132,14 +122,29 @@ def section_intro(record: Mapping[str, Any]) -> str:
     setup = ", ".join(
         f"{n['paper']} = {n['model']} on {n['dataset']}" for n in plan["networks"]
     )
+    seeds = f"{plan['seeds']} seed{'s' if plan['seeds'] != 1 else ''}"
     intro = (
         "The lecture's second claim: even at equal training accuracy, small batches test better. Keskar et al. "
         "(ICLR 2017) trained each network with Adam in two regimes, small batch SB = 256 and large batch LB = 10 % "
         "of the training set, until the training loss stopped improving, and found LB minima both worse on the "
-        "test set and much sharper. The same experiment, trained here "
-        f"(scale '{plan['scale']}', {plan['seeds']} seed{'s' if plan['seeds'] != 1 else ''}; {setup}):"
+        "test set and much sharper. "
     )
+    trained = [n for n in plan["networks"] if n.get("target_train_acc") is not None]
+    if trained:
+        intro += ("The same comparison, trained here with both regimes stopped at the same training accuracy "
+                  f"({seeds}; " + "; ".join(_training_text(n) for n in trained) + "):")
+    else:
+        intro += f"The same experiment, trained here (scale '{plan['scale']}', {seeds}; {setup}):"
     return intro + "\n\n" + record["paragraph"]
+
+
+def _training_text(network: Mapping[str, Any]) -> str:
+    """:meth:`NetworkPlan.training_text` of a stored plan, with SB and LB named."""
+    fields = {k: v for k, v in network.items() if k in NetworkPlan.__dataclass_fields__}
+    fields["hidden"] = tuple(fields["hidden"]) if fields.get("hidden") else None
+    plan = NetworkPlan(**fields)
+    lb = plan.lb_size if plan.lb_size is not None else f"{plan.lb_fraction:.0%} of the training set"
+    return f"SB = {plan.sb} and LB = {lb}: {plan.training_text()}"
 
 
 def section_notes(record: Mapping[str, Any]) -> list[str]:
@@ -152,10 +157,14 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
         if unfinished:
             notes.append(f"{network['plan']['paper']}: {len(unfinished)} run(s) did not finish "
                          f"({', '.join(r['status'] for r in unfinished)}) and are left out of the tables.")
-        capped = [r for r in runs if r["status"] == "finished" and not r["stopped_early_at"]]
+        target = network["plan"].get("target_train_acc")
+        capped = [r for r in runs if r["status"] == "finished" and not r["stopped_early_at"]
+                  and not r.get("reached_target_at")]
         if capped:
+            before = (f"before reaching the training-accuracy target {target:.0%}" if target is not None
+                      else "before the training loss stopped improving")
             notes.append(f"{network['plan']['paper']}: {len(capped)} of {len(runs)} runs ended at their epoch cap "
-                         "before the training loss stopped improving.")
+                         f"{before}.")
     notes.append(timing_note(record))
     return notes
 

@@ -23,9 +23,11 @@ How a verdict is reached (per network):
   accuracy. When one regime's training accuracy is lower by more than max(2·SE, 0.5 points), the
   text says so: LB fitting worse makes part of the test gap an optimization gap (the lecture's
   first point); SB fitting worse makes the comparison favour LB.
-* **Sharpness**, for every (space, ε) measured: the ratio r = mean φ_LB / mean φ_SB. r > 1
-  agrees (LB sharper), r ≤ 1 disagrees; the size is r against the paper's ratio, and the text
-  counts in how many seeds the LB minimum was sharper than the SB minimum of the same seed.
+* **Sharpness**, for every (space, ε) measured: the ratio r = mean φ_LB / mean φ_SB. With ≥ 2
+  seeds per regime, |mean φ_LB − mean φ_SB| ≤ 2·SE (the same standard error of a difference of
+  means as above) is "within the noise" (inconclusive); otherwise r > 1 agrees (LB sharper) and
+  r ≤ 1 disagrees. The size is r against the paper's ratio, and the text counts in how many seeds
+  the LB minimum was sharper than the SB minimum of the same seed.
 """
 
 from __future__ import annotations
@@ -338,7 +340,14 @@ def sharpness_findings(net: NetworkNumbers) -> list[Finding]:
         head = f"sharpness ({where}, ε = {eps:g}) SB {sb:.3g} vs LB {lb:.3g}"
         seeds = f"LB sharper in {sharper} of {len(pairs)} seed{'s' if len(pairs) != 1 else ''}"
         size = "" if paper_ratio is None else f" (paper ×{paper_ratio:.3g}; ours is {_size(ratio, paper_ratio)})"
-        if lb > sb:
+        noise = (NOISE_FACTOR * math.sqrt(statistics.variance(sb_values) / len(sb_values)
+                                          + statistics.variance(lb_values) / len(lb_values))
+                 if len(sb_values) >= 2 and len(lb_values) >= 2 else 0.0)
+        if noise and abs(lb - sb) <= noise:
+            verdict = INCONCLUSIVE
+            text = (f"{head}: a difference of {lb - sb:+.3g} (×{ratio:.3g}), within the noise (±{noise:.3g}), "
+                    f"{seeds}, so neither minimum is shown to be sharper{size}")
+        elif lb > sb:
             verdict = AGREES
             text = f"{head}: LB minima are sharper by ×{ratio:.3g}{size}, {seeds}, as in the paper"
         else:

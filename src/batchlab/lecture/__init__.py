@@ -2,7 +2,8 @@
 
 * :mod:`~batchlab.lecture.scales` — what each scale (``quick``, ``full``) trains, times and measures;
 * :mod:`~batchlab.lecture.stages` — :func:`run_lecture`: timing, the accuracy sweep, gradient
-  noise near a critical point and the toy momentum experiments, each reusing what the store holds.
+  noise near a critical point, flat vs sharp minima (a small and a large batch at equal training
+  accuracy) and the toy momentum experiments, each reusing what the store holds.
 
 The report (:mod:`batchlab.report`) only reads what these stages stored.
 
@@ -18,6 +19,7 @@ from batchlab.lecture.scales import (
     SCALES,
     AccuracyStudy,
     LectureScale,
+    SharpMinimaStudy,
     available_studies,
     critical_point_config,
     get_scale,
@@ -30,6 +32,7 @@ __all__ = [
     "SCALES",
     "AccuracyStudy",
     "LectureScale",
+    "SharpMinimaStudy",
     "available_studies",
     "critical_point_config",
     "get_scale",

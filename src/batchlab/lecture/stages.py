@@ -10,7 +10,11 @@ Stages, in the lecture's order:
 3. **noise** — a full-batch gradient-descent run (a stored run like any other) is trained to near
    a critical point; :func:`batchlab.analysis.noise.measure_noise` then measures mini-batch vs
    full-batch gradients there and at the initial weights; results go to records of kind ``noise``.
-4. **momentum** — :func:`batchlab.toy.lecture_toy_experiments` (deterministic, about a second);
+4. **flat vs sharp** — Keskar et al.'s comparison (:mod:`batchlab.gap`): a small and a large batch
+   trained with the lecture's momentum until both reach the same training accuracy, then their
+   test accuracy, the sharpness of each minimum and the loss on the line between them; a record
+   of kind ``gap`` (scale ``lecture-<scale>``), its runs and measurements reused when present.
+5. **momentum** — :func:`batchlab.toy.lecture_toy_experiments` (deterministic, about a second);
    its arguments and results go to a record of kind ``toy``.
 
 The records use the kinds the report reads (:mod:`batchlab.report.context`); what each scale runs
@@ -65,12 +69,12 @@ def run_lecture(
     started = time.perf_counter()
 
     clock = time.perf_counter()
-    say("[1/4] timing: time per update and per epoch vs batch size")
+    say("[1/5] timing: time per update and per epoch vs batch size")
     timing = run_timing_stage(store, scale, primary, device, data_dir, retime, say)
     stage_seconds["timing"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    say("[2/4] accuracy vs batch size: sweep over B × λ × seeds")
+    say("[2/5] accuracy vs batch size: sweep over B × λ × seeds")
     from batchlab.sweep import run_sweep
 
     # Explicit configs rather than one grid: update-budget runs need their own epoch caps.
@@ -80,12 +84,17 @@ def run_lecture(
     stage_seconds["accuracy sweep"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    say("[3/4] noise: mini-batch vs full-batch gradients near a critical point")
+    say("[3/5] noise: mini-batch vs full-batch gradients near a critical point")
     run_noise_stage(store, scale, primary, device, data_dir, run_progress, say)
     stage_seconds["noise"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    say("[4/4] momentum: the rolling ball on toy surfaces")
+    say("[4/5] flat vs sharp: a small and a large batch at equal training accuracy (Keskar et al.)")
+    notes += run_sharp_minima_stage(store, scale, device, data_dir, run_progress, say)
+    stage_seconds["flat vs sharp"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    say("[5/5] momentum: the rolling ball on toy surfaces")
     run_toy_stage(store, scale.toy_surfaces)
     stage_seconds["momentum"] = time.perf_counter() - clock
 
@@ -129,6 +138,12 @@ def lecture_settings(scale: LectureScale, studies: list[AccuracyStudy], device: 
         settings["other datasets"] = [f"{s.dataset} ({s.model})" for s in studies[1:]]
     if primary.update_budget:
         settings["update budget"] = f"{primary.update_budget} updates at B ∈ {list(primary.update_batch_sizes)}"
+    if scale.sharp_minima is not None:
+        sharp = scale.sharp_minima
+        settings["flat vs sharp"] = (f"SB = {sharp.small_batch} (η = {sharp.sb_lr:g}) vs LB = {sharp.large_batch} "
+                                     f"(η = {sharp.lb_lr:g}), λ = {sharp.momentum:g}, both to "
+                                     f"{sharp.target_train_acc:.0%} training accuracy, {sharp.seeds} seeds, "
+                                     f"{sharp.model} on {' or '.join(sharp.datasets)}")
     if primary.patience:
         settings["until the loss stops improving"] = (f"patience {primary.patience} epochs, at most "
                                                       f"{primary.patience_epochs} epochs")
@@ -211,6 +226,61 @@ def run_noise_stage(store: RunStore, scale: LectureScale, study: AccuracyStudy, 
         store.put_record(NOISE_KIND, key, report.to_dict())
         say(f"      {which}: full-batch ‖∇L‖ = {report.full_grad_norm:.3g}, median batch ‖∇L^i‖ at "
             f"B = {sizes[0]}: {report.batch_sizes[0].median_grad_norm:.3g}")
+
+
+def sharp_minima_plan(scale: LectureScale, device: str, data_dir: str | None) -> tuple[Any, list[str]]:
+    """The generalization-gap experiment's plan for the scale's flat-vs-sharp study, on the first of
+    its datasets found here (a subset only of a dataset larger than it), and notes for the report;
+    ``(None, notes)`` when the scale has no such study or none of its datasets is here."""
+    from batchlab.config import RunConfig
+    from batchlab.data import DATASETS, locate
+    from batchlab.gap.experiment import GapPlan, NetworkPlan
+    from batchlab.sweep.spec import training_set_size
+
+    study = scale.sharp_minima
+    if study is None:
+        return None, []
+    dataset = next((d for d in study.datasets if locate(DATASETS[d], data_dir) is not None), None)
+    if dataset is None:
+        return None, [f"none of {', '.join(study.datasets)} is on this machine (`batchlab data fetch "
+                      f"{study.datasets[0]}`); the flat-vs-sharp comparison was left out"]
+    notes = [] if dataset == study.datasets[0] else [
+        f"{study.datasets[0]} is not on this machine (`batchlab data fetch {study.datasets[0]}`), so the flat-vs-sharp "
+        f"comparison trains on {dataset}"]
+    n_train = training_set_size(RunConfig(dataset=dataset, val_fraction=0.0))
+    subset = study.train_subset if study.train_subset is not None and study.train_subset < n_train else None
+    n_used = subset or n_train
+    if study.large_batch > n_used:
+        return None, notes + [f"{dataset} has {n_used} training examples, fewer than LB = {study.large_batch}; the "
+                              "flat-vs-sharp comparison was left out"]
+    network = NetworkPlan(
+        key="lecture", paper=study.paper, model=study.model, dataset=dataset, hidden=study.hidden,
+        sb=study.small_batch, lb_fraction=study.large_batch / n_used, sb_epochs=study.sb_epochs,
+        lb_epochs=study.lb_epochs, stop_patience=0, sharpness_examples=study.sharpness_examples,
+        landscape_examples=study.landscape_examples, landscape_test_examples=study.landscape_test_examples,
+        note=notes[0] if notes else "", optimizer="momentum", sb_lr=study.sb_lr, lb_lr=study.lb_lr,
+        momentum=study.momentum, train_subset=subset, target_train_acc=study.target_train_acc,
+        lb_size=study.large_batch,
+    )
+    plan = GapPlan(scale=f"lecture-{scale.name}", seeds=study.seeds, networks=(network,), epsilons=study.epsilons,
+                   subspace=False, device=device, data_dir=data_dir, reasons=study.reasons)
+    return plan, notes
+
+
+def run_sharp_minima_stage(store: RunStore, scale: LectureScale, device: str, data_dir: str | None,
+                           run_progress: bool | None, say: Progress) -> list[str]:
+    """Run (or read back) the flat-vs-sharp comparison; returns notes for the lecture record."""
+    from batchlab.gap.experiment import run_gap
+
+    plan, notes = sharp_minima_plan(scale, device, data_dir)
+    if plan is None:
+        for note in notes:
+            say(f"      {note}")
+        return notes
+    result = run_gap(plan, store, progress=run_progress, log=lambda text: say(f"      {text}"))
+    for finding in result.findings:
+        say(f"      {finding.aspect}: {finding.verdict} — {finding.text}")
+    return notes
 
 
 def run_toy_stage(store: RunStore, surfaces: tuple[str, ...] | None = None) -> None:

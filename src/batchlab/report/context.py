@@ -5,6 +5,8 @@ Record kinds the lecture report understands (written by :mod:`batchlab.lecture`)
 * ``noise`` — a :class:`~batchlab.analysis.noise.NoiseReport` as a dict, with ``point.which`` =
   ``"start"`` (the initial weights) or ``"end"`` (a full-batch minimum) and ``created`` (Unix time);
 * ``toy`` — ``{"arguments": <lecture_toy_experiments keyword arguments>, "report": ToyReport.to_dict()}``;
+* ``gap`` — the generalization-gap experiment (:mod:`batchlab.gap`): ``batchlab lecture``'s
+  flat-vs-sharp comparison (plan scale ``lecture-…``) or ``batchlab gap``'s;
 * ``lecture`` — key ``settings``: the settings, device and environment of the last
   ``batchlab lecture`` and how long each stage took.
 
@@ -19,10 +21,19 @@ from typing import Any
 
 from batchlab.analysis.accuracy import AccuracyPanel, accuracy_vs_batch_size, best_learning_rates
 from batchlab.analysis.noise import NoiseReport
-from batchlab.analysis.summary import SummaryTable, machine_busy, primary_panel, protocol_panels, summary_table
+from batchlab.analysis.summary import (
+    SummaryTable,
+    machine_busy,
+    primary_panel,
+    protocol_panels,
+    sharp_minima_rows,
+    summary_table,
+)
+from batchlab.gap.tables import NetworkNumbers
 from batchlab.store import RunRecord, RunStore
 
 NOISE_KIND = "noise"
+GAP_KIND = "gap"
 TOY_KIND = "toy"
 LECTURE_KIND = "lecture"
 LECTURE_SETTINGS_KEY = "settings"
@@ -113,8 +124,28 @@ class ReportContext:
         return [p for p in self.timing_points if p.model == model]
 
     @cached_property
+    def gap(self) -> dict[str, Any] | None:
+        """The generalization-gap record the report shows: the newest one ``batchlab lecture``
+        wrote (scale ``lecture-…``), else the newest of any (``batchlab gap``); None when there is none."""
+        records = sorted(self.store.records(GAP_KIND), key=lambda r: str(r.get("created", "")))
+        lecture = [r for r in records if str(r.get("plan", {}).get("scale", "")).startswith("lecture-")]
+        return (lecture or records or [None])[-1]
+
+    @cached_property
     def summary(self) -> SummaryTable:
         dataset = (self.lecture or {}).get("primary", {}).get("dataset")
         load = ((self.lecture or {}).get("timing") or {}).get("load_average")
         return summary_table(self.summary_timing_points, self.noise_at_critical_point,
-                             protocol_panels(self.tuned_panels, dataset), busy=machine_busy(load))
+                             protocol_panels(self.tuned_panels, dataset), busy=machine_busy(load),
+                             sharp_minima=gap_summary_rows(self.gap))
+
+
+def gap_summary_rows(record: dict[str, Any] | None) -> list[Any]:
+    """The summary's flat-vs-sharp rows from a ``gap`` record's first network (none without one)."""
+    if not record or not record.get("networks"):
+        return []
+    network = record["networks"][0]
+    target = network["plan"].get("target_train_acc")
+    missed = sum(1 for r in network["runs"] if r["status"] == "finished" and target is not None
+                 and not r.get("reached_target_at"))
+    return sharp_minima_rows(NetworkNumbers.from_dict(network["numbers"]), target, missed)

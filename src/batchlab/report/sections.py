@@ -17,7 +17,7 @@ from batchlab.analysis.noise import NoiseReport
 from batchlab.analysis.summary import NOT_MEASURED, Measured, protocol_panels, protocol_text, seconds_text
 from batchlab.gap.report import SECTION_ID as GAP_SECTION_ID
 from batchlab.gap.report import SECTION_TITLE as GAP_SECTION_TITLE
-from batchlab.gap.report import gap_figures, latest_gap_record, network_numbers, section_intro, section_notes
+from batchlab.gap.report import gap_figures, network_numbers, section_intro, section_notes
 from batchlab.gap.tables import accuracy_table as gap_accuracy_table
 from batchlab.gap.tables import sharpness_table as gap_sharpness_table
 from batchlab.advise import report as advise
@@ -401,8 +401,9 @@ def _measured_cell(measured: Measured | None, unit: str) -> str:
 
 
 def gap_section(ctx: ReportContext) -> ReportSection | None:
-    """Keskar et al.'s experiment from the latest ``gap`` record in the store; None when there is none."""
-    record = latest_gap_record(ctx.store)
+    """Keskar et al.'s experiment from the store's ``gap`` record (:attr:`ReportContext.gap`); None
+    when there is none."""
+    record = ctx.gap
     if record is None:
         return None
     numbers = network_numbers(record)
@@ -520,10 +521,13 @@ _MAX_RECORD_COLUMNS = 8
 
 def records_section(ctx: ReportContext) -> ReportSection | None:
     """Every Hessian, sharpness and landscape record in the store, one table per kind: the run it
-    belongs to and each scalar result field (numbers, flags and short words) of the record."""
+    belongs to and each scalar result field (numbers, flags and short words) of the record. Records
+    of the runs the generalization section already shows are left out."""
+    shown = {r["run_id"] for network in (ctx.gap or {}).get("networks", []) for r in network["runs"]}
     tables = []
     for kind, description in ANALYSIS_RECORD_KINDS.items():
-        items = ctx.store.record_items(kind)
+        items = [(key, value) for key, value in ctx.store.record_items(kind)
+                 if not shown.intersection(str(value.get(field)) for field in ("run_id", "run_a", "run_b"))]
         if not items:
             continue
         scalars = [{k: v for k, v in value.items() if k not in _RECORD_CONTEXT_FIELDS and _scalar(v)}
