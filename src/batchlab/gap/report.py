@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from batchlab.gap.experiment import NetworkPlan
 from batchlab.gap.plots import LinePanel, plot_parametric, plot_sharpness
-from batchlab.gap.tables import NetworkNumbers, sharpness_keys
+from batchlab.gap.tables import Finding, NetworkNumbers, findings_paragraph, network_findings, sharpness_keys
 from batchlab.geometry.landscape import ParametricLine
 
 SECTION_ID = "gap"
@@ -135,7 +135,14 @@ def section_intro(record: Mapping[str, Any]) -> str:
                   f"({seeds}; " + "; ".join(_training_text(n) for n in trained) + "):")
     else:
         intro += f"The same experiment, trained here (scale '{plan['scale']}', {seeds}; {setup}):"
-    return intro + "\n\n" + record["paragraph"]
+    return intro + "\n\n" + findings_paragraph(*current_findings(record))
+
+
+def current_findings(record: Mapping[str, Any]) -> tuple[list[NetworkNumbers], list[Finding]]:
+    """The record's numbers and their findings under today's verdict rules (:mod:`batchlab.gap.tables`),
+    not the ones stored when it was written: a rule made stricter later applies to old records too."""
+    numbers = network_numbers(record)
+    return numbers, [finding for net in numbers for finding in network_findings(net)]
 
 
 def _training_text(network: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from batchlab.analysis.noise import NoiseReport
 from batchlab.analysis.summary import NOT_MEASURED, Measured, protocol_panels, protocol_text, seconds_text
 from batchlab.gap.report import SECTION_ID as GAP_SECTION_ID
 from batchlab.gap.report import SECTION_TITLE as GAP_SECTION_TITLE
-from batchlab.gap.report import gap_figures, network_numbers, section_intro, section_notes
+from batchlab.gap.report import current_findings, gap_figures, network_numbers, section_intro, section_notes
 from batchlab.gap.tables import accuracy_table as gap_accuracy_table
 from batchlab.gap.tables import sharpness_table as gap_sharpness_table
 from batchlab.advise import report as advise
@@ -418,7 +418,7 @@ def gap_section(ctx: ReportContext) -> ReportSection | None:
         figures=figures,
         tables=tables,
         notes=section_notes(record),
-        data={"findings": record["findings"], "created": record["created"]},
+        data={"findings": [f.to_dict() for f in current_findings(record)[1]], "created": record["created"]},
     )
 
 
