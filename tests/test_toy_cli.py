@@ -45,6 +45,8 @@ def test_json_output(tmp_path, capsys):
     assert sorted(data["files"]) == sorted(str(out / n) for n in ("toy.json", "toy-saddle.png", "toy-saddle.svg"))
 
 
+# Every λ runs out of its 50 steps here: the λ-sweep panel must still get a readable axis.
+@pytest.mark.filterwarnings("error::UserWarning")
 def test_lr_and_noise_reach_every_run(tmp_path, capsys):
     assert main(["toy", "--surface", "valley", "--lr", "0.01", "--noise", "0.001", "--steps", "50",
                  "--out", str(tmp_path), "--format", "json"]) == 0

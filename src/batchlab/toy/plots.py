@@ -125,10 +125,17 @@ def plot_loss_curves(
     figure, ax = _axes(ax)
     colours = _colours(trajectories)
     floor = surface.global_minimum.loss
+    drawn = []
     for label, t in trajectories.items():
         gap = np.clip(t.losses - floor, _LOSS_GAP_FLOOR, None)
         ax.plot(np.arange(len(gap)), gap, color=colours[label], linewidth=1.6, label=label)
+        drawn.append(gap)
     ax.set_yscale("log")
+    if drawn and np.ptp(np.concatenate(drawn)) == 0:
+        # Every curve sits at one value (e.g. all at the floor): a decade either side, not a
+        # zero-height axis.
+        level = float(drawn[0][0])
+        ax.set_ylim(level / 10, level * 10)
     ax.set_xlabel("step t", fontsize=FONT)
     ax.set_ylabel("L(θ_t) − L(global minimum)", fontsize=FONT)
     ax.set_title(title or "Loss above the global minimum", fontsize=FONT + 1)
@@ -146,11 +153,13 @@ def plot_momentum_sweep(study: SurfaceStudy, ax: Axes | None = None, title: str 
     metric = study.time_metric
     shapes = iter(_BASIN_MARKERS)
     basin_marker: dict[str, str] = {}
+    values = []
     for point in study.sweep:
         record = point.record
         value = record.escape_step if metric == "escape_step" else record.steps
         if value is None:  # never left the saddle: drawn at its step count, open marker
             value = record.steps
+        values.append(value)
         if record.ended_at not in basin_marker:
             basin_marker[record.ended_at] = next(shapes, "o")
         marker = basin_marker[record.ended_at]
@@ -170,7 +179,11 @@ def plot_momentum_sweep(study: SurfaceStudy, ax: Axes | None = None, title: str 
     ax.set_title(title or "λ sweep (colour: against GD; shape: end)", fontsize=FONT + 1)
     ax.legend(fontsize=FONT - 2, loc="upper left")
     ax.tick_params(labelsize=FONT - 1)
-    ax.margins(y=0.35)
+    if values and min(values) == max(values) and values[0] > 0:
+        # Every λ took the same steps (all ran out of steps): a band around it, not a zero-height axis.
+        ax.set_ylim(values[0] / 3, values[0] * 3)
+    else:
+        ax.margins(y=0.35)
     return figure
 
 
