@@ -4,10 +4,10 @@ size to pick on this machine."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
+from batchlab.commands._experiment import print_record_json, write_record
 from batchlab.commands._options import add_experiment_options, hidden_width, stage_printer
 
 DEFAULT_OUT = Path("batchlab-report") / "advise"
@@ -59,7 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_advise_command(args: argparse.Namespace) -> int:
     from batchlab.advise.experiment import plan_advise, run_advise
-    from batchlab.advise.report import fit_sentence, noise_sentence, recommendation_lines, render_table
+    from batchlab.advise.report import (
+        advise_figures,
+        fit_sentence,
+        noise_sentence,
+        recommendation_lines,
+        render_table,
+    )
     from batchlab.config import RunConfig
     from batchlab.store import RunStore
 
@@ -74,11 +80,9 @@ def run_advise_command(args: argparse.Namespace) -> int:
     with RunStore(args.store) as store:
         result = run_advise(plan, store, log=stage_printer(args.progress))
     record = result.to_dict()
-    written = write_outputs(record, args.out)
+    written = write_record(record, args.out, "advise.json", advise_figures)
     if args.format == "json":
-        from batchlab.files import strict_json
-
-        print(json.dumps(strict_json({**record, "files": [str(p) for p in written]}), indent=2))
+        print_record_json(record, written)
         return 0
     print(render_table(record))
     print()
@@ -94,14 +98,3 @@ def run_advise_command(args: argparse.Namespace) -> int:
           + f"; trained {record['trained_runs']} of {len(record['runs'])} runs")
     print(f"store {args.store}; wrote " + ", ".join(str(p) for p in written))
     return 0
-
-
-def write_outputs(record: dict, out: Path) -> list[Path]:
-    """``advise.json`` and the figures (PNG + SVG) into ``out``."""
-    from batchlab.advise.report import advise_figures
-    from batchlab.files import save_figure, write_json
-
-    written = [write_json(out / "advise.json", record)]
-    for figure_id, _title, _caption, figure in advise_figures(record):
-        written += save_figure(figure, out / figure_id)
-    return written

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
+from batchlab.commands._experiment import load_text, print_record_json, write_record
 from batchlab.commands._options import add_experiment_options
 
 DEFAULT_OUT = Path("batchlab-report") / "gap"
@@ -47,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_gap_command(args: argparse.Namespace) -> int:
     from batchlab.gap.experiment import plan_gap, run_gap
+    from batchlab.gap.report import gap_figures
     from batchlab.store import RunStore
 
     started = time.perf_counter()
@@ -55,12 +55,10 @@ def run_gap_command(args: argparse.Namespace) -> int:
     with RunStore(args.store) as store:
         result = run_gap(plan, store, progress=args.progress)
     record = result.to_dict()
-    written = write_outputs(record, args.out)
+    written = write_record(record, args.out, "gap.json", gap_figures)
     elapsed = time.perf_counter() - started
     if args.format == "json":
-        from batchlab.files import strict_json
-
-        print(json.dumps(strict_json({**record, "files": [str(p) for p in written]}), indent=2))
+        print_record_json(record, written)
         return 0
     print(result.accuracy.render())
     print()
@@ -79,19 +77,4 @@ def format_times(record: dict, elapsed: float) -> str:
         f"{n['plan']['paper']}: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in n["seconds"].items())
         for n in record["networks"]
     )
-    start, end = record.get("load_average", (None, None))
-    load = "" if start is None else (
-        f"; load average {start:.1f} at the start, {end:.1f} at the end on {os.cpu_count()} CPUs "
-        "(other processes stretch these times)")
-    return f"took {elapsed:.0f} s ({stages}){load}"
-
-
-def write_outputs(record: dict, out: Path) -> list[Path]:
-    """``gap.json`` and the experiment's figures (PNG + SVG) into ``out``."""
-    from batchlab.files import save_figure, write_json
-    from batchlab.gap.report import gap_figures
-
-    written = [write_json(out / "gap.json", record)]
-    for figure_id, _title, _caption, figure in gap_figures(record):
-        written += save_figure(figure, out / figure_id)
-    return written
+    return f"took {elapsed:.0f} s ({stages}){load_text(record.get('load_average'))}"

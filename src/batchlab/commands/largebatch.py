@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
+from batchlab.commands._experiment import load_text, print_record_json, write_record
 from batchlab.commands._options import add_experiment_options
 
 DEFAULT_OUT = Path("batchlab-report") / "largebatch"
@@ -42,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_largebatch_command(args: argparse.Namespace) -> int:
     from batchlab.largebatch.experiment import plan_largebatch, run_largebatch
+    from batchlab.largebatch.report import largebatch_figures
     from batchlab.store import RunStore
 
     started = time.perf_counter()
@@ -50,31 +50,15 @@ def run_largebatch_command(args: argparse.Namespace) -> int:
     with RunStore(args.store) as store:
         result = run_largebatch(plan, store, progress=args.progress)
     record = result.to_dict()
-    written = write_outputs(record, args.out)
+    written = write_record(record, args.out, "largebatch.json", largebatch_figures)
     elapsed = time.perf_counter() - started
     if args.format == "json":
-        from batchlab.files import strict_json
-
-        print(json.dumps(strict_json({**record, "files": [str(p) for p in written]}), indent=2))
+        print_record_json(record, written)
         return 0
     print(result.table.render())
     print()
     print(result.paragraph)
     print()
-    start, end = record["load_average"]
-    load = "" if start is None else (f"; load average {start:.1f} at the start, {end:.1f} at the end on "
-                                     f"{os.cpu_count()} CPUs (other processes stretch these times)")
-    print(f"took {elapsed:.0f} s{load}")
+    print(f"took {elapsed:.0f} s{load_text(record['load_average'])}")
     print(f"store {args.store}; wrote " + ", ".join(str(p) for p in written))
     return 0
-
-
-def write_outputs(record: dict, out: Path) -> list[Path]:
-    """``largebatch.json`` and the figure (PNG + SVG) into ``out``."""
-    from batchlab.files import save_figure, write_json
-    from batchlab.largebatch.report import largebatch_figures
-
-    written = [write_json(out / "largebatch.json", record)]
-    for figure_id, _title, _caption, figure in largebatch_figures(record):
-        written += save_figure(figure, out / figure_id)
-    return written
