@@ -9,8 +9,10 @@ machine's load touches both alike. A burst's time per update is its time / its u
 count keeps the median and the minimum over ``--rounds`` bursts. ``ratio`` is the two-thread time
 over the one-thread time: above 1, one thread is faster.
 
-The result supports :data:`batchlab.threads.ONE_THREAD_BELOW_BATCH`: the rule is only right when
-one thread is never slower below it. Writes ``benchmarks/results/threads-<device-slug>.json`` with
+The result is what :data:`batchlab.threads.ONE_THREAD_BELOW_BATCH` trades on: below it one
+thread must be the better choice where it matters (a machine shared with other work), and the
+quiet-machine cost of that choice is read off the ratios.
+Writes ``benchmarks/results/threads-<device-slug>.json`` with
 the device name, the thread counts, every burst and the load average before, during and after
 (the 1-minute load average counts runnable threads; on a shared machine it says how much other
 work competed).

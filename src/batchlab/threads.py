@@ -9,14 +9,18 @@ Why: a small update is dozens of tiny operations (a 784×512 matrix-vector produ
 split over the threads and joined again. With two threads every operation waits for the slower
 one, so one core taken by another process stalls them all; one thread does the same arithmetic
 without the joins. Measured with ``benchmarks/threads.py`` (the lecture's MLP 784-512-512-10 and
-momentum, resident batches, median of interleaved bursts) on a shared 2-core AMD EPYC VM, torch
-2.13, under a 1-minute load average of 3.5–6 from other processes (two runs): two threads took
-5–19× as long as one at B = 1, 4, 16, 7–15× at B = 64, 256 and 2.4–3.5× at B = 1,024; one thread
-was never slower. The machine was never quiet while this was measured; on a quiet one two
-threads pay once an update has enough arithmetic to split — at B = 64 one update is ~130 M
-multiply-adds, about ten times the cost of the joins of its ~30 operations — so larger batches
-keep the process's count, and small ones, where the joins dominate whatever the load, get one
-thread. Rerun the benchmark on a quiet machine to move the threshold.
+momentum, resident batches, median of interleaved bursts) on a 2-core AMD EPYC VM, torch 2.13:
+
+* under a 1-minute load average of 3.5–6 from other processes (two runs), two threads took 5–19×
+  as long as one at B = 1, 4, 16, 7–15× at B = 64, 256 and 2.4–3.5× at B = 1,024;
+* on the quiet machine (load average 1.3, nothing else running), two threads were faster at every
+  B: 0.95× of one thread's time at B = 1, 0.82× at B = 16, 0.73× at B = 32, 0.63× at B = 64 and
+  0.53× at B = 1,024.
+
+So the rule is a trade: on a quiet machine it costs small batches 5–27 % (B = 1 … 32), on a shared
+one it saves them a five- to twentyfold stall. Both directions grow with B, which is why the cut
+sits where a quiet machine's loss grows past a quarter; the count is recorded with every run and
+timing point, and ``batchlab timing --threads N`` times any fixed count.
 
 :func:`intra_op_threads` sets the count for a block and restores it; :func:`apply_thread_rule`
 is that block for one training loop at one batch size, and returns the count used so it can be
