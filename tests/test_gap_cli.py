@@ -149,3 +149,30 @@ def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys, one
 def test_gap_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, one_error_line):
     assert main(argv + ["--store", str(tmp_path / "runs.db"), "--out", str(tmp_path)]) == 2
     assert message in one_error_line()
+
+
+def test_a_store_with_the_lectures_and_the_papers_gap_records_shows_both(gap_run, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from batchlab import lecture
+    from batchlab.lecture.stages import run_sharp_minima_stage
+    from batchlab.report import build_report
+
+    folder, _, _ = gap_run
+    shutil.copy(folder / "runs.db", tmp_path / "runs.db")
+    study = lecture.SharpMinimaStudy(
+        datasets=("mnist-5k",), train_subset=1000, model="mlp", hidden=(8,), small_batch=50, large_batch=500,
+        sb_lr=0.05, lb_lr=0.2, momentum=0.9, target_train_acc=0.6, sb_epochs=2, lb_epochs=4, seeds=1,
+        sharpness_examples=100, landscape_examples=100, landscape_test_examples=100)
+    scale = replace(lecture.SCALES["quick"], sharp_minima=study)
+    with RunStore(tmp_path / "runs.db") as store:
+        run_sharp_minima_stage(store, scale, "cpu", None, False, lambda text: None)
+        report, ctx = build_report(store)
+    ids = [section.id for section in report.sections]
+    assert ids.index("gap") + 1 == ids.index("gap-paper")
+    assert ctx.gap_records[0]["plan"]["scale"] == "lecture-quick" and ctx.gap_records[1]["plan"]["scale"] == "quick"
+    figure_ids = [figure.id for section in report.sections for figure in section.figures]
+    assert len(figure_ids) == len(set(figure_ids))
+    assert {"gap-parametric", "gap-paper-gap-parametric"} <= set(figure_ids)
+    assert "records" not in ids  # every sharpness and landscape record belongs to a run shown above

@@ -124,12 +124,18 @@ class ReportContext:
         return [p for p in self.timing_points if p.model == model]
 
     @cached_property
-    def gap(self) -> dict[str, Any] | None:
-        """The generalization-gap record the report shows: the newest one ``batchlab lecture``
-        wrote (scale ``lecture-…``), else the newest of any (``batchlab gap``); None when there is none."""
+    def gap_records(self) -> list[dict[str, Any]]:
+        """The generalization-gap records the report shows: the newest one ``batchlab lecture``
+        wrote (plan scale ``lecture-…``), then the newest ``batchlab gap`` wrote; each when present."""
         records = sorted(self.store.records(GAP_KIND), key=lambda r: str(r.get("created", "")))
         lecture = [r for r in records if str(r.get("plan", {}).get("scale", "")).startswith("lecture-")]
-        return (lecture or records or [None])[-1]
+        paper = [r for r in records if r not in lecture]
+        return [group[-1] for group in (lecture, paper) if group]
+
+    @property
+    def gap(self) -> dict[str, Any] | None:
+        """The first of :attr:`gap_records` (the lecture's when there is one), or None."""
+        return self.gap_records[0] if self.gap_records else None
 
     @cached_property
     def summary(self) -> SummaryTable:

@@ -53,6 +53,7 @@ register_section_builder("timing", sections.timing_section, order=ORDER_TIMING)
 register_section_builder("accuracy", sections.accuracy_section, order=ORDER_ACCURACY)
 register_section_builder("noise", sections.noise_section, order=ORDER_NOISE)
 register_section_builder("gap", sections.gap_section, order=ORDER_GENERALIZATION)
+register_section_builder("gap-paper", sections.gap_paper_section, order=ORDER_GENERALIZATION + 1)
 # "Having both": the large-batch methods, right after the gap they try to close.
 register_section_builder("largebatch", sections.largebatch_section, order=ORDER_GENERALIZATION + 5)
 register_section_builder("summary", sections.summary_section, order=ORDER_SUMMARY)

@@ -401,19 +401,30 @@ def _measured_cell(measured: Measured | None, unit: str) -> str:
 
 
 def gap_section(ctx: ReportContext) -> ReportSection | None:
-    """Keskar et al.'s experiment from the store's ``gap`` record (:attr:`ReportContext.gap`); None
-    when there is none."""
-    record = ctx.gap
-    if record is None:
+    """Keskar et al.'s comparison from the store's first ``gap`` record (:attr:`ReportContext.gap`:
+    the lecture's when there is one); None when there is none."""
+    return _gap_section(ctx.gap_records[0], GAP_SECTION_ID, GAP_SECTION_TITLE) if ctx.gap_records else None
+
+
+def gap_paper_section(ctx: ReportContext) -> ReportSection | None:
+    """``batchlab gap``'s record, when the store also holds the lecture's (which :func:`gap_section` shows)."""
+    if len(ctx.gap_records) < 2:
         return None
+    return _gap_section(ctx.gap_records[1], f"{GAP_SECTION_ID}-paper",
+                        "Keskar et al.'s experiment with the paper's networks and Adam (batchlab gap)")
+
+
+def _gap_section(record: dict, section_id: str, title: str) -> ReportSection:
     numbers = network_numbers(record)
     tables = [TableItem(table.title, list(table.columns), [list(r) for r in table.rows], table.caption)
               for table in (gap_accuracy_table(numbers), gap_sharpness_table(numbers))]
-    figures = [figure_item(figure, figure_id, title, caption)
-               for figure_id, title, caption, figure in gap_figures(record)]
+    # Figure ids are unique in a report: the second gap section prefixes its own.
+    prefix = "" if section_id == GAP_SECTION_ID else f"{section_id}-"
+    figures = [figure_item(figure, prefix + figure_id, title_, caption)
+               for figure_id, title_, caption, figure in gap_figures(record)]
     return ReportSection(
-        GAP_SECTION_ID,
-        GAP_SECTION_TITLE,
+        section_id,
+        title,
         intro=section_intro(record),
         figures=figures,
         tables=tables,
@@ -522,8 +533,8 @@ _MAX_RECORD_COLUMNS = 8
 def records_section(ctx: ReportContext) -> ReportSection | None:
     """Every Hessian, sharpness and landscape record in the store, one table per kind: the run it
     belongs to and each scalar result field (numbers, flags and short words) of the record. Records
-    of the runs the generalization section already shows are left out."""
-    shown = {r["run_id"] for network in (ctx.gap or {}).get("networks", []) for r in network["runs"]}
+    of the runs the generalization sections already show are left out."""
+    shown = {r["run_id"] for record in ctx.gap_records for network in record["networks"] for r in network["runs"]}
     tables = []
     for kind, description in ANALYSIS_RECORD_KINDS.items():
         items = [(key, value) for key, value in ctx.store.record_items(kind)
