@@ -125,3 +125,23 @@ def test_unknown_optimizer_lists_known_ones():
 def test_momentum_free_optimizer_rejects_momentum():
     with pytest.raises(ConfigError, match="takes no momentum"):
         build_optimizer("sgd", [torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+
+
+# ----------------------------------------------------------------------------- momentum correction in a run
+
+
+def test_momentum_correction_is_a_run_field_that_reaches_the_optimizer_and_changes_the_run():
+    from batchlab.config import RunConfig, run_id
+    from batchlab.errors import ConfigError
+    from batchlab.train import train
+
+    base = RunConfig(dataset="mnist-5k", model="mlp", hidden=(8,), batch_size=500, lr=0.1, momentum=0.9, epochs=2,
+                     warmup_epochs=1.0, lr_scaling="linear", base_batch=100, device="cpu")
+    corrected = base.replace(momentum_correction=True)
+    assert run_id(base, "cpu") != run_id(corrected, "cpu")
+    assert "momentum_correction" not in base.to_dict() or base.to_dict()["momentum_correction"] is False
+    # During the warm-up the rate rises every update, so the rescaled buffer takes other steps.
+    assert train(base, progress=False).summary["train_loss"] != train(corrected, progress=False).summary["train_loss"]
+    for bad in (dict(optimizer="adam", momentum=0.0), dict(momentum=0.0), dict(optimizer="torch-sgd")):
+        with pytest.raises(ConfigError, match="momentum correction"):
+            base.replace(momentum_correction=True, **bad)

@@ -82,3 +82,14 @@ def test_a_real_probe_samples_both_ways_alike():
     assert all(t > 0 for t in probe.packed_s + probe.sequential_s)
     # Warm-up and samples of both ways, each sample K model-updates.
     assert measurement_cost(3) == (MEASURE_ROUNDS + 1) * 3 + MEASURE_ROUNDS * 3 + 3
+
+
+def test_runs_with_momentum_correction_train_one_at_a_time():
+    from batchlab.config import RunConfig
+    from batchlab.train.packed_plan import can_pack
+
+    config = RunConfig(dataset="mnist-5k", model="mlp", hidden=(8,), batch_size=64, momentum=0.9, warmup_epochs=1.0,
+                       device="cpu")
+    assert can_pack(config)[0]
+    packable, why = can_pack(config.replace(momentum_correction=True))
+    assert not packable and "momentum correction" in why

@@ -44,6 +44,7 @@ _ADDED_LATER = {
     "trust_coefficient": None,
     "target_train_acc": None,
     "init_from": None,
+    "momentum_correction": False,
 }
 
 
@@ -75,6 +76,10 @@ class RunConfig:
     * ``recipe="akiba"``: Akiba et al. 2017's RMSprop warm-up, slow start and batch norm without
       moving averages (:mod:`batchlab.train.methods`);
     * ``trust_coefficient``: LARS's η (None: the optimizer's default);
+    * ``momentum_correction``: Goyal et al.'s momentum correction, m ← m·η_new/η_old whenever
+      the rate changes (warm-up, decay). The lecture's m ← λm − ηg carries η inside m, so without
+      it a warm-up's first steps after a rise move with the old, smaller rate (Goyal et al. 2017,
+      §2.1); optimizer ``momentum`` (or ``sgd``) with λ > 0 only;
     * ``target_train_acc``: the run ends at the first epoch whose training accuracy reaches it;
     * ``init_from``: the id of a finished run in the same store whose final weights start this
       run (SWAP's second phase starts from its first).
@@ -109,6 +114,7 @@ class RunConfig:
     trust_coefficient: float | None = None
     target_train_acc: float | None = None
     init_from: str | None = None
+    momentum_correction: bool = False
     device: str = "auto"
     data_dir: str | None = field(default=None, compare=False)
 
@@ -178,6 +184,14 @@ def validate_config(config: RunConfig) -> None:
         raise ConfigError(f"weight decay {config.weight_decay} is negative; allowed: weight_decay ≥ 0")
     if config.nesterov and config.momentum == 0:
         raise ConfigError("Nesterov momentum needs momentum > 0; allowed: --nesterov with 0 < momentum < 1")
+    if not isinstance(config.momentum_correction, bool):
+        raise ConfigError(f"momentum correction {config.momentum_correction!r} is not true or false; allowed: a boolean")
+    if config.momentum_correction and (config.optimizer not in ("momentum", "sgd") or config.momentum == 0):
+        raise ConfigError(
+            f"momentum correction needs the lecture's momentum rule with λ > 0 (got optimizer {config.optimizer!r}, "
+            f"momentum {config.momentum}); allowed: --optimizer momentum with 0 < momentum < 1 (torch-sgd keeps η "
+            "outside its buffer and needs no correction)"
+        )
     _positive_int("epochs", config.epochs)
     _seed("seed", config.seed)
     _seed("split seed", config.split_seed)
@@ -278,6 +292,9 @@ def _validate_large_batch_methods(config: RunConfig) -> None:
             raise ConfigError(
                 f"recipe {config.recipe!r} brings its own learning-rate decay (slow start); allowed: lr_decay 'none'"
             )
+        if config.momentum_correction:
+            raise ConfigError(f"recipe {config.recipe!r} brings its own optimizer, without momentum correction; "
+                              "allowed: momentum_correction false")
         if not _has_batch_norm(config.model):
             raise ConfigError(
                 f"recipe {config.recipe!r} includes batch norm without moving averages, and {config.model} has no "

@@ -103,6 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(flag, dest=f"fixed_{field}", default=None, **metavar, **kwargs)
     parser.add_argument("--nesterov", dest="fixed_nesterov", action="store_const", const=True, default=None,
                         help="Nesterov form of momentum (needs every λ > 0)")
+    parser.add_argument("--momentum-correction", dest="fixed_momentum_correction", action="store_const", const=True,
+                        default=None, help="Goyal et al.'s momentum correction when the rate changes (needs every λ > 0)")
     parser.add_argument("--drop-last", dest="fixed_drop_last", action="store_const", const=True, default=None,
                         help="drop the last partial batch of each epoch")
     add_device_option(parser)

@@ -65,6 +65,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate η (default: 0.1)")
     parser.add_argument("--momentum", type=float, default=defaults.momentum, help="λ in m ← λm − ηg, in [0, 1) (default: 0)")
     parser.add_argument("--nesterov", action="store_true", help="Nesterov form of momentum")
+    parser.add_argument("--momentum-correction", action="store_true",
+                        help="Goyal et al.'s momentum correction: m ← m·η_new/η_old when the rate changes "
+                        "(warm-up, decay); the lecture's momentum with λ > 0 only")
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="L2 coefficient (default: 0)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs (default: 5)")
     parser.add_argument("--seed", type=seed_value, default=defaults.seed, help="initialization and data-order seed (default: 0)")
@@ -109,6 +112,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         lr=args.lr,
         momentum=args.momentum,
         nesterov=args.nesterov,
+        momentum_correction=args.momentum_correction,
         weight_decay=args.weight_decay,
         epochs=args.epochs,
         seed=args.seed,

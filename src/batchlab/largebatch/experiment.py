@@ -4,7 +4,8 @@ One network, one dataset, one epoch budget E, several seeds. The rows:
 
 * ``sb`` — the small-batch baseline: B_S, learning rate η, the lecture's momentum λ;
 * ``lb`` — plain large batch: B_L = k·B_S with the same η and λ (the gap to close);
-* ``linear-warmup`` — Goyal et al. 2017: η·k, reached by a linear warm-up over the first epochs;
+* ``linear-warmup`` — Goyal et al. 2017: η·k, reached by a linear warm-up over the first epochs,
+  with their momentum correction (m rescaled by η_new/η_old as the rate rises);
 * ``sqrt`` — η·√k (Krizhevsky 2014; Hoffer et al. 2017);
 * ``lars`` — You et al. 2017: LARS, η·k with warm-up, trust coefficient as planned;
 * ``lamb`` — You et al. 2020: LAMB (its own base rate, √k scaling, warm-up, no momentum);
@@ -98,7 +99,8 @@ class Method:
 METHODS: dict[str, Method] = {m.key: m for m in (
     Method(SB_KEY, "small batch (SB)", "the small-batch baseline"),
     Method(LB_KEY, "large batch (LB), plain", "B_L with the small batch's learning rate"),
-    Method("linear-warmup", "LB + linear scaling + warm-up", "Goyal et al. 2017: η·k with a linear warm-up"),
+    Method("linear-warmup", "LB + linear scaling + warm-up",
+           "Goyal et al. 2017: η·k with a linear warm-up and momentum correction"),
     Method("sqrt", "LB + √ scaling", "η·√k (Krizhevsky 2014, Hoffer et al. 2017)"),
     Method("lars", "LB + LARS", "You et al. 2017: layer-wise rates, η·k with warm-up"),
     Method("lamb", "LB + LAMB", "You et al. 2020: Adam's direction with layer-wise steps"),
@@ -208,7 +210,9 @@ class LargeBatchPlan:
         if key == LB_KEY:
             return lb
         if key == "linear-warmup":
-            return lb.replace(**warm)
+            # Goyal et al.'s recipe includes their momentum correction: the lecture's m carries η,
+            # so it is rescaled at each step of the warm-up.
+            return lb.replace(momentum_correction=True, **warm)
         if key == "sqrt":
             return lb.replace(lr_scaling="sqrt", base_batch=s.small_batch)
         if key == "lars":
@@ -221,7 +225,8 @@ class LargeBatchPlan:
         if key == "akiba":
             return lb.replace(recipe="akiba", **scaled)
         if key == "swap":
-            return lb.replace(epochs=s.epochs - s.swap_epochs, target_train_acc=s.swap_target, **warm)
+            return lb.replace(epochs=s.epochs - s.swap_epochs, target_train_acc=s.swap_target, momentum_correction=True,
+                              **warm)
         if key == "longer":
             sb_updates = s.epochs * math.ceil(n_train / s.small_batch)
             return lb.replace(epochs=math.ceil(sb_updates / math.ceil(n_train / s.large_batch)), max_updates=sb_updates)

@@ -95,12 +95,14 @@ def build_optimizer(
     momentum: float = 0.0,
     nesterov: bool = False,
     weight_decay: float = 0.0,
+    momentum_correction: bool = False,
     **options: object,
 ) -> torch.optim.Optimizer:
     """Create the optimizer called ``name``; a momentum given to a momentum-free one is an error.
 
     ``options`` are the extra settings of ``lars`` and ``lamb`` (:data:`LARS_OPTIONS`,
-    :data:`LAMB_OPTIONS`); other optimizers take none. A value the optimizer refuses is a
+    :data:`LAMB_OPTIONS`); other optimizers take none. ``momentum_correction`` (Goyal et al.'s,
+    see :class:`~batchlab.optim.momentum.Momentum`) applies to ``momentum`` and ``sgd`` only. A value the optimizer refuses is a
     :class:`ConfigError` naming the optimizer and the argument.
     """
     spec = get_optimizer_spec(name)
@@ -126,8 +128,11 @@ def build_optimizer(
             return LAMB(params, lr=lr, weight_decay=weight_decay, **settings)  # type: ignore[arg-type]
         except (TypeError, ValueError) as error:
             raise ConfigError(f"optimizer {name!r}: {error}") from None
+    if momentum_correction and name not in ("momentum", "sgd"):
+        raise ConfigError(f"optimizer {name!r} has no momentum correction; allowed with: momentum, sgd")
     if name in ("momentum", "sgd"):
-        return Momentum(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        return Momentum(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                        momentum_correction=momentum_correction)
     if name == "torch-sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)

@@ -97,6 +97,7 @@ def build_run_optimizer(config: RunConfig, params: Iterable[torch.Tensor], shape
         momentum=config.momentum,
         nesterov=config.nesterov,
         weight_decay=config.weight_decay,
+        momentum_correction=config.momentum_correction,
         **optimizer_options(config, shape),
     )
 

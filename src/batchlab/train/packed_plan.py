@@ -168,6 +168,8 @@ def can_pack(config: RunConfig, task: "Task | None" = None) -> tuple[bool, str]:
             return False, f"{config.model} has batch-norm running statistics: trained one at a time"
         if spec.has_dropout:
             return False, f"{config.model} has dropout: trained one at a time"
+    if config.momentum_correction:
+        return False, "Goyal's momentum correction is not in the packed update rule: trained one at a time"
     if not get_optimizer_spec(config.optimizer).packable:
         packable = ", ".join(name for name, s in OPTIMIZERS.items() if s.packable)
         return False, (
