@@ -74,6 +74,10 @@ BAD_INPUTS = [
     # seeds beyond 0 … 2**63 - 1
     (["train", "--seed", HUGE_SEED, "--store", "{store}"], ["seed", "2**63-1"]),
     (["train", "--split-seed", "-1", "--store", "{store}"], ["seed -1", "2**63-1"]),
+    (["train", "--optimizer", "adam", "--momentum-correction", "--store", "{store}"],
+     ["momentum correction", "--optimizer momentum"]),
+    (["sweep", "--momentum", "0", "0.9", "--momentum-correction", "--store", "{store}"],
+     ["momentum correction", "0 < momentum < 1"]),
     (["sweep", "--seed", "0", HUGE_SEED, "--store", "{store}"], ["seed", "2**63-1"]),
     (["toy", "--seed", HUGE_SEED, "--out", "{dir}/toy"], ["seed", "2**63-1"]),
     (["timing", "--seed", HUGE_SEED, "--store", "{store}", "--out", "{dir}/t"], ["seed", "2**63-1"]),
