@@ -83,7 +83,7 @@ with base_batch = 64 in [fixed], warmup_epochs, lr_decay, ghost_batch, recipe), 
 
 On Ray (--executor ray) each task trains its runs apart from the store and the driver
 records them; a run whose task dies is retried from its start (or from the checkpoint a
-local sweep left)."""
+local sweep left). A user model (--model-file/--data-file) travels to the workers with its files."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,7 +13,7 @@
   where that pays on the device); the executor trains exactly these packs, so what ``--dry-run``
   shows is what runs. Ray executor: see :func:`ray_units`.
 
-A user's task (:class:`batchlab.Task`, local executor only) adds its model's and data's
+A user's task (:class:`batchlab.Task`) adds its model's and data's
 fingerprints to every run id, and its own data replaces the registry splits.
 
 The local plan loads each dataset split once (``load_splits`` is cached) and checks every batch
@@ -68,6 +68,10 @@ class SweepPlan:
 
     def splits_for(self, config: RunConfig) -> Any:
         return self.splits.get(split_key(config))
+
+    def run_id_of(self, config: RunConfig) -> str:
+        """The run id of one of the plan's configs (with the task's fingerprints, when there is one)."""
+        return self.run_ids[self.configs.index(config)]
 
     def describe(self) -> str:
         """The plan in words: counts, then one line per work unit."""
@@ -133,7 +137,7 @@ def plan_sweep(
     if executor == LOCAL:
         units, splits = local_units(pending, packing, task)
     else:
-        units = ray_units(pending, cluster_has_gpus)
+        units = ray_units(pending, cluster_has_gpus, task)
     return SweepPlan(list(distinct.values()), list(distinct), finished, resuming, units, executor, splits, task)
 
 
@@ -164,7 +168,7 @@ def local_units(configs: Sequence[RunConfig], packing: str, task: Any = None) ->
     return units, splits
 
 
-def ray_units(configs: Sequence[RunConfig], cluster_has_gpus: bool) -> list[WorkUnit]:
+def ray_units(configs: Sequence[RunConfig], cluster_has_gpus: bool, task: Any = None) -> list[WorkUnit]:
     """Ray tasks: with GPUs in the cluster, one task per group of packable runs sharing a
     ``pack_key`` (the worker packs them as its GPU memory allows, as the local executor would);
     on CPUs only, one task per run, because there the gain is running many runs side by side on
@@ -174,7 +178,7 @@ def ray_units(configs: Sequence[RunConfig], cluster_has_gpus: bool) -> list[Work
     units: list[WorkUnit] = []
     groups: dict[tuple, list[RunConfig]] = {}
     for config in configs:
-        packable, why_not = can_pack(config)
+        packable, why_not = can_pack(config, task)
         if not packable:
             units.append(WorkUnit((config,), SEQUENTIAL, f"{_ray_label(config, 'one GPU task')}: {why_not}"))
             continue

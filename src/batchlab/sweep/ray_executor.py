@@ -21,6 +21,7 @@ Ray is imported only here and only when asked for; without it the one-line error
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,11 +95,13 @@ def train_unit(
     strategy: str,
     checkpoints: dict[str, dict],
     keep_weights: bool,
+    task: Any = None,
 ) -> list[tuple[RunResult, dict | None]]:
     """Train one work unit on a Ray worker; returns each run's result and final weights.
 
     The runs are trained into a scratch store in a temporary folder, seeded with the checkpoints
     the driver sent, so they resume exactly as they would locally; nothing of it outlives the task.
+    ``task`` is the user's model and data (:class:`batchlab.Task`), or None for registry runs.
     """
     from batchlab.store import RunStore
     from batchlab.train import train
@@ -111,9 +114,9 @@ def train_unit(
                 store.save_checkpoint(identity, payload)
             if strategy == PACKED:
                 # The worker's own device decides the packing (GPU memory, or a measurement).
-                results = list(train_pack(configs, store=store, progress=False, strategy=AUTO))
+                results = list(train_pack(configs, store=store, progress=False, strategy=AUTO, task=task))
             else:
-                results = [train(config, store=store, progress=False) for config in configs]
+                results = [train(config, store=store, progress=False, task=task) for config in configs]
             return [
                 (result, store.load_weights(result.run_id) if keep_weights and store.has_weights(result.run_id) else None)
                 for result in results
@@ -139,11 +142,13 @@ def run_ray(
     ray = import_ray()
     resources = {"num_gpus": 1} if cluster.has_gpus else {"num_cpus": 1}
     remote = ray.remote(max_retries=MAX_RETRIES, **resources)(train_unit)
+    # A user's task goes into Ray's object store once; every unit's worker reads that one copy.
+    task = None if plan.task is None else ray.put(_shippable(ray, plan.task))
     pending: dict[Any, WorkUnit] = {}
     for unit in plan.units:
-        checkpoints = _checkpoints(unit, store, cluster) if store is not None and not force else {}
+        checkpoints = _checkpoints(unit, store, plan) if store is not None and not force else {}
         strategy = PACKED if unit.strategy == PACKED else SEQUENTIAL
-        pending[remote.remote(unit.configs, strategy, checkpoints, keep_weights)] = unit
+        pending[remote.remote(unit.configs, strategy, checkpoints, keep_weights, task)] = unit
     recorded: set[str] = set()
     try:
         while pending:
@@ -173,12 +178,23 @@ def record_result(store: RunStore | None, result: RunResult, weights: dict | Non
     return record_trained_elsewhere(store, result, weights, force=force)
 
 
-def _checkpoints(unit: WorkUnit, store: RunStore, cluster: RayCluster) -> dict[str, dict]:
-    from batchlab.config import run_id
+def _shippable(ray: Any, task: Any) -> Any:
+    """``task``, with the modules that ``--model-file``/``--data-file`` imported from their paths
+    marked to travel by value: no worker could import them by their generated names. A task whose
+    functions live in an importable module needs that module importable on every worker (the same
+    working directory on a local instance; Ray's ``runtime_env`` on a cluster)."""
+    from batchlab.task.files import USER_MODULE_PREFIX
 
+    for name, module in list(sys.modules.items()):
+        if name.startswith(USER_MODULE_PREFIX):
+            ray.cloudpickle.register_pickle_by_value(module)
+    return task
+
+
+def _checkpoints(unit: WorkUnit, store: RunStore, plan: SweepPlan) -> dict[str, dict]:
     found = {}
     for config in unit.configs:
-        identity = run_id(config, cluster.device_type(config))
+        identity = plan.run_id_of(config)
         checkpoint = store.load_checkpoint(identity)
         if checkpoint is not None:
             found[identity] = checkpoint

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchlab.config import RunConfig, run_id
+from batchlab.config import RunConfig
 from batchlab.errors import ConfigError
 from batchlab.sweep.plan import EXECUTORS, LOCAL, RAY, SweepPlan, WorkUnit, plan_sweep
 from batchlab.sweep.progress import SweepProgress
@@ -119,9 +119,6 @@ def _validated(spec: SweepSpec | Sequence[RunConfig], task: Any = None) -> list[
 
 
 def _check_choices(executor: str, packing: str, task: Any = None) -> None:
-    if task is not None and executor != LOCAL:
-        raise ConfigError(f"a user model trains with the local executor only, not {executor}; allowed: "
-                          "--executor local")
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if packing not in STRATEGIES:
@@ -168,7 +165,7 @@ def _plan(configs: list[RunConfig], store: RunStore | None, executor: str, force
     if cluster is None:
         return plan_sweep(configs, store, executor=executor, force=force, packing=packing, task=task)
     return plan_sweep(configs, store, executor=executor, force=force, packing=packing,
-                      device_type=cluster.device_type, cluster_has_gpus=cluster.has_gpus)
+                      device_type=cluster.device_type, cluster_has_gpus=cluster.has_gpus, task=task)
 
 
 def _execute(
@@ -191,7 +188,7 @@ def _execute(
 
     def on_failure(unit: WorkUnit, message: str) -> None:
         for config in unit.configs:
-            identity = run_id(config, cluster.device_type(config))
+            identity = plan.run_id_of(config)
             failed.append((identity, message))
             reporter.note(f"run {identity} B={config.batch_size} failed on Ray: {message}")
 

@@ -25,6 +25,10 @@ from batchlab.task.model import one_line
 from batchlab.task.options import FORM
 from batchlab.task.task import Task
 
+# Modules imported from a file get a name of their own under this prefix (the Ray executor ships
+# them by value, since no worker can import them by name).
+USER_MODULE_PREFIX = "batchlab_user_"
+
 
 def load_function(reference: str, flag: str) -> tuple[Callable[..., Any], str]:
     """The function ``reference`` (``path.py:name``) names, and ``file-stem.name`` for the task."""
@@ -34,7 +38,7 @@ def load_function(reference: str, flag: str) -> tuple[Callable[..., Any], str]:
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise ConfigError(f"{flag}: file {path} does not exist; allowed: {flag} {FORM}")
-    module_name = f"batchlab_user_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}_{path.stem}"
+    module_name = f"{USER_MODULE_PREFIX}{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"{flag}: {path} cannot be imported as Python; allowed: {flag} {FORM}")
