@@ -282,6 +282,7 @@ def test_flat_vs_sharp_rows_disagree_or_stay_within_noise_from_the_numbers():
     assert [r.verdict for r in reversed_rows] == [DISAGREES, DISAGREES]
     noisy = sharp_minima_rows(flat_sharp((0.83, 0.85, 0.84), (0.835, 0.845, 0.84), (10, 30, 20), (12, 28, 21)), 0.99)
     assert [r.verdict for r in noisy] == [WITHIN_NOISE, WITHIN_NOISE]
+    assert all("within the noise" in r.finding and "better by" not in r.finding for r in noisy)
 
 
 def test_flat_vs_sharp_is_not_converged_below_the_target_or_at_unequal_training_accuracy():

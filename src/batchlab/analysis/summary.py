@@ -443,8 +443,11 @@ def _curve_rows(panel: AccuracyPanel, curve: AccuracyCurve) -> list[SummaryRow]:
 
 def _accuracy_text(row: SummaryRow) -> str:
     better = "small" if row.small.value > row.large.value else "large"
+    difference = abs(row.small.value - row.large.value)
     text = (f"{row.quantity} {row.small.value:.3f} at B = {row.small.batch_size} vs {row.large.value:.3f} at "
-            f"B = {row.large.batch_size}: the {better} batch is better by {abs(row.small.value - row.large.value):.3f}")
+            f"B = {row.large.batch_size}: " + (f"a difference of {difference:.3f}, within the noise"
+                                              if row.verdict == WITHIN_NOISE else
+                                              f"the {better} batch is better by {difference:.3f}"))
     tuned = [m.detail.split(", best ", 1)[1] for m in (row.small, row.large) if ", best " in m.detail]
     if len(tuned) == 2:
         text += f" (best {tuned[0]} at B = {row.small.batch_size}; best {tuned[1]} at B = {row.large.batch_size})"
@@ -526,8 +529,9 @@ def sharp_minima_rows(numbers: Any | None, target_train_acc: float | None = None
 
 def _sharpness_text(row: SummaryRow) -> str:
     ratio = row.large.value / row.small.value if row.small.value > 0 else math.inf
+    noise = ", within the noise" if row.verdict == WITHIN_NOISE else ""
     return (f"φ = {row.small.value:.4g} at B = {row.small.batch_size} vs {row.large.value:.4g} at "
-            f"B = {row.large.batch_size} ({ratio:.3g}× the small batch's)")
+            f"B = {row.large.batch_size} ({ratio:.3g}× the small batch's{noise})")
 
 
 # ----------------------------------------------------------------------------- the table

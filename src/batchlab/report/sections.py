@@ -372,7 +372,8 @@ def summary_section(ctx: ReportContext) -> ReportSection | None:
         intro="The lecture closes its batch-size part with a small-vs-large table. Each row below holds the "
               "lecture's verdict, this machine's numbers for a small and a large batch, and whether the numbers "
               f"agree — decided from the numbers alone. Each accuracy row names its protocol (equal epochs, equal "
-              f"updates, or trained until the training loss stops improving). {counts['agrees']} of {measured} "
+              f"updates, trained until the training loss stops improving, or trained to an equal training accuracy, "
+              f"where the last rows also compare the sharpness of the minima found). {counts['agrees']} of {measured} "
               f"measured rows agree, {counts['disagrees']} disagree, {counts['within noise']} are within noise, "
               f"{counts['not converged']} compare a side that had not converged and "
               f"{counts['machine busy — not judged']} were timed on a busy machine and not judged.",
