@@ -203,3 +203,23 @@ def test_a_user_model_from_files_sweeps_on_ray_like_on_the_local_executor(ray_in
     # A second call finds every run in the store and trains nothing on Ray.
     assert main([*common, "--executor", "ray", "--store", str(tmp_path / "ray.db")]) == 0
     assert "skipped (already in store): 2" in capsys.readouterr().out
+
+
+def test_runs_that_start_from_another_run_get_its_weights_on_the_workers(ray_instance, tmp_path):
+    from batchlab.config import RunConfig
+    from batchlab.train import train
+
+    source_config = RunConfig(**{**FIXED, "hidden": (16,)}, batch_size=64)
+    source = train(source_config, store=tmp_path / "ray.db", progress=False)
+    assert train(source_config, store=tmp_path / "local.db", progress=False).run_id == source.run_id
+    spec = SweepSpec(grid={"batch_size": [32, 128]}, fixed={**FIXED, "epochs": 1, "init_from": source.run_id})
+    with RunStore(tmp_path / "ray.db") as on_ray, RunStore(tmp_path / "local.db") as local:
+        results = run_sweep(spec, on_ray, executor="ray", progress=False)
+        reference = run_sweep(spec, local, progress=False, packing="sequential")
+        assert results.failed == [] and [r.run_id for r in results] == [r.run_id for r in reference]
+        for result, alone in zip(results, reference):
+            assert result.status == FINISHED
+            # Started from the source's weights: after one epoch already far above a fresh start.
+            assert result.summary["train_acc"] == pytest.approx(alone.summary["train_acc"], abs=2e-3)
+            assert result.summary["train_acc"] > 0.8
+        assert len(on_ray.runs()) == 3  # the source once, and the two runs; nothing else came back

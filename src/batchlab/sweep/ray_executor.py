@@ -9,6 +9,9 @@
   returns each run's :class:`RunResult` and final weights (CPU tensors). The driver alone writes
   the sweep's store — ``start_run``, every epoch's metrics, the weights, ``finish_run`` — and
   skips a run the store already holds as ended, so a retried task never records a run twice.
+* A run that starts from another run's weights (``init_from``) gets that run shipped with it:
+  the driver reads the source's record and final weights from the store, and the task writes
+  them into its scratch store before training, so the run starts where it would locally.
 * Resume granularity on Ray is the run: the driver ships each unfinished run's last checkpoint
   from the store (say, of a local sweep that was interrupted) to the task, which resumes from
   it; but checkpoints written while a task trains stay in its scratch store, so a run whose task
@@ -96,20 +99,25 @@ def train_unit(
     checkpoints: dict[str, dict],
     keep_weights: bool,
     task: Any = None,
+    init_sources: dict[str, tuple[RunResult, dict]] | None = None,
 ) -> list[tuple[RunResult, dict | None]]:
     """Train one work unit on a Ray worker; returns each run's result and final weights.
 
     The runs are trained into a scratch store in a temporary folder, seeded with the checkpoints
     the driver sent, so they resume exactly as they would locally; nothing of it outlives the task.
-    ``task`` is the user's model and data (:class:`batchlab.Task`), or None for registry runs.
+    ``task`` is the user's model and data (:class:`batchlab.Task`), or None for registry runs;
+    ``init_sources`` the finished runs (result and final weights) that runs of the unit start from.
     """
     from batchlab.store import RunStore
     from batchlab.train import train
     from batchlab.train.packed import train_pack
+    from batchlab.train.session import record_trained_elsewhere
 
     with tempfile.TemporaryDirectory(prefix="batchlab-ray-") as scratch:
         store = RunStore(Path(scratch) / "runs.db")
         try:
+            for source, weights in (init_sources or {}).values():
+                record_trained_elsewhere(store, source, weights)
             for identity, payload in checkpoints.items():
                 store.save_checkpoint(identity, payload)
             if strategy == PACKED:
@@ -148,7 +156,7 @@ def run_ray(
     for unit in plan.units:
         checkpoints = _checkpoints(unit, store, plan) if store is not None and not force else {}
         strategy = PACKED if unit.strategy == PACKED else SEQUENTIAL
-        pending[remote.remote(unit.configs, strategy, checkpoints, keep_weights, task)] = unit
+        pending[remote.remote(unit.configs, strategy, checkpoints, keep_weights, task, _init_sources(unit, store))] = unit
     recorded: set[str] = set()
     try:
         while pending:
@@ -189,6 +197,19 @@ def _shippable(ray: Any, task: Any) -> Any:
         if name.startswith(USER_MODULE_PREFIX):
             ray.cloudpickle.register_pickle_by_value(module)
     return task
+
+
+def _init_sources(unit: WorkUnit, store: RunStore | None) -> dict[str, tuple[RunResult, dict]]:
+    """The runs the unit's runs start from (``init_from``), each as its stored result and final
+    weights; checked to exist, be finished and hold weights when the sweep was planned."""
+    from batchlab.train.session import result_from_record
+
+    sources = {}
+    for config in unit.configs:
+        if config.init_from is not None and config.init_from not in sources and store is not None:
+            record = store.get(config.init_from)
+            sources[config.init_from] = (result_from_record(record, store), store.load_weights(config.init_from))
+    return sources
 
 
 def _checkpoints(unit: WorkUnit, store: RunStore, plan: SweepPlan) -> dict[str, dict]:
