@@ -30,3 +30,39 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
         return err
 
     return read
+
+
+USER_MODEL_FILE = """
+from torch import nn
+
+class Net(nn.Module):  # a class defined in the file: processes and workers must get it too
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3))
+
+    def forward(self, x):
+        return self.layers(x)
+
+def make_model():
+    return Net()
+"""
+
+USER_DATA_FILE = """
+import torch
+
+def load_data():
+    generator = torch.Generator().manual_seed(0)
+    centres = 3 * torch.randn(3, 4, generator=generator)
+    y = torch.randint(0, 3, (96,), generator=generator)
+    x = centres[y] + torch.randn(96, 4, generator=generator)
+    return x[:48], y[:48], x[48:72], y[48:72], x[72:], y[72:]
+"""
+
+
+@pytest.fixture
+def user_model_flags(tmp_path):
+    """``--model-file``/``--data-file`` flags of a small user model (a class defined in its file)
+    and 48/24/24 examples of three Gaussian blobs, written to ``tmp_path``."""
+    (tmp_path / "net.py").write_text(USER_MODEL_FILE)
+    (tmp_path / "blobs.py").write_text(USER_DATA_FILE)
+    return ["--model-file", f"{tmp_path}/net.py:make_model", "--data-file", f"{tmp_path}/blobs.py:load_data"]

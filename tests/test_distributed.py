@@ -171,3 +171,19 @@ def test_a_killed_process_is_restarted_and_the_run_resumes_losing_nothing(tmp_pa
     assert [row["epoch"] for row in stored] == list(range(1, epochs + 1))
     one = batchlab.train(config, progress=False)
     assert_same_epochs(one.epochs, stored, one.summary["n_train"], 500)
+
+
+@pytest.mark.distributed
+def test_a_user_model_from_files_trains_on_two_processes_as_on_one(tmp_path, capsys, user_model_flags):
+    common = ["train", *user_model_flags, "--batch-size", "16", "--epochs", "2", "--lr", "0.1", "--momentum", "0.9",
+              "--device", "cpu", "--no-progress", "--format", "json"]
+    assert main([*common, "--nproc", "2", "--store", str(tmp_path / "many.db")]) == 0
+    capsys.readouterr()
+    assert main([*common, "--store", str(tmp_path / "one.db")]) == 0
+    capsys.readouterr()
+    with RunStore(tmp_path / "many.db") as many_store, RunStore(tmp_path / "one.db") as one_store:
+        (many,), (one,) = many_store.runs(), one_store.runs()
+        assert many.run_id == one.run_id and many.config["model"] == "user:net.make_model"
+        assert many.status == one.status == "finished"
+        assert_same_epochs(one_store.metrics(one.run_id), many_store.metrics(many.run_id), 48, 24)
+        assert many.summary["test_acc"] == pytest.approx(one.summary["test_acc"], abs=1 / 12 + 1e-9)

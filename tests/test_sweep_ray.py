@@ -154,40 +154,12 @@ def test_a_run_that_fails_on_a_worker_is_reported_and_the_rest_are_stored(ray_in
     assert [(r.config["dataset"], r.status) for r in stored] == [("mnist-5k", FINISHED)]
 
 
-USER_MODEL = """
-from torch import nn
-
-class Net(nn.Module):  # a class defined in the file: it must travel to the workers too
-    def __init__(self):
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3))
-
-    def forward(self, x):
-        return self.layers(x)
-
-def make_model():
-    return Net()
-"""
-
-USER_DATA = """
-import torch
-
-def load_data():
-    generator = torch.Generator().manual_seed(0)
-    centres = 3 * torch.randn(3, 4, generator=generator)
-    y = torch.randint(0, 3, (96,), generator=generator)
-    x = centres[y] + torch.randn(96, 4, generator=generator)
-    return x[:48], y[:48], x[48:72], y[48:72], x[72:], y[72:]
-"""
-
-
-def test_a_user_model_from_files_sweeps_on_ray_like_on_the_local_executor(ray_instance, tmp_path, capsys):
+def test_a_user_model_from_files_sweeps_on_ray_like_on_the_local_executor(ray_instance, tmp_path, capsys,
+                                                                         user_model_flags):
     from batchlab.cli import main
 
-    (tmp_path / "net.py").write_text(USER_MODEL)
-    (tmp_path / "blobs.py").write_text(USER_DATA)
-    common = ["sweep", "--model-file", f"{tmp_path}/net.py:make_model", "--data-file", f"{tmp_path}/blobs.py:load_data",
-              "--batch-size", "8", "16", "--momentum", "0.9", "--epochs", "2", "--device", "cpu", "--no-progress"]
+    common = ["sweep", *user_model_flags, "--batch-size", "8", "16", "--momentum", "0.9", "--epochs", "2",
+              "--device", "cpu", "--no-progress"]
     assert main([*common, "--executor", "ray", "--store", str(tmp_path / "ray.db")]) == 0
     assert "2 run(s): 2 trained" in capsys.readouterr().out
     assert main([*common, "--packing", "sequential", "--store", str(tmp_path / "local.db")]) == 0

@@ -15,7 +15,6 @@ from batchlab.commands._options import (
     seed_value,
 )
 from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES, RunConfig
-from batchlab.errors import ConfigError
 from batchlab.limits import check_model_memory, model_memory_errors
 from batchlab.recipes import RECIPES
 from batchlab.task.options import add_task_options, task_from_args
@@ -149,8 +148,6 @@ def run_train(args: argparse.Namespace) -> int:
         check_model_memory(config.model, config.dataset, config.hidden, config.device)
         warn_before_training([config], args.store)
     if args.nproc is not None or args.max_restarts is not None:
-        if task is not None:
-            raise ConfigError("--nproc trains registry models only; allowed: --model-file/--data-file without --nproc")
         from batchlab.distributed.launch import train_from_args
 
         result = train_from_args(config, args)

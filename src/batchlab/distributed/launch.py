@@ -21,9 +21,11 @@ from batchlab.config import RunConfig
 from batchlab.data.identity import load_splits
 from batchlab.device import resolve_device
 from batchlab.distributed.plan import plan_data_parallel
+from batchlab.distributed.trainer import TaskSource, check_resident, resolve_task
 from batchlab.errors import ConfigError, UserError
+from batchlab.train.loop import new_session, task_config_and_splits
 from batchlab.train.result import RunResult
-from batchlab.train.session import RunSession, open_store
+from batchlab.train.session import open_store
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
@@ -39,10 +41,14 @@ def train_on_processes(
     progress: bool | None = None,
     keep_weights: bool = True,
     sync_bn: bool | None = None,
+    task: TaskSource = None,
 ) -> RunResult:
     """Train ``config`` with DistributedDataParallel on ``nproc`` processes of this machine and
     return the run's result (process 0's). ``max_restarts``: how many times the processes are
-    started again after one fails. Other arguments as :func:`batchlab.train` and
+    started again after one fails. ``task``: a user's model and data, as a :class:`batchlab.Task`
+    whose functions the new processes can import, or the ``(model file, data file)`` references
+    of ``--model-file``/``--data-file`` (see :data:`batchlab.distributed.trainer.TaskSource`).
+    Other arguments as :func:`batchlab.train` and
     :func:`batchlab.distributed.plan.plan_data_parallel`. A run the store holds as ended is
     returned without starting any process (unless ``force``).
     """
@@ -54,10 +60,14 @@ def train_on_processes(
             f"--nproc {nproc} asks for more processes than the {torch.cuda.device_count()} CUDA "
             "device(s) here; allowed: one process per GPU, or --device cpu"
         )
-    splits = load_splits(config, "cpu")
-    plan = plan_data_parallel(config, len(splits.train), nproc, device.type, sync_bn)
-    stored = RunSession(config, open_store(store), device.type, execution=plan.execution,
-                        force=force).stored_result()
+    user_task = resolve_task(task)
+    cpu = torch.device("cpu")
+    config, splits = task_config_and_splits(config, None if user_task is not None else load_splits(config, cpu),
+                                            user_task, cpu)
+    check_resident(splits, user_task)
+    plan = plan_data_parallel(config, len(splits.train), nproc, device.type, sync_bn, user_task)
+    stored = new_session(config, open_store(store), device, splits, user_task, force=force, keep_weights=keep_weights,
+                         execution=plan.execution).stored_result()
     if stored is not None:
         return stored
 
@@ -76,7 +86,7 @@ def train_on_processes(
     # Workers are new processes: they get the store's path and open it themselves (process 0).
     store_path = getattr(store, "path", store)
     options = {"store": store_path, "force": force, "progress": progress, "keep_weights": keep_weights,
-               "sync_bn": sync_bn}
+               "sync_bn": sync_bn, "task": task}
     outcomes = elastic_launch(launch, _worker)(config, options)
     kind, value = outcomes[0]
     if kind == "error":
@@ -88,9 +98,10 @@ def train_from_args(config: RunConfig, args: Any) -> RunResult:
     """``batchlab train --nproc N [--max-restarts R] [--sync-bn|--no-sync-bn]``."""
     if args.nproc is None:
         raise ConfigError("--max-restarts restarts the processes of --nproc; allowed: with --nproc N")
+    files = (args.model_file, args.data_file) if getattr(args, "model_file", None) is not None else None
     return train_on_processes(config, args.nproc, max_restarts=args.max_restarts or 0, store=args.store,
                               force=args.force, progress=args.progress, keep_weights=not args.no_weights,
-                              sync_bn=args.sync_bn)
+                              sync_bn=args.sync_bn, task=files)
 
 
 def _worker(config: RunConfig, options: dict[str, Any]) -> tuple[str, Any]:

@@ -58,18 +58,21 @@ class DataParallelPlan:
 
 
 def plan_data_parallel(
-    config: RunConfig, n_train: int, world_size: int, device_type: str, sync_bn: bool | None
+    config: RunConfig, n_train: int, world_size: int, device_type: str, sync_bn: bool | None,
+    task: Any = None,
 ) -> DataParallelPlan:
     """Check that ``config`` can be trained on ``world_size`` processes and say how.
 
     ``sync_bn`` None means synchronized batch norm where torch provides it (``SyncBatchNorm``,
-    CUDA only) and per-process statistics elsewhere; True on the CPU is refused.
+    CUDA only) and per-process statistics elsewhere; True on the CPU is refused. ``task``: the
+    user's model (:class:`batchlab.Task`) when the run trains one, whose layers say whether it
+    has batch norm or dropout (else the registry model's).
     Raises :class:`ConfigError` (one line) for anything that cannot be split as described in the
     module docstring.
     """
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise ConfigError(f"process count {world_size!r} is invalid; allowed: an integer ≥ 1")
-    spec = get_model_spec(config.model)
+    spec = task if task is not None else get_model_spec(config.model)
     batch_size = resolve_batch_size(config.batch_size, n_train)
     if world_size > batch_size:
         raise ConfigError(

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from batchlab import data as datasets
@@ -40,7 +39,15 @@ from batchlab.device import resolve_device, synchronize
 from batchlab.distributed.plan import DataParallelPlan, plan_data_parallel
 from batchlab.environment import describe_environment
 from batchlab.errors import ConfigError, UserError
-from batchlab.train.loop import checkpoint_payload, evaluate, initial_model_and_optimizer, set_learning_rate
+from batchlab.train.loop import (
+    checkpoint_payload,
+    evaluate,
+    initial_model_and_optimizer,
+    new_session,
+    set_learning_rate,
+    task_config_and_splits,
+)
+from batchlab.train.objective import CLASSIFICATION
 from batchlab.train.methods import run_shape
 from batchlab.train.progress import EpochProgress
 from batchlab.train.result import FINISHED, RunResult
@@ -49,6 +56,7 @@ from batchlab.train.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
+    from batchlab.task import Task
 
 
 class Place:
@@ -91,10 +99,12 @@ def train_on_rank(
     progress: bool | None = None,
     keep_weights: bool = True,
     sync_bn: bool | None = None,
+    task: "TaskSource" = None,
 ) -> RunResult | None:
     """Train this process's share of ``config``; process 0 returns the run's result, the others
     None. Arguments as :func:`batchlab.train` (``store`` is opened by process 0 only);
-    ``sync_bn`` as :func:`batchlab.distributed.plan.plan_data_parallel`.
+    ``sync_bn`` as :func:`batchlab.distributed.plan.plan_data_parallel`; ``task`` a user's model
+    and data (:func:`resolve_task`), whose data must fit on the device (streamed data is refused).
 
     Bad input (configuration, data, a split that does not divide) raises :class:`UserError` on
     every process before the process group forms and before the store is touched.
@@ -104,16 +114,42 @@ def train_on_rank(
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         # The processes of one machine share its cores: each takes its part, so none waits on another.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // place.local_world_size))
-    splits = load_splits(config, device)
-    plan = plan_data_parallel(config, len(splits.train), place.world_size, device.type, sync_bn)
+    user_task = resolve_task(task)
+    config, splits = task_config_and_splits(config, None if user_task is not None else load_splits(config, device),
+                                            user_task, device)
+    check_resident(splits, user_task)
+    plan = plan_data_parallel(config, len(splits.train), place.world_size, device.type, sync_bn, user_task)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     _init_process_group("nccl" if device.type == "cuda" else "gloo", place)
     try:
         return _train(config, plan, place, device, splits, store=store, force=force, progress=progress,
-                      keep_weights=keep_weights)
+                      keep_weights=keep_weights, task=user_task)
     finally:
         dist.destroy_process_group()
+
+
+# A user's task as the launcher hands it to the processes: a :class:`batchlab.Task` whose functions
+# live in importable modules, or the ``(model file, data file)`` references of ``--model-file`` /
+# ``--data-file``, which each process imports itself (a module imported from a path has no name a
+# new process could import it by).
+TaskSource = Any
+
+
+def resolve_task(source: TaskSource) -> "Task | None":
+    """The :class:`batchlab.Task` of ``source`` (None: a registry run)."""
+    if source is None or not isinstance(source, tuple):
+        return source
+    from batchlab.task.files import task_from_files
+
+    return task_from_files(*source)
+
+
+def check_resident(splits: "datasets.Splits", task: "Task | None") -> None:
+    """Data-parallel shards index the training tensors on the device: streamed data is refused."""
+    if task is not None and not isinstance(splits.train, datasets.TensorSplit):
+        raise ConfigError(f"user model {task.name}: its data is streamed (too large for the device), which a "
+                          "data-parallel run cannot shard; allowed: data that fits on the device, or no --nproc")
 
 
 def _init_process_group(backend: str, place: Place) -> None:
@@ -148,13 +184,15 @@ def _train(
     force: bool,
     progress: bool | None,
     keep_weights: bool,
+    task: "Task | None" = None,
 ) -> RunResult | None:
     owner = place.rank == 0
-    session = RunSession(config, open_store(store) if owner else None, device.type, execution=plan.execution,
-                         force=force, keep_weights=keep_weights)
+    session = new_session(config, open_store(store) if owner else None, device, splits, task, force=force,
+                          keep_weights=keep_weights, execution=plan.execution)
+    objective = task.objective if task is not None else CLASSIFICATION
     # The global batch's shape and learning-rate schedule, exactly as one process has them.
     shape = run_shape(config, len(splits.train))
-    model, optimizer = initial_model_and_optimizer(config, splits, device, shape=shape)
+    model, optimizer = initial_model_and_optimizer(config, splits, device, task, shape=shape)
     if plan.sync_batch_norm:
         # The converted layers keep the same parameter objects, so the optimizer stays valid.
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -192,7 +230,8 @@ def _train(
                 low, high = plan.shard(batch_start, batch_end, place.rank)
                 index = order[low:high]
                 set_learning_rate(optimizer, shape.schedule.lr_at(updates))
-                shard_loss = F.cross_entropy(ddp(splits.train.x[index]), splits.train.y[index], reduction="sum")
+                # The objective's batch mean times the shard's size: the shard's summed loss.
+                shard_loss = objective.loss(ddp(splits.train.x[index]), splits.train.y[index]) * len(index)
                 loss = shard_loss * plan.loss_weight(batch_start, batch_end)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # DDP all-reduces (averages) the gradients here
@@ -210,8 +249,8 @@ def _train(
             if owner:
                 row = epoch_row(
                     epoch,
-                    train=evaluate(model, splits.train),
-                    val=None if splits.val is None else evaluate(model, splits.val),
+                    train=evaluate(model, splits.train, objective=objective),
+                    val=None if splits.val is None else evaluate(model, splits.val, objective=objective),
                     batch_loss_sum=loss_sum.item() / plan.world_size,
                     updates=updates,
                     epoch_updates=epoch_updates,
@@ -237,7 +276,8 @@ def _train(
         n_train=n_train,
         updates_per_epoch=len(plan.slices),
         timing=timer.summary(),
-        test=evaluate(model, splits.test) if session.status == FINISHED else None,
+        test=evaluate(model, splits.test, objective=objective) if session.status == FINISHED and splits.test is not None
+        else None,
         weights=model.state_dict(),
     )
 

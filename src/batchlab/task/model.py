@@ -87,6 +87,16 @@ def callable_fingerprint(function: Callable[..., Any], name: str) -> dict[str, A
     return entry
 
 
+def has_batch_norm(model: nn.Module) -> bool:
+    """True when ``model`` has a batch-norm layer that keeps running statistics."""
+    return any(isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats for m in model.modules())
+
+
+def has_dropout(model: nn.Module) -> bool:
+    """True when ``model`` has a dropout layer with p > 0."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+
+
 def packability(model: nn.Module, loss: Callable, x: torch.Tensor, y: torch.Tensor) -> tuple[bool, str]:
     """Whether copies of ``model`` can train in one vmapped step, and why not (see the module
     docstring). ``x``, ``y``: a probe batch of at least one example, on the CPU."""

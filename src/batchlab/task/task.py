@@ -43,7 +43,15 @@ from batchlab.config import RunConfig
 from batchlab.data.splits import Splits
 from batchlab.errors import ConfigError, DataError
 from batchlab.task.data import UserData
-from batchlab.task.model import build_module, callable_fingerprint, model_fingerprint, one_line, packability
+from batchlab.task.model import (
+    build_module,
+    callable_fingerprint,
+    has_batch_norm,
+    has_dropout,
+    model_fingerprint,
+    one_line,
+    packability,
+)
 from batchlab.train.objective import ACCURACY, CLASSIFICATION, Objective, accuracy
 
 USER_PREFIX = "user:"
@@ -169,6 +177,16 @@ class Task:
                 origin=("task", self.dataset_id),
             )
         return self._splits[key]
+
+    @property
+    def has_batch_norm(self) -> bool:
+        """Whether the model has batch-norm running statistics (what a data-parallel plan asks)."""
+        return has_batch_norm(self._probe)
+
+    @property
+    def has_dropout(self) -> bool:
+        """Whether the model has dropout with p > 0."""
+        return has_dropout(self._probe)
 
     def why_not_packable(self, device: torch.device) -> str | None:
         """None when runs of this task can train packed on ``device``; else the reason."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -216,15 +216,17 @@ def task_config_and_splits(
 
 def new_session(
     config: RunConfig, store: "RunStore | None", device: torch.device, splits: "datasets.Splits | None",
-    task: "Task | None", *, force: bool, keep_weights: bool,
+    task: "Task | None", *, force: bool, keep_weights: bool, execution: dict[str, Any] | None = None,
 ) -> RunSession:
-    """The run's :class:`RunSession`, with the identity of a task's model and data when it has one."""
+    """The run's :class:`RunSession`, with the identity of a task's model and data when it has one
+    (``execution``: how the run is spread over processes, part of its id; None for one process)."""
+    spread = {} if execution is None else {"execution": execution}
     if task is None:
         return RunSession(config, store, device.type, data_fingerprint=data_fingerprint(config, splits),
-                          force=force, keep_weights=keep_weights)
+                          force=force, keep_weights=keep_weights, **spread)
     return RunSession(config, store, device.type, data_fingerprint=task.data_fingerprint,
                       model_fingerprint=task.model_fingerprint, metric_name=task.objective.metric_name,
-                      force=force, keep_weights=keep_weights)
+                      force=force, keep_weights=keep_weights, **spread)
 
 
 def initial_model_and_optimizer(
