@@ -27,7 +27,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -43,6 +43,9 @@ from batchlab.lecture.scales import (
 )
 from batchlab.report.context import LECTURE_KIND, LECTURE_SETTINGS_KEY, NOISE_KIND, TOY_KEY, TOY_KIND
 from batchlab.store import RunStore
+
+if TYPE_CHECKING:
+    from batchlab.gap.experiment import GapPlan
 
 Progress = Callable[[str], None]
 
@@ -228,7 +231,7 @@ def run_noise_stage(store: RunStore, scale: LectureScale, study: AccuracyStudy, 
             f"B = {sizes[0]}: {report.batch_sizes[0].median_grad_norm:.3g}")
 
 
-def sharp_minima_plan(scale: LectureScale, device: str, data_dir: str | None) -> tuple[Any, list[str]]:
+def sharp_minima_plan(scale: LectureScale, device: str, data_dir: str | None) -> tuple["GapPlan | None", list[str]]:
     """The generalization-gap experiment's plan for the scale's flat-vs-sharp study, on the first of
     its datasets found here (a subset only of a dataset larger than it), and notes for the report;
     ``(None, notes)`` when the scale has no such study or none of its datasets is here."""
