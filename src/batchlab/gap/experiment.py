@@ -18,6 +18,11 @@ Here, for each network (``f1``: F1-like fully connected net; ``c1``: the C1 shal
    (α = 1), reusing the ``landscape`` record;
 4. turns the numbers into Keskar's tables and a verdict (:mod:`batchlab.gap.tables`).
 
+A :class:`NetworkPlan` can also train both regimes another way — another optimizer and momentum,
+a rate per regime, a training subset, and a training-accuracy target at which both stop — which
+is how ``batchlab lecture`` runs its flat-vs-sharp stage (:func:`batchlab.lecture.stages.sharp_minima_plan`:
+the lecture's MLP and momentum, SB and LB stopped at the same training accuracy).
+
 Scales. ``full`` is the paper's setting: SB = 256, LB = 10 % of the training set (6,000 on
 MNIST and Fashion-MNIST, 5,000 on CIFAR-10, the paper's own sizes), 5 seeds, sharpness on the
 whole training set, for F1 = ``keskar-f1`` on MNIST (mnist-5k when MNIST is not on disk) and
