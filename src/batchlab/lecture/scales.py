@@ -186,9 +186,8 @@ SCALES: dict[str, LectureScale] = {
         # here): SB = 256, LB = 6,000 (10 % of 60,000), 5 seeds, both to 99 % training accuracy, with the
         # small conv net: on the quick scale's 4,096 images it tested 0.85 points lower at LB, lower in
         # each of 4 seeds but within the noise (± 1.0; the MLP showed no gap), and the paper's larger
-        # gaps are on conv nets. Not yet
-        # run at this size: the rates are the quick scale's times √ of the batch ratio, a starting point,
-        # not a tuned choice.
+        # gaps are on conv nets. Not yet run at this size: the rates are the quick scale's times √ of the
+        # batch ratio, a starting point, not a tuned choice.
         sharp_minima=SharpMinimaStudy(
             datasets=("fashion-mnist", "mnist"), train_subset=None, model="cnn", hidden=None,
             small_batch=256, large_batch=6000, sb_lr=0.03, lb_lr=0.24, momentum=0.9, target_train_acc=0.99,
