@@ -177,15 +177,20 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
 
 
 def timing_note(record: Mapping[str, Any]) -> str:
-    """How long the pass that wrote ``record`` took, on what, under which load; a pass that found
-    every run in the store says so instead of passing off its seconds as the experiment's."""
-    runs = [r for n in record["networks"] for r in n["runs"]]
+    """How long the pass that wrote the gap experiment's ``record`` took (see :func:`pass_note`)."""
+    return pass_note(record, [r for n in record["networks"] for r in n["runs"]], "runs")
+
+
+def pass_note(record: Mapping[str, Any], runs: list[Mapping[str, Any]], noun: str) -> str:
+    """How long the pass that wrote an experiment's ``record`` took, on what, under which load; a
+    pass that found every one of its ``runs`` (``noun``: what they are called) in the store says so
+    instead of passing off its seconds as the experiment's. The large-batch comparison uses it too."""
     reused = sum(bool(r["from_store"]) for r in runs)
     load = record.get("load_average") or [None, None]
     busy = "" if load[0] is None else f", 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end"
     where = f"{record['environment'].get('device_name', 'this machine')}{busy}"
     if reused == len(runs):
-        return (f"All {len(runs)} runs were read back from the store (trained by an earlier pass); this pass took "
+        return (f"All {len(runs)} {noun} were read back from the store (trained by an earlier pass); this pass took "
                 f"{record['seconds']:.0f} s on {where}.")
-    return (f"This pass trained {len(runs) - reused} of {len(runs)} runs and took {record['seconds']:.0f} s on {where}; "
-            "runs and measurements already in the store are reused, not repeated.")
+    return (f"This pass trained {len(runs) - reused} of {len(runs)} {noun} and took {record['seconds']:.0f} s on "
+            f"{where}; runs and measurements already in the store are reused, not repeated.")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
+from batchlab.gap.report import pass_note
 from batchlab.largebatch.plots import plot_methods
 from batchlab.largebatch.tables import MethodNumbers, Verdict
 
@@ -94,13 +95,5 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
 
 
 def timing_note(record: Mapping[str, Any]) -> str:
-    runs = record["runs"]
-    reused = sum(bool(r["from_store"]) for r in runs)
-    load = record.get("load_average") or [None, None]
-    busy = "" if load[0] is None else f", 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end"
-    where = f"{record['environment'].get('device_name', 'this machine')}{busy}"
-    if reused == len(runs):
-        return (f"All {len(runs)} rows were read back from the store; this pass took {record['seconds']:.0f} s on "
-                f"{where}.")
-    return (f"This pass trained {len(runs) - reused} of {len(runs)} (method, seed) rows and took "
-            f"{record['seconds']:.0f} s on {where}; runs and measurements already in the store are reused.")
+    """How long the pass that wrote the comparison's ``record`` took (:func:`batchlab.gap.report.pass_note`)."""
+    return pass_note(record, record["runs"], "(method, seed) rows")
