@@ -1,6 +1,8 @@
 """The intra-op thread rule, its context managers, and where the chosen count is recorded.
 No assertion is about speed."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -69,6 +71,10 @@ def test_a_timing_point_fixes_reports_and_round_trips_its_thread_count():
     again = TimingPoint.from_store_row(fixed.to_store_row())
     assert again.threads == 2
     assert any("Intra-op threads per update" in note for note in footnotes([rule, fixed]))
+    # Two counts on one device: the note says the curve can step where the count changes.
+    mixed = [dataclasses.replace(rule, batch_size=b, threads=t) for b, t in ((4, 1), (256, 2))]
+    assert any("can step where the count changes" in note for note in footnotes(mixed))
+    assert not any("can step" in note for note in footnotes([rule]))
 
 
 def test_a_bad_thread_count_is_refused_before_any_timing():

@@ -241,7 +241,17 @@ def _threads_note(points: list[TimingPoint]) -> str | None:
         f"{count} on {device} (B = {', '.join(str(b) for b in sorted(set(sizes)))})"
         for (device, count), sizes in by_count.items()
     ]
-    return f"Intra-op threads per update: {'; '.join(parts)}."
+    note = f"Intra-op threads per update: {'; '.join(parts)}."
+    devices = [device for device, _ in by_count]
+    if len(devices) > len(set(devices)):
+        # One device timed with two counts: batchlab.threads' rule, which the reader should see.
+        from batchlab.threads import ONE_THREAD_BELOW_BATCH
+
+        note += (f" These are the counts training uses (one thread below B = {ONE_THREAD_BELOW_BATCH}, which spares "
+                 "small updates a stall on a busy machine; on a quiet one two threads are up to a quarter faster "
+                 "there), so the curve can step where the count changes; `batchlab timing --threads N` times one "
+                 "count throughout.")
+    return note
 
 
 def _quartiles(values: tuple[float, ...]) -> tuple[float, float]:
