@@ -92,3 +92,13 @@ def test_train_warns_before_and_hints_after_a_divergence(tmp_path, capsys):
         assert [r.status for r in opened.runs()] == ["diverged"]
     assert main([*argv, "--lr", "0.05"]) == 0  # below the step that diverged, nothing trained: quiet
     assert "hint" not in capsys.readouterr().err
+
+
+def test_hints_read_an_empty_store_file_another_process_is_creating_as_no_runs(tmp_path):
+    from batchlab.hints import stored_runs
+
+    empty = tmp_path / "r.db"
+    empty.touch()  # what a concurrent first process leaves for an instant before writing the schema
+    assert stored_runs(empty) == []
+    (tmp_path / "notes.txt").write_text("not a store\n")
+    assert stored_runs(tmp_path / "notes.txt") == []  # the training itself reports a bad store

@@ -206,15 +206,22 @@ def _g(value: float | None) -> str:
 
 
 def stored_runs(store_path: Any) -> list[Any]:
-    """The runs of the store at ``store_path`` (none when it does not exist yet)."""
+    """The runs of the store at ``store_path``; none when it does not exist yet, or is an empty
+    file that another process is creating at this moment (several trainings started at once on a
+    new store), or cannot be read as a store: hints are advice, and the training that follows
+    opens the store itself and reports what is wrong with it."""
     from pathlib import Path
 
+    from batchlab.errors import StoreError
     from batchlab.store import RunStore
 
-    if store_path is None or not Path(store_path).is_file():
+    if store_path is None or not Path(store_path).is_file() or Path(store_path).stat().st_size == 0:
         return []
-    with RunStore(store_path, create=False) as store:
-        return store.runs()
+    try:
+        with RunStore(store_path, create=False) as store:
+            return store.runs()
+    except StoreError:
+        return []
 
 
 def print_hint(line: str | None) -> None:
