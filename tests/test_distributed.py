@@ -187,3 +187,20 @@ def test_a_user_model_from_files_trains_on_two_processes_as_on_one(tmp_path, cap
         assert many.status == one.status == "finished"
         assert_same_epochs(one_store.metrics(one.run_id), many_store.metrics(many.run_id), 48, 24)
         assert many.summary["test_acc"] == pytest.approx(one.summary["test_acc"], abs=1 / 12 + 1e-9)
+
+
+@pytest.mark.distributed
+def test_torchrun_with_the_module_trains_a_user_model_from_files(tmp_path, user_model_flags):
+    db = tmp_path / "runs.db"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(batchlab.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")]))
+    job = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "batchlab.distributed", *user_model_flags, "--batch-size", "16", "--epochs", "2",
+         "--device", "cpu", "--no-progress", "--store", str(db)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert job.returncode == 0, job.stderr
+    (run,) = RunStore(db).runs()
+    assert run.status == "finished" and run.config["model"] == "user:net.make_model"
+    assert run.environment["data_parallel"]["processes"] == 2

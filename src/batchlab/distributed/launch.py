@@ -98,7 +98,9 @@ def train_from_args(config: RunConfig, args: Any) -> RunResult:
     """``batchlab train --nproc N [--max-restarts R] [--sync-bn|--no-sync-bn]``."""
     if args.nproc is None:
         raise ConfigError("--max-restarts restarts the processes of --nproc; allowed: with --nproc N")
-    files = (args.model_file, args.data_file) if getattr(args, "model_file", None) is not None else None
+    from batchlab.task.options import task_files_from_args
+
+    files = task_files_from_args(args)
     return train_on_processes(config, args.nproc, max_restarts=args.max_restarts or 0, store=args.store,
                               force=args.force, progress=args.progress, keep_weights=not args.no_weights,
                               sync_bn=args.sync_bn, task=files)

@@ -27,14 +27,24 @@ def add_task_options(parser: argparse.ArgumentParser) -> None:
                              "[, x_test, y_test]) tensors or (train, val[, test]) Datasets (needs --model-file)")
 
 
-def task_from_args(args: argparse.Namespace) -> "Task | None":
-    """The task of ``--model-file``/``--data-file``, or None when neither is given."""
+def task_files_from_args(args: argparse.Namespace) -> tuple[str, str] | None:
+    """``(--model-file, --data-file)``, or None when neither is given; one without the other is
+    a one-line :class:`ConfigError`. Nothing is imported (processes that import the files
+    themselves get these references)."""
     model_file, data_file = getattr(args, "model_file", None), getattr(args, "data_file", None)
     if model_file is None and data_file is None:
         return None
     if model_file is None or data_file is None:
         raise ConfigError("--model-file and --data-file go together; allowed: both, or neither for a registry "
                           "model and dataset")
+    return model_file, data_file
+
+
+def task_from_args(args: argparse.Namespace) -> "Task | None":
+    """The task of ``--model-file``/``--data-file``, or None when neither is given."""
+    files = task_files_from_args(args)
+    if files is None:
+        return None
     from batchlab.task.files import task_from_files
 
-    return task_from_files(model_file, data_file)
+    return task_from_files(*files)
