@@ -123,8 +123,12 @@ def train_on_rank(
         torch.cuda.set_device(device)
     _init_process_group("nccl" if device.type == "cuda" else "gloo", place)
     try:
-        return _train(config, plan, place, device, splits, store=store, force=force, progress=progress,
-                      keep_weights=keep_weights, task=user_task)
+        result = _train(config, plan, place, device, splits, store=store, force=force, progress=progress,
+                        keep_weights=keep_weights, task=user_task)
+        # Leave together: a process that tore its group down while process 0 was still storing the
+        # run has aborted under load ("terminate called without an active exception").
+        dist.barrier()
+        return result
     finally:
         dist.destroy_process_group()
 
