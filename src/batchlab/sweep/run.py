@@ -68,7 +68,7 @@ def run_sweep(
             executor only).
     """
     configs = _validated(spec, task)
-    _check_choices(executor, packing, task)
+    _check_choices(executor, packing)
     with _opened(store) as run_store, _cluster(executor, ray_address, ray_cpus) as cluster:
         plan = _plan(configs, run_store, executor, force, packing, cluster, task)
         if on_plan is not None:
@@ -98,7 +98,7 @@ def plan_only(
 ) -> SweepPlan:
     """The plan :func:`run_sweep` would follow, without training anything (``--dry-run``)."""
     configs = _validated(spec, task)
-    _check_choices(executor, packing, task)
+    _check_choices(executor, packing)
     with _opened(store, create=False) as run_store, _cluster(executor, ray_address, ray_cpus) as cluster:
         return _plan(configs, run_store, executor, force, packing, cluster, task)
 
@@ -118,7 +118,7 @@ def _validated(spec: SweepSpec | Sequence[RunConfig], task: Any = None) -> list[
     return configs
 
 
-def _check_choices(executor: str, packing: str, task: Any = None) -> None:
+def _check_choices(executor: str, packing: str) -> None:
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if packing not in STRATEGIES:
