@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from batchlab.device import device_name
-from batchlab.environment import describe_environment
+from batchlab.runtime.device import device_name
+from batchlab.runtime.environment import describe_environment
 from batchlab.files import write_json
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

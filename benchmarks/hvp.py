@@ -55,9 +55,9 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from batchlab import data as datasets
-from batchlab.device import device_name, resolve_device, synchronize
+from batchlab.runtime.device import device_name, resolve_device, synchronize
 from batchlab.geometry import FlatLoss, HessianOperator, top_eigenvalues
-from batchlab.models import build_model
+from batchlab.models.registry import build_model
 
 from common import load_average, result_header, write_result
 

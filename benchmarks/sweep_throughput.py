@@ -8,7 +8,7 @@ are timed in one process:
 (a) ``plain``: the loop everyone writes — a ``DataLoader`` over a ``TensorDataset`` (shuffled),
     ``torch.optim.SGD(momentum=λ)``, batches copied to the device, one model after the other;
 (b) ``single``: ``batchlab.train`` for each configuration, one after the other;
-(c) ``packed``: ``batchlab.train.packed.train_pack`` of all K (strategy ``auto``: on CUDA one
+(c) ``packed``: ``batchlab.training.packed.train_pack`` of all K (strategy ``auto``: on CUDA one
     stacked step, captured in a CUDA graph; elsewhere whichever of packed and one-at-a-time it
     measured faster on this very pack).
 
@@ -59,8 +59,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import batchlab
 from batchlab import data as datasets
 from batchlab.config import RunConfig
-from batchlab.device import device_name, resolve_device, synchronize
-from batchlab.train.packed import train_pack
+from batchlab.runtime.device import device_name, resolve_device, synchronize
+from batchlab.training.packed import train_pack
 
 from common import load_average, result_header, write_result
 
@@ -70,7 +70,7 @@ LEARNING_RATES = (0.005, 0.01)
 MOMENTA = (0.0, 0.5, 0.8, 0.9)
 # Updates per run, by device type and batch size: long enough that each run's training outweighs
 # its evaluation and that (c) finds the sweep long enough to measure whether packing pays (see
-# batchlab.train.packed_plan), short enough for the whole benchmark to take a few minutes.
+# batchlab.training.packed_plan), short enough for the whole benchmark to take a few minutes.
 DEFAULT_UPDATES = {"cpu": {1: 300, 16: 150, 128: 100}, "cuda": {1: 3000, 16: 2000, 128: 1000}}
 DEFAULT_RUNS = {"cpu": 16, "cuda": 64}
 DEFAULT_BASELINE_RUNS = {"cpu": 16, "cuda": 8}

@@ -9,7 +9,7 @@ machine's load touches both alike. A burst's time per update is its time / its u
 count keeps the median and the minimum over ``--rounds`` bursts. ``ratio`` is the two-thread time
 over the one-thread time: above 1, one thread is faster.
 
-The result is what :data:`batchlab.threads.ONE_THREAD_BELOW_BATCH` trades on: below it one
+The result is what :data:`batchlab.runtime.threads.ONE_THREAD_BELOW_BATCH` trades on: below it one
 thread must be the better choice where it matters (a machine shared with other work), and the
 quiet-machine cost of that choice is read off the ratios.
 Writes ``benchmarks/results/threads-<device-slug>.json`` with
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from batchlab.device import device_name
-from batchlab.threads import ONE_THREAD_BELOW_BATCH, PROCESS_THREADS, intra_op_threads, threads_for
+from batchlab.runtime.device import device_name
+from batchlab.runtime.threads import ONE_THREAD_BELOW_BATCH, PROCESS_THREADS, intra_op_threads, threads_for
 from batchlab.timing import format_seconds
 from batchlab.timing.clock import time_updates
 from batchlab.timing.paths import build_path

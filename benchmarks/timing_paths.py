@@ -18,7 +18,7 @@ Goals (an H100, fp32): the cuda-graph path within 1.5× of docs/science.md §8's
 B = 1, and an epoch at every B ≥ 1000 in ≤ 10 ms. They are checked only on an H100.
 
 Writes ``benchmarks/results/timing-<device-slug>.json`` with the device name, the environment
-(:func:`batchlab.environment.describe_environment`), the machine's load average before and after
+(:func:`batchlab.runtime.environment.describe_environment`), the machine's load average before and after
 (other processes on a shared machine slow a CPU measurement) and every point.
 
 Usage::
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from batchlab.device import device_name, resolve_device
+from batchlab.runtime.device import device_name, resolve_device
 from batchlab.timing import format_seconds, measure_point
 from batchlab.timing.harness import (
     DEFAULT_REPEATS,

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from batchlab.advise.experiment import (
+from batchlab.experiments.advise.experiment import (
     RECORD_KIND,
     RUN_KIND,
     TargetNotReachedError,
@@ -18,14 +18,14 @@ from batchlab.advise.experiment import (
     reuse,
     run_advise,
 )
-from batchlab.advise.fit import (
+from batchlab.experiments.advise.fit import (
     DIMINISHING_RETURNS,
     MAXIMAL_PARALLELISM,
     PERFECT_SCALING,
     fit_tradeoff,
     regime,
 )
-from batchlab.advise.target import Target, evaluation_schedule, parse_target, steps_to_target
+from batchlab.experiments.advise.target import Target, evaluation_schedule, parse_target, steps_to_target
 from batchlab.cli import main
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError
@@ -202,7 +202,7 @@ def test_tiny_advise_end_to_end_resumes_from_the_store(tmp_path):
                 assert row["lr_at_edge"]  # two learning rates: the best is always at an edge
         assert any(r["reached"] for r in result.rows)
         assert len(store.records(RUN_KIND)) == 24
-        assert store.get_record(RECORD_KIND, __import__("batchlab.advise.experiment", fromlist=["record_key"])
+        assert store.get_record(RECORD_KIND, __import__("batchlab.experiments.advise.experiment", fromlist=["record_key"])
                                 .record_key(plan)) is not None
         assert result.memory is None  # CPU: no memory search
         again = run_advise(plan, store, log=lambda _: None)
@@ -248,9 +248,9 @@ def test_cli_advise_tiny_and_bad_input(tmp_path, capsys):
 def test_a_traced_run_follows_batchlab_train_update_for_update():
     import torch
 
-    from batchlab.advise.trace import NOT_REACHED, train_to_target
+    from batchlab.experiments.advise.trace import NOT_REACHED, train_to_target
     from batchlab.data.identity import load_splits
-    from batchlab.train import train
+    from batchlab.training import train
 
     config = TINY.replace(batch_size=32, lr=0.05, momentum=0.9, seed=3, epochs=2)
     splits = load_splits(config, torch.device("cpu"))
@@ -268,7 +268,7 @@ def test_a_traced_run_follows_batchlab_train_update_for_update():
 def test_largest_fitting_batch_doubles_until_out_of_memory():
     import torch
 
-    from batchlab.advise.measure import largest_fitting_batch
+    from batchlab.experiments.advise.measure import largest_fitting_batch
 
     found = largest_fitting_batch(RunConfig(model="mlp"), (1, 28, 28), 10, torch.device("cuda"))
     assert found["largest_batch"] >= 1024

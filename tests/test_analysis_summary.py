@@ -254,7 +254,7 @@ def test_a_busy_machine_leaves_cpu_timing_rows_unjudged():
 
 
 def flat_sharp(sb_test, lb_test, sb_phi, lb_phi, sb_train=(0.99, 0.991, 0.992), lb_train=(0.991, 0.99, 0.993)):
-    from batchlab.gap.tables import NetworkNumbers, RegimeNumbers
+    from batchlab.experiments.gap.tables import NetworkNumbers, RegimeNumbers
 
     return NetworkNumbers("F1", "mlp", "fashion-mnist", 10000,
                           RegimeNumbers(32, tuple(sb_train), tuple(sb_test), {("full", 1e-3): tuple(sb_phi),

@@ -1,11 +1,11 @@
-"""The architecture column is computed without torch; it must match the networks models.py builds."""
+"""The architecture column is computed without torch; it must match the networks models/registry.py builds."""
 
 import pytest
 from torch import nn
 
-from batchlab.architecture import DATASET_SHAPES, LAYERS, architecture
+from batchlab.models.architecture import DATASET_SHAPES, LAYERS, architecture
 from batchlab.data.registry import DATASETS
-from batchlab.models import MODELS, build_model
+from batchlab.models.registry import MODELS, build_model
 
 
 def built_layers(model: nn.Module, input_shape) -> str:

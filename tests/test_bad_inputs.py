@@ -153,7 +153,7 @@ def test_a_failing_landscape_stores_no_record(stocked, capsys, monkeypatch, tmp_
 
 def test_torch_out_of_memory_becomes_one_line_naming_the_size(stocked, capsys, monkeypatch):
     """Past the estimate (say the machine's memory is taken by others), the allocator's error is one line."""
-    train_package = importlib.import_module("batchlab.train")  # the package; batchlab.train is the function
+    train_package = importlib.import_module("batchlab.training")  # the package; batchlab.train is the function
     folder, store, _, _ = stocked
 
     def allocator_fails(*_args, **_kwargs):

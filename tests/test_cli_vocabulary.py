@@ -216,7 +216,7 @@ def test_cli_defaults_equal_the_library_defaults():
         geometry.BN_MODES, geometry.DEFAULT_BN_MODE, geometry.DEFAULT_ALPHA_RANGE,
         geometry.DEFAULT_GRID_STEPS, geometry.DEFAULT_SPAN)
     assert (toy.DEFAULT_MOMENTA, toy.DEFAULT_STEPS) == (experiments.DEFAULT_MOMENTA, trajectory.DEFAULT_STEPS)
-    from batchlab import threads
+    from batchlab.runtime import threads
 
     assert timing.ONE_THREAD_BELOW_BATCH == threads.ONE_THREAD_BELOW_BATCH
 

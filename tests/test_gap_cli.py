@@ -8,8 +8,8 @@ import pytest
 
 import batchlab
 from batchlab.cli import main
-from batchlab.gap import experiment
-from batchlab.gap.experiment import NetworkPlan
+from batchlab.experiments.gap import experiment
+from batchlab.experiments.gap.experiment import NetworkPlan
 from batchlab.report.context import ReportContext
 from batchlab.report.sections import gap_section
 from batchlab.store import RunStore
@@ -155,8 +155,8 @@ def test_a_store_with_the_lectures_and_the_papers_gap_records_shows_both(gap_run
     import shutil
     from dataclasses import replace
 
-    from batchlab import lecture
-    from batchlab.lecture.stages import run_sharp_minima_stage
+    from batchlab.experiments import lecture
+    from batchlab.experiments.lecture.stages import run_sharp_minima_stage
     from batchlab.report import build_report
 
     folder, _, _ = gap_run

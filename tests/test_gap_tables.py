@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from batchlab.gap.tables import (
+from batchlab.experiments.gap.tables import (
     AGREES,
     DISAGREES,
     FULL,

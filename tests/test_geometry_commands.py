@@ -10,7 +10,7 @@ import batchlab
 from batchlab.cli import main
 from batchlab.geometry import select_examples, top_eigenvalues
 from batchlab.store import RunStore
-from batchlab.train.restore import restore_run
+from batchlab.training.restore import restore_run
 
 SMALL = dict(dataset="mnist-5k", model="mlp", hidden=(8,), epochs=1, batch_size=256, lr=0.1, device="cpu")
 EXAMPLES = "300"

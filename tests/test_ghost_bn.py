@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from batchlab.errors import ConfigError
-from batchlab.ghost_bn import GhostBatchNorm1d, GhostBatchNorm2d, use_ghost_batch_norm
+from batchlab.models.ghost_bn import GhostBatchNorm1d, GhostBatchNorm2d, use_ghost_batch_norm
 
 
 def small_model(seed: int = 0) -> nn.Sequential:

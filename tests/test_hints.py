@@ -7,7 +7,7 @@ import pytest
 
 from batchlab.cli import main
 from batchlab.config import RunConfig
-from batchlab.hints import (
+from batchlab.commands._hints import (
     RULE_CAP,
     effective_step,
     hint_after_divergence,
@@ -95,7 +95,7 @@ def test_train_warns_before_and_hints_after_a_divergence(tmp_path, capsys):
 
 
 def test_hints_read_an_empty_store_file_another_process_is_creating_as_no_runs(tmp_path):
-    from batchlab.hints import stored_runs
+    from batchlab.commands._hints import stored_runs
 
     empty = tmp_path / "r.db"
     empty.touch()  # what a concurrent first process leaves for an instant before writing the schema

@@ -17,8 +17,8 @@ from batchlab.geometry.landscape import (
     parametric_line,
     recompute_bn_statistics,
 )
-from batchlab.models import build_model
-from batchlab.train.loop import evaluate
+from batchlab.models.registry import build_model
+from batchlab.training.loop import evaluate
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

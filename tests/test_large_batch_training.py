@@ -13,7 +13,7 @@ from batchlab.config import RunConfig, run_id
 from batchlab.errors import ConfigError, StoreError
 from batchlab.optim import LAMB, LARS, Momentum, RMSpropWarmup
 from batchlab.store import RunStore
-from batchlab.train.packed import can_pack, train_pack
+from batchlab.training.packed import can_pack, train_pack
 from test_packed import Crash, crash_at_epoch
 
 # mnist-5k: 3600 training examples after the default validation split, so B = 400 makes 9
@@ -180,7 +180,7 @@ def test_recipe_akiba_trains_with_its_three_parts(tmp_path, monkeypatch):
     # statistics gives the stored accuracy.
     restored = RunStore(store_path).load_weights(result.run_id)
     from batchlab.data.identity import load_splits
-    from batchlab.train.loop import evaluate, initial_model_and_optimizer
+    from batchlab.training.loop import evaluate, initial_model_and_optimizer
 
     splits = load_splits(config, torch.device("cpu"))
     model, _ = initial_model_and_optimizer(config, splits, torch.device("cpu"))

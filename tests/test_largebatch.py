@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from batchlab.errors import ConfigError
-from batchlab.largebatch import tables
-from batchlab.largebatch.experiment import plan_largebatch
-from batchlab.largebatch.report import largebatch_figures
+from batchlab.experiments.largebatch import tables
+from batchlab.experiments.largebatch.experiment import plan_largebatch
+from batchlab.experiments.largebatch.report import largebatch_figures
 from batchlab.report.context import ReportContext
 from batchlab.report.sections import largebatch_section
-from batchlab.largebatch.swap import average_runs, average_state_dicts, recompute_batch_norm, swap_key, swap_weights_id
-from batchlab.largebatch.tables import (
+from batchlab.experiments.largebatch.swap import average_runs, average_state_dicts, recompute_batch_norm, swap_key, swap_weights_id
+from batchlab.experiments.largebatch.tables import (
     CLOSES,
     NARROWS,
     NO_GAP,
@@ -96,7 +96,7 @@ def test_swap_key_does_not_depend_on_the_order_of_the_workers():
 
 def test_phase_three_averages_stored_runs_and_is_idempotent(tmp_path):
     from batchlab.config import RunConfig
-    from batchlab.train import train
+    from batchlab.training import train
 
     torch.set_num_threads(1)
     with RunStore(tmp_path / "runs.db") as store:
@@ -241,7 +241,7 @@ def test_the_report_registry_knows_the_section():
 
 def test_a_swap_stopped_after_phase_two_resumes_from_the_store(tmp_path):
     from batchlab.config import RunConfig
-    from batchlab.largebatch.swap import RECORD_KIND, phase2_configs, run_swap
+    from batchlab.experiments.largebatch.swap import RECORD_KIND, phase2_configs, run_swap
 
     torch.set_num_threads(1)
     phase1 = RunConfig(dataset="mnist-5k", model="keskar-f1", hidden=(8,), batch_size=250, epochs=2, lr=0.05,

@@ -10,8 +10,8 @@ import torch
 
 from batchlab.cli import main
 from batchlab.config import RunConfig
-from batchlab.largebatch import experiment
-from batchlab.largebatch.experiment import Setting
+from batchlab.experiments.largebatch import experiment
+from batchlab.experiments.largebatch.experiment import Setting
 from batchlab.store import RunStore
 
 CONTRACT_FIELDS = {"lr_scaling", "base_batch", "warmup_epochs", "ghost_batch", "recipe", "trust_coefficient",

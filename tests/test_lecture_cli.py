@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from batchlab import lecture
+from batchlab.experiments import lecture
 from batchlab.cli import main
 from batchlab.store import RunStore
 
@@ -166,7 +166,7 @@ def _with_fashion(monkeypatch, present, also_missing=()):
 
 
 def test_flat_vs_sharp_uses_a_fashion_mnist_subset_when_present(monkeypatch):
-    from batchlab.lecture.stages import sharp_minima_plan
+    from batchlab.experiments.lecture.stages import sharp_minima_plan
 
     _with_fashion(monkeypatch, True)
     plan, notes = sharp_minima_plan(lecture.SCALES["quick"], "cpu", None)
@@ -179,7 +179,7 @@ def test_flat_vs_sharp_uses_a_fashion_mnist_subset_when_present(monkeypatch):
 
 
 def test_flat_vs_sharp_falls_back_to_the_embedded_digits_and_says_so(monkeypatch):
-    from batchlab.lecture.stages import sharp_minima_plan
+    from batchlab.experiments.lecture.stages import sharp_minima_plan
 
     _with_fashion(monkeypatch, False)
     plan, notes = sharp_minima_plan(lecture.SCALES["quick"], "cpu", None)
@@ -191,7 +191,7 @@ def test_flat_vs_sharp_falls_back_to_the_embedded_digits_and_says_so(monkeypatch
 def test_flat_vs_sharp_is_left_out_when_its_data_are_missing_or_too_small(monkeypatch, tmp_path):
     from dataclasses import replace
 
-    from batchlab.lecture.stages import sharp_minima_plan
+    from batchlab.experiments.lecture.stages import sharp_minima_plan
 
     _with_fashion(monkeypatch, False, also_missing=("mnist",))
     plan, notes = sharp_minima_plan(lecture.SCALES["full"], "cpu", str(tmp_path))

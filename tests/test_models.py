@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from batchlab.errors import ConfigError
-from batchlab.models import MODELS, build_model, count_parameters
+from batchlab.models.registry import MODELS, build_model, count_parameters
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -133,7 +133,7 @@ def test_momentum_free_optimizer_rejects_momentum():
 def test_momentum_correction_is_a_run_field_that_reaches_the_optimizer_and_changes_the_run():
     from batchlab.config import RunConfig, run_id
     from batchlab.errors import ConfigError
-    from batchlab.train import train
+    from batchlab.training import train
 
     base = RunConfig(dataset="mnist-5k", model="mlp", hidden=(8,), batch_size=500, lr=0.1, momentum=0.9, epochs=2,
                      warmup_epochs=1.0, lr_scaling="linear", base_batch=100, device="cpu")

@@ -11,11 +11,11 @@ import batchlab
 from batchlab.config import RunConfig, run_id
 from batchlab.data import prepare_splits
 from batchlab.errors import ConfigError
-from batchlab.models import build_model
+from batchlab.models.registry import build_model
 from batchlab.optim import Momentum
 from batchlab.store import RunStore
-from batchlab.train.packed import PACKED, SEQUENTIAL, can_pack, pack_key, plan_packs, train_pack
-from batchlab.train.packed_state import PackedMomentum
+from batchlab.training.packed import PACKED, SEQUENTIAL, can_pack, pack_key, plan_packs, train_pack
+from batchlab.training.packed_state import PackedMomentum
 
 SMALL = dict(dataset="mnist-5k", model="mlp", hidden=(32,), epochs=2, batch_size=128, device="cpu")
 N_VAL, N_TEST = 400, 1000  # mnist-5k with the default val_fraction 0.1
@@ -273,7 +273,7 @@ def test_cuda_graph_step_equals_the_eager_packed_step():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     from batchlab.data import TensorSplit
-    from batchlab.train.packed_step import PackedModel, make_step
+    from batchlab.training.packed_step import PackedModel, make_step
 
     device = torch.device("cuda")
     generator = torch.Generator().manual_seed(0)

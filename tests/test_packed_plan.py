@@ -5,8 +5,8 @@ import pytest
 
 from batchlab.config import RunConfig
 from batchlab.data import prepare_splits
-from batchlab.train import packed_plan
-from batchlab.train.packed_plan import (
+from batchlab.training import packed_plan
+from batchlab.training.packed_plan import (
     MEASURE_ROUNDS,
     PACKED,
     PACKING_MARGIN,
@@ -86,7 +86,7 @@ def test_a_real_probe_samples_both_ways_alike():
 
 def test_runs_with_momentum_correction_train_one_at_a_time():
     from batchlab.config import RunConfig
-    from batchlab.train.packed_plan import can_pack
+    from batchlab.training.packed_plan import can_pack
 
     config = RunConfig(dataset="mnist-5k", model="mlp", hidden=(8,), batch_size=64, momentum=0.9, warmup_epochs=1.0,
                        device="cpu")

@@ -17,8 +17,8 @@ from batchlab.config import RunConfig, run_id
 from batchlab.data.identity import data_fingerprint, load_splits
 from batchlab.errors import DataError
 from batchlab.store import RunStore
-from batchlab.train import loop
-from batchlab.train.session import RunSession, run_status
+from batchlab.training import loop
+from batchlab.training.session import RunSession, run_status
 from test_data_readers import tiny_idx_spec, write_idx_dataset
 
 TINY = dict(dataset="tiny-idx", model="mlp", hidden=(8,), epochs=2, batch_size=2, lr=0.05, device="cpu",
@@ -105,7 +105,7 @@ def test_a_run_another_live_process_trains_is_waited_for(tmp_path, tiny_dataset,
         def other_process_finishes():
             RunStore(path).finish_run(identity, "finished", {"test_acc": 0.5})
 
-        monkeypatch.setattr(sys.modules["batchlab.train.session"], "_wait", other_process_finishes)
+        monkeypatch.setattr(sys.modules["batchlab.training.session"], "_wait", other_process_finishes)
         result = batchlab.train(config, store=store, progress=False)
         assert result.from_store and result.summary == {"test_acc": 0.5}
     finally:
@@ -209,7 +209,7 @@ def test_interrupted_run_is_marked_and_resumes_from_its_checkpoint(tmp_path, mon
 
 
 def test_packed_runs_use_the_same_session_rules(tmp_path):
-    from batchlab.train.packed import train_pack
+    from batchlab.training.packed import train_pack
 
     store = RunStore(tmp_path / "r.db")
     configs = [RunConfig(**{**SMALL, "epochs": 1, "lr": lr}) for lr in (0.05, 0.1)]

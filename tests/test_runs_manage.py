@@ -144,7 +144,7 @@ def test_a_unique_prefix_names_a_run_and_an_ambiguous_one_lists_candidates(store
 def test_geometry_commands_take_a_prefix(tmp_path):
     """hessian, sharpness and landscape reopen their runs with restore_run, which takes a prefix."""
     import batchlab
-    from batchlab.train.restore import restore_run
+    from batchlab.training.restore import restore_run
 
     store_path = tmp_path / "runs.db"
     result = batchlab.train(batchlab.RunConfig(dataset="mnist-5k", model="mlp", hidden=(8,), epochs=1,
@@ -330,7 +330,7 @@ def test_a_version_2_store_gains_the_tag_tables_and_keeps_every_row(tmp_path):
 
 
 def test_ctrl_c_leaves_interrupted_and_the_rerun_resumes(tmp_path, capsys, monkeypatch):
-    from batchlab.train import loop
+    from batchlab.training import loop
 
     store = str(tmp_path / "runs.db")
     argv = ["train", "--dataset", "mnist-5k", "--hidden", "16", "--batch-size", "256", "--epochs", "3",

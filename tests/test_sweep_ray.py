@@ -15,7 +15,7 @@ from batchlab.config import run_id
 from batchlab.store import RunStore
 from batchlab.sweep import SweepSpec, run_sweep
 from batchlab.sweep.ray_executor import MAX_RETRIES, RayCluster
-from batchlab.train.result import FINISHED
+from batchlab.training.result import FINISHED
 
 ray = pytest.importorskip("ray")
 
@@ -179,7 +179,7 @@ def test_a_user_model_from_files_sweeps_on_ray_like_on_the_local_executor(ray_in
 
 def test_runs_that_start_from_another_run_get_its_weights_on_the_workers(ray_instance, tmp_path):
     from batchlab.config import RunConfig
-    from batchlab.train import train
+    from batchlab.training import train
 
     source_config = RunConfig(**{**FIXED, "hidden": (16,)}, batch_size=64)
     source = train(source_config, store=tmp_path / "ray.db", progress=False)

@@ -15,7 +15,7 @@ from batchlab.errors import ConfigError, UserError
 from batchlab.store import RunStore
 from batchlab.sweep import Results, SweepSpec, plan_only, run_sweep
 from batchlab.sweep.summary import summary_table
-from batchlab.train.result import DIVERGED, FINISHED, RunResult
+from batchlab.training.result import DIVERGED, FINISHED, RunResult
 
 FIXED = {"dataset": "mnist-5k", "hidden": [16], "epochs": 2, "lr": 0.1, "device": "cpu"}
 SPEC = SweepSpec(grid={"batch_size": [256], "momentum": [0.0, 0.9], "seed": [0, 1]}, fixed=FIXED)

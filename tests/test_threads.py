@@ -6,10 +6,10 @@ import dataclasses
 import pytest
 import torch
 
-from batchlab import threads
-from batchlab.environment import describe_environment
+from batchlab.runtime import threads
+from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError
-from batchlab.threads import ONE_THREAD_BELOW_BATCH, PROCESS_THREADS, apply_thread_rule, intra_op_threads, threads_for
+from batchlab.runtime.threads import ONE_THREAD_BELOW_BATCH, PROCESS_THREADS, apply_thread_rule, intra_op_threads, threads_for
 from batchlab.timing import measure_point
 from batchlab.timing.table import TimingPoint, footnotes
 from batchlab.timing.workload import synthetic_data

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from batchlab.models import build_model
+from batchlab.models.registry import build_model
 from batchlab.optim import Momentum
 from batchlab.timing import measure_point
 from batchlab.timing.paths import CudaGraphPath, ResidentBatches, build_timed_model

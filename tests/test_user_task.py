@@ -23,9 +23,9 @@ from batchlab.cli import main
 from batchlab.config import RunConfig, run_id
 from batchlab.errors import ConfigError, DataError
 from batchlab.store import RunStore
-from batchlab.train import loop
-from batchlab.train.packed import plan_packs, train_pack
-from batchlab.train.session import run_status
+from batchlab.training import loop
+from batchlab.training.packed import plan_packs, train_pack
+from batchlab.training.session import run_status
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 CONFIG = RunConfig(batch_size=16, lr=0.1, epochs=3, device="cpu")

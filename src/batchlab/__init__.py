@@ -25,8 +25,6 @@ does not load torch.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -38,7 +36,7 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 # Public name -> the module that defines it.
 _EXPORTS = {
     "RunConfig": "batchlab.config",
-    "advise": "batchlab.advise",
+    "advise": "batchlab.experiments.advise",
     "run_id": "batchlab.config",
     "ChecksumError": "batchlab.errors",
     "ConfigError": "batchlab.errors",
@@ -51,9 +49,9 @@ _EXPORTS = {
     "SweepSpec": "batchlab.sweep",
     "Task": "batchlab.task",
     "run_sweep": "batchlab.sweep",
-    "RunResult": "batchlab.train",
-    "evaluate": "batchlab.train",
-    "train": "batchlab.train",
+    "RunResult": "batchlab.training",
+    "evaluate": "batchlab.training",
+    "train": "batchlab.training",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -70,17 +68,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
-
-
-class _Namespace(types.ModuleType):
-    """The package module: a subpackage named like a public function (``batchlab.train``) must
-    not replace the function when it is first imported (the import system sets it as an
-    attribute of its parent); the function stays what ``batchlab.train`` names."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Namespace

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchlab.errors import ConfigError
-from batchlab.recipes import RECIPES
+from batchlab.optim.recipes import RECIPES
 
 SHUFFLE_MODES = ("epoch", "once", "none")
 LR_SCALINGS = ("none", "linear", "sqrt")
@@ -74,7 +74,7 @@ class RunConfig:
       update;
     * ``ghost_batch`` G: ghost batch norm over G examples at a time (Hoffer et al. 2017);
     * ``recipe="akiba"``: Akiba et al. 2017's RMSprop warm-up, slow start and batch norm without
-      moving averages (:mod:`batchlab.train.methods`);
+      moving averages (:mod:`batchlab.training.methods`);
     * ``trust_coefficient``: LARS's η (None: the optimizer's default);
     * ``momentum_correction``: Goyal et al.'s momentum correction, m ← m·η_new/η_old whenever
       the rate changes (warm-up, decay). The lecture's m ← λm − ηg carries η inside m, so without
@@ -329,14 +329,14 @@ def _validate_large_batch_methods(config: RunConfig) -> None:
 def _has_batch_norm(model: str) -> bool:
     """Whether the registered ``model`` has batch norm (an unknown name passes here: it is
     reported, with the known names, where the model is built)."""
-    from batchlab.models import MODELS  # imported only when needed: the registry imports torch
+    from batchlab.models.registry import MODELS  # imported only when needed: the registry imports torch
 
     spec = MODELS.get(model)
     return spec is None or spec.has_batch_norm
 
 
 def _models_with_batch_norm() -> str:
-    from batchlab.models import MODELS
+    from batchlab.models.registry import MODELS
 
     return ", ".join(name for name, spec in MODELS.items() if spec.has_batch_norm)
 

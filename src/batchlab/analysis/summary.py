@@ -478,7 +478,7 @@ def sharp_minima_rows(numbers: Any | None, target_train_acc: float | None = None
     """Keskar et al.'s comparison as two rows: test accuracy of a small (SB) and a large (LB) batch
     trained to the same training accuracy, and the sharpness φ of the minima they found.
 
-    ``numbers`` is a :class:`batchlab.gap.tables.NetworkNumbers` (per-seed accuracies and
+    ``numbers`` is a :class:`batchlab.experiments.gap.tables.NetworkNumbers` (per-seed accuracies and
     sharpness of both regimes); ``target_train_acc`` the training accuracy both were trained to
     (None: Keskar's "until the loss stops improving"); ``missed_target`` how many runs ended at
     their epoch cap below it. Such runs, or training accuracies that differ by more than

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from batchlab.config import parse_batch_size
 from batchlab.errors import ConfigError
-from batchlab.limits import check_seed, check_widths
+from batchlab.commands._limits import check_seed, check_widths
 
 DEFAULT_STORE = Path("batchlab-runs") / "runs.db"
 

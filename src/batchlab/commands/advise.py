@@ -58,8 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_advise_command(args: argparse.Namespace) -> int:
-    from batchlab.advise.experiment import plan_advise, run_advise
-    from batchlab.advise.report import (
+    from batchlab.experiments.advise.experiment import plan_advise, run_advise
+    from batchlab.experiments.advise.report import (
         advise_figures,
         fit_sentence,
         noise_sentence,

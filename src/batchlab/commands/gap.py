@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_gap_command(args: argparse.Namespace) -> int:
-    from batchlab.gap.experiment import plan_gap, run_gap
-    from batchlab.gap.report import gap_figures
+    from batchlab.experiments.gap.experiment import plan_gap, run_gap
+    from batchlab.experiments.gap.report import gap_figures
     from batchlab.store import RunStore
 
     started = time.perf_counter()

@@ -61,12 +61,12 @@ def record_key(run_id: str, args: argparse.Namespace) -> str:
 
 
 def run_hessian(args: argparse.Namespace) -> int:
-    from batchlab.environment import describe_environment
+    from batchlab.runtime.environment import describe_environment
     from batchlab.geometry import (
         accuracy_reason, curvature_reason, hessian_summary, not_a_minimum_warning, select_examples,
     )
     from batchlab.store import RunStore
-    from batchlab.train.restore import restore_run
+    from batchlab.training.restore import restore_run
 
     say = stage_printer(args.progress)
     with RunStore(args.store, create=False) as store:

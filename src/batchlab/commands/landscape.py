@@ -103,11 +103,11 @@ def check_grid(steps: int) -> int:
 
 
 def run_landscape(args: argparse.Namespace) -> int:
-    from batchlab.gap.measurements import measure_contour, measure_parametric
+    from batchlab.experiments.gap.measurements import measure_contour, measure_parametric
     from batchlab.files import save_figure, strict_json, write_json
-    from batchlab.gap.plots import LinePanel, plot_contour, plot_parametric
+    from batchlab.experiments.gap.plots import LinePanel, plot_contour, plot_parametric
     from batchlab.store import RunStore
-    from batchlab.train.restore import restore_run
+    from batchlab.training.restore import restore_run
 
     alphas = alphas_from_args(args.alphas)
     check_grid(args.grid)

@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_largebatch_command(args: argparse.Namespace) -> int:
-    from batchlab.largebatch.experiment import plan_largebatch, run_largebatch
-    from batchlab.largebatch.report import largebatch_figures
+    from batchlab.experiments.largebatch.experiment import plan_largebatch, run_largebatch
+    from batchlab.experiments.largebatch.report import largebatch_figures
     from batchlab.store import RunStore
 
     started = time.perf_counter()

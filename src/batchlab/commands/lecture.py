@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_lecture_command(args: argparse.Namespace) -> int:
-    from batchlab.lecture import get_scale, run_lecture, with_seeds
+    from batchlab.experiments.lecture import get_scale, run_lecture, with_seeds
     from batchlab.report import build_report
     from batchlab.store import RunStore
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from batchlab.commands._options import DEFAULT_STORE, add_store_option, output_dir, output_file, store_path
 from batchlab.errors import UserError
-from batchlab.status import STATUSES
+from batchlab.store.status import STATUSES
 from batchlab.store.export import FOLDER, formats
 from batchlab.store.query import SORT_KEYS
 
@@ -249,7 +249,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_rm(args: argparse.Namespace) -> int:
-    from batchlab.architecture import architecture
+    from batchlab.models.architecture import architecture
     from batchlab.store import RunStore
     from batchlab.store.runs import held_by_live_process
 

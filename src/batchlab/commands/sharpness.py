@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def record_key(run_id: str, row: dict, args: argparse.Namespace) -> str:
     """The store key of one row: the run and every option that changes its number."""
-    from batchlab.gap.measurements import sharpness_key
+    from batchlab.experiments.gap.measurements import sharpness_key
 
     return sharpness_key(run_id, epsilon=row["epsilon"], subspace_dim=None if row["full_space"] else row["p"],
                          iterations=row["iterations"], seed=row["seed"], examples=args.examples)
@@ -72,10 +72,10 @@ def minimum_warning(store, run_id: str, rows: list[dict]) -> str | None:
 
 
 def run_sharpness(args: argparse.Namespace) -> int:
-    from batchlab.environment import describe_environment
+    from batchlab.runtime.environment import describe_environment
     from batchlab.geometry import select_examples, sharpness_table
     from batchlab.store import RunStore
-    from batchlab.train.restore import restore_run
+    from batchlab.training.restore import restore_run
 
     say = stage_printer(args.progress)
     with RunStore(args.store, create=False) as store:

@@ -159,14 +159,14 @@ def spec_from_args(args: argparse.Namespace):
 
 def check_models_fit(configs) -> None:
     """Refuse a sweep holding a model too large for this machine before any run is trained."""
-    from batchlab.limits import check_model_memory
+    from batchlab.commands._limits import check_model_memory
 
     for model, dataset, hidden, device in dict.fromkeys((c.model, c.dataset, c.hidden, c.device) for c in configs):
         check_model_memory(model, dataset, hidden, device)
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from batchlab.hints import hint_after_training, warn_before_training
+    from batchlab.commands._hints import hint_after_training, warn_before_training
     from batchlab.sweep import plan_only, run_sweep
     from batchlab.sweep.summary import summary_table
 

@@ -30,7 +30,7 @@ DEFAULT_WARMUP = 3
 DEFAULT_BUDGET_S = 2.0
 DEFAULT_CPU_BUDGET_WITH_GPU_S = 0.5
 PATHS = ("dataloader", "resident", "cuda-graph")
-ONE_THREAD_BELOW_BATCH = 64  # batchlab.threads' rule
+ONE_THREAD_BELOW_BATCH = 64  # batchlab.runtime.threads' rule
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_timing(args: argparse.Namespace) -> int:
     from batchlab.files import save_figure, write_json
-    from batchlab.limits import check_model_memory, model_memory_errors
+    from batchlab.commands._limits import check_model_memory, model_memory_errors
     from batchlab.timing import format_timing_table, plot_timing, timing_sweep
     from batchlab.timing.harness import check_paths, sweep_devices
 

@@ -15,8 +15,8 @@ from batchlab.commands._options import (
     seed_value,
 )
 from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES, RunConfig
-from batchlab.limits import check_model_memory, model_memory_errors
-from batchlab.recipes import RECIPES
+from batchlab.commands._limits import check_model_memory, model_memory_errors
+from batchlab.optim.recipes import RECIPES
 from batchlab.task.options import add_task_options, task_from_args
 
 
@@ -139,8 +139,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from batchlab.hints import hint_after_training, warn_before_training
-    from batchlab.train import train
+    from batchlab.commands._hints import hint_after_training, warn_before_training
+    from batchlab.training import train
 
     config = config_from_args(args)
     task = task_from_args(args)

@@ -28,7 +28,7 @@ import torch
 
 from batchlab.data.arrays import load_arrays
 from batchlab.data.paths import resolve_data_dir
-from batchlab.device import resolve_device
+from batchlab.runtime.device import resolve_device
 from batchlab.errors import ConfigError
 
 # Distinct (dataset, split) combinations kept in memory; CIFAR-10 costs ~0.7 GB each.

@@ -19,13 +19,13 @@ import torch
 
 from batchlab.config import RunConfig
 from batchlab.data.identity import load_splits
-from batchlab.device import resolve_device
+from batchlab.runtime.device import resolve_device
 from batchlab.distributed.plan import plan_data_parallel
 from batchlab.distributed.trainer import TaskSource, check_resident, resolve_task
 from batchlab.errors import ConfigError, UserError
-from batchlab.train.loop import new_session, task_config_and_splits
-from batchlab.train.result import RunResult
-from batchlab.train.session import open_store
+from batchlab.training.loop import new_session, task_config_and_splits
+from batchlab.training.result import RunResult
+from batchlab.training.session import open_store
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore

@@ -30,7 +30,7 @@ from typing import Any
 from batchlab.config import RunConfig
 from batchlab.data import batch_index_slices, resolve_batch_size
 from batchlab.errors import ConfigError
-from batchlab.models import get_model_spec
+from batchlab.models.registry import get_model_spec
 
 # How many divisors of B an error message lists before "…".
 _SHOWN_DIVISORS = 8

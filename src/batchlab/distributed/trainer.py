@@ -6,13 +6,13 @@ environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``).
 
 * Every process loads the data onto its own device (gloo on the CPU, NCCL on ``cuda:LOCAL_RANK``),
   builds the model from the run's seed exactly as a one-process run does
-  (:func:`batchlab.train.loop.initial_model_and_optimizer`) and wraps it in
+  (:func:`batchlab.training.loop.initial_model_and_optimizer`) and wraps it in
   ``DistributedDataParallel``; batch norm becomes ``SyncBatchNorm`` when the plan says so.
 * Each epoch every process draws the same permutation from (seed, epoch) and takes its shard of
   each global batch (:mod:`batchlab.distributed.plan`), so the updates are the one-process
   run's updates of batch B.
 * **Process 0 owns the store**: it alone claims, logs, checkpoints and finishes the run through
-  :class:`~batchlab.train.session.RunSession`, and evaluates on the full splits after each
+  :class:`~batchlab.training.session.RunSession`, and evaluates on the full splits after each
   epoch; it tells the others what the claim found (a stored result, a checkpoint to resume
   from, an error) and whether the run ends after each epoch. Checkpoints have the one-process
   format (the unwrapped model's state dict), so either kind of run resumes the other's.
@@ -35,11 +35,11 @@ from torch.nn.parallel import DistributedDataParallel
 from batchlab import data as datasets
 from batchlab.config import RunConfig
 from batchlab.data.identity import load_splits
-from batchlab.device import resolve_device, synchronize
+from batchlab.runtime.device import resolve_device, synchronize
 from batchlab.distributed.plan import DataParallelPlan, plan_data_parallel
-from batchlab.environment import describe_environment
+from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError, UserError
-from batchlab.train.loop import (
+from batchlab.training.loop import (
     checkpoint_payload,
     evaluate,
     initial_model_and_optimizer,
@@ -47,12 +47,12 @@ from batchlab.train.loop import (
     set_learning_rate,
     task_config_and_splits,
 )
-from batchlab.train.objective import CLASSIFICATION
-from batchlab.train.methods import run_shape
-from batchlab.train.progress import EpochProgress
-from batchlab.train.result import FINISHED, RunResult
-from batchlab.train.session import RunSession, epoch_row, open_store
-from batchlab.train.update_timer import UpdateTimer
+from batchlab.training.objective import CLASSIFICATION
+from batchlab.training.methods import run_shape
+from batchlab.training.progress import EpochProgress
+from batchlab.training.result import FINISHED, RunResult
+from batchlab.training.session import RunSession, epoch_row, open_store
+from batchlab.training.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore

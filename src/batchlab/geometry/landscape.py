@@ -67,7 +67,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from batchlab.data import TensorSplit
 from batchlab.errors import ConfigError
-from batchlab.train.loop import evaluate
+from batchlab.training.loop import evaluate
 
 BN_INTERPOLATE = "interpolate"
 BN_RECOMPUTE = "recompute"

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from batchlab.errors import ConfigError
-from batchlab.recipes import lr_decay_of
+from batchlab.optim.recipes import lr_decay_of
 
 if TYPE_CHECKING:
     from batchlab.config import RunConfig

@@ -8,7 +8,7 @@
 * :mod:`~batchlab.report.build` — :func:`build_report` from a store, :func:`write_report` to disk.
 
 The report only reads a store and renders it; the experiments that fill one live beside it
-(:mod:`batchlab.lecture`, :mod:`batchlab.gap`, :mod:`batchlab.toy`).
+(:mod:`batchlab.experiments.lecture`, :mod:`batchlab.experiments.gap`, :mod:`batchlab.toy`).
 
 Example::
 

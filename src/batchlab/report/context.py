@@ -1,11 +1,11 @@
 """What a report reads from a run store, loaded once and shared by every section builder.
 
-Record kinds the lecture report understands (written by :mod:`batchlab.lecture`):
+Record kinds the lecture report understands (written by :mod:`batchlab.experiments.lecture`):
 
 * ``noise`` — a :class:`~batchlab.analysis.noise.NoiseReport` as a dict, with ``point.which`` =
   ``"start"`` (the initial weights) or ``"end"`` (a full-batch minimum) and ``created`` (Unix time);
 * ``toy`` — ``{"arguments": <lecture_toy_experiments keyword arguments>, "report": ToyReport.to_dict()}``;
-* ``gap`` — the generalization-gap experiment (:mod:`batchlab.gap`): ``batchlab lecture``'s
+* ``gap`` — the generalization-gap experiment (:mod:`batchlab.experiments.gap`): ``batchlab lecture``'s
   flat-vs-sharp comparison (plan scale ``lecture-…``) or ``batchlab gap``'s;
 * ``lecture`` — key ``settings``: the settings, device and environment of the last
   ``batchlab lecture`` and how long each stage took.
@@ -29,7 +29,7 @@ from batchlab.analysis.summary import (
     sharp_minima_rows,
     summary_table,
 )
-from batchlab.gap.tables import NetworkNumbers
+from batchlab.experiments.gap.tables import NetworkNumbers
 from batchlab.store import RunRecord, RunStore
 
 NOISE_KIND = "noise"

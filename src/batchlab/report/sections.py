@@ -15,13 +15,13 @@ from typing import Any
 from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel
 from batchlab.analysis.noise import NoiseReport
 from batchlab.analysis.summary import NOT_MEASURED, Measured, protocol_panels, protocol_text, seconds_text
-from batchlab.gap.report import SECTION_ID as GAP_SECTION_ID
-from batchlab.gap.report import SECTION_TITLE as GAP_SECTION_TITLE
-from batchlab.gap.report import current_findings, gap_figures, network_numbers, section_intro, section_notes
-from batchlab.gap.tables import accuracy_table as gap_accuracy_table
-from batchlab.gap.tables import sharpness_table as gap_sharpness_table
-from batchlab.advise import report as advise
-from batchlab.largebatch import report as largebatch
+from batchlab.experiments.gap.report import SECTION_ID as GAP_SECTION_ID
+from batchlab.experiments.gap.report import SECTION_TITLE as GAP_SECTION_TITLE
+from batchlab.experiments.gap.report import current_findings, gap_figures, network_numbers, section_intro, section_notes
+from batchlab.experiments.gap.tables import accuracy_table as gap_accuracy_table
+from batchlab.experiments.gap.tables import sharpness_table as gap_sharpness_table
+from batchlab.experiments.advise import report as advise
+from batchlab.experiments.largebatch import report as largebatch
 from batchlab.report.context import ReportContext
 from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item

@@ -9,7 +9,7 @@
 """
 
 from batchlab.files import atomic_write, write_text_atomically
-from batchlab.status import (
+from batchlab.store.status import (
     DIVERGED,
     ENDED_STATUSES,
     FAILED,

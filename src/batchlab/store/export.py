@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchlab.architecture import architecture
+from batchlab.models.architecture import architecture
 from batchlab.errors import StoreError
 from batchlab.files import json_default, strict_json
 from batchlab.store.runs import RunRecord, RunStore

@@ -23,10 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from batchlab.architecture import default_widths
+from batchlab.models.architecture import default_widths
 from batchlab.config import RunConfig
 from batchlab.errors import StoreError
-from batchlab.status import STATUSES
+from batchlab.store.status import STATUSES
 from batchlab.store.runs import RunRecord
 
 CONFIG_KEYS = tuple(field.name for field in dataclasses.fields(RunConfig))

@@ -27,7 +27,7 @@ from typing import Any
 
 from batchlab.errors import StoreError
 from batchlab.files import atomic_write, json_default
-from batchlab.status import ENDED_STATUSES, FINAL_STATUSES, INTERRUPTED, RUNNING, STATUSES
+from batchlab.store.status import ENDED_STATUSES, FINAL_STATUSES, INTERRUPTED, RUNNING, STATUSES
 from batchlab.store.database import TIMING_COLUMNS, Database
 
 _TIMING_FLAGS = ("extrapolated", "synthetic_data")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from batchlab.architecture import architecture
+from batchlab.models.architecture import architecture
 from batchlab.errors import StoreError
 from batchlab.files import atomic_directory
 from batchlab.store.runs import RunRecord

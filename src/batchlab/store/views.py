@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from batchlab.architecture import architecture
+from batchlab.models.architecture import architecture
 from batchlab.config import RunConfig
 from batchlab.files import json_default
 from batchlab.store.export import align_columns

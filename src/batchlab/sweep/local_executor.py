@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from batchlab.sweep.plan import SweepPlan
-from batchlab.train.packed import train_planned
-from batchlab.train.result import RunResult
+from batchlab.training.packed import train_planned
+from batchlab.training.result import RunResult
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore

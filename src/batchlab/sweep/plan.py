@@ -5,11 +5,11 @@
 * every configuration gets the run id a single ``batchlab train`` would give it
   (``run_id(config, device type)``), so packed, single and resumed results are interchangeable;
   configurations with equal ids are trained once;
-* what happens to each run is the run session's answer (:func:`~batchlab.train.session.run_status`):
+* what happens to each run is the run session's answer (:func:`~batchlab.training.session.run_status`):
   runs the store already holds as finished or diverged are skipped (unless ``force``); unfinished
   runs with a checkpoint in the store are marked as resuming (the trainers resume them);
 * the rest are grouped into :class:`WorkUnit` s. Local executor: per dataset split, by
-  :func:`batchlab.train.packed.plan_packs` (runs sharing a ``pack_key`` train in one stacked step
+  :func:`batchlab.training.packed.plan_packs` (runs sharing a ``pack_key`` train in one stacked step
   where that pays on the device); the executor trains exactly these packs, so what ``--dry-run``
   shows is what runs. Ray executor: see :func:`ray_units`.
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from batchlab.config import RunConfig, run_id
-from batchlab.train.packed import AUTO, PACKED, SEQUENTIAL, Pack, can_pack, pack_key, plan_packs
-from batchlab.train.session import run_status
+from batchlab.training.packed import AUTO, PACKED, SEQUENTIAL, Pack, can_pack, pack_key, plan_packs
+from batchlab.training.session import run_status
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
@@ -112,7 +112,7 @@ def plan_sweep(
     device it resolves to on this machine). ``cluster_has_gpus`` shapes the Ray units. ``task``:
     the user's model and data every run trains (configs already configured for it).
     """
-    from batchlab.device import resolve_device
+    from batchlab.runtime.device import resolve_device
 
     if device_type is None:
         device_type = lambda config: resolve_device(config.device).type  # noqa: E731
@@ -149,7 +149,7 @@ def local_units(configs: Sequence[RunConfig], packing: str, task: Any = None) ->
     """
     from batchlab import data as datasets
     from batchlab.data.identity import load_splits
-    from batchlab.device import resolve_device
+    from batchlab.runtime.device import resolve_device
 
     groups: dict[tuple, list[RunConfig]] = {}
     for config in configs:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from batchlab.train.result import RunResult
+from batchlab.training.result import RunResult
 
 
 class SweepProgress:

@@ -34,8 +34,8 @@ from batchlab.config import RunConfig
 from batchlab.errors import ConfigError, UserError
 from batchlab.sweep.plan import SweepPlan, WorkUnit
 from batchlab.sweep.ray_connect import join_cluster
-from batchlab.train.packed import AUTO, PACKED, SEQUENTIAL
-from batchlab.train.result import RunResult
+from batchlab.training.packed import AUTO, PACKED, SEQUENTIAL
+from batchlab.training.result import RunResult
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
@@ -109,9 +109,9 @@ def train_unit(
     ``init_sources`` the finished runs (result and final weights) that runs of the unit start from.
     """
     from batchlab.store import RunStore
-    from batchlab.train import train
-    from batchlab.train.packed import train_pack
-    from batchlab.train.session import record_trained_elsewhere
+    from batchlab.training import train
+    from batchlab.training.packed import train_pack
+    from batchlab.training.session import record_trained_elsewhere
 
     with tempfile.TemporaryDirectory(prefix="batchlab-ray-") as scratch:
         store = RunStore(Path(scratch) / "runs.db")
@@ -181,7 +181,7 @@ def run_ray(
 def record_result(store: RunStore | None, result: RunResult, weights: dict | None, *, force: bool = False) -> RunResult:
     """Write a run trained on a worker into ``store`` (:func:`record_trained_elsewhere`: a run
     the store already holds as ended is left alone and returned as stored, unless ``force``)."""
-    from batchlab.train.session import record_trained_elsewhere
+    from batchlab.training.session import record_trained_elsewhere
 
     return record_trained_elsewhere(store, result, weights, force=force)
 
@@ -202,7 +202,7 @@ def _shippable(ray: Any, task: Any) -> Any:
 def _init_sources(unit: WorkUnit, store: RunStore | None) -> dict[str, tuple[RunResult, dict]]:
     """The runs the unit's runs start from (``init_from``), each as its stored result and final
     weights; checked to exist, be finished and hold weights when the sweep was planned."""
-    from batchlab.train.session import result_from_record
+    from batchlab.training.session import result_from_record
 
     sources = {}
     for config in unit.configs:

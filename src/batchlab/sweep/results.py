@@ -17,7 +17,7 @@ from batchlab.config import RunConfig
 from batchlab.errors import ConfigError, UserError
 from batchlab.files import write_text_atomically
 from batchlab.store import RunRecord, RunStore, export_runs, flat_run
-from batchlab.train.result import RunResult
+from batchlab.training.result import RunResult
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
 

@@ -27,8 +27,8 @@ from batchlab.sweep.plan import EXECUTORS, LOCAL, RAY, SweepPlan, WorkUnit, plan
 from batchlab.sweep.progress import SweepProgress
 from batchlab.sweep.results import Results
 from batchlab.sweep.spec import SweepSpec
-from batchlab.train.packed import AUTO, STRATEGIES
-from batchlab.train.result import RunResult
+from batchlab.training.packed import AUTO, STRATEGIES
+from batchlab.training.result import RunResult
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
@@ -61,7 +61,7 @@ def run_sweep(
             only on a terminal (None).
         force: train every run again, replacing what the store holds.
         packing: ``auto``, ``packed`` or ``sequential`` (local executor; see
-            :func:`batchlab.train.packed.plan_packs`).
+            :func:`batchlab.training.packed.plan_packs`).
         keep_weights: keep each run's final weights beside the store.
         on_plan: called with the plan before anything trains (the CLI prints it).
         task: a user's own model and data (:class:`batchlab.Task`) for every run (local
@@ -158,7 +158,7 @@ def _cluster(executor: str, address: str | None, num_cpus: int | None) -> Iterat
 
 def _plan(configs: list[RunConfig], store: RunStore | None, executor: str, force: bool, packing: str, cluster: Any,
           task: Any = None) -> SweepPlan:
-    from batchlab.train.methods import check_init_source
+    from batchlab.training.methods import check_init_source
 
     for config in configs:  # a run starting from another must find it before anything trains
         check_init_source(config, store)
@@ -196,7 +196,7 @@ def _execute(
 
 
 def _in_grid_order(plan: SweepPlan, trained: dict[str, RunResult], store: RunStore | None) -> list[RunResult]:
-    from batchlab.train.session import result_from_record
+    from batchlab.training.session import result_from_record
 
     ordered = []
     for identity in plan.run_ids:

@@ -225,8 +225,8 @@ def check_runnable(config: RunConfig) -> None:
     import torch
 
     from batchlab.data import get_spec
-    from batchlab.models import get_model_spec
-    from batchlab.train.methods import build_run_optimizer, run_shape
+    from batchlab.models.registry import get_model_spec
+    from batchlab.training.methods import build_run_optimizer, run_shape
 
     get_spec(config.dataset)
     get_model_spec(config.model)

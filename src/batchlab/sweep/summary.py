@@ -17,7 +17,7 @@ from typing import Any
 
 from batchlab.config import RunConfig
 
-from batchlab.train.result import DIVERGED, FINISHED, RunResult
+from batchlab.training.result import DIVERGED, FINISHED, RunResult
 
 # Column headers for swept fields; other fields are shown under their own name.
 _HEADERS = {"batch_size": "B", "momentum": "λ", "lr": "lr", "optimizer": "optimizer", "nesterov": "nesterov"}

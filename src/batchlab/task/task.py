@@ -15,7 +15,7 @@ The rules:
   streamed in the same batch order otherwise.
 * **Loss and metric**: cross-entropy and accuracy by default; any ``loss(outputs, targets)``
   returning the batch mean as a scalar tensor and any ``metric(outputs, targets)`` returning a
-  batch mean (:mod:`batchlab.train.objective`). The metric's name keys the metrics
+  batch mean (:mod:`batchlab.training.objective`). The metric's name keys the metrics
   (``val_<metric_name>``); accuracy keeps ``val_acc``.
 * **Checks, before anything is stored** (one-line :class:`~batchlab.errors.UserError`): the
   factory returns a new module each call; the data's forms, lengths and shapes; the model runs
@@ -52,7 +52,7 @@ from batchlab.task.model import (
     one_line,
     packability,
 )
-from batchlab.train.objective import ACCURACY, CLASSIFICATION, Objective, accuracy
+from batchlab.training.objective import ACCURACY, CLASSIFICATION, Objective, accuracy
 
 USER_PREFIX = "user:"
 PROBE_EXAMPLES = 2

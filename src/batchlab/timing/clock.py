@@ -14,7 +14,7 @@ from typing import Protocol
 
 import torch
 
-from batchlab.device import synchronize
+from batchlab.runtime.device import synchronize
 
 
 class Steppable(Protocol):

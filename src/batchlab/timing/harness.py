@@ -23,7 +23,7 @@ processes that comes and goes then falls on all points alike instead of on which
 
 Everything from step 1 on runs with a fixed intra-op thread count, reported in the point
 (``threads``), as ``torch.utils.benchmark.Timer(num_threads=...)`` does: by default the count
-batchlab's trainer uses for that batch size (:func:`batchlab.threads.threads_for`: one thread for
+batchlab's trainer uses for that batch size (:func:`batchlab.runtime.threads.threads_for`: one thread for
 small CPU batches), or the count asked for.
 
 The defaults time the lecture's network (784-512-512-10, the lecture's momentum, λ = 0.9) on
@@ -43,12 +43,12 @@ from typing import Any
 import torch
 
 from batchlab.config import FULL_BATCH, parse_batch_size
-from batchlab.device import device_name, resolve_device
-from batchlab.environment import describe_environment
+from batchlab.runtime.device import device_name, resolve_device
+from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError
-from batchlab.models import get_model_spec
+from batchlab.models.registry import get_model_spec
 from batchlab.optim import get_optimizer_spec
-from batchlab.threads import ONE_THREAD_BELOW_BATCH, check_thread_count, intra_op_threads, threads_for
+from batchlab.runtime.threads import ONE_THREAD_BELOW_BATCH, check_thread_count, intra_op_threads, threads_for
 from batchlab.timing.clock import estimate_update_seconds, time_updates, warm_up
 from batchlab.timing.paths import CUDA_GRAPH, PATHS, batch_norm_conflict, build_path, check_path
 from batchlab.timing.table import TimingPoint, TimingTable, footnotes
@@ -98,7 +98,7 @@ def measure_point(
     first N of ``data`` (or of ``dataset``), random ones of its shape when it has fewer (see
     :mod:`batchlab.timing.workload`). ``momentum=None`` means λ = 0.9 for an optimizer with
     momentum, else 0. ``threads=None`` times with the trainer's thread rule
-    (:func:`batchlab.threads.threads_for`), else with ``threads`` intra-op threads. Raises
+    (:func:`batchlab.runtime.threads.threads_for`), else with ``threads`` intra-op threads. Raises
     :class:`ConfigError` for bad settings, including ``cuda-graph`` on a device that is not CUDA.
     """
     device = resolve_device(device)

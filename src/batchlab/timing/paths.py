@@ -25,9 +25,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from batchlab.data import batch_index_slices, epoch_permutation
-from batchlab.device import synchronize
+from batchlab.runtime.device import synchronize
 from batchlab.errors import ConfigError
-from batchlab.models import build_model, get_model_spec
+from batchlab.models.registry import build_model, get_model_spec
 from batchlab.optim import build_optimizer
 from batchlab.optim.functional import momentum_
 from batchlab.timing.workload import TimingData

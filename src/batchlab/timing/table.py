@@ -147,7 +147,7 @@ class TimingTable:
     """All points of one timing sweep, the paths skipped (and why), settings and environments.
 
     ``environments`` maps a device string (``"cpu"``, ``"cuda"``) to
-    :func:`batchlab.environment.describe_environment` of that device. ``notes`` are the footnotes
+    :func:`batchlab.runtime.environment.describe_environment` of that device. ``notes`` are the footnotes
     a reader needs (synthetic data, extrapolated epochs, capped batch sizes).
     """
 
@@ -244,8 +244,8 @@ def _threads_note(points: list[TimingPoint]) -> str | None:
     note = f"Intra-op threads per update: {'; '.join(parts)}."
     devices = [device for device, _ in by_count]
     if len(devices) > len(set(devices)):
-        # One device timed with two counts: batchlab.threads' rule, which the reader should see.
-        from batchlab.threads import ONE_THREAD_BELOW_BATCH
+        # One device timed with two counts: batchlab.runtime.threads' rule, which the reader should see.
+        from batchlab.runtime.threads import ONE_THREAD_BELOW_BATCH
 
         note += (f" These are the counts training uses (one thread below B = {ONE_THREAD_BELOW_BATCH}, which spares "
                  "small updates a stall on a busy machine; on a quiet one two threads are up to a quarter faster "

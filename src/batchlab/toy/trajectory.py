@@ -33,7 +33,7 @@ import numpy as np
 from batchlab.errors import ConfigError
 from batchlab.toy.examples import ExampleSet, examples_for
 from batchlab.optim.functional import momentum_update
-from batchlab.status import DIVERGED
+from batchlab.store.status import DIVERGED
 from batchlab.toy.surfaces import CriticalPoint, Surface
 
 DEFAULT_STEPS = 5000

@@ -1,0 +1,49 @@
+"""Which batch size to use, measured: steps, examples and time to a target against batch size.
+
+* :mod:`~batchlab.experiments.advise.target` — the target, its evaluation schedule and steps S to reach it;
+* :mod:`~batchlab.experiments.advise.trace` — all runs of one batch size trained together towards the target;
+* :mod:`~batchlab.experiments.advise.fit` — McCandlish et al.'s S_min, E_min, B_crit and Shallue et al.'s regimes;
+* :mod:`~batchlab.experiments.advise.measure` — noise scale along training, time per update, GPU memory limit;
+* :mod:`~batchlab.experiments.advise.experiment` — the plan per scale and :func:`run_advise`;
+* :mod:`~batchlab.experiments.advise.plots` and :mod:`~batchlab.experiments.advise.report` — figures and the report section.
+
+Example::
+
+    import batchlab
+    result = batchlab.advise(batchlab.RunConfig(dataset="mnist-5k", model="mlp"), scale="quick",
+                             store="batchlab-runs/runs.db")
+    print(result.recommendation)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchlab.experiments.advise.experiment import AdvisePlan, AdviseResult, TargetNotReachedError, plan_advise, run_advise
+from batchlab.experiments.advise.fit import TradeoffFit, fit_tradeoff
+from batchlab.experiments.advise.target import Target, parse_target
+from batchlab.config import RunConfig
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
+
+
+def advise(template: RunConfig | None = None, *, scale: str = "quick", store: "RunStore | str | None" = None, splits: Any = None,
+           **overrides: Any) -> AdviseResult:
+    """Plan (``overrides``: see :func:`plan_advise`) and run ``advise`` for ``template``.
+
+    ``store``: a :class:`batchlab.RunStore`, a path to one, or None (nothing kept or reused).
+    ``splits``: the data to train on (default: the template's registry data).
+    """
+    plan = plan_advise(scale, template, **overrides)
+    if isinstance(store, (str, Path)):
+        from batchlab.store import RunStore
+
+        with RunStore(store) as opened:
+            return run_advise(plan, opened, splits=splits)
+    return run_advise(plan, store, splits=splits)
+
+
+__all__ = ["AdvisePlan", "AdviseResult", "Target", "TargetNotReachedError", "TradeoffFit", "advise",
+           "fit_tradeoff", "parse_target", "plan_advise", "run_advise"]

@@ -1,0 +1,165 @@
+"""``advise`` as a table, a recommendation in words, figures and a section of ``batchlab report``.
+
+Everything starts from the stored ``advise`` record (the dict of ``AdviseResult.to_dict``), so the
+report is rebuilt from the store alone; ``batchlab advise`` prints and draws with the same
+functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from matplotlib.figure import Figure
+
+from batchlab.experiments.advise.plots import plot_noise, plot_steps, plot_time
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
+
+SECTION_ID = "advise"
+SECTION_TITLE = "Which batch size: steps and time to a result (Shallue et al. 2019, McCandlish et al. 2018)"
+COLUMNS = ("B", "best η", "λ", "S (seeds)", "E = S·B", "t/update", "T = S·t", "regime")
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}g}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 1e-3:
+        return f"{value * 1e6:.0f} µs"
+    if value < 1:
+        return f"{value * 1e3:.3g} ms"
+    return f"{value:.3g} s"
+
+
+def table_rows(record: Mapping[str, Any]) -> list[list[str]]:
+    """One row per B (see :data:`COLUMNS`); a B never reached says so."""
+    rows = []
+    for r in record["rows"]:
+        if not r["reached"]:
+            best = r.get("best_metric")
+            rows.append([str(r["batch_size"]), "—", "—",
+                         f"not reached in {r['budget']} updates (best {_num(best, 4)})", "—", "—", "—", "—"])
+            continue
+        edge = " (edge)" if r["lr_at_edge"] else ""
+        seeds = f"{r['steps']:.4g} ({r['steps_low']}–{r['steps_high']})"
+        rows.append([str(r["batch_size"]), f"{r['lr']:.3g}{edge}", f"{r['momentum']:g}", seeds,
+                     f"{r['examples']:.4g}", _seconds(r.get("time_per_update_s")),
+                     _seconds(r.get("time_to_target_s")), r.get("regime") or "—"])
+    return rows
+
+
+def render_table(record: Mapping[str, Any]) -> str:
+    rows = [list(COLUMNS)] + table_rows(record)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def fit_sentence(record: Mapping[str, Any]) -> str:
+    fit = record.get("fit")
+    if not fit:
+        return f"No trade-off fit: {record.get('fit_note')}."
+    if fit.get("unresolved"):
+        return f"Trade-off fit: {fit['unresolved']}."
+    text = (f"Fit of (S/S_min − 1)(E/E_min − 1) = 1 to {fit['points']} batch sizes: S_min = {fit['s_min']:.3g}, "
+            f"E_min = {fit['e_min']:.3g}, B_crit = E_min/S_min = {fit['b_crit']:.3g}")
+    if fit.get("b_crit_factor"):
+        text += (f" (1σ factors from the fit's covariance: ×/÷ {fit['s_min_factor']:.2f}, {fit['e_min_factor']:.2f}, "
+                 f"{fit['b_crit_factor']:.2f})")
+    if fit.get("b_crit_interval"):
+        low, high = fit["b_crit_interval"]
+        text += f"; bootstrap over seeds, 95 %: B_crit {low:.3g} … {high:.3g}"
+    return text + f"; rms log residual {fit['residual_rms']:.3f}."
+
+
+def noise_sentence(record: Mapping[str, Any]) -> str | None:
+    noise = record.get("noise")
+    if not noise or not noise["points"]:
+        return None
+    parts = [f"{p['when']} (update {p['update']}) {_num(p['b_simple'])}" for p in noise["points"]]
+    return (f"Simple noise scale B_simple = tr Σ/|G|² along the best run at B = {noise['batch_size']}: "
+            + ", ".join(parts) + " (McCandlish et al. find B_crit ≈ B_noise, both growing as training goes on).")
+
+
+def recommendation_lines(record: Mapping[str, Any]) -> list[str]:
+    rec = record["recommendation"]
+    target = record["plan"]["target"]["key"]
+    device = record.get("environment", {}).get("device_name", "this device")
+    lines = []
+    if rec.get("fastest"):
+        f = rec["fastest"]
+        lines.append(f"Shortest time to {target} on {device}: B = {f['batch_size']} (η = {f['lr']:.3g}, λ = "
+                     f"{f['momentum']:g}), {f['steps']:.4g} steps, {_seconds(f['time_to_target_s'])}"
+                     + (" — best η at the edge of its grid" if f["lr_at_edge"] else "") + ".")
+    if rec.get("least_compute"):
+        c = rec["least_compute"]
+        lines.append(f"Least compute: B = {c['batch_size']} (η = {c['lr']:.3g}, λ = {c['momentum']:g}), "
+                     f"{c['examples']:.4g} examples.")
+    if rec.get("largest_perfect_scaling"):
+        p = rec["largest_perfect_scaling"]
+        lines.append(f"Largest measured B still in perfect scaling: B = {p['batch_size']} (the fit puts the limit at "
+                     f"B_crit/4 ≈ {rec['perfect_scaling_limit']:.3g}).")
+    elif rec.get("perfect_scaling_limit") is not None:
+        lines.append(f"No measured B is in perfect scaling; the fit puts its limit at B_crit/4 ≈ "
+                     f"{rec['perfect_scaling_limit']:.3g}.")
+    memory = record.get("memory")
+    if memory:
+        lines.append(f"Largest batch that fits in memory on {memory['device_name']} (doubling search): "
+                     f"B = {memory['largest_batch']}" + (f" (B = {memory['first_out_of_memory']} ran out of memory)"
+                                                        if memory.get("first_out_of_memory") else "") + ".")
+    else:
+        lines.append("Largest batch that fits in memory: not searched (no CUDA device).")
+    return lines
+
+
+def advise_figures(record: Mapping[str, Any]) -> list[tuple[str, str, str, Figure]]:
+    """``(id, title, caption, figure)`` for the steps, time and noise figures."""
+    target = record["plan"]["target"]["key"]
+    figures = [
+        ("advise-steps", f"Steps to {target} against batch size (Shallue et al.'s figure)",
+         "Best steps S(B) over the learning-rate and momentum grid at each B (bars: range over seeds; hollow: best "
+         "η at the edge of its grid; ▲: not reached). Dotted: perfect scaling through the smallest B; solid: "
+         "McCandlish's S = S_min(1 + B_crit/B). " + fit_sentence(record), plot_steps(record)),
+        ("advise-time", "Time and examples to the target against batch size",
+         "T(B) = S(B)·t(B) with t(B) the median time of one update of batchlab's trainer step on this device; "
+         "E(B) = S(B)·B. " + " ".join(recommendation_lines(record)[:2]), plot_time(record)),
+    ]
+    if record.get("noise") and record["noise"]["points"]:
+        figures.append(("advise-noise", "Simple noise scale over training", noise_sentence(record) or "",
+                        plot_noise(record)))
+    return figures
+
+
+def latest_advise_record(store: "RunStore") -> dict[str, Any] | None:
+    records = store.records("advise")
+    if not records:
+        return None
+    return max(records, key=lambda r: str(r.get("created", "")))
+
+
+def section_notes(record: Mapping[str, Any]) -> list[str]:
+    plan = record["plan"]
+    template = plan["template"]
+    load = record.get("load_average") or [None, None]
+    notes = [
+        f"Setting: {template['model']} on {template['dataset']} ({plan['n_train']} training examples), scale "
+        f"'{plan['scale']}', {plan['seeds']} seed(s), learning rates {plan['lr_rule']} with reference "
+        f"η = {plan['reference_lr']:g} at B = {plan['reference_batch']}, {plan['lr_points']} points a factor "
+        f"{plan['lr_factor']:g} apart, λ ∈ {{{', '.join(f'{m:g}' for m in plan['momenta'])}}}.",
+        f"S is the first evaluated update at which {plan['target']['key']}; the metric is evaluated on a geometric "
+        f"schedule (ratio {plan['eval_ratio']:g}), so S overestimates the first crossing by less than that factor. "
+        "A batch size where no configuration reached the target is reported as not reached, never extrapolated.",
+        f"This pass trained {record['trained_runs']} of {len(record['runs'])} runs in {record['seconds']:.0f} s"
+        + ("" if load[0] is None else f" (1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end)")
+        + "; runs already in the store are reused.",
+    ]
+    return notes

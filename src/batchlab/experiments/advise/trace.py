@@ -1,0 +1,185 @@
+"""Steps to a target for many configurations of one batch size, trained together:
+:func:`train_to_target`.
+
+Why its own loop rather than :func:`batchlab.run_sweep`: the sweep's trainers evaluate once per
+epoch, and at B = 1 one epoch of mnist-5k is 3,600 updates, so S(B) would be known only to a
+multiple of 3,600 at small B and to a factor of two or more at large B — useless on a log-log
+steps-vs-batch figure. This loop is built from the packed trainer's own pieces and follows it
+update for update, so a configuration's trajectory here is the one ``batchlab train`` gives it:
+
+* initialization by :func:`batchlab.training.loop.initial_model_and_optimizer` (seeded, on the CPU);
+* data order ``epoch_permutation(n, e − 1, seed, shuffle)`` walked in slices of B;
+* the packed step (:func:`batchlab.training.packed_step.make_step`: ``vmap`` of the gradient and the
+  lecture's momentum for every run at once, a CUDA graph on a GPU);
+
+and evaluates the target's metric (:func:`batchlab.training.packed_step.evaluate_pack`) after the
+updates of :func:`~batchlab.experiments.advise.target.evaluation_schedule` instead of after every epoch.
+A run leaves the pack once it reaches the target (its S is known) or its loss is no longer finite
+(``diverged``); the others go on until the update budget. What each run did is returned as a
+:class:`TraceOutcome`; storing and reusing them is :mod:`batchlab.experiments.advise.experiment`'s job.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from batchlab import data as datasets
+from batchlab.experiments.advise.target import Target, evaluation_schedule, steps_to_target
+from batchlab.config import RunConfig
+from batchlab.errors import ConfigError
+from batchlab.training.loop import initial_model_and_optimizer
+from batchlab.training.packed_state import PackedMomentum, momentum_row_from_optimizer
+from batchlab.training.packed_step import PackedModel, evaluate_pack, make_step
+
+REACHED = "reached"
+NOT_REACHED = "not reached"
+DIVERGED = "diverged"
+
+# Builds a run's starting model and optimizer; the registry's by default. A user's own model
+# factory plugs in here.
+Initializer = Callable[[RunConfig, Any, torch.device], tuple[torch.nn.Module, torch.optim.Optimizer]]
+
+
+@dataclass
+class TraceOutcome:
+    """One configuration trained towards the target.
+
+    ``steps`` is S (None unless ``status`` is ``reached``); ``updates`` the updates trained;
+    ``trace`` the (update, metric) pairs evaluated; ``snapshots`` single-model state dicts at
+    the updates asked for (kept on the CPU).
+    """
+
+    config: RunConfig
+    status: str
+    steps: int | None
+    updates: int
+    budget: int
+    trace: list[tuple[int, float]]
+    seconds: float
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "steps": self.steps, "updates": self.updates, "budget": self.budget,
+                "trace": [[u, v] for u, v in self.trace], "seconds": self.seconds}
+
+
+def train_to_target(
+    configs: Sequence[RunConfig],
+    splits: Any,
+    target: Target,
+    budget: int,
+    *,
+    ratio: float,
+    device: torch.device,
+    initializer: Initializer = initial_model_and_optimizer,
+    snapshot_at: Sequence[int] = (),
+    stop_at_target: bool = True,
+) -> list[TraceOutcome]:
+    """Train ``configs`` (one batch size, one architecture; any η, λ, seed) as one pack until each
+    reaches ``target``, diverges, or has made ``budget`` updates; outcomes in the order given.
+
+    ``snapshot_at``: updates after which each run's weights are copied (for measurements along
+    the trajectory); with ``stop_at_target=False`` runs go on to ``budget`` after reaching it.
+    """
+    if not configs:
+        return []
+    shared = configs[0]
+    for config in configs[1:]:
+        if (config.batch_size, config.model, config.hidden, config.shuffle, config.drop_last) != (
+                shared.batch_size, shared.model, shared.hidden, shared.shuffle, shared.drop_last):
+            raise ConfigError("configurations trained together must share batch size, model, shuffle and drop_last")
+    evaluated = splits.val if target.split == "val" else splits.train
+    if evaluated is None:
+        raise ConfigError(
+            f"target {target.key} needs a validation split; allowed: val_fraction > 0 or a train_* target")
+    n_train = len(splits.train)
+    batch_size = datasets.resolve_batch_size(shared.batch_size, n_train)
+    slices = datasets.batch_index_slices(n_train, batch_size, drop_last=shared.drop_last)
+    schedule = set(evaluation_schedule(budget, ratio))
+    snapshots = set(snapshot_at)
+
+    rows: list[Any] = []
+    buffers = []
+    for config in configs:
+        model, optimizer = initializer(config, splits, device)
+        rows.append(model)
+        buffers.append(momentum_row_from_optimizer(optimizer, model))
+    packed = PackedModel.from_models(rows)
+    optimizer = PackedMomentum(list(configs), torch.stack(buffers), packed.layout.columns)
+    del rows, buffers
+    step = make_step(packed, optimizer, splits.train)
+    step.prepare(sorted({end - start for start, end in slices}))
+
+    active = list(range(len(configs)))  # original index of each row of the pack
+    traces: list[list[tuple[int, float]]] = [[] for _ in configs]
+    status = [NOT_REACHED] * len(configs)
+    steps: list[int | None] = [None] * len(configs)
+    made = [0] * len(configs)  # updates each run made before it left the pack
+    kept: list[dict[int, dict[str, torch.Tensor]]] = [{} for _ in configs]
+    started = time.perf_counter()
+    seconds = [0.0] * len(configs)
+
+    def look(update: int) -> list[int]:
+        """Evaluate and snapshot at ``update``; the rows that leave the pack now."""
+        leaving = []
+        if update in snapshots:
+            for row, index in enumerate(active):
+                kept[index][update] = {k: v.cpu() for k, v in packed.single_state_dict(row).items()}
+        if update not in schedule:
+            return leaving
+        losses, accuracies = evaluate_pack(packed, evaluated)
+        values = accuracies if target.metric.endswith("_acc") else losses
+        for row, index in enumerate(active):
+            traces[index].append((update, float(values[row])))
+            if not math.isfinite(losses[row]):
+                status[index] = DIVERGED
+                leaving.append(row)
+            elif steps[index] is None and target.reached(values[row]):
+                status[index], steps[index] = REACHED, update
+                if stop_at_target:
+                    leaving.append(row)
+        return leaving
+
+    def leave(rows_leaving: list[int], update: int) -> None:
+        nonlocal active, packed, optimizer, step
+        now = time.perf_counter() - started
+        for row in rows_leaving:
+            seconds[active[row]], made[active[row]] = now, update
+        keep = [row for row in range(len(active)) if row not in rows_leaving]
+        active = [active[row] for row in keep]
+        if active:
+            packed, optimizer = packed.select(keep), optimizer.select(keep)
+            step = make_step(packed, optimizer, splits.train)
+            step.prepare(sorted({end - start for start, end in slices}))
+
+    update, epoch = 0, 0
+    leave_now = look(0)
+    if leave_now:
+        leave(leave_now, 0)
+    while active and update < budget:
+        epoch += 1
+        orders = torch.stack([datasets.epoch_permutation(n_train, epoch - 1, configs[i].seed, shared.shuffle)
+                              for i in active]).to(device)
+        for start, end in slices:
+            if update >= budget or not active:
+                break
+            step(orders[:, start:end])
+            update += 1
+            leave_now = look(update)
+            if leave_now:
+                keep = [row for row in range(len(active)) if row not in leave_now]
+                leave(leave_now, update)
+                orders = orders[keep] if keep else orders
+    now = time.perf_counter() - started
+    for index in active:
+        seconds[index], made[index] = now, update
+    # S by the one counting rule (steps_to_target), the same the pack used to let runs leave.
+    return [TraceOutcome(config, status[i], steps_to_target(traces[i], target) if status[i] == REACHED else None,
+                         made[i], budget, traces[i], seconds[i], kept[i])
+            for i, config in enumerate(configs)]

@@ -1,0 +1,22 @@
+"""Keskar et al.'s generalization-gap experiment: small vs large batch, sharp minima.
+
+* :mod:`~batchlab.experiments.gap.experiment` — the plan per scale and :func:`run_gap`, which trains and
+  measures into the run store;
+* :mod:`~batchlab.experiments.gap.measurements` — sharpness and landscapes of stored minima, kept as records;
+* :mod:`~batchlab.experiments.gap.tables` — the paper's Tables 2–4 beside ours, and the automatic verdict;
+* :mod:`~batchlab.experiments.gap.plots` — the parametric plot (Figure 3), contours, sharpness bars;
+* :mod:`~batchlab.experiments.gap.report` — figures, captions and text from a stored result (the lecture
+  report's generalization section is drawn from them).
+
+Example::
+
+    from batchlab.store import RunStore
+    from batchlab.experiments.gap import plan_gap, run_gap
+    result = run_gap(plan_gap("quick", seeds=2), RunStore("batchlab-runs/runs.db"))
+    print(result.accuracy.render()); print(result.paragraph)
+"""
+
+from batchlab.experiments.gap.experiment import GapPlan, GapResult, NetworkPlan, plan_gap, run_gap
+from batchlab.experiments.gap.report import gap_figures
+
+__all__ = ["GapPlan", "GapResult", "NetworkPlan", "gap_figures", "plan_gap", "run_gap"]

@@ -1,0 +1,561 @@
+"""Keskar et al.'s generalization-gap experiment, trained and measured here, kept in the store.
+
+The paper's protocol (ICLR 2017, §2.1–2.2): Adam in both regimes, small batch SB = 256, large
+batch LB = 10 % of the training set, each trained until the training loss stops improving, 5
+random starts; then test accuracy (their Table 2), sharpness of the minima found (Tables 3 and 4)
+and the loss on the line between an SB and an LB minimum (Figure 3).
+
+Here, for each network (``f1``: F1-like fully connected net; ``c1``: the C1 shallow conv net):
+
+1. runs ``seed = 0 … seeds−1`` of both regimes with :func:`batchlab.training.train` into the store
+   (Adam, lr 1e-3, ``val_fraction = 0`` so the whole training set is trained on, as in the
+   paper; "until the loss stops improving" is ``stop_patience`` epochs without a relative
+   improvement of the training loss, with an epoch cap per regime). A finished run already in
+   the store is reused, so the experiment can be stopped and run again;
+2. measures Keskar's sharpness of each minimum (full space at every ε; the random
+   100-dimensional subspace at ε = 1e-3 when asked), reusing ``sharpness`` records;
+3. draws the parametric line from the first seed's SB minimum (α = 0) to its LB minimum
+   (α = 1), reusing the ``landscape`` record;
+4. turns the numbers into Keskar's tables and a verdict (:mod:`batchlab.experiments.gap.tables`).
+
+A :class:`NetworkPlan` can also train both regimes another way — another optimizer and momentum,
+a rate per regime, a training subset, and a training-accuracy target at which both stop — which
+is how ``batchlab lecture`` runs its flat-vs-sharp stage (:func:`batchlab.experiments.lecture.stages.sharp_minima_plan`:
+the lecture's MLP and momentum, SB and LB stopped at the same training accuracy).
+
+Scales. ``full`` is the paper's setting: SB = 256, LB = 10 % of the training set (6,000 on
+MNIST and Fashion-MNIST, 5,000 on CIFAR-10, the paper's own sizes), 5 seeds, sharpness on the
+whole training set, for F1 = ``keskar-f1`` on MNIST (mnist-5k when MNIST is not on disk) and
+C1 = ``keskar-c1`` on CIFAR-10 (Fashion-MNIST when CIFAR-10 is not on disk). ``quick`` must
+finish within 10 minutes on a 2-core CPU (measured: 7 min 45 s, 2 seeds, on an otherwise
+nearly idle 2-core machine; a second pass reuses everything and takes seconds), so it departs
+from the paper, each time for a stated
+reason (:data:`QUICK_REASONS`): both networks train on mnist-5k (4,000 training and 1,000 test
+digits shipped with batchlab), where 10 % of the training set is LB = 400 and SB = 256 would be
+almost as large; SB is therefore 16, which keeps the paper's number of small-batch updates per
+epoch (4,000/16 = 250 vs 60,000/256 ≈ 234) while LB keeps its 10 updates per epoch; epochs are
+capped; and sharpness is measured on a subset of the training examples.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from batchlab import data as datasets
+from batchlab.config import RunConfig
+from batchlab.data.identity import load_splits
+from batchlab.runtime.device import resolve_device
+from batchlab.runtime.environment import describe_environment
+from batchlab.errors import ConfigError
+from batchlab.experiments.gap.measurements import measure_parametric, measure_sharpness
+from batchlab.experiments.gap.tables import (
+    FULL,
+    Finding,
+    NetworkNumbers,
+    RegimeNumbers,
+    Table,
+    accuracy_table,
+    findings_paragraph,
+    network_findings,
+    sharpness_table,
+)
+from batchlab.geometry.landscape import DEFAULT_ALPHA_RANGE, DEFAULT_BN_MODE, ParametricLine, alpha_grid
+from batchlab.training import train
+from batchlab.training.restore import restore_run
+from batchlab.training.result import FINISHED
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
+
+SCALES = ("quick", "full")
+NETWORKS = ("f1", "c1")
+SB, LB = "SB", "LB"
+OPTIMIZER = "adam"
+LEARNING_RATE = 1e-3
+EPSILONS = (1e-3, 5e-4)
+SUBSPACE_DIM = 100
+SUBSPACE_EPSILON = 1e-3
+ITERATIONS = 10
+RECORD_KIND = "gap"
+
+QUICK_REASONS = (
+    "both networks train on mnist-5k (4,000 training digits): the paper's datasets take hours per run on a "
+    "2-core CPU",
+    "SB = 16 instead of 256: on 4,000 examples LB = 10 % = 400, so SB = 256 would be almost as large; 16 keeps "
+    "the paper's ~234 small-batch updates per epoch (4,000/16 = 250) while LB keeps its 10",
+    "epochs are capped (SB and LB each have their own cap) and sharpness uses a seeded subset of the training set",
+)
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """How one of the paper's networks is trained and measured at one scale."""
+
+    key: str
+    paper: str
+    model: str
+    dataset: str
+    hidden: tuple[int, ...] | None
+    sb: int
+    lb_fraction: float
+    sb_epochs: int
+    lb_epochs: int
+    stop_patience: int
+    sharpness_examples: int | None
+    landscape_examples: int | None
+    landscape_test_examples: int | None
+    note: str = ""
+    # How both regimes train. The defaults are the paper's: Adam at lr 1e-3 for both, no momentum.
+    optimizer: str = OPTIMIZER
+    sb_lr: float = LEARNING_RATE
+    lb_lr: float = LEARNING_RATE
+    momentum: float = 0.0
+    # A seeded subset of the training split (part of the run id), or None for all of it.
+    train_subset: int | None = None
+    # Both regimes end at the first epoch whose training accuracy reaches this (None: only the
+    # patience rule and the epoch caps end them), so SB and LB are compared at equal training
+    # accuracy, the comparison Keskar et al.'s claim is about.
+    target_train_acc: float | None = None
+    # LB as a number of examples (None: ``lb_fraction`` of the training set).
+    lb_size: int | None = None
+
+    def config(self, regime: str, batch_size: int, seed: int, device: str, data_dir: str | None) -> RunConfig:
+        """The run of ``regime`` (SB or LB) with ``seed``, trained on the whole training split (no
+        validation split, as in the paper)."""
+        return RunConfig(
+            dataset=self.dataset,
+            model=self.model,
+            optimizer=self.optimizer,
+            batch_size=batch_size,
+            lr=self.sb_lr if regime == SB else self.lb_lr,
+            momentum=self.momentum,
+            epochs=self.sb_epochs if regime == SB else self.lb_epochs,
+            seed=seed,
+            val_fraction=0.0,
+            split_seed=0,
+            shuffle="epoch",
+            hidden=self.hidden,
+            stop_patience=self.stop_patience,
+            train_subset=self.train_subset,
+            target_train_acc=self.target_train_acc,
+            device=device,
+            data_dir=data_dir,
+        )
+
+    def training_text(self) -> str:
+        """How both regimes were trained, in words (for the report's introduction)."""
+        rates = (f"lr {self.sb_lr:g}" if self.sb_lr == self.lb_lr
+                 else f"η = {self.sb_lr:g} for SB and {self.lb_lr:g} for LB")
+        optimizer = ("Adam" if self.optimizer == "adam" else
+                     f"the lecture's momentum (λ = {self.momentum:g})" if self.optimizer == "momentum" else self.optimizer)
+        if self.target_train_acc is not None:
+            end = (f"until the training accuracy reached {self.target_train_acc:.0%} (at most {self.sb_epochs} "
+                   f"epochs for SB, {self.lb_epochs} for LB)")
+        else:
+            end = f"until the training loss stopped improving for {self.stop_patience} epochs"
+        data = self.dataset + (f" ({self.train_subset:,} training examples)" if self.train_subset else "")
+        return f"{self.model} on {data}, {optimizer}, {rates}, {end}"
+
+
+@dataclass(frozen=True)
+class GapPlan:
+    """Everything ``batchlab gap`` will do; ``to_dict`` is what gap.json records as its settings."""
+
+    scale: str
+    seeds: int
+    networks: tuple[NetworkPlan, ...]
+    epsilons: tuple[float, ...] = EPSILONS
+    subspace: bool = False
+    iterations: int = ITERATIONS
+    alphas: tuple[float, ...] = field(default_factory=lambda: tuple(alpha_grid(*DEFAULT_ALPHA_RANGE)))
+    bn: str = DEFAULT_BN_MODE
+    device: str = "auto"
+    data_dir: str | None = None
+    # Why this plan departs from the paper (shown as notes in the report).
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["networks"] = [asdict(n) for n in self.networks]
+        data["reasons"] = list(self.reasons)
+        return data
+
+
+def _quick_networks() -> dict[str, NetworkPlan]:
+    return {
+        "f1": NetworkPlan("f1", "F1", "keskar-f1", "mnist-5k", None, sb=16, lb_fraction=0.1, sb_epochs=20,
+                          lb_epochs=10, stop_patience=3, sharpness_examples=1000, landscape_examples=None,
+                          landscape_test_examples=None),
+        "c1": NetworkPlan("c1", "C1", "keskar-c1", "mnist-5k", None, sb=16, lb_fraction=0.1, sb_epochs=2,
+                          lb_epochs=5, stop_patience=3, sharpness_examples=250, landscape_examples=250,
+                          landscape_test_examples=250),
+    }
+
+
+def _full_networks(data_dir: str | None) -> dict[str, NetworkPlan]:
+    mnist = _present("mnist", data_dir)
+    cifar = _present("cifar10", data_dir)
+    return {
+        "f1": NetworkPlan(
+            "f1", "F1", "keskar-f1", "mnist" if mnist else "mnist-5k", None, sb=256, lb_fraction=0.1,
+            sb_epochs=100, lb_epochs=100, stop_patience=5, sharpness_examples=None, landscape_examples=None,
+            landscape_test_examples=None,
+            note="" if mnist else "MNIST is not on disk (`batchlab data fetch mnist`), so F1 trains on mnist-5k",
+        ),
+        "c1": NetworkPlan(
+            "c1", "C1", "keskar-c1", "cifar10" if cifar else "fashion-mnist", None, sb=256, lb_fraction=0.1,
+            sb_epochs=100, lb_epochs=100, stop_patience=5, sharpness_examples=10000, landscape_examples=10000,
+            landscape_test_examples=None,
+            note="" if cifar else "CIFAR-10 is not on disk (`batchlab data fetch cifar10`), so C1 trains on Fashion-MNIST",
+        ),
+    }
+
+
+def _present(dataset: str, data_dir: str | None) -> bool:
+    return datasets.locate(datasets.get_spec(dataset), data_dir) is not None
+
+
+def plan_gap(
+    scale: str = "quick",
+    *,
+    seeds: int | None = None,
+    networks: Sequence[str] | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
+    subspace: bool | None = None,
+) -> GapPlan:
+    """The plan for ``scale`` (module docstring), with the given overrides checked."""
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
+    chosen = list(dict.fromkeys(networks or NETWORKS))
+    for name in chosen:
+        if name not in NETWORKS:
+            raise ConfigError(f"unknown network {name!r}; allowed: {', '.join(NETWORKS)}")
+    if seeds is None:
+        seeds = 2 if scale == "quick" else 5
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"seeds {seeds!r} is invalid; allowed: an integer ≥ 1 (the paper used 5)")
+    table = _quick_networks() if scale == "quick" else _full_networks(data_dir)
+    return GapPlan(
+        scale=scale,
+        seeds=seeds,
+        networks=tuple(table[name] for name in chosen),
+        subspace=(scale == "full") if subspace is None else bool(subspace),
+        device=device,
+        data_dir=data_dir,
+        reasons=QUICK_REASONS if scale == "quick" else (),
+    )
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+@dataclass
+class RunEntry:
+    """One trained run of the experiment, as the tables and gap.json see it."""
+
+    regime: str
+    seed: int
+    run_id: str
+    batch_size: int
+    status: str
+    epochs: int
+    updates: int
+    stopped_early_at: int | None
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    train_time_s: float
+    from_store: bool
+    sharpness: list[dict[str, Any]] = field(default_factory=list)
+    # The epoch whose training accuracy reached the plan's target (None: no target, or not reached).
+    reached_target_at: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status == FINISHED
+
+
+@dataclass
+class NetworkResult:
+    plan: NetworkPlan
+    n_train: int
+    n_test: int
+    runs: list[RunEntry]
+    line: ParametricLine | None
+    line_runs: tuple[str, str] | None
+    weight_norms: dict[str, float]
+    numbers: NetworkNumbers
+    findings: list[Finding]
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan": asdict(self.plan),
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "runs": [asdict(r) for r in self.runs],
+            "parametric": None if self.line is None else {
+                "run_a": self.line_runs[0], "run_b": self.line_runs[1], "line": self.line.to_dict(),
+                "weight_norms": self.weight_norms},
+            "numbers": self.numbers.to_dict(),
+            "findings": [f.to_dict() for f in self.findings],
+            "seconds": self.seconds,
+        }
+
+
+@dataclass
+class GapResult:
+    plan: GapPlan
+    networks: list[NetworkResult]
+    accuracy: Table
+    sharpness: Table
+    findings: list[Finding]
+    paragraph: str
+    environment: dict[str, Any]
+    seconds: float
+    created: str
+    # 1-minute load average at the start and the end (None where the system has none): other
+    # processes competing for the CPU stretch every time above.
+    load_average: tuple[float | None, float | None] = (None, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan.to_dict(),
+            "networks": [n.to_dict() for n in self.networks],
+            "tables": {"accuracy": self.accuracy.to_dict(), "sharpness": self.sharpness.to_dict()},
+            "findings": [f.to_dict() for f in self.findings],
+            "paragraph": self.paragraph,
+            "environment": self.environment,
+            "seconds": self.seconds,
+            "created": self.created,
+            "load_average": list(self.load_average),
+        }
+
+
+def record_key(plan: GapPlan) -> str:
+    """Key of the experiment's ``gap`` record: what was asked for (a rerun replaces it)."""
+    networks = ",".join(n.key for n in plan.networks)
+    return f"{plan.scale}|networks={networks}|seeds={plan.seeds}|subspace={int(plan.subspace)}"
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+Log = Callable[[str], None]
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _stderr(message: str) -> None:
+    print(f"[gap] {message}", file=sys.stderr, flush=True)
+
+
+def run_gap(plan: GapPlan, store: RunStore, *, progress: bool | None = False, log: Log = _stderr) -> GapResult:
+    """Train, measure and tabulate the whole experiment (module docstring); record it in ``store``."""
+    started = time.perf_counter()
+    load_before = _load_average()
+    device = resolve_device(plan.device)
+    results = []
+    for net in plan.networks:
+        if net.note:
+            log(net.note)
+        results.append(_run_network(plan, net, store, device, progress, log))
+    numbers = [r.numbers for r in results]
+    findings = [f for r in results for f in r.findings]
+    result = GapResult(
+        plan=plan,
+        networks=results,
+        accuracy=accuracy_table(numbers),
+        sharpness=sharpness_table(numbers),
+        findings=findings,
+        paragraph=findings_paragraph(numbers, findings),
+        environment=describe_environment(device),
+        seconds=time.perf_counter() - started,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        load_average=(load_before, _load_average()),
+    )
+    store.put_record(RECORD_KIND, record_key(plan), result.to_dict())
+    return result
+
+
+def _run_network(plan: GapPlan, net: NetworkPlan, store: RunStore, device: Any, progress: bool | None,
+                 log: Log) -> NetworkResult:
+    """Train both regimes of one network, measure their minima, and compare with the paper."""
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    splits = load_splits(RunConfig(dataset=net.dataset, data_dir=plan.data_dir, val_fraction=0.0, split_seed=0,
+                                   train_subset=net.train_subset), device)
+    n_train, n_test = len(splits.train), len(splits.test)
+    sizes = _batch_sizes(net, n_train)
+    runs = _train_runs(plan, net, sizes, splits, store, progress, log)
+    seconds["training"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    for run in runs:
+        if run.finished:
+            _measure_sharpness(plan, net, run, store, device, n_train, log)
+    seconds["sharpness"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    line, line_runs, norms = _measure_line(plan, net, runs, store, device, n_train, n_test, log)
+    seconds["landscape"] = time.perf_counter() - clock
+
+    numbers = _numbers(net, sizes, runs, n_test)
+    return NetworkResult(net, n_train, n_test, runs, line, line_runs, norms, numbers, network_findings(numbers),
+                         seconds)
+
+
+def _batch_sizes(net: NetworkPlan, n_train: int) -> dict[str, int]:
+    """SB as planned and LB = ``lb_size`` or ``lb_fraction`` of the training set, which must be the larger."""
+    if net.lb_size is not None:
+        if not net.sb < net.lb_size <= n_train:
+            raise ConfigError(f"LB = {net.lb_size} with SB = {net.sb} on {n_train} training examples; allowed: "
+                              f"SB < LB ≤ {n_train}")
+        return {SB: net.sb, LB: net.lb_size}
+    lb = max(1, round(net.lb_fraction * n_train))
+    if lb <= net.sb:
+        raise ConfigError(
+            f"{net.dataset} has {n_train} training examples, so LB = {net.lb_fraction:.0%} = {lb} is not larger than "
+            f"SB = {net.sb}; allowed: a dataset with more than {net.sb / net.lb_fraction:.0f} training examples"
+        )
+    return {SB: net.sb, LB: lb}
+
+
+def _train_runs(plan: GapPlan, net: NetworkPlan, sizes: dict[str, int], splits: Any, store: RunStore,
+                progress: bool | None, log: Log) -> list[RunEntry]:
+    """Every (seed, regime) run, trained into ``store`` or read back from it when finished there."""
+    runs: list[RunEntry] = []
+    for seed in range(plan.seeds):
+        for regime in (SB, LB):
+            config = net.config(regime, sizes[regime], seed, plan.device, plan.data_dir)
+            log(f"{net.paper}: {regime} seed {seed} (B = {sizes[regime]}, {net.model} on {net.dataset}) …")
+            outcome = train(config, store=store, splits=splits, progress=progress)
+            runs.append(_entry(regime, seed, sizes[regime], outcome))
+            log(f"{net.paper}: {regime} seed {seed}: {_describe(runs[-1])}")
+    return runs
+
+
+def _measure_sharpness(plan: GapPlan, net: NetworkPlan, run: RunEntry, store: RunStore, device: Any, n_train: int,
+                       log: Log) -> None:
+    """Keskar's φ of ``run``'s minimum at every ε (and in the random subspace when planned)."""
+    restored = restore_run(store, run.run_id, device=device)
+    spaces: list[tuple[int | None, float]] = [(None, eps) for eps in plan.epsilons]
+    if plan.subspace:
+        spaces.append((SUBSPACE_DIM, SUBSPACE_EPSILON))
+    for dim, eps in spaces:
+        row, reused = measure_sharpness(store, restored, epsilon=eps, subspace_dim=dim, iterations=plan.iterations,
+                                        seed=0, examples=_cap(net.sharpness_examples, n_train))
+        run.sharpness.append({"space": FULL if dim is None else f"random{dim}", "epsilon": eps,
+                              "value": row["value"], "loss": row["loss"], "max_loss": row["max_loss"],
+                              "examples": row["examples"], "from_store": reused})
+        log(f"{net.paper}: {run.regime} seed {run.seed}: sharpness ε = {eps:g} "
+            f"{'full space' if dim is None else f'{dim}-dim subspace'} = {row['value']:.4g}"
+            + (" (from the store)" if reused else f" ({row['seconds']:.1f} s)"))
+
+
+def _measure_line(plan: GapPlan, net: NetworkPlan, runs: Sequence[RunEntry], store: RunStore, device: Any,
+                  n_train: int, n_test: int, log: Log) -> tuple[ParametricLine | None, tuple[str, str] | None,
+                                                              dict[str, float]]:
+    """The parametric line from the first seed's SB minimum to its LB minimum, and both weight norms."""
+    pair = _first_pair(runs)
+    if pair is None:
+        return None, None, {}
+    a = restore_run(store, pair[0].run_id, device=device)
+    b = restore_run(store, pair[1].run_id, device=device)
+    line, _, reused = measure_parametric(
+        store, a, b, alphas=plan.alphas, bn=plan.bn, examples=_cap(net.landscape_examples, n_train),
+        test_examples=_cap(net.landscape_test_examples, n_test), seed=0,
+    )
+    log(f"{net.paper}: parametric line SB seed {pair[0].seed} → LB seed {pair[1].seed}"
+        + (" (from the store)" if reused else ""))
+    return line, (a.run_id, b.run_id), {SB: weight_norm(a.model), LB: weight_norm(b.model)}
+
+
+def weight_norm(model: Any) -> float:
+    """‖x‖₂ of the flat vector of trainable parameters (batch-norm statistics are not parameters)."""
+    return math.sqrt(sum(float(p.detach().double().square().sum()) for p in model.parameters() if p.requires_grad))
+
+
+def _cap(examples: int | None, available: int) -> int | None:
+    """A subset size, or None (everything) when the split is not larger than it."""
+    return None if examples is None or examples >= available else examples
+
+
+def _entry(regime: str, seed: int, batch_size: int, outcome: Any) -> RunEntry:
+    s = outcome.summary
+    nan = float("nan")
+    return RunEntry(
+        regime=regime,
+        seed=seed,
+        run_id=outcome.run_id,
+        batch_size=batch_size,
+        status=outcome.status,
+        epochs=int(s.get("epochs_completed", len(outcome.epochs))),
+        updates=int(s.get("updates", 0)),
+        stopped_early_at=s.get("stopped_early_at"),
+        train_loss=float(s.get("train_loss", nan)),
+        train_acc=float(s.get("train_acc", nan)),
+        test_loss=float(s.get("test_loss", nan)),
+        test_acc=float(s.get("test_acc", nan)),
+        train_time_s=float(s.get("train_time_s") or 0.0),
+        from_store=outcome.from_store,
+        reached_target_at=s.get("reached_target_at"),
+    )
+
+
+def _describe(run: RunEntry) -> str:
+    if not run.finished:
+        return f"{run.status} after {run.epochs} epochs"
+    if run.reached_target_at:
+        stop = f"reached the training-accuracy target at epoch {run.reached_target_at}"
+    elif run.stopped_early_at:
+        stop = f"stopped improving at epoch {run.stopped_early_at}"
+    else:
+        stop = f"epoch cap {run.epochs}"
+    origin = "from the store" if run.from_store else f"{run.train_time_s:.1f} s"
+    return (f"train acc {run.train_acc:.4f}, test acc {run.test_acc:.4f} after {run.updates} updates "
+            f"({stop}; {origin})")
+
+
+def _first_pair(runs: Sequence[RunEntry]) -> tuple[RunEntry, RunEntry] | None:
+    """The SB and LB runs of the first seed where both finished."""
+    for seed in sorted({r.seed for r in runs}):
+        sb = [r for r in runs if r.seed == seed and r.regime == SB and r.finished]
+        lb = [r for r in runs if r.seed == seed and r.regime == LB and r.finished]
+        if sb and lb:
+            return sb[0], lb[0]
+    return None
+
+
+def _numbers(net: NetworkPlan, sizes: dict[str, int], runs: Sequence[RunEntry], n_test: int) -> NetworkNumbers:
+    """Per-seed numbers of finished runs only (a diverged run has no test accuracy)."""
+
+    def regime(name: str) -> RegimeNumbers:
+        done = [r for r in runs if r.regime == name and r.finished]
+        sharp: dict[tuple[str, float], list[float]] = {}
+        for run in done:
+            for row in run.sharpness:
+                sharp.setdefault((row["space"], row["epsilon"]), []).append(row["value"])
+        return RegimeNumbers(sizes[name], tuple(r.train_acc for r in done), tuple(r.test_acc for r in done),
+                             {k: tuple(v) for k, v in sharp.items()})
+
+    return NetworkNumbers(net.paper, net.model, net.dataset, n_test, regime(SB), regime(LB))
+
+
+def with_overrides(plan: GapPlan, **changes: Any) -> GapPlan:
+    """A copy of ``plan`` with its networks' fields changed (used to shrink the experiment in tests)."""
+    return replace(plan, networks=tuple(replace(n, **changes) for n in plan.networks))

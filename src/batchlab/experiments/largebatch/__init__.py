@@ -1,0 +1,21 @@
+"""Large batches without the generalization gap: the methods side by side, trained here.
+
+* :mod:`~batchlab.experiments.largebatch.experiment` — the plan per scale and :func:`run_largebatch`, which
+  trains every method and seed into the run store and measures the minima;
+* :mod:`~batchlab.experiments.largebatch.swap` — SWAP (Gupta et al. 2020): weight averaging and batch-norm
+  recomputation, the three phases with each one stored;
+* :mod:`~batchlab.experiments.largebatch.tables` — the table, the papers' claims and the verdict rule;
+* :mod:`~batchlab.experiments.largebatch.plots` — test accuracy per method with error bars;
+* :mod:`~batchlab.experiments.largebatch.report` — the figure and the lecture report's section from a stored result.
+
+Example::
+
+    from batchlab.store import RunStore
+    from batchlab.experiments.largebatch import plan_largebatch, run_largebatch
+    result = run_largebatch(plan_largebatch("quick"), RunStore("batchlab-runs/runs.db"))
+    print(result.table.render()); print(result.paragraph)
+"""
+
+from batchlab.experiments.largebatch.experiment import LargeBatchPlan, LargeBatchResult, plan_largebatch, run_largebatch
+
+__all__ = ["LargeBatchPlan", "LargeBatchResult", "plan_largebatch", "run_largebatch"]

@@ -1,0 +1,99 @@
+"""The large-batch experiment as a figure and as a section of the lecture report.
+
+Everything starts from the stored result (a ``largebatch`` record, the dictionary of
+:meth:`batchlab.experiments.largebatch.experiment.LargeBatchResult.to_dict`), so the report is rebuilt from
+the store alone; ``batchlab largebatch`` writes its figure with the same function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from matplotlib.figure import Figure
+
+from batchlab.experiments.gap.report import pass_note
+from batchlab.experiments.largebatch.plots import plot_methods
+from batchlab.experiments.largebatch.tables import MethodNumbers, Verdict
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
+
+SECTION_ID = "largebatch"
+SECTION_TITLE = "Having both: large batches without the gap (Goyal, LARS, LAMB, Akiba, ghost BN, SWAP, train longer)"
+FIGURE_ID = "largebatch-methods"
+
+
+def latest_largebatch_record(store: RunStore) -> dict[str, Any] | None:
+    """The most recently written ``largebatch`` record of ``store`` (by ``created``), or None."""
+    records = store.records("largebatch")
+    if not records:
+        return None
+    return max(records, key=lambda r: str(r.get("created", "")))
+
+
+def _numbers(record: Mapping[str, Any]) -> list[MethodNumbers]:
+    return [MethodNumbers.from_dict(n) for n in record["numbers"]]
+
+
+def _verdicts(record: Mapping[str, Any]) -> list[Verdict]:
+    return [Verdict(**v) for v in record["verdicts"]]
+
+
+def figure_caption(record: Mapping[str, Any]) -> str:
+    numbers = {n.key: n for n in _numbers(record)}
+    sb, lb = numbers.get("sb"), numbers.get("lb")
+    head = ("Test accuracy of every method, bars the mean over seeds with ±1 std, dots the seeds, hollow triangles "
+            "the training accuracy; green closes the gap, orange narrows it, grey does not (here).")
+    if sb and lb and sb.test_acc and lb.test_acc:
+        gap = 100 * (sum(sb.test_acc) / len(sb.test_acc) - sum(lb.test_acc) / len(lb.test_acc))
+        head += f" The dashed lines are SB (B = {sb.batch_size}) and plain LB (B = {lb.batch_size}), {gap:.2f} points apart."
+    return head
+
+
+def largebatch_figures(record: Mapping[str, Any]) -> list[tuple[str, str, str, Figure]]:
+    """``(id, title, caption, figure)`` of the experiment's figure."""
+    return [(FIGURE_ID, "Test accuracy per large-batch method", figure_caption(record),
+             plot_methods(_numbers(record), _verdicts(record)))]
+
+
+def section_intro(record: Mapping[str, Any]) -> str:
+    plan = record["plan"]
+    return (
+        "The lecture ends its batch-size part with \"can we have both?\": papers that train with huge batches, "
+        "fast, and still generalize. Here every method trains the same network on the same data with the same "
+        f"epoch budget, next to the small-batch baseline and the plain large batch (scale '{plan['scale']}', "
+        f"{plan['seeds']} seed{'s' if plan['seeds'] != 1 else ''}; "
+        f"{record['table']['caption'].split('. Verdict')[0]}):\n\n{record['paragraph']}"
+    )
+
+
+def section_notes(record: Mapping[str, Any]) -> list[str]:
+    plan = record["plan"]
+    notes = []
+    if plan["setting"].get("note"):
+        notes.append(plan["setting"]["note"] + ".")
+    notes.append("The papers' claims are in their own settings (ImageNet, BERT, batches of 8k–32k on hundreds of "
+                 "accelerators); the rows here test the same ideas on a small network, where a method can fail "
+                 "for reasons the papers did not face (a few dozen large-batch updates in all).")
+    unfinished = [r for r in record["runs"] if r["status"] != "finished"]
+    if unfinished:
+        notes.append(f"{len(unfinished)} run(s) did not finish ("
+                     + ", ".join(f"{r['method']} seed {r['seed']}: {r['status']}" for r in unfinished)
+                     + ") and are left out of the means.")
+    if any(r["method"] == "akiba" for r in record["runs"]):
+        notes.append("Akiba's recipe evaluates with batch norm without moving averages (each evaluated batch's own "
+                     "statistics), and its minimum is restored and its sharpness measured the same way; the other "
+                     "rows use the running statistics.")
+    swap = [r for r in record["runs"] if r["method"] == "swap" and r.get("extra")]
+    if swap:
+        notes.append("SWAP's time counts its W phase-2 copies one after another; on W workers at once, as in the "
+                     "paper, it would be " + ", ".join(f"{r['extra']['parallel_seconds']:.1f} s" for r in swap)
+                     + " per seed.")
+    notes.append(timing_note(record))
+    return notes
+
+
+def timing_note(record: Mapping[str, Any]) -> str:
+    """How long the pass that wrote the comparison's ``record`` took (:func:`batchlab.experiments.gap.report.pass_note`)."""
+    return pass_note(record, record["runs"], "(method, seed) rows")

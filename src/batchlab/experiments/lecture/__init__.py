@@ -1,0 +1,42 @@
+"""The lecture's experiments, run into a run store for ``batchlab lecture`` and its report.
+
+* :mod:`~batchlab.experiments.lecture.scales` — what each scale (``quick``, ``full``) trains, times and measures;
+* :mod:`~batchlab.experiments.lecture.stages` — :func:`run_lecture`: timing, the accuracy sweep, gradient
+  noise near a critical point, flat vs sharp minima (a small and a large batch at equal training
+  accuracy) and the toy momentum experiments, each reusing what the store holds.
+
+The report (:mod:`batchlab.report`) only reads what these stages stored.
+
+Example::
+
+    from batchlab.store import RunStore
+    from batchlab.experiments.lecture import get_scale, run_lecture
+    with RunStore("batchlab-runs/runs.db") as store:
+        run_lecture(store, get_scale("quick"))
+"""
+
+from batchlab.experiments.lecture.scales import (
+    SCALES,
+    AccuracyStudy,
+    LectureScale,
+    SharpMinimaStudy,
+    available_studies,
+    critical_point_config,
+    get_scale,
+    study_configs,
+    with_seeds,
+)
+from batchlab.experiments.lecture.stages import run_lecture
+
+__all__ = [
+    "SCALES",
+    "AccuracyStudy",
+    "LectureScale",
+    "SharpMinimaStudy",
+    "available_studies",
+    "critical_point_config",
+    "get_scale",
+    "run_lecture",
+    "study_configs",
+    "with_seeds",
+]

@@ -1,0 +1,54 @@
+"""A stored run's network in one short line, from its config alone (no torch, no data).
+
+``784-512-512-10`` is the lecture's MLP on MNIST: input size, hidden widths, classes. Networks
+with convolutions name their input shape and conv channels first: ``1×28×28-c32-c64-128-10``.
+When the dataset's shape is not known here (data given in Python), the model and its widths
+are shown instead: ``mlp 512,512``.
+
+The widths below mirror the model registry (:mod:`batchlab.models`) and the input shapes the
+dataset registry (:mod:`batchlab.data.registry`); both import torch, which listing runs must
+not wait for. A test builds every registered model on every registered dataset and checks its
+layers against :func:`architecture`, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# model → (conv channels, default dense widths), as models/registry.py builds them.
+LAYERS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "mlp": ((), (512, 512)),
+    "keskar-f1": ((), (512,) * 5),
+    "keskar-c1": ((64, 64), (384, 192)),
+    "cnn": ((32, 64), (128,)),
+}
+# dataset → (input shape (C, H, W), number of classes), as the dataset registry lists them.
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "mnist-5k": ((1, 28, 28), 10),
+    "mnist": ((1, 28, 28), 10),
+    "fashion-mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
+
+
+def default_widths(model: str | None) -> tuple[int, ...] | None:
+    """The dense widths ``model`` has when its config says ``hidden: null`` (None if unknown)."""
+    layers = LAYERS.get(str(model))
+    return layers[1] if layers else None
+
+
+def architecture(config: Mapping[str, Any]) -> str:
+    """The network of a run's ``config`` (a stored config dict) in one line (module docstring)."""
+    model = str(config.get("model"))
+    hidden: Sequence[int] | None = config.get("hidden")
+    widths = tuple(hidden) if hidden else default_widths(model)
+    layers = LAYERS.get(model)
+    shape = DATASET_SHAPES.get(str(config.get("dataset")))
+    if layers is None or shape is None:
+        return f"{model} {','.join(str(w) for w in widths)}" if widths else model
+    conv, _ = layers
+    (channels, height, width), classes = shape
+    head = f"{channels}×{height}×{width}" if conv else str(math.prod((channels, height, width)))
+    return "-".join([head, *(f"c{c}" for c in conv), *(str(w) for w in widths), str(classes)])

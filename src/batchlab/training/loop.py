@@ -1,0 +1,294 @@
+"""One training run, top to bottom: ``train(RunConfig) -> RunResult``.
+
+The loop is the lecture's mini-batch training made literal:
+
+* the whole dataset sits on the training device; each epoch draws a permutation from a generator
+  seeded by (seed, epoch) and walks it in slices of B indices — one epoch is every batch once, and
+  with ``shuffle="epoch"`` which examples share a batch changes every epoch;
+* every slice is one update (the last partial batch too, unless ``drop_last``), at the learning
+  rate the run's schedule gives that update (:func:`batchlab.optim.schedules.schedule_for`: set
+  in every parameter group just before the update, so a resumed run continues the schedule at
+  the update it stopped at);
+* after each epoch the model is evaluated on the full training and validation splits (so "training
+  accuracy" means the accuracy of the parameters at the end of the epoch, as in Keskar et al.),
+  metrics are logged to the store and a checkpoint is written, so a killed run resumes at its
+  last finished epoch;
+* a non-finite loss is a result: the run ends with status ``diverged`` and the epoch it happened.
+
+Same config and seed on the CPU give identical numbers: the model is initialized on the CPU from
+``torch.manual_seed(seed)``, the data order depends only on (seed, epoch), and no step draws other
+random numbers (models with dropout draw from the global RNG, which is seeded too).
+
+A user's own model and data (``task=``, :class:`batchlab.Task`) go through the same loop: the
+task's factory replaces the registry builder, its loss and metric replace cross-entropy and
+accuracy (:mod:`batchlab.training.objective`), and data too large for the device is read batch by
+batch in the same order (:mod:`batchlab.data.streamed`; then the read and the copy to the device
+count in the update's time, as the gather does for data on the device).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from batchlab import data as datasets
+from batchlab.config import RunConfig
+from batchlab.data.identity import data_fingerprint, load_splits
+from batchlab.data.streamed import StreamedSplit, split_batches, split_chunks
+from batchlab.runtime.device import resolve_device, synchronize
+from batchlab.runtime.environment import describe_environment
+from batchlab.errors import ConfigError
+from batchlab.models.registry import build_model
+from batchlab.runtime.threads import intra_op_threads, threads_for
+from batchlab.training.methods import (
+    RunShape,
+    build_run_optimizer,
+    initial_weights,
+    load_initial_weights,
+    run_shape,
+    use_batch_norm_settings,
+)
+from batchlab.training.objective import CLASSIFICATION, Objective
+from batchlab.training.progress import EpochProgress
+from batchlab.training.result import FINISHED, RunResult
+from batchlab.training.session import RunSession, epoch_row, open_store
+from batchlab.training.update_timer import UpdateTimer
+
+if TYPE_CHECKING:
+    from batchlab.store import RunStore
+    from batchlab.task import Task
+
+# Examples per forward pass when evaluating; large enough to be fast, small enough for any GPU.
+EVAL_CHUNK = 2048
+SPLITS_AND_TASK = "both splits and a task were given; allowed: one of them (a task brings its own data)"
+
+
+def train(
+    config: RunConfig,
+    *,
+    store: "RunStore | str | Path | None" = None,
+    force: bool = False,
+    progress: bool | None = None,
+    splits: "datasets.Splits | None" = None,
+    keep_weights: bool = True,
+    task: "Task | None" = None,
+) -> RunResult:
+    """Train one configuration; with a ``store``, record it there and reuse a finished result.
+
+    Args:
+        config: what to train.
+        store: a :class:`batchlab.store.RunStore` or a path to one. A run already finished in it
+            is returned as stored (``from_store=True``) unless ``force``; an unfinished one resumes
+            from its last epoch checkpoint. Its life in the store (claim, resume, end rules,
+            summary) is :class:`~batchlab.training.session.RunSession`'s.
+        force: train again even if the store holds a finished result; the old one is replaced
+            only once this run's data and model are ready.
+        progress: a progress bar (True), plain log lines (False) or decide by terminal (None).
+        splits: data already on the right device. Splits prepared by
+            :func:`batchlab.data.identity.load_splits` for this config are the registry data; any
+            other splits are identified by their content, which becomes part of the run id.
+        keep_weights: save the final weights beside the store, for later analyses of the minimum.
+        task: a user's own model, data, loss and metric (:class:`batchlab.Task`) instead of the
+            configuration's registry model and dataset; its checks ran when it was made, so bad
+            input has failed before the store is opened.
+    """
+    device = resolve_device(config.device)
+    config, splits = task_config_and_splits(config, splits, task, device)
+    objective = task.objective if task is not None else CLASSIFICATION
+    session = new_session(config, open_store(store), device, splits, task, force=force, keep_weights=keep_weights)
+    stored = session.stored_result()
+    if stored is not None:
+        return stored
+
+    if splits is None:
+        splits = load_splits(config, device)
+    n_train = len(splits.train)
+    shape = run_shape(config, n_train)
+    batch_size, slices, schedule = shape.batch_size, shape.slices, shape.schedule
+    model, optimizer = initial_model_and_optimizer(config, splits, device, task, store=session.store, shape=shape)
+
+    # Small CPU batches update on one intra-op thread (batchlab.runtime.threads), recorded with the run.
+    threads = threads_for(batch_size, device)
+    stored = session.claim(describe_environment(device, update_threads=threads))
+    if stored is not None:
+        return stored
+    if session.checkpoint is not None:
+        model.load_state_dict(session.checkpoint["model"])
+        optimizer.load_state_dict(session.checkpoint["optimizer"])
+        torch.set_rng_state(session.checkpoint["rng_state"])
+
+    timer = UpdateTimer(device)
+    reporter = EpochProgress(config.epochs, enabled=progress, label=f"{config.model} B={batch_size}")
+    session.log_plain = reporter.plain
+    reporter.skip_to(session.start_epoch - 1)
+    updates = session.updates
+    try:
+        for epoch in range(session.start_epoch, config.epochs + 1):
+            model.train()
+            order = datasets.epoch_permutation(n_train, epoch - 1, config.seed, config.shuffle)
+            batches = split_batches(splits.train, order.to(splits.train.device), slices, device)
+            loss_sum = torch.zeros((), device=device)
+            epoch_updates = 0
+            synchronize(device)
+            epoch_start = time.perf_counter()
+            with intra_op_threads(threads):
+                for _ in slices:
+                    if config.max_updates is not None and updates >= config.max_updates:
+                        break
+                    timer.start()
+                    x, y = next(batches)
+                    set_learning_rate(optimizer, schedule.lr_at(updates))
+                    loss = objective.loss(model(x), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    timer.stop()
+                    # Accumulated on the device: a NaN anywhere in the epoch survives the sum, and
+                    # no per-step host synchronization is needed to notice it.
+                    loss_sum += loss.detach()
+                    epoch_updates += 1
+                    updates += 1
+            synchronize(device)
+            epoch_time = time.perf_counter() - epoch_start
+            timer.flush()
+
+            row = epoch_row(
+                epoch,
+                train=evaluate(model, splits.train, objective=objective),
+                val=None if splits.val is None else evaluate(model, splits.val, objective=objective),
+                batch_loss_sum=loss_sum.item(),
+                updates=updates,
+                epoch_updates=epoch_updates,
+                epoch_time_s=epoch_time,
+                metric=objective.metric_name,
+            )
+            ended = session.end_of_epoch(row)
+            reporter.update(epoch, row)
+            if ended:
+                break
+            session.save_checkpoint(checkpoint_payload(epoch, updates, model, optimizer, session.history))
+    except KeyboardInterrupt:
+        session.interrupted()
+        raise
+    finally:
+        reporter.close()
+
+    return session.finish(
+        batch_size=batch_size,
+        n_train=n_train,
+        updates_per_epoch=len(slices),
+        timing=timer.summary(),
+        test=(evaluate(model, splits.test, objective=objective)
+              if session.status == FINISHED and splits.test is not None else None),
+        weights=model.state_dict(),
+    )
+
+
+def checkpoint_payload(
+    epoch: int, updates: int, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict[str, float]]
+) -> dict:
+    """What a run resumes from after ``epoch``: weights, optimizer state, the CPU RNG, history."""
+    return {
+        "epoch": epoch,
+        "updates": updates,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng_state": torch.get_rng_state(),
+        "history": history,
+    }
+
+
+def task_config_and_splits(
+    config: RunConfig, splits: "datasets.Splits | None", task: "Task | None", device: torch.device
+) -> tuple[RunConfig, "datasets.Splits | None"]:
+    """The configuration and data of a run: as given, or a task's (:meth:`Task.configure`, its
+    data for ``device``)."""
+    if task is None:
+        return config, splits
+    if splits is not None:
+        raise ConfigError(SPLITS_AND_TASK)
+    return task.configure(config), task.splits(device)
+
+
+def new_session(
+    config: RunConfig, store: "RunStore | None", device: torch.device, splits: "datasets.Splits | None",
+    task: "Task | None", *, force: bool, keep_weights: bool, execution: dict[str, Any] | None = None,
+) -> RunSession:
+    """The run's :class:`RunSession`, with the identity of a task's model and data when it has one
+    (``execution``: how the run is spread over processes, part of its id; None for one process)."""
+    spread = {} if execution is None else {"execution": execution}
+    if task is None:
+        return RunSession(config, store, device.type, data_fingerprint=data_fingerprint(config, splits),
+                          force=force, keep_weights=keep_weights, **spread)
+    return RunSession(config, store, device.type, data_fingerprint=task.data_fingerprint,
+                      model_fingerprint=task.model_fingerprint, metric_name=task.objective.metric_name,
+                      force=force, keep_weights=keep_weights, **spread)
+
+
+def initial_model_and_optimizer(
+    config: RunConfig,
+    splits: "datasets.Splits",
+    device: torch.device,
+    task: "Task | None" = None,
+    *,
+    store: "RunStore | None" = None,
+    shape: RunShape | None = None,
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The run's starting point: ``torch.manual_seed(seed)``, the model built on the CPU (so a
+    seed gives the same weights on every device) — the registry model, or the task's factory —
+    its batch norm made ghost / free of moving averages as the config says, the final weights of
+    run ``init_from`` (read from ``store``) if given, moved to ``device``, and its optimizer
+    (:mod:`batchlab.training.methods`).
+
+    Single and packed training both start here, so their runs begin identically.
+    """
+    shape = shape or run_shape(config, len(splits.train))
+    weights = initial_weights(config, store)
+    torch.manual_seed(config.seed)
+    if task is not None:
+        model = task.build_model()
+    else:
+        model = build_model(config.model, splits.input_shape, splits.num_classes, config.hidden)
+    use_batch_norm_settings(model, config)
+    if weights is not None:
+        load_initial_weights(model, config, weights)
+    model = model.to(device)
+    return model, build_run_optimizer(config, model.parameters(), shape)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Use ``lr`` for the next update in every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    split: "datasets.TensorSplit | StreamedSplit",
+    chunk: int = EVAL_CHUNK,
+    *,
+    objective: Objective = CLASSIFICATION,
+) -> tuple[float, float]:
+    """Mean loss and metric of ``model`` over a whole split, in eval mode: cross-entropy and
+    accuracy unless ``objective`` says otherwise (example-weighted over chunks, see
+    :mod:`batchlab.training.objective`). A streamed split is read to the model's device.
+
+    The caller's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    device = next((p.device for p in model.parameters()), split.device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    total_metric = torch.zeros((), dtype=torch.float64, device=device)
+    for x, y in split_chunks(split, chunk, device):
+        loss_sum, metric_sum = objective.sums(model(x), y)
+        total_loss += loss_sum
+        total_metric += metric_sum
+    model.train(was_training)
+    n = len(split)
+    return total_loss.item() / n, total_metric.item() / n

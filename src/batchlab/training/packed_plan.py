@@ -1,0 +1,428 @@
+"""Which runs can be trained together, and whether packing them pays on this device.
+
+* :func:`pack_key`: runs with equal keys walk the same number of equal-sized batches through the
+  same architecture on the same device, so one stacked step can train them all. Everything a run
+  may keep to itself — learning rate, λ, Nesterov, weight decay, initialization seed and with it
+  its data order — is left out of the key.
+* :func:`can_pack`: batch-norm running statistics (ghost batch norm included) and dropout masks
+  are state and randomness outside the weights that a vmapped step does not reproduce exactly,
+  and only the lecture's momentum (``momentum``, ``sgd``) has a vectorized rule (not LARS, LAMB
+  or a recipe's optimizer); other runs train one at a time. Learning-rate schedules pack: each
+  run's rate is set per row before every update.
+  A user's model (:class:`batchlab.Task`) is checked the same way, plus one vmapped probe step
+  (:func:`batchlab.task.model.packability`), and its data must be on the device, not streamed.
+* :func:`plan_packs`: on a CUDA device a pack is as large as free memory allows (docs/science.md §8,
+  H100, K = 64, B = 1: 14 µs per model-update with the packed step in a CUDA graph, against
+  0.94 ms for one model at a time with the data on the GPU). On any other device nothing
+  guarantees that packing pays, so the plan probes both ways on the actual pack
+  (:func:`measure_strategies`) and packs only when packing wins clearly
+  (:func:`choose_strategy`) — unless the pack's training is so short that measuring would cost
+  more than ~5% of it; then it trains one at a time, as ``batchlab.train`` would.
+
+  The probe compares like with like: a sample of either way is the same number of model-updates
+  (K: one packed step of the K runs, or K consecutive updates of one run, as one-at-a-time
+  training makes them, its weights staying in cache between them), under the thread count the
+  training will use (:func:`batchlab.runtime.threads.apply_thread_rule` for K·B examples packed and B
+  one at a time), ``MEASURE_ROUNDS`` samples of each, alternating which goes first. Packing is
+  chosen only when it is faster by ``PACKING_MARGIN`` in both the fastest and the median sample;
+  anything closer trains one at a time, which cannot be slower than ``batchlab.train``. Each
+  pack keeps the samples of both ways (``Pack.evidence``) and says them in its ``reason``. A
+  single sample per way once chose packing at 1.33 vs 2.23 ms per model-update for the lecture's
+  MLP at B = 16 on a quiet 2-core CPU, then trained at 0.78× the speed of one at a time.
+
+  Why measure rather than follow a rule: on a 2-core CPU (AMD EPYC VM, torch 2.13; fastest of
+  three steps, λ mixed over {0, 0.5, 0.8, 0.9}) packed over one at a time, per model-update, was
+  0.86–0.93× at K = 4 and 1.7–2.5× at K = 16 for an MLP 784-32-10, but 0.82–0.99× at K = 4 and
+  1.04–1.16× at K = 16 for the lecture's 784-512-512-10 (B ∈ {1, 16, 128}). Small steps gain from
+  one vmapped launch instead of K; large ones are bound by memory bandwidth, since one model's
+  weights, gradients and momentum (~8 MB) stay in cache between its updates and sixteen side by
+  side do not. The answer depends on the model, K, B and the machine; docs/science.md §8 also found
+  that vmap did not pay on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from batchlab import data as datasets
+from batchlab.config import RunConfig
+from batchlab.runtime.device import resolve_device, synchronize
+from batchlab.errors import ConfigError
+from batchlab.models.registry import build_model, count_parameters, get_model_spec
+from batchlab.optim import OPTIMIZERS, build_optimizer, get_optimizer_spec
+from batchlab.runtime.threads import apply_thread_rule
+from batchlab.training.packed_state import PackedMomentum
+from batchlab.training.packed_step import PackedModel, make_step
+
+if TYPE_CHECKING:
+    from batchlab.task import Task
+
+PACKED = "packed"
+SEQUENTIAL = "sequential"
+AUTO = "auto"
+STRATEGIES = (AUTO, PACKED, SEQUENTIAL)
+
+# Share of the free GPU memory a pack may plan to use; the rest is headroom for the allocator's
+# fragmentation, evaluation and the CUDA graph's private pool.
+GPU_MEMORY_SHARE = 0.7
+# Float tensors of P elements a packed run needs per step: parameters, gradients, momentum, and
+# up to three temporaries of the update when a pack mixes rules (−ηg, the new buffer, θ + m).
+STATE_COPIES = 6
+# Activation memory of one example is counted this many times: the forward outputs saved for the
+# backward pass, their gradients, and slack for temporaries inside the layers.
+ACTIVATION_COPIES = 3
+# Timed samples of each strategy when measuring (after one warm-up of each), alternating.
+MEASURE_ROUNDS = 3
+# Runs whose settings the one-at-a-time samples take in turn (the time of one update does not
+# grow with K; the settings, λ = 0 or not, change it a little).
+SEQUENTIAL_PROBE_RUNS = 4
+# Packing must be at least this much faster (fastest and median sample alike) to be chosen.
+PACKING_MARGIN = 0.10
+# A pack is measured only when its training is at least this many times the measurement, so
+# the measurement costs at most ~5% of a sweep that then goes one at a time.
+MEASUREMENT_SHARE_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class ProbeEvidence:
+    """Seconds per model-update of each probe sample, packed and one at a time, on one device."""
+
+    packed_s: tuple[float, ...]
+    sequential_s: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.packed_s or not self.sequential_s:
+            raise ValueError("probe evidence needs at least one sample of each way")
+
+    def to_dict(self) -> dict:
+        return {"packed_s": list(self.packed_s), "sequential_s": list(self.sequential_s)}
+
+    def describe(self) -> str:
+        def way(samples: tuple[float, ...]) -> str:
+            return f"fastest {min(samples) * 1e3:.3f}, median {statistics.median(samples) * 1e3:.3f}"
+
+        return (
+            f"ms per model-update, packed: {way(self.packed_s)}; one at a time: {way(self.sequential_s)} "
+            f"({len(self.packed_s)} and {len(self.sequential_s)} samples)"
+        )
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Runs that train the same way: together in one stacked step (``packed``) or one at a time
+    (``sequential``), with the ``reason`` for that choice in words and, when the choice was
+    measured, the probe's samples (``evidence``)."""
+
+    configs: tuple[RunConfig, ...]
+    strategy: str
+    reason: str
+    evidence: ProbeEvidence | None = None
+
+
+def pack_key(config: RunConfig, task: "Task | None" = None) -> tuple:
+    """What runs must share to be trained in one pack (see the module docstring)."""
+    default_hidden = None if task is not None else get_model_spec(config.model).default_hidden
+    optimizer = "momentum" if get_optimizer_spec(config.optimizer).packable else config.optimizer
+    return (
+        config.dataset,
+        config.data_dir,
+        config.model,
+        tuple(config.hidden or default_hidden or ()),
+        config.batch_size,
+        config.shuffle,
+        config.drop_last,
+        config.epochs,
+        config.max_updates,
+        config.stop_patience,
+        float(config.val_fraction),
+        config.split_seed,
+        str(resolve_device(config.device)),
+        optimizer,
+    )
+
+
+def can_pack(config: RunConfig, task: "Task | None" = None) -> tuple[bool, str]:
+    """Whether ``config`` can join a pack, and if not, why it trains one at a time (for a
+    ``task``'s model: on the device the config names)."""
+    if config.recipe is not None:
+        return False, f"recipe {config.recipe} has no packed update rule: trained one at a time"
+    if config.ghost_batch is not None:
+        return False, f"ghost batch norm (G={config.ghost_batch}) is not packed: trained one at a time"
+    if task is not None:
+        why_not = task.why_not_packable(resolve_device(config.device))
+        if why_not is not None:
+            return False, why_not
+    else:
+        spec = get_model_spec(config.model)
+        if spec.has_batch_norm:
+            return False, f"{config.model} has batch-norm running statistics: trained one at a time"
+        if spec.has_dropout:
+            return False, f"{config.model} has dropout: trained one at a time"
+    if config.momentum_correction:
+        return False, "Goyal's momentum correction is not in the packed update rule: trained one at a time"
+    if not get_optimizer_spec(config.optimizer).packable:
+        packable = ", ".join(name for name, s in OPTIMIZERS.items() if s.packable)
+        return False, (
+            f"optimizer {config.optimizer} has no packed update rule (packable: {packable}): "
+            "trained one at a time"
+        )
+    return True, ""
+
+
+def plan_packs(
+    configs: Sequence[RunConfig],
+    device: str | torch.device | None = None,
+    *,
+    splits: "datasets.Splits | None" = None,
+    strategy: str = AUTO,
+    task: "Task | None" = None,
+) -> list[Pack]:
+    """Group ``configs`` into packs and choose how each is trained.
+
+    Args:
+        configs: the runs (already de-duplicated by the caller if it wants that).
+        device: the device the runs train on; None means each config's own ``device``.
+        splits: the data, already prepared (else loaded per dataset when a measurement needs it).
+        strategy: ``auto`` (CUDA: pack; other devices: measure and keep the faster), ``packed``
+            (pack every packable group, split only by GPU memory) or ``sequential``.
+        task: the user's model and data the configs train (already configured for it).
+
+    Packs come in the order of their first config; unpackable runs are packs of one.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown packing strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+    groups: dict[tuple, list[RunConfig]] = {}
+    entries: list[Pack | tuple] = []  # a lone run's pack, or the key of a group, in first-seen order
+    for config in configs:
+        packable, why_not = can_pack(config, task)
+        if not packable:
+            entries.append(Pack((config,), SEQUENTIAL, why_not))
+            continue
+        key = pack_key(config, task)
+        if key not in groups:
+            groups[key] = []
+            entries.append(key)
+        groups[key].append(config)
+
+    plan: list[Pack] = []
+    for entry in entries:
+        if isinstance(entry, Pack):
+            plan.append(entry)
+            continue
+        group = groups[entry]
+        target = resolve_device(device if device is not None else group[0].device)
+        plan.extend(_plan_group(group, target, splits, strategy, task))
+    return plan
+
+
+def _plan_group(group: list[RunConfig], device: torch.device, splits, strategy: str, task=None) -> list[Pack]:
+    label = _label(group[0], len(group))
+    if strategy == SEQUENTIAL:
+        return [Pack(tuple(group), SEQUENTIAL, f"{label}: trained one at a time, as asked")]
+    if len(group) == 1:
+        return [Pack(tuple(group), SEQUENTIAL, f"{label}: nothing to pack it with, trained alone")]
+    if task is not None:
+        splits = task.splits(device)
+    elif splits is None:
+        splits = _load_splits(group[0], device)
+    if device.type == "cuda":
+        return _split_by_gpu_memory(group, device, splits, task)
+    if strategy == PACKED:
+        return [Pack(tuple(group), PACKED, f"{label}: packed, as asked")]
+    work = len(group) * planned_updates(group[0], len(splits.train))
+    if work < MEASUREMENT_SHARE_LIMIT * measurement_cost(len(group)):
+        # Measuring would cost more than a few percent of the training itself; one at a time is
+        # what batchlab.train does, so choosing it can never make the sweep slower than that.
+        return [Pack(tuple(group), SEQUENTIAL, (
+            f"{label}: trained one at a time; {work} model-updates in all are too few to be worth "
+            f"measuring whether packing pays on this {device.type}"))]
+    evidence = measure_strategies(group, splits.to(device), device, task=task)
+    strategy = choose_strategy(evidence)
+    if strategy == PACKED:
+        verdict = f"packed (faster by more than {PACKING_MARGIN:.0%})"
+    else:
+        verdict = f"trained one at a time (packing not faster by {PACKING_MARGIN:.0%} in fastest and median)"
+    reason = f"{label}: {verdict}, measured on this {device.type}: {evidence.describe()}"
+    return [Pack(tuple(group), strategy, reason, evidence)]
+
+
+def choose_strategy(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> str:
+    """``packed`` when packing's fastest and median samples are both at least ``margin`` faster
+    than one at a time's (t_packed · (1 + margin) < t_sequential for each), else ``sequential``:
+    a close call or a split verdict trains one at a time, which is never slower than
+    ``batchlab.train``."""
+    wins = (
+        min(evidence.packed_s) * (1 + margin) < min(evidence.sequential_s)
+        and statistics.median(evidence.packed_s) * (1 + margin) < statistics.median(evidence.sequential_s)
+    )
+    return PACKED if wins else SEQUENTIAL
+
+
+def _label(config: RunConfig, count: int) -> str:
+    return f"{count} run{'s' if count != 1 else ''} of {config.model} B={config.batch_size}"
+
+
+def _load_splits(config: RunConfig, device: torch.device) -> "datasets.Splits":
+    from batchlab.data.identity import load_splits
+
+    return load_splits(config, device)
+
+
+def _split_by_gpu_memory(group: list[RunConfig], device: torch.device, splits, task=None) -> list[Pack]:
+    """Cut ``group`` into packs of at most the number of runs that fit in free GPU memory, with
+    sizes as equal as possible (100 runs with room for 64 become 50 + 50)."""
+    batch_size = datasets.resolve_batch_size(group[0].batch_size, len(splits.train))
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    example = splits.train.x[:1].cpu() if task is not None else None  # a user's inputs may not be float
+    per_run = bytes_per_packed_run(group[0], splits.input_shape, splits.num_classes, batch_size, task=task,
+                                   example=example)
+    fitting = max(1, int(GPU_MEMORY_SHARE * free_bytes // per_run))
+    count = math.ceil(len(group) / fitting)
+    size = math.ceil(len(group) / count)
+    reason = (
+        f"{_label(group[0], len(group))}: packed {size} at a time on {device} "
+        f"({free_bytes / 2**30:.1f} GiB free, ~{per_run / 2**20:.1f} MiB per run)"
+    )
+    return [Pack(tuple(group[i : i + size]), PACKED, reason) for i in range(0, len(group), size)]
+
+
+def bytes_per_packed_run(
+    config: RunConfig, input_shape, num_classes: int, batch_size: int, *, task: "Task | None" = None,
+    example: torch.Tensor | None = None,
+) -> int:
+    """Estimated device memory of one run in a pack, in bytes (float32)::
+
+        4 · (STATE_COPIES · P + batch_size · ACTIVATION_COPIES · A)
+
+    P: parameter count; A: elements of the input and of every module's output for one example,
+    counted on a CPU copy of the model (a task's model, on ``example``, one input of its data).
+    """
+    with torch.random.fork_rng(devices=[]):
+        model = _throwaway_model(config, input_shape, num_classes, task)
+    parameters = count_parameters(model)
+    activations = activation_elements_per_example(model, input_shape, example)
+    return 4 * (STATE_COPIES * parameters + batch_size * ACTIVATION_COPIES * activations)
+
+
+def activation_elements_per_example(model: nn.Module, input_shape, example: torch.Tensor | None = None) -> int:
+    """Elements of the input plus the outputs of all leaf modules, for one example (zeros of
+    ``input_shape``, or ``example``, a batch of one)."""
+    total = [math.prod(input_shape)]
+
+    def count(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        total[0] += output[0].numel()
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [leaf.register_forward_hook(count) for leaf in leaves]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape) if example is None else example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total[0]
+
+
+def measure_strategies(
+    configs: Sequence[RunConfig], splits: "datasets.Splits", device: torch.device, rounds: int = MEASURE_ROUNDS,
+    *, task: "Task | None" = None,
+) -> ProbeEvidence:
+    """Seconds per model-update of ``configs`` trained packed and one at a time, on ``device``.
+
+    Both ways train throwaway models of the runs' architecture with the runs' optimizer settings
+    and batch size, on the actual data, on random batches. A sample of each way is K model-updates
+    (K = ``len(configs)``): one packed step of K copies of the model, or K consecutive updates of
+    one model — as one-at-a-time training makes them — taking the settings of the first
+    ``SEQUENTIAL_PROBE_RUNS`` runs in turn. Each way runs under the thread count its training
+    will use. One warm-up of each, then ``rounds`` samples of each, alternating which way goes
+    first, so a burst of load on the machine hits both. The global random state is left untouched.
+    A ``task`` brings the model and the loss.
+    """
+    k = len(configs)
+    singles_configs = list(configs[:SEQUENTIAL_PROBE_RUNS])
+    first = configs[0]
+    n_train = len(splits.train)
+    batch_size = datasets.resolve_batch_size(first.batch_size, n_train)
+    generator = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        model = _throwaway_model(first, splits.input_shape, splits.num_classes, task).to(device)
+    loss_of = task.objective.loss if task is not None else F.cross_entropy
+    singles = [copy.deepcopy(model) for _ in singles_configs]
+    optimizers = [
+        build_optimizer(c.optimizer, m.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
+                        weight_decay=c.weight_decay)
+        for c, m in zip(singles_configs, singles)
+    ]
+    packed_model = PackedModel.from_models([model] * k)
+    rule = PackedMomentum(configs, torch.zeros_like(packed_model.flat), packed_model.layout.columns)
+    packed_step = make_step(packed_model, rule, splits.train, graphed=False, loss=loss_of)
+
+    def batches() -> torch.Tensor:
+        return torch.randint(0, n_train, (k, batch_size), generator=generator).to(device)
+
+    def packed(index: torch.Tensor) -> None:
+        with apply_thread_rule(k * batch_size, device):
+            packed_step(index)
+
+    def one_at_a_time(which: int) -> Callable[[torch.Tensor], None]:
+        single, optimizer = singles[which % len(singles)], optimizers[which % len(singles)]
+
+        def run(index: torch.Tensor) -> None:
+            with apply_thread_rule(batch_size, device):
+                for row in index:
+                    loss = loss_of(single(splits.train.x[row]), splits.train.y[row])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+
+        return run
+
+    packed(batches())  # warm-up: first-call costs are not the strategy's
+    for which in range(len(singles)):
+        one_at_a_time(which)(batches()[:1])
+    packed_times, sequential_times = [], []
+    for round_ in range(rounds):
+        ways = [(packed_times, packed), (sequential_times, one_at_a_time(round_))]
+        for times, way in ways if round_ % 2 == 0 else ways[::-1]:
+            times.append(_seconds(way, batches(), device) / k)
+    return ProbeEvidence(tuple(packed_times), tuple(sequential_times))
+
+
+def _throwaway_model(config: RunConfig, input_shape, num_classes: int, task: "Task | None") -> nn.Module:
+    """A model of the run's architecture whose weights do not matter (the caller forks the RNG)."""
+    if task is not None:
+        return task.build_model()
+    return build_model(config.model, input_shape, num_classes, config.hidden)
+
+
+def measurement_cost(runs: int, rounds: int = MEASURE_ROUNDS) -> int:
+    """Model-updates :func:`measure_strategies` trains for a pack of ``runs`` (a packed step
+    counted as ``runs`` model-updates): a warm-up of each way plus ``rounds`` samples of
+    ``runs`` model-updates each way."""
+    return (rounds + 1) * runs + rounds * runs + min(runs, SEQUENTIAL_PROBE_RUNS)
+
+
+def planned_updates(config: RunConfig, n_train: int) -> int:
+    """Updates one run of ``config`` makes unless it diverges or stops early."""
+    batch_size = datasets.resolve_batch_size(config.batch_size, n_train)
+    per_epoch = len(datasets.batch_index_slices(n_train, batch_size, drop_last=config.drop_last))
+    total = config.epochs * per_epoch
+    return total if config.max_updates is None else min(total, config.max_updates)
+
+
+def _seconds(step: Callable[[torch.Tensor], None], index: torch.Tensor, device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    step(index)
+    synchronize(device)
+    return time.perf_counter() - start
