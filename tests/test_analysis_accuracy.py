@@ -132,3 +132,23 @@ def test_final_loss_drop_is_the_fall_over_the_second_half_of_the_epochs():
     assert _final_loss_drop(history) == pytest.approx(1.5 - 1.1)
     assert _final_loss_drop(history[:3]) == pytest.approx(1.5 - 1.2)
     assert _final_loss_drop(history[:1]) is None and _final_loss_drop(None) is None
+
+
+def test_points_keep_per_seed_values_and_count_runs_that_failed_to_train():
+    from batchlab.store import RunRecord
+
+    def record(seed, status, train_acc, batch_size=8):
+        config = {"dataset": "mnist-5k", "model": "mlp", "batch_size": batch_size, "seed": seed, "epochs": 3}
+        return RunRecord(f"r{seed}{status}{batch_size}", status, config, {},
+                         {"batch_size": batch_size, "train_acc": train_acc, "val_acc": train_acc}, "", None, None)
+
+    records = [record(0, "finished", 0.9), record(2, "finished", 0.8), record(1, "failed to train", 0.1),
+               record(3, "diverged", 0.1), record(4, "interrupted", 0.5)]
+    histories = {"r0finished8": [{"train_loss": 1.0}, {"train_loss": 0.5}],
+                 "r2finished8": [{"train_loss": 1.0}, {"train_loss": 0.7}]}
+    (panel,) = accuracy_vs_batch_size(records, histories)
+    point = panel.curves[0].points[0]
+    assert point.seed_values["train_acc"] == {0: 0.9, 2: 0.8}
+    assert point.n_diverged == 2 and point.seeds == [0, 2]  # failed runs counted, never averaged
+    assert point.mean("train_acc") == pytest.approx(0.85)
+    assert point.last_epoch_drop == pytest.approx((0.5 + 0.3) / 2)

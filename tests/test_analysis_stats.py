@@ -134,7 +134,27 @@ def test_power_05_is_the_interval_just_excluding_zero():
 
 def test_power_line_words():
     line = power_line(0.85, 1.0, 4, unit=" points")
-    assert line == ("to resolve a difference of 0.85 points at this spread (s = 1 points), 13 paired seeds are "
-                    "needed (95% interval, power 0.8); 4 pairs were run")
+    assert line == ("to resolve a difference of 0.85 points at this spread (s = 1 point), 13 paired seeds are "
+                    "needed (95 % interval, power 0.8); 4 pairs were run")
     assert power_line(-0.22, 0.7, 1, paired=False).endswith("160 seeds per batch size are needed "
-                                                            "(95% interval, power 0.8); 1 seed was run")
+                                                            "(95 % interval, power 0.8); 1 seed was run")
+
+
+def test_binomial_interval_of_one_seed_a_side_by_hand():
+    from batchlab.analysis.stats import BINOMIAL, binomial_interval
+
+    # 0.9 and 0.8 on 1,000 examples: se = √(0.09/1000 + 0.16/1000) = 0.01581, half width 1.96 · se = 0.03099.
+    interval = binomial_interval(0.9, 0.8, 1000)
+    assert interval.estimate == pytest.approx(0.1)
+    assert interval.half_width == pytest.approx(1.959964 * 0.0158114, rel=1e-5)
+    assert interval.method == BINOMIAL and not interval.within_noise
+    assert binomial_interval(0.9, 0.89, 1000).within_noise
+
+
+def test_mean_interval_is_the_one_sample_t_interval():
+    from batchlab.analysis.stats import mean_interval
+
+    low, high = mean_interval([1.0, 2.0, 3.0])
+    reference = scipy_stats.ttest_1samp([1.0, 2.0, 3.0], 0.0).confidence_interval(0.95)
+    assert (low, high) == pytest.approx((reference.low, reference.high))
+    assert mean_interval([1.0]) is None

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from batchlab.analysis.verdicts import VERDICTS
 from batchlab.experiments import lecture
 from batchlab.cli import main
 from batchlab.store import RunStore
@@ -67,9 +68,7 @@ def test_lecture_writes_a_self_contained_report_and_reuses_the_store(tmp_path, t
     assert [s["id"] for s in summary["sections"]] == list(SECTIONS)
     assert set(summary["noise"]) == {"start", "end"}
     assert summary["settings"]["scale"] == "quick"
-    assert all(row["verdict"] in ("agrees", "disagrees", "within noise", "not converged", "machine busy — not judged",
-                                  "not measured")
-               for row in summary["summary_table"]["rows"])
+    assert all(row["verdict"] in VERDICTS for row in summary["summary_table"]["rows"])
 
     with RunStore(store_path) as store:
         finished_before = {r.run_id: r.finished for r in store.runs()}

@@ -11,8 +11,10 @@ Runs are grouped so that one *curve* holds runs that differ only in batch size a
   the label names the fields that differ between the curves of a panel.
 * point: one batch size of a curve; ``"full"`` is placed at its resolved size N (the summary's
   ``batch_size``). Each accuracy is the mean over seeds with the sample standard deviation
-  (``ddof = 1``; 0 for a single seed). Only runs with status ``finished`` enter the means;
-  diverged runs are counted per point (``n_diverged``) so a figure can say so.
+  (``ddof = 1``; 0 for a single seed), and the per-seed values are kept (``seed_values``) so that
+  two batch sizes can be compared seed by seed (a seed's runs start from the same weights). Only
+  runs with status ``finished`` enter the means; failed runs (status ``diverged`` or ``failed to
+  train``) are counted per point (``n_diverged``) so a figure and the summary can say so.
 
 The accuracies are the run summary's final ``train_acc``, ``val_acc`` (on the validation split
 carved from the training set) and ``test_acc``, all measured after the last epoch.
@@ -26,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from batchlab.analysis.verdicts import FAILED_STATUSES, last_epoch_drop
 from batchlab.store import RunRecord
 
 METRICS = ("train_acc", "val_acc", "test_acc")
@@ -63,6 +66,11 @@ class AccuracyPoint:
     lr: float | None = None
     lr_grid: list[float] | None = None
     lr_at_edge: bool = False
+    # metric → seed → final value, over the finished runs (the means' inputs, for paired comparisons).
+    seed_values: dict[str, dict[int, float]] = field(default_factory=dict)
+    # Mean over seeds of the training loss's relative fall over the last logged epoch,
+    # (loss[n − 2] − loss[n − 1]) / loss[n − 2] (see batchlab.analysis.verdicts.still_falling).
+    last_epoch_drop: float | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -156,7 +164,7 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 def accuracy_vs_batch_size(
     records: Iterable[RunRecord], histories: Mapping[str, list[dict[str, float]]] | None = None
 ) -> list[AccuracyPanel]:
-    """Group finished (and diverged) runs into panels of curves of mean ± std accuracy per batch size.
+    """Group finished (and failed) runs into panels of curves of mean ± std accuracy per batch size.
 
     ``histories`` (run id → the run's per-epoch metrics, as :meth:`RunStore.metrics` returns them)
     fills each point's ``final_loss_drop`` (see :func:`_final_loss_drop`).
@@ -168,7 +176,7 @@ def accuracy_vs_batch_size(
     """
     panels: dict[str, dict[str, Any]] = {}
     for record in records:
-        if record.status not in ("finished", "diverged"):
+        if record.status not in ("finished", *FAILED_STATUSES):
             continue
         config = record.config
         if config.get("target_train_acc") is not None:
@@ -203,28 +211,41 @@ def accuracy_vs_batch_size(
 def _point(batch_size: int, full: bool, records: list[RunRecord],
            histories: Mapping[str, list[dict[str, float]]] | None = None) -> AccuracyPoint:
     finished = [r for r in records if r.status == "finished"]
-    drops = [d for d in (_final_loss_drop((histories or {}).get(r.run_id)) for r in finished) if d is not None]
-    means, stds = {}, {}
+    histories = histories or {}
+    drops = [d for d in (_final_loss_drop(histories.get(r.run_id)) for r in finished) if d is not None]
+    last_drops = [d for d in (last_epoch_drop(_losses(histories.get(r.run_id))) for r in finished) if d is not None]
+    means, stds, seed_values = {}, {}, {}
     for metric in METRICS:
-        values = [float(r.summary[metric]) for r in finished if r.summary.get(metric) is not None]
-        means[metric], stds[metric] = _mean_std(values)
+        by_seed: dict[int, list[float]] = {}
+        for r in finished:
+            if r.summary.get(metric) is not None:
+                by_seed.setdefault(int(r.config.get("seed", 0)), []).append(float(r.summary[metric]))
+        means[metric], stds[metric] = _mean_std([v for values in by_seed.values() for v in values])
+        if by_seed:  # a seed run twice (e.g. on two devices) counts once here, at its mean
+            seed_values[metric] = {seed: statistics.fmean(values) for seed, values in sorted(by_seed.items())}
     updates = [float(r.summary["updates"]) for r in finished if r.summary.get("updates") is not None]
     return AccuracyPoint(
         batch_size=batch_size,
         full_batch=full,
         seeds=sorted(int(r.config.get("seed", 0)) for r in finished),
-        n_diverged=sum(r.status == "diverged" for r in records),
+        n_diverged=sum(r.status in FAILED_STATUSES for r in records),
         updates=statistics.fmean(updates) if updates else None,
         means=means,
         stds=stds,
         final_loss_drop=statistics.fmean(drops) if drops else None,
+        seed_values=seed_values,
+        last_epoch_drop=statistics.fmean(last_drops) if last_drops else None,
     )
+
+
+def _losses(history: list[dict[str, float]] | None) -> list[float]:
+    return [row["train_loss"] for row in history or () if row.get("train_loss") is not None]
 
 
 def _final_loss_drop(history: list[dict[str, float]] | None) -> float | None:
     """``loss[(n − 1) // 2] − loss[n − 1]``: the training loss's fall over the second half of the
     ``n`` logged epochs (a full-batch run logs one update per epoch, so a single epoch says little)."""
-    losses = [row["train_loss"] for row in history or () if row.get("train_loss") is not None]
+    losses = _losses(history)
     if len(losses) < 2:
         return None
     return losses[(len(losses) - 1) // 2] - losses[-1]

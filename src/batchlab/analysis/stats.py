@@ -49,6 +49,7 @@ MAX_SEEDS = 100_000
 PAIRED = "paired t"
 WELCH = "Welch t"
 BOOTSTRAP = "paired bootstrap"
+BINOMIAL = "binomial (one seed a side)"
 
 
 @dataclass(frozen=True)
@@ -117,22 +118,55 @@ def paired_interval(a: Mapping[int, float], b: Mapping[int, float], confidence: 
 
 
 def welch_interval(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
-    """Welch's interval of ``mean(a) − mean(b)`` for unpaired arms (at least two values each).
-
-    ``se = √(s_a²/n_a + s_b²/n_b)``, ``ν = se⁴ / ((s_a²/n_a)²/(n_a − 1) + (s_b²/n_b)²/(n_b − 1))``
-    (Welch 1947); with both spreads zero the interval is the point itself."""
+    """Welch's interval of ``mean(a) − mean(b)`` for unpaired arms (at least two values each);
+    see :func:`welch_interval_from_summary`."""
     a, b = [float(v) for v in a if math.isfinite(float(v))], [float(v) for v in b if math.isfinite(float(v))]
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"a Welch interval needs at least 2 values per arm, got {len(a)} and {len(b)}")
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    estimate = statistics.fmean(a) - statistics.fmean(b)
-    spread = math.sqrt((statistics.variance(a) + statistics.variance(b)) / 2)
+    return welch_interval_from_summary(statistics.fmean(a), statistics.stdev(a), len(a),
+                                       statistics.fmean(b), statistics.stdev(b), len(b), confidence)
+
+
+def welch_interval_from_summary(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int,
+                                confidence: float = CONFIDENCE) -> Interval:
+    """Welch's interval from each arm's mean, sample standard deviation and count (at least two):
+    ``se = √(s_a²/n_a + s_b²/n_b)``, ``ν = se⁴ / ((s_a²/n_a)²/(n_a − 1) + (s_b²/n_b)²/(n_b − 1))``
+    (Welch 1947); with both spreads zero the interval is the point itself."""
+    if n_a < 2 or n_b < 2:
+        raise ValueError(f"a Welch interval needs at least 2 values per arm, got {n_a} and {n_b}")
+    va, vb = std_a**2 / n_a, std_b**2 / n_b
+    estimate = mean_a - mean_b
+    spread = math.sqrt((std_a**2 + std_b**2) / 2)
     se = math.sqrt(va + vb)
     if se == 0:
-        return Interval(estimate, estimate, estimate, len(a) + len(b), 0.0, WELCH, confidence, None)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+        return Interval(estimate, estimate, estimate, n_a + n_b, 0.0, WELCH, confidence, None)
+    df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
     half = _t_quantile(confidence, df) * se
-    return Interval(estimate, estimate - half, estimate + half, len(a) + len(b), spread, WELCH, confidence, df)
+    return Interval(estimate, estimate - half, estimate + half, n_a + n_b, spread, WELCH, confidence, df)
+
+
+def binomial_interval(p_a: float, p_b: float, examples: int, confidence: float = CONFIDENCE) -> Interval:
+    """The interval of a difference of two accuracies ``p_a − p_b`` measured once each on
+    ``examples`` test examples: ``± z_{1−α/2} · √(p_a(1 − p_a)/N + p_b(1 − p_b)/N)`` (the normal
+    approximation to each binomial). It covers the test set's sampling noise only, not the
+    seed-to-seed spread: the interval for a single seed per arm."""
+    _check_confidence(confidence)
+    if examples < 1:
+        raise ValueError(f"a binomial interval needs at least 1 example, not {examples}")
+    se = math.sqrt(max(p_a * (1 - p_a), 0.0) / examples + max(p_b * (1 - p_b), 0.0) / examples)
+    half = float(scipy_stats.norm.ppf(1 - (1 - confidence) / 2)) * se
+    return Interval(p_a - p_b, p_a - p_b - half, p_a - p_b + half, 2, se * math.sqrt(examples), BINOMIAL,
+                    confidence, None)
+
+
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The t interval ``mean ± t_{1−α/2, n−1} · s/√n`` of one arm's mean (None below two values)."""
+    values = [float(v) for v in values if math.isfinite(float(v))]
+    if len(values) < 2:
+        return None
+    mean = statistics.fmean(values)
+    half = _t_quantile(confidence, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean - half, mean + half
 
 
 def bootstrap_interval(differences: Sequence[float], confidence: float = CONFIDENCE,
@@ -210,9 +244,15 @@ def power_line(difference: float, spread: float, seeds_run: int, *, paired: bool
         return f"no difference was measured, so no seed count resolves it ({_seeds(seeds_run, paired)} run)"
     n = seeds_needed(difference, spread, paired=paired, power=power, confidence=confidence)
     count = f"{n:,}" if n < MAX_SEEDS else f"more than {MAX_SEEDS:,}"
-    return (f"to resolve a difference of {abs(difference):.{digits}g}{unit} at this spread "
-            f"(s = {spread:.{digits}g}{unit}), {count} {'paired seeds' if paired else 'seeds per batch size'} "
-            f"are needed ({confidence:.0%} interval, power {power:g}); {_seeds(seeds_run, paired)} run")
+    d, s = f"{abs(difference):.{digits}g}", f"{spread:.{digits}g}"
+    return (f"to resolve a difference of {d}{_unit(d, unit)} at this spread "
+            f"(s = {s}{_unit(s, unit)}), {count} {'paired seeds' if paired else 'seeds per batch size'} "
+            f"are needed ({confidence * 100:g} % interval, power {power:g}); {_seeds(seeds_run, paired)} run")
+
+
+def _unit(number: str, unit: str) -> str:
+    """``unit`` in the singular after the number 1 (" points" → " point")."""
+    return unit[:-1] if number == "1" and unit.endswith("s") else unit
 
 
 def _seeds(n: int, paired: bool) -> str:

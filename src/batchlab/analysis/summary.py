@@ -14,28 +14,51 @@ generalization (validation / test acc.)    **better**              worse
 =========================================  ======================  =====================
 
 :func:`summary_table` fills a row per aspect with a measured value for a small and a large batch
-and decides, from the numbers alone, whether the measurement **agrees** with the lecture's
-verdict, **disagrees**, is **within noise** (the two values' uncertainty intervals overlap:
-mean ± 2 standard errors over seeds; for the gradient noise, a positive and heavy-tailed mean
-over batches, the same interval on the log scale, ``mean · exp(±2 se / mean)``; the
-interquartile range of timing repeats), or was **not measured** (e.g. no GPU). The GPU row's
-"same" is read as: the larger batch's update takes at most :data:`SAME_SPEED_RATIO` times as long as the smaller one's.
+and decides, from the numbers alone and under the protocol the row's runs followed (the verdict
+table of :mod:`batchlab.analysis.verdicts`), whether the measurement **agrees** with the lecture's
+verdict, **disagrees**, is **within noise**, or was **not measured** (e.g. no GPU).
 
-Two more verdicts keep a row from agreeing on numbers that cannot carry a verdict:
+Noise, per kind of row:
 
-* **not converged** (accuracy rows): a side whose mean training accuracy is near chance — below
+* accuracy and sharpness rows (values over seeds): the 95 % t interval of the difference
+  small − large, **paired** over the seeds both sides ran (a seed's runs start from the same
+  initial weights), Welch's interval when the sides share fewer than two seeds, the binomial
+  interval of the test set when each side has one seed; *within noise* exactly when the interval
+  contains 0 (:mod:`batchlab.analysis.stats`). Such a row's finding then says how many seeds would
+  resolve the measured difference (power 0.8). Each side's own interval shown beside its mean is
+  its 95 % t interval.
+* gradient noise, a positive and heavy-tailed mean over batches: mean ± 2 standard errors on the
+  log scale, ``mean · exp(±2 se / mean)``; timing: the interquartile range of the repeats. These
+  rows are within noise when the two sides' intervals overlap.
+
+The GPU row's "same" is read as: the larger batch's update takes at most
+:data:`SAME_SPEED_RATIO` times as long as the smaller one's.
+
+Accuracy rows by protocol (:func:`protocol_of`):
+
+* **equal epochs** (the lecture's own setting): agrees or disagrees; when the large batch's
+  training loss is still falling at the end — its last epoch removed more than 1 % of it, or it
+  has not converged by the rule below — the training-accuracy row agrees with "step-limited" as
+  its reason and the generalization rows are **step-limited** (their difference is then partly an
+  optimization gap);
+* **equal updates**: **context** beyond the lecture, never a disagreement;
+* **until the training loss stops improving** (each batch size given enough updates): **not
+  converged** when a side's mean training accuracy is near chance — below
   ``min(max(2 · chance, 0.5), (1 + chance) / 2)`` (0.5 for ten classes, 0.75 for two; chance =
-  1 / number of classes) — or whose training loss was still falling fast at the end: over the
-  second half of its logged epochs the training loss fell by more than :data:`LOSS_FALLING_FAST`
-  × ln(number of classes) (mean over seeds; ln C is the cross-entropy at chance, so the rule reads
-  "the second half removed more than 5 % of the chance-level loss"; not applied when the number
-  of classes is unknown). An absolute fall is used because a relative one calls a loss of 0.010
-  falling to 0.008 "fast" though the run is done. Comparing such a side measures how far training got, not what the
-  batch size does to the minimum it reaches (Keskar et al., 2017, train both sides to a similar
-  training accuracy before comparing).
-* **machine busy — not judged** (CPU timing rows): other processes kept a load average above the
-  number of cores while timing (the load before timing, or after timing less the timing's own
-  threads); CPU times are then inflated unevenly and no verdict is drawn.
+  1 / number of classes) — or its training loss was still falling fast at the end: over the
+  second half of its logged epochs it fell by more than :data:`LOSS_FALLING_FAST` × ln(number of
+  classes) (mean over seeds; ln C is the cross-entropy at chance, so the rule reads "the second
+  half removed more than 5 % of the chance-level loss"; not applied when the number of classes is
+  unknown). An absolute fall is used because a relative one calls a loss of 0.010 falling to
+  0.008 "fast" though the run is done. Comparing such a side measures how far training got, not
+  what the batch size does to the minimum it reaches.
+
+Failed runs (status "diverged" or "failed to train") are left out of every mean and counted in
+the row's finding.
+
+Timing rows: **machine busy — not judged** (CPU timing rows) when other processes kept a load
+average above the number of cores while timing (the load before timing, or after timing less the
+timing's own threads); CPU times are then inflated unevenly and no verdict is drawn.
 
 Each accuracy row names the protocol its runs followed: equal epochs (the lecture's figure), equal
 updates, or trained until the training loss stops improving (Keskar et al.'s setting).
@@ -43,7 +66,8 @@ updates, or trained until the training loss stops improving (Keskar et al.'s set
 Two rows carry the lecture's explanation of the generalization gap (:func:`sharp_minima_rows`,
 from the flat-vs-sharp experiment): the test accuracy of a small and a large batch trained to the
 *same* training accuracy, and the sharpness φ of the minima they found (lecture: small batch →
-flat minimum, large batch → sharp minimum; Keskar et al. 2017).
+flat minimum, large batch → sharp minimum; Keskar et al. 2017). Their protocol is equal training
+accuracy: **not converged** when runs missed the target or the training accuracies differ.
 """
 
 from __future__ import annotations
@@ -62,14 +86,45 @@ from batchlab.analysis.accuracy import (
     AccuracyPoint,
 )
 from batchlab.analysis.noise import NoiseReport
+from batchlab.analysis.stats import (
+    Interval,
+    binomial_interval,
+    compare,
+    mean_interval,
+    power_line,
+    welch_interval_from_summary,
+)
+from batchlab.analysis.verdicts import (
+    AGREES,
+    CONTEXT,
+    DISAGREES,
+    ENOUGH_UPDATES,
+    EQUAL_EPOCHS,
+    EQUAL_TRAIN_ACC,
+    EQUAL_UPDATES,
+    GENERALIZATION,
+    MACHINE_BUSY,
+    NOT_CONVERGED,
+    NOT_MEASURED,
+    OPTIMIZATION,
+    OTHER,
+    SMALL_HIGHER,
+    SMALL_LOWER,
+    STEP_LIMITED,
+    STILL_FALLING,
+    VERDICTS,
+    WITHIN_NOISE,
+    Outcome,
+    counts_sentence,
+    failed_note,
+    verdict,
+)
 
-AGREES = "agrees"
-DISAGREES = "disagrees"
-WITHIN_NOISE = "within noise"
-NOT_MEASURED = "not measured"
-NOT_CONVERGED = "not converged"
-MACHINE_BUSY = "machine busy — not judged"
-VERDICTS = (AGREES, DISAGREES, WITHIN_NOISE, NOT_CONVERGED, MACHINE_BUSY, NOT_MEASURED)
+__all__ = [
+    "AGREES", "CONTEXT", "DISAGREES", "MACHINE_BUSY", "NOT_CONVERGED", "NOT_MEASURED", "STEP_LIMITED",
+    "VERDICTS", "WITHIN_NOISE", "Measured", "SummaryRow", "SummaryTable", "accuracy_rows", "judge",
+    "sharp_minima_rows", "summary_table",
+]
 
 # A training loss that fell by more than this fraction of ln(classes) over the second half of the
 # logged epochs is "still falling fast".
@@ -80,9 +135,7 @@ SAME_SPEED_RATIO = 2.0
 # Above this batch size the lecture calls a batch "very large" for the GPU-speed row.
 VERY_LARGE_BATCH = 1000
 
-# Expectations a row can have about (small, large).
-SMALL_LOWER = "small lower"
-SMALL_HIGHER = "small higher"
+# Expectations a row can have about (small, large); SMALL_LOWER and SMALL_HIGHER come with the verdicts.
 LARGE_LOWER = "large lower"
 ABOUT_SAME = "about the same"
 
@@ -114,6 +167,21 @@ class Measured:
         factor = math.exp(2 * se / mean)
         return cls(batch_size, mean, mean / factor, mean * factor, detail)
 
+    @classmethod
+    def over_seeds(cls, batch_size: int | None, mean: float, values: Sequence[float] = (), std: float | None = None,
+                   n: int = 0, detail: str = "") -> "Measured":
+        """``mean`` with its 95 % t interval over seeds, from the per-seed ``values`` or, without
+        them, from the sample ``std`` of ``n`` seeds (no interval below two seeds)."""
+        interval = mean_interval(values) if len(values) >= 2 else None
+        if interval is None and std is not None and n >= 2 and math.isfinite(std):
+            from scipy import stats as scipy_stats
+
+            half = float(scipy_stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+            interval = (mean - half, mean + half)
+        if interval is None:
+            return cls(batch_size, mean, None, None, detail)
+        return cls(batch_size, mean, interval[0], interval[1], detail)
+
 
 @dataclass
 class SummaryRow:
@@ -131,11 +199,16 @@ class SummaryRow:
     finding: str = ""
     note: str = ""
     protocol: str = ""
+    # The 95 % interval of small − large the verdict came from (accuracy and sharpness rows), and,
+    # when it is within noise, how many seeds would resolve the difference.
+    difference: Interval | None = None
+    power: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["small"] = None if self.small is None else asdict(self.small)
         data["large"] = None if self.large is None else asdict(self.large)
+        data["difference"] = None if self.difference is None else self.difference.to_dict()
         return data
 
 
@@ -146,9 +219,13 @@ class SummaryTable:
     def counts(self) -> dict[str, int]:
         return {verdict: sum(row.verdict == verdict for row in self.rows) for verdict in VERDICTS}
 
+    def counts_sentence(self) -> str:
+        """The counts in words with correct number: "3 agree, 1 is within noise and 2 are context …"."""
+        return counts_sentence(self.counts())
+
     def to_dict(self) -> dict[str, Any]:
         return {"rows": [row.to_dict() for row in self.rows], "counts": self.counts(),
-                "same_speed_ratio": SAME_SPEED_RATIO}
+                "counts_sentence": self.counts_sentence(), "same_speed_ratio": SAME_SPEED_RATIO}
 
 
 def judge(expectation: str, small: Measured | None, large: Measured | None) -> str:
@@ -353,19 +430,43 @@ def noise_row(noise: NoiseReport | None) -> SummaryRow:
 # ----------------------------------------------------------------------------- accuracy rows
 
 
+# The verdict protocol of each accuracy budget (batchlab.analysis.verdicts).
+_PROTOCOL_OF_BUDGET = {EPOCH_BUDGET: EQUAL_EPOCHS, UPDATE_BUDGET: EQUAL_UPDATES, PATIENCE_BUDGET: ENOUGH_UPDATES}
+_CLAIM_OF_METRIC = {"train_acc": OPTIMIZATION, "val_acc": GENERALIZATION, "test_acc": GENERALIZATION}
+
+
+def protocol_of(panel: AccuracyPanel) -> str:
+    """The verdict protocol of a panel's budget: equal epochs, equal updates, or given enough
+    updates (trained until the training loss stops improving)."""
+    return _PROTOCOL_OF_BUDGET[panel.budget_kind]
+
+
 def _accuracy_measure(point: AccuracyPoint, metric: str) -> Measured | None:
     mean, std = point.mean(metric), point.std(metric)
     if mean is None:
         return None
-    se = std / math.sqrt(point.n_seeds) if std is not None and point.n_seeds > 1 else None
     detail = f"{point.n_seeds} seed{'s' if point.n_seeds != 1 else ''}"
     if point.n_diverged:
-        detail += f", {point.n_diverged} diverged (left out)"
+        detail += f", {point.n_diverged} failed (left out)"
     if point.lr is not None and point.lr_grid and len(point.lr_grid) > 1:
         detail += f", best η = {point.lr:g} of {', '.join(f'{v:g}' for v in point.lr_grid)}"
         if point.lr_at_edge:
             detail += " (edge of the grid)"
-    return Measured.mean_se(point.batch_size, mean, se, detail)
+    values = list(point.seed_values.get(metric, {}).values())
+    return Measured.over_seeds(point.batch_size, mean, values, std, point.n_seeds, detail)
+
+
+def accuracy_difference(small: AccuracyPoint, large: AccuracyPoint, metric: str) -> Interval | None:
+    """The 95 % interval of ``metric`` small − large: paired over shared seeds, else Welch (from the
+    per-seed values, or from the points' means and standard deviations when they carry none);
+    None with fewer than two seeds a side."""
+    a, b = small.seed_values.get(metric), large.seed_values.get(metric)
+    if a and b:
+        return compare(a, b)
+    means, stds = (small.mean(metric), large.mean(metric)), (small.std(metric), large.std(metric))
+    if None in means or None in stds or small.n_seeds < 2 or large.n_seeds < 2:
+        return None
+    return welch_interval_from_summary(means[0], stds[0], small.n_seeds, means[1], stds[1], large.n_seeds)
 
 
 def protocol_text(panel: AccuracyPanel) -> str:
@@ -395,10 +496,10 @@ def accuracy_rows(panel: AccuracyPanel | Sequence[AccuracyPanel] | None) -> list
     panel = panels[0] if panels else None
     if panel is None or not panel.curves:
         return [
-            _finish(SummaryRow("Optimization (training accuracy)", "better", "worse", "training accuracy", "",
-                               None, None, SMALL_HIGHER), _accuracy_text),
-            _finish(SummaryRow("Generalization (validation accuracy)", "better", "worse", "validation accuracy", "",
-                               None, None, SMALL_HIGHER), _accuracy_text),
+            SummaryRow("Optimization (training accuracy)", "better", "worse", "training accuracy", "",
+                       None, None, SMALL_HIGHER),
+            SummaryRow("Generalization (validation accuracy)", "better", "worse", "validation accuracy", "",
+                       None, None, SMALL_HIGHER),
         ]
     rows = []
     for curve in panel.curves:
@@ -406,14 +507,27 @@ def accuracy_rows(panel: AccuracyPanel | Sequence[AccuracyPanel] | None) -> list
     return rows
 
 
+def _still_falling_reason(point: AccuracyPoint, classes: int | None) -> str | None:
+    """Why a side's training loss counts as still falling at the end: its last epoch removed more
+    than :data:`STILL_FALLING` of it, or it has not converged (:func:`not_converged_reason`)."""
+    if point.last_epoch_drop is not None and point.last_epoch_drop > STILL_FALLING:
+        return (f"B = {point.batch_size}: training loss fell {point.last_epoch_drop:.1%} over its last epoch "
+                f"(more than {STILL_FALLING:.0%})")
+    return not_converged_reason(point, classes)
+
+
 def _curve_rows(panel: AccuracyPanel, curve: AccuracyCurve) -> list[SummaryRow]:
     usable = [p for p in curve.points if p.n_seeds > 0]
     small_point = usable[0] if len(usable) >= 2 else None
     large_point = usable[-1] if len(usable) >= 2 else None
     suffix = f", {curve.label}" if len(panel.curves) > 1 else ""
-    protocol = protocol_text(panel)
+    protocol, words = protocol_of(panel), protocol_text(panel)
     classes = _num_classes(panel.dataset)
-    reasons = [r for r in (not_converged_reason(p, classes) for p in (small_point, large_point) if p is not None) if r]
+    unconverged = {} if small_point is None else {
+        side: not_converged_reason(point, classes) for side, point in (("small", small_point), ("large", large_point))}
+    falling = None if large_point is None else _still_falling_reason(large_point, classes)
+    failed = failed_note({p.batch_size: p.n_diverged for p in curve.points})
+    tuned = small_point is not None and small_point.lr_grid and len(small_point.lr_grid) > 1
     rows = []
     for aspect, metric, quantity in (
         ("Optimization (training accuracy)", "train_acc", "training accuracy"),
@@ -424,21 +538,65 @@ def _curve_rows(panel: AccuracyPanel, curve: AccuracyCurve) -> list[SummaryRow]:
         large = None if large_point is None else _accuracy_measure(large_point, metric)
         if metric == "test_acc" and small is None and large is None:
             continue
-        tuned = small_point is not None and small_point.lr_grid and len(small_point.lr_grid) > 1
-        row = _finish(SummaryRow(
-            f"{aspect} — {protocol}{suffix}", "better", "worse", quantity, "", small, large, SMALL_HIGHER,
-            note=f"Accuracy rows: {panel.title}; means over seeds, ±2 standard errors as the noise interval"
-                 f"{'; each batch size at its own best η on the validation split' if tuned else ''}. "
-                 f"Not converged: training accuracy below {convergence_threshold(classes):.2g}, or a training "
-                 f"loss that fell by more than {LOSS_FALLING_FAST:.0%} of ln(classes) over the second half of "
-                 "the epochs.",
-            protocol=protocol,
-        ), _accuracy_text)
-        if reasons and row.verdict != NOT_MEASURED:
-            row.verdict = NOT_CONVERGED
-            row.finding += "; not converged: " + "; ".join(reasons)
+        row = SummaryRow(
+            f"{aspect} — {words}{suffix}", "better", "worse", quantity, "", small, large, SMALL_HIGHER,
+            note=f"Accuracy rows: {panel.title}; means over seeds with their 95 % t intervals; the verdict's noise "
+                 "is the 95 % t interval of the small − large difference, paired over the seeds both sides ran "
+                 "(a seed's runs start from the same weights), Welch's when they share fewer than two; within "
+                 f"noise when it contains 0{'; each batch size at its own best η on the validation split' if tuned else ''}. "
+                 f"Step-limited (equal epochs): the large batch's training loss fell by more than {STILL_FALLING:.0%} "
+                 f"over its last epoch, or had not converged. Not converged: training accuracy below "
+                 f"{convergence_threshold(classes):.2g}, or a training loss that fell by more than "
+                 f"{LOSS_FALLING_FAST:.0%} of ln(classes) over the second half of the epochs.",
+            protocol=words,
+        )
+        if small is not None and large is not None:
+            row.difference = accuracy_difference(small_point, large_point, metric)
+            # The direction as the interval sees it (over the pairs when paired), else the means'.
+            ahead = row.difference.estimate if row.difference is not None else small.value - large.value
+            outcome = Outcome(holds=ahead > 0,
+                              within_noise=row.difference is not None and row.difference.within_noise,
+                              small_converged=unconverged["small"] is None,
+                              large_converged=unconverged["large"] is None,
+                              large_still_falling=falling is not None)
+            _apply(row, verdict(protocol, _CLAIM_OF_METRIC[metric], outcome),
+                   _evidence(protocol, unconverged, falling), failed, unit=" points", scale=100)
         rows.append(row)
     return rows
+
+
+def _evidence(protocol: str, unconverged: dict[str, str | None], falling: str | None) -> list[str]:
+    """What backs a verdict's reason: the unconverged sides (given enough updates), the large
+    batch's still-falling loss (equal epochs), nothing otherwise."""
+    if protocol == ENOUGH_UPDATES:
+        return [reason for reason in unconverged.values() if reason]
+    if protocol == EQUAL_EPOCHS and falling:
+        return [falling]
+    return []
+
+
+def _apply(row: SummaryRow, decided, evidence: Sequence[str], failed: str = "", unit: str = "",
+           scale: float = 1.0, describe=None) -> None:
+    """Set ``row``'s verdict and finding from a :class:`~batchlab.analysis.verdicts.Verdict`: the
+    numbers in words, the verdict's reason with its ``evidence``, the difference's interval, the
+    seeds a within-noise difference needs, and the failed runs left out."""
+    row.verdict = decided.word
+    parts = [(describe or _accuracy_text)(row)]
+    if decided.reason:
+        parts.append(decided.reason + (" (" + "; ".join(evidence) + ")" if evidence else ""))
+    if row.difference is not None:
+        d = row.difference
+        over = f" over {d.n} seed pairs" if d.method.startswith("paired") else ""
+        parts.append(f"small − large = {d.estimate * scale:.3g}{unit}{over}, {d.confidence * 100:g} % {d.method} "
+                     f"interval {d.low * scale:.3g} to {d.high * scale:.3g}{unit}")
+        if row.verdict == WITHIN_NOISE and d.estimate != 0 and d.method != "binomial (one seed a side)":
+            paired = d.method.startswith("paired")
+            pairs = d.n if paired else d.n // 2
+            row.power = power_line(d.estimate * scale, d.spread * scale, pairs, paired=paired, unit=unit)
+            parts.append(row.power)
+    if failed:
+        parts.append(failed)
+    row.finding = "; ".join(parts)
 
 
 def _accuracy_text(row: SummaryRow) -> str:
@@ -457,20 +615,38 @@ def _accuracy_text(row: SummaryRow) -> str:
 # ----------------------------------------------------------------------------- flat vs sharp
 
 
+def _regime_values(sb: Sequence[float], lb: Sequence[float]) -> tuple[dict[int, float], dict[int, float]]:
+    """Per-seed values of the two regimes keyed for :func:`~batchlab.analysis.stats.compare`: the
+    gap experiment runs SB and LB on the same seeds in the same order, so equal counts pair by
+    position; unequal counts get disjoint keys (an unpaired, Welch comparison)."""
+    sb, lb = [float(v) for v in sb if math.isfinite(float(v))], [float(v) for v in lb if math.isfinite(float(v))]
+    if len(sb) == len(lb):
+        return dict(enumerate(sb)), dict(enumerate(lb))
+    return dict(enumerate(sb)), {-1 - i: v for i, v in enumerate(lb)}
+
+
+def _regime_difference(sb: Sequence[float], lb: Sequence[float], binomial_n: int | None = None) -> Interval | None:
+    """The interval of SB − LB over seeds (:func:`_regime_values`), or with one seed a side the
+    binomial interval of two accuracies on ``binomial_n`` test examples."""
+    a, b = _regime_values(sb, lb)
+    interval = compare(a, b)
+    if interval is None and binomial_n and len(a) == 1 and len(b) == 1:
+        interval = binomial_interval(next(iter(a.values())), next(iter(b.values())), binomial_n)
+    return interval
+
+
 def _seed_measure(batch_size: int, values: Sequence[float], binomial_n: int | None = None) -> Measured | None:
-    """Mean over seeds ± 2 standard errors (sample std / √n); with one seed, the binomial standard
-    error √(p(1 − p)/n) of an accuracy measured on ``binomial_n`` examples, else no interval."""
+    """Mean over seeds with its 95 % t interval; with one seed, the binomial interval
+    ``± 1.96 · √(p(1 − p)/n)`` of an accuracy measured on ``binomial_n`` examples, else no interval."""
     values = [float(v) for v in values if math.isfinite(float(v))]
     if not values:
         return None
+    detail = f"{len(values)} seed{'s' if len(values) != 1 else ''}"
     mean = sum(values) / len(values)
-    if len(values) >= 2:
-        se = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
-    elif binomial_n:
-        se = math.sqrt(max(mean * (1 - mean), 0.0) / binomial_n)
-    else:
-        se = None
-    return Measured.mean_se(batch_size, mean, se, detail=f"{len(values)} seed{'s' if len(values) != 1 else ''}")
+    if len(values) == 1 and binomial_n:
+        half = 1.959964 * math.sqrt(max(mean * (1 - mean), 0.0) / binomial_n)
+        return Measured(batch_size, mean, mean - half, mean + half, detail)
+    return Measured.over_seeds(batch_size, mean, values, detail=detail)
 
 
 def sharp_minima_rows(numbers: Any | None, target_train_acc: float | None = None,
@@ -479,11 +655,12 @@ def sharp_minima_rows(numbers: Any | None, target_train_acc: float | None = None
     trained to the same training accuracy, and the sharpness φ of the minima they found.
 
     ``numbers`` is a :class:`batchlab.experiments.gap.tables.NetworkNumbers` (per-seed accuracies and
-    sharpness of both regimes); ``target_train_acc`` the training accuracy both were trained to
-    (None: Keskar's "until the loss stops improving"); ``missed_target`` how many runs ended at
-    their epoch cap below it. Such runs, or training accuracies that differ by more than
-    max(2 standard errors, 0.5 points), make both rows *not converged*: the comparison is then
-    not at equal training accuracy.
+    sharpness of both regimes, SB and LB on the same seeds in the same order); ``target_train_acc``
+    the training accuracy both were trained to (None: Keskar's "until the loss stops improving");
+    ``missed_target`` how many runs ended at their epoch cap below it. The protocol is equal
+    training accuracy: such runs, or training accuracies whose difference exceeds
+    max(its 95 % interval's half width, 0.5 points), make both rows *not converged*. Otherwise the
+    paired interval of SB − LB decides (within noise when it contains 0).
     """
     if numbers is None:
         return []
@@ -496,34 +673,46 @@ def sharp_minima_rows(numbers: Any | None, target_train_acc: float | None = None
                        "training-accuracy target")
     sb_train, lb_train = _seed_measure(sb.batch_size, sb.train_acc), _seed_measure(lb.batch_size, lb.train_acc)
     if sb_train is not None and lb_train is not None:
-        spread = [abs(m.high - m.value) for m in (sb_train, lb_train) if m.high is not None]
-        margin = max([0.005, *spread])
+        train_difference = _regime_difference(sb.train_acc, lb.train_acc)
+        margin = max(0.005, 0.0 if train_difference is None else train_difference.half_width)
         if abs(sb_train.value - lb_train.value) > margin:
             reasons.append(f"training accuracy {sb_train.value:.3f} at B = {sb.batch_size} vs {lb_train.value:.3f} at "
                            f"B = {lb.batch_size}, not equal")
     trained = (f"trained to {target_train_acc:.0%} training accuracy" if target_train_acc is not None
                else "trained until the training loss stopped improving")
     note = (f"Flat vs sharp rows: {numbers.model} on {numbers.dataset}, SB = {sb.batch_size} vs LB = {lb.batch_size} "
-            f"{trained}; means over seeds, ±2 standard errors as the noise interval; sharpness is Keskar "
-            "et al.'s φ (Metric 2.1) of each final minimum.")
-    rows = [_finish(SummaryRow(
+            f"{trained}; means over seeds with their 95 % t intervals; the verdict's noise is the 95 % t interval of "
+            "SB − LB paired by seed (SB and LB of a seed start from the same weights), within noise when it "
+            "contains 0; sharpness is Keskar et al.'s φ (Metric 2.1) of each final minimum.")
+    comparisons = [(SummaryRow(
         f"Generalization (test accuracy) — {protocol}", "better", "worse", "test accuracy", "",
         _seed_measure(sb.batch_size, sb.test_acc, numbers.test_examples),
         _seed_measure(lb.batch_size, lb.test_acc, numbers.test_examples), SMALL_HIGHER, note=note,
-        protocol=protocol), _accuracy_text)]
+        protocol=protocol), GENERALIZATION, _regime_difference(sb.test_acc, lb.test_acc, numbers.test_examples),
+        _accuracy_text, " points", 100.0)]
     # One sharpness row: the full space at the largest ε measured (1e-3, the paper's Table 3 headline).
     full_space = sorted(eps for space, eps in sb.sharpness if space == "full")
     if full_space:
         epsilon = full_space[-1]
-        rows.append(_finish(SummaryRow(
+        sb_phi, lb_phi = sb.sharpness[("full", epsilon)], lb.sharpness.get(("full", epsilon), ())
+        comparisons.append((SummaryRow(
             f"Minimum found (sharpness φ, ε = {epsilon:g}) — {protocol}", "flat", "sharp", "sharpness φ", "",
-            _seed_measure(sb.batch_size, sb.sharpness[("full", epsilon)]),
-            _seed_measure(lb.batch_size, lb.sharpness.get(("full", epsilon), ())),
-            SMALL_LOWER, note=note, protocol=protocol), _sharpness_text))
-    for row in rows:
-        if reasons and row.verdict != NOT_MEASURED:
-            row.verdict = NOT_CONVERGED
-            row.finding += "; not converged: " + "; ".join(reasons)
+            _seed_measure(sb.batch_size, sb_phi), _seed_measure(lb.batch_size, lb_phi),
+            SMALL_LOWER, note=note, protocol=protocol), OTHER, _regime_difference(sb_phi, lb_phi), _sharpness_text,
+            "", 1.0))
+    rows = []
+    for row, claim, difference, describe, unit, scale in comparisons:
+        if row.small is not None and row.large is not None:
+            row.difference = difference
+            ahead = difference.estimate if difference is not None else row.small.value - row.large.value
+            holds = ahead > 0 if row.expectation == SMALL_HIGHER else ahead < 0
+            outcome = Outcome(holds=holds, within_noise=difference is not None and difference.within_noise,
+                              small_converged=not reasons, large_converged=not reasons)
+            decided = verdict(EQUAL_TRAIN_ACC, claim, outcome)
+            if reasons:  # the comparison is not at equal training accuracy, whichever side is short
+                decided = type(decided)(decided.word, "not at equal training accuracy")
+            _apply(row, decided, reasons, unit=unit, scale=scale, describe=describe)
+        rows.append(row)
     return rows
 
 

@@ -73,14 +73,20 @@ STILL_FALLING = 0.01
 FAILED_STATUSES = ("diverged", "failed to train")
 
 
-def still_falling(losses: Sequence[float], threshold: float = STILL_FALLING) -> bool:
-    """True when the last logged epoch lowered the training loss by more than ``threshold`` of its
-    value: ``(loss[−2] − loss[−1]) / loss[−2] > threshold``. False with fewer than two finite
-    losses, or a previous loss of 0."""
+def last_epoch_drop(losses: Sequence[float]) -> float | None:
+    """``(loss[−2] − loss[−1]) / loss[−2]``: the training loss's relative fall over the last logged
+    epoch; None with fewer than two finite losses or a previous loss of 0 or below."""
     values = [float(v) for v in losses if v is not None and math.isfinite(float(v))]
     if len(values) < 2 or values[-2] <= 0:
-        return False
-    return (values[-2] - values[-1]) / values[-2] > threshold
+        return None
+    return (values[-2] - values[-1]) / values[-2]
+
+
+def still_falling(losses: Sequence[float], threshold: float = STILL_FALLING) -> bool:
+    """True when the last logged epoch lowered the training loss by more than ``threshold`` of its
+    value (:func:`last_epoch_drop` > ``threshold``)."""
+    drop = last_epoch_drop(losses)
+    return drop is not None and drop > threshold
 
 
 @dataclass(frozen=True)
