@@ -152,3 +152,25 @@ def test_points_keep_per_seed_values_and_count_runs_that_failed_to_train():
     assert point.n_diverged == 2 and point.seeds == [0, 2]  # failed runs counted, never averaged
     assert point.mean("train_acc") == pytest.approx(0.85)
     assert point.last_epoch_drop == pytest.approx((0.5 + 0.3) / 2)
+
+
+def test_best_learning_rate_says_why_the_choice_stopped():
+    def curve(lr, val):
+        means = {"train_acc": 0.9, "val_acc": val, "test_acc": None}
+        return AccuracyCurve({"lr": lr}, f"η = {lr}", [
+            AccuracyPoint(8, False, [0] if val is not None else [], 0 if val is not None else 2, None, means, {})])
+
+    interior = best_learning_rates(AccuracyPanel("mnist-5k", "mlp", None, "epochs", 3, [
+        curve(0.01, 0.8), curve(0.03, 0.9), curve(0.1, 0.85)])).curves[0].points[0]
+    assert (interior.lr, interior.lr_at_edge, interior.lr_reason) == (0.03, False, "interior")
+    diverged = best_learning_rates(AccuracyPanel("mnist-5k", "mlp", None, "epochs", 3, [
+        curve(0.01, 0.8), curve(0.03, 0.9), curve(0.1, None)])).curves[0].points[0]
+    assert (diverged.lr, diverged.lr_at_edge, diverged.lr_reason) == (0.03, False, "bounded by divergence at η = 0.1")
+    edge = best_learning_rates(AccuracyPanel("mnist-5k", "mlp", None, "epochs", 3, [
+        curve(0.01, 0.8), curve(0.03, 0.9)])).curves[0].points[0]
+    assert (edge.lr_at_edge, edge.lr_reason) == (True, "on the high edge of the grid, not extended")
+    # Knowing the grid the runs started from, the values beyond it are an extension with its cap.
+    extended = best_learning_rates(AccuracyPanel("mnist-5k", "mlp", None, "epochs", 3, [
+        curve(lr, 0.5 + lr) for lr in (0.01, 0.03, 0.1, 0.333, 1.11, 3.7)]), initial_grid=[0.01, 0.03, 0.1])
+    point = extended.curves[0].points[0]
+    assert (point.lr, point.lr_at_edge, point.lr_reason) == (3.7, True, "cap of 3 added values reached on the high side")

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from batchlab.analysis.grid import DIVERGENCE, EXTENSION_CAP, INTERIOR, GridState
+from batchlab.analysis.grid import outcome as grid_outcome
 from batchlab.analysis.verdicts import FAILED_STATUSES, last_epoch_drop
 from batchlab.store import RunRecord
 
@@ -66,6 +68,9 @@ class AccuracyPoint:
     lr: float | None = None
     lr_grid: list[float] | None = None
     lr_at_edge: bool = False
+    # Why the choice stopped there (batchlab.analysis.grid.outcome): "interior", "bounded by
+    # divergence at η = …", "on the high edge of the grid, not extended", …
+    lr_reason: str | None = None
     # metric → seed → final value, over the finished runs (the means' inputs, for paired comparisons).
     seed_values: dict[str, dict[int, float]] = field(default_factory=dict)
     # Mean over seeds of the training loss's relative fall over the last logged epoch,
@@ -251,14 +256,19 @@ def _final_loss_drop(history: list[dict[str, float]] | None) -> float | None:
     return losses[(len(losses) - 1) // 2] - losses[-1]
 
 
-def best_learning_rates(panel: AccuracyPanel) -> AccuracyPanel:
+def best_learning_rates(panel: AccuracyPanel, initial_grid: Sequence[float] | None = None,
+                        cap: int = EXTENSION_CAP) -> AccuracyPanel:
     """``panel`` with the curves that differ only in η merged into one curve per remaining setting,
     whose point at each batch size is the η with the highest mean validation accuracy over seeds
     (ties: the smaller η) — each batch size gets its own tuned η, chosen on the validation split,
-    never on the test set. The chosen point records ``lr``, the ``lr_grid`` tried at that batch size
-    and ``lr_at_edge`` (the choice is the grid's smallest or largest η, so a better η may lie beyond
-    it). η values whose runs all diverged, or have no validation accuracy, are never chosen.
-    Curves that come in one η only are kept as they are (``lr`` set, the grid of one, no edge flag)."""
+    never on the test set. The chosen point records ``lr``, the ``lr_grid`` tried at that batch size,
+    ``lr_reason`` and ``lr_at_edge`` from the grid planner (:mod:`batchlab.analysis.grid`): the best
+    η is interior, bounded by an η whose runs all diverged, or on an edge (``lr_at_edge``), where a
+    better η may lie beyond. η values whose runs all diverged, or have no validation accuracy, are
+    never chosen. ``initial_grid``: the grid the runs started from, when known, so that values beyond
+    it count as added by an extension with ``cap`` values a side ("cap of 3 added values
+    reached"); without it the tried values are the grid, not extended. Curves that come in one η
+    only are kept as they are (``lr`` set, the grid of one, no edge flag)."""
     groups: dict[str, list[AccuracyCurve]] = {}
     for curve in panel.curves:
         rest = {k: v for k, v in curve.settings.items() if k != "lr"}
@@ -270,14 +280,19 @@ def best_learning_rates(panel: AccuracyPanel) -> AccuracyPanel:
         sizes = sorted({p.batch_size for c in group for p in c.points})
         points = []
         for batch in sizes:
-            candidates = [(float(c.settings.get("lr", 0.0)), p) for c in group if (p := c.point(batch)) is not None]
-            grid = sorted({lr for lr, _ in candidates})
-            usable = [(lr, p) for lr, p in candidates if p.mean("val_acc") is not None]
-            if not usable:
+            candidates = {float(c.settings.get("lr", 0.0)): p for c in group if (p := c.point(batch)) is not None}
+            grid = sorted(candidates)
+            state = GridState.learning_rate(initial_grid or grid, cap=cap if initial_grid else 0)
+            for lr, point in candidates.items():
+                state.record(lr, point.mean("val_acc"), diverged=point.mean("val_acc") is None)
+            chosen = grid_outcome(state)
+            if chosen.best is None:
                 continue
-            lr, best = max(usable, key=lambda item: (item[1].mean("val_acc"), -item[0]))
-            edge = len(grid) > 1 and lr in (grid[0], grid[-1])
-            points.append(AccuracyPoint(**{**asdict(best), "lr": lr, "lr_grid": grid, "lr_at_edge": edge}))
+            best = candidates[min(candidates, key=lambda lr: abs(lr - chosen.best))]
+            several = len(grid) > 1
+            edge = several and chosen.kind not in (INTERIOR, DIVERGENCE)
+            points.append(AccuracyPoint(**{**asdict(best), "lr": chosen.best, "lr_grid": grid, "lr_at_edge": edge,
+                                           "lr_reason": chosen.reason if several else None}))
         tuned.curves.append(AccuracyCurve(rest, (label + ", " if label else "") + "best η per B", points))
     return tuned
 

@@ -181,6 +181,8 @@ def _extension(kind: str, grid: Sequence[float], side: str, cap: int) -> list[fl
     if kind == MOMENTUM and scale[0] == 0:
         raise ValueError("λ = 1 has no scale 1 − λ")
     upward = (side == "high") == (kind == LEARNING_RATE)
+    if cap == 0:
+        return []
     if len(scale) < 2:
         raise ValueError(f"a grid of one value ({grid[0]:g}) has no factor to extend it by")
     ratios = _ratios(scale)
@@ -276,6 +278,8 @@ def outcome(state: GridState) -> GridOutcome:
         kind, value = statuses[side]
         if kind == DIVERGENCE:
             reasons.append((DIVERGENCE, f"bounded by divergence at {name} = {value:g}"))
+        elif kind == CAP and state.cap == 0:
+            reasons.append((CAP, f"on the {side} edge of the grid, not extended"))
         elif kind == CAP:
             reasons.append((CAP, f"cap of {state.cap} added value{'s' if state.cap != 1 else ''} reached "
                                  f"on the {side} side"))

@@ -450,8 +450,8 @@ def _accuracy_measure(point: AccuracyPoint, metric: str) -> Measured | None:
         detail += f", {point.n_diverged} failed (left out)"
     if point.lr is not None and point.lr_grid and len(point.lr_grid) > 1:
         detail += f", best η = {point.lr:g} of {', '.join(f'{v:g}' for v in point.lr_grid)}"
-        if point.lr_at_edge:
-            detail += " (edge of the grid)"
+        if point.lr_reason and point.lr_reason != "interior":
+            detail += f" ({point.lr_reason})"
     values = list(point.seed_values.get(metric, {}).values())
     return Measured.over_seeds(point.batch_size, mean, values, std, point.n_seeds, detail)
 
