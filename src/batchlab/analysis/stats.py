@@ -24,7 +24,7 @@ with fewer than two pairs (or seeds per arm) there is no interval and nothing is
 beyond it.
 
 :func:`seeds_needed` answers the power question "how many seeds resolve a difference d at this
-spread s?" (see its docstring and ``docs/science.md`` §4).
+spread s?" (see its docstring and ``docs/science.md`` §9).
 """
 
 from __future__ import annotations
