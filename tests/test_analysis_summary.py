@@ -257,6 +257,15 @@ def test_failed_runs_are_left_out_and_counted_in_the_finding():
     assert row.large.value == pytest.approx(0.905) and "1 failed (left out)" in row.large.detail
 
 
+def test_one_seed_a_side_says_the_means_alone_decide():
+    points = [seeded_point(8, {0: 0.97, 1: 0.96}), AccuracyPoint(
+        batch_size=512, full_batch=False, seeds=[0], n_diverged=0, updates=None, means={"train_acc": 0.9},
+        stds={"train_acc": 0.0}, seed_values={"train_acc": {0: 0.9}})]
+    row = next(r for r in summary_table([], None, panel_of(points)).rows if r.quantity == "training accuracy")
+    assert row.verdict == AGREES and row.difference is None
+    assert "fewer than two seeds a side: no interval" in row.finding
+
+
 def test_counts_sentence_has_correct_number():
     points = [accuracy_point(8, 0.90, 0.90, std=0.05), accuracy_point(512, 0.89, 0.89, std=0.05)]
     table = summary_table([], None, panel_of(points))

@@ -112,6 +112,7 @@ from batchlab.analysis.verdicts import (
     SMALL_LOWER,
     STEP_LIMITED,
     STILL_FALLING,
+    TIMING,
     VERDICTS,
     WITHIN_NOISE,
     Outcome,
@@ -229,15 +230,15 @@ class SummaryTable:
 
 
 def judge(expectation: str, small: Measured | None, large: Measured | None) -> str:
-    """The verdict of one row from its two measurements (see the module docstring)."""
+    """The verdict of a timing or gradient-noise row from its two measurements: the timing
+    protocol of :func:`batchlab.analysis.verdicts.verdict`, with the two sides' intervals
+    overlapping as "within noise" (see the module docstring)."""
     if small is None or large is None or not (math.isfinite(small.value) and math.isfinite(large.value)):
         return NOT_MEASURED
     if expectation == ABOUT_SAME:
         if small.value <= 0:
             return NOT_MEASURED
         return AGREES if large.value / small.value <= SAME_SPEED_RATIO else DISAGREES
-    if _overlap(small, large):
-        return WITHIN_NOISE
     if expectation == SMALL_LOWER:
         holds = small.value < large.value
     elif expectation == SMALL_HIGHER:
@@ -246,7 +247,7 @@ def judge(expectation: str, small: Measured | None, large: Measured | None) -> s
         holds = large.value < small.value
     else:
         raise ValueError(f"unknown expectation {expectation!r}")
-    return AGREES if holds else DISAGREES
+    return verdict(TIMING, OTHER, Outcome(holds=holds, within_noise=_overlap(small, large))).word
 
 
 def _overlap(a: Measured, b: Measured) -> bool:
@@ -594,6 +595,8 @@ def _apply(row: SummaryRow, decided, evidence: Sequence[str], failed: str = "", 
             pairs = d.n if paired else d.n // 2
             row.power = power_line(d.estimate * scale, d.spread * scale, pairs, paired=paired, unit=unit)
             parts.append(row.power)
+    elif row.verdict in (AGREES, DISAGREES, STEP_LIMITED, CONTEXT):
+        parts.append("fewer than two seeds a side: no interval, the means alone decide")
     if failed:
         parts.append(failed)
     row.finding = "; ".join(parts)
