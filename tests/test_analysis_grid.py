@@ -154,3 +154,10 @@ def test_a_one_value_grid_cannot_be_extended():
     state.record(0.1, 0.9)
     with pytest.raises(ValueError, match="one value"):
         next_values(state)
+
+
+def test_the_docstrings_driver_loop():
+    state = GridState.learning_rate([0.003, 0.01, 0.03, 0.1])
+    asked = drive(state, lambda v: v, diverges=lambda v: v >= 1)
+    assert asked == [[0.003, 0.01, 0.03, 0.1], [0.3], [1.0]]
+    assert tuple(outcome(state)) == (0.3, "bounded by divergence at η = 1")

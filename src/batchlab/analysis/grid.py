@@ -23,16 +23,19 @@ scale (u = η, or u = 1 − λ), with the grid's values sorted and the ratios r_
 * if the ratios repeat with a period p ≤ 3 seen at least twice (constant factor: p = 1; the
   1-3-10 grid 0.003, 0.01, 0.03, 0.1, 0.3: p = 2), the extension continues that pattern
   (0.3 → 1 → 3 → 10 and 0.003 → 0.001 → 0.0003 → 0.0001);
-* otherwise each side steps by the ratio of the two values at that edge (λ ∈ {0, 0.5, 0.9}:
-  1 − λ = 1, 0.5, 0.1, so above 0.9 come 0.98, 0.996, 0.9992).
+* otherwise (also for a grid of three values, whose two ratios show no repeat) each side steps
+  by the ratio of the two values at that edge (η ∈ {0.01, 0.03, 0.1}: 0.333, 1.11, 3.7 above;
+  λ ∈ {0, 0.5, 0.9}: 1 − λ = 1, 0.5, 0.1, so above 0.9 come 0.98, 0.996, 0.9992).
+
+Extended values are rounded to three significant digits on their scale.
 
 A driver loop::
 
-    state = GridState.learning_rate([0.01, 0.03, 0.1])
+    state = GridState.learning_rate([0.003, 0.01, 0.03, 0.1])
     while todo := next_values(state):
         for lr in todo:
             run = train(lr)
-            state.record(lr, run.val_acc, diverged=run.status != "finished")
+            state.record(lr, run.val_acc, diverged=run.status in ("diverged", "failed to train"))
     best, reason = outcome(state)   # e.g. (0.3, "bounded by divergence at η = 1")
 
 The best value is the highest validation score among the values that trained (ties: the smaller
