@@ -308,7 +308,7 @@
     ["lambda", "momentum λ", "", 0, 0.99, 0.01, 0.9],
     ["batch", "batch size B", "", 1, 12, 1, 2],
     ["seed", "seed", " (batch order)", 0, 99, 1, 0],
-    ["condition", "condition κ", " (ratio of curvatures)", 1, 200, 1, 100],
+    ["condition", "condition κ", "", 1, 200, 1, 100],
     ["speed", "steps/s", " (animation speed)", 1, 240, 1, 20],
   ];
   const inputs = {};
