@@ -376,7 +376,8 @@
       + `≤ ${fraction}·D = ${fmt(scale.step)}, where D = ${fmt(scale.diagonal)} is the plot's `
       + `${state.surface.dim === 1 ? "width" : "diagonal"} and `
       + `G = (max L − min L)/D = ${fmt(scale.slope)} the surface's typical slope; the point's type then comes `
-      + "from the signs of the Hessian's eigenvalues.";
+      + "from the signs of the Hessian's eigenvalues. A run ends (and is at rest) when ‖∇L‖ and ‖m‖ are both "
+      + `below ${fmt(DATA.stop_tol)}, as in batchlab toy.`;
     RUNS.forEach((spec, i) => {
       const lambda = spec.momentum ? s.momentum : 0;
       spec.rule.textContent = `${spec.full ? `B = N = ${n}` : `B = ${s.batchSize} of N = ${n}`}, λ = ${lambda}, η = ${s.lr}`;
