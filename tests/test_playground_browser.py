@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,148 @@ def test_usable_on_a_phone_and_a_wide_screen(browser, page_url, tmp_path, width)
     assert len(shot) > 10_000 and (tmp_path / f"playground-{width}px.png").exists()
     assert opened.errors == [] and opened.network == []
     opened.close()
+
+
+# ---------------------------------------------------------------- the page at a laptop's and a phone's size
+
+BOXES = """selector => [...document.querySelectorAll(selector)].map(e => {
+  const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom];
+})"""
+
+
+@contextmanager
+def surface_at_size(browser, url: str, surface: str, width: int, height: int):
+    """A tab of ``width`` x ``height`` px showing ``surface``; no console error or request by the end."""
+    opened = Page(browser, url, width=width, height=height)
+    opened.page.select_option("#surface", surface)
+    yield opened.page
+    assert opened.errors == [] and opened.network == []
+    opened.close()
+
+
+def step_in_page(page, times: int) -> None:
+    """Press Step ``times`` times inside the page (faster than one Playwright click each)."""
+    page.evaluate("n => { for (let i = 0; i < n; i++) document.getElementById('step').click(); }", times)
+
+
+@pytest.mark.parametrize("surface", ["ball", "saddle", "valley", "two-minima"])
+def test_at_1400_by_900_all_four_panels_and_the_settings_are_on_screen(browser, page_url, tmp_path, surface):
+    with surface_at_size(browser, page_url, surface, 1400, 900) as page:
+        step_in_page(page, 40)
+        panels = page.evaluate(BOXES, "article.run")
+        assert len(panels) == 4
+        for left, top, right, bottom in panels + page.evaluate(BOXES, ".side"):
+            assert 0 <= left and right <= 1400 and 0 <= top and bottom <= 900, (left, top, right, bottom)
+        assert page.evaluate("scrollY") == 0
+        # The readout keeps its height, so the panels do not change size while the balls roll.
+        step_in_page(page, 200)
+        assert page.evaluate(BOXES, "article.run") == panels
+        page.screenshot(path=str(tmp_path / f"playground-1400x900-{surface}.png"))
+
+
+IN_VIEW = """([panel, slider]) => {
+  const state = batchlabPlayground.state();
+  const ball = batchlabPlayground.pixelOf(state.runs[panel].theta, panel);
+  const box = document.getElementById(slider).getBoundingClientRect();
+  const hit = document.elementFromPoint(ball.x, ball.y);
+  return {
+    slider: box.top >= 0 && box.bottom <= innerHeight && box.left >= 0 && box.right <= innerWidth,
+    ball: ball.y >= 0 && ball.y <= innerHeight && ball.x >= 0 && ball.x <= innerWidth,
+    uncovered: hit === document.querySelectorAll("article.run canvas")[panel],
+  };
+}"""
+
+
+@pytest.mark.parametrize("surface", ["ball", "saddle", "valley", "two-minima"])
+def test_at_375_px_the_sliders_and_a_ball_are_on_screen_together(browser, page_url, tmp_path, surface):
+    with surface_at_size(browser, page_url, surface, 375, 812) as page:
+        step_in_page(page, 20)
+        assert page.evaluate(IN_VIEW, [0, "eta"]) == {"slider": True, "ball": True, "uncovered": True}
+        page.screenshot(path=str(tmp_path / f"playground-375-{surface}-top.png"))
+        for panel in range(4):  # scroll each ball to the middle of the room under the sticky sliders
+            page.evaluate("""panel => {
+              const ball = batchlabPlayground.pixelOf(batchlabPlayground.state().runs[panel].theta, panel);
+              const under = document.getElementById("controls").getBoundingClientRect().height;
+              scrollBy(0, ball.y - (under + innerHeight) / 2);
+            }""", panel)
+            page.wait_for_timeout(50)
+            for slider in ("eta", "lambda", "batch"):
+                assert page.evaluate(IN_VIEW, [panel, slider]) == {"slider": True, "ball": True, "uncovered": True}, \
+                    (panel, slider)
+            # the whole canvas fits between the sliders and the bottom of the window
+            controls_bottom = page.evaluate("document.getElementById('controls').getBoundingClientRect().bottom")
+            canvas_height = page.evaluate(f"document.querySelectorAll('article.run canvas')[{panel}]"
+                                          ".getBoundingClientRect().height")
+            assert canvas_height <= 812 - controls_bottom
+        page.screenshot(path=str(tmp_path / f"playground-375-{surface}-last-panel.png"))
+        assert page.evaluate("[document.documentElement.scrollWidth, innerWidth]") == [375, 375]
+
+
+def readout(page, run: str, field: str) -> str:
+    return page.locator(f"article.run[data-run={run}] dd[data-field='{field}']").inner_text()
+
+
+def test_a_ball_at_rest_at_the_saddle_says_at_rest_and_saddle(tab):
+    page = tab.page
+    page.select_option("#surface", "saddle")
+    assert tab.state()["start"] == [1.5, 0]  # on the stable manifold: gradient descent slides into the saddle
+    step_in_page(page, 50)  # θ₁ = 1.5·0.9⁵⁰: ‖∇L‖ = 0.015, still sliding
+    assert readout(page, "gd", "status") == "moving" and readout(page, "gd", "point") == "not critical"
+    step_in_page(page, 54)  # θ₁ = 1.5·0.9¹⁰⁴: ‖∇L‖ = 5.2e-5, as in a user's report that said "moving"
+    gd = tab.run("gd")
+    assert gd["t"] == 104 and not gd["converged"]  # Python's absolute stopping rule (1e-6) has not ended it
+    gradient_norm = float(readout(page, "gd", "‖∇L(θ)‖"))
+    assert gradient_norm == pytest.approx(3 * 0.9**104, rel=1e-3)
+    assert readout(page, "gd", "status") == "at rest" and readout(page, "gd", "point") == "saddle"
+    assert gd["status"] == "at rest" and gd["kind"] == "saddle"
+    assert page.locator("article.run[data-run=gd] .arrow-scale").inner_text().startswith("At rest")
+    # The threshold is the documented one: 1e-4 of the surface's typical slope over the plotted domain.
+    surface = get_surface("saddle")
+    (x0, x1), (y0, y1) = surface.domain
+    grid = np.array([[surface.loss(np.array([x, y])) for x in np.linspace(x0, x1, 65)]
+                     for y in np.linspace(y0, y1, 65)])
+    diagonal = np.hypot(x1 - x0, y1 - y0)
+    scale = page.evaluate("batchlabPlayground.restScale()")
+    assert scale["gradient"] == pytest.approx(1e-4 * (grid.max() - grid.min()) / diagonal, rel=1e-12)
+    assert scale["step"] == pytest.approx(1e-4 * diagonal, rel=1e-12)
+    assert f"= {scale['gradient']:.3g}".replace("e-05", "e-5") in page.locator("#rest-rule").text_content()
+
+
+def test_at_rest_at_a_minimum_while_mini_batch_noise_keeps_moving(tab):
+    page = tab.page
+    page.select_option("#surface", "two-minima")
+    page.locator("#speed").focus()
+    page.keyboard.press("End")
+    page.click("#play")
+    page.wait_for_function("batchlabPlayground.state().runs[0].status === 'at rest'", timeout=30_000)
+    page.click("#play")
+    assert readout(page, "gd", "point") == "minimum"
+    assert tab.run("sgd")["status"] == "moving"  # B = 2 of 12: the batch gradients never vanish together
+
+
+SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+
+
+def magnification(caption: str) -> float:
+    """The factor k in "Arrows drawn k× longer than the step, …" ("200", "200,000", "5 × 10⁷", "10⁸")."""
+    factor = caption.removeprefix("Arrows drawn ").split("× longer than the step")[0]
+    if "10" in factor and factor.translate(SUPERSCRIPTS) != factor:
+        mantissa, _, power = factor.rpartition("10")
+        return float(mantissa.rstrip(" ×") or 1) * 10 ** int(power.translate(SUPERSCRIPTS))
+    return float(factor.replace(",", ""))
+
+
+@pytest.mark.parametrize("steps", [10, 60, 95])
+def test_the_arrow_magnification_is_said_in_words_and_is_right(tab, steps):
+    page = tab.page
+    page.select_option("#surface", "saddle")
+    step_in_page(page, steps)
+    caption = page.locator("article.run[data-run=gd] .arrow-scale").inner_text()
+    assert caption.endswith("longer than the step, so that it can be seen."), caption
+    k = magnification(caption)
+    gd = tab.run("gd")
+    origin, unit = (page.evaluate("t => batchlabPlayground.pixelOf(t)", t) for t in ([0, 0], [1, 0]))
+    pixels_per_unit = unit["x"] - origin["x"]
+    step = 0.05 * np.linalg.norm(get_surface("saddle").grad(np.array(gd["theta"])))  # gradient descent: η‖∇L‖
+    drawn = k * step * pixels_per_unit
+    assert 44 <= drawn < 44 * 2.5, (caption, drawn)  # the round factor that makes the step 44 px or a little more

@@ -11,10 +11,13 @@
 (function () {
   const DATA = JSON.parse(document.getElementById("batchlab-data").textContent);
   const EIGENVALUE_TOLERANCE = 1e-9;  // as batchlab.toy.surfaces: |eigenvalue| below this counts as zero
-  const CRITICAL_GRADIENT = 1e-3;     // the readout calls a point critical when ‖∇L‖ is below this
+  const REST_FRACTION = 1e-4;         // "at rest" and "critical" relative to the surface's scale (restScale)
   const START_GRID = 0.05;            // a click places the start on this grid, so y = 0 can be hit exactly
   const NUDGE = 0.02;                 // length of a nudge
   const ARROW_MIN_PX = 44;            // shorter arrows are magnified by a round factor k
+  const WIDE_LAYOUT = "(min-width: 900px)";  // as playground.css: settings on the left, panels in two rows
+  const PAGE_BOTTOM_PX = 10;          // wide layout: room left under the second row of panels
+  const NARROW_TITLE_PX = 56;         // narrow layout: a panel's title above its canvas, under the sliders
 
   // ------------------------------------------------------------------ mulberry32 and batches
 
@@ -234,6 +237,48 @@
     return { values, vectors };
   }
 
+  /* When the page calls a ball "at rest" and a point critical. A rule with absolute numbers would
+   * mean something else on every surface (its slopes range from about 1 on the 1-D ball to about 145 on
+   * the valley with κ = 200), so both thresholds are fractions of the plotted surface's own scale:
+   *   D = the diagonal of the plotted domain (its width in 1-D),
+   *   G = (max L − min L) / D over that domain, sampled on a grid: the surface's typical slope.
+   * A point is critical when ‖∇L(θ)‖ ≤ REST_FRACTION · G (never stricter than the stopping rule's
+   * stop_tol, so that a run the stopping rule ended is at a critical point); its type then follows from
+   * the signs of the Hessian's eigenvalues there, as in batchlab.toy.surfaces.classify. A ball is at
+   * rest when it is at a critical point and its next step ‖λm − ηg‖ is at most REST_FRACTION · D (well
+   * under a pixel on the plot), or when the stopping rule ended its run. The stopping
+   * rule itself (‖∇L‖ and ‖m‖ below stop_tol, absolute) is Python's and still decides when a run ends,
+   * so that the page's trajectories stay those of batchlab.toy.
+   */
+  function restScale(surface) {
+    if (surface.restScale) return surface.restScale;
+    const samples = surface.dim === 1 ? 401 : 65;
+    const [[x0, x1], [y0, y1] = [0, 0]] = surface.domain;
+    let lo = Infinity, hi = -Infinity;
+    for (let j = 0; j < (surface.dim === 1 ? 1 : samples); j++) {
+      for (let i = 0; i < samples; i++) {
+        const x = x0 + (x1 - x0) * i / (samples - 1), y = y0 + (y1 - y0) * j / (samples - 1);
+        const v = surface.value(surface.dim === 1 ? [x] : [x, y]);
+        lo = Math.min(lo, v); hi = Math.max(hi, v);
+      }
+    }
+    const diagonal = Math.hypot(x1 - x0, y1 - y0), slope = (hi - lo) / diagonal;
+    surface.restScale = {
+      diagonal, slope,
+      gradient: Math.max(REST_FRACTION * slope, DATA.stop_tol),
+      step: Math.max(REST_FRACTION * diagonal, DATA.stop_tol),
+    };
+    return surface.restScale;
+  }
+
+  function nextStep(run) { return run.m.map((v, d) => run.o.momentum * v - run.o.lr * run.nextGrad[d]); }
+
+  function atRest(run, point) {
+    if (run.converged) return true;
+    if (run.diverged || point.kind === "not critical") return false;
+    return norm(nextStep(run)) <= restScale(run.surface).step;
+  }
+
   function describePoint(surface, theta) {
     const gradient = surface.grad(theta), gradientNorm = norm(gradient);
     const { values, vectors } = eigen(surface.hessian(theta));
@@ -241,7 +286,7 @@
     const negative = values.every((v) => v < -EIGENVALUE_TOLERANCE);
     const mixed = values.some((v) => v > EIGENVALUE_TOLERANCE) && values.some((v) => v < -EIGENVALUE_TOLERANCE);
     let kind = "not critical", escape = null;
-    if (gradientNorm < CRITICAL_GRADIENT) {
+    if (gradientNorm <= restScale(surface).gradient) {
       kind = positive ? "minimum" : negative ? "maximum" : mixed ? "saddle" : "degenerate critical point";
       if (kind === "saddle") escape = vectors[0];  // eigenvector of the negative eigenvalue: L falls both ways
     }
@@ -258,19 +303,20 @@
   ];
   const $ = (id) => document.getElementById(id);
   // Every slider a labelled <input type=range> (keyboard: arrows, Page Up/Down, Home/End) with its value shown.
-  const SLIDERS = [  // id, label, min, max, step, initial value
-    ["eta", "learning rate η", 0.001, 0.2, 0.001, 0.05],
-    ["lambda", "momentum λ", 0, 0.99, 0.01, 0.9],
-    ["batch", "batch size B", 1, 12, 1, 2],
-    ["seed", "seed (batch order)", 0, 99, 1, 0],
-    ["condition", "condition number κ", 1, 200, 1, 100],
-    ["speed", "speed (steps per second)", 1, 240, 1, 20],
+  const SLIDERS = [  // id, label, what the wide layout adds to it, min, max, step, initial value
+    ["eta", "learning rate η", "", 0.001, 0.2, 0.001, 0.05],
+    ["lambda", "momentum λ", "", 0, 0.99, 0.01, 0.9],
+    ["batch", "batch size B", "", 1, 12, 1, 2],
+    ["seed", "seed", " (batch order)", 0, 99, 1, 0],
+    ["condition", "condition κ", "", 1, 200, 1, 100],
+    ["speed", "steps/s", " (animation speed)", 1, 240, 1, 20],
   ];
   const inputs = {};
-  for (const [id, text, min, max, step, value] of SLIDERS) {
+  for (const [id, text, detail, min, max, step, value] of SLIDERS) {
     const field = document.createElement("div");
     field.className = "field"; field.id = `${id}-field`;
-    field.innerHTML = `<label for="${id}"><span>${text}</span><output id="${id}-value" for="${id}"></output></label>`
+    field.innerHTML = `<label for="${id}"><span>${text}<span class="detail">${detail}</span></span>`
+      + `<output id="${id}-value" for="${id}"></output></label>`
       + `<input type="range" id="${id}" min="${min}" max="${max}" step="${step}" value="${value}">`;
     $("sliders").appendChild(field);
     inputs[id] = $(id);
@@ -284,6 +330,13 @@
     const a = Math.abs(v);
     return a >= 1e-3 && a < 1e5 ? String(Number(v.toPrecision(4))) : v.toExponential(2);
   };
+  const SUPERSCRIPT = { "-": "⁻", 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴", 5: "⁵", 6: "⁶", 7: "⁷", 8: "⁸", 9: "⁹" };
+  function multiple(k) {  // a round factor in words' form: 200 -> "200", 2e5 -> "200,000", 5e7 -> "5 × 10⁷", 1e-4 -> "10⁻⁴"
+    if (k >= 1 && k < 1e6) return Math.round(k).toLocaleString("en-US");
+    const exponent = Math.floor(Math.log10(k) + 1e-9), mantissa = Number((k / Math.pow(10, exponent)).toPrecision(3));
+    const power = `10${String(exponent).replace(/./g, (c) => SUPERSCRIPT[c])}`;
+    return mantissa === 1 ? power : `${mantissa} × ${power}`;
+  }
   const vec = (v) => (v.length === 1 ? fmt(v[0]) : `(${v.map(fmt).join(", ")})`);
   const snap = (v) => Math.round(v / START_GRID) * START_GRID;
   const settings = () => ({
@@ -296,11 +349,12 @@
     for (const spec of RUNS) {
       const article = document.createElement("article");
       article.className = "run"; article.dataset.run = spec.key;
-      article.innerHTML = `<h2>${spec.title}</h2><p class="rule"></p>`
+      article.innerHTML = `<div class="title"><h2>${spec.title}</h2><p class="rule"></p></div>`
         + `<canvas role="img" aria-label="${spec.title}: the surface and the ball's path; click to place the start"></canvas>`
-        + `<dl class="readout" aria-live="off"></dl>`;
+        + `<p class="arrow-scale"></p><dl class="readout" aria-live="off"></dl>`;
       holder.appendChild(article);
       spec.article = article; spec.canvas = article.querySelector("canvas"); spec.rule = article.querySelector(".rule");
+      spec.arrowScale = article.querySelector(".arrow-scale");
       spec.readout = article.querySelector(".readout");
       spec.canvas.addEventListener("click", (event) => placeStart(spec, event));
     }
@@ -316,6 +370,14 @@
       bound: DATA.divergence_bound,
     }));
     state.nudges = new Mulberry32((s.seed + 0x9E3779B9) >>> 0);
+    const scale = restScale(state.surface);
+    const fraction = multiple(REST_FRACTION);
+    $("rest-rule").textContent = `A ball is at rest when ‖∇L‖ ≤ ${fraction}·G = ${fmt(scale.gradient)} and its next step `
+      + `≤ ${fraction}·D = ${fmt(scale.step)}, where D = ${fmt(scale.diagonal)} is the plot's `
+      + `${state.surface.dim === 1 ? "width" : "diagonal"} and `
+      + `G = (max L − min L)/D = ${fmt(scale.slope)} the surface's typical slope; the point's type then comes `
+      + "from the signs of the Hessian's eigenvalues. A run ends (and is at rest) when ‖∇L‖ and ‖m‖ are both "
+      + `below ${fmt(DATA.stop_tol)}, as in batchlab toy.`;
     RUNS.forEach((spec, i) => {
       const lambda = spec.momentum ? s.momentum : 0;
       spec.rule.textContent = `${spec.full ? `B = N = ${n}` : `B = ${s.batchSize} of N = ${n}`}, λ = ${lambda}, η = ${s.lr}`;
@@ -565,16 +627,38 @@
   }
 
   function draw() {
-    for (const spec of RUNS) if (spec.run) drawPanel(spec);
+    const shown = RUNS.filter((spec) => spec.run);
+    const points = shown.map((spec) => describePoint(state.surface, spec.run.theta));
+    shown.forEach((spec, i) => writeReadout(spec, spec.run, points[i]));
+    const tallest = canvasHeightBudget();
+    shown.forEach((spec, i) => drawPanel(spec, points[i], tallest));
   }
 
-  function drawPanel(spec) {
+  function canvasHeightBudget() {
+    /* How tall a canvas may be. Wide layout: both rows of panels, each a canvas plus its title, arrow
+     * line and readout (whose heights do not change as the ball rolls), fit in the window below the
+     * top of the panels. Narrow layout: one canvas fits in the window under the sticky sliders, so
+     * that the sliders and the ball are on screen together. */
+    if (window.matchMedia(WIDE_LAYOUT).matches) {
+      const runs = $("runs"), style = getComputedStyle(runs);
+      const rows = Math.ceil(RUNS.length / style.gridTemplateColumns.split(" ").length);
+      const around = Math.max(...RUNS.map((spec) => spec.article.getBoundingClientRect().height
+        - spec.canvas.getBoundingClientRect().height));
+      const top = runs.getBoundingClientRect().top + window.scrollY;
+      const gaps = (rows - 1) * (parseFloat(style.rowGap) || 0);
+      return (window.innerHeight - top - PAGE_BOTTOM_PX - gaps) / rows - around;
+    }
+    return window.innerHeight - $("controls").getBoundingClientRect().height - NARROW_TITLE_PX;
+  }
+
+  function drawPanel(spec, point, tallest) {
     const run = spec.run, surface = state.surface;
-    // As wide as the panel, but no taller than a third of the window, so that the four panels
-    // and their readouts fit on one screen of a laptop.
-    const room = Math.max(200, Math.floor(spec.canvas.parentElement.clientWidth - 22));
-    const tallest = Math.max(220, 0.34 * window.innerHeight);
-    const view = makeView(surface, Math.max(200, Math.min(room, Math.floor(tallest / makeView(surface, 100).height * 100))));
+    // As wide as the panel and as tall as the layout allows (canvasHeightBudget), not below 160 px.
+    const panel = getComputedStyle(spec.article);
+    const room = Math.max(160, Math.floor(spec.article.clientWidth - parseFloat(panel.paddingLeft)
+      - parseFloat(panel.paddingRight) - 2));  // - the canvas's 1 px border on each side
+    const aspect = makeView(surface, 100).height / 100;
+    const view = makeView(surface, Math.max(160, Math.min(room, Math.floor(tallest / aspect) - 2)));
     spec.view = view;
     const { ctx, ratio } = sizeCanvas(spec, view);
     const base = baseLayer(surface, view, ratio);
@@ -583,15 +667,19 @@
     if (!spec.full && run.stream && run.stream.batchSize < surface.tilts.length) drawBatchSurfaces(ctx, view, base, run);
     drawCriticalPoints(ctx, view, surface);
     drawPath(ctx, view, run);
-    const point = describePoint(surface, run.theta);
     const ball = ballPixel(view, surface, run.theta);
     if (point.escape && ball) drawEscape(ctx, ball, point.escape);
-    if (ball && !run.done) drawArrows(ctx, view, run, ball);
+    const resting = atRest(run, point);
+    const k = ball && !run.done && !resting ? drawArrows(ctx, view, run, ball) : null;
     if (ball) {
       ctx.beginPath(); ctx.arc(ball[0], ball[1], 6.5, 0, 2 * Math.PI);
       ctx.fillStyle = COLORS.ball; ctx.fill(); ctx.lineWidth = 1.5; ctx.strokeStyle = COLORS.path; ctx.stroke();
     }
-    writeReadout(spec, run, point);
+    spec.arrowScale.textContent = run.diverged ? "Diverged: no arrows."
+      : resting ? "At rest: the next step is too short to draw."
+        : k == null ? "Step limit reached: no arrows."
+          : k === 1 ? "Arrows to scale: they are the next step."
+            : `Arrows drawn ${multiple(k)}× longer than the step, so that it can be seen.`;
   }
 
   function ballPixel(view, surface, theta) {
@@ -684,12 +772,12 @@
   function drawArrows(ctx, view, run, ball) {
     const lambda = run.o.momentum, eta = run.o.lr;
     const previous = run.m.map((v) => lambda * v), gradient = run.nextGrad.map((g) => -eta * g);
-    const movement = previous.map((v, d) => v + gradient[d]);
+    const movement = nextStep(run);
     const toPx = (v) => (v.length === 1 ? [v[0] * view.scale, 0] : [v[0] * view.scale, -v[1] * view.scale]);
     const vectors = [previous, gradient, movement].map(toPx);
     const longest = Math.max(...vectors.map((v) => Math.hypot(v[0], v[1])));
-    if (!(longest > 0) || !Number.isFinite(longest)) return;
-    let k = 1;
+    if (!(longest > 0) || !Number.isFinite(longest)) return null;
+    let k = 1;  // shorter than ARROW_MIN_PX: all three drawn k times longer (the caption says so)
     if (longest < ARROW_MIN_PX) k = niceStep(ARROW_MIN_PX / longest);
     const [p, g, m] = vectors.map((v) => [v[0] * k, v[1] * k]);
     if (view.dim === 1) {  // one row per arrow above the ball, the gradient step continuing λm
@@ -702,8 +790,7 @@
       const tip = arrow(ctx, ball, p, COLORS.previous, 2);
       arrow(ctx, tip, g, COLORS.gradient, 2);
     }
-    ctx.font = "12px system-ui, sans-serif"; ctx.fillStyle = "#57606a"; ctx.textAlign = "right"; ctx.textBaseline = "top";
-    ctx.fillText(k === 1 ? "arrows to scale" : `arrows ×${k >= 1e4 ? k.toExponential(0) : k}`, view.width - 6, 4);
+    return k;
   }
 
   function drawEscape(ctx, ball, direction) {
@@ -713,28 +800,35 @@
     ctx.restore();
   }
 
+  function statusOf(run, point) {
+    return run.diverged ? "diverged" : atRest(run, point) ? "at rest"
+      : run.t >= run.o.steps ? `stopped at the step limit ${run.o.steps}` : "moving";
+  }
+
   function writeReadout(spec, run, point) {
-    const status = run.diverged ? "diverged"
-      : run.converged ? `at rest (‖∇L‖, ‖m‖ < ${fmt(DATA.stop_tol)})`
-        : run.t >= run.o.steps ? `stopped: step limit ${run.o.steps}` : "moving";
-    const rows = [
-      ["step t", String(run.t)],
-      ["θ", vec(run.theta)],
-      ["loss L(θ)", fmt(point.loss)],
-      ["‖∇L(θ)‖", fmt(point.gradientNorm)],
-      ["Hessian eigenvalues", point.eigenvalues.map(fmt).join(", ")],
-      ["point", point.kind],
-      ["escape direction", point.escape ? `±${vec(point.escape)}` : "—"],
-      ["next batch", run.nextBatch == null ? "—" : (run.nextBatch.length === run.surface.tilts.length
-        ? "all examples" : `examples ${run.nextBatch.map((i) => i + 1).join(", ")}`)],
-      ["status", status],
+    // Read row by row; with three pairs to a row (wide panels) status and point type come first.
+    const status = statusOf(run, point);
+    const rows = [  // data-field, label, value, what the label means
+      ["status", "status", status, "at rest: see the rule under the settings"],
+      ["point", "point", point.kind, "the type of the point from the signs of the Hessian's eigenvalues, where ∇L ≈ 0"],
+      ["step t", "step t", String(run.t), "updates so far"],
+      ["θ", "θ", vec(run.theta), "where the ball is"],
+      ["loss L(θ)", "L(θ)", fmt(point.loss), "the loss there"],
+      ["‖∇L(θ)‖", "‖∇L(θ)‖", fmt(point.gradientNorm), "the length of the gradient of the full loss there"],
+      ["escape direction", "escape", point.escape ? `±${vec(point.escape)}` : "—",
+        "at a saddle: the eigenvector of the negative eigenvalue, along which L falls both ways"],
+      ["Hessian eigenvalues", "eigenvalues", point.eigenvalues.map(fmt).join(", "), "the Hessian's eigenvalues there"],
+      ["next batch", "next batch", run.nextBatch == null ? "—" : (run.nextBatch.length === run.surface.tilts.length
+        ? `all ${run.nextBatch.length}` : run.nextBatch.map((i) => i + 1).join(", ")), "the examples of the next update"],
     ];
     spec.readout.innerHTML = "";
-    for (const [name, value] of rows) {
+    for (const [field, label, value, meaning] of rows) {
       const dt = document.createElement("dt"), dd = document.createElement("dd");
-      dt.textContent = name; dd.textContent = value;
-      if (name === "point") dd.className = `kind-${point.kind.split(" ")[0]}`;
-      dd.dataset.field = name;
+      dt.textContent = label; dt.title = meaning;
+      dd.textContent = value; dd.title = value;  // the whole value, where a narrow panel cuts it short
+      if (field === "point") dd.className = `kind-${point.kind.split(" ")[0]}`;
+      if (field === "status" && status === "at rest") dd.className = "status-rest";
+      dd.dataset.field = field;
       spec.readout.append(dt, dd);
     }
   }
@@ -782,9 +876,11 @@
           key: spec.key, t: spec.run.t, theta: spec.run.theta.slice(), points: spec.run.points.map((p) => p.slice()),
           done: spec.run.done, converged: spec.run.converged, diverged: spec.run.diverged,
           kind: describePoint(state.surface, spec.run.theta).kind,
+          status: statusOf(spec.run, describePoint(state.surface, spec.run.theta)),
         })),
       };
     },
+    restScale() { return Object.assign({}, restScale(state.surface)); },
     pixelOf(theta, panel) {  // viewport coordinates of θ on a panel's canvas (for clicking in tests)
       const spec = RUNS[panel || 0], rect = spec.canvas.getBoundingClientRect();
       const p = ballPixel(spec.view, state.surface, theta);
