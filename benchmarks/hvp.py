@@ -15,18 +15,24 @@ Per Hessian-vector product, timed in one process on the same vectors and chunks:
     (``cache_graph="auto"``; its one-off build time is reported separately).
 
 Median of ``--repeats`` products after one warm-up, with min and max. Then the time to the top
-eigenvalue (Lanczos, ARPACK ``eigsh``, tol 1e-3, the same start vector): ``batchlab``'s
-:func:`batchlab.geometry.top_eigenvalues` end to end (graph build included) vs ``eigsh`` on a
-``LinearOperator`` around (a). The goal on a 2-core CPU is ≤ 30 s for batchlab.
+eigenvalue at tol 1e-3 from the same start vector: ``batchlab``'s
+:func:`batchlab.geometry.top_eigenvalues` end to end (Lanczos with its residual rule, graph build
+included) vs ARPACK ``eigsh`` on a ``LinearOperator`` around (a). The goal on a 2-core CPU is
+≤ 30 s for batchlab.
 
 Peer: PyHessian 0.1 (Yao et al., 2020; ``pip install batchlab[bench]``, skipped when it is not
-installed). On the first N examples (``--peer-examples``, default 1,000), the top eigenvalue at
-PyHessian's default tolerance (1e-3, its power iteration; top ``--top-n`` eigenvalues, default 1
-and 3) is timed end to end for PyHessian (``hessian(...).eigenvalues``, its first backward
-included) and for batchlab (:func:`batchlab.geometry.top_eigenvalues` with ``method="auto"``, which
-picks power iteration for k = 1 at this tolerance, and with ``method="lanczos"``; the cached graph
-included), each against a tight reference: batchlab's Lanczos at tol 1e-9 on the same examples.
-Each method runs ``--peer-repeats`` times in alternating order and keeps its fastest run.
+installed). On the first N examples (``--peer-examples``, default 1,000 and 4,000), the top
+``--top-n`` eigenvalues (default 1 and 3) at PyHessian's default tolerance, 1e-3, are timed end to
+end in one process on the same weights: PyHessian (``hessian(...).eigenvalues``: power iteration
+stopped when λ changes by less than tol between two products; its first backward included),
+batchlab (:func:`batchlab.geometry.top_eigenvalues`, ``method="auto"``: Lanczos stopped when every
+residual ‖Hv − λv‖ ≤ tol·|λ|; the cached graph included) and, for top-1, batchlab's power
+iteration (``method="power"``, PyHessian's rule with a residual guard). Each is compared with a
+tight reference: batchlab's Lanczos at tol 1e-9 on a float64 copy of the model and data (so
+float32 rounding does not limit the reference). Printed for each: seconds, Hessian-vector
+products (PyHessian's counted by wrapping its ``hessian_vector_product``), the largest relative
+error against the reference and, for batchlab's Lanczos, its residual bound. Each method runs
+``--peer-repeats`` times in alternating order and keeps its fastest run.
 
 Writes ``benchmarks/results/hvp-<device-slug>.json`` with the device, environment, machine load
 (1-minute load average before and after: other processes slow a CPU measurement) and every
@@ -41,6 +47,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib
 import statistics
 import sys
 import time
@@ -68,7 +76,9 @@ SEED = 0
 # PyHessian 0.1's default tolerance of ``hessian.eigenvalues`` and the reference's tolerance.
 PEER_TOL = 1e-3
 REFERENCE_TOL = 1e-9
-PEER_EXAMPLES = (1000,)
+PEER_EXAMPLES = (1000, 4000)
+# Products the float64 reference may use (it asks for residual ≤ 1e-9·|λ|).
+REFERENCE_MAX_PRODUCTS = 400
 PEER_TOP_N = (1, 3)
 
 
@@ -160,7 +170,17 @@ def pyhessian_top(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, top_
     """PyHessian 0.1's top ``top_n`` eigenvalues at its default tolerance, timed end to end."""
     from pyhessian import hessian
 
+    # The module, not the class the package exports under the same name.
+    peer_module = importlib.import_module("pyhessian.hessian")
+
     torch.manual_seed(SEED)  # PyHessian draws its start vectors from the global generator
+    products = 0
+    original_product = peer_module.hessian_vector_product
+
+    def counted_product(*args, **kwargs):
+        nonlocal products
+        products += 1
+        return original_product(*args, **kwargs)
 
     def run() -> list[float]:
         with warnings.catch_warnings():  # PyHessian's own backward(create_graph=True), not ours
@@ -169,18 +189,31 @@ def pyhessian_top(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, top_
         values, _ = peer.eigenvalues(maxIter=100, tol=PEER_TOL, top_n=top_n)
         return [float(v) for v in values]
 
-    seconds, values = timed(run, device)
+    peer_module.hessian_vector_product = counted_product  # the module-level name its eigenvalues() calls
+    try:
+        seconds, values = timed(run, device)
+    finally:
+        peer_module.hessian_vector_product = original_product
     model.zero_grad(set_to_none=True)  # PyHessian leaves create_graph gradients in .grad
-    return {"seconds": seconds, "values": values}
+    return {"seconds": seconds, "values": values, "hessian_vector_products": products}
 
 
 def batchlab_top(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, top_n: int, method: str,
-                 tol: float, device: torch.device) -> dict:
+                 tol: float, device: torch.device, max_iter: int = 100) -> dict:
     seconds, result = timed(
-        lambda: top_eigenvalues(model, x, y, k=top_n, tol=tol, seed=SEED, chunk_size=CHUNK_SIZE, method=method), device
+        lambda: top_eigenvalues(model, x, y, k=top_n, tol=tol, max_iter=max_iter, seed=SEED, chunk_size=CHUNK_SIZE,
+                                method=method),
+        device,
     )
     return {"seconds": seconds, "values": list(result.values), "method": result.method,
-            "hessian_vector_products": result.num_hvps}
+            "hessian_vector_products": result.num_hvps, "residuals": list(result.residuals)}
+
+
+def reference_top(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, top_n: int, device: torch.device) -> dict:
+    """Lanczos at tol 1e-9 on a float64 copy of the model and data: the eigenvalues each method is
+    judged against (residual ≤ 1e-9·|λ| bounds their error far below the 1e-3 compared)."""
+    double = copy.deepcopy(model).double()
+    return batchlab_top(double, x.double(), y, top_n, "lanczos", REFERENCE_TOL, device, REFERENCE_MAX_PRODUCTS)
 
 
 def relative_errors(values: list[float], reference: list[float]) -> list[float]:
@@ -189,18 +222,18 @@ def relative_errors(values: list[float], reference: list[float]) -> list[float]:
 
 def compare_with_pyhessian(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
                            examples: list[int], top_ns: list[int], repeats: int) -> list[dict]:
-    """Each (N, top-n): PyHessian and batchlab (auto; and lanczos when auto may pick power
-    iteration) at tol 1e-3 against a tight reference. Each is run ``repeats`` times in alternating
-    order and keeps its fastest run (load from other processes only adds time); all times are kept."""
+    """Each (N, top-n): PyHessian and batchlab (auto = Lanczos; and power iteration for top-1) at
+    tol 1e-3 against the float64 reference. Each is run ``repeats`` times in alternating order and
+    keeps its fastest run (load from other processes only adds time); all times are kept."""
     rows = []
     for n in examples:
         xs, ys = x[:n], y[:n]
-        reference = batchlab_top(model, xs, ys, max(top_ns), "lanczos", REFERENCE_TOL, device)
+        reference = reference_top(model, xs, ys, max(top_ns), device)
         for top_n in top_ns:
             exact = reference["values"][:top_n]
             row = {"examples": n, "top_n": top_n, "tol": PEER_TOL, "reference": {**reference, "values": exact}}
             runners = {"pyhessian": lambda: pyhessian_top(model, xs, ys, top_n, device)}
-            for method in ("auto", "lanczos") if top_n == 1 else ("auto",):
+            for method in ("auto", "power") if top_n == 1 else ("auto",):
                 runners[f"batchlab_{method}"] = (
                     lambda method=method: batchlab_top(model, xs, ys, top_n, method, PEER_TOL, device))
             samples: dict[str, list[dict]] = {name: [] for name in runners}
@@ -220,14 +253,17 @@ def compare_with_pyhessian(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
 
 def print_peer_row(row: dict) -> None:
     print(f"N = {row['examples']:,}, top-{row['top_n']} at tol {row['tol']:g} (reference: Lanczos tol {REFERENCE_TOL:g}, "
-          f"λ = {', '.join(f'{v:.6g}' for v in row['reference']['values'])})", flush=True)
+          f"float64, λ = {', '.join(f'{v:.8g}' for v in row['reference']['values'])})", flush=True)
     for name, label in (("pyhessian", "PyHessian 0.1 (power)"), ("batchlab_auto", "batchlab auto"),
-                        ("batchlab_lanczos", "batchlab lanczos")):
+                        ("batchlab_power", "batchlab power")):
         if name not in row:
             continue
         entry = row[name]
-        method = f" [{entry['method']}, {entry['hessian_vector_products']} products]" if "method" in entry else ""
-        print(f"  {label:<24}{entry['seconds']:>8.2f} s   max relative error {entry['max_relative_error']:.1e}{method}")
+        method = f" [{entry['method']}]" if "method" in entry else ""
+        bound = (f", residual/|λ| ≤ {max(r / abs(v) for r, v in zip(entry['residuals'], entry['values'])):.1e}"
+                 if entry.get("method") == "lanczos" else "")
+        print(f"  {label:<24}{entry['seconds']:>8.2f} s {entry['hessian_vector_products']:>4} products   "
+              f"max relative error {entry['max_relative_error']:.1e}{bound}{method}")
     print(f"  PyHessian / batchlab auto: {row['pyhessian_over_batchlab_auto']:.2f}x")
 
 
@@ -241,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=5000,
                         help="N of the product timings, the first N of the 5,000 (default: 5000)")
     parser.add_argument("--peer-examples", type=int, nargs="+", default=list(PEER_EXAMPLES),
-                        help="N of the PyHessian comparison (default: 1000; at most 5000)")
+                        help="N of the PyHessian comparison (default: 1000 4000; at most 5000)")
     parser.add_argument("--top-n", type=int, nargs="+", default=list(PEER_TOP_N),
                         help="numbers of top eigenvalues compared with PyHessian (default: 1 3)")
     parser.add_argument("--peer-repeats", type=int, default=2,

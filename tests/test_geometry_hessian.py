@@ -12,7 +12,6 @@ from torch.func import functional_call
 from batchlab.errors import ConfigError, DataError, UserError
 from batchlab.geometry import (
     DENSE_LIMIT,
-    POWER_MIN_TOL,
     ConvergenceError,
     FlatLoss,
     HessianOperator,
@@ -22,6 +21,7 @@ from batchlab.geometry import (
     extreme_eigenvalues,
     hessian_trace,
     hvp,
+    lanczos_largest,
     power_iteration,
     select_examples,
     top_eigenpairs,
@@ -300,16 +300,56 @@ def test_power_iteration_matches_the_dense_hessian(problem):
         vector = result.vectors[:, 0]
         cosine = abs(float(vector @ torch.linalg.eigh(hessian).eigenvectors[:, -1]))
         assert cosine > 0.99
-    # Loose tolerance: fewer products than Lanczos, which builds a Krylov basis of ~20 first.
-    power = top_eigenvalues(model, x, y, k=1, tol=1e-3, method="power")
-    lanczos = top_eigenvalues(model, x, y, k=1, tol=1e-3, method="lanczos")
-    assert power.num_hvps < lanczos.num_hvps
 
 
-def test_auto_chooses_power_only_for_one_eigenvalue_at_a_loose_tolerance():
-    assert choose_eigen_method(1, 1e-3) == "power"
-    assert choose_eigen_method(1, POWER_MIN_TOL) == "power"
-    assert choose_eigen_method(1, POWER_MIN_TOL / 10) == "lanczos"
+
+def test_lanczos_bounds_the_error_where_power_iteration_does_not():
+    # Top eigenvalues 1 and 0.95 over a bulk in (0, 0.5]: the Rayleigh quotient of power iteration
+    # changes slowly, so PyHessian's rule stops it at an error 5x its tolerance (5.2e-4 after 10
+    # products); Lanczos stops only when its residual bounds the error by tol, with no more products.
+    tol = 1e-4
+    power = top_eigenpairs(DiagonalOperator(spectrum(1.0, 0.95, dim=400)), 1, tol=tol, method="power")
+    lanczos = top_eigenpairs(DiagonalOperator(spectrum(1.0, 0.95, dim=400)), 1, tol=tol, method="auto")
+    assert lanczos.method == "lanczos" and power.method == "power"
+    assert abs(lanczos.values[0] - 1.0) <= lanczos.residuals[0] <= tol
+    assert abs(power.values[0] - 1.0) > tol  # the change-between-iterations rule: no bound
+    assert lanczos.num_hvps <= power.num_hvps
+
+
+def test_lanczos_residuals_are_the_true_residuals(problem):
+    model, x, y, hessian = problem
+    result = top_eigenvalues(model, x, y, k=3, tol=1e-4)
+    assert len(result.residuals) == 3
+    for value, residual, vector in zip(result.values, result.residuals, result.vectors.T):
+        true = float((hessian @ vector - value * vector).norm())
+        assert true == pytest.approx(residual, rel=1e-3, abs=1e-9)
+        assert residual <= 1e-4 * abs(value)
+    exact = np.linalg.eigvalsh(hessian.numpy())[::-1][:3]
+    assert np.all(np.abs(np.array(result.values) - exact) <= np.array(result.residuals) + 1e-12)
+
+
+def test_lanczos_checks_after_every_product():
+    # diag(10, 1, …): the gap is wide, so one or two products settle it; ARPACK's first check
+    # came only after its ~20-vector basis was full.
+    operator = DiagonalOperator(spectrum(10.0, dim=200))
+    result = top_eigenpairs(operator, 1, tol=1e-3)
+    assert result.values[0] == pytest.approx(10.0, rel=1e-3)
+    assert result.num_hvps == operator.calls < 10
+
+
+def test_lanczos_on_an_exact_invariant_subspace_stops():
+    # A start vector in a 2-dimensional invariant subspace: β vanishes after 2 steps, exact values.
+    values = torch.tensor([3.0, 2.0] + [1.0] * 98, dtype=torch.float64)
+    start = torch.zeros(100, dtype=torch.float64)
+    start[:2] = 1.0
+    result = lanczos_largest(lambda v: values * v, start, 2, tol=1e-14, max_steps=50)
+    assert result.steps == 2
+    np.testing.assert_allclose(result.values, [3.0, 2.0], rtol=1e-14)
+
+
+def test_auto_is_lanczos_and_power_only_for_one_eigenvalue():
+    assert choose_eigen_method(1, 1e-3) == "lanczos"
+    assert choose_eigen_method(1, 1e-1) == "lanczos"
     assert choose_eigen_method(3, 1e-2) == "lanczos"
     assert choose_eigen_method(1, 1e-2, "lanczos") == "lanczos"
     assert choose_eigen_method(1, 1e-10, "power") == "power"
@@ -321,9 +361,9 @@ def test_auto_chooses_power_only_for_one_eigenvalue_at_a_loose_tolerance():
 
 def test_power_iteration_hands_over_to_lanczos_when_a_negative_eigenvalue_dominates():
     operator = DiagonalOperator(spectrum(-10.0, 5.0))
-    value, _ = power_iteration(operator, tol=1e-3, max_products=100)
+    value, _, _ = power_iteration(operator, tol=1e-3, max_products=100)
     assert value is None
-    result = top_eigenpairs(operator, 1, tol=1e-3, method="auto")
+    result = top_eigenpairs(operator, 1, tol=1e-3, method="power")
     assert result.method == "power+lanczos"
     assert result.values[0] == pytest.approx(5.0, rel=1e-6)
 
@@ -332,9 +372,9 @@ def test_the_residual_guard_keeps_equal_magnitudes_of_opposite_sign_from_stoppin
     # λ and −λ: the Rayleigh quotient of every iterate is the same, so the relative-change rule
     # alone would stop after two products with a value between them.
     operator = DiagonalOperator(spectrum(3.0, -3.0))
-    value, _ = power_iteration(operator, tol=1e-3, max_products=50)
+    value, _, _ = power_iteration(operator, tol=1e-3, max_products=50)
     assert value is None and operator.calls == 50
-    result = top_eigenpairs(DiagonalOperator(spectrum(3.0, -3.0)), 1, tol=1e-3)
+    result = top_eigenpairs(DiagonalOperator(spectrum(3.0, -3.0)), 1, tol=1e-3, method="power")
     assert result.values[0] == pytest.approx(3.0, rel=1e-6)
 
 

@@ -34,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--k", type=int, default=1, help="how many top eigenvalues (default: 1)")
     parser.add_argument("--trace", action="store_true", help="also estimate the trace (Hutchinson)")
     parser.add_argument("--trace-samples", type=int, default=100, help="Rademacher vectors for --trace (default: 100)")
-    parser.add_argument("--tol", type=float, default=1e-3, help="relative accuracy of the eigenvalues (default: 1e-3); k = 1 at tol ≥ 1e-4 uses power iteration, else Lanczos")
-    parser.add_argument("--max-iter", type=int, default=100, help="Lanczos restarts allowed (default: 100)")
+    parser.add_argument("--tol", type=float, default=1e-3, help="relative accuracy of the eigenvalues (default: 1e-3): Lanczos stops when every residual "
+                        "‖Hv − λv‖ ≤ tol·|λ|, which bounds each eigenvalue's error")
+    parser.add_argument("--max-iter", type=int, default=100, help="Hessian-vector products allowed per Lanczos run (default: 100)")
     parser.add_argument("--grad-tol", type=float, default=1e-3,
                         help="a gradient norm above this is 'not critical' (default: 1e-3)")
     parser.add_argument("--eig-tol", type=float, default=None,
@@ -106,7 +107,8 @@ def format_summary(value: dict, key: str, store) -> str:
         f"  {'training loss':<26}{value['loss']:.6g}",
         f"  {'gradient norm':<26}{value['gradient_norm']:.4g}",
         f"  {'top eigenvalues':<26}{', '.join(f'{v:.6g}' for v in value['top_eigenvalues'])}"
-        f"   ({value['eigen_method']}, tol {value['tol']:g})",
+        f"   ({value['eigen_method']}, tol {value['tol']:g}; residual ‖Hv − λv‖ "
+        f"{', '.join(f'{r:.2g}' for r in value['top_residuals'])})",
         f"  {'most negative eigenvalue':<26}{value['smallest_eigenvalue']:.6g}",
     ]
     if value["trace"] is not None:

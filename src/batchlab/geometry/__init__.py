@@ -24,7 +24,6 @@ from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, MODES, FlatLoss, ev
 from batchlab.geometry.hessian import (
     DENSE_LIMIT,
     EIGEN_METHODS,
-    POWER_MIN_TOL,
     ConvergenceError,
     EigenResult,
     ExtremeEigenvalues,
@@ -40,6 +39,7 @@ from batchlab.geometry.hessian import (
     top_eigenvalues,
     trace_estimate,
 )
+from batchlab.geometry.lanczos import LanczosResult, lanczos_largest
 from batchlab.geometry.minimum import accuracy_reason, curvature_reason, not_a_minimum_warning, slope_reason
 from batchlab.geometry.sharpness import (
     SharpnessResult,
@@ -54,13 +54,13 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DENSE_LIMIT",
     "KINDS",
+    "LanczosResult",
     "LOCAL_MAXIMUM",
     "LOCAL_MINIMUM",
     "MODES",
     "NOT_CRITICAL",
     "SADDLE_POINT",
     "EIGEN_METHODS",
-    "POWER_MIN_TOL",
     "ConvergenceError",
     "CriticalPointReport",
     "EigenResult",
@@ -84,6 +84,7 @@ __all__ = [
     "hessian_trace",
     "hvp",
     "keskar_sharpness",
+    "lanczos_largest",
     "not_a_minimum_warning",
     "power_iteration",
     "pseudo_inverse_apply",

@@ -71,6 +71,8 @@ def hessian_summary(
         "top_eigenvalues": list(top.values),
         "smallest_eigenvalue": report.smallest_eigenvalue,
         "eigen_method": top.method,
+        # ‖Hv − λv‖ of each top pair: a bound on that eigenvalue's error (geometry/lanczos.py)
+        "top_residuals": list(top.residuals),
         "tol": tol,
         "classification": report.to_dict(),
         "trace": None,

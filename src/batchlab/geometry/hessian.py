@@ -13,35 +13,27 @@ Over the full data the products of the chunks are summed with weights |chunk|/N,
 the full-batch product exactly (see :mod:`batchlab.geometry.functional`); a single batch is the
 case ``chunk_size=None``.
 
-Eigenvalues. Models with more than :data:`DENSE_LIMIT` parameters use implicitly restarted
-Lanczos (ARPACK through :func:`scipy.sparse.linalg.eigsh`, ``which="LA"``) on a
-:class:`~scipy.sparse.linalg.LinearOperator` that wraps the product. ``tol`` is ARPACK's relative
-accuracy of a Ritz value and ``max_iter`` its number of restarts (each restart costs up to ~20
-products). The most negative eigenvalue is found as λ_min = λ_max − μ, where μ is the largest
+Eigenvalues. Models with more than :data:`DENSE_LIMIT` parameters use Lanczos with full
+reorthogonalization (:mod:`batchlab.geometry.lanczos`) on the product, stopped when every asked
+Ritz pair has a residual ‖Hv − θv‖ ≤ ``tol``·|θ|: a bound on the error of each eigenvalue, not a
+rule on its change between iterations; the residuals are reported with the eigenvalues.
+``max_iter`` caps the Hessian-vector products of one run (the Lanczos basis keeps that many
+vectors). The most negative eigenvalue is found as λ_min = λ_max − μ, where μ is the largest
 eigenvalue of λ_max·I − H (all of its eigenvalues are ≥ 0): that makes the stopping rule relative
 to the width of the spectrum, so a λ_min near zero is resolved to about tol·(λ_max − λ_min)
-instead of making ARPACK chase a tiny relative error. Smaller models build the dense Hessian from
-p products with the unit vectors and use :func:`numpy.linalg.eigh` (exact, and cheaper there).
-Eigenvectors are unit-norm, with the sign fixed so the largest-magnitude entry is positive.
+instead of chasing a tiny relative error. Smaller models build the dense Hessian from p products
+with the unit vectors and use :func:`numpy.linalg.eigh` (exact, and cheaper there). Eigenvectors
+are unit-norm, with the sign fixed so the largest-magnitude entry is positive.
 
-Choice of method for the top eigenvalue (``method="auto"``). For one eigenvalue (k = 1) at a
-loose tolerance (``tol ≥ POWER_MIN_TOL``), power iteration: v ← Hv/‖Hv‖ from a seeded random unit
-vector, λ = vᵀHv, stopped with PyHessian's rule (Yao et al., "PyHessian", 2020: the relative
-change of λ between two products below ``tol``, |λ_i − λ_{i−1}| / (|λ_{i−1}| + 1e-6) < tol)
-together with a residual guard, ‖Hv − λv‖ ≤ √tol·|λ|: with λ's error ≈ ‖r‖²/gap, this keeps an
-iteration that stalls between eigenvalues of equal magnitude (λ and −λ give a constant Rayleigh
-quotient) from stopping. On the lecture MLP at tol 1e-3 power iteration stops after ~10–12
-products where ARPACK needs at least 21 (its first Krylov basis has ~20 vectors). Power iteration
-finds the eigenvalue of largest magnitude; when that is negative, or it has not converged after
-``max_iter`` products, Lanczos takes over from its last vector. Tight tolerances, k > 1 and λ_min
-keep Lanczos, whose convergence depends on the gap far more kindly than power iteration's
-(the error falls like (λ₂/λ₁)^(2i) for power iteration, much faster for Lanczos).
-
-BLAS threads. Inside ``eigsh`` SciPy's OpenBLAS threads (one per core by default) work between
-the products, while PyTorch's own threads compute the products; on a 2-core CPU they fight
-(PyHessian comparison, N = 1,000: 2.15 s with SciPy's default BLAS threads, 0.92 s with one).
-The eigensolver therefore runs with one BLAS thread (``threadpoolctl``), which touches only
-SciPy's and NumPy's BLAS, not PyTorch's.
+Why Lanczos for one eigenvalue too. Power iteration (PyHessian's method, Yao et al.,
+"PyHessian", 2020) stops when the relative change of λ between two products is below tol; its
+error falls like (λ₂/λ₁)^(2i), so a slow change can stop it far from λ₁ (on the lecture MLP at
+tol 1e-3 it stopped with a relative error of 4e-3). Lanczos converges much faster for the same
+products (its error falls like a Chebyshev polynomial of the gap, Kaniel–Paige theory), checks
+its residual after every product (ARPACK, by contrast, fills a first Krylov basis of ~20 vectors
+before its first check), and its rule bounds the error. ``method="power"`` keeps power
+iteration with PyHessian's rule (plus a residual guard, :func:`power_iteration`) for comparison;
+``auto`` and ``lanczos`` use Lanczos.
 
 Trace. Hutchinson's estimator tr(H) = E[vᵀHv] with Rademacher v (entries ±1 with probability ½),
 averaged over ``n_samples`` draws; its standard error is the sample standard deviation / √n.
@@ -56,30 +48,21 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
-from threadpoolctl import threadpool_limits
 from torch import nn
 
-from batchlab.errors import ConfigError, UserError
+from batchlab.errors import ConfigError
 from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss
+from batchlab.geometry.lanczos import ConvergenceError, LanczosResult, lanczos_largest
 
 DENSE_LIMIT = 64
-# method="auto" uses power iteration for k = 1 when tol is at least this (see the module docstring).
-POWER_MIN_TOL = 1e-4
 # PyHessian's guard against dividing by a zero eigenvalue in its relative change.
 POWER_DENOMINATOR_FLOOR = 1e-6
-# BLAS threads SciPy's eigensolver may use next to PyTorch's (see the module docstring).
-EIGENSOLVER_BLAS_THREADS = 1
 AUTO, POWER, LANCZOS = "auto", "power", "lanczos"
 EIGEN_METHODS = (AUTO, POWER, LANCZOS)
 # "auto" keeps the first backward graph when the tensors it saves for all chunks fit here.
 GRAPH_CACHE_BYTES = 2 * 1024**3
 
 CacheChoice = bool | Literal["auto"]
-
-
-class ConvergenceError(UserError):
-    """Lanczos stopped before the asked accuracy was reached."""
 
 
 class HessianOperator:
@@ -203,9 +186,12 @@ class EigenResult:
     values: tuple[float, ...]
     vectors: torch.Tensor
     num_hvps: int
-    # "lanczos" (ARPACK eigsh), "power" (power iteration), "power+lanczos" (Lanczos after power
-    # iteration did not settle) or "dense" (numpy eigh of the full Hessian)
+    # "lanczos", "power" (power iteration), "power+lanczos" (Lanczos after power iteration did not
+    # settle) or "dense" (numpy eigh of the full Hessian)
     method: str
+    # ‖Hv − λv‖ of each pair: Lanczos's residual bound (|λ − true eigenvalue| ≤ it), the computed
+    # residual of power iteration's last product, 0 for the dense path
+    residuals: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -261,8 +247,9 @@ def top_eigenvalues(
     cache_graph: CacheChoice = "auto",
     method: str = AUTO,
 ) -> EigenResult:
-    """The ``k`` largest (algebraic) Hessian eigenvalues with eigenvectors, by power iteration or
-    Lanczos (``method``; ``auto`` chooses as the module docstring says)."""
+    """The ``k`` largest (algebraic) Hessian eigenvalues with eigenvectors, by Lanczos (``auto``,
+    ``lanczos``; each stopped at residual ≤ tol·|λ|) or power iteration (``power``, k = 1).
+    ``max_iter`` caps the Hessian-vector products."""
     loss = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode)
     _check_solver_options(loss.dim, k, tol, max_iter, method)  # before the graph is built
     operator = HessianOperator(loss, cache_graph=cache_graph)
@@ -317,27 +304,27 @@ def top_eigenpairs(
     if operator.dim <= DENSE_LIMIT:
         values, vectors = _dense_eigh(operator)
         order = np.argsort(values)[::-1][:k]
-        values, vectors = values[order], vectors[:, order]
+        values, vectors, residuals = values[order], vectors[:, order], np.zeros(k)
         method = "dense"
     elif choose_eigen_method(k, tol, method) == POWER:
-        value, vector = power_iteration(operator, tol=tol, max_products=max_iter, seed=seed)
+        value, vector, residual = power_iteration(operator, tol=tol, max_products=max_iter, seed=seed)
         if value is not None:
-            values, vectors, method = np.array([value]), vector.to("cpu", torch.float64).numpy()[:, None], POWER
+            values, vectors, residuals, method = np.array([value]), vector[:, None], np.array([residual]), POWER
         else:
             # Not settled, or settled on a negative eigenvalue of larger magnitude: Lanczos, from there.
-            start_vector = vector.to("cpu", torch.float64).numpy()
-            values, vectors = _lanczos_largest(
-                operator, 1, tol=tol, max_iter=max_iter, seed=seed, shift=None, start=start_vector
-            )
+            found = _lanczos(operator, 1, tol=tol, max_iter=max_iter, seed=seed, shift=None, start=vector)
+            values, vectors, residuals = found.values, found.vectors, found.residuals
             method = "power+lanczos"
     else:
-        values, vectors = _lanczos_largest(operator, k, tol=tol, max_iter=max_iter, seed=seed, shift=None)
+        found = _lanczos(operator, k, tol=tol, max_iter=max_iter, seed=seed, shift=None)
+        values, vectors, residuals = found.values, found.vectors, found.residuals
         method = LANCZOS
     return EigenResult(
         values=tuple(float(v) for v in values),
         vectors=_as_vectors(vectors, operator),
         num_hvps=operator.calls - start,
         method=method,
+        residuals=tuple(float(r) for r in residuals),
     )
 
 
@@ -361,15 +348,13 @@ def extreme_eigenpairs(
         method = "dense"
     else:
         if top is not None:
-            largest, largest_vector = top.values[0], top.vectors[:, :1].to("cpu", torch.float64).numpy()
+            largest, largest_vector = top.values[0], top.vectors[:, :1]
         else:
-            top_values, largest_vector = _lanczos_largest(operator, 1, tol=tol, max_iter=max_iter, seed=seed, shift=None)
-            largest = float(top_values[0])
+            found = _lanczos(operator, 1, tol=tol, max_iter=max_iter, seed=seed, shift=None)
+            largest, largest_vector = float(found.values[0]), found.vectors
         # Largest eigenvalue μ of λ_max·I − H; λ_min = λ_max − μ (see the module docstring).
-        shifted, smallest_vector = _lanczos_largest(
-            operator, 1, tol=tol, max_iter=max_iter, seed=seed + 1, shift=largest
-        )
-        smallest = min(largest - float(shifted[0]), largest)
+        shifted = _lanczos(operator, 1, tol=tol, max_iter=max_iter, seed=seed + 1, shift=largest)
+        smallest, smallest_vector = min(largest - float(shifted.values[0]), largest), shifted.vectors
         method = "lanczos"
     return ExtremeEigenvalues(
         largest=largest,
@@ -402,40 +387,45 @@ def trace_estimate(operator: HessianOperator, *, n_samples: int = 100, seed: int
 def choose_eigen_method(k: int, tol: float, method: str = AUTO) -> str:
     """``power`` or ``lanczos`` for the top ``k`` eigenvalues at relative tolerance ``tol``.
 
-    ``auto``: power iteration when k = 1 and tol ≥ :data:`POWER_MIN_TOL`, else Lanczos (see the
-    module docstring for why). ``power`` for k > 1 is refused: it finds one eigenvalue.
+    ``auto`` is Lanczos at every k and tol (module docstring: its stopping rule bounds the error).
+    ``power`` for k > 1 is refused: it finds one eigenvalue.
     """
     if method not in EIGEN_METHODS:
         raise ConfigError(f"eigenvalue method {method!r} is unknown; allowed: {', '.join(EIGEN_METHODS)}")
     if method == POWER and k != 1:
         raise ConfigError(f"power iteration finds one eigenvalue, not k={k}; allowed: k=1, or method 'lanczos'/'auto'")
     if method == AUTO:
-        return POWER if k == 1 and tol >= POWER_MIN_TOL else LANCZOS
+        return LANCZOS
     return method
 
 
 def power_iteration(
     operator: HessianOperator, *, tol: float, max_products: int, seed: int = 0
-) -> tuple[float | None, torch.Tensor]:
-    """The Hessian's eigenvalue of largest magnitude by power iteration, and its unit vector.
+) -> tuple[float | None, torch.Tensor, float]:
+    """The Hessian's eigenvalue of largest magnitude by power iteration, its unit vector and the
+    residual ‖Hv − λv‖ of the last product.
 
-    Stops when the relative change of λ = vᵀHv is below ``tol`` (PyHessian's rule) and the
-    residual ‖Hv − λv‖ is at most √tol·|λ| (module docstring). Returns (λ, Hv/‖Hv‖) of the last
-    product — PyHessian returns the λ before it — or (None, last vector) when it did not stop within
-    ``max_products`` products or stopped on λ ≤ 0 (then the largest algebraic eigenvalue is not
-    the one found). The start is the seeded vector Lanczos would start from.
+    Stops when the relative change of λ = vᵀHv is below ``tol`` (PyHessian's rule,
+    |λ_i − λ_{i−1}| / (|λ_{i−1}| + 1e-6) < tol) and the residual is at most √tol·|λ|: with λ's error
+    ≈ ‖r‖²/gap, this keeps an iteration that stalls between eigenvalues of equal magnitude (λ and
+    −λ give a constant Rayleigh quotient) from stopping. Neither part bounds λ's error by tol.
+    Returns (λ, Hv/‖Hv‖, residual) of the last product — PyHessian returns the λ before it — or
+    (None, last vector, residual) when it did not stop within ``max_products`` products or stopped
+    on λ ≤ 0 (then the largest algebraic eigenvalue is not the one found). The start is the
+    seeded vector Lanczos starts from.
     """
     dtype, device = operator.point.dtype, operator.point.device
     start = torch.randn(operator.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     v = (start / start.norm()).to(device=device, dtype=dtype)
     previous: float | None = None
+    residual = math.inf
     for _ in range(max_products):
         hv = operator.matvec(v)
         value = float(torch.dot(v.double(), hv.double()))
         residual = float((hv.double() - value * v.double()).norm())
         norm = hv.norm()
         if norm == 0:
-            return None, v  # v is in the null space: no direction to follow
+            return None, v, residual  # v is in the null space: no direction to follow
         settled = (
             previous is not None
             and abs(value - previous) / (abs(previous) + POWER_DENOMINATOR_FLOOR) < tol
@@ -443,9 +433,9 @@ def power_iteration(
         )
         v = hv / norm
         if settled:
-            return (value, v) if value > 0 else (None, v)
+            return (value, v, residual) if value > 0 else (None, v, residual)
         previous = value
-    return None, v
+    return None, v, residual
 
 
 def _check_solver_options(dim: int, k: int, tol: float, max_iter: int, method: str = AUTO) -> None:
@@ -455,9 +445,7 @@ def _check_solver_options(dim: int, k: int, tol: float, max_iter: int, method: s
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (tol > 0 and math.isfinite(tol)):
         raise ConfigError(f"tolerance {tol!r} is invalid; allowed: a number > 0 (relative accuracy, e.g. 1e-3)")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ConfigError(
-            f"max_iter {max_iter!r} is invalid; allowed: an integer ≥ 1 (Lanczos restarts, power-iteration products)"
-        )
+        raise ConfigError(f"max_iter {max_iter!r} is invalid; allowed: an integer ≥ 1 (Hessian-vector products)")
     choose_eigen_method(k, tol, method)
 
 
@@ -466,7 +454,7 @@ def _dense_eigh(operator: HessianOperator) -> tuple[np.ndarray, np.ndarray]:
     return np.linalg.eigh(matrix)
 
 
-def _lanczos_largest(
+def _lanczos(
     operator: HessianOperator,
     k: int,
     *,
@@ -474,37 +462,25 @@ def _lanczos_largest(
     max_iter: int,
     seed: int,
     shift: float | None,
-    start: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """k largest eigenpairs of H (or of shift·I − H), descending, via ARPACK with one BLAS thread,
-    from ``start`` (default: a random vector drawn with ``seed``)."""
+    start: torch.Tensor | None = None,
+) -> LanczosResult:
+    """k largest eigenpairs of H (or of shift·I − H), descending, by
+    :func:`~batchlab.geometry.lanczos.lanczos_largest`, from ``start`` (default: the Gaussian
+    vector drawn in float64 with ``seed``)."""
     dtype, device = operator.point.dtype, operator.point.device
 
-    def matvec(array: np.ndarray) -> np.ndarray:
-        v = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64).reshape(-1)).to(device=device, dtype=dtype)
+    def product(v: torch.Tensor) -> torch.Tensor:
         hv = operator.matvec(v)
-        if shift is not None:
-            hv = shift * v - hv
-        return hv.to("cpu", torch.float64).numpy()
+        return hv if shift is None else shift * v - hv
 
-    linear = LinearOperator((operator.dim, operator.dim), matvec=matvec, dtype=np.float64)
     if start is None:
-        start = torch.randn(operator.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
-    try:
-        with threadpool_limits(limits=EIGENSOLVER_BLAS_THREADS, user_api="blas"):
-            values, vectors = eigsh(linear, k=k, which="LA", tol=tol, maxiter=max_iter, v0=start)
-    except ArpackNoConvergence as error:
-        raise ConvergenceError(
-            f"Lanczos found {len(error.eigenvalues)} of {k} eigenvalue(s) to tolerance {tol} in {max_iter} restarts; "
-            "allowed: a larger max_iter or a looser tol"
-        ) from None
-    order = np.argsort(values)[::-1]
-    return values[order], vectors[:, order]
+        start = torch.randn(operator.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return lanczos_largest(product, start.to(device=device, dtype=dtype), k, tol=tol, max_steps=max_iter)
 
 
-def _as_vectors(vectors: np.ndarray, operator: HessianOperator) -> torch.Tensor:
+def _as_vectors(vectors: np.ndarray | torch.Tensor, operator: HessianOperator) -> torch.Tensor:
     """Columns normalized to unit length, sign fixed so the largest-magnitude entry is positive."""
-    matrix = torch.as_tensor(np.asarray(vectors, dtype=np.float64))
+    matrix = torch.as_tensor(vectors).to("cpu", torch.float64)
     matrix = matrix / matrix.norm(dim=0, keepdim=True)
     pivots = matrix.abs().argmax(dim=0)
     signs = torch.sign(matrix[pivots, torch.arange(matrix.shape[1])])
