@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
+import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from batchlab.errors import ConfigError
 from batchlab.geometry import (
+    MINIMUM_GRADIENT_FRACTION,
     accuracy_reason,
+    check_minimum,
     classify,
     curvature_reason,
+    minimum_rule,
     not_a_minimum_warning,
+    not_at_minimum_note,
     sharpness_of_objective,
     slope_reason,
 )
@@ -61,3 +70,46 @@ def test_one_line_or_nothing():
     assert not_a_minimum_warning([None, None]) is None
     line = not_a_minimum_warning(["a", None, "b"])
     assert line == "warning: this point may not be a minimum: a; b"
+
+
+def test_the_minimum_rule_compares_with_one_percent_of_the_initial_gradient():
+    at = minimum_rule(0.017, 2.0)
+    assert at.at_minimum and at.fraction == MINIMUM_GRADIENT_FRACTION == 0.01
+    assert at.threshold == pytest.approx(0.02)
+    assert not_at_minimum_note(at) is None
+    assert "1 % of ‖∇f(θ₀)‖ = 0.02" in at.rule and "2" in at.rule
+    away = minimum_rule(0.11, 2.0)
+    assert not away.at_minimum
+    assert not_at_minimum_note(away) == "not at a minimum (‖∇f‖ = 0.11 > 0.02 = 1 % of ‖∇f(θ₀)‖)"
+    assert minimum_rule(0.11, 2.0, fraction=0.1).at_minimum
+    assert minimum_rule(0.02, 2.0).at_minimum  # the boundary counts as a minimum
+    assert away.to_dict() == {"at_minimum": False, "gradient_norm": 0.11, "initial_gradient_norm": 2.0,
+                              "fraction": 0.01, "threshold": pytest.approx(0.02)}
+    for bad in (0.0, 1.0, -0.1, True):
+        with pytest.raises(ConfigError, match="fraction"):
+            minimum_rule(0.1, 1.0, fraction=bad)
+    with pytest.raises(ConfigError, match="gradient norm"):
+        minimum_rule(math.nan, 1.0)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_check_minimum_measures_both_full_batch_gradients():
+    torch.manual_seed(0)
+    initial = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).double()
+    x = torch.randn(64, 3, dtype=torch.float64)
+    y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).long()  # not linearly separable: a finite minimum
+    model = copy.deepcopy(initial)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    for _ in range(300):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    model.zero_grad()
+    check = check_minimum(model, initial, x, y, chunk_size=10)
+    initial_loss = F.cross_entropy(initial(x), y)
+    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(initial_loss, list(initial.parameters()))]).norm()
+    assert check.initial_gradient_norm == pytest.approx(float(expected), rel=1e-9)
+    assert check.at_minimum and check.gradient_norm < check.threshold
+    flat = torch.cat([p.detach().reshape(-1) for p in initial.parameters()])
+    assert check_minimum(model, flat, x, y, chunk_size=10) == check
+    assert not check_minimum(initial, initial, x, y).at_minimum  # θ₀ itself: ‖∇f‖ = ‖∇f(θ₀)‖

@@ -40,7 +40,17 @@ from batchlab.geometry.hessian import (
     trace_estimate,
 )
 from batchlab.geometry.lanczos import LanczosResult, lanczos_largest
-from batchlab.geometry.minimum import accuracy_reason, curvature_reason, not_a_minimum_warning, slope_reason
+from batchlab.geometry.minimum import (
+    MINIMUM_GRADIENT_FRACTION,
+    MinimumCheck,
+    accuracy_reason,
+    check_minimum,
+    curvature_reason,
+    minimum_rule,
+    not_a_minimum_warning,
+    not_at_minimum_note,
+    slope_reason,
+)
 from batchlab.geometry.sharpness import (
     SharpnessResult,
     check_sharpness_options,
@@ -57,6 +67,7 @@ __all__ = [
     "LanczosResult",
     "LOCAL_MAXIMUM",
     "LOCAL_MINIMUM",
+    "MINIMUM_GRADIENT_FRACTION",
     "MODES",
     "NOT_CRITICAL",
     "SADDLE_POINT",
@@ -67,6 +78,7 @@ __all__ = [
     "ExtremeEigenvalues",
     "FlatLoss",
     "HessianOperator",
+    "MinimumCheck",
     "SaddleDemo",
     "SharpnessResult",
     "TraceEstimate",
@@ -75,6 +87,7 @@ __all__ = [
     "choose_eigen_method",
     "classify",
     "classify_at",
+    "check_minimum",
     "classify_point",
     "curvature_reason",
     "evaluation_mode",
@@ -85,7 +98,9 @@ __all__ = [
     "hvp",
     "keskar_sharpness",
     "lanczos_largest",
+    "minimum_rule",
     "not_a_minimum_warning",
+    "not_at_minimum_note",
     "power_iteration",
     "pseudo_inverse_apply",
     "random_subspace",

@@ -1,8 +1,23 @@
-"""Is the point being measured a minimum? The reasons ``batchlab hessian`` and ``batchlab
-sharpness`` give for a one-line warning (never an error: a measurement away from a minimum is
-still a valid number, only not the one Keskar et al.'s comparison of minima is about).
+"""Is the point being measured a minimum?
 
-Three signs that a point is not a (trained) minimum:
+The rule (:func:`minimum_rule`, :func:`check_minimum`). Sharpness, Hessian and line plots are
+about minima, and a trained network's loss has no exact one to stop at, so batchlab decides by a
+stated, relative rule: a point θ is *at a minimum* when its full-batch gradient norm is at most a
+fraction (default :data:`MINIMUM_GRADIENT_FRACTION` = 1 %) of the full-batch gradient norm at the
+run's initialization θ₀,
+
+    ‖∇f(θ)‖ ≤ fraction · ‖∇f(θ₀)‖,
+
+f the mean training cross-entropy over the examples given (batch normalization in eval mode,
+:mod:`batchlab.geometry.functional`). Relative to θ₀ because the gradient's scale depends on the
+network, the loss and the data: one absolute threshold would be strict for one model and loose
+for another. The verdict carries both norms, so a table can print the rule and the values; a
+point that fails it is reported as "not at a minimum (‖∇f‖ = …)" (:func:`not_at_minimum_note`)
+instead of a sharpness.
+
+The one-line warnings of ``batchlab hessian`` and ``batchlab sharpness`` add three more signs
+(never an error: a measurement away from a minimum is still a valid number, only not the one
+Keskar et al.'s comparison of minima is about):
 
 * the second-order test of :func:`batchlab.geometry.critical.classify` says "not critical",
   "saddle point" or "local maximum" (gradient norm above ``grad_tol``, or curvature below
@@ -19,14 +34,95 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from batchlab.geometry.critical import LOCAL_MINIMUM
+import torch
+from torch import nn
 
+from batchlab.errors import ConfigError
+from batchlab.geometry.critical import LOCAL_MINIMUM
+from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss
+
+# ‖∇f(θ)‖ ≤ 1 % of ‖∇f(θ₀)‖: the default of the at-a-minimum rule (module docstring).
+MINIMUM_GRADIENT_FRACTION = 0.01
 # Half the rise from the slope: beyond this the linear term, not the curvature, makes φ.
 SLOPE_SHARE = 0.5
 # Two percentage points: more than the epoch-to-epoch wobble of a converged SGD run.
 ACCURACY_DROP = 0.02
+
+
+@dataclass(frozen=True)
+class MinimumCheck:
+    """The verdict of the at-a-minimum rule and the numbers it compared (module docstring)."""
+
+    at_minimum: bool
+    gradient_norm: float
+    initial_gradient_norm: float
+    fraction: float
+
+    @property
+    def threshold(self) -> float:
+        """fraction · ‖∇f(θ₀)‖: the largest gradient norm that counts as a minimum."""
+        return self.fraction * self.initial_gradient_norm
+
+    @property
+    def rule(self) -> str:
+        """The rule with its numbers, for a table's caption."""
+        return (f"at a minimum when ‖∇f‖ ≤ {self.fraction * 100:g} % of ‖∇f(θ₀)‖ = {self.threshold:.3g} "
+                f"(full-batch gradient norms; ‖∇f(θ₀)‖ = {self.initial_gradient_norm:.3g})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "threshold": self.threshold}
+
+
+def minimum_rule(
+    gradient_norm: float, initial_gradient_norm: float, *, fraction: float = MINIMUM_GRADIENT_FRACTION
+) -> MinimumCheck:
+    """The at-a-minimum rule on two full-batch gradient norms: ‖∇f(θ)‖ ≤ fraction · ‖∇f(θ₀)‖."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ConfigError(f"minimum gradient fraction {fraction!r} is invalid; allowed: a number in (0, 1), e.g. 0.01")
+    for name, value in (("gradient norm", gradient_norm), ("initial gradient norm", initial_gradient_norm)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{name} {value!r} is invalid; allowed: a finite number ≥ 0")
+    return MinimumCheck(
+        at_minimum=gradient_norm <= fraction * initial_gradient_norm,
+        gradient_norm=float(gradient_norm),
+        initial_gradient_norm=float(initial_gradient_norm),
+        fraction=float(fraction),
+    )
+
+
+def check_minimum(
+    model: nn.Module,
+    initial: nn.Module | torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    fraction: float = MINIMUM_GRADIENT_FRACTION,
+    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    mode: str = "eval",
+) -> MinimumCheck:
+    """:func:`minimum_rule` for the model's current weights θ, with ``initial`` its run's θ₀ (a
+    model of the same architecture, or the flat parameter vector in ``named_parameters()`` order):
+    both gradients are the full-batch gradients of the mean cross-entropy on ``(x, y)``."""
+    loss = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode)
+    if isinstance(initial, nn.Module):
+        initial_point = FlatLoss(initial, x, y, chunk_size=chunk_size, mode=mode).point()
+    else:
+        initial_point = initial
+    _, gradient = loss.value_and_grad()
+    _, initial_gradient = loss.value_and_grad(loss.check_vector(initial_point, "initial point"))
+    return minimum_rule(float(gradient.norm()), float(initial_gradient.norm()), fraction=fraction)
+
+
+def not_at_minimum_note(check: MinimumCheck) -> str | None:
+    """What a table prints instead of a measurement at a point that fails the rule, or None when
+    the point is at a minimum: "not at a minimum (‖∇f‖ = 0.11 > 0.0052 = 1 % of ‖∇f(θ₀)‖)"."""
+    if check.at_minimum:
+        return None
+    return (f"not at a minimum (‖∇f‖ = {check.gradient_norm:.3g} > {check.threshold:.3g} = "
+            f"{check.fraction * 100:g} % of ‖∇f(θ₀)‖)")
 
 
 def curvature_reason(classification: Mapping[str, Any]) -> str | None:
