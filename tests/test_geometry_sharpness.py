@@ -63,12 +63,21 @@ def test_the_search_does_not_stop_on_a_tiny_gradient():
     assert result.iterations_run >= 1 and result.evaluations >= 2
 
 
-def test_a_zero_gradient_still_finds_the_box_maximum():
-    # At an exact minimum the origin run cannot move (its projected gradient is 0); the gradient
-    # vertex (sign 0 taken as +) is a maximum of ½‖w‖² over the box.
-    result = sharpness_of_objective(lambda w: (float(0.5 * (w * w).sum()), w.clone()), torch.zeros(4, dtype=torch.float64))
-    assert result.max_loss == pytest.approx(0.5 * 4 * EPSILON**2, rel=1e-12)
-    assert result.best_start == "gradient vertex"
+def test_at_an_exact_critical_point_only_the_corner_start_moves():
+    # At an exact minimum the paper's search from y = 0 cannot move (its projected gradient is 0):
+    # φ = 0. The corner start (sign 0 taken as +) is a maximum of ½‖w‖² over the box; it is
+    # reported in its own fields, the paper's value stays 0.
+    def bowl(w):
+        return float(0.5 * (w * w).sum()), w.clone()
+
+    paper = sharpness_of_objective(bowl, torch.zeros(4, dtype=torch.float64))
+    assert paper.value == 0 and paper.best_start == "origin" and paper.corner_value is None
+    assert not paper.corner_start and paper.search_rule == "lbfgsb-tol0-origin"
+    both = sharpness_of_objective(bowl, torch.zeros(4, dtype=torch.float64), corner_start=True)
+    assert both.value == 0 and both.max_loss == 0
+    assert both.corner_max_loss == pytest.approx(0.5 * 4 * EPSILON**2, rel=1e-12)
+    assert both.corner_value == pytest.approx(phi(both.corner_max_loss, 0.0), rel=1e-12)
+    assert both.best_start == "gradient vertex" and both.corner_evaluations >= 1
 
 
 def box_maximum_by_vertices(hessian: np.ndarray, gradient: np.ndarray, radius: np.ndarray) -> float:
@@ -237,17 +246,18 @@ def deep_mlp():
 
 
 @pytest.mark.parametrize("subspace_dim", [None, 100])
-def test_ten_iterations_agree_with_a_hundred_on_a_trained_network(deep_mlp, subspace_dim):
-    # Tolerance: 10 iterations reach ≥ 0.7 of the 100-iteration φ. Measured on this network
-    # (147 parameters) at ε = 1e-3 / 5e-4: 0.96 / 1.00 in the full space, 0.76 / 0.78 for
-    # p = 100; with only the paper's start y = 0 (SciPy's tolerances set to 0) it was
-    # 0.70 / 0.89 and 0.50 / 0.63.
-    # What 100 iterations add comes from the run from y = 0 reaching a higher vertex late.
+def test_ten_iterations_against_a_hundred_on_a_trained_network(deep_mlp, subspace_dim):
+    # The paper's search from y = 0 is slow to reach a vertex: measured on this network (147
+    # parameters) at ε = 1e-3 / 5e-4, 10 iterations reach 0.70 / 0.89 of the 100-iteration φ in
+    # the full space, 0.50 / 0.63 for p = 100. With the corner start as well: 0.96 / 1.00 and
+    # 0.76 / 0.78. What 100 iterations add comes from the run from y = 0 reaching a higher vertex late.
     model, x, y = deep_mlp
     ten, hundred = (
-        keskar_sharpness(model, x, y, epsilon=1e-3, subspace_dim=subspace_dim, iterations=n, seed=2)
+        keskar_sharpness(model, x, y, epsilon=1e-3, subspace_dim=subspace_dim, iterations=n, seed=2, corner_start=True)
         for n in (10, 100)
     )
     assert 0 < ten.value <= hundred.value * (1 + 1e-12)
-    assert ten.value >= 0.7 * hundred.value
-    assert ten.iterations_run <= 20 < hundred.iterations_run
+    assert ten.value >= 0.45 * hundred.value
+    assert ten.value <= ten.corner_value <= hundred.corner_value * (1 + 1e-12)
+    assert ten.corner_value >= 0.7 * hundred.corner_value
+    assert ten.iterations_run <= 10 < hundred.iterations_run
