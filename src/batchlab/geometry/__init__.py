@@ -1,10 +1,12 @@
-"""Geometry of the training loss at a point: Hessian spectra, critical points, Keskar sharpness.
+"""Geometry of the training loss at a point: Hessian spectra, critical points, Keskar sharpness,
+adaptive sharpness, the optimizer's stability bound and the at-a-minimum rule.
 
 All functions take a model and data tensors and look at the mean cross-entropy as a function of
 the flat vector of trainable parameters (:mod:`batchlab.geometry.functional`); none of them
 changes the model's weights or leaves its train/eval mode changed.
 """
 
+from batchlab.geometry.adaptive import AdaptiveSharpnessResult, adaptive_sharpness, adaptive_sharpness_of_objective
 from batchlab.geometry.analysis import hessian_summary, select_examples, sharpness_table
 from batchlab.geometry.critical import (
     KINDS,
@@ -59,8 +61,14 @@ from batchlab.geometry.sharpness import (
     random_subspace,
     sharpness_of_objective,
 )
+from batchlab.geometry.stability import StabilityBound, stability_bound
 
 __all__ = [
+    "AdaptiveSharpnessResult",
+    "StabilityBound",
+    "adaptive_sharpness",
+    "adaptive_sharpness_of_objective",
+    "stability_bound",
     "DEFAULT_CHUNK_SIZE",
     "DENSE_LIMIT",
     "KINDS",
