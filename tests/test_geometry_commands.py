@@ -77,16 +77,30 @@ def test_sharpness_table_and_records(trained, capsys):
     for row in rows:
         assert row["value"] >= 0 and row["iterations"] == 3 and row["examples"] == 300
         assert row["value"] == pytest.approx(100 * (row["max_loss"] - row["loss"]) / (1 + row["loss"]))
+        assert row["corner_value"] is None and row["search_rule"] == "lbfgsb-tol0-origin"
+    # The measures at the point, the same in every row: λ_max beside the optimizer's bound
+    # (SMALL: momentum 0, lr 0.1 → 2/η = 20), the trace with its standard error, adaptive sharpness.
+    assert len({(r["lambda_max"], r["trace"], r["adaptive_sharpness"]) for r in rows}) == 1
+    row = rows[0]
+    assert row["stability_bound"] == pytest.approx(20.0) and row["stability_rule"] == "2/η (gradient descent)"
+    assert row["lambda_max"] > 0 and row["lambda_max_residual"] <= 1e-3 * row["lambda_max"]
+    assert row["trace_samples"] == 100 and row["trace_stderr"] > 0
+    assert row["adaptive_sharpness"] >= 0 and row["adaptive_rho"] == 0.01 and row["adaptive_eta"] == 0
+    for label in ("λ_max", "stability bound of the run's optimizer: 20 = 2/η", "Hessian trace", "adaptive sharpness"):
+        assert label in out
 
 
 def test_sharpness_full_space_only_json(trained, capsys):
     store_path, run_id, _ = trained
     code = main(["sharpness", run_id, "--store", str(store_path), "--epsilon", "2e-3", "--full-space-only",
-                 "--examples", "100", "--iterations", "2", "--format", "json", "--device", "cpu"])
+                 "--examples", "100", "--iterations", "2", "--format", "json", "--device", "cpu", "--corner-start",
+                 "--trace-samples", "0", "--adaptive-rho", "0.02", "--adaptive-eta", "0.1"])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["full_space"] for row in rows] == [True]
     assert rows[0]["epsilon"] == 2e-3
+    assert rows[0]["corner_start"] and rows[0]["corner_value"] >= rows[0]["value"]
+    assert rows[0]["trace"] is None and (rows[0]["adaptive_rho"], rows[0]["adaptive_eta"]) == (0.02, 0.1)
 
 
 @pytest.mark.parametrize(
@@ -96,6 +110,8 @@ def test_sharpness_full_space_only_json(trained, capsys):
         (["sharpness", "{run}", "--epsilon", "1e-3", "-0.001"], "epsilon -0.001 is invalid"),
         (["sharpness", "{run}", "--subspace-dim", "100000"], "subspace dimension 100000 is invalid"),
         (["sharpness", "{run}", "--subspace-dim", "5", "--full-space-only"], "not allowed with argument"),
+        (["sharpness", "{run}", "--trace-samples", "1"], "trace samples 1 is invalid"),
+        (["sharpness", "{run}", "--adaptive-rho", "0"], "ρ 0.0 is invalid"),
         (["hessian", "{run}", "--examples", "999999"], "examples 999999 is invalid"),
         (["hessian", "{run}", "--k", "0"], "k=0"),
         (["hessian", "{run}", "--tol", "0"], "tolerance"),
@@ -140,4 +156,4 @@ def test_one_epoch_is_no_minimum_and_both_commands_say_so_on_one_stderr_line(tra
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and "stored hessian: the second-order test says not critical" in err[0]
-    assert "iters, evals: L-BFGS-B iterations and f evaluations of both runs" in captured.out
+    assert "iters, evals: L-BFGS-B iterations and f evaluations of the paper's search from y = 0" in captured.out

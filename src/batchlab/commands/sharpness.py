@@ -21,10 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Keskar et al.'s sharpness of a stored run's minimum (full space and random subspace)",
         description="Reopen a stored run with its final weights and measure Keskar et al.'s "
         "sharpness φ = 100·(max over the box C_ε of f(x + Ay) − f(x)) / (1 + f(x)), f the mean "
-        "training cross-entropy, the box ε(|(A⁺x)_i| + 1) wide, the maximum taken by L-BFGS-B with a "
-        "fixed iteration budget, once from y = 0 and once from the box vertex along the gradient's sign "
-        "(the iterations and evaluations both used are printed). A = I (full space, their Table 3) and a random n×p matrix with "
-        "N(0, 1/n) entries, i.e. columns of unit length like those of I (their Table 4, p = 100). One 'sharpness' record per row is stored. "
+        "training cross-entropy, the box ε(|(A⁺x)_i| + 1) wide, the maximum taken as in the paper by L-BFGS-B "
+        "from y = 0 with a fixed iteration budget (--corner-start adds a run from the box vertex along the "
+        "gradient's sign, reported in its own column, not the paper's measure). A = I (full space, their Table 3) and a random n×p matrix with "
+        "N(0, 1/n) entries, i.e. columns of unit length like those of I (their Table 4, p = 100). Beside it, at the "
+        "point: λ_max (Lanczos), the Hessian trace (Hutchinson, with its standard error), the stability bound of "
+        "the run's optimizer (2/η, 2(1 + λ)/η with momentum λ) and the adaptive sharpness of Kwon et al. 2021, "
+        "which layer rescalings do not change. One 'sharpness' record per row is stored. "
         "A line on stderr warns when the point does not look like a minimum (the slope makes most of the rise, a "
         "stored `batchlab hessian` result finds negative curvature or a large gradient, or the final training "
         "accuracy is below the run's best).",
@@ -41,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     space.add_argument("--full-space-only", action="store_true", help="skip the random subspace")
     parser.add_argument("--iterations", type=int, default=10, help="L-BFGS-B iterations (default: 10, as in the paper)")
     parser.add_argument("--seed", type=seed_value, default=0, help="seed of the random matrix A and of --examples (default: 0)")
+    parser.add_argument("--corner-start", action="store_true",
+                        help="also search from the box vertex along the gradient's sign (own column; not the paper's)")
+    parser.add_argument("--trace-samples", type=int, default=100,
+                        help="Rademacher vectors of the Hessian trace estimate (default: 100; 0 skips the trace)")
+    parser.add_argument("--adaptive-rho", type=float, default=0.01,
+                        help="ρ of the adaptive sharpness: each weight moves at most ρ(|w| + η₀) (default: 0.01)")
+    parser.add_argument("--adaptive-eta", type=float, default=0.0,
+                        help="η₀ of the adaptive sharpness (default: 0, exactly invariant under layer rescaling)")
     parser.add_argument("--examples", type=int, default=None,
                         help="use a random subset of this many training examples (default: all)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="examples per forward pass (default: 1000)")
@@ -73,7 +84,9 @@ def minimum_warning(store, run_id: str, rows: list[dict]) -> str | None:
 
 def run_sharpness(args: argparse.Namespace) -> int:
     from batchlab.runtime.environment import describe_environment
-    from batchlab.geometry import select_examples, sharpness_table
+    from batchlab.errors import ConfigError
+    from batchlab.geometry import curvature_measures, select_examples, sharpness_table, stability_bound
+    from batchlab.geometry.adaptive import check_adaptive_options
     from batchlab.store import RunStore
     from batchlab.training.restore import restore_run
 
@@ -82,13 +95,26 @@ def run_sharpness(args: argparse.Namespace) -> int:
         say(f"restoring run {args.run_id}")
         restored = restore_run(store, args.run_id, device=args.device)
         x, y = select_examples(restored.splits.train.x, restored.splits.train.y, args.examples, args.seed)
+        if args.trace_samples < 0 or args.trace_samples == 1:
+            raise ConfigError(f"trace samples {args.trace_samples} is invalid; allowed: 0 (no trace) or an integer ≥ 2")
+        check_adaptive_options(args.adaptive_rho, args.adaptive_eta, args.iterations)
         say(f"L-BFGS-B over the box for each of {len(args.epsilon)} ε on {len(y)} examples")
         rows = sharpness_table(
             restored.model, x, y,
             epsilons=args.epsilon,
             subspace_dim=None if args.full_space_only else args.subspace_dim,
-            iterations=args.iterations, seed=args.seed, chunk_size=args.chunk_size,
+            iterations=args.iterations, seed=args.seed, chunk_size=args.chunk_size, corner_start=args.corner_start,
         )
+        say("λ_max, Hessian trace and adaptive sharpness at the point")
+        config = restored.config
+        point = curvature_measures(
+            restored.model, x, y, trace_samples=args.trace_samples or None, rho=args.adaptive_rho,
+            eta=args.adaptive_eta, iterations=args.iterations, seed=args.seed, chunk_size=args.chunk_size,
+        )
+        bound = stability_bound(config.optimizer, config.lr, config.momentum, nesterov=config.nesterov,
+                                weight_decay=config.weight_decay)
+        point.update(stability_bound=bound.value, stability_rule=bound.rule)
+        rows = [{**row, **point} for row in rows]
         environment = describe_environment(next(restored.model.parameters()).device)
         keyed = []
         for row in rows:
@@ -106,23 +132,45 @@ def run_sharpness(args: argparse.Namespace) -> int:
     return 0
 
 
+def point_lines(row: dict) -> list[str]:
+    """The measures at the point (the same in every row), one per line."""
+    bound = row["stability_bound"]
+    ratio = f"; λ_max / bound = {row['lambda_max'] / bound:.3g}" if bound else ""
+    lines = [
+        f"λ_max {row['lambda_max']:.6g} (Lanczos, residual ‖Hv − λv‖ = {row['lambda_max_residual']:.2g}); "
+        f"stability bound of the run's optimizer: "
+        + (f"{bound:.6g} = {row['stability_rule']}{ratio}" if bound is not None else row["stability_rule"]),
+    ]
+    if row["trace"] is not None:
+        lines.append(f"Hessian trace {row['trace']:.6g} ± {row['trace_stderr']:.2g} (Hutchinson, standard error, "
+                     f"{row['trace_samples']} Rademacher vectors)")
+    lines.append(f"adaptive sharpness {row['adaptive_sharpness']:.4g} = max f(x + (|x| + η₀)u) − f(x) over |u_i| ≤ ρ, "
+                 f"ρ = {row['adaptive_rho']:g}, η₀ = {row['adaptive_eta']:g} (Kwon et al. 2021; unchanged by layer rescaling)")
+    return lines
+
+
 def format_table(restored, rows: list[dict], store) -> str:
     config = restored.config
     lines = [
         f"Sharpness of run {restored.run_id} ({config.model} on {config.dataset}, B={config.batch_size}, "
         f"lr={config.lr:g}, λ={config.momentum:g}): Keskar et al. Metric 2.1, f = mean training "
         f"cross-entropy on {rows[0]['examples']} examples, f(x) = {rows[0]['loss']:.6g}",
-        f"{'space':<8} {'p':>9} {'epsilon':>8} {'sharpness':>10} {'max f':>10} {'iters':>5} {'evals':>5} {'time s':>7}",
+        f"{'space':<8} {'p':>9} {'epsilon':>8} {'sharpness':>10} {'max f':>10} {'iters':>5} {'evals':>5} {'time s':>7}"
+        + (f" {'corner φ':>10}" if rows[0]["corner_start"] else ""),
     ]
     for row in rows:
         space = "full" if row["full_space"] else "random"
         lines.append(
             f"{space:<8} {row['p']:>9} {row['epsilon']:>8.1e} {row['value']:>10.4g} {row['max_loss']:>10.6g} "
             f"{row['iterations_run']:>5} {row['evaluations']:>5} {row['seconds']:>7.2f}"
+            + (f" {row['corner_value']:>10.4g}" if row["corner_start"] else "")
         )
     lines.append(
-        f"iters, evals: L-BFGS-B iterations and f evaluations of both runs together (from y = 0 and from "
-        f"the gradient-sign vertex), a budget of {rows[0]['iterations']} iterations each"
+        f"iters, evals: L-BFGS-B iterations and f evaluations of the paper's search from y = 0, a budget of "
+        f"{rows[0]['iterations']} iterations"
+        + ("; corner φ: the larger maximum of that search and one from the gradient-sign vertex of the box "
+           "(not the paper's measure: never compare it with their Table 3)" if rows[0]["corner_start"] else "")
     )
+    lines.extend(point_lines(rows[0]))
     lines.append(f"stored {len(rows)} sharpness record(s) in {store}")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ changes the model's weights or leaves its train/eval mode changed.
 """
 
 from batchlab.geometry.adaptive import AdaptiveSharpnessResult, adaptive_sharpness, adaptive_sharpness_of_objective
-from batchlab.geometry.analysis import hessian_summary, select_examples, sharpness_table
+from batchlab.geometry.analysis import curvature_measures, hessian_summary, select_examples, sharpness_table
 from batchlab.geometry.critical import (
     KINDS,
     LOCAL_MAXIMUM,
@@ -96,6 +96,7 @@ __all__ = [
     "classify",
     "classify_at",
     "check_minimum",
+    "curvature_measures",
     "classify_point",
     "curvature_reason",
     "evaluation_mode",

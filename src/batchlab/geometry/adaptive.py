@@ -96,11 +96,7 @@ def adaptive_sharpness_of_objective(
 ) -> AdaptiveSharpnessResult:
     """S_ρ for any ``objective(w) -> (f(w), ∇f(w))`` at the flat ``point`` x."""
     point = point.detach().reshape(-1)
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not (math.isfinite(rho) and rho > 0):
-        raise ConfigError(f"ρ {rho!r} is invalid; allowed: a number > 0 (the largest move of a parameter, relative to it)")
-    check_sharpness_options(point.numel(), 1.0, None, iterations)  # the iteration budget
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (math.isfinite(eta) and eta >= 0):
-        raise ConfigError(f"η₀ {eta!r} is invalid; allowed: a number ≥ 0 (0 keeps the measure exactly scale-invariant)")
+    check_adaptive_options(rho, eta, iterations)
     scale = point.abs() + eta  # the diagonal of T_x, in the parameters' dtype and device
     radius = np.full(point.numel(), float(rho))
 
@@ -122,3 +118,12 @@ def adaptive_sharpness_of_objective(
         iterations_run=search.iterations_run,
         evaluations=search.evaluations,
     )
+
+
+def check_adaptive_options(rho: float, eta: float, iterations: int) -> None:
+    """ConfigError unless ρ > 0, η₀ ≥ 0 and iterations ≥ 1."""
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not (math.isfinite(rho) and rho > 0):
+        raise ConfigError(f"ρ {rho!r} is invalid; allowed: a number > 0 (the largest move of a parameter, relative to it)")
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (math.isfinite(eta) and eta >= 0):
+        raise ConfigError(f"η₀ {eta!r} is invalid; allowed: a number ≥ 0 (0 keeps the measure exactly scale-invariant)")
+    check_sharpness_options(1, 1.0, None, iterations)  # the iteration budget, checked as Keskar's

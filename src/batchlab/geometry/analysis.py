@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from batchlab.errors import ConfigError
+from batchlab.geometry.adaptive import DEFAULT_ETA, DEFAULT_RHO, adaptive_sharpness
 from batchlab.geometry.critical import classify_at
 from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss
 from batchlab.geometry.hessian import HessianOperator, top_eigenpairs, trace_estimate
@@ -75,13 +76,8 @@ def hessian_summary(
         "top_residuals": list(top.residuals),
         "tol": tol,
         "classification": report.to_dict(),
-        "trace": None,
-        "trace_stderr": None,
-        "trace_samples": None,
+        **trace_fields(operator, trace_samples, seed),
     }
-    if trace_samples is not None:
-        trace = trace_estimate(operator, n_samples=trace_samples, seed=seed)
-        summary.update(trace=trace.value, trace_stderr=trace.stderr, trace_samples=trace.n_samples)
     summary["hessian_vector_products"] = operator.calls
     summary["graph_cached"] = operator.graph_cached
     summary["seconds"] = time.perf_counter() - started
@@ -99,9 +95,11 @@ def sharpness_table(
     seed: int = 0,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     mode: str = "eval",
+    corner_start: bool = False,
 ) -> list[dict[str, Any]]:
     """Keskar's φ for every ε in the full space, and in a random ``subspace_dim``-dimensional one
-    unless it is None: the layout of their Tables 3 and 4. Every option is checked before any work."""
+    unless it is None: the layout of their Tables 3 and 4 (``corner_start`` adds the non-paper
+    corner run's fields). Every option is checked before any work."""
     if not epsilons:
         raise ConfigError("no epsilon given; allowed: one or more numbers > 0, e.g. 1e-3 5e-4")
     n = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode).dim
@@ -113,7 +111,58 @@ def sharpness_table(
             started = time.perf_counter()
             result = keskar_sharpness(
                 model, x, y, epsilon=epsilon, subspace_dim=space, iterations=iterations, seed=seed,
-                chunk_size=chunk_size, mode=mode,
+                chunk_size=chunk_size, mode=mode, corner_start=corner_start,
             )
             rows.append({**result.to_dict(), "examples": len(x), "mode": mode, "seconds": time.perf_counter() - started})
     return rows
+
+
+def curvature_measures(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    trace_samples: int | None = 100,
+    rho: float = DEFAULT_RHO,
+    eta: float = DEFAULT_ETA,
+    iterations: int = 10,
+    seed: int = 0,
+    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    mode: str = "eval",
+) -> dict[str, Any]:
+    """The measures set beside Keskar's φ at one point, as flat JSON-ready fields: λ_max (Lanczos,
+    with its residual bound ‖Hv − λv‖), the Hessian trace by Hutchinson's estimator with its
+    standard error (skipped when ``trace_samples`` is None), and the adaptive sharpness S_ρ of
+    :mod:`batchlab.geometry.adaptive`."""
+    started = time.perf_counter()
+    operator = HessianOperator(FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode))
+    top = top_eigenpairs(operator, 1, tol=tol, max_iter=max_iter, seed=seed)
+    measures: dict[str, Any] = {
+        "lambda_max": top.values[0],
+        "lambda_max_residual": top.residuals[0],
+        "lambda_max_tol": tol,
+        **trace_fields(operator, trace_samples, seed),
+    }
+    measures["hessian_vector_products"] = operator.calls
+    del operator  # its cached graph, before the adaptive search evaluates f again
+    adaptive = adaptive_sharpness(model, x, y, rho=rho, eta=eta, iterations=iterations, chunk_size=chunk_size, mode=mode)
+    measures.update(
+        adaptive_sharpness=adaptive.value,
+        adaptive_max_loss=adaptive.max_loss,
+        adaptive_rho=adaptive.rho,
+        adaptive_eta=adaptive.eta,
+        adaptive_definition=adaptive.definition,
+        curvature_seconds=time.perf_counter() - started,
+    )
+    return measures
+
+
+def trace_fields(operator: HessianOperator, samples: int | None, seed: int) -> dict[str, Any]:
+    """``trace``, ``trace_stderr`` and ``trace_samples`` of Hutchinson's estimate (all None when
+    ``samples`` is None)."""
+    if samples is None:
+        return {"trace": None, "trace_stderr": None, "trace_samples": None}
+    trace = trace_estimate(operator, n_samples=samples, seed=seed)
+    return {"trace": trace.value, "trace_stderr": trace.stderr, "trace_samples": trace.n_samples}

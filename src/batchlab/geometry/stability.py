@@ -28,8 +28,10 @@ from typing import Any
 
 from batchlab.errors import ConfigError
 
-# Optimizers whose update is (momentum) gradient descent with one global step η.
+# Optimizers whose update is (momentum) gradient descent with one global step η, and those that
+# scale the step per coordinate or per layer.
 GRADIENT_DESCENT_OPTIMIZERS = ("sgd", "momentum", "torch-sgd")
+ADAPTIVE_OPTIMIZERS = ("adam", "lamb", "lars", "rmsprop-warmup")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,10 @@ def stability_bound(
         )
     settings = dict(optimizer=optimizer, lr=float(lr), momentum=float(momentum), nesterov=bool(nesterov),
                     weight_decay=float(weight_decay))
-    if optimizer not in GRADIENT_DESCENT_OPTIMIZERS:
+    if optimizer not in GRADIENT_DESCENT_OPTIMIZERS + ADAPTIVE_OPTIMIZERS:
+        return StabilityBound(value=None, rule=f"does not apply: no stability bound is known for optimizer {optimizer}",
+                              **settings)
+    if optimizer in ADAPTIVE_OPTIMIZERS:
         return StabilityBound(
             value=None,
             rule=f"does not apply: {optimizer} adapts its step per coordinate or per layer (its stability "
