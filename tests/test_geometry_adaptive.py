@@ -127,17 +127,19 @@ def test_stability_bounds_of_gradient_descent_and_momentum():
         stability_bound("sgd", float("nan"))
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
-def test_heavy_ball_on_a_quadratic_diverges_just_above_the_bound(momentum):
-    # m ← λm − ηaθ, θ ← θ + m on f = ½aθ²: bounded at 0.99 of the bound, growing at 1.01.
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.5, False), (0.9, False), (0.9, True)])
+def test_momentum_on_a_quadratic_diverges_just_above_the_bound(momentum, nesterov):
+    # m ← λm − ηaθ, θ ← θ + m (Nesterov: θ ← θ + λm − ηaθ) on f = ½aθ²: bounded at 0.99 of the
+    # bound, growing at 1.01.
     lr = 0.1
-    bound = stability_bound("momentum", lr, momentum).value
+    bound = stability_bound("momentum", lr, momentum, nesterov=nesterov).value
 
     def final_size(curvature: float) -> float:
         theta, velocity = 1.0, 0.0
         for _ in range(3000):
-            velocity = momentum * velocity - lr * curvature * theta
-            theta += velocity
+            step = lr * curvature * theta
+            velocity = momentum * velocity - step
+            theta += momentum * velocity - step if nesterov else velocity
         return abs(theta)
 
     assert final_size(0.99 * bound) < 1.0

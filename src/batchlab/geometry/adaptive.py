@@ -8,9 +8,9 @@ as one likes without changing what it predicts. Kwon et al. (ICML 2021, "ASAM: A
 Sharpness-Aware Minimization for Scale-Invariant Learning of Deep Neural Networks") measure the
 sharpness in coordinates normalized by an operator T_w that rescales with the weights.
 
-The variant implemented. Kwon et al.'s Definition 3 with the element-wise normalization
-T_w = diag(|w_1| + η₀, …, |w_n| + η₀) (their element-wise T_w, with the η of their §4 for weights
-at 0) and the ∞-norm ball (p = ∞; the worst-case adaptive ℓ∞ sharpness that Andriushchenko et
+The variant implemented. Kwon et al.'s adaptive sharpness with the element-wise normalization
+T_w = diag(|w_1| + η₀, …, |w_n| + η₀) (their element-wise T_w, plus the small η they add so that
+weights at 0 can move) and the ∞-norm ball (p = ∞; the worst-case adaptive ℓ∞ sharpness that Andriushchenko et
 al., ICML 2023, "A Modern Look at the Relationship between Sharpness and Generalization",
 measure):
 

@@ -1,10 +1,11 @@
 """The largest eigenpairs of a symmetric operator by Lanczos with full reorthogonalization, stopped
 by a bound on the error.
 
-Algorithm (Lanczos 1950; Golub & Van Loan, "Matrix Computations", 4th ed., §10.1 and §10.3.1):
+Algorithm (Lanczos 1950; Golub & Van Loan, "Matrix Computations", 4th ed., ch. 10):
 from a unit start q₁, step j computes w = A q_j, α_j = q_jᵀw, w ← w − α_j q_j − β_{j−1} q_{j−1},
-then removes from w its components along every earlier q (classical Gram–Schmidt, done twice:
-"twice is enough", Giraud et al. 2005), β_j = ‖w‖ and q_{j+1} = w/β_j. With Q_m = [q₁ … q_m]
+then removes from w its components along every earlier q (classical Gram–Schmidt done twice,
+which keeps the basis orthogonal to working precision: Giraud, Langou & Rozložník 2005),
+β_j = ‖w‖ and q_{j+1} = w/β_j. With Q_m = [q₁ … q_m]
 and T_m the m×m tridiagonal matrix of the α's and β's,
 
     A Q_m = Q_m T_m + β_m q_{m+1} e_mᵀ.
@@ -14,7 +15,7 @@ residual without another product: ‖A y − θ y‖ = β_m |s_m| (s_m the last 
 
 Stopping rule. The search stops after the first step at which each of the k largest Ritz pairs
 has ‖A y − θ y‖ ≤ tol·|θ|. For a symmetric A some eigenvalue λ of A lies within the residual of
-θ (|λ − θ| ≤ ‖A y − θ y‖; Parlett, "The Symmetric Eigenvalue Problem", Thm 4.5.1), so the
+θ (|λ − θ| ≤ ‖A y − θ y‖ for a unit y; Parlett, "The Symmetric Eigenvalue Problem", ch. 4), so the
 relative error of each reported eigenvalue is at most ``tol`` (and, once θ is separated from the
 rest of the spectrum by a gap δ, at most ‖r‖²/δ: usually far smaller). This bounds the error;
 a rule on the change of θ between steps does not: θ can change slowly while far from λ. The
