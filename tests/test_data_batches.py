@@ -113,7 +113,7 @@ def test_batch_larger_than_training_set():
     (0, "batch size 0 is too small; allowed: 1 … 100 or 'full'"),
     (-5, "batch size -5 is too small; allowed: 1 … 100 or 'full'"),
     ("half", "batch size 'half' is not an integer; allowed: 1 … 100 or 'full'"),
-    (3.0, "batch size 3.0 is not an integer; allowed: 1 … 100 or 'full'"),
+    (2.5, "batch size 2.5 is not an integer; allowed: 1 … 100 or 'full'"),
     (True, "batch size True is not an integer; allowed: 1 … 100 or 'full'"),
 ])
 def test_bad_batch_sizes(bad, message):

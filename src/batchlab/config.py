@@ -16,15 +16,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchlab.errors import ConfigError
+from batchlab.errors import ConfigError, DataError
 from batchlab.optim.recipes import RECIPES
+from batchlab.optim.registry import OPTIMIZERS, get_optimizer_spec
+from batchlab.optim.schedules import DECAYS as LR_DECAYS
+from batchlab.optim.schedules import SCALINGS as LR_SCALINGS
 
 SHUFFLE_MODES = ("epoch", "once", "none")
-LR_SCALINGS = ("none", "linear", "sqrt")
-LR_DECAYS = ("none", "step", "cosine", "slow-start")
 RUN_ID_LENGTH = 16
 FULL_BATCH = "full"
-# Seeds feed torch.manual_seed and torch.Generator.manual_seed, which take a signed 64-bit value.
+# Seeds feed torch.manual_seed and torch.Generator.manual_seed, which take a signed 64-bit value
+# (larger integers raise OverflowError there, or wrap around silently in NumPy).
 MAX_SEED = 2**63 - 1
 
 # Fields that do not change what a run computes, so they are left out of its id.
@@ -146,8 +148,9 @@ class RunConfig:
         return cls(**data)
 
 
-def parse_batch_size(value: Any) -> int | str:
-    """Accept an integer ≥ 1 (also as text) or ``"full"``; anything else is a one-line error."""
+def parse_batch_size(value: Any, *, allowed: str = "allowed: an integer 1 … N (training-set size) or 'full'") -> int | str:
+    """Accept an integer ≥ 1 (also as text, or a float with an integer value) or ``"full"``;
+    anything else is a one-line error ending in ``allowed``."""
     if isinstance(value, str):
         text = value.strip().lower()
         if text == FULL_BATCH:
@@ -155,19 +158,34 @@ def parse_batch_size(value: Any) -> int | str:
         try:
             value = int(text)
         except ValueError:
-            raise ConfigError(
-                f"batch size {value!r} is not an integer; allowed: an integer 1 … N (training-set size) or 'full'"
-            ) from None
+            raise ConfigError(f"batch size {value!r} is not an integer; {allowed}") from None
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise ConfigError(
-                f"batch size {value!r} is not an integer; allowed: an integer 1 … N (training-set size) or 'full'"
-            )
+            raise ConfigError(f"batch size {value!r} is not an integer; {allowed}")
     if value < 1:
-        raise ConfigError(f"batch size {value} is too small; allowed: an integer 1 … N (training-set size) or 'full'")
+        raise ConfigError(f"batch size {value} is too small; {allowed}")
     return value
+
+
+def resolve_batch_size(batch_size: Any, n_train: int, *, larger: str = "refuse") -> int:
+    """The number of examples per batch on a training set of ``n_train`` examples.
+
+    ``"full"`` means ``n_train`` (one update per epoch); an integer (or its text, see
+    :func:`parse_batch_size`) is itself and must lie in 1 … n_train, unless ``larger="keep"``
+    (a timing on synthetic data of any size takes B > n_train as it is). Anything else is a
+    :class:`ConfigError` that names the allowed range for this training set.
+    """
+    if n_train < 1:
+        raise DataError(f"the training set is empty ({n_train} examples); nothing to make batches of")
+    allowed = f"allowed: 1 … {n_train} or '{FULL_BATCH}'"
+    parsed = parse_batch_size(batch_size, allowed=allowed)
+    if parsed == FULL_BATCH:
+        return n_train
+    if parsed > n_train and larger != "keep":  # type: ignore[operator]
+        raise ConfigError(f"batch size {parsed} is larger than the training set ({n_train} examples); {allowed}")
+    return parsed  # type: ignore[return-value]
 
 
 def validate_config(config: RunConfig) -> None:
@@ -186,15 +204,16 @@ def validate_config(config: RunConfig) -> None:
         raise ConfigError("Nesterov momentum needs momentum > 0; allowed: --nesterov with 0 < momentum < 1")
     if not isinstance(config.momentum_correction, bool):
         raise ConfigError(f"momentum correction {config.momentum_correction!r} is not true or false; allowed: a boolean")
-    if config.momentum_correction and (config.optimizer not in ("momentum", "sgd") or config.momentum == 0):
+    spec = get_optimizer_spec(config.optimizer)
+    if config.momentum_correction and (not spec.has_momentum_correction or config.momentum == 0):
         raise ConfigError(
             f"momentum correction needs the lecture's momentum rule with λ > 0 (got optimizer {config.optimizer!r}, "
             f"momentum {config.momentum}); allowed: --optimizer momentum with 0 < momentum < 1 (torch-sgd keeps η "
             "outside its buffer and needs no correction)"
         )
     _positive_int("epochs", config.epochs)
-    _seed("seed", config.seed)
-    _seed("split seed", config.split_seed)
+    check_seed(config.seed)
+    check_seed(config.split_seed, "split seed")
     _finite_number("validation fraction", config.val_fraction)
     if not 0.0 <= config.val_fraction < 1.0:
         raise ConfigError(
@@ -208,11 +227,7 @@ def validate_config(config: RunConfig) -> None:
         _positive_int("training subset", config.train_subset)
     if isinstance(config.stop_patience, bool) or not isinstance(config.stop_patience, int) or config.stop_patience < 0:
         raise ConfigError(f"stop patience {config.stop_patience!r} is invalid; allowed: an integer ≥ 0 (0 = off)")
-    if config.hidden is not None:
-        if len(config.hidden) == 0 or any(
-            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in config.hidden
-        ):
-            raise ConfigError(f"hidden widths {config.hidden!r} are invalid; allowed: one or more integers ≥ 1")
+    check_widths(config.hidden)
     _validate_schedule(config)
     _validate_large_batch_methods(config)
 
@@ -303,9 +318,10 @@ def _validate_large_batch_methods(config: RunConfig) -> None:
     if config.trust_coefficient is not None:
         _finite_number("trust coefficient", config.trust_coefficient)
         object.__setattr__(config, "trust_coefficient", float(config.trust_coefficient))
-        if config.optimizer != "lars":
+        if "trust_coefficient" not in get_optimizer_spec(config.optimizer).options:
+            takers = ", ".join(repr(name) for name, spec in OPTIMIZERS.items() if "trust_coefficient" in spec.options)
             raise ConfigError(
-                f"optimizer {config.optimizer!r} has no trust coefficient; allowed with: optimizer 'lars' "
+                f"optimizer {config.optimizer!r} has no trust coefficient; allowed with: optimizer {takers} "
                 "(LAMB's layer-wise ratio ‖x‖/‖r + λx‖ has none)"
             )
         if config.trust_coefficient <= 0:
@@ -351,10 +367,25 @@ def _int(name: str, value: Any) -> None:
         raise ConfigError(f"{name} {value!r} is not an integer")
 
 
-def _seed(name: str, value: Any) -> None:
-    _int(name, value)
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` if it is an integer in 0 … 2⁶³ − 1 (:data:`MAX_SEED`), else :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} {value!r} is not an integer; allowed: an integer 0 … 2**63-1")
     if not 0 <= value <= MAX_SEED:
-        raise ConfigError(f"{name} {value} is out of range; allowed: an integer 0 … 2**63 − 1")
+        shown = str(value) if len(str(value)) <= 24 else f"{str(value)[:12]}…({len(str(value))} digits)"
+        raise ConfigError(f"{name} {shown} is out of range; allowed: an integer 0 … 2**63-1 ({MAX_SEED})")
+    return value
+
+
+def check_widths(hidden: Any) -> tuple[int, ...] | None:
+    """Hidden widths as a tuple, each an integer ≥ 1, or ``None`` (the model's default); anything
+    else is a :class:`ConfigError` (``nn.Linear`` only warns about a width of 0)."""
+    if hidden is None:
+        return None
+    widths = tuple(hidden)
+    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise ConfigError(f"hidden widths {widths!r} are invalid; allowed: one or more integers ≥ 1")
+    return widths
 
 
 def _positive_int(name: str, value: Any) -> None:

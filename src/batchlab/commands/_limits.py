@@ -3,9 +3,9 @@
 Each check raises :class:`batchlab.errors.ConfigError` with one line naming the value and what is
 allowed, so the command line can refuse bad input at once instead of failing deep inside torch:
 
-* seeds within 0 … 2⁶³ − 1 (:data:`SEED_MAX`): ``torch.manual_seed`` takes a 64-bit value, and
-  larger integers raise ``OverflowError`` (or wrap around silently in NumPy);
-* hidden widths: one or more integers ≥ 1 (``nn.Linear`` only warns about a width of 0);
+* seeds within 0 … 2⁶³ − 1 and hidden widths of one or more integers ≥ 1: the configuration's
+  own validators, :func:`batchlab.config.check_seed` and :func:`batchlab.config.check_widths`,
+  which the command-line types call on each value as it is parsed;
 * a model whose parameters cannot fit: the count is taken from the model built on PyTorch's
   ``meta`` device (shapes only, no memory), and training holds the weights, their gradients
   and one momentum buffer, each float32 — three copies of the parameters at least.
@@ -20,32 +20,12 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from batchlab.config import check_seed, check_widths  # noqa: F401  (the command-line types read them here)
 from batchlab.errors import ConfigError
 
-SEED_MAX = 2**63 - 1
 BYTES_PER_PARAMETER = 4  # float32
 # Weights, their gradients and the momentum buffer: what one training step keeps per parameter.
 COPIES_IN_TRAINING = 3
-
-
-def check_seed(value: object, name: str = "seed") -> int:
-    """``value`` if it is an integer in 0 … 2⁶³ − 1, else :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} {value!r} is not an integer; allowed: an integer 0 … 2**63-1")
-    if not 0 <= value <= SEED_MAX:
-        shown = str(value) if len(str(value)) <= 24 else f"{str(value)[:12]}…({len(str(value))} digits)"
-        raise ConfigError(f"{name} {shown} is out of range; allowed: an integer 0 … 2**63-1 ({SEED_MAX})")
-    return value
-
-
-def check_widths(hidden: Sequence[object] | None) -> tuple[int, ...] | None:
-    """Hidden widths as a tuple, each an integer ≥ 1, or ``None`` (the model's default)."""
-    if hidden is None:
-        return None
-    widths = tuple(hidden)
-    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-        raise ConfigError(f"hidden widths {list(widths)!r} are invalid; allowed: one or more integers ≥ 1")
-    return widths
 
 
 def size_text(n_bytes: float) -> str:

@@ -17,7 +17,8 @@ from batchlab.commands._options import (
     output_file,
     seed_value,
 )
-from batchlab.config import SHUFFLE_MODES
+from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES
+from batchlab.optim.registry import OPTIMIZERS
 from batchlab.task.options import add_task_options, task_from_args
 
 EXPORT_FORMATS = ("csv", "json")
@@ -29,11 +30,11 @@ AXIS_FLAGS = (
     ("--momentum", "momentum", float, "λ", "momenta λ in m ← λm − ηg, each in [0, 1)"),
     ("--lr", "lr", float, "η", "learning rates η"),
     ("--seed", "seed", seed_value, "SEED", "initialization and data-order seeds, each 0 … 2**63-1"),
-    ("--optimizer", "optimizer", str, "NAME", "optimizers: momentum, sgd, torch-sgd, adam, lars, lamb, rmsprop-warmup"),
-    ("--lr-scaling", "lr_scaling", str, "RULE", "learning-rate scalings to the batch size: none, linear, sqrt"),
+    ("--optimizer", "optimizer", str, "NAME", "optimizers: " + ", ".join(OPTIMIZERS)),
+    ("--lr-scaling", "lr_scaling", str, "RULE", "learning-rate scalings to the batch size: " + ", ".join(LR_SCALINGS)),
     ("--base-batch", "base_batch", int, "B0", "batch sizes the --lr values were tuned for (with --lr-scaling)"),
     ("--warmup-epochs", "warmup_epochs", float, "EPOCHS", "gradual warm-up lengths in epochs (Goyal et al. 2017)"),
-    ("--lr-decay", "lr_decay", str, "DECAY", "learning-rate decays: none, step, cosine, slow-start"),
+    ("--lr-decay", "lr_decay", str, "DECAY", "learning-rate decays: " + ", ".join(LR_DECAYS)),
     ("--decay-factor", "decay_factor", float, "FACTOR", "step-decay factors per milestone"),
     ("--ghost-batch", "ghost_batch", int, "G", "ghost batch sizes G, each a divisor of B (models with batch norm)"),
     ("--recipe", "recipe", str, "NAME", "recipes: akiba"),

@@ -17,6 +17,7 @@ from batchlab.commands._options import (
 from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES, RunConfig
 from batchlab.commands._limits import check_model_memory, model_memory_errors
 from batchlab.optim.recipes import RECIPES
+from batchlab.optim.registry import OPTIMIZERS
 from batchlab.task.options import add_task_options, task_from_args
 
 
@@ -59,7 +60,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default=defaults.dataset, help=f"dataset name (default: {defaults.dataset}; see `batchlab data list`)")
     parser.add_argument("--model", default=defaults.model, help="mlp, keskar-f1, keskar-c1, cnn (default: mlp)")
     parser.add_argument("--hidden", type=hidden_width, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
-    parser.add_argument("--optimizer", default=defaults.optimizer, help="momentum, sgd, torch-sgd, adam, lars, lamb, rmsprop-warmup (default: momentum)")
+    parser.add_argument("--optimizer", default=defaults.optimizer, help=f"{', '.join(OPTIMIZERS)} (default: momentum)")
     parser.add_argument("--batch-size", type=batch_size_value, default=defaults.batch_size, help="1 … N or 'full' (default: 64)")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate η (default: 0.1)")
     parser.add_argument("--momentum", type=float, default=defaults.momentum, help="λ in m ← λm − ηg, in [0, 1) (default: 0)")

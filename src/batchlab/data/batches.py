@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
-from batchlab.config import FULL_BATCH, SHUFFLE_MODES
+from batchlab.config import SHUFFLE_MODES, resolve_batch_size  # noqa: F401  (re-exported by batchlab.data)
 from batchlab.data.splits import TensorSplit
 from batchlab.errors import ConfigError, DataError
 
@@ -67,34 +67,6 @@ def batch_index_slices(n: int, batch_size: int, drop_last: bool = False) -> list
         raise ValueError(f"n must be ≥ 0, got {n}")
     end = n - n % batch_size if drop_last else n
     return [(start, min(start + batch_size, n)) for start in range(0, end, batch_size)]
-
-
-def resolve_batch_size(batch_size: int | str, n_train: int) -> int:
-    """The number of examples per batch: ``"full"`` means ``n_train`` (one update per epoch).
-
-    An integer must lie in 1 … n_train; text like ``"64"`` is accepted. Anything else is a
-    :class:`ConfigError` that names the allowed range for this training set.
-    """
-    if n_train < 1:
-        raise DataError(f"the training set is empty ({n_train} examples); nothing to make batches of")
-    allowed = f"allowed: 1 … {n_train} or '{FULL_BATCH}'"
-    if isinstance(batch_size, str):
-        text = batch_size.strip().lower()
-        if text == FULL_BATCH:
-            return n_train
-        try:
-            batch_size = int(text)
-        except ValueError:
-            raise ConfigError(f"batch size {batch_size!r} is not an integer; {allowed}") from None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise ConfigError(f"batch size {batch_size!r} is not an integer; {allowed}")
-    if batch_size < 1:
-        raise ConfigError(f"batch size {batch_size} is too small; {allowed}")
-    if batch_size > n_train:
-        raise ConfigError(
-            f"batch size {batch_size} is larger than the training set ({n_train} examples); {allowed}"
-        )
-    return batch_size
 
 
 def iterate_batches(

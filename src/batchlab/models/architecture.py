@@ -5,10 +5,12 @@ with convolutions name their input shape and conv channels first: ``1×28×28-c3
 When the dataset's shape is not known here (data given in Python), the model and its widths
 are shown instead: ``mlp 512,512``.
 
-The widths below mirror the model registry (:mod:`batchlab.models`) and the input shapes the
-dataset registry (:mod:`batchlab.data.registry`); both import torch, which listing runs must
-not wait for. A test builds every registered model on every registered dataset and checks its
-layers against :func:`architecture`, so the two cannot drift apart.
+:data:`LAYERS` is where a built-in model's conv channels and default dense widths are stated:
+the builders of :mod:`batchlab.models.registry` read them from here, so this torch-free module
+and the networks cannot disagree. The input shapes mirror the dataset registry
+(:mod:`batchlab.data.registry`), which imports torch, which listing runs must not wait for; a
+test builds every registered model on every registered dataset and checks its layers against
+:func:`architecture`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# model → (conv channels, default dense widths), as models/registry.py builds them.
+# model → (conv channels, default dense widths): the one statement of each, read by the builders.
 LAYERS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "mlp": ((), (512, 512)),
     "keskar-f1": ((), (512,) * 5),
@@ -37,6 +39,11 @@ def default_widths(model: str | None) -> tuple[int, ...] | None:
     """The dense widths ``model`` has when its config says ``hidden: null`` (None if unknown)."""
     layers = LAYERS.get(str(model))
     return layers[1] if layers else None
+
+
+def conv_channels(model: str) -> tuple[int, ...]:
+    """The output channels of ``model``'s convolutions, in order (empty for a dense network)."""
+    return LAYERS[model][0]
 
 
 def architecture(config: Mapping[str, Any]) -> str:

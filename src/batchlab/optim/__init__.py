@@ -3,9 +3,10 @@ the large-batch ``lars`` (You et al. 2017) and ``lamb`` (You et al. 2019), and A
 ``rmsprop-warmup``.
 
 ``build_optimizer`` is the one factory the training loop, the sweep and the CLI use, so a name
-means the same thing everywhere. LARS, LAMB and the RMSprop warm-up take extra options by keyword
-(``LARS_OPTIONS``, ``LAMB_OPTIONS``, ``RMSPROP_WARMUP_OPTIONS``, each with the default used when it
-is not given; the RMSprop warm-up needs ``updates_per_epoch``).
+means the same thing everywhere; ``OPTIMIZERS`` registers each name once. LARS, LAMB and the
+RMSprop warm-up take extra options by keyword (``LARS_OPTIONS``, ``LAMB_OPTIONS``,
+``RMSPROP_WARMUP_OPTIONS``: each with the default its class uses when it is not given; the RMSprop
+warm-up needs ``updates_per_epoch``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 
 __all__ = ["LAMB", "LAMB_OPTIONS", "LARS", "LARS_OPTIONS", "Momentum", "OPTIMIZERS", "OptimizerSpec", "RMSPROP_WARMUP_OPTIONS", "RMSpropWarmup", "build_optimizer", "get_optimizer_spec"]
 
-# The registry imports torch; importing it on first use keeps ``batchlab.optim.recipes`` (which the
-# configuration reads) and ``batchlab --help`` free of torch.
+# The optimizer classes import torch; importing them on first use keeps ``batchlab.optim.recipes``
+# and the registry's names (which the configuration reads) and ``batchlab --help`` free of torch.
 
 
 def __getattr__(name: str) -> Any:

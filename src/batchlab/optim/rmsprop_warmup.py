@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from batchlab.optim.schedules import akiba_sgd_weight
+from batchlab.optim.schedules import AKIBA_BETA_CENTER, AKIBA_BETA_PERIOD, akiba_sgd_weight
 from batchlab.optim.tensorwise import TensorwiseOptimizer
 
 
@@ -59,8 +59,8 @@ class RMSpropWarmup(TensorwiseOptimizer):
         lr_rmsprop: float = 3e-4,
         rmsprop_decay: float = 0.99,
         eps: float = 1e-8,
-        beta_center: float = 10.0,
-        beta_period: float = 5.0,
+        beta_center: float = AKIBA_BETA_CENTER,
+        beta_period: float = AKIBA_BETA_PERIOD,
         weight_decay: float = 0.0,
     ) -> None:
         for name, value in (("learning rate", lr), ("lr_rmsprop", lr_rmsprop), ("weight_decay", weight_decay)):

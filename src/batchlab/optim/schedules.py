@@ -65,12 +65,20 @@ from batchlab.optim.recipes import lr_decay_of
 if TYPE_CHECKING:
     from batchlab.config import RunConfig
 
+# The schedule vocabulary, one for the run configuration (``lr_scaling``, ``lr_decay``) and for
+# :class:`Schedule` alike: ``none`` is no scaling and no decay.
 SCALINGS = ("none", "linear", "sqrt")
-DECAYS = ("constant", "step", "cosine", "slow-start")
+DECAYS = ("none", "step", "cosine", "slow-start")
 WARMUP_STARTS = ("base", "zero")
 
-# Akiba et al. 2017's slow start: (fraction of the run where the phase starts, multiplier of η̂).
-AKIBA_SLOW_START = ((0.0, 0.5), (40 / 90, 0.075), (70 / 90, 0.01), (85 / 90, 0.001))
+# Akiba et al. 2017's recipe in epochs of their 90-epoch run: the slow start's phases (fraction of
+# the run where a phase starts, multiplier of η̂) and the RMSprop warm-up's hand-over (β_center,
+# β_period), the defaults of :func:`akiba_sgd_weight` and of
+# :class:`batchlab.optim.rmsprop_warmup.RMSpropWarmup`.
+AKIBA_EPOCHS = 90.0
+AKIBA_SLOW_START = ((0.0, 0.5), (40 / AKIBA_EPOCHS, 0.075), (70 / AKIBA_EPOCHS, 0.01), (85 / AKIBA_EPOCHS, 0.001))
+AKIBA_BETA_CENTER = 10.0
+AKIBA_BETA_PERIOD = 5.0
 
 
 def scaled_lr(base_lr: float, batch_size: int, base_batch: int, scaling: str) -> float:
@@ -115,7 +123,7 @@ def akiba_slow_start_factor(update: int, total_updates: int) -> float:
     return factor
 
 
-def akiba_sgd_weight(epoch: float, beta_center: float = 10.0, beta_period: float = 5.0) -> float:
+def akiba_sgd_weight(epoch: float, beta_center: float = AKIBA_BETA_CENTER, beta_period: float = AKIBA_BETA_PERIOD) -> float:
     """α_SGD(e) of Akiba et al.'s RMSprop warm-up (module docstring); α_RMSprop = 1 − α_SGD."""
     if beta_period <= 0:
         raise ConfigError(f"beta_period {beta_period} must be positive; allowed: beta_period > 0 epochs")
@@ -146,7 +154,7 @@ class Schedule:
 
     ``peak_lr`` = :func:`scaled_lr` (base_lr, batch_size, base_batch, scaling); ``lr_at(t)`` is the
     warm-up ramp for t < warmup_updates (from base_lr, or from 0 with ``warmup_start="zero"``),
-    then peak_lr times the decay: ``constant`` 1, ``step`` γ per passed milestone, ``cosine``
+    then peak_lr times the decay: ``none`` 1, ``step`` γ per passed milestone, ``cosine``
     down to ``floor_lr`` at the end of the run, ``slow-start`` Akiba's multipliers. During the
     warm-up the decay is not applied (a step milestone inside the warm-up takes effect after it).
 
@@ -161,7 +169,7 @@ class Schedule:
     scaling: str = "none"
     warmup_updates: int = 0
     warmup_start: str = "base"
-    decay: str = "constant"
+    decay: str = "none"
     milestones: tuple[int, ...] = field(default=())
     gamma: float = 0.1
     floor_lr: float = 0.0
@@ -223,7 +231,7 @@ class Schedule:
     @property
     def is_constant(self) -> bool:
         """True when every update uses :attr:`peak_lr` (no warm-up, no decay)."""
-        return self.warmup_updates == 0 and self.decay == "constant"
+        return self.warmup_updates == 0 and self.decay == "none"
 
     @property
     def warmup_start_lr(self) -> float:
@@ -247,10 +255,6 @@ class Schedule:
     def rates(self) -> list[float]:
         """``lr_at(t)`` for every update of the run."""
         return [self.lr_at(t) for t in range(self.total_updates)]
-
-
-# RunConfig's names for the decays, as Schedule calls them.
-_DECAY_OF_CONFIG = {"none": "constant", "step": "step", "cosine": "cosine", "slow-start": "slow-start"}
 
 
 def schedule_for(config: "RunConfig", updates_per_epoch: int, *, batch_size: int | None = None) -> Schedule:
@@ -279,7 +283,7 @@ def schedule_for(config: "RunConfig", updates_per_epoch: int, *, batch_size: int
             f"warm-up of {config.warmup_epochs:g} epochs ({warmup} updates) is longer than the run of {total} "
             f"updates; allowed: warmup_epochs ≤ {total / updates_per_epoch:g}"
         )
-    decay = _DECAY_OF_CONFIG[lr_decay_of(config)]
+    decay = lr_decay_of(config)
     milestones: tuple[int, ...] = ()
     if decay == "step":
         milestones = tuple(epoch * updates_per_epoch for epoch in config.decay_epochs)

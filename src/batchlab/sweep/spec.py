@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchlab.config import FULL_BATCH, RunConfig
+from batchlab.config import RunConfig, resolve_batch_size
 from batchlab.errors import ConfigError, UserError
 
 # RunConfig fields in declaration order: the order grid axes vary in (last fastest).
@@ -163,7 +163,7 @@ class SweepSpec:
                 f"{config.lr_scaling!r} would scale lr twice; allowed: one of the two"
             )
         n_train = task.n_train if task is not None else None
-        batch = config.batch_size if config.batch_size != FULL_BATCH else n_train or training_set_size(config)
+        batch = resolve_batch_size(config.batch_size, n_train or training_set_size(config))
         return config.replace(lr=config.lr * batch / self.base_batch)
 
     # ----------------------------------------------------------------------------- reading

@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from batchlab.config import FULL_BATCH, parse_batch_size
+from batchlab.config import resolve_batch_size
 from batchlab.runtime.device import device_name, resolve_device
 from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError
@@ -107,8 +107,7 @@ def measure_point(
     if threads is not None:
         check_thread_count(threads)
     n_examples = _positive_int("number of examples", n_examples)
-    parsed = parse_batch_size(batch_size)
-    batch_size = n_examples if parsed == FULL_BATCH else parsed
+    batch_size = resolve_batch_size(batch_size, n_examples, larger="keep")
     n = max(batch_size, n_examples)
     if momentum is None:
         momentum = TIMING_MOMENTUM if get_optimizer_spec(optimizer).uses_momentum else 0.0
@@ -423,9 +422,7 @@ def resolve_batch_sizes(batch_sizes: Sequence[int | str], n_examples: int) -> tu
     sizes: set[int] = set()
     capped: list[int] = []
     for value in batch_sizes:
-        size = parse_batch_size(value)
-        if size == FULL_BATCH:
-            size = n_examples
+        size = resolve_batch_size(value, n_examples, larger="keep")
         if size > n_examples:
             capped.append(size)
             size = n_examples
