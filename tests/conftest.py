@@ -1,11 +1,36 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures and helpers shared by several test modules.
+
+Helpers that tests call directly (not through a fixture) are imported by name:
+``from conftest import config``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
+
+from batchlab.store import RunStore
+
+# A run's config as the store keeps it: the lecture's MLP on mnist-5k, two epochs, on the CPU.
+STORED_CONFIG: dict[str, Any] = {
+    "dataset": "mnist-5k", "model": "mlp", "optimizer": "momentum", "batch_size": 64, "lr": 0.1,
+    "momentum": 0.0, "seed": 0, "epochs": 2, "hidden": None, "device": "cpu",
+}
+
+
+def config(**changes: Any) -> dict[str, Any]:
+    """A stored run's config dict (:data:`STORED_CONFIG`) with ``changes`` applied."""
+    return STORED_CONFIG | changes
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[RunStore]:
+    """An empty run store at ``tmp_path/runs.db``, open for the test."""
+    with RunStore(tmp_path / "runs.db") as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")

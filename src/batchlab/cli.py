@@ -8,8 +8,12 @@ loads torch. Commands are listed in the order a user meets them (:data:`ORDER`);
 named there is appended alphabetically, so a new command needs no change here.
 
 Bad input raises :class:`batchlab.errors.UserError`; it is printed as one line and the exit code
-is 2 (``--debug`` shows the traceback instead). Flags must be spelled out (no prefix
-abbreviations); an unknown flag names the subcommand and suggests the nearest valid one.
+is 2 (``--debug`` shows the traceback instead). A full disk is one such line too (the atomic
+writers of :mod:`batchlab.files` raise :class:`~batchlab.errors.DiskFullError`; any other write
+that meets ``ENOSPC`` is caught here). Output into a pipe that closed early (``batchlab runs |
+head``) ends quietly with exit code 141, as a process killed by SIGPIPE does in a shell. Flags must
+be spelled out (no prefix abbreviations); an unknown flag names the subcommand and suggests the
+nearest valid one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
 import pkgutil
 import re
 import sys
@@ -25,9 +30,11 @@ from collections.abc import Sequence
 
 from batchlab import __version__, commands
 from batchlab.errors import UserError
+from batchlab.files import disk_full_error
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + 13  # the shell's code for a process ended by SIGPIPE
 
 # The order of `batchlab --help`: the whole lecture first, then one run, many runs, what the
 # store holds, the measurements, and the datasets last.
@@ -105,15 +112,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "handler", None) is None:
             parser.print_help()
             return EXIT_USAGE
-        return int(args.handler(args) or EXIT_OK)
+        code = int(args.handler(args) or EXIT_OK)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except UserError as error:
-        if debug:
-            traceback.print_exc()
-        print(f"batchlab: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _one_line(error, debug)
+    except OSError as error:
+        full = disk_full_error(error, error.filename or "a file")
+        if full is None:
+            raise
+        return _one_line(full, debug)
     except KeyboardInterrupt:
         print("batchlab: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(error: UserError, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"batchlab: error: {error}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _discard_stdout() -> None:
+    """Point standard output at the null device, so that the interpreter's flush at exit finds no
+    closed pipe to complain about (the recipe of Python's ``signal`` documentation)."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a stream without a descriptor
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

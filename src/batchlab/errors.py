@@ -27,3 +27,8 @@ class ChecksumError(DataError):
 
 class StoreError(UserError):
     """The run store is unreadable, not a batchlab database, or lacks what was asked for."""
+
+
+class DiskFullError(UserError):
+    """A file could not be written because its disk (or the user's quota) is full; nothing that
+    was stored before is lost (see :func:`batchlab.files.atomic_write`)."""

@@ -7,7 +7,12 @@ Every writer here follows one rule (POSIX rename(2) is atomic within a file syst
 3. give it the usual permissions (``0o666 & ~umask``; temporary files are created private);
 4. ``os.replace`` it over the target, then fsync the folder so the new name survives a crash.
 
-A failure at any step removes the temporary file and leaves the old target as it was.
+A failure at any step removes the temporary file and leaves the old target as it was. A full
+disk or quota (``ENOSPC``, ``EDQUOT``) at any step is then raised as one
+:class:`~batchlab.errors.DiskFullError` line naming the target, however the writer reported it:
+``torch.save`` turns the ``OSError`` of its file's ``write`` into a ``RuntimeError`` ("unexpected
+pos"), so the writer is handed the file behind a watch that keeps the first ``OSError`` its
+``write`` raised.
 
 JSON has no NaN or infinity; a diverged run's loss is a real result, so :func:`write_json` writes
 non-finite numbers as ``null`` rather than as the non-standard ``NaN`` that other readers reject.
@@ -16,6 +21,7 @@ non-finite numbers as ``null`` rather than as the non-standard ``NaN`` that othe
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -24,6 +30,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from batchlab.errors import DiskFullError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,6 +51,42 @@ DIRECTORY_MODE = 0o777 & ~_UMASK
 # Figures carry no "Software"/"Date" metadata, so the same numbers give the same files.
 QUIET_FIGURE_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
 
+# The errno values of a full disk and of an exhausted quota (EDQUOT is missing on some systems).
+DISK_FULL_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None)
+
+
+class _WatchedFile:
+    """A file whose ``write`` keeps the first ``OSError`` it raised (and raises it on), so that a
+    writer that reports the failure as something else cannot hide a full disk."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> Any:
+        try:
+            return self._handle.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
+def disk_full_error(error: BaseException | None, target: str | Path) -> DiskFullError | None:
+    """A one-line :class:`DiskFullError` for ``target`` when ``error`` (or an error it was
+    raised from or during) is an ``OSError`` of a full disk or quota, else None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            what = "disk quota exceeded" if error.errno == getattr(errno, "EDQUOT", None) else "no space left on device"
+            return DiskFullError(f"{what} while writing {target} (nothing stored before is lost; free some "
+                                 "space and run it again)")
+        error = error.__cause__ or error.__context__
+    return None
+
 
 def atomic_write(target: str | Path, write: Callable[[Any], object], *, binary: bool = True) -> Path:
     """Call ``write(handle)`` on a temporary file beside ``target``, then move it into place
@@ -56,15 +100,19 @@ def atomic_write(target: str | Path, write: Callable[[Any], object], *, binary: 
         "wb" if binary else "w", encoding=None if binary else "utf-8", newline=None if binary else "",
         dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False,
     )
+    watched = _WatchedFile(handle)
     try:
         with handle:
-            write(handle)
+            write(watched)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(handle.name, FILE_MODE)
         os.replace(handle.name, target)
-    except BaseException:
+    except BaseException as error:
         Path(handle.name).unlink(missing_ok=True)
+        full = disk_full_error(error, target) or disk_full_error(watched.error, target)
+        if full is not None:
+            raise full from error
         raise
     _fsync_directory(target.parent)
     return target
@@ -127,6 +175,11 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
+    except OSError as error:
+        full = disk_full_error(error, target)
+        if full is not None:
+            raise full from error
+        raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
