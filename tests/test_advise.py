@@ -39,6 +39,7 @@ def _synthetic(s_min: float, e_min: float, sizes, seeds: int, noise: float, seed
     return {b: list(s_min * (1 + (e_min / s_min) / b) * np.exp(rng.normal(0, noise, seeds))) for b in sizes}
 
 
+@pytest.mark.slow
 def test_fit_recovers_known_values_with_uncertainty():
     s_min, e_min = 200.0, 12800.0  # B_crit = 64
     sizes = [2 ** k for k in range(0, 13)]
@@ -131,6 +132,7 @@ def test_parse_target():
 # ------------------------------------------------------------------------------------ plan and reuse
 
 
+@pytest.mark.slow
 def test_plan_defaults_and_grid():
     plan = plan_advise("quick")
     assert plan.batch_sizes == (1, 4, 16, 64, 256, 1024)
@@ -215,6 +217,7 @@ def test_tiny_advise_end_to_end_resumes_from_the_store(tmp_path):
         assert section is not None and section.tables[0].rows
 
 
+@pytest.mark.slow
 def test_unreachable_target_is_an_error_and_writes_no_advice(tmp_path):
     plan = _tiny_plan(target="val_acc=1.0", batch_sizes=[64], min_updates=4, budget_epochs=0.5, lr_points=1,
                       seeds=1)

@@ -17,7 +17,6 @@ from batchlab.analysis.accuracy import (
     curve_labels,
 )
 from batchlab.config import RunConfig, run_id
-from batchlab.store import RunStore
 
 N_TRAIN = 3600
 
@@ -35,12 +34,6 @@ def add_run(store, *, batch_size, momentum, seed, train_acc, val_acc, test_acc=N
         summary["test_acc"] = test_acc
     store.finish_run(identity, status, summary)
     return identity
-
-
-@pytest.fixture
-def store(tmp_path):
-    with RunStore(tmp_path / "runs.db") as run_store:
-        yield run_store
 
 
 def test_mean_and_sample_std_over_seeds_per_batch_size(store):

@@ -59,6 +59,7 @@ def test_full_gradient_is_the_mean_of_per_example_gradients_and_chunking_is_exac
     assert loss == pytest.approx(float(F.cross_entropy(model(x), y).detach()), rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_per_example_squared_norms_match_explicit_gradients(monkeypatch, fast_path):
     model, x, y = tiny_problem(n=20)

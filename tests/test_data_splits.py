@@ -42,6 +42,7 @@ def test_validation_size_is_rounded_fraction():
     assert len(prepare_splits("mnist-5k", val_fraction=0.0333).val) == round(0.0333 * 4000)
 
 
+@pytest.mark.slow
 def test_split_is_determined_by_split_seed():
     a = prepare_splits("mnist-5k", split_seed=1)
     clear_split_cache()

@@ -113,6 +113,7 @@ def test_the_module_outside_torchrun_is_one_line(capsys, monkeypatch):
 # ---------------------------------------------------------------------------------- real runs
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_gloo_processes_train_the_one_process_run(tmp_path):
     # 1000 examples in batches of 64: 15 full batches and a last one of 40 (20 per process).
@@ -134,6 +135,7 @@ def test_two_gloo_processes_train_the_one_process_run(tmp_path):
     assert_same_epochs(one.epochs, again.epochs, n_train, n_val)
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_a_killed_process_is_restarted_and_the_run_resumes_losing_nothing(tmp_path):
     epochs, batch = 4, 128
@@ -173,6 +175,7 @@ def test_a_killed_process_is_restarted_and_the_run_resumes_losing_nothing(tmp_pa
     assert_same_epochs(one.epochs, stored, one.summary["n_train"], 500)
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_a_user_model_from_files_trains_on_two_processes_as_on_one(tmp_path, capsys, user_model_flags):
     common = ["train", *user_model_flags, "--batch-size", "16", "--epochs", "2", "--lr", "0.1", "--momentum", "0.9",
@@ -189,6 +192,7 @@ def test_a_user_model_from_files_trains_on_two_processes_as_on_one(tmp_path, cap
         assert many.summary["test_acc"] == pytest.approx(one.summary["test_acc"], abs=1 / 12 + 1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_torchrun_with_the_module_trains_a_user_model_from_files(tmp_path, user_model_flags):
     db = tmp_path / "runs.db"

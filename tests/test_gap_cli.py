@@ -43,6 +43,7 @@ def gap_run(tmp_path_factory):
     return folder, code, again
 
 
+@pytest.mark.slow
 def test_gap_prints_tables_with_the_papers_numbers_and_a_verdict(gap_run, capsys):
     folder, code, _ = gap_run
     assert code == 0
@@ -68,6 +69,7 @@ def test_gap_prints_tables_with_the_papers_numbers_and_a_verdict(gap_run, capsys
         assert (folder / "out" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_every_run_and_measurement(gap_run, capsys):
     folder, _, again = gap_run
     assert again == 0
@@ -82,6 +84,7 @@ def test_a_second_run_reuses_every_run_and_measurement(gap_run, capsys):
         assert len(store.records("landscape")) == 2
 
 
+@pytest.mark.slow
 def test_the_report_section_is_built_from_the_store(gap_run):
     folder, _, _ = gap_run
     with RunStore(folder / "runs.db", create=False) as store:
@@ -102,6 +105,7 @@ def test_an_empty_store_has_no_gap_section(tmp_path):
         assert gap_section(ReportContext(store)) is None
 
 
+@pytest.mark.slow
 def test_landscape_command_writes_figures_table_and_record(gap_run, capsys, tmp_path):
     folder, _, _ = gap_run
     store_path = folder / "runs.db"
@@ -124,6 +128,7 @@ def test_landscape_command_writes_figures_table_and_record(gap_run, capsys, tmp_
     assert any(key.startswith(f"contour|{sb}|steps=3") for key in keys)
 
 
+@pytest.mark.slow
 def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys, one_error_line):
     store_path = tmp_path / "runs.db"
     base = dict(dataset="mnist-5k", epochs=1, batch_size=500, lr=0.05, device="cpu", val_fraction=0.0)
@@ -151,6 +156,7 @@ def test_gap_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, one_error
     assert message in one_error_line()
 
 
+@pytest.mark.slow
 def test_a_store_with_the_lectures_and_the_papers_gap_records_shows_both(gap_run, tmp_path):
     import shutil
     from dataclasses import replace

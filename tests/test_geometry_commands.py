@@ -27,6 +27,7 @@ def trained(tmp_path_factory):
     return store_path, kept.run_id, unkept.run_id
 
 
+@pytest.mark.slow
 def test_hessian_prints_stores_and_matches_the_library(trained, capsys):
     store_path, run_id, _ = trained
     code = main(["hessian", run_id, "--store", str(store_path), "--k", "2", "--trace", "--trace-samples", "5",
@@ -52,6 +53,7 @@ def test_hessian_prints_stores_and_matches_the_library(trained, capsys):
     assert value["top_eigenvalues"] == pytest.approx(list(direct.values), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_hessian_json_output(trained, capsys):
     store_path, run_id, _ = trained
     assert main(["hessian", run_id, "--store", str(store_path), "--examples", "100", "--format", "json", "--device", "cpu"]) == 0
@@ -60,6 +62,7 @@ def test_hessian_json_output(trained, capsys):
     assert payload["key"].startswith(run_id)
 
 
+@pytest.mark.slow
 def test_sharpness_table_and_records(trained, capsys):
     store_path, run_id, _ = trained
     code = main(["sharpness", run_id, "--store", str(store_path), "--epsilon", "1e-3", "5e-4",
@@ -90,6 +93,7 @@ def test_sharpness_table_and_records(trained, capsys):
         assert label in out
 
 
+@pytest.mark.slow
 def test_sharpness_full_space_only_json(trained, capsys):
     store_path, run_id, _ = trained
     code = main(["sharpness", run_id, "--store", str(store_path), "--epsilon", "2e-3", "--full-space-only",
@@ -103,6 +107,7 @@ def test_sharpness_full_space_only_json(trained, capsys):
     assert rows[0]["trace"] is None and (rows[0]["adaptive_rho"], rows[0]["adaptive_eta"]) == (0.02, 0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -143,6 +148,7 @@ def test_help_has_an_example(capsys, command):
     assert "Example: batchlab " + command in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_one_epoch_is_no_minimum_and_both_commands_say_so_on_one_stderr_line(trained, capsys):
     # One epoch of B = 256 leaves the gradient large: the second-order test says "not critical",
     # and afterwards sharpness also cites that stored result.

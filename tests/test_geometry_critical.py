@@ -70,6 +70,7 @@ def minimize(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     optimizer.step(closure)
 
 
+@pytest.mark.slow
 def test_minimum_of_logistic_regression_is_a_strict_local_minimum():
     x, y = overlapping_data()
     model = BinaryLogistic(3)

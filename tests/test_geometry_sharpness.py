@@ -165,6 +165,7 @@ def test_random_subspace_linear_objective():
     assert result.max_loss == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_random_subspace_is_seeded_gaussian_with_unit_columns():
     n = 2000
     first = random_subspace(n, 50, seed=4)
@@ -245,6 +246,7 @@ def deep_mlp():
     return mlp_trained_for(3000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("subspace_dim", [None, 100])
 def test_ten_iterations_against_a_hundred_on_a_trained_network(deep_mlp, subspace_dim):
     # The paper's search from y = 0 is slow to reach a vertex: measured on this network (147

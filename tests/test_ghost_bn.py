@@ -31,6 +31,7 @@ def buffers_of(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: b.clone() for name, b in model.named_buffers()}
 
 
+@pytest.mark.slow
 def test_ghost_batch_of_the_whole_batch_is_ordinary_batch_norm_to_the_bit():
     plain = small_model()
     ghost = copy.deepcopy(plain)
@@ -119,6 +120,7 @@ def test_batch_norm_without_moving_averages_for_a_whole_model():
     assert model[1].eval_statistics == "batch" and model[1].ghost_batch_size is None
 
 
+@pytest.mark.slow
 def test_swap_keeps_parameters_so_an_existing_optimizer_still_works():
     model = small_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

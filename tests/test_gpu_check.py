@@ -46,6 +46,7 @@ def run_summary(tmp_path: Path, steps: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_the_summary_reports_each_step_and_fails_when_one_did(tmp_path):
     steps = "gpu-tests|0|20|80|gpu-tests-x.xml\nsweep-throughput|1|5|150|sweep-throughput-x.json\n" \
             "hvp|0|30|90|hvp-x.json\ntiming-paths|124|140|140|timing-x.json\n"
@@ -63,6 +64,7 @@ def test_the_summary_reports_each_step_and_fails_when_one_did(tmp_path):
     assert failed["headline"] == ["no result file"]
 
 
+@pytest.mark.slow
 def test_the_summary_passes_when_every_step_did(tmp_path):
     done = run_summary(tmp_path, "gpu-tests|0|20|80|gpu-tests-x.xml\nhvp|0|30|90|hvp-x.json\n")
     assert done.returncode == 0, done.stderr

@@ -17,11 +17,12 @@ from batchlab.commands._hints import (
     warning_for_runs,
 )
 from batchlab.store import RunStore
+from conftest import config as stored_config
 
 
 def config(**changes):
-    return RunConfig(**{"dataset": "mnist-5k", "model": "mlp", "batch_size": 16, "lr": 0.1, "momentum": 0.0,
-                        "device": "cpu", **changes}).to_dict()
+    """A stored config at B = 16, checked by RunConfig."""
+    return RunConfig(**stored_config(batch_size=16) | changes).to_dict()
 
 
 def stored(status, **changes):
@@ -77,6 +78,7 @@ def test_several_runs_give_one_line_before_and_one_per_batch_size_after():
     assert lines[0].endswith("try --lr 0.01 (a tenth of this step)")  # from the smallest step, λ = 0.5
 
 
+@pytest.mark.slow
 def test_train_warns_before_and_hints_after_a_divergence(tmp_path, capsys):
     store = tmp_path / "runs.db"
     argv = ["train", "--hidden", "8", "--batch-size", "500", "--epochs", "1", "--device", "cpu",

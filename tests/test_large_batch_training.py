@@ -50,6 +50,7 @@ def test_default_large_batch_fields_leave_old_run_ids_unchanged():
     assert len(ids) == len(changed) + 1
 
 
+@pytest.mark.slow
 def test_linear_scaling_warmup_and_step_decay_are_the_rates_training_uses(monkeypatch):
     rates = record_rates(monkeypatch, Momentum)
     config = RunConfig(**SMALL, lr=0.05, momentum=0.9, epochs=3, lr_scaling="linear", base_batch=200,
@@ -67,6 +68,7 @@ def test_linear_scaling_warmup_and_step_decay_are_the_rates_training_uses(monkey
         assert rate == pytest.approx(expected, rel=1e-12), t
 
 
+@pytest.mark.slow
 def test_sqrt_scaling_with_cosine_decay_and_warmup_from_zero(monkeypatch):
     rates = record_rates(monkeypatch, Momentum)
     config = RunConfig(**SMALL, lr=0.1, epochs=2, lr_scaling="sqrt", base_batch=100, lr_decay="cosine")
@@ -79,6 +81,7 @@ def test_sqrt_scaling_with_cosine_decay_and_warmup_from_zero(monkeypatch):
     assert rates == pytest.approx([0.1 * t / 9 for t in range(9)] + [0.1] * 9, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_schedules_stop_with_max_updates_and_lars_gets_the_rate_too(monkeypatch):
     rates = record_rates(monkeypatch, LARS)
     config = RunConfig(**SMALL, optimizer="lars", lr=1.0, momentum=0.9, epochs=2, max_updates=12,
@@ -105,6 +108,7 @@ def assert_same_rows(first, second):
             assert a[key] == pytest.approx(b[key], abs=1.01 / 400), key
 
 
+@pytest.mark.slow
 def test_packed_runs_with_schedules_equal_each_run_trained_alone(tmp_path):
     solo = [batchlab.train(config, progress=False) for config in PACK_SCHEDULES]
     packed = train_pack(PACK_SCHEDULES, store=tmp_path / "runs.db", progress=False, strategy="packed")
@@ -115,6 +119,7 @@ def test_packed_runs_with_schedules_equal_each_run_trained_alone(tmp_path):
         assert p.summary["test_loss"] == pytest.approx(s.summary["test_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_run_resumed_mid_warmup_continues_the_schedule_exactly(tmp_path, monkeypatch):
     store_path = tmp_path / "runs.db"
     config = RunConfig(**SMALL, lr=0.05, momentum=0.9, epochs=4, lr_scaling="linear", base_batch=125,
@@ -138,6 +143,7 @@ def test_run_resumed_mid_warmup_continues_the_schedule_exactly(tmp_path, monkeyp
     assert resumed.summary["test_acc"] == uninterrupted.summary["test_acc"]
 
 
+@pytest.mark.slow
 def test_ghost_batch_norm_with_g_equal_to_b_is_batch_norm_through_training():
     plain = batchlab.train(RunConfig(**BN_SMALL, lr=0.05, momentum=0.9, epochs=2), progress=False)
     ghost_b = batchlab.train(RunConfig(**BN_SMALL, lr=0.05, momentum=0.9, epochs=2, ghost_batch=400), progress=False)
@@ -149,6 +155,7 @@ def test_ghost_batch_norm_with_g_equal_to_b_is_batch_norm_through_training():
     assert ghost_50.summary["train_acc"] > 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer, extra, optimizer_class", [
     ("lars", dict(momentum=0.9, lr=2.0, trust_coefficient=0.02), LARS),
     ("lamb", dict(lr=0.05, weight_decay=1e-4), LAMB),
@@ -166,6 +173,7 @@ def test_lars_and_lamb_runs_train_and_are_stored(tmp_path, monkeypatch, optimize
     assert not packable and "one at a time" in reason
 
 
+@pytest.mark.slow
 def test_recipe_akiba_trains_with_its_three_parts(tmp_path, monkeypatch):
     rates = record_rates(monkeypatch, RMSpropWarmup)
     store_path = tmp_path / "runs.db"
@@ -190,6 +198,7 @@ def test_recipe_akiba_trains_with_its_three_parts(tmp_path, monkeypatch):
     assert evaluate(model, splits.test)[0] != result.summary["test_loss"]
 
 
+@pytest.mark.slow
 def test_target_train_acc_ends_the_run_finished_at_the_first_epoch_reaching_it(tmp_path):
     config = RunConfig(**SMALL, lr=0.1, momentum=0.9, epochs=6)
     full = batchlab.train(config, progress=False)

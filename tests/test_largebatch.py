@@ -94,6 +94,7 @@ def test_swap_key_does_not_depend_on_the_order_of_the_workers():
     assert swap_weights_id(swap_key(["a"], 1)).startswith("swap-")
 
 
+@pytest.mark.slow
 def test_phase_three_averages_stored_runs_and_is_idempotent(tmp_path):
     from batchlab.config import RunConfig
     from batchlab.training import train
@@ -239,6 +240,7 @@ def test_the_report_registry_knows_the_section():
     assert ids.index("gap") < ids.index("largebatch") < ids.index("summary")
 
 
+@pytest.mark.slow
 def test_a_swap_stopped_after_phase_two_resumes_from_the_store(tmp_path):
     from batchlab.config import RunConfig
     from batchlab.experiments.largebatch.swap import RECORD_KIND, phase2_configs, run_swap

@@ -43,6 +43,7 @@ def tiny_scale(monkeypatch):
     monkeypatch.setitem(lecture.SCALES, "quick", TINY)
 
 
+@pytest.mark.slow
 def test_lecture_writes_a_self_contained_report_and_reuses_the_store(tmp_path, tiny_scale, capsys):
     store_path, out = tmp_path / "runs.db", tmp_path / "report"
     argv = ["lecture", "--store", str(store_path), "--out", str(out), "--device", "cpu"]

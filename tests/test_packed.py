@@ -66,6 +66,7 @@ def solo_results():
     return [batchlab.train(config, progress=False) for config in MIXED]
 
 
+@pytest.mark.slow
 def test_packed_run_equals_each_run_trained_alone_and_divergence_stays_inside_its_run(solo_results):
     packed = train_pack(MIXED, progress=False, strategy="packed")
     assert [pack.strategy for pack in packed.plan] == [PACKED]
@@ -115,6 +116,7 @@ def test_packed_step_follows_the_momentum_optimizer_rule_per_run(mix):
         torch.testing.assert_close(rule.buffer[k], buffer, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_store_holds_what_solo_training_would_and_finished_runs_come_back(tmp_path):
     configs = MIXED[:2] + MIXED[4:]
     packed = train_pack(configs, store=tmp_path / "packed.db", progress=False, strategy="packed")
@@ -162,6 +164,7 @@ def crash_at_epoch(monkeypatch, epoch):
     return lambda: monkeypatch.setattr(RunStore, "log_epoch", original)
 
 
+@pytest.mark.slow
 def test_a_pack_checkpoint_resumes_alone_and_a_solo_checkpoint_resumes_in_a_pack(tmp_path, monkeypatch):
     three_epochs = [c.replace(epochs=3) for c in MIXED[:3]]
     uninterrupted = [batchlab.train(c, progress=False) for c in three_epochs]
@@ -197,6 +200,7 @@ def assert_same_result_rows(result, expected):
     assert result.summary["test_acc"] == pytest.approx(expected.summary["test_acc"], abs=1.01 / N_TEST)
 
 
+@pytest.mark.slow
 def test_early_stopping_and_update_budget_end_runs_as_they_would_alone():
     # lr = 0 never improves, so stop_patience = 1 ends it after epoch 2; the others go on.
     patient = [RunConfig(**{**SMALL, "epochs": 4}, lr=lr, momentum=0.9, seed=s, stop_patience=1)
@@ -214,6 +218,7 @@ def test_early_stopping_and_update_budget_end_runs_as_they_would_alone():
     assert_same_result(packed[1], batchlab.train(budget[1], progress=False))
 
 
+@pytest.mark.slow
 def test_unpackable_runs_train_one_at_a_time_and_say_why(capsys):
     tiny = dict(SMALL, epochs=1, batch_size=512)
     batch_norm = RunConfig(**{**tiny, "model": "keskar-f1", "hidden": (16, 16)}, lr=0.05)
@@ -259,6 +264,7 @@ def test_plan_groups_by_pack_key_and_measures_on_the_cpu():
         train_pack([a], strategy="fast")
 
 
+@pytest.mark.slow
 def test_equal_configs_train_once_and_auto_strategy_finishes(capsys):
     config = RunConfig(**{**SMALL, "epochs": 1}, lr=0.05, momentum=0.9)
     twin = config.replace(seed=7)

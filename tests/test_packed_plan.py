@@ -73,6 +73,7 @@ def test_a_pack_keeps_its_choice_and_the_evidence(monkeypatch, packed_s, sequent
     assert ("packed (faster by more than" in pack.reason) == (expected == PACKED)
 
 
+@pytest.mark.slow
 def test_a_real_probe_samples_both_ways_alike():
     a = RunConfig(**{**SMALL, "batch_size": 4}, lr=0.1, momentum=0.9, seed=1)
     configs = [a, a.replace(momentum=0.0, seed=2), a.replace(lr=0.01, seed=3)]

@@ -53,6 +53,7 @@ def fill_store(path):
                                              "report": {"surfaces": []}})
 
 
+@pytest.mark.slow
 def test_report_renders_every_section_the_store_has_data_for(tmp_path, capsys):
     store_path = tmp_path / "runs.db"
     fill_store(store_path)

@@ -44,6 +44,7 @@ def store_state(store: RunStore) -> tuple:
     return runs, metrics, files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
 def test_force_with_unreadable_data_keeps_the_finished_run(tmp_path, tiny_dataset, damage):
     store = RunStore(tmp_path / "r.db")
@@ -182,6 +183,7 @@ def test_training_subset_is_part_of_the_id_and_trains_on_that_many_examples():
         load_splits(config.replace(train_subset=99999))
 
 
+@pytest.mark.slow
 def test_interrupted_run_is_marked_and_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
     store = RunStore(tmp_path / "r.db")
     config = RunConfig(**{**SMALL, "epochs": 3})
@@ -208,6 +210,7 @@ def test_interrupted_run_is_marked_and_resumes_from_its_checkpoint(tmp_path, mon
     assert [row["epoch"] for row in store.metrics(identity)] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_packed_runs_use_the_same_session_rules(tmp_path):
     from batchlab.training.packed import train_pack
 

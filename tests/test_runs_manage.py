@@ -15,17 +15,12 @@ from batchlab.cli import main
 from batchlab.errors import StoreError
 from batchlab.store import SCHEMA_VERSION, RunStore
 from batchlab.store.views import compare_text
+from conftest import config
 
 ID_A = "abcd111122223333"
 ID_B = "abcd999988887777"  # shares the prefix "abcd" with ID_A
 ID_C = "cafe000011112222"
 ID_D = "d00d444455556666"
-
-
-def config(**changes):
-    base = {"dataset": "mnist-5k", "model": "mlp", "optimizer": "momentum", "batch_size": 64, "lr": 0.1,
-            "momentum": 0.0, "seed": 0, "epochs": 2, "hidden": None, "device": "cpu"}
-    return base | changes
 
 
 @pytest.fixture
@@ -141,6 +136,7 @@ def test_a_unique_prefix_names_a_run_and_an_ambiguous_one_lists_candidates(store
     assert code == 2 and "unknown run id 'beef'" in err
 
 
+@pytest.mark.slow
 def test_geometry_commands_take_a_prefix(tmp_path):
     """hessian, sharpness and landscape reopen their runs with restore_run, which takes a prefix."""
     import batchlab
@@ -267,6 +263,7 @@ def test_rm_refuses_a_run_a_live_process_is_training(store_path, capsys):
 # ----------------------------------------------------------------------------- compare
 
 
+@pytest.mark.slow
 def test_compare_marks_differences_and_writes_curves(store_path, capsys, tmp_path):
     figure = tmp_path / "fig" / "curves.png"
     code, out, _ = run(capsys, "runs", "compare", ID_A[:5], ID_B[:5], "-o", str(figure), "--store", str(store_path))
@@ -329,6 +326,7 @@ def test_a_version_2_store_gains_the_tag_tables_and_keeps_every_row(tmp_path):
 # ----------------------------------------------------------------------------- Ctrl-C
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_interrupted_and_the_rerun_resumes(tmp_path, capsys, monkeypatch):
     from batchlab.training import loop
 

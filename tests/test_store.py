@@ -12,31 +12,15 @@ import torch
 
 from batchlab.errors import StoreError
 from batchlab.store import EXPORT_COLUMNS, SCHEMA_VERSION, RunStore, export_runs
+from conftest import config as stored_config
 
 
 def config(**changes):
-    base = {
-        "dataset": "mnist-5k",
-        "model": "mlp",
-        "optimizer": "momentum",
-        "batch_size": 64,
-        "lr": 0.1,
-        "momentum": 0.9,
-        "seed": 0,
-        "epochs": 3,
-        "hidden": [16, 16],
-        "device": "cpu",
-    }
-    return base | changes
+    """This module's runs: the shared stored config with momentum 0.9, three epochs, two hidden layers of 16."""
+    return stored_config(momentum=0.9, epochs=3, hidden=[16, 16]) | changes
 
 
 ENVIRONMENT = {"torch": torch.__version__, "device_name": "cpu", "host": "test-host"}
-
-
-@pytest.fixture
-def store(tmp_path):
-    with RunStore(tmp_path / "study" / "runs.db") as opened:
-        yield opened
 
 
 def finished_run(store, run_id="run-a", summary=None, **config_changes):

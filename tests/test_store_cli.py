@@ -8,12 +8,7 @@ import pytest
 
 from batchlab.cli import main
 from batchlab.store import RunStore
-
-
-def config(**changes):
-    base = {"dataset": "mnist-5k", "model": "mlp", "optimizer": "momentum", "batch_size": 64,
-            "lr": 0.1, "momentum": 0.0, "seed": 0, "epochs": 2, "hidden": None, "device": "cpu"}
-    return base | changes
+from conftest import config
 
 
 @pytest.fixture

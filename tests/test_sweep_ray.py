@@ -19,7 +19,7 @@ from batchlab.training.result import FINISHED
 
 ray = pytest.importorskip("ray")
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]  # Ray and training: seconds per test
 
 FIXED = {"dataset": "mnist-5k", "hidden": [16], "epochs": 2, "lr": 0.1, "device": "cpu"}
 TASK_TITLE = b"ray::train_unit"

@@ -22,6 +22,7 @@ SPEC = SweepSpec(grid={"batch_size": [256], "momentum": [0.0, 0.9], "seed": [0, 
 FLAGS = ["--hidden", "16", "--epochs", "2", "--lr", "0.1", "--device", "cpu", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_sweep_stores_every_run_under_the_id_of_a_single_train(tmp_path):
     store = RunStore(tmp_path / "runs.db")
     results = run_sweep(SPEC, store, progress=False)
@@ -43,6 +44,7 @@ def test_sweep_stores_every_run_under_the_id_of_a_single_train(tmp_path):
             assert row[key] == pytest.approx(alone[key], rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_second_sweep_skips_what_is_stored_and_trains_only_new_points(tmp_path, capsys):
     store = RunStore(tmp_path / "runs.db")
     first = run_sweep(SPEC, store, progress=False)
@@ -67,6 +69,7 @@ def test_second_sweep_skips_what_is_stored_and_trains_only_new_points(tmp_path, 
     assert "B=256 lr=0.1 λ=0 seed=2 finished val_acc=" in lines[0]
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     spec = SweepSpec(grid={"batch_size": [256], "seed": [0, 1]}, fixed=FIXED | {"epochs": 3})
     store = RunStore(tmp_path / "runs.db")

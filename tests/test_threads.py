@@ -60,6 +60,7 @@ def test_the_environment_records_the_update_threads():
     assert describe_environment(CPU)["update_threads"] is None
 
 
+@pytest.mark.slow
 def test_a_timing_point_fixes_reports_and_round_trips_its_thread_count():
     data = synthetic_data("mnist-5k", (1, 28, 28), 10, 16, reason="test data")
     before = torch.get_num_threads()

@@ -40,6 +40,7 @@ def point(data, path="resident", batch_size=8, budget_s=1e-6, **kwargs):
                          data=data, hidden=TINY, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["dataloader", "resident"])
 def test_tiny_budget_extrapolates_the_epoch_from_the_update_time(data, path):
     p = point(data, path)

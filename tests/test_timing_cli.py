@@ -11,6 +11,7 @@ FAST = ["--batch-size", "2", "full", "--n-examples", "16", "--budget-s", "0.01",
         "--hidden", "8", "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_timing_writes_table_figures_json_and_store_rows(tmp_path, capsys):
     store, out = tmp_path / "runs.db", tmp_path / "timing"
     code = main(["timing", *FAST, "--store", str(store), "--out", str(out)])
@@ -34,6 +35,7 @@ def test_timing_writes_table_figures_json_and_store_rows(tmp_path, capsys):
     assert all(r["repeats"] == 5 and r["model"] == "mlp" and r["n_examples"] == 16 for r in rows)
 
 
+@pytest.mark.slow
 def test_timing_json_format_and_no_store(tmp_path, capsys):
     store = tmp_path / "runs.db"
     code = main(["timing", *FAST, "--paths", "resident", "--format", "json", "--no-store",

@@ -15,6 +15,7 @@ from batchlab.toy.trajectory import run_trajectory
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_table_output_and_files(tmp_path, capsys):
     out = tmp_path / "toy"
     assert main(["toy", "--surface", "ball", "--momentum", "0.5", "0.9", "--out", str(out)]) == 0
@@ -33,6 +34,7 @@ def test_table_output_and_files(tmp_path, capsys):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left behind
 
 
+@pytest.mark.slow
 def test_json_output(tmp_path, capsys):
     out = tmp_path / "toy"
     assert main(["toy", "--surface", "saddle", "--momentum", "0.9", "--steps", "400", "--seed", "3",
@@ -46,6 +48,7 @@ def test_json_output(tmp_path, capsys):
 
 
 # Every λ runs out of its 50 steps here: the λ-sweep panel must still get a readable axis.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("error::UserWarning")
 def test_lr_and_noise_reach_every_run(tmp_path, capsys):
     assert main(["toy", "--surface", "valley", "--lr", "0.01", "--noise", "0.001", "--steps", "50",
@@ -82,6 +85,7 @@ def test_help_has_an_example(capsys):
     assert "Example: batchlab toy" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_plot_functions_return_figures(tmp_path):
     ball, saddle = get_surface("ball"), get_surface("saddle")
     paths = {t.label: t for t in (run_trajectory(ball), run_trajectory(ball, momentum=0.9))}

@@ -64,6 +64,7 @@ def test_momentum_is_the_decayed_sum_of_all_past_gradients(name, lam, noise, see
             np.testing.assert_array_equal(g[k], surface.grad(trajectory.points[k]))
 
 
+@pytest.mark.slow
 def test_matches_the_projects_torch_momentum_optimizer():
     torch = pytest.importorskip("torch")
     optim = pytest.importorskip("batchlab.optim")

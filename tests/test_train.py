@@ -15,6 +15,7 @@ from batchlab.store import RunStore
 SMALL = dict(dataset="mnist-5k", model="mlp", hidden=(32,), epochs=2, batch_size=256, lr=0.1, device="cpu")
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_numbers():
     config = RunConfig(**SMALL, momentum=0.9, seed=3)
     first = batchlab.train(config, progress=False)
@@ -29,6 +30,7 @@ def test_same_config_and_seed_give_identical_numbers():
     assert other_seed.epochs[0]["train_loss"] != first.epochs[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_training_learns_real_digits():
     result = batchlab.train(RunConfig(**{**SMALL, "epochs": 3, "batch_size": 32, "lr": 0.01}, momentum=0.9), progress=False)
     assert result.summary["val_acc"] > 0.85
@@ -37,6 +39,7 @@ def test_training_learns_real_digits():
     assert result.summary["updates"] == 3 * math.ceil(n_train / 32)
 
 
+@pytest.mark.slow
 def test_full_batch_is_one_update_per_epoch_and_drop_last_drops():
     full = batchlab.train(RunConfig(**{**SMALL, "batch_size": "full"}), progress=False)
     assert full.summary["updates"] == 2
@@ -47,12 +50,14 @@ def test_full_batch_is_one_update_per_epoch_and_drop_last_drops():
     assert kept.summary["updates"] == math.ceil(n_train / 1000)
 
 
+@pytest.mark.slow
 def test_max_updates_is_a_fixed_update_budget():
     result = batchlab.train(RunConfig(**{**SMALL, "batch_size": 100, "epochs": 5}, max_updates=50), progress=False)
     assert result.summary["updates"] == 50
     assert result.summary["epochs_completed"] == 2
 
 
+@pytest.mark.slow
 def test_huge_learning_rate_diverges_as_a_result_not_a_crash(tmp_path):
     config = RunConfig(**{**SMALL, "epochs": 4, "lr": 1e6}, momentum=0.9)
     result = batchlab.train(config, store=tmp_path / "runs.db", progress=False)
@@ -63,6 +68,7 @@ def test_huge_learning_rate_diverges_as_a_result_not_a_crash(tmp_path):
     assert stored.status == "diverged"
 
 
+@pytest.mark.slow
 def test_store_returns_finished_run_unless_forced(tmp_path):
     store_path = tmp_path / "runs.db"
     config = RunConfig(**SMALL, momentum=0.5)
@@ -82,6 +88,7 @@ def test_store_returns_finished_run_unless_forced(tmp_path):
     assert record.config["batch_size"] == 256
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_epoch_checkpoint(tmp_path, monkeypatch):
     store_path = tmp_path / "runs.db"
     config = RunConfig(**{**SMALL, "epochs": 4}, momentum=0.9)

@@ -61,6 +61,7 @@ def task(**changes) -> batchlab.Task:
 # ----------------------------------------------------------------------------- Python API
 
 
+@pytest.mark.slow
 def test_a_user_model_trains_is_stored_and_is_then_returned_from_the_store(tmp_path):
     store = RunStore(tmp_path / "r.db")
     first = batchlab.train(CONFIG, task=task(), store=store, progress=False)
@@ -415,6 +416,7 @@ def _environment() -> dict[str, str]:
     return os.environ | {"PYTHONPATH": str(SRC) + (os.pathsep + path if path else ""), "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_a_sigkilled_cli_run_of_a_user_model_resumes_from_its_last_epoch(tmp_path, user_files):
     net, data = user_files
     store = tmp_path / "r.db"
