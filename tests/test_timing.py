@@ -474,5 +474,22 @@ def test_two_versions_of_a_user_model_never_make_one_curve(tmp_path, user_task):
     table = TimingTable.from_store_rows(rows)
     assert table.points == points
     assert len(table.series()) == 2 and len(table.workloads()) == 2
+    labels = [label for label in plot_timing(table).axes[0].get_legend_handles_labels()[1] if "blob-net" in label]
+    assert len(labels) == 2 and len(set(labels)) == 2
+    assert all(label.startswith("user:blob-net·") and label.endswith(", resident path, " + points[0].device_name)
+               for label in labels)
     assert format_timing_table(table).splitlines()[0].startswith("network")
 
+
+def test_every_curve_names_its_network_and_the_lecture_line_says_it_is_another(data):
+    from batchlab.timing.plot import curve_label
+
+    table = TimingTable(points=[point(data, "resident", b) for b in (1, 8)])
+    labels = plot_timing(table).axes[0].get_legend_handles_labels()[1]
+    measured = curve_label(table.points[0])
+    assert measured == f"784-8-10 mlp, resident path, {table.points[0].device_name}"
+    assert measured in labels
+    lecture = [label for label in labels if "V100" in label]
+    assert lecture == ["lecture: its own network on a Tesla V100 (read off the slides)"]
+    epoch_labels = plot_timing(table).axes[1].get_legend_handles_labels()[1]
+    assert measured in epoch_labels and any(label.startswith("lecture: its own network") for label in epoch_labels)

@@ -1,6 +1,9 @@
 """The lecture's two timing panels, from measurements: time per update and time per epoch against
-batch size (log axes), one line per data path and device, with the lecture's V100 numbers as a
-dashed reference.
+batch size (log axes), one line per network, data path and device, with the lecture's V100 numbers
+as a dashed reference.
+
+Every line's label names its network (:func:`curve_label`), and the reference line says it is the
+lecture's own network, so no reader takes the lecture's line for the network timed here.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, Agg rendering),
 so they can be embedded in a report or saved from any thread.
@@ -19,7 +22,7 @@ from batchlab.timing.lecture import (  # noqa: E402
     lecture_epoch_label,
     lecture_epoch_times,
 )
-from batchlab.timing.table import TimingTable  # noqa: E402
+from batchlab.timing.table import TimingPoint, TimingTable  # noqa: E402
 
 PATH_COLORS = {"dataloader": "#d62728", "resident": "#1f77b4", "cuda-graph": "#2ca02c"}
 DEVICE_STYLES = {"cuda": ("-", "o"), "cpu": ("-.", "s")}
@@ -32,6 +35,7 @@ def plot_timing(table: TimingTable, lecture_reference: bool = True) -> Figure:
     time per update). ``lecture_reference`` adds the lecture's V100 series, dashed and grey."""
     figure = Figure(figsize=(11, 4.6), layout="constrained")
     per_update, per_epoch = figure.subplots(1, 2)
+    several_data = len({p.data_label for p in table.points}) > 1
     for points in table.series().values():
         path, device = points[0].path, points[0].device
         line_style, marker = DEVICE_STYLES.get(device.split(":")[0], ("--", "^"))
@@ -42,7 +46,7 @@ def plot_timing(table: TimingTable, lecture_reference: bool = True) -> Figure:
             [m - p.per_update_q25_s for p, m in zip(points, medians)],
             [p.per_update_q75_s - m for p, m in zip(points, medians)],
         ]
-        label = f"{path} ({points[0].device_name})"
+        label = curve_label(points[0], with_data=several_data)
         per_update.errorbar(sizes, medians, yerr=spread, linestyle=line_style, marker=marker, color=color,
                             capsize=3, label=label)
         per_epoch.plot(sizes, [p.per_epoch_s for p in points], linestyle=line_style, color=color, label=label)
@@ -78,3 +82,10 @@ def plot_timing(table: TimingTable, lecture_reference: bool = True) -> Figure:
         # supxlabel keeps the note inside the constrained layout, below both axes labels.
         figure.supxlabel("; ".join(footer), fontsize=7, color="#555555")
     return figure
+
+
+def curve_label(point: TimingPoint, with_data: bool = False) -> str:
+    """A line's label: its network, (``with_data``) the data, its path and the device it ran on,
+    e.g. ``784-512-512-10 mlp, resident path, AMD EPYC (2 cores)``."""
+    network = f"{point.network_label} on {point.data_label}" if with_data else point.network_label
+    return f"{network}, {point.path} path, {point.device_name or point.device}"
