@@ -474,8 +474,11 @@ def test_two_versions_of_a_user_model_never_make_one_curve(tmp_path, user_task):
     table = TimingTable.from_store_rows(rows)
     assert table.points == points
     assert len(table.series()) == 2 and len(table.workloads()) == 2
-    labels = [label for label in plot_timing(table).axes[0].get_legend_handles_labels()[1] if "blob-net" in label]
-    assert len(labels) == 2 and len(set(labels)) == 2
+    handles, labels = plot_timing(table).axes[0].get_legend_handles_labels()
+    assert len(labels) == 3 and len(set(labels)) == 3  # two networks and the lecture's
+    lines = [handle for handle, label in zip(handles, labels) if "blob-net" in label]
+    labels = [label for label in labels if "blob-net" in label]
+    assert lines[0][0].get_marker() != lines[1][0].get_marker()  # markers tell the networks apart
     assert all(label.startswith("user:blob-net·") and label.endswith(", resident path, " + points[0].device_name)
                for label in labels)
     assert format_timing_table(table).splitlines()[0].startswith("network")

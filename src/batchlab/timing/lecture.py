@@ -38,6 +38,11 @@ def lecture_epoch_times(n_examples: int | None = None) -> dict[int, float]:
 
 def lecture_epoch_label(n_examples: int | None = None) -> str:
     """The reference series' label: the N its epochs are for, and whether they were scaled to it."""
+    return f"{LECTURE_LABEL}, {lecture_epoch_basis(n_examples)}"
+
+
+def lecture_epoch_basis(n_examples: int | None = None) -> str:
+    """What the lecture's epoch times are: the slides' own (N = 60,000) or scaled to ``n_examples``."""
     if n_examples is None or n_examples == LECTURE_N_EXAMPLES:
-        return f"{LECTURE_LABEL}, the lecture's N = {LECTURE_N_EXAMPLES:,}"
-    return f"{LECTURE_LABEL}, update times × ⌈N/B⌉ for N = {n_examples:,}"
+        return f"the lecture's N = {LECTURE_N_EXAMPLES:,}"
+    return f"update times × ⌈N/B⌉ for N = {n_examples:,}"
