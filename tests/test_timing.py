@@ -287,6 +287,38 @@ def test_capturable_step_trains_exactly_like_the_lecture_momentum_optimizer(data
             torch.testing.assert_close(buffer, optimizer.state[param]["momentum_buffer"], rtol=1e-6, atol=1e-7)
 
 
+def test_capturable_step_of_a_regression_task_trains_like_momentum_on_its_loss():
+    """What the cuda-graph path captures for a user's task, run eagerly: the task's MSE, not cross-entropy."""
+    from torch.nn import functional as F
+
+    from batchlab.optim import Momentum
+    from batchlab.task import Task
+    from batchlab.timing.paths import CapturableStep, build_timed_model
+    from batchlab.timing.timed_task import TimedTask
+    from batchlab.timing.workload import task_timing_data
+
+    x, _, x_val, _ = _blobs()
+    task = Task(lambda: torch.nn.Linear(4, 1), (x, x.sum(1, keepdim=True), x_val, x_val.sum(1, keepdim=True)),
+                name="line", loss=F.mse_loss)
+    timed = TimedTask.from_task(task)
+    data = task_timing_data(task, task.n_train)
+    captured = CapturableStep(build_timed_model(timed, data, CPU, 5), data.x, data.y, lr=0.05, momentum=0.9,
+                              loss=timed.loss)
+    eager = build_timed_model(timed, data, CPU, 5)
+    optimizer = Momentum(eager.parameters(), lr=0.05, momentum=0.9)
+    batches = ResidentBatches(data.n, 8, seed=5, device=CPU)
+    for _ in range(8):
+        index = batches.next()
+        captured.model.zero_grad(set_to_none=True)
+        captured(index)
+        loss = F.mse_loss(eager(data.x[index]), data.y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    for a, b in zip(captured.model.parameters(), eager.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_optimizer_without_momentum_is_timed_with_lambda_zero(data):
     p = point(data, "resident", optimizer="adam")
     assert p.optimizer == "adam" and p.repeats == 5
