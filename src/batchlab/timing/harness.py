@@ -28,6 +28,9 @@ small CPU batches), or the count asked for.
 
 The defaults time the lecture's network (784-512-512-10, the lecture's momentum, λ = 0.9) on
 N = 60,000 examples, the size of MNIST's training set in the lecture's table (docs/science.md §1).
+A user's :class:`batchlab.Task` (``task=``) is timed by the same rule, with its own model, loss and
+training examples (N: their number by default); :mod:`batchlab.timing.timed_task` says what names
+each measurement.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ training update (batch in, forward, backward, optimizer step).
 * ``dataloader`` — the usual plain-PyTorch loop: ``DataLoader(TensorDataset(x, y),
   batch_size=B, shuffle=True)`` over CPU tensors, each batch moved to the device in the step. The
   loader gathers a batch one example at a time and stacks it (a per-example pipeline).
-* ``resident`` — what batchlab's trainer does (``batchlab/train/loop.py``): the whole training set
+* ``resident`` — what batchlab's trainer does (``batchlab/training/loop.py``): the whole training set
   lives on the device; each epoch draws ``epoch_permutation(N, epoch, seed, "epoch")`` and a batch
   is the gather ``x[order[start:end]]``.
 * ``cuda-graph`` — resident data, and the whole step (gather from a static index buffer, forward,
