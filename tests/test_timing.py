@@ -528,3 +528,17 @@ def test_every_curve_names_its_network_and_the_lecture_line_says_it_is_another(d
     assert lecture == ["lecture: its own network on a Tesla V100 (read off the slides)"]
     epoch_labels = plot_timing(table).axes[1].get_legend_handles_labels()[1]
     assert measured in epoch_labels and any(label.startswith("lecture: its own network") for label in epoch_labels)
+
+
+def test_a_user_cnn_on_images_of_its_own_shape_is_timed():
+    from batchlab.task import Task
+
+    def make_cnn():
+        return torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                   torch.nn.Linear(4 * 6 * 6, 5))
+
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.rand(40, 2, 6, 6, generator=generator), torch.randint(0, 5, (40,), generator=generator)
+    table = _sweep(task=Task(make_cnn, (x[:30], y[:30], x[30:], y[30:]), name="tiny-cnn"), sizes=[8])
+    assert {p.path for p in table.points} == {"resident", "dataloader"}
+    assert all(p.model == "user:tiny-cnn" and p.n_examples == 30 and p.updates_per_epoch == 4 for p in table.points)
