@@ -211,6 +211,7 @@ def test_cli_defaults_equal_the_library_defaults():
             timing.DEFAULT_BUDGET_S, timing.DEFAULT_CPU_BUDGET_WITH_GPU_S, timing.PATHS) == (
         harness.DEFAULT_BATCH_SIZES, harness.DEFAULT_N_EXAMPLES, harness.DEFAULT_REPEATS, harness.DEFAULT_WARMUP,
         harness.DEFAULT_BUDGET_S, harness.DEFAULT_CPU_BUDGET_WITH_GPU_S, paths.PATHS)
+    assert (timing.DEFAULT_MODEL, timing.DEFAULT_DATASET) == (harness.DEFAULT_MODEL, harness.DEFAULT_DATASET)
     assert (landscape.BN_MODES, landscape.DEFAULT_BN_MODE, landscape.DEFAULT_ALPHA_RANGE,
             landscape.DEFAULT_GRID_STEPS, landscape.DEFAULT_SPAN) == (
         geometry.BN_MODES, geometry.DEFAULT_BN_MODE, geometry.DEFAULT_ALPHA_RANGE,

@@ -3,6 +3,7 @@ data paths' batch order, serialization and figures. No assertion is about speed.
 
 import json
 import math
+import re
 import statistics
 
 import pytest
@@ -20,7 +21,7 @@ from batchlab.timing import (
     plot_timing,
     timing_sweep,
 )
-from batchlab.timing import harness
+from batchlab.timing import harness, timed_task
 from batchlab.timing.harness import resolve_batch_sizes, updates_in_budget
 from batchlab.timing.paths import DataLoaderPath, ResidentBatches, build_path
 from batchlab.timing.table import TimingPoint
@@ -147,7 +148,7 @@ def test_cuda_graph_on_the_cpu_is_refused_with_a_clear_message(data):
 def test_sweep_skips_cuda_graph_on_the_cpu_and_says_so(monkeypatch, data):
     # As on a GPU machine, where cuda-graph is asked for and the CPU series cannot run it.
     monkeypatch.setattr(harness, "check_paths", lambda paths, devices: ("resident", "cuda-graph"))
-    monkeypatch.setattr(harness, "make_timing_data", lambda *a, **k: data)
+    monkeypatch.setattr(timed_task, "make_timing_data", lambda *a, **k: data)
     table = timing_sweep(["resident", "cuda-graph"], [16], "cpu", n_examples=48, budget_s=1e-6, warmup=1, hidden=TINY)
     assert [p.path for p in table.points] == ["resident"]
     assert table.skipped == [{"path": "cuda-graph", "device": "cpu", "reason": "cuda-graph needs a CUDA device"}]
@@ -161,7 +162,7 @@ def test_asking_for_cuda_graph_without_cuda_is_an_error():
 
 
 def test_sweep_table_has_every_point_and_footnotes(monkeypatch, data):
-    monkeypatch.setattr(harness, "make_timing_data", lambda *a, **k: data)
+    monkeypatch.setattr(timed_task, "make_timing_data", lambda *a, **k: data)
     table = timing_sweep(None, [1, 16, "full", 100], "cpu", n_examples=48, budget_s=1e-6, warmup=1, hidden=TINY)
     assert table.settings["batch_sizes"] == [1, 16, 48]
     assert {(p.path, p.batch_size) for p in table.points} == {
@@ -210,7 +211,7 @@ def test_updates_in_budget_rule():
 def test_table_round_trips_through_json_and_the_store(tmp_path, monkeypatch, data):
     from batchlab.store import RunStore
 
-    monkeypatch.setattr(harness, "make_timing_data", lambda *a, **k: data)
+    monkeypatch.setattr(timed_task, "make_timing_data", lambda *a, **k: data)
     table = timing_sweep(["resident"], [8, 48], "cpu", n_examples=48, budget_s=1e-6, warmup=1, hidden=TINY)
     again = TimingTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again.points == table.points and again.notes == table.notes
@@ -287,6 +288,38 @@ def test_capturable_step_trains_exactly_like_the_lecture_momentum_optimizer(data
             torch.testing.assert_close(buffer, optimizer.state[param]["momentum_buffer"], rtol=1e-6, atol=1e-7)
 
 
+def test_capturable_step_of_a_regression_task_trains_like_momentum_on_its_loss():
+    """What the cuda-graph path captures for a user's task, run eagerly: the task's MSE, not cross-entropy."""
+    from torch.nn import functional as F
+
+    from batchlab.optim import Momentum
+    from batchlab.task import Task
+    from batchlab.timing.paths import CapturableStep, build_timed_model
+    from batchlab.timing.timed_task import TimedTask
+    from batchlab.timing.workload import task_timing_data
+
+    x, _, x_val, _ = _blobs()
+    task = Task(lambda: torch.nn.Linear(4, 1), (x, x.sum(1, keepdim=True), x_val, x_val.sum(1, keepdim=True)),
+                name="line", loss=F.mse_loss)
+    timed = TimedTask.from_task(task)
+    data = task_timing_data(task, task.n_train)
+    captured = CapturableStep(build_timed_model(timed, data, CPU, 5), data.x, data.y, lr=0.05, momentum=0.9,
+                              loss=timed.loss)
+    eager = build_timed_model(timed, data, CPU, 5)
+    optimizer = Momentum(eager.parameters(), lr=0.05, momentum=0.9)
+    batches = ResidentBatches(data.n, 8, seed=5, device=CPU)
+    for _ in range(8):
+        index = batches.next()
+        captured.model.zero_grad(set_to_none=True)
+        captured(index)
+        loss = F.mse_loss(eager(data.x[index]), data.y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    for a, b in zip(captured.model.parameters(), eager.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_optimizer_without_momentum_is_timed_with_lambda_zero(data):
     p = point(data, "resident", optimizer="adam")
     assert p.optimizer == "adam" and p.repeats == 5
@@ -305,7 +338,7 @@ def test_busy_machine_note_only_when_other_processes_compete():
 
 
 def test_batch_norm_models_skip_batches_of_one_example(monkeypatch, data):
-    monkeypatch.setattr(harness, "make_timing_data", lambda *a, **k: data)
+    monkeypatch.setattr(timed_task, "make_timing_data", lambda *a, **k: data)
     table = timing_sweep(["resident"], [1, 16], "cpu", model="keskar-f1", n_examples=48, budget_s=1e-6,
                          warmup=1, hidden=TINY)
     assert [p.batch_size for p in table.points] == [16]
@@ -348,3 +381,165 @@ def test_sweep_interleaves_the_repeats_of_every_path_and_batch_size(monkeypatch)
     rounds = [order[i:i + 4] for i in range(0, len(order), 4)]
     assert len(rounds) == 5 and all(set(r) == points for r in rounds)  # every point once per round
     assert len({r[0] for r in rounds}) == 4  # each round starts one point further on
+
+
+# ----------------------------------------------------------------------------- a user's task
+
+
+def _blobs(n=48, features=4, classes=3):
+    generator = torch.Generator().manual_seed(0)
+    centres = 3 * torch.randn(classes, features, generator=generator)
+    y = torch.randint(0, classes, (2 * n,), generator=generator)
+    x = centres[y] + torch.randn(2 * n, features, generator=generator)
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+def _classifier(width=16):
+    def make_model():
+        return torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.Tanh(), torch.nn.Linear(width, 3))
+
+    return make_model
+
+
+@pytest.fixture(scope="module")
+def user_task():
+    from batchlab.task import Task
+
+    return Task(_classifier(), _blobs(), name="blob-net", data_name="blobs")
+
+
+def _sweep(**kwargs):
+    settings = {"budget_s": 1e-6, "warmup": 1} | kwargs
+    return timing_sweep(settings.pop("paths", ["resident", "dataloader"]), settings.pop("sizes", [4, "full"]),
+                        "cpu", **settings)
+
+
+def test_a_user_task_is_timed_on_its_own_examples_and_named_with_its_fingerprints(user_task):
+    table = _sweep(task=user_task)
+    assert {(p.path, p.batch_size) for p in table.points} == {
+        (path, b) for path in ("resident", "dataloader") for b in (4, 48)}  # N = the task's 48 examples
+    model_short = timed_task.short_fingerprint(user_task.model_fingerprint)
+    data_short = user_task.data_fingerprint["sha256"][:8]
+    for p in table.points:
+        assert (p.model, p.dataset, p.network, p.loss) == ("user:blob-net", "user:blobs", "user:blob-net",
+                                                           "cross_entropy")
+        assert (p.model_fingerprint, p.data_fingerprint) == (model_short, data_short)
+        assert p.n_examples == 48 and not p.synthetic_data and p.updates_per_epoch == (12 if p.batch_size == 4 else 1)
+    assert table.settings["model_fingerprint"] == model_short and table.settings["data_fingerprint"] == data_short
+    rendered = format_timing_table(table)
+    assert f"timed: user:blob-net·{model_short} on user:blobs·{data_short}, loss cross_entropy" in rendered
+
+
+def test_a_regression_task_times_updates_of_its_own_loss():
+    from torch.nn import functional as F
+
+    from batchlab.task import Task
+
+    calls = []
+
+    def squared_error(outputs, targets):
+        calls.append(outputs.shape[0])
+        return F.mse_loss(outputs, targets)
+
+    def mean_abs(outputs, targets):
+        return (outputs - targets).abs().mean()
+
+    x, _, x_val, _ = _blobs()
+    task = Task(lambda: torch.nn.Linear(4, 1), (x, x.sum(1, keepdim=True), x_val, x_val.sum(1, keepdim=True)),
+                name="line", data_name="sums", loss=squared_error, metric=mean_abs)
+    calls.clear()  # the task's own checks ran the loss on a first batch
+    table = _sweep(task=task, paths=["resident"], sizes=[16])
+    (p,) = table.points
+    assert p.loss == "squared_error" and p.n_examples == 48
+    # Every warm-up, estimate and timed update differentiated the task's loss on a batch of 16.
+    assert calls and set(calls) == {16} and len(calls) >= p.warmup_updates + p.repeats * p.updates_per_repeat
+
+
+def test_a_task_with_fewer_examples_than_n_is_repeated_up_to_n_and_says_so(user_task):
+    from batchlab.timing.workload import task_timing_data
+
+    data = task_timing_data(user_task, 100)
+    x = user_task.data.splits["train"].x
+    assert data.n == 100 and data.synthetic and "repeated in order up to 100" in data.reason
+    assert torch.equal(data.x[48:96], x) and torch.equal(data.x[96:], x[:4])
+    table = _sweep(task=user_task, paths=["resident"], sizes=[50], n_examples=100)
+    assert table.points[0].synthetic_data
+    assert any("user's training examples repeated in order up to N = 100" in note for note in table.notes)
+    assert not any("random data" in note for note in table.notes)
+
+
+@pytest.mark.parametrize("registry", [{"model": "cnn"}, {"dataset": "mnist-5k"}, {"hidden": (8,)},
+                                      {"data_dir": "x"}])
+def test_registry_arguments_beside_a_task_are_refused(user_task, registry):
+    (name, value), = registry.items()
+    with pytest.raises(ConfigError, match=re.escape(f"{name}={value!r} chooses the registry's model or data, which "
+                                                    "task= replaces; allowed: task= without it")):
+        _sweep(task=user_task, **registry)
+
+
+def test_measure_point_takes_a_task_under_its_own_model_name(user_task):
+    p = measure_point("resident", user_task.model_id, 8, 48, CPU, 5, 1, 1e-6, task=user_task)
+    assert p.model == "user:blob-net" and p.data_fingerprint
+    with pytest.raises(ConfigError, match="model='mlp' chooses"):
+        measure_point("resident", "mlp", 8, 48, CPU, 5, 1, 1e-6, task=user_task)
+
+
+def test_a_user_model_with_batch_norm_skips_batches_of_one():
+    from batchlab.task import Task
+
+    task = Task(lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3)),
+                _blobs(), name="bn-net")
+    table = _sweep(task=task, paths=["resident"], sizes=[1, 8])
+    assert [p.batch_size for p in table.points] == [8]
+    assert "user:bn-net has batch normalization" in table.skipped[0]["reason"]
+
+
+def test_two_versions_of_a_user_model_never_make_one_curve(tmp_path, user_task):
+    from batchlab.store import RunStore
+    from batchlab.task import Task
+
+    wider = Task(_classifier(width=32), _blobs(), name="blob-net", data_name="blobs")  # same names, new network
+    points = [*_sweep(task=user_task, paths=["resident"]).points, *_sweep(task=wider, paths=["resident"]).points]
+    with RunStore(tmp_path / "runs.db") as store:
+        for p in points:
+            store.add_timing(p.to_store_row())
+        rows = store.timings(model="user:blob-net")
+    table = TimingTable.from_store_rows(rows)
+    assert table.points == points
+    assert len(table.series()) == 2 and len(table.workloads()) == 2
+    handles, labels = plot_timing(table).axes[0].get_legend_handles_labels()
+    assert len(labels) == 3 and len(set(labels)) == 3  # two networks and the lecture's
+    lines = [handle for handle, label in zip(handles, labels) if "blob-net" in label]
+    labels = [label for label in labels if "blob-net" in label]
+    assert lines[0][0].get_marker() != lines[1][0].get_marker()  # markers tell the networks apart
+    assert all(label.startswith("user:blob-net·") and label.endswith(", resident path, " + points[0].device_name)
+               for label in labels)
+    assert format_timing_table(table).splitlines()[0].startswith("network")
+
+
+def test_every_curve_names_its_network_and_the_lecture_line_says_it_is_another(data):
+    from batchlab.timing.plot import curve_label
+
+    table = TimingTable(points=[point(data, "resident", b) for b in (1, 8)])
+    labels = plot_timing(table).axes[0].get_legend_handles_labels()[1]
+    measured = curve_label(table.points[0])
+    assert measured == f"784-8-10 mlp, resident path, {table.points[0].device_name}"
+    assert measured in labels
+    lecture = [label for label in labels if "V100" in label]
+    assert lecture == ["lecture: its own network on a Tesla V100 (read off the slides)"]
+    epoch_labels = plot_timing(table).axes[1].get_legend_handles_labels()[1]
+    assert measured in epoch_labels and any(label.startswith("lecture: its own network") for label in epoch_labels)
+
+
+def test_a_user_cnn_on_images_of_its_own_shape_is_timed():
+    from batchlab.task import Task
+
+    def make_cnn():
+        return torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                   torch.nn.Linear(4 * 6 * 6, 5))
+
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.rand(40, 2, 6, 6, generator=generator), torch.randint(0, 5, (40,), generator=generator)
+    table = _sweep(task=Task(make_cnn, (x[:30], y[:30], x[30:], y[30:]), name="tiny-cnn"), sizes=[8])
+    assert {p.path for p in table.points} == {"resident", "dataloader"}
+    assert all(p.model == "user:tiny-cnn" and p.n_examples == 30 and p.updates_per_epoch == 4 for p in table.points)

@@ -58,3 +58,17 @@ def test_cuda_graph_point_reports_capture_time_apart(cuda):
     point = measure_point("cuda-graph", "mlp", 16, 64, cuda, 5, 2, 0.05, data=data, hidden=(32,))
     assert point.capture_s is not None and point.capture_s > 0
     assert point.repeats == 5 and point.device.startswith("cuda")
+
+
+def test_a_regression_task_is_timed_on_the_cuda_graph_path(cuda):
+    from batchlab.task import Task
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 4, generator=generator)
+    y = x.sum(1, keepdim=True)
+    task = Task(lambda: torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)),
+                (x[:48], y[:48], x[48:], y[48:]), name="line", loss=F.mse_loss)
+    point = measure_point("cuda-graph", None, 16, 64, cuda, 5, 2, 0.05, task=task)
+    assert point.loss == "mse_loss" and point.model == "user:line" and point.model_fingerprint
+    assert point.capture_s is not None and point.capture_s > 0
+    assert point.synthetic_data and point.n_examples == 64  # 48 examples repeated up to 64

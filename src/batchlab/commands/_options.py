@@ -127,6 +127,30 @@ hidden_width = _argparse_type(_width)
 batch_size_value = _argparse_type(parse_batch_size)  # 1 … N or 'full'
 
 
+# ----------------------------------------------------------------------------- a user's files
+
+# Options that choose the registry's model or data; --model-file/--data-file replace them.
+REGISTRY_OPTIONS_BESIDE_FILES = ("--model", "--dataset", "--hidden", "--data-dir")
+
+
+def refuse_registry_options_with_files(args: argparse.Namespace) -> None:
+    """With ``--model-file``/``--data-file``, any of :data:`REGISTRY_OPTIONS_BESIDE_FILES` that
+    was given is a one-line :class:`ConfigError` naming only the ones given (``--model cnn``).
+    The command registers them with ``default=None``, so a value that is not None was given."""
+    if getattr(args, "model_file", None) is None and getattr(args, "data_file", None) is None:
+        return
+    given = []
+    for flag in REGISTRY_OPTIONS_BESIDE_FILES:
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"), None)
+        if value is not None:
+            given.append(f"{flag} {' '.join(map(str, value)) if isinstance(value, (list, tuple)) else value}")
+    if given:
+        one = len(given) == 1
+        raise ConfigError(f"{', '.join(given)} {'chooses' if one else 'choose'} the registry's model or data, which "
+                          f"--model-file and --data-file replace; allowed: the files without {'it' if one else 'them'}, "
+                          f"or {'it' if one else 'them'} without the files")
+
+
 # ----------------------------------------------------------------------------- options
 
 

@@ -17,14 +17,18 @@ from batchlab.commands._options import (
     hidden_width,
     output_dir,
     progress_on,
+    refuse_registry_options_with_files,
     seed_value,
 )
+from batchlab.task.options import add_task_options, task_files_from_args
 
 DEFAULT_OUT = Path("batchlab-report") / "timing"
 # The command line's defaults, written here so that `--help` needs no torch; equal to
 # batchlab.timing.harness's and batchlab.timing.paths' (a test checks).
 DEFAULT_BATCH_SIZES = (1, 10, 100, 1000, 10000, 60000)
 DEFAULT_N_EXAMPLES = 60000
+DEFAULT_MODEL = "mlp"
+DEFAULT_DATASET = "mnist-5k"
 DEFAULT_REPEATS = 5
 DEFAULT_WARMUP = 3
 DEFAULT_BUDGET_S = 2.0
@@ -42,14 +46,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the plain-PyTorch DataLoader loop, batchlab's device-resident batches, and (GPU only) the "
         "whole step replayed from a CUDA graph. Epochs that do not fit the time budget are "
         "extrapolated from the time per update and flagged; a dataset smaller than the timed N is "
-        "replaced by random data of its shape and flagged. Writes a table, a two-panel figure "
-        "(PNG and SVG) and rows in the run store.",
-        epilog="Example: batchlab timing --batch-size 1 10 100 1000 --paths dataloader resident --budget-s 1",
+        "replaced by random data of its shape and flagged. Your own model and data "
+        "(--model-file/--data-file) are timed the same way, with the loss the model file gives "
+        "(cross-entropy by default) on the data's own training examples. Writes a table, a "
+        "two-panel figure (PNG and SVG) and rows in the run store that name the model and data.",
+        epilog="Example: batchlab timing --batch-size 1 10 100 1000 --paths dataloader resident --budget-s 1\n"
+               "Your own model: batchlab timing --model-file net.py:make_model --data-file data.py:load_data "
+               "--batch-size 1 32 256",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dataset", default="mnist-5k", help="dataset whose shape is timed (default: mnist-5k)")
+    # Registry options default to None, so that one given beside --model-file/--data-file is told apart.
+    parser.add_argument("--dataset", default=None, help=f"dataset whose shape is timed (default: {DEFAULT_DATASET})")
     add_data_dir_option(parser)
-    parser.add_argument("--model", default="mlp", help="mlp (the lecture's 784-512-512-10), keskar-f1, keskar-c1, cnn (default: mlp)")
+    parser.add_argument("--model", default=None,
+                        help=f"mlp (the lecture's 784-512-512-10), keskar-f1, keskar-c1, cnn (default: {DEFAULT_MODEL})")
     parser.add_argument("--hidden", type=hidden_width, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
     parser.add_argument("--batch-size", type=batch_size_value, nargs="+", default=list(DEFAULT_BATCH_SIZES), metavar="B",
                         help="integers ≥ 1 or 'full' (default: " + " ".join(str(b) for b in DEFAULT_BATCH_SIZES) + ")")
@@ -63,8 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cpu-budget-s", type=float, default=None,
                         help=f"the CPU's budget when a GPU is timed too (default: {DEFAULT_CPU_BUDGET_WITH_GPU_S:g}; "
                         "else --budget-s)")
-    parser.add_argument("--n-examples", type=int, default=DEFAULT_N_EXAMPLES,
-                        help=f"training-set size N of an epoch (default: {DEFAULT_N_EXAMPLES}, the lecture's MNIST)")
+    add_task_options(parser)
+    parser.add_argument("--n-examples", type=int, default=None,
+                        help=f"training-set size N of an epoch (default: {DEFAULT_N_EXAMPLES}, the lecture's MNIST; "
+                             "with --data-file, its training examples)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
     parser.add_argument("--optimizer", default="momentum",
                         help="optimizer of the eager paths: momentum (the lecture's), sgd, torch-sgd, adam (default: momentum)")
@@ -89,17 +101,25 @@ def run_timing(args: argparse.Namespace) -> int:
     from batchlab.timing.harness import check_paths, sweep_devices
 
     batch_sizes = list(args.batch_size)
-    # Checked before any data is made or anything is timed, so bad input fails at once.
+    # Checked before any file is imported, data made or anything timed, so bad input fails at once.
     check_paths(args.paths, sweep_devices(args.device))
-    check_model_memory(args.model, args.dataset, args.hidden, args.device)
+    files = task_files_from_args(args)
+    refuse_registry_options_with_files(args)
+    if files is None:
+        check_model_memory(args.model or DEFAULT_MODEL, args.dataset or DEFAULT_DATASET, args.hidden, args.device)
     if not args.no_store:
         check_store_opens(args.store)
+    task = None
+    if files is not None:
+        from batchlab.task.files import task_from_files
+
+        task = task_from_files(*files)
 
     def report(line: str) -> None:
         if progress_on(args.progress):
             print(line, file=sys.stderr, flush=True)
 
-    with model_memory_errors(args.model, args.hidden):
+    with model_memory_errors(task.model_id if task else args.model or DEFAULT_MODEL, args.hidden):
         table = timing_sweep(
             args.paths,
             batch_sizes,
@@ -118,6 +138,7 @@ def run_timing(args: argparse.Namespace) -> int:
             hidden=tuple(args.hidden) if args.hidden else None,
             threads=args.threads,
             progress=report,
+            task=task,
         )
     figure_paths = save_figure(plot_timing(table, lecture_reference=args.lecture_reference), args.out / "timing", dpi=150)
     json_path = write_json(args.out / "timing.json", table.to_dict())

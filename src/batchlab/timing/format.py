@@ -17,12 +17,18 @@ def format_seconds(seconds: float | None) -> str:
 
 def format_timing_table(table: TimingTable) -> str:
     """Columns: path, device, B, time/update median [q25–q75], time/epoch, updates/epoch,
-    extrapolated?, synthetic?; then the footnotes that explain the flags."""
+    extrapolated?, synthetic?; a first column naming the network when the table holds more than
+    one (network, data, loss); then what was timed, the devices, and the footnotes that explain
+    the flags."""
+    workloads = table.workloads()
+    several = len(workloads) > 1
     header = ("path", "device", "B", "time/update median [q25–q75]", "time/epoch", "updates/epoch", "extrap.", "synth.")
+    header = ("network", *header) if several else header
     rows = []
     for points in table.series().values():
         for p in points:
             rows.append((
+                *((p.network_label,) if several else ()),
                 p.path,
                 p.device,
                 f"{p.batch_size:,}",
@@ -34,13 +40,17 @@ def format_timing_table(table: TimingTable) -> str:
                 "yes†" if p.synthetic_data else "no",
             ))
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    right = {2, 5}
+    right = {3, 6} if several else {2, 5}
     lines = []
     for row in (header, *rows):
         cells = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths))
     devices = {p.device: p.device_name for p in table.points}
+    if workloads:
+        lines.append("")
+        lines.extend(f"timed: {network} on {data}" + (f", loss {loss}" if loss else "")
+                     for network, data, loss in workloads)
     if devices:
         lines.append("")
         lines.extend(f"{device}: {name}" for device, name in devices.items())

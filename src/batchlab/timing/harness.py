@@ -28,6 +28,9 @@ small CPU batches), or the count asked for.
 
 The defaults time the lecture's network (784-512-512-10, the lecture's momentum, λ = 0.9) on
 N = 60,000 examples, the size of MNIST's training set in the lecture's table (docs/science.md §1).
+A user's :class:`batchlab.Task` (``task=``) is timed by the same rule, with its own model, loss and
+training examples (N: their number by default); :mod:`batchlab.timing.timed_task` says what names
+each measurement.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -46,16 +49,21 @@ from batchlab.config import resolve_batch_size
 from batchlab.runtime.device import device_name, resolve_device
 from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError
-from batchlab.models.registry import get_model_spec
 from batchlab.optim import get_optimizer_spec
 from batchlab.runtime.threads import ONE_THREAD_BELOW_BATCH, check_thread_count, intra_op_threads, threads_for
 from batchlab.timing.clock import estimate_update_seconds, time_updates, warm_up
-from batchlab.timing.paths import CUDA_GRAPH, PATHS, batch_norm_conflict, build_path, check_path
+from batchlab.timing.paths import CUDA_GRAPH, PATHS, build_path, check_path
 from batchlab.timing.table import TimingPoint, TimingTable, footnotes
-from batchlab.timing.workload import TimingData, make_timing_data
+from batchlab.timing.timed_task import TimedTask, resolve_timed_task
+from batchlab.timing.workload import TimingData
+
+if TYPE_CHECKING:
+    from batchlab.task import Task
 
 DEFAULT_BATCH_SIZES = (1, 10, 100, 1000, 10000, 60000)
 DEFAULT_N_EXAMPLES = 60000
+DEFAULT_MODEL = "mlp"
+DEFAULT_DATASET = "mnist-5k"
 DEFAULT_REPEATS = 5
 MIN_REPEATS = 5
 DEFAULT_WARMUP = 3
@@ -73,7 +81,7 @@ WARMUP_SHARE = 0.25
 
 def measure_point(
     path: str,
-    model_name: str,
+    model_name: str | None,
     batch_size: int | str,
     n_examples: int,
     device: torch.device | str,
@@ -81,7 +89,7 @@ def measure_point(
     warmup: int = DEFAULT_WARMUP,
     budget_s: float = DEFAULT_BUDGET_S,
     *,
-    dataset: str = "mnist-5k",
+    dataset: str | None = None,
     data: TimingData | None = None,
     data_dir: Path | str | None = None,
     optimizer: str = "momentum",
@@ -91,12 +99,16 @@ def measure_point(
     num_workers: int = 0,
     hidden: tuple[int, ...] | None = None,
     threads: int | None = None,
+    task: "Task | None" = None,
 ) -> TimingPoint:
     """Median time per update (with spread over ``repeats``) and time per epoch of one data path.
 
-    The timed training set has N = max(B, ``n_examples``) examples (``"full"`` means B = N): the
-    first N of ``data`` (or of ``dataset``), random ones of its shape when it has fewer (see
-    :mod:`batchlab.timing.workload`). ``momentum=None`` means λ = 0.9 for an optimizer with
+    What is timed: the registry's ``model_name`` on ``dataset`` (default: ``data``'s dataset, else
+    mnist-5k), or a user's ``task`` (its model, loss and training examples; ``model_name`` then
+    None or the task's own ``model_id``, and no ``dataset``, ``hidden`` or ``data_dir``:
+    :mod:`batchlab.timing.timed_task`). The timed training set has N = max(B, ``n_examples``)
+    examples (``"full"`` means B = N): the first N of ``data`` (or of the dataset or the task),
+    made up to N when it has fewer (see :mod:`batchlab.timing.workload`). ``momentum=None`` means λ = 0.9 for an optimizer with
     momentum, else 0. ``threads=None`` times with the trainer's thread rule
     (:func:`batchlab.runtime.threads.threads_for`), else with ``threads`` intra-op threads. Raises
     :class:`ConfigError` for bad settings, including ``cuda-graph`` on a device that is not CUDA.
@@ -111,11 +123,13 @@ def measure_point(
     n = max(batch_size, n_examples)
     if momentum is None:
         momentum = TIMING_MOMENTUM if get_optimizer_spec(optimizer).uses_momentum else 0.0
-    data = _data_of_size(data, dataset, n, data_dir)
+    timed = resolve_timed_task(model_name, task, dataset=dataset, hidden=hidden, data_dir=data_dir,
+                               default_model=DEFAULT_MODEL,
+                               default_dataset=data.dataset if data is not None else DEFAULT_DATASET)
+    data = _data_of_size(data, timed, n)
     threads = threads_for(batch_size, device) if threads is None else threads
-    prepared = _prepare(path, model_name, batch_size, data, device, repeats, warmup, budget_s, threads,
-                        optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers,
-                        hidden=hidden)
+    prepared = _prepare(path, timed, batch_size, data, device, repeats, warmup, budget_s, threads,
+                        optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers)
     for _ in range(repeats):
         prepared.repeat(rewarm=False)
     return prepared.point()
@@ -127,7 +141,7 @@ class _PreparedPoint:
     sweep can interleave the repeats of all its points."""
 
     path: str
-    model_name: str
+    timed: TimedTask
     batch_size: int
     data: TimingData
     device: torch.device
@@ -176,8 +190,12 @@ class _PreparedPoint:
             path=self.path,
             device=str(self.device),
             device_name=device_name(self.device),
-            model=self.model_name,
+            model=self.timed.model,
             dataset=self.data.dataset,
+            network=self.timed.network,
+            loss=self.timed.loss_name,
+            model_fingerprint=self.timed.model_fingerprint,
+            data_fingerprint=self.timed.data_fingerprint,
             optimizer=self.optimizer,
             batch_size=self.batch_size,
             n_examples=self.data.n,
@@ -197,7 +215,7 @@ class _PreparedPoint:
 
 def _prepare(
     path: str,
-    model_name: str,
+    timed: TimedTask,
     batch_size: int,
     data: TimingData,
     device: torch.device,
@@ -211,18 +229,17 @@ def _prepare(
     momentum: float,
     seed: int,
     num_workers: int,
-    hidden: tuple[int, ...] | None,
 ) -> _PreparedPoint:
     """Steps 1–3 of the module docstring, for checked settings, under ``threads`` intra-op threads."""
     with intra_op_threads(threads):
         runner = build_path(
-            path, model_name, data, batch_size, device,
-            optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers, hidden=hidden,
+            path, timed, data, batch_size, device,
+            optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers,
         )
         warmup_updates = warm_up(runner, warmup, device, max_seconds=budget_s * WARMUP_SHARE)
         estimate = estimate_update_seconds(runner, device)
     block = updates_in_budget(estimate, budget_s, repeats, runner.updates_per_epoch)
-    return _PreparedPoint(path, model_name, batch_size, data, device, threads, budget_s, optimizer, num_workers,
+    return _PreparedPoint(path, timed, batch_size, data, device, threads, budget_s, optimizer, num_workers,
                           runner, warmup_updates, estimate, block)
 
 
@@ -240,9 +257,9 @@ def timing_sweep(
     batch_sizes: Sequence[int | str] = DEFAULT_BATCH_SIZES,
     device: str = "auto",
     *,
-    model: str = "mlp",
-    dataset: str = "mnist-5k",
-    n_examples: int = DEFAULT_N_EXAMPLES,
+    model: str | None = None,
+    dataset: str | None = None,
+    n_examples: int | None = None,
     repeats: int = DEFAULT_REPEATS,
     warmup: int = DEFAULT_WARMUP,
     budget_s: float = DEFAULT_BUDGET_S,
@@ -254,8 +271,15 @@ def timing_sweep(
     hidden: tuple[int, ...] | None = None,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
+    task: "Task | None" = None,
 ) -> TimingTable:
     """Time every (device, path, batch size) and gather the points in a :class:`TimingTable`.
+
+    What is timed: the registry's ``model`` (default mlp, with ``hidden`` widths) on ``dataset``
+    (default mnist-5k), or a user's ``task`` (its model, loss and training examples; then none of
+    ``model``, ``dataset``, ``hidden``, ``data_dir``: :mod:`batchlab.timing.timed_task`), every
+    point by the same rules. ``n_examples`` is N, the examples of a timed epoch (default: the
+    lecture's 60,000 for a registry dataset, the task's training examples for a task).
 
     ``device="auto"`` times the GPU and the CPU when a GPU is present (the CPU with ``cpu_budget_s``,
     default 0.5 s per point), else the CPU only. ``paths=None`` means every path a timed device
@@ -266,21 +290,24 @@ def timing_sweep(
     check_settings(repeats, warmup, budget_s, num_workers)
     if threads is not None:
         check_thread_count(threads)
+    timed = resolve_timed_task(model, task, dataset=dataset, hidden=hidden, data_dir=data_dir,
+                               default_model=DEFAULT_MODEL, default_dataset=DEFAULT_DATASET)
+    if n_examples is None:
+        n_examples = DEFAULT_N_EXAMPLES if task is None else task.n_train
     n_examples = _positive_int("number of examples", n_examples)
-    get_model_spec(model)
     get_optimizer_spec(optimizer)
     devices = sweep_devices(device)
     chosen_paths = check_paths(paths, devices)
     sizes, capped = resolve_batch_sizes(batch_sizes, n_examples)
     if cpu_budget_s is None:
         cpu_budget_s = DEFAULT_CPU_BUDGET_WITH_GPU_S if any(d.type == "cuda" for d in devices) else budget_s
-    data = make_timing_data(dataset, n_examples, data_dir)
+    data = timed.make_data(n_examples)
     load_before = machine_load()
 
     table = TimingTable(
         settings={
-            "model": model,
-            "dataset": dataset,
+            **timed.identity(),
+            "hidden": list(timed.hidden) if timed.hidden else None,
             "n_examples": n_examples,
             "batch_sizes": sizes,
             "paths": list(chosen_paths),
@@ -309,15 +336,14 @@ def timing_sweep(
                 )
                 continue
             for size in sizes:
-                conflict = batch_norm_conflict(model, n_examples, size)
+                conflict = timed.batch_norm_conflict(n_examples, size)
                 if conflict:
                     table.skipped.append({"path": path, "device": str(dev), "batch_size": size, "reason": conflict})
                     continue
                 prepared.append(_prepare(
-                    path, model, size, _data_of_size(data, dataset, max(size, n_examples), data_dir), dev, repeats,
+                    path, timed, size, _data_of_size(data, timed, max(size, n_examples)), dev, repeats,
                     warmup, point_budget, threads_for(size, dev) if threads is None else threads,
                     optimizer=optimizer, lr=TIMING_LR, momentum=momentum, seed=seed, num_workers=num_workers,
-                    hidden=hidden,
                 ))
         # Interleaved repeats: round r times every point once, starting one point further on each round,
         # so load that comes and goes hits every path and batch size alike.
@@ -450,10 +476,10 @@ def _positive_int(what: str, value) -> int:
     return value
 
 
-def _data_of_size(data: TimingData | None, dataset: str, n: int, data_dir) -> TimingData:
-    """``data`` cut to its first ``n`` examples, or new data when it is missing or too small."""
+def _data_of_size(data: TimingData | None, timed: TimedTask, n: int) -> TimingData:
+    """``data`` cut to its first ``n`` examples, or new data of ``timed`` when it is missing or too small."""
     if data is None or data.n < n:
-        return make_timing_data(data.dataset if data is not None else dataset, n, data_dir)
+        return timed.make_data(n)
     if data.n == n:
         return data
     return TimingData(data.dataset, data.x[:n], data.y[:n], data.num_classes, data.synthetic, data.reason)

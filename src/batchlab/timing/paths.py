@@ -4,7 +4,7 @@ training update (batch in, forward, backward, optimizer step).
 * ``dataloader`` — the usual plain-PyTorch loop: ``DataLoader(TensorDataset(x, y),
   batch_size=B, shuffle=True)`` over CPU tensors, each batch moved to the device in the step. The
   loader gathers a batch one example at a time and stacks it (a per-example pipeline).
-* ``resident`` — what batchlab's trainer does (``batchlab/train/loop.py``): the whole training set
+* ``resident`` — what batchlab's trainer does (``batchlab/training/loop.py``): the whole training set
   lives on the device; each epoch draws ``epoch_permutation(N, epoch, seed, "epoch")`` and a batch
   is the gather ``x[order[start:end]]``.
 * ``cuda-graph`` — resident data, and the whole step (gather from a static index buffer, forward,
@@ -12,13 +12,16 @@ training update (batch in, forward, backward, optimizer step).
   one launch per update instead of dozens. CUDA only.
 
 Every path starts from the same weights (``torch.manual_seed(seed)``, model built on the CPU, then
-moved), uses ``F.cross_entropy`` (mean) like the trainer, and walks whole epochs: N examples,
-``ceil(N / B)`` updates, the last batch shorter when B does not divide N.
+moved), differentiates the loss the trainer would (cross-entropy, the mean over the batch, for a
+registry model; a user's task's own loss: :mod:`batchlab.timing.timed_task`), and walks whole
+epochs: N examples, ``ceil(N / B)`` updates, the last batch shorter when B does not divide N.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -27,10 +30,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from batchlab.data import batch_index_slices, epoch_permutation
 from batchlab.runtime.device import synchronize
 from batchlab.errors import ConfigError
-from batchlab.models.registry import build_model, get_model_spec
 from batchlab.optim import build_optimizer
 from batchlab.optim.functional import momentum_
+from batchlab.timing.timed_task import TimedTask
 from batchlab.timing.workload import TimingData
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 DATALOADER = "dataloader"
 RESIDENT = "resident"
@@ -59,28 +64,15 @@ def check_path(path: str, device: torch.device) -> None:
         )
 
 
-def batch_norm_conflict(model_name: str, n: int, batch_size: int) -> str | None:
-    """Why ``model_name`` cannot train on batches of ``batch_size`` from ``n`` examples, or None.
-
-    Batch normalization in training mode divides by the batch's spread, which one example does
-    not have (PyTorch raises an error), so a model with it needs every batch of an epoch, the
-    short last one included, to hold at least two examples.
-    """
-    if not get_model_spec(model_name).has_batch_norm:
-        return None
-    smallest = min(end - start for start, end in batch_index_slices(n, batch_size))
-    if smallest >= 2:
-        return None
-    return (
-        f"{model_name} has batch normalization, which needs at least 2 examples in every batch "
-        f"(B = {batch_size} over N = {n} gives a batch of 1); allowed: a batch size whose batches all hold ≥ 2"
-    )
+def timed_task_of(model: str | TimedTask, data: TimingData, hidden=None) -> TimedTask:
+    """``model`` as a :class:`TimedTask`: a registry name on ``data``'s dataset, or itself."""
+    return model if isinstance(model, TimedTask) else TimedTask.from_registry(model, data.dataset, hidden)
 
 
-def build_timed_model(model_name: str, data: TimingData, device: torch.device, seed: int, hidden=None) -> nn.Module:
+def build_timed_model(model: str | TimedTask, data: TimingData, device: torch.device, seed: int,
+                      hidden=None) -> nn.Module:
     """The model as the trainer builds it: seeded, created on the CPU, then moved to ``device``."""
-    torch.manual_seed(seed)
-    return build_model(model_name, data.input_shape, data.num_classes, hidden).to(device).train()
+    return timed_task_of(model, data, hidden).build_model(data, device, seed)
 
 
 class ResidentBatches:
@@ -138,10 +130,12 @@ class DataLoaderPath:
         device: torch.device,
         seed: int = 0,
         num_workers: int = 0,
+        loss: Loss = F.cross_entropy,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.device = device
+        self.loss = loss
         self.loader = DataLoader(
             TensorDataset(data.x, data.y),
             batch_size=batch_size,
@@ -166,7 +160,7 @@ class DataLoaderPath:
             self.new_epoch()
             x, y = next(self._iterator)
         x, y = x.to(self.device), y.to(self.device)
-        loss = F.cross_entropy(self.model(x), y)
+        loss = self.loss(self.model(x), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -186,9 +180,11 @@ class ResidentPath:
         batch_size: int,
         device: torch.device,
         seed: int = 0,
+        loss: Loss = F.cross_entropy,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
+        self.loss = loss
         self.x, self.y = data.on(device)
         self.batches = ResidentBatches(data.n, batch_size, seed, device)
         self.updates_per_epoch = self.batches.updates_per_epoch
@@ -203,7 +199,7 @@ class ResidentPath:
 
     def step(self) -> None:
         index = self.batches.next()
-        loss = F.cross_entropy(self.model(self.x[index]), self.y[index])
+        loss = self.loss(self.model(self.x[index]), self.y[index])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -219,8 +215,10 @@ class CapturableStep:
     :class:`batchlab.optim.Momentum` without a GPU.
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float, momentum: float) -> None:
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float, momentum: float,
+                 loss: Loss = F.cross_entropy) -> None:
         self.model = model
+        self.loss = loss
         self.x, self.y = x, y
         self.lr = float(lr)
         self.momentum = float(momentum)
@@ -228,7 +226,7 @@ class CapturableStep:
         self.buffers = [torch.zeros_like(p) for p in self.params]
 
     def __call__(self, index: torch.Tensor) -> None:
-        loss = F.cross_entropy(self.model(self.x[index]), self.y[index])
+        loss = self.loss(self.model(self.x[index]), self.y[index])
         loss.backward()
         with torch.no_grad():
             momentum_(self.params, [p.grad for p in self.params], self.buffers, lr=self.lr, momentum=self.momentum,
@@ -263,12 +261,13 @@ class CudaGraphPath:
         lr: float,
         momentum: float,
         seed: int = 0,
+        loss: Loss = F.cross_entropy,
     ) -> None:
         check_path(CUDA_GRAPH, device)
         self.model = model
         self.device = device
         x, y = data.on(device)
-        self.train_step = CapturableStep(model, x, y, lr=lr, momentum=momentum)
+        self.train_step = CapturableStep(model, x, y, lr=lr, momentum=momentum, loss=loss)
         self.batches = ResidentBatches(data.n, batch_size, seed, device)
         self.updates_per_epoch = self.batches.updates_per_epoch
         self.static_index: dict[int, torch.Tensor] = {}
@@ -320,7 +319,7 @@ class CudaGraphPath:
 
 def build_path(
     path: str,
-    model_name: str,
+    model: str | TimedTask,
     data: TimingData,
     batch_size: int,
     device: torch.device,
@@ -332,12 +331,14 @@ def build_path(
     num_workers: int = 0,
     hidden=None,
 ):
-    """A ready-to-step path object for one measurement (model seeded, graph captured)."""
+    """A ready-to-step path object for one measurement (model seeded, graph captured): ``model``
+    is a :class:`TimedTask` or a registry model's name (with ``hidden`` widths) on ``data``."""
     check_path(path, device)
-    conflict = batch_norm_conflict(model_name, data.n, batch_size)
+    timed = timed_task_of(model, data, hidden)
+    conflict = timed.batch_norm_conflict(data.n, batch_size)
     if conflict:
         raise ConfigError(conflict)
-    model = build_timed_model(model_name, data, device, seed, hidden)
+    net = timed.build_model(data, device, seed)
     if path == CUDA_GRAPH:
         if optimizer not in GRAPH_OPTIMIZERS:
             raise ConfigError(
@@ -346,9 +347,8 @@ def build_path(
             )
         if optimizer == "sgd" and momentum:
             raise ConfigError(f"optimizer 'sgd' takes no momentum (got {momentum}); allowed: momentum 0")
-        return CudaGraphPath(model, data, batch_size, device, lr=lr, momentum=momentum, seed=seed)
-    opt = build_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum)
+        return CudaGraphPath(net, data, batch_size, device, lr=lr, momentum=momentum, seed=seed, loss=timed.loss)
+    opt = build_optimizer(optimizer, net.parameters(), lr=lr, momentum=momentum)
     if path == DATALOADER:
-        return DataLoaderPath(model, opt, data, batch_size, device, seed=seed, num_workers=num_workers)
-    return ResidentPath(model, opt, data, batch_size, device, seed=seed)
-
+        return DataLoaderPath(net, opt, data, batch_size, device, seed=seed, num_workers=num_workers, loss=timed.loss)
+    return ResidentPath(net, opt, data, batch_size, device, seed=seed, loss=timed.loss)

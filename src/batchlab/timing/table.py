@@ -41,6 +41,11 @@ class TimingPoint:
     when ``extrapolated`` is False). ``capture_s`` is the one-off CUDA-graph capture time
     (``cuda-graph`` path only), never included in the per-update times. ``threads`` is the
     intra-op thread count every timed update ran with (None in rows written before it was kept).
+
+    What was timed (:mod:`batchlab.timing.timed_task`): ``model`` and ``dataset`` by name,
+    ``network`` in one line (``784-512-512-10 mlp``), ``loss`` the loss of the update, and for a
+    user's model and data their short fingerprints (empty and None in rows written before these
+    were kept).
     """
 
     path: str
@@ -62,6 +67,10 @@ class TimingPoint:
     capture_s: float | None = None
     threads: int | None = None
     notes: tuple[str, ...] = ()
+    network: str = ""
+    loss: str = ""
+    model_fingerprint: str | None = None
+    data_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "per_update_s", tuple(float(v) for v in self.per_update_s))
@@ -95,8 +104,25 @@ class TimingPoint:
 
     @property
     def series(self) -> str:
-        """The line this point belongs to in a figure: path and device type."""
+        """The data path and device of the point (a progress line's name for it)."""
         return f"{self.path} ({self.device})"
+
+    @property
+    def network_label(self) -> str:
+        """The network timed, in one line, with a user's model's fingerprint: ``784-512-512-10 mlp``,
+        ``user:net.make_model·3f2a9c1e`` (the model's name in rows that predate ``network``)."""
+        return _with_fingerprint(self.network or self.model, self.model_fingerprint)
+
+    @property
+    def data_label(self) -> str:
+        """The data timed: its name, with a user's data's fingerprint."""
+        return _with_fingerprint(self.dataset, self.data_fingerprint)
+
+    @property
+    def curve(self) -> tuple[str, ...]:
+        """What one line of a figure shares: the network, the data and the loss (so two networks,
+        or one network on two data, never make one line), the path and the device."""
+        return (self.network_label, self.data_label, self.loss, self.path, self.device, self.device_name)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -157,12 +183,17 @@ class TimingTable:
     environments: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def series(self) -> dict[str, list[TimingPoint]]:
-        """Points grouped by line (path and device), each sorted by batch size."""
-        grouped: dict[str, list[TimingPoint]] = {}
+    def series(self) -> dict[tuple[str, ...], list[TimingPoint]]:
+        """Points grouped by line (:attr:`TimingPoint.curve`: network, data, loss, path, device),
+        each sorted by batch size."""
+        grouped: dict[tuple[str, ...], list[TimingPoint]] = {}
         for point in self.points:
-            grouped.setdefault(point.series, []).append(point)
-        return {name: sorted(points, key=lambda p: p.batch_size) for name, points in grouped.items()}
+            grouped.setdefault(point.curve, []).append(point)
+        return {curve: sorted(points, key=lambda p: p.batch_size) for curve, points in grouped.items()}
+
+    def workloads(self) -> list[tuple[str, str, str]]:
+        """The distinct (network, data, loss) timed, in the order first met."""
+        return list(dict.fromkeys((p.network_label, p.data_label, p.loss) for p in self.points))
 
     def find(self, path: str, batch_size: int, device: str | None = None) -> TimingPoint | None:
         for point in self.points:
@@ -219,14 +250,23 @@ def footnotes(points: list[TimingPoint]) -> list[str]:
     if threads:
         notes.append(threads)
     synthetic = [p for p in points if p.synthetic_data]
-    if synthetic:
-        sizes = sorted({p.n_examples for p in synthetic})
+    random = [p for p in synthetic if p.data_fingerprint is None]
+    if random:
         notes.append(
-            "† synthetic: timed on random data of the dataset's shape with N = "
-            f"{', '.join(f'{n:,}' for n in sizes)} examples (the real training set is smaller or "
-            "absent); timing does not depend on pixel values."
+            f"† synthetic: timed on random data of the dataset's shape with N = {_sizes(random)} examples "
+            "(the real training set is smaller or absent); timing does not depend on pixel values."
+        )
+    repeated = [p for p in synthetic if p.data_fingerprint is not None]
+    if repeated:
+        notes.append(
+            f"† made up: the user's training examples repeated in order up to N = {_sizes(repeated)} (the data "
+            "has fewer); shapes and types are the data's own, only the values repeat."
         )
     return notes
+
+
+def _sizes(points: list[TimingPoint]) -> str:
+    return ", ".join(f"{n:,}" for n in sorted({p.n_examples for p in points}))
 
 
 def _threads_note(points: list[TimingPoint]) -> str | None:
@@ -252,6 +292,10 @@ def _threads_note(points: list[TimingPoint]) -> str | None:
                  "there), so the curve can step where the count changes; `batchlab timing --threads N` times one "
                  "count throughout.")
     return note
+
+
+def _with_fingerprint(name: str, fingerprint: str | None) -> str:
+    return f"{name}·{fingerprint}" if fingerprint else name
 
 
 def _quartiles(values: tuple[float, ...]) -> tuple[float, float]:

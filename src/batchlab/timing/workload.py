@@ -6,16 +6,27 @@ has 4,000 examples; the lecture's table assumes MNIST's 60,000) or the dataset's
 this machine, the examples are random tensors of the dataset's shape and the measurement says so
 (``synthetic=True`` and a ``reason``). Real pixels are scaled to [0, 1]; no standardization, as it
 changes no time.
+
+A user's data (:func:`task_timing_data`) is timed on its own training examples, as given (their
+shape and dtype, its targets: class indices, regression values, …), so that the user's loss sees
+what it sees in training. When N is larger than its training set, its examples are repeated in
+order up to N, flagged the same way: the values then repeat, their shapes and types stay the
+user's.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from batchlab.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from batchlab.task import Task
 
 # Seed of the random examples, so that two measurements time the same synthetic data.
 SYNTHETIC_SEED = 0
@@ -23,7 +34,9 @@ SYNTHETIC_SEED = 0
 
 @dataclass
 class TimingData:
-    """N training examples ``x`` (float32, N×C×H×W) and labels ``y`` (int64) on the CPU."""
+    """N training examples ``x`` (N × the example shape) and their targets ``y`` on the CPU:
+    float32 pixels and int64 labels for a registry dataset, the user's tensors for a user's data
+    (``num_classes``: the model's output width, 0 when it returns one number per example)."""
 
     dataset: str
     x: torch.Tensor
@@ -38,8 +51,8 @@ class TimingData:
         return int(self.x.shape[0])
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
 
     def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` resident on ``device``, copied there once and kept for later points."""
@@ -58,8 +71,7 @@ def make_timing_data(dataset: str, n_examples: int, data_dir: Path | str | None 
     and its files are here, otherwise random ones of the same shape (with the reason recorded)."""
     from batchlab.data import DATASETS, load_arrays
 
-    if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1:
-        raise ConfigError(f"number of examples {n_examples!r} is not a positive integer; allowed: 1 or more")
+    _check_count(n_examples)
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     spec = DATASETS[dataset]
@@ -86,3 +98,29 @@ def synthetic_data(
     x = torch.rand((n_examples, *input_shape), generator=generator)
     y = torch.randint(0, num_classes, (n_examples,), generator=generator)
     return TimingData(dataset, x, y, num_classes, synthetic=True, reason=reason)
+
+
+def task_timing_data(task: "Task", n_examples: int) -> TimingData:
+    """The first ``n_examples`` training examples of a user's task, its examples repeated in order
+    up to N when it has fewer (flagged, with the reason; see the module docstring)."""
+    _check_count(n_examples)
+    split = task.data.splits["train"]
+    x, y = split.first(min(n_examples, split.length))
+    num_classes = task.output_width or 0
+    if n_examples <= split.length:
+        return TimingData(task.dataset_id, x.contiguous(), y.contiguous(), num_classes, synthetic=False)
+    copies = math.ceil(n_examples / split.length)
+    reason = (f"{task.dataset_id} has {split.length:,} training examples, fewer than the {n_examples:,} timed: "
+              f"its examples repeated in order up to {n_examples:,}")
+    return TimingData(task.dataset_id, _repeated(x, copies, n_examples), _repeated(y, copies, n_examples),
+                      num_classes, synthetic=True, reason=reason)
+
+
+def _repeated(tensor: torch.Tensor, copies: int, n: int) -> torch.Tensor:
+    """``tensor``'s rows repeated ``copies`` times in order, cut to ``n`` rows."""
+    return tensor.repeat(copies, *([1] * (tensor.ndim - 1)))[:n].contiguous()
+
+
+def _check_count(n_examples: int) -> None:
+    if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1:
+        raise ConfigError(f"number of examples {n_examples!r} is not a positive integer; allowed: 1 or more")
