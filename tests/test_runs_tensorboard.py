@@ -80,7 +80,11 @@ def test_exporting_again_replaces_a_run_folder_and_filters_apply(store_path, tmp
 
 def test_folder_and_file_formats_need_their_own_destination(store_path, tmp_path, capsys):
     assert main(["runs", "--store", str(store_path), "--format", "tensorboard"]) == 2
-    assert "--format tensorboard writes a folder; allowed: --out DIR" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--format tensorboard writes a folder; allowed: --format tensorboard --out DIR" in err
+    assert "-o FILE" not in err and "(not" not in err  # names only the flags given
+    assert main(["runs", "--store", str(store_path), "--format", "tensorboard", "-o", str(tmp_path / "y")]) == 2
+    assert "writes a folder, not the file -o" in capsys.readouterr().err
     assert main(["runs", "--store", str(store_path), "--format", "csv", "--out", str(tmp_path / "x")]) == 2
     assert "--format csv writes one file; allowed: -o FILE" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

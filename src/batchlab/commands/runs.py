@@ -199,8 +199,11 @@ def run_runs(args: argparse.Namespace) -> int:
         raise UserError("--desc needs --sort KEY; allowed: e.g. --sort val_acc --desc")
     exporter = get_exporter(args.format)
     if exporter.writes == FOLDER:
-        if args.out is None or args.output is not None:
-            raise UserError(f"--format {args.format} writes a folder; allowed: --out DIR (not -o FILE)")
+        if args.output is not None:
+            raise UserError(f"--format {args.format} writes a folder, not the file -o {args.output}; "
+                            f"allowed: --format {args.format} --out DIR")
+        if args.out is None:
+            raise UserError(f"--format {args.format} writes a folder; allowed: --format {args.format} --out DIR")
     elif args.out is not None:
         raise UserError(f"--format {args.format} writes one file; allowed: -o FILE, or --format "
                         f"{' / '.join(formats(FOLDER))} with --out DIR")

@@ -16,9 +16,10 @@ from batchlab.commands._options import (
     hidden_width,
     output_file,
     seed_value,
+    user_task,
 )
 from batchlab.config import SHUFFLE_MODES
-from batchlab.task.options import add_task_options, task_from_args
+from batchlab.task.options import add_task_options
 
 EXPORT_FORMATS = ("csv", "json")
 
@@ -171,7 +172,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from batchlab.sweep.summary import summary_table
 
     spec = spec_from_args(args)
-    task = task_from_args(args)
+    task = user_task(args)
     if task is None:
         if args.executor == "local":
             check_models_fit(spec.configs())
