@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "runs",
         help="list, filter, export, show, tag, compare or remove the runs of a store",
         description="List the runs of a store: a readable table by default (run id, status, "
-        "dataset, model, architecture, optimizer, batch size B, learning rate, momentum λ, seed, "
+        "data and model (with a short fingerprint for a user's own), architecture, optimizer, batch size B, learning rate, momentum λ, seed, "
         "epochs, final accuracies, time per update, tags), or CSV/JSON with every config and "
         "summary column, ready for pandas (pandas.read_csv / pandas.read_json), or TensorBoard "
         "event folders (per-epoch scalars and the HParams view).",
