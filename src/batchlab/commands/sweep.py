@@ -173,10 +173,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args)
     task = user_task(args)
-    if task is None:
-        if args.executor == "local":
-            check_models_fit(spec.configs())
-        warn_before_training(spec.configs(), args.store)
+    if task is None and args.executor == "local":
+        check_models_fit(spec.configs())
+    warn_before_training(spec.configs(), args.store, task)
     if args.dry_run:
         plan = plan_only(spec, args.store, executor=args.executor, ray_address=args.ray_address,
                          ray_cpus=args.ray_cpus, force=args.force, packing=args.packing, task=task)
@@ -192,8 +191,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
                         packing=args.packing, keep_weights=not args.no_weights, on_plan=show_plan, task=task)
     print()
     print(summary_table(results.runs))
-    if task is None:
-        hint_after_training(results.runs, args.store)
+    hint_after_training(results.runs, args.store)
     trained = len(results) - results.skipped
     print(f"{len(results) + len(results.failed)} run(s): {trained} trained, skipped (already in store): {results.skipped}, "
           f"failed: {len(results.failed)}; store {args.store}")

@@ -156,7 +156,7 @@ def run_train(args: argparse.Namespace) -> int:
     task = user_task(args)
     if task is None:
         check_model_memory(config.model, config.dataset, config.hidden, config.device)
-        warn_before_training([config], args.store)
+    warn_before_training([config], args.store, task)
     if args.nproc is not None or args.max_restarts is not None:
         from batchlab.distributed.launch import train_from_args
 
@@ -165,8 +165,7 @@ def run_train(args: argparse.Namespace) -> int:
         with model_memory_errors(config.model, config.hidden):
             result = train(config, store=args.store, force=args.force, progress=args.progress,
                            keep_weights=not args.no_weights, task=task)
-    if task is None:
-        hint_after_training([result], args.store)
+    hint_after_training([result], args.store)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0
