@@ -59,6 +59,10 @@ def test_tensorboard_export_reads_back_with_scalars_and_hparams(store_path, tmp_
     assert scalars["progress/updates"] == [(1, 10.0), (2, 20.0)]
     assert scalars["time/epoch_s"] == [(1, 1.5), (2, 2.5)]
     assert {"loss/val", "accuracy/train"} <= set(scalars)
+    # The same values against the update count (the global step), in a section of their own.
+    assert scalars["by_update/loss/train"] == [(10, 1.0), (20, 0.5)]
+    assert [(s, pytest.approx(v)) for s, v in scalars["by_update/accuracy/val"]] == [(10, 0.3), (20, 0.6)]
+    assert "by_update/progress/updates" not in scalars
     assert scalars["final/test_acc"][0][1] == pytest.approx(0.88)
     assert hparams["batch_size"] == 64 and hparams["momentum"] == pytest.approx(0.9) and hparams["lr"] == pytest.approx(0.1)
     assert hparams["hidden"] == "32" and hparams["arch"] == "784-32-10" and hparams["status"] == "finished"
@@ -95,3 +99,13 @@ def test_the_registry_lists_every_format_the_command_offers():
 
     assert {name: e.writes for name, e in EXPORTERS.items()} == {
         "table": TEXT, "csv": TEXT, "json": TEXT, "tensorboard": FOLDER}
+
+
+def test_the_update_count_comes_from_epoch_updates_when_a_row_lacks_it_and_user_metrics_get_tags():
+    from batchlab.store.tensorboard import scalar_tag, update_counts
+
+    assert update_counts([{"epoch_updates": 3}, {"epoch_updates": 3}, {"epoch_updates": 2}]) == [3, 6, 8]
+    assert update_counts([{"updates": 5, "epoch_updates": 5}, {"updates": 9}]) == [5, 9]
+    assert update_counts([{"train_loss": 1.0}]) == [None]
+    assert scalar_tag("val_mse") == "mse/val" and scalar_tag("train_acc") == "accuracy/train"
+    assert scalar_tag("lr") == "other/lr"
