@@ -13,7 +13,17 @@ FILES = ["--model-file", "net.py:make_model", "--data-file", "blobs.py:load_data
 COMMANDS = {
     "train": ["train", "--device", "cpu", "--no-progress"],
     "sweep": ["sweep", "--batch-size", "8", "--device", "cpu", "--no-progress"],
+    # the entry torchrun starts: `torchrun … -m batchlab.distributed <train flags>`
+    "torchrun": ["-m batchlab.distributed", "--device", "cpu", "--no-progress"],
 }
+
+
+def cli(argv):
+    if argv[0] == "-m batchlab.distributed":
+        from batchlab.distributed.__main__ import main as entry
+
+        return entry(argv[1:])
+    return main(argv)
 # Each registry option with a value, and the text the message shows for it.
 GIVEN = {
     "--model": (["--model", "cnn"], "--model cnn"),
@@ -27,7 +37,7 @@ GIVEN = {
 
 def error_of(argv, capsys, tmp_path, monkeypatch) -> str:
     monkeypatch.chdir(tmp_path)  # the files named need not exist: the rule comes first
-    assert main([*argv, "--store", str(tmp_path / "r.db")]) == 2
+    assert cli([*argv, "--store", str(tmp_path / "r.db")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("batchlab: error: "), err
     assert not (tmp_path / "r.db").exists()
@@ -67,3 +77,9 @@ def test_registry_options_without_the_files_still_train_the_registry_model(tmp_p
     assert main(["train", "--model", "mlp", "--hidden", "8", "--dataset", "mnist-5k", "--epochs", "1",
                  "--batch-size", "500", "--device", "cpu", "--no-progress", "--store", str(tmp_path / "r.db")]) == 0
     assert ", trained;" in capsys.readouterr().out
+
+
+def test_registry_fields_of_a_sweep_file_are_refused_with_the_files(capsys, tmp_path, monkeypatch):
+    (tmp_path / "sweep.toml").write_text('[fixed]\nmodel = "cnn"\nepochs = 1\n\n[grid]\nhidden = [[8], [16]]\n')
+    error = error_of([*COMMANDS["sweep"], "--config", "sweep.toml", *FILES], capsys, tmp_path, monkeypatch)
+    assert error.startswith("model in sweep.toml, hidden in sweep.toml choose the registry's model or data")

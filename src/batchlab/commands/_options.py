@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -222,23 +222,30 @@ def registry_options_given(args: argparse.Namespace) -> list[str]:
     return given
 
 
-def user_task_files(args: argparse.Namespace) -> tuple[str, str] | None:
+def user_task_files(args: argparse.Namespace, also_given: Sequence[str] = ()) -> tuple[str, str] | None:
     """``(--model-file, --data-file)`` of a command, or None when neither is given: the one rule
     every command that takes these flags applies. One without the other, or either with a
-    registry option (:data:`REGISTRY_OPTIONS`), is a one-line :class:`ConfigError` that names
-    only the flags given. Nothing is imported."""
+    registry option (:data:`REGISTRY_OPTIONS`, or what ``also_given`` names: the registry fields
+    of a sweep file, say), is a one-line :class:`ConfigError` that names only what was given.
+    Nothing is imported."""
     from batchlab.task.options import task_files_from_args
 
     files = task_files_from_args(args)
     if files is not None:
-        check_no_registry_options(registry_options_given(args))
+        check_no_registry_options([*registry_options_given(args), *also_given])
     return files
 
 
-def user_task(args: argparse.Namespace) -> "Task | None":
+def registry_fields(names: Iterable[str]) -> list[str]:
+    """Those of ``names`` (RunConfig fields) that a registry option sets, in order."""
+    registry = {flag.removeprefix("--").replace("-", "_") for flag in REGISTRY_OPTIONS}
+    return [name for name in names if name in registry]
+
+
+def user_task(args: argparse.Namespace, also_given: Sequence[str] = ()) -> "Task | None":
     """The task of ``--model-file``/``--data-file`` (:func:`user_task_files`, then the files
     imported), or None when neither is given."""
-    files = user_task_files(args)
+    files = user_task_files(args, also_given)
     if files is None:
         return None
     from batchlab.task.files import task_from_files

@@ -15,6 +15,7 @@ from batchlab.commands._options import (
     batch_size_value,
     hidden_width,
     output_file,
+    registry_fields,
     seed_value,
     user_task,
 )
@@ -158,6 +159,17 @@ def spec_from_args(args: argparse.Namespace):
     return SweepSpec(grid=grid, fixed=fixed)
 
 
+def registry_fields_of_file(path: Path | None) -> list[str]:
+    """The [fixed] and [grid] fields of the sweep file at ``path`` that choose the registry's
+    model or data (refused beside --model-file/--data-file), as ``field in FILE``."""
+    if path is None:
+        return []
+    from batchlab.sweep.spec import SweepSpec
+
+    spec = SweepSpec.from_toml(path)
+    return [f"{name} in {path}" for name in registry_fields([*spec.fixed_values, *spec.grid_axes])]
+
+
 def check_models_fit(configs) -> None:
     """Refuse a sweep holding a model too large for this machine before any run is trained."""
     from batchlab.commands._limits import check_model_memory
@@ -172,7 +184,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from batchlab.sweep.summary import summary_table
 
     spec = spec_from_args(args)
-    task = user_task(args)
+    task = user_task(args, also_given=registry_fields_of_file(args.config))
     if task is None and args.executor == "local":
         check_models_fit(spec.configs())
     warn_before_training(spec.configs(), args.store, task)
