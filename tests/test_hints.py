@@ -104,3 +104,48 @@ def test_hints_read_an_empty_store_file_another_process_is_creating_as_no_runs(t
     assert stored_runs(empty) == []
     (tmp_path / "notes.txt").write_text("not a store\n")
     assert stored_runs(tmp_path / "notes.txt") == []  # the training itself reports a bad store
+
+
+USER_MODEL = """
+from torch import nn
+
+def make_model():
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+"""
+
+USER_DATA = """
+import torch
+
+def load_data(shift=0.0):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=generator) + shift
+    y = (x[:, 0] > shift).long() + (x[:, 1] > shift).long()
+    return x[:48], y[:48], x[48:], y[48:]
+"""
+
+
+def test_a_user_model_gets_the_rule_of_thumb_then_its_own_history(tmp_path, capsys):
+    (tmp_path / "net.py").write_text(USER_MODEL)
+    (tmp_path / "points.py").write_text(USER_DATA)
+    store = tmp_path / "runs.db"
+
+    def train(lr):
+        assert main(["train", "--model-file", f"{tmp_path}/net.py:make_model", "--data-file",
+                     f"{tmp_path}/points.py:load_data", "--batch-size", "16", "--epochs", "1", "--lr", lr,
+                     "--device", "cpu", "--store", str(store), "--no-progress"]) == 0
+        return [line for line in capsys.readouterr().err.splitlines() if line.startswith("batchlab: hint: ")]
+
+    (before,) = train("1e6")  # no history: the rule of thumb
+    assert ("η/(1 − λ) = 1e+06 (η = 1e+06, λ = 0) is above 0.25, the rule of thumb η/(1 − λ) ≤ B/64 (at most 4) "
+            "for B = 16, and the store has no run of user:net.make_model on user:points.load_data at B = 16") in before
+    # That run trained (this small network survives the step). Edited data under the same names
+    # has a history of its own: the rule of thumb first, then the runs on that data.
+    (tmp_path / "points.py").write_text(USER_DATA.replace("shift=0.0", "shift=0.5"))
+    assert train("0.05") == []
+    (over,) = train("0.2")
+    assert over.endswith("is over 2× the largest that trained user:net.make_model on user:points.load_data at "
+                         "B = 16 in the store (0.05); consider --lr 0.05")
+    # A divergence gets the next η from the runs of the same model and data (0.2, not 1e6).
+    _, after = train("1e30")
+    assert after.startswith("batchlab: hint: B = 16: the run diverged at η/(1 − λ) = 1e+30")
+    assert after.endswith("(between the largest step that trained at B = 16 (0.2) and this one)")

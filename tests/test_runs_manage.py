@@ -344,13 +344,49 @@ def test_ctrl_c_leaves_interrupted_and_the_rerun_resumes(tmp_path, capsys, monke
 
     monkeypatch.setattr(loop, "evaluate", ctrl_c_in_epoch_2)
     code, _, err = run(capsys, *argv)
-    assert code == 130 and "batchlab: interrupted" in err
     _, table, _ = run(capsys, "runs", "--store", store)
     (row,) = table.splitlines()[1:]
     assert row.split()[1] == "interrupted"
+    # The line says what was saved and how to go on.
+    assert code == 130 and err.strip().splitlines()[-1] == (f"batchlab: interrupted; run {row.split()[0]} saved after epoch 1 in "
+                                           f"{store}; run the same command again to resume from epoch 2")
     monkeypatch.setattr(loop, "evaluate", real_evaluate)
     code, out, err = run(capsys, *argv)
     assert code == 0
     run_id = row.split()[0]
     assert f"run {run_id} resuming from epoch 2" in err
     assert f"run {run_id}: finished" in out
+
+
+def test_ctrl_c_in_a_sweep_names_each_unfinished_run_and_counts_the_ended(tmp_path, capsys, monkeypatch):
+    from batchlab.training import loop
+
+    store = str(tmp_path / "runs.db")
+    argv = ["sweep", "--dataset", "mnist-5k", "--hidden", "8", "--batch-size", "500", "1000", "--epochs", "2",
+            "--packing", "sequential", "--device", "cpu", "--store", store, "--no-progress"]
+    real_evaluate = loop.evaluate
+    calls = {"n": 0}
+
+    def ctrl_c_in_the_second_run(model, split, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # the first run evaluated train and val in 2 epochs, then test
+            raise KeyboardInterrupt
+        return real_evaluate(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", ctrl_c_in_the_second_run)
+    code, _, err = run(capsys, *argv)
+    with RunStore(store) as opened:
+        (stopped,) = [r.run_id for r in opened.runs() if r.status == "interrupted"]
+    assert code == 130
+    assert err.strip().splitlines()[-1] == (
+        f"batchlab: interrupted; 1 run(s) ended and are stored, run {stopped} stopped in its first epoch, before "
+        f"anything could be saved in {store}; run the same command again to resume from epoch 1")
+
+
+def test_ctrl_c_without_a_store_to_read_is_the_plain_line(tmp_path):
+    from batchlab.commands._interrupt import interrupt_line, now
+
+    assert interrupt_line(None, now()) == "batchlab: interrupted"
+    assert interrupt_line(tmp_path / "none.db", now()) == "batchlab: interrupted"
+    (tmp_path / "notes.txt").write_text("not a store\n")
+    assert interrupt_line(tmp_path / "notes.txt", now()) == "batchlab: interrupted"

@@ -59,6 +59,10 @@ def test_tensorboard_export_reads_back_with_scalars_and_hparams(store_path, tmp_
     assert scalars["progress/updates"] == [(1, 10.0), (2, 20.0)]
     assert scalars["time/epoch_s"] == [(1, 1.5), (2, 2.5)]
     assert {"loss/val", "accuracy/train"} <= set(scalars)
+    # The same values against the update count (the global step), in a section of their own.
+    assert scalars["by_update/loss/train"] == [(10, 1.0), (20, 0.5)]
+    assert [(s, pytest.approx(v)) for s, v in scalars["by_update/accuracy/val"]] == [(10, 0.3), (20, 0.6)]
+    assert "by_update/progress/updates" not in scalars
     assert scalars["final/test_acc"][0][1] == pytest.approx(0.88)
     assert hparams["batch_size"] == 64 and hparams["momentum"] == pytest.approx(0.9) and hparams["lr"] == pytest.approx(0.1)
     assert hparams["hidden"] == "32" and hparams["arch"] == "784-32-10" and hparams["status"] == "finished"
@@ -80,7 +84,11 @@ def test_exporting_again_replaces_a_run_folder_and_filters_apply(store_path, tmp
 
 def test_folder_and_file_formats_need_their_own_destination(store_path, tmp_path, capsys):
     assert main(["runs", "--store", str(store_path), "--format", "tensorboard"]) == 2
-    assert "--format tensorboard writes a folder; allowed: --out DIR" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--format tensorboard writes a folder; allowed: --format tensorboard --out DIR" in err
+    assert "-o FILE" not in err and "(not" not in err  # names only the flags given
+    assert main(["runs", "--store", str(store_path), "--format", "tensorboard", "-o", str(tmp_path / "y")]) == 2
+    assert "writes a folder, not the file -o" in capsys.readouterr().err
     assert main(["runs", "--store", str(store_path), "--format", "csv", "--out", str(tmp_path / "x")]) == 2
     assert "--format csv writes one file; allowed: -o FILE" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -91,3 +99,13 @@ def test_the_registry_lists_every_format_the_command_offers():
 
     assert {name: e.writes for name, e in EXPORTERS.items()} == {
         "table": TEXT, "csv": TEXT, "json": TEXT, "tensorboard": FOLDER}
+
+
+def test_the_update_count_comes_from_epoch_updates_when_a_row_lacks_it_and_user_metrics_get_tags():
+    from batchlab.store.tensorboard import scalar_tag, update_counts
+
+    assert update_counts([{"epoch_updates": 3}, {"epoch_updates": 3}, {"epoch_updates": 2}]) == [3, 6, 8]
+    assert update_counts([{"updates": 5, "epoch_updates": 5}, {"updates": 9}]) == [5, 9]
+    assert update_counts([{"train_loss": 1.0}]) == [None]
+    assert scalar_tag("val_mse") == "mse/val" and scalar_tag("train_acc") == "accuracy/train"
+    assert scalar_tag("lr") == "other/lr"

@@ -400,7 +400,7 @@ def test_export_table_csv_json(store):
     records = store.runs()
 
     table = export_runs(records, "table").splitlines()
-    assert table[0].split()[:7] == ["run", "id", "status", "dataset", "model", "arch", "opt"]
+    assert table[0].split()[:7] == ["run", "id", "status", "data", "model", "arch", "opt"]
     assert "λ" in table[0] and "time/update" in table[0]
     assert "0.9100" in table[1] and "2.500 ms" in table[1] and "0.9" in table[1]
     assert "full" in table[2] and "nan" in table[2]

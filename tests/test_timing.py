@@ -21,6 +21,7 @@ from batchlab.timing import (
     plot_timing,
     timing_sweep,
 )
+from batchlab.store.identity import model_digest
 from batchlab.timing import harness, timed_task
 from batchlab.timing.harness import resolve_batch_sizes, updates_in_budget
 from batchlab.timing.paths import DataLoaderPath, ResidentBatches, build_path
@@ -418,7 +419,7 @@ def test_a_user_task_is_timed_on_its_own_examples_and_named_with_its_fingerprint
     table = _sweep(task=user_task)
     assert {(p.path, p.batch_size) for p in table.points} == {
         (path, b) for path in ("resident", "dataloader") for b in (4, 48)}  # N = the task's 48 examples
-    model_short = timed_task.short_fingerprint(user_task.model_fingerprint)
+    model_short = model_digest(user_task.model_fingerprint)
     data_short = user_task.data_fingerprint["sha256"][:8]
     for p in table.points:
         assert (p.model, p.dataset, p.network, p.loss) == ("user:blob-net", "user:blobs", "user:blob-net",

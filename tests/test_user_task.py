@@ -434,8 +434,11 @@ def test_a_sigkilled_cli_run_of_a_user_model_resumes_from_its_last_epoch(tmp_pat
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as conn:
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
         (identity, status), = conn.execute("SELECT run_id, status FROM runs").fetchall()
+    finally:
+        conn.close()
     assert status == "running"
     with RunStore(store) as opened:
         last = opened.load_checkpoint(identity)["epoch"]

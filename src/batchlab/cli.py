@@ -29,6 +29,8 @@ import traceback
 from collections.abc import Sequence
 
 from batchlab import __version__, commands
+from batchlab.commands._interrupt import interrupt_line
+from batchlab.commands._interrupt import now as interrupt_clock
 from batchlab.errors import UserError
 from batchlab.files import disk_full_error
 
@@ -106,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    started, args = interrupt_clock(), None
     try:
         parser = build_parser()
         args = parser.parse_args([word for word in argv if word != "--debug"] if debug else argv)
@@ -126,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return _one_line(full, debug)
     except KeyboardInterrupt:
-        print("batchlab: interrupted", file=sys.stderr)
+        print(interrupt_line(getattr(args, "store", None), started), file=sys.stderr)
         return 130
 
 

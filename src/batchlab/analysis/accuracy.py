@@ -7,8 +7,10 @@ Runs are grouped so that one *curve* holds runs that differ only in batch size a
   ``epochs``); a run with ``max_updates`` at a fixed **update** budget (its ``max_updates``; the
   epoch count is then only a cap and is left out of the grouping). Runs with ``stop_patience``
   form their own budget ("until the loss stops improving").
-* curve: every other config field equal (optimizer, λ, η, Nesterov, weight decay, shuffle, …);
-  the label names the fields that differ between the curves of a panel.
+* curve: every other config field equal (optimizer, λ, η, Nesterov, weight decay, shuffle, …),
+  and the same model and data fingerprints (a user's model or data edited under the same name
+  trained something else: :mod:`batchlab.store.identity`); the label names the fields that
+  differ between the curves of a panel.
 * point: one batch size of a curve; ``"full"`` is placed at its resolved size N (the summary's
   ``batch_size``). Each accuracy is the mean over seeds with the sample standard deviation
   (``ddof = 1``; 0 for a single seed), and the per-seed values are kept (``seed_values``) so that
@@ -32,6 +34,7 @@ from batchlab.analysis.grid import DIVERGENCE, EXTENSION_CAP, INTERIOR, GridStat
 from batchlab.analysis.grid import outcome as grid_outcome
 from batchlab.analysis.verdicts import FAILED_STATUSES, last_epoch_drop
 from batchlab.store import RunRecord
+from batchlab.store.identity import fingerprints
 
 METRICS = ("train_acc", "val_acc", "test_acc")
 EPOCH_BUDGET = "epochs"
@@ -46,6 +49,7 @@ _PANEL_FIELDS = ("dataset", "model", "hidden")
 _FIELD_LABELS = {
     "optimizer": "", "momentum": "λ", "lr": "η", "nesterov": "Nesterov", "weight_decay": "wd",
     "shuffle": "shuffle", "drop_last": "drop last", "val_fraction": "val", "split_seed": "split",
+    "model_fingerprint": "model", "data_fingerprint": "data",
 }
 
 
@@ -193,7 +197,7 @@ def accuracy_vs_batch_size(
             "panel": AccuracyPanel(str(config.get("dataset")), str(config.get("model")), hidden, kind, budget),
             "curves": {},
         })
-        settings = _curve_settings(config, kind)
+        settings = _curve_settings(config, kind) | fingerprints(record.environment)
         curve = panel["curves"].setdefault(_key(settings), {"settings": settings, "runs": {}})
         resolved = record.summary.get("batch_size")
         full = config.get("batch_size") == "full"

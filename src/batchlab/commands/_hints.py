@@ -8,7 +8,9 @@ Distill 2017). η = 0.1 with λ = 0.9 is therefore a step of 1, ten times that o
 The hint only concerns the optimizers whose λ means that: ``momentum``, ``sgd`` and ``torch-sgd``.
 
 **Before training**, a run is compared with the store's runs of the same dataset, model, hidden
-widths, batch size and optimizer family:
+widths, batch size and optimizer family — for a user's model or data (``--model-file``,
+``--data-file``, ``batchlab.Task``), runs with the same model and data fingerprints
+(:mod:`batchlab.store.identity`), so an edited model or data file starts a history of its own:
 
 * a run with the same or a smaller effective step diverged there, and none with a larger one
   trained: warn;
@@ -30,10 +32,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from batchlab.store.identity import data_digest, fingerprints, model_digest
 from batchlab.store.status import DIVERGED, FINISHED
 
 # Optimizers for which η/(1 − λ) is the step (``sgd`` is Momentum with λ = 0).
 HINTED_OPTIMIZERS = ("momentum", "sgd", "torch-sgd")
+# The keys of a config dict that say which user's model and data it trains (store/identity.py).
+IDENTITY_KEYS = ("model_fingerprint", "data_fingerprint")
 # How far above the largest step that trained counts as "far above".
 FAR_ABOVE_TRAINED = 2.0
 # The rule of thumb η/(1 − λ) ≤ B / RULE_BATCH, at most RULE_CAP. Goyal et al. (2017, "Accurate,
@@ -80,12 +85,14 @@ class StepHistory:
 
 def step_history(config: Mapping[str, Any], records: Iterable[Any]) -> StepHistory:
     """The effective steps of the stored runs (``records``, RunRecord-like) comparable with
-    ``config`` (a config dict): same dataset, model, hidden widths and batch size, an optimizer of
-    :data:`HINTED_OPTIMIZERS`; finished runs count as trained, diverged ones as diverged."""
+    ``config`` (a config dict, with the ``model_fingerprint`` and ``data_fingerprint`` of a user's
+    model or data): same dataset, model, hidden widths, batch size and fingerprints, an optimizer
+    of :data:`HINTED_OPTIMIZERS`; finished runs count as trained, diverged ones as diverged."""
+    identity = {key: config[key] for key in IDENTITY_KEYS if config.get(key) is not None}
     trained, diverged = [], []
     for record in records:
         other = record.config
-        if not _comparable(config, other):
+        if not _comparable(config, other) or fingerprints(getattr(record, "environment", None)) != identity:
             continue
         step = effective_step(float(other["lr"]), float(other["momentum"]))
         if record.status == FINISHED:
@@ -168,7 +175,7 @@ def hints_after(results: Iterable[Any], records: Sequence[Any]) -> list[str]:
     for result in results:
         if getattr(result, "status", None) != DIVERGED:
             continue
-        config = result.config.to_dict()
+        config = result.config.to_dict() | fingerprints(getattr(result, "environment", None))
         key = str(config["batch_size"])
         best = smallest.get(key)
         if best is None or effective_step(config["lr"], config["momentum"]) < effective_step(best["lr"], best["momentum"]):
@@ -230,9 +237,16 @@ def print_hint(line: str | None) -> None:
         print(f"batchlab: hint: {line}", file=sys.stderr, flush=True)
 
 
-def warn_before_training(configs: Sequence[Any], store_path: Any) -> None:
-    """Print :func:`warning_for_runs` for ``configs`` (RunConfigs) against the store, if any."""
-    print_hint(warning_for_runs([config.to_dict() for config in configs], stored_runs(store_path)))
+def warn_before_training(configs: Sequence[Any], store_path: Any, task: Any = None) -> None:
+    """Print :func:`warning_for_runs` for ``configs`` (RunConfigs) against the store, if any;
+    ``task`` is the user's model and data they train (a :class:`batchlab.Task`), if any."""
+    if task is None:
+        dicts = [config.to_dict() for config in configs]
+    else:
+        identity = {"model_fingerprint": model_digest(task.model_fingerprint),
+                    "data_fingerprint": data_digest(task.data_fingerprint)}
+        dicts = [task.configure(config).to_dict() | identity for config in configs]
+    print_hint(warning_for_runs(dicts, stored_runs(store_path)))
 
 
 def hint_after_training(results: Sequence[Any], store_path: Any) -> None:

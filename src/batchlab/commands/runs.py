@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "runs",
         help="list, filter, export, show, tag, compare or remove the runs of a store",
         description="List the runs of a store: a readable table by default (run id, status, "
-        "dataset, model, architecture, optimizer, batch size B, learning rate, momentum λ, seed, "
+        "data and model (with a short fingerprint for a user's own), architecture, optimizer, batch size B, learning rate, momentum λ, seed, "
         "epochs, final accuracies, time per update, tags), or CSV/JSON with every config and "
         "summary column, ready for pandas (pandas.read_csv / pandas.read_json), or TensorBoard "
         "event folders (per-epoch scalars and the HParams view).",
@@ -199,8 +199,11 @@ def run_runs(args: argparse.Namespace) -> int:
         raise UserError("--desc needs --sort KEY; allowed: e.g. --sort val_acc --desc")
     exporter = get_exporter(args.format)
     if exporter.writes == FOLDER:
-        if args.out is None or args.output is not None:
-            raise UserError(f"--format {args.format} writes a folder; allowed: --out DIR (not -o FILE)")
+        if args.output is not None:
+            raise UserError(f"--format {args.format} writes a folder, not the file -o {args.output}; "
+                            f"allowed: --format {args.format} --out DIR")
+        if args.out is None:
+            raise UserError(f"--format {args.format} writes a folder; allowed: --format {args.format} --out DIR")
     elif args.out is not None:
         raise UserError(f"--format {args.format} writes one file; allowed: -o FILE, or --format "
                         f"{' / '.join(formats(FOLDER))} with --out DIR")

@@ -15,11 +15,13 @@ from batchlab.commands._options import (
     batch_size_value,
     hidden_width,
     output_file,
+    registry_fields,
     seed_value,
+    user_task,
 )
 from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES
 from batchlab.optim.registry import OPTIMIZERS
-from batchlab.task.options import add_task_options, task_from_args
+from batchlab.task.options import add_task_options
 
 EXPORT_FORMATS = ("csv", "json")
 
@@ -158,6 +160,17 @@ def spec_from_args(args: argparse.Namespace):
     return SweepSpec(grid=grid, fixed=fixed)
 
 
+def registry_fields_of_file(path: Path | None) -> list[str]:
+    """The [fixed] and [grid] fields of the sweep file at ``path`` that choose the registry's
+    model or data (refused beside --model-file/--data-file), as ``field in FILE``."""
+    if path is None:
+        return []
+    from batchlab.sweep.spec import SweepSpec
+
+    spec = SweepSpec.from_toml(path)
+    return [f"{name} in {path}" for name in registry_fields([*spec.fixed_values, *spec.grid_axes])]
+
+
 def check_models_fit(configs) -> None:
     """Refuse a sweep holding a model too large for this machine before any run is trained."""
     from batchlab.commands._limits import check_model_memory
@@ -172,11 +185,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from batchlab.sweep.summary import summary_table
 
     spec = spec_from_args(args)
-    task = task_from_args(args)
-    if task is None:
-        if args.executor == "local":
-            check_models_fit(spec.configs())
-        warn_before_training(spec.configs(), args.store)
+    task = user_task(args, also_given=registry_fields_of_file(args.config))
+    if task is None and args.executor == "local":
+        check_models_fit(spec.configs())
+    warn_before_training(spec.configs(), args.store, task)
     if args.dry_run:
         plan = plan_only(spec, args.store, executor=args.executor, ray_address=args.ray_address,
                          ray_cpus=args.ray_cpus, force=args.force, packing=args.packing, task=task)
@@ -192,8 +204,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
                         packing=args.packing, keep_weights=not args.no_weights, on_plan=show_plan, task=task)
     print()
     print(summary_table(results.runs))
-    if task is None:
-        hint_after_training(results.runs, args.store)
+    hint_after_training(results.runs, args.store)
     trained = len(results) - results.skipped
     print(f"{len(results) + len(results.failed)} run(s): {trained} trained, skipped (already in store): {results.skipped}, "
           f"failed: {len(results.failed)}; store {args.store}")

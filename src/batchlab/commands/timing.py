@@ -17,10 +17,10 @@ from batchlab.commands._options import (
     hidden_width,
     output_dir,
     progress_on,
-    refuse_registry_options_with_files,
     seed_value,
+    user_task_files,
 )
-from batchlab.task.options import add_task_options, task_files_from_args
+from batchlab.task.options import add_task_options
 
 DEFAULT_OUT = Path("batchlab-report") / "timing"
 # The command line's defaults, written here so that `--help` needs no torch; equal to
@@ -103,8 +103,7 @@ def run_timing(args: argparse.Namespace) -> int:
     batch_sizes = list(args.batch_size)
     # Checked before any file is imported, data made or anything timed, so bad input fails at once.
     check_paths(args.paths, sweep_devices(args.device))
-    files = task_files_from_args(args)
-    refuse_registry_options_with_files(args)
+    files = user_task_files(args)
     if files is None:
         check_model_memory(args.model or DEFAULT_MODEL, args.dataset or DEFAULT_DATASET, args.hidden, args.device)
     if not args.no_store:

@@ -13,12 +13,13 @@ from batchlab.commands._options import (
     batch_size_value,
     hidden_width,
     seed_value,
+    user_task,
 )
 from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES, RunConfig
 from batchlab.commands._limits import check_model_memory, model_memory_errors
 from batchlab.optim.recipes import RECIPES
 from batchlab.optim.registry import OPTIMIZERS
-from batchlab.task.options import add_task_options, task_from_args
+from batchlab.task.options import add_task_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,8 +58,11 @@ def add_data_parallel_options(parser: argparse.ArgumentParser) -> None:
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options that make up one RunConfig (shared with other commands)."""
     defaults = RunConfig()
-    parser.add_argument("--dataset", default=defaults.dataset, help=f"dataset name (default: {defaults.dataset}; see `batchlab data list`)")
-    parser.add_argument("--model", default=defaults.model, help="mlp, keskar-f1, keskar-c1, cnn (default: mlp)")
+    # The options that choose the registry's model and data default to None ("not given"), so
+    # that with --model-file/--data-file a given one is refused (commands._options.user_task_files);
+    # config_from_args fills in RunConfig's defaults.
+    parser.add_argument("--dataset", default=None, help=f"dataset name (default: {defaults.dataset}; see `batchlab data list`)")
+    parser.add_argument("--model", default=None, help="mlp, keskar-f1, keskar-c1, cnn (default: mlp)")
     parser.add_argument("--hidden", type=hidden_width, nargs="+", default=None, help="hidden widths, e.g. --hidden 512 512")
     parser.add_argument("--optimizer", default=defaults.optimizer, help=f"{', '.join(OPTIMIZERS)} (default: momentum)")
     parser.add_argument("--batch-size", type=batch_size_value, default=defaults.batch_size, help="1 … N or 'full' (default: 64)")
@@ -71,8 +75,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="L2 coefficient (default: 0)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs (default: 5)")
     parser.add_argument("--seed", type=seed_value, default=defaults.seed, help="initialization and data-order seed (default: 0)")
-    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="validation share of the training set (default: 0.1)")
-    parser.add_argument("--split-seed", type=seed_value, default=defaults.split_seed, help="seed of the validation split (default: 0)")
+    parser.add_argument("--val-fraction", type=float, default=None, help="validation share of the training set (default: 0.1)")
+    parser.add_argument("--split-seed", type=seed_value, default=None, help="seed of the validation split (default: 0)")
     parser.add_argument("--shuffle", choices=SHUFFLE_MODES, default=defaults.shuffle, help="epoch (default), once or none")
     parser.add_argument("--drop-last", action="store_true", help="drop the last partial batch of each epoch")
     parser.add_argument("--max-updates", type=int, default=None, help="stop after this many updates (a fixed update budget)")
@@ -104,9 +108,15 @@ def add_large_batch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    defaults = RunConfig()
+
+    def given_or_default(name: str):
+        value = getattr(args, name)
+        return getattr(defaults, name) if value is None else value
+
     return RunConfig(
-        dataset=args.dataset,
-        model=args.model,
+        dataset=given_or_default("dataset"),
+        model=given_or_default("model"),
         optimizer=args.optimizer,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -116,8 +126,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         weight_decay=args.weight_decay,
         epochs=args.epochs,
         seed=args.seed,
-        val_fraction=args.val_fraction,
-        split_seed=args.split_seed,
+        val_fraction=given_or_default("val_fraction"),
+        split_seed=given_or_default("split_seed"),
         shuffle=args.shuffle,
         drop_last=args.drop_last,
         hidden=tuple(args.hidden) if args.hidden else None,
@@ -144,10 +154,10 @@ def run_train(args: argparse.Namespace) -> int:
     from batchlab.training import train
 
     config = config_from_args(args)
-    task = task_from_args(args)
+    task = user_task(args)
     if task is None:
         check_model_memory(config.model, config.dataset, config.hidden, config.device)
-        warn_before_training([config], args.store)
+    warn_before_training([config], args.store, task)
     if args.nproc is not None or args.max_restarts is not None:
         from batchlab.distributed.launch import train_from_args
 
@@ -156,8 +166,7 @@ def run_train(args: argparse.Namespace) -> int:
         with model_memory_errors(config.model, config.hidden):
             result = train(config, store=args.store, force=args.force, progress=args.progress,
                            keep_weights=not args.no_weights, task=task)
-    if task is None:
-        hint_after_training([result], args.store)
+    hint_after_training([result], args.store)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0

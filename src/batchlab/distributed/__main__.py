@@ -30,12 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UserError(f"{flag} is a flag of `batchlab train`; under torchrun allowed: "
                                 "torchrun's --nproc-per-node and --max-restarts before -m batchlab.distributed")
         from batchlab.distributed.trainer import train_on_rank
-        from batchlab.task.options import task_files_from_args
+        from batchlab.commands._options import user_task_files
 
         # A user's model: every process imports --model-file/--data-file itself.
         result = train_on_rank(config_from_args(args), store=args.store, force=args.force,
                                progress=args.progress, keep_weights=not args.no_weights, sync_bn=args.sync_bn,
-                               task=task_files_from_args(args))
+                               task=user_task_files(args))
     except UserError as error:
         if os.environ.get("RANK", "0") == "0":
             print(f"batchlab: error: {error}", file=sys.stderr, flush=True)

@@ -21,6 +21,7 @@ from typing import Any
 from batchlab.models.architecture import architecture
 from batchlab.errors import StoreError
 from batchlab.files import json_default, strict_json
+from batchlab.store.identity import fingerprints, with_digest
 from batchlab.store.runs import RunRecord, RunStore
 
 # Per-epoch metrics of one run: a function from run id to ``[{"epoch": e, key: value, …}, …]``.
@@ -74,7 +75,7 @@ EXPORT_FORMATS = ("table", "csv", "json")
 
 # Headers of the readable table: (column, header).
 _TABLE_HEADERS = (
-    ("run_id", "run id"), ("status", "status"), ("dataset", "dataset"), ("model", "model"),
+    ("run_id", "run id"), ("status", "status"), ("dataset", "data"), ("model", "model"),
     ("arch", "arch"), ("optimizer", "opt"), ("batch_size", "B"), ("lr", "lr"), ("momentum", "λ"), ("seed", "seed"),
     ("epochs", "epochs"), ("train_acc", "train acc"), ("val_acc", "val acc"),
     ("test_acc", "test acc"), ("time_per_update_s", "time/update"),
@@ -85,10 +86,12 @@ NOTE_WIDTH = 40
 
 
 def flat_run(record: RunRecord) -> dict[str, Any]:
-    """One run as flat columns: :data:`EXPORT_COLUMNS`, then every other config and summary key
-    (a summary key that repeats a config key is prefixed ``summary_``), then the timestamps."""
+    """One run as flat columns: :data:`EXPORT_COLUMNS`, the short model and data fingerprints
+    when the run has them (:mod:`batchlab.store.identity`), then every other config and summary
+    key (a summary key that repeats a config key is prefixed ``summary_``), then the timestamps."""
     row: dict[str, Any] = {"run_id": record.run_id, "status": record.status}
     row.update({key: record.config.get(key) for key in CONFIG_COLUMNS})
+    row.update(fingerprints(record.environment))
     row.update({key: record.summary.get(key) for key in SUMMARY_COLUMNS})
     for key in sorted(set(record.config) - set(row)):
         row[key] = record.config[key]
@@ -185,9 +188,13 @@ def _table(records: list[RunRecord], labels: Labels) -> str:
         headers += (("note", "note"),)
     cells = [[header for _, header in headers]]
     for record in records:
-        row = flat_run(record) | {"arch": architecture(record.config),
-                                  "tags": ",".join(labels.tags.get(record.run_id, ())),
-                                  "note": _shortened(labels.notes.get(record.run_id, ""))}
+        row = flat_run(record)
+        # The data and model columns carry the fingerprints: same names, other content, other runs.
+        row |= {"dataset": with_digest(row["dataset"], row.get("data_fingerprint")),
+                "model": with_digest(row["model"], row.get("model_fingerprint")),
+                "arch": architecture(record.config),
+                "tags": ",".join(labels.tags.get(record.run_id, ())),
+                "note": _shortened(labels.notes.get(record.run_id, ""))}
         cells.append([_table_cell(column, row.get(column)) for column, _ in headers])
     return align_columns(cells, [column in _TABLE_LEFT for column, _ in headers])
 

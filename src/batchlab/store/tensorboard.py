@@ -4,7 +4,13 @@ Each run becomes ``DIR/<run id>/`` (replaced whole when exported again, so scala
 twice), written with :class:`torch.utils.tensorboard.SummaryWriter`:
 
 * per epoch (step = epoch): ``loss/train``, ``loss/val``, ``loss/batch_mean``, ``accuracy/train``,
-  ``accuracy/val``, ``progress/updates``, ``time/epoch_s``;
+  ``accuracy/val``, ``progress/updates``, ``time/epoch_s`` (a user's metric ``m``: ``m/train``,
+  ``m/val``);
+* the same values again against the update count, under ``by_update/…`` (step = the number of
+  updates at the end of the epoch, the global step TensorBoard users expect): the store keeps
+  metrics per epoch, so these are the epoch's values at the epoch's last update. The count is
+  the row's ``updates``, or the sum of ``epoch_updates`` over the epochs so far in rows without
+  it; a run whose rows hold neither gets no ``by_update`` scalars;
 * the hyperparameters, through ``SummaryWriter.add_hparams`` with the run's final metrics
   (``final/…``), so TensorBoard's HParams view lists every run and its parallel-coordinates view
   shows batch size × momentum × learning rate against the accuracies.
@@ -38,6 +44,10 @@ SCALAR_TAGS = {
     "updates": "progress/updates",
     "epoch_time_s": "time/epoch_s",
 }
+# Per-epoch values that are not scalars to plot: the step itself and its parts.
+_NOT_SCALARS = ("epoch", "epoch_updates")
+# The section of the scalars plotted against the update count.
+BY_UPDATE = "by_update/"
 # Summary values given to add_hparams as the run's final metrics.
 FINAL_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "time_per_update_s")
 FINAL_PREFIX = "final/"
@@ -63,16 +73,44 @@ def write_tensorboard(records: Sequence[RunRecord], metrics_for: Callable[[str],
         target = Path(folder) / record.run_id
         with atomic_directory(target) as staging:
             with SummaryWriter(log_dir=str(staging)) as writer:
-                for row in metrics_for(record.run_id):
-                    for key, tag in SCALAR_TAGS.items():
-                        if row.get(key) is not None:
-                            writer.add_scalar(tag, float(row[key]), global_step=int(row["epoch"]))
+                rows = metrics_for(record.run_id)
+                for row, updates in zip(rows, update_counts(rows)):
+                    for key, value in row.items():
+                        if key in _NOT_SCALARS or not _is_number(value):
+                            continue
+                        writer.add_scalar(scalar_tag(key), float(value), global_step=int(row["epoch"]))
+                        if updates is not None and key != "updates":
+                            writer.add_scalar(BY_UPDATE + scalar_tag(key), float(value), global_step=updates)
                 hparams = all_hparams[record.run_id]
                 final = {FINAL_PREFIX + key: _number(record.summary.get(key)) for key in metric_names}
                 # run_name "." keeps the hyperparameters in the run's own folder, beside its scalars.
                 writer.add_hparams(hparams, final, {k: v for k, v in domains.items() if k in hparams}, run_name=".")
         written.append(target)
     return written
+
+
+def scalar_tag(key: str) -> str:
+    """The TensorBoard tag of a per-epoch metric: :data:`SCALAR_TAGS`, else ``metric/split`` for
+    ``split_metric`` (a user's metric), else ``other/key``."""
+    if key in SCALAR_TAGS:
+        return SCALAR_TAGS[key]
+    split, _, metric = key.partition("_")
+    if split in ("train", "val", "test") and metric:
+        return f"{metric}/{split}"
+    return f"other/{key}"
+
+
+def update_counts(rows: Sequence[dict]) -> list[int | None]:
+    """The update count at the end of each epoch row (see the module docstring), or None."""
+    counts: list[int | None] = []
+    total: int | None = 0
+    for row in rows:
+        if _is_number(row.get("epoch_updates")) and total is not None:
+            total += int(row["epoch_updates"])
+        else:
+            total = None
+        counts.append(int(row["updates"]) if _is_number(row.get("updates")) else total)
+    return counts
 
 
 def hyperparameters(record: RunRecord) -> dict[str, Any]:

@@ -1,5 +1,9 @@
 """One stored run in full (``batchlab runs show``) and runs side by side (``batchlab runs compare``).
 
+Compared runs of a user's model or data also show their short model and data fingerprints
+(:mod:`batchlab.store.identity`), marked like any other difference: runs under the same names
+that trained another model or other data.
+
 Text only, except :func:`compare_figure` (matplotlib, imported when called). Differences between
 compared runs carry a marker (``*``) in every output; on a terminal they are also bold and
 coloured (ANSI escapes, left out when the ``NO_COLOR`` environment variable is set, see
@@ -20,6 +24,7 @@ from batchlab.models.architecture import architecture
 from batchlab.config import RunConfig
 from batchlab.files import json_default
 from batchlab.store.export import align_columns
+from batchlab.store.identity import fingerprints
 from batchlab.store.runs import RunRecord
 
 # Per-epoch columns in the order a reader looks for them; any other logged metric follows.
@@ -90,6 +95,10 @@ def compare_text(records: Sequence[RunRecord], epochs: Sequence[Sequence[Mapping
     rows = [("", "run id", [r.run_id for r in records]), ("", "status", [r.status for r in records]),
             ("", "arch", [architecture(r.config) for r in records])]
     rows += [("", key, [r.config.get(key) for r in records]) for key in config_keys]
+    # What the runs trained beyond their names: a user's model and data (store/identity.py).
+    identities = [fingerprints(r.environment) for r in records]
+    rows += [("", key, [identity.get(key) for identity in identities])
+             for key in ("model_fingerprint", "data_fingerprint") if any(key in i for i in identities)]
     summary_keys = [k for k in SUMMARY_ROWS if any(k in r.summary for r in records)]
     rows += [("", key, [r.summary.get(key) for r in records]) for key in summary_keys]
     cells, differs = [heads], [False]

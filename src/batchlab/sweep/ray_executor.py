@@ -12,6 +12,16 @@
 * A run that starts from another run's weights (``init_from``) gets that run shipped with it:
   the driver reads the source's record and final weights from the store, and the task writes
   them into its scratch store before training, so the run starts where it would locally.
+* A user's model and data (``--model-file``/``--data-file``) travel with the tasks as one
+  object in Ray's object store (:class:`ShippedTask`): the task pickled by cloudpickle, the
+  modules imported from the files' own paths by value (no worker could import them by their
+  generated names), and the files' neighbours as source. The neighbours shipped are exactly the
+  modules the files imported from their own folders while the task was built on the driver
+  (:func:`batchlab.task.files.neighbour_modules`: ``helpers.py``, ``utils/layers.py``, …, not the
+  whole folder, and never packages installed below it), at most :data:`NEIGHBOUR_BYTES_LIMIT`
+  bytes in all. A worker writes them into its scratch folder, puts that folder first on
+  ``sys.path`` and only then unpickles the task, so ``from helpers import make_layers`` in a file
+  (or in ``make_model``) works there as it did on the driver.
 * Resume granularity on Ray is the run: the driver ships each unfinished run's last checkpoint
   from the store (say, of a local sweep that was interrupted) to the task, which resumes from
   it; but checkpoints written while a task trains stay in its scratch store, so a run whose task
@@ -27,6 +37,8 @@ import logging
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +55,8 @@ if TYPE_CHECKING:
 RAY_MISSING = "--executor ray needs the ray extra: pip install 'batchlab[ray]'"
 # Attempts after the first when a task's worker process dies (node lost, killed, out of memory).
 MAX_RETRIES = 3
+# The most source a user's task may bring from its files' folders (the neighbour modules).
+NEIGHBOUR_BYTES_LIMIT = 16 * 2**20
 
 
 def import_ray() -> Any:
@@ -105,15 +119,18 @@ def train_unit(
 
     The runs are trained into a scratch store in a temporary folder, seeded with the checkpoints
     the driver sent, so they resume exactly as they would locally; nothing of it outlives the task.
-    ``task`` is the user's model and data (:class:`batchlab.Task`), or None for registry runs;
-    ``init_sources`` the finished runs (result and final weights) that runs of the unit start from.
+    ``task`` is the user's model and data as shipped (:class:`ShippedTask`), or None for
+    registry runs; ``init_sources`` the finished runs (result and final weights) that runs of the
+    unit start from.
     """
     from batchlab.store import RunStore
     from batchlab.training import train
     from batchlab.training.packed import train_pack
     from batchlab.training.session import record_trained_elsewhere
 
-    with tempfile.TemporaryDirectory(prefix="batchlab-ray-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="batchlab-ray-") as scratch, ExitStack() as stack:
+        if task is not None:
+            task = stack.enter_context(task.unpacked(Path(scratch) / "neighbours"))
         store = RunStore(Path(scratch) / "runs.db")
         try:
             for source, weights in (init_sources or {}).values():
@@ -186,17 +203,50 @@ def record_result(store: RunStore | None, result: RunResult, weights: dict | Non
     return record_trained_elsewhere(store, result, weights, force=force)
 
 
-def _shippable(ray: Any, task: Any) -> Any:
-    """``task``, with the modules that ``--model-file``/``--data-file`` imported from their paths
-    marked to travel by value: no worker could import them by their generated names. A task whose
-    functions live in an importable module needs that module importable on every worker (the same
-    working directory on a local instance; Ray's ``runtime_env`` on a cluster)."""
-    from batchlab.task.files import USER_MODULE_PREFIX
+@dataclass(frozen=True)
+class ShippedTask:
+    """A user's task on its way to the workers (see the module docstring): ``pickled``, the task
+    by cloudpickle; ``neighbours``, the source of each module its files imported from their
+    folders, by path relative to the folder."""
+
+    pickled: bytes
+    neighbours: dict[str, bytes]
+
+    @contextmanager
+    def unpacked(self, folder: Path) -> Iterator[Any]:
+        """The task, for the block: the neighbours written under ``folder``, that folder first on
+        ``sys.path`` (before the task is unpickled, and while it trains, for imports its functions
+        make when called), and ``sys.path`` as before afterwards."""
+        from ray import cloudpickle
+
+        from batchlab.task.files import folders_first_on_path
+
+        for relative, source in self.neighbours.items():
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source)
+        with folders_first_on_path([folder]):
+            yield cloudpickle.loads(self.pickled)
+
+
+def _shippable(ray: Any, task: Any) -> ShippedTask:
+    """``task`` ready to travel: the modules that ``--model-file``/``--data-file`` imported from
+    their paths marked to travel by value, and the neighbour modules those files imported beside
+    them as source (see the module docstring). A task whose functions live in an importable module
+    needs that module importable on every worker (the same working directory on a local instance;
+    Ray's ``runtime_env`` on a cluster)."""
+    from batchlab.task.files import USER_MODULE_PREFIX, neighbour_modules, user_file_folders
 
     for name, module in list(sys.modules.items()):
         if name.startswith(USER_MODULE_PREFIX):
             ray.cloudpickle.register_pickle_by_value(module)
-    return task
+    neighbours = {relative: path.read_bytes() for relative, path in neighbour_modules(user_file_folders()).items()}
+    size = sum(len(source) for source in neighbours.values())
+    if size > NEIGHBOUR_BYTES_LIMIT:
+        raise ConfigError(f"the modules your model and data files import from their folders hold {size / 2**20:.0f} "
+                          f"MiB of source, too much to ship to Ray workers; allowed: at most "
+                          f"{NEIGHBOUR_BYTES_LIMIT // 2**20} MiB (install large code as a package on the workers)")
+    return ShippedTask(ray.cloudpickle.dumps(task), neighbours)
 
 
 def _init_sources(unit: WorkUnit, store: RunStore | None) -> dict[str, tuple[RunResult, dict]]:

@@ -1,20 +1,17 @@
-"""``--model-file`` and ``--data-file`` for ``batchlab train`` and ``batchlab sweep``.
+"""``--model-file`` and ``--data-file``: the flags and their pairing.
 
 Only argparse here, so that building the parser (``batchlab --help``) does not load torch; the
-files are imported when the command runs (:mod:`batchlab.task.files`).
+files are imported when the command runs (:mod:`batchlab.task.files`). The rule a command
+applies to these flags together with its others is
+:func:`batchlab.commands._options.user_task_files`.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from batchlab.errors import ConfigError
-
-if TYPE_CHECKING:
-    from batchlab.task import Task
-
-FORM = "PATH.py:FUNCTION"
+from batchlab.task.reference import FORM
 
 
 def add_task_options(parser: argparse.ArgumentParser) -> None:
@@ -35,16 +32,7 @@ def task_files_from_args(args: argparse.Namespace) -> tuple[str, str] | None:
     if model_file is None and data_file is None:
         return None
     if model_file is None or data_file is None:
-        raise ConfigError("--model-file and --data-file go together; allowed: both, or neither for a registry "
-                          "model and dataset")
+        given, missing = ("--model-file", "--data-file") if data_file is None else ("--data-file", "--model-file")
+        raise ConfigError(f"{given} needs {missing}: a model and its data go together; allowed: both, or "
+                          "neither for a registry model and dataset")
     return model_file, data_file
-
-
-def task_from_args(args: argparse.Namespace) -> "Task | None":
-    """The task of ``--model-file``/``--data-file``, or None when neither is given."""
-    files = task_files_from_args(args)
-    if files is None:
-        return None
-    from batchlab.task.files import task_from_files
-
-    return task_from_files(*files)

@@ -13,7 +13,7 @@ Identity, so that two different networks never make one curve or one stored seri
 ``dataset`` are the names a run of the same network has (``mlp``, ``user:net.make_model``, …);
 ``network`` says the network in one line (``784-512-512-10 mlp``: input size, hidden widths,
 classes, :func:`batchlab.models.architecture.architecture`; a user's model by its name). A user's
-model and data also carry short fingerprints: the first :data:`SHORT` hex digits of the SHA-256 of
+model and data also carry short fingerprints: the first eight hex digits of the SHA-256 of
 the model's fingerprint as canonical JSON (architecture, code, parameters, loss and metric:
 :func:`batchlab.task.model.model_fingerprint`), and of the data's SHA-256 (shapes and bytes:
 :mod:`batchlab.task.data`) — the same short forms the run store shows for runs of that task.
@@ -21,8 +21,6 @@ the model's fingerprint as canonical JSON (architecture, code, parameters, loss 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +34,12 @@ from batchlab.data import batch_index_slices
 from batchlab.errors import ConfigError
 from batchlab.models.architecture import architecture
 from batchlab.models.registry import build_model, get_model_spec
+from batchlab.store.identity import data_digest, model_digest
 from batchlab.timing.workload import TimingData, make_timing_data, task_timing_data
 
 if TYPE_CHECKING:
     from batchlab.task import Task
 
-# Hex digits of a short fingerprint.
-SHORT = 8
 REGISTRY_LOSS = "cross_entropy"
 
 
@@ -96,8 +93,8 @@ class TimedTask:
             has_batch_norm=task.has_batch_norm,
             build=lambda data: task.build_model(),
             make_data=lambda n: task_timing_data(task, n),
-            model_fingerprint=short_fingerprint(task.model_fingerprint),
-            data_fingerprint=str(task.data_fingerprint["sha256"])[:SHORT],
+            model_fingerprint=model_digest(task.model_fingerprint),
+            data_fingerprint=data_digest(task.data_fingerprint),
         )
 
     def build_model(self, data: TimingData, device: torch.device, seed: int) -> nn.Module:
@@ -152,8 +149,3 @@ def resolve_timed_task(model: "str | TimedTask | None", task: "Task | None", *, 
                           f"data, which task= replaces; allowed: task= without {'it' if len(given) == 1 else 'them'}")
     return TimedTask.from_task(task)
 
-
-def short_fingerprint(entry: Mapping[str, Any]) -> str:
-    """The first :data:`SHORT` hex digits of the SHA-256 of ``entry`` as canonical JSON (sorted
-    keys), the short form of a user's model fingerprint."""
-    return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:SHORT]

@@ -1,0 +1,54 @@
+"""What a stored run trained, beyond what its configuration says: short fingerprints of a user's
+model and of data that the configuration does not name.
+
+A registry run is named by its configuration (``dataset``, ``model``, ``hidden``, …). A run of a
+user's model (``model = "user:<name>"``) keeps the model's fingerprint in its environment under
+``user_model`` (architecture, code, parameter count, loss and metric: :mod:`batchlab.task.model`),
+and a run on data that no registry name says (a user's data, or splits built in Python) keeps the
+data's under ``data`` (its ``sha256`` over shapes and bytes: :mod:`batchlab.task.data`,
+:mod:`batchlab.data.identity`). Two runs with the same names but other fingerprints trained
+something else, so tables show the fingerprints and analyses never average such runs as seeds of
+one setting.
+
+A short fingerprint is the first :data:`SHORT` hex digits: of the data's ``sha256``, and of the
+SHA-256 of the model entry as canonical JSON (sorted keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+SHORT = 8
+MODEL_KEY, DATA_KEY = "user_model", "data"
+
+
+def model_digest(entry: Mapping[str, Any] | None) -> str | None:
+    """The short fingerprint of a user's model entry (``environment["user_model"]``, or
+    ``Task.model_fingerprint``), or None without one."""
+    if not entry:
+        return None
+    return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:SHORT]
+
+
+def data_digest(entry: Mapping[str, Any] | None) -> str | None:
+    """The short fingerprint of a data entry (``environment["data"]``, or
+    ``Task.data_fingerprint``), or None without one."""
+    digest = (entry or {}).get("sha256")
+    return str(digest)[:SHORT] if digest else None
+
+
+def fingerprints(environment: Mapping[str, Any] | None) -> dict[str, str]:
+    """``{"model_fingerprint": …, "data_fingerprint": …}`` of a run's environment, each only when
+    the run has it (a registry run has neither)."""
+    environment = environment or {}
+    found = {"model_fingerprint": model_digest(environment.get(MODEL_KEY)),
+             "data_fingerprint": data_digest(environment.get(DATA_KEY))}
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def with_digest(name: Any, digest: str | None) -> str:
+    """``name`` followed by its short fingerprint when it has one: ``user:blobs.load_data·3f2a9c1e``."""
+    return f"{name}·{digest}" if digest else str(name)
