@@ -21,7 +21,7 @@ the model's fingerprint as canonical JSON (architecture, code, parameters, loss 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
