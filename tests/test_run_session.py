@@ -97,11 +97,11 @@ def test_a_run_another_live_process_trains_is_waited_for(tmp_path, tiny_dataset,
     identity = run_id(config, "cpu")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert store.claim_run(identity, config.to_dict(), {})[0] == "started"
+        assert store.claim_run(identity, config.to_dict(), {}).action == "start"
         with store._conn() as conn:  # the row now says: the other process trains it
             conn.execute("UPDATE runs SET pid = ? WHERE run_id = ?", (other.pid, identity))
-        outcome, record = store.claim_run(identity, config.to_dict(), {})
-        assert outcome == "busy" and record.pid == other.pid
+        decision = store.claim_run(identity, config.to_dict(), {})
+        assert decision.action == "busy" and decision.record.pid == other.pid
 
         def other_process_finishes():
             RunStore(path).finish_run(identity, "finished", {"test_acc": 0.5})
@@ -192,7 +192,9 @@ def test_interrupted_run_is_marked_and_resumes_from_its_checkpoint(tmp_path, mon
 
     def evaluate_then_ctrl_c(model, split, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:  # epoch 2's training evaluation (epoch 1 evaluated train and val)
+        # epoch 2's training evaluation (before it: the initial weights' training loss, then
+        # epoch 1's train and val)
+        if calls["n"] == 4:
             raise KeyboardInterrupt
         return real_evaluate(model, split, *args, **kwargs)
 
@@ -242,3 +244,31 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_runs(tmp_path):
         store.claim_run("def", {}, {})
         store.mark_interrupted("def")
         assert store.get("def").status == "interrupted"
+
+
+def test_a_version_3_store_is_upgraded_in_place_and_its_runs_are_reused(tmp_path, tiny_dataset):
+    import sqlite3
+
+    from batchlab.store import SCHEMA_VERSION
+
+    path = tmp_path / "v3.db"
+    config = RunConfig(**TINY, data_dir=str(tiny_dataset))
+    first = batchlab.train(config, store=path, progress=False)
+    with sqlite3.connect(path) as conn:  # make it look as version 3 (before "failed to train") wrote it
+        schema = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+        assert "'failed to train'" in schema
+        conn.execute("ALTER TABLE runs RENAME TO runs_new")
+        conn.execute(schema.replace(", 'failed to train'", ""))
+        conn.execute("INSERT INTO runs SELECT * FROM runs_new")
+        conn.execute("DROP TABLE runs_new")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    again = batchlab.train(config, store=path, progress=False)
+    assert again.from_store and again.summary == first.summary
+    with RunStore(path) as store:
+        assert store.get(first.run_id).status == first.status
+        store.claim_run("other", {}, {})
+        store.finish_run("other", "failed to train", {})
+        assert store.get("other").status == "failed to train"
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert version == str(SCHEMA_VERSION)
