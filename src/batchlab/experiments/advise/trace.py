@@ -10,7 +10,9 @@ update for update, so a configuration's trajectory here is the one ``batchlab tr
 * initialization by :func:`batchlab.training.loop.initial_model_and_optimizer` (seeded, on the CPU);
 * data order ``epoch_permutation(n, e − 1, seed, shuffle)`` walked in slices of B;
 * the packed step (:func:`batchlab.training.packed_step.make_step`: ``vmap`` of the gradient and the
-  lecture's momentum for every run at once, a CUDA graph on a GPU);
+  lecture's momentum for every run at once, a CUDA graph on a GPU) of the run's objective — the
+  registry's cross-entropy, or a user task's own loss (``objective``), as the epoch driver's
+  steps take it;
 
 and evaluates the target's metric (:func:`batchlab.training.packed_step.evaluate_pack`) after the
 updates of :func:`~batchlab.experiments.advise.target.evaluation_schedule` instead of after every epoch.
@@ -34,6 +36,7 @@ from batchlab.experiments.advise.target import Target, evaluation_schedule, step
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError
 from batchlab.training.loop import initial_model_and_optimizer
+from batchlab.training.objective import CLASSIFICATION, Objective
 from batchlab.training.packed_state import PackedMomentum, momentum_row_from_optimizer
 from batchlab.training.packed_step import PackedModel, evaluate_pack, make_step
 
@@ -80,12 +83,15 @@ def train_to_target(
     initializer: Initializer = initial_model_and_optimizer,
     snapshot_at: Sequence[int] = (),
     stop_at_target: bool = True,
+    objective: Objective = CLASSIFICATION,
 ) -> list[TraceOutcome]:
     """Train ``configs`` (one batch size, one architecture; any η, λ, seed) as one pack until each
     reaches ``target``, diverges, or has made ``budget`` updates; outcomes in the order given.
 
     ``snapshot_at``: updates after which each run's weights are copied (for measurements along
     the trajectory); with ``stop_at_target=False`` runs go on to ``budget`` after reaching it.
+    ``objective``: the loss each update differentiates and the loss and metric evaluated (a
+    user task's :attr:`batchlab.Task.objective`; cross-entropy and accuracy by default).
     """
     if not configs:
         return []
@@ -113,7 +119,7 @@ def train_to_target(
     packed = PackedModel.from_models(rows)
     optimizer = PackedMomentum(list(configs), torch.stack(buffers), packed.layout.columns)
     del rows, buffers
-    step = make_step(packed, optimizer, splits.train)
+    step = make_step(packed, optimizer, splits.train, loss=objective.loss)
     step.prepare(sorted({end - start for start, end in slices}))
 
     active = list(range(len(configs)))  # original index of each row of the pack
@@ -133,8 +139,8 @@ def train_to_target(
                 kept[index][update] = {k: v.cpu() for k, v in packed.single_state_dict(row).items()}
         if update not in schedule:
             return leaving
-        losses, accuracies = evaluate_pack(packed, evaluated)
-        values = accuracies if target.metric.endswith("_acc") else losses
+        losses, metrics = evaluate_pack(packed, evaluated, objective=objective)
+        values = losses if target.metric.endswith("_loss") else metrics
         for row, index in enumerate(active):
             traces[index].append((update, float(values[row])))
             if not math.isfinite(losses[row]):
@@ -155,7 +161,7 @@ def train_to_target(
         active = [active[row] for row in keep]
         if active:
             packed, optimizer = packed.select(keep), optimizer.select(keep)
-            step = make_step(packed, optimizer, splits.train)
+            step = make_step(packed, optimizer, splits.train, loss=objective.loss)
             step.prepare(sorted({end - start for start, end in slices}))
 
     update, epoch = 0, 0
