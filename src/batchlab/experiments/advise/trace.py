@@ -35,6 +35,7 @@ from batchlab import data as datasets
 from batchlab.experiments.advise.target import Target, evaluation_schedule, steps_to_target
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError
+from batchlab.store.status import RunStatus
 from batchlab.training.loop import initial_model_and_optimizer
 from batchlab.training.objective import CLASSIFICATION, Objective
 from batchlab.training.packed_state import PackedMomentum, momentum_row_from_optimizer
@@ -42,7 +43,7 @@ from batchlab.training.packed_step import PackedModel, evaluate_pack, make_step
 
 REACHED = "reached"
 NOT_REACHED = "not reached"
-DIVERGED = "diverged"
+DIVERGED = RunStatus.DIVERGED  # a trace ends as a run does when its loss is not finite
 
 # Builds a run's starting model and optimizer; the registry's by default. A user's own model
 # factory plugs in here.
