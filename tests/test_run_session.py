@@ -272,3 +272,17 @@ def test_a_version_3_store_is_upgraded_in_place_and_its_runs_are_reused(tmp_path
     with sqlite3.connect(path) as conn:
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     assert version == str(SCHEMA_VERSION)
+
+
+def test_a_run_that_does_not_learn_ends_failed_to_train_and_is_a_result(tmp_path):
+    store = RunStore(tmp_path / "r.db")
+    config = RunConfig(**{**SMALL, "epochs": 1, "lr": 1e-9})  # the weights barely move: accuracy stays at chance
+    first = batchlab.train(config, store=store, progress=False)
+    assert first.status == "failed to train" and "chance" in first.summary["failure"]
+    assert first.summary["initial_train_loss"] == pytest.approx(first.summary["train_loss"], rel=1e-3)
+    assert "test_acc" not in first.summary  # left out like a diverged run
+    assert store.get(first.run_id).status == "failed to train"
+    again = batchlab.train(config, store=store, progress=False)
+    assert again.from_store and again.status == "failed to train"
+    forced = batchlab.train(config, store=store, progress=False, force=True)
+    assert not forced.from_store and forced.status == "failed to train"
