@@ -192,9 +192,7 @@ def test_interrupted_run_is_marked_and_resumes_from_its_checkpoint(tmp_path, mon
 
     def evaluate_then_ctrl_c(model, split, *args, **kwargs):
         calls["n"] += 1
-        # epoch 2's training evaluation (before it: the initial weights' training loss, then
-        # epoch 1's train and val)
-        if calls["n"] == 4:
+        if calls["n"] == 3:  # epoch 2's training evaluation (epoch 1 evaluated train and val)
             raise KeyboardInterrupt
         return real_evaluate(model, split, *args, **kwargs)
 
@@ -278,8 +276,10 @@ def test_a_run_that_does_not_learn_ends_failed_to_train_and_is_a_result(tmp_path
     store = RunStore(tmp_path / "r.db")
     config = RunConfig(**{**SMALL, "epochs": 1, "lr": 1e-9})  # the weights barely move: accuracy stays at chance
     first = batchlab.train(config, store=store, progress=False)
-    assert first.status == "failed to train" and "chance" in first.summary["failure"]
-    assert first.summary["initial_train_loss"] == pytest.approx(first.summary["train_loss"], rel=1e-3)
+    assert first.status == "failed to train"
+    assert "chance" in first.summary["failure"] or "above the initial" in first.summary["failure"]
+    # the initial loss is the first update's (one batch of 256): close to the whole split's
+    assert first.summary["initial_loss"] == pytest.approx(first.summary["train_loss"], rel=0.05)
     assert "test_acc" not in first.summary  # left out like a diverged run
     assert store.get(first.run_id).status == "failed to train"
     again = batchlab.train(config, store=store, progress=False)

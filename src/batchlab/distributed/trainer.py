@@ -253,13 +253,15 @@ class RankStep:
             optimizer.step()
             timer.stop()
             losses.append(loss.detach())
-        loss_sum = torch.stack(losses).sum() if losses else torch.zeros((), device=self.device)
-        # Σ over processes of N/b·Σ_shard ℓ is N times each batch's mean loss.
-        dist.all_reduce(loss_sum)
+        # The epoch's loss sum and its first update's loss, reduced together: Σ over processes of
+        # N/b·Σ_shard ℓ is N times each batch's mean loss.
+        sums = torch.stack([torch.stack(losses).sum(), losses[0]]) if losses else torch.zeros(2, device=self.device)
+        dist.all_reduce(sums)
         synchronize(self.device)
         seconds = time.perf_counter() - epoch_start
         timer.flush()
-        return EpochWork(len(slices), seconds, [loss_sum.item() / plan.world_size])
+        loss_sum, first = (sums / plan.world_size).tolist()
+        return EpochWork(len(slices), seconds, [loss_sum], [first] if updates == 0 and losses else None)
 
     def evaluate(self, split, rows=None) -> list[tuple[float, float]]:
         return [evaluate(self.model, split, objective=self.objective)]

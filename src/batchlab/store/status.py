@@ -83,8 +83,13 @@ def training_failure(
        accuracy is at most :data:`CHANCE_FACTOR` / ``num_classes`` — the model does no better
        than guessing.
 
-    ``initial_loss`` is the training loss of the initial weights (None when unknown: rule 1 is
-    skipped). Non-finite numbers are divergence, not this rule: they return None.
+    ``initial_loss`` is the loss of the initial weights; the trainers pass the loss of the run's
+    first update (the initial weights on its first batch), which costs nothing — an evaluation of
+    the whole split before training would add a pass over the data to every run. At
+    initialization the outputs of the usual models barely depend on the example, so one batch
+    gives the initial loss closely; with B = 1 it is one example's loss. None when unknown (a
+    run resumed from a checkpoint written before this rule): rule 1 is skipped. Non-finite
+    numbers are divergence, not this rule: they return None.
     """
     numbers = [final_loss] + [value for value in (initial_loss, final_accuracy) if value is not None]
     if not all(math.isfinite(value) for value in numbers):

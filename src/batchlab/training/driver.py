@@ -6,17 +6,16 @@ A run's life is the same whichever way its updates are computed — one model
 (:class:`batchlab.distributed.trainer.RankStep`). The driver owns that life, the trainers own
 only their updates (the way :mod:`batchlab.optim.functional` keeps its variants side by side):
 
-1. before the first update, the training loss and metric of the initial weights (the reference
-   of the failed-to-train rule, :func:`batchlab.store.status.training_failure`); a resumed run
-   reads it from its checkpoint;
-2. each epoch: the step's updates (:meth:`Step.train_epoch`), then the training and validation
+1. each epoch: the step's updates (:meth:`Step.train_epoch`), then the training and validation
    loss and metric of every run (:meth:`Step.evaluate`), one metrics row per run
    (:func:`~batchlab.training.session.epoch_row`, with the objective's metric name) handed to its
    session, whose end rules say whether the run ends (divergence, target, update budget,
    patience, last epoch); a run that goes on is checkpointed (:meth:`Step.checkpoint`);
-3. runs that end leave the step (:meth:`Step.keep`); a data-parallel step first makes every
+2. runs that end leave the step (:meth:`Step.keep`); a data-parallel step first makes every
    process agree on who ends (:meth:`Step.agree`), because only process 0 evaluates;
-4. at the end of each run: the failed-to-train rule, the test split for finished runs, the final
+3. at the end of each run: the failed-to-train rule (:func:`batchlab.store.status.training_failure`,
+   whose reference is the loss of the initial weights on the run's first batch — the first
+   update's loss, which the step reports at no cost; a resumed run reads it from its checkpoint), the test split for finished runs, the final
    weights, the summary (:meth:`RunSession.finish`).
 
 Claiming, resuming and the stored result are the session's (:mod:`batchlab.training.session`),
@@ -46,11 +45,14 @@ if TYPE_CHECKING:
 @dataclass
 class EpochWork:
     """What one epoch of a step did: ``updates`` made, ``seconds`` of wall time per run (a packed
-    step's time divided by its runs) and each run's sum of batch losses (``loss_sums``)."""
+    step's time divided by its runs), each run's sum of batch losses (``loss_sums``) and, in an
+    epoch that made a run's first update, each run's loss of that update (``first_losses``: the
+    initial weights on the first batch)."""
 
     updates: int
     seconds: float
     loss_sums: list[float]
+    first_losses: list[float] | None = None
 
 
 class Step(Protocol):
@@ -95,9 +97,6 @@ def drive(
     config = active[0].config  # every field the loop reads is shared by the runs of a step
     start_epoch, updates = active[0].start_epoch, active[0].updates
     classes = getattr(splits, "num_classes", None) if objective.metric_name == ACCURACY else None
-    if owner and start_epoch == 1:
-        for session, (loss, _) in zip(active, step.evaluate(splits.train)):
-            session.initial_train_loss = loss
     for session in active:
         session.log_plain = owner and reporter.plain
     reporter.skip_to(start_epoch - 1)
@@ -107,6 +106,9 @@ def drive(
             limit = None if config.max_updates is None else config.max_updates - updates
             work = step.train_epoch(epoch, updates, limit)
             updates += work.updates
+            if work.first_losses is not None:
+                for session, loss in zip(active, work.first_losses):
+                    session.initial_loss = loss
             ending = [False] * len(active)
             if owner:
                 train = step.evaluate(splits.train)
@@ -118,7 +120,7 @@ def drive(
                     ending[k] = session.end_of_epoch(row)
                     if not ending[k]:
                         session.save_checkpoint(step.checkpoint(k, epoch, updates) | {
-                            "history": session.history, "initial_train_loss": session.initial_train_loss})
+                            "history": session.history, "initial_loss": session.initial_loss})
                 reporter.update(epoch, median_row([session.history[-1] for session in active]))
             ending = step.agree(ending)
             if any(ending):

@@ -172,7 +172,8 @@ class SingleStep:
         seconds = time.perf_counter() - epoch_start
         timer.flush()
         loss_sum = torch.stack(losses).sum().item() if losses else 0.0
-        return EpochWork(len(losses), seconds, [loss_sum])
+        first = [losses[0].item()] if updates == 0 and losses else None
+        return EpochWork(len(losses), seconds, [loss_sum], first)
 
     def evaluate(self, split: Any, rows: Sequence[int] | None = None) -> list[tuple[float, float]]:
         return [evaluate(self.model, split, objective=self.objective)]

@@ -282,6 +282,7 @@ class PackStep:
         orders = torch.stack([datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, shared.shuffle)
                               for config in self.configs]).to(self.device)
         step.loss_sum.zero_()
+        first = None
         size = len(self.configs)
         synchronize(self.device)
         epoch_start = time.perf_counter()
@@ -292,10 +293,12 @@ class PackStep:
                 timer.start()
                 step(orders[:, start:end])
                 timer.stop(size)
+                if update == 0:
+                    first = step.loss_sum.clone()  # each run's loss of its first update
         synchronize(self.device)
         seconds = (time.perf_counter() - epoch_start) / size  # amortized over the pack
         timer.flush()
-        return EpochWork(len(slices), seconds, step.loss_sum.tolist())
+        return EpochWork(len(slices), seconds, step.loss_sum.tolist(), None if first is None else first.tolist())
 
     def evaluate(self, split, rows: Sequence[int] | None = None) -> list[tuple[float, float]]:
         model = self.model if rows is None else self.model.select(list(rows))

@@ -120,7 +120,7 @@ class RunSession:
         self.diverged_epoch: int | None = None
         self.stopped_early_at: int | None = None
         self.reached_target_at: int | None = None
-        self.initial_train_loss: float | None = None
+        self.initial_loss: float | None = None
         self.failure: str | None = None
 
     # ------------------------------------------------------------------ before training
@@ -169,7 +169,7 @@ class RunSession:
             self.start_epoch = decision.start_epoch
             self.updates = int(self.checkpoint["updates"])
             # Checkpoints written before the failed-to-train rule lack it; rule 1 is then skipped.
-            self.initial_train_loss = self.checkpoint.get("initial_train_loss")
+            self.initial_loss = self.checkpoint.get("initial_loss")
             print(f"batchlab: run {self.run_id} resuming from epoch {self.start_epoch}", file=sys.stderr, flush=True)
         return None
 
@@ -207,7 +207,7 @@ class RunSession:
             return
         last = self.history[-1]
         accuracy = last.get("train_acc") if num_classes is not None else None
-        self.failure = training_failure(self.initial_train_loss, last["train_loss"], accuracy, num_classes)
+        self.failure = training_failure(self.initial_loss, last["train_loss"], accuracy, num_classes)
         if self.failure is not None:
             self.status = FAILED_TO_TRAIN
 
@@ -251,8 +251,8 @@ class RunSession:
         )
         if self.config.target_train_acc is not None:
             summary["reached_target_at"] = self.reached_target_at
-        if self.initial_train_loss is not None:
-            summary["initial_train_loss"] = self.initial_train_loss
+        if self.initial_loss is not None:
+            summary["initial_loss"] = self.initial_loss
         if self.failure is not None:
             summary["failure"] = self.failure
         if test is not None and self.status == FINISHED:
