@@ -234,7 +234,10 @@ def _train_together(
     """Train ``runs`` (all resuming at the same epoch) as one pack with the epoch driver."""
     objective = task.objective if task is not None else CLASSIFICATION
     shared = runs[0].config  # every field of the pack key is the same for all runs
-    step = PackStep(runs, device, splits.train, objective, threads)
+    step = PackStep([run.config for run in runs], [run.model for run in runs], [run.momentum_row for run in runs],
+                    device, splits.train, objective, threads, start_update=runs[0].session.updates)
+    for run in runs:
+        run.model = run.momentum_row = None  # the pack holds the only copy from here on
     reporter = EpochProgress(shared.epochs, enabled=progress,
                              label=f"{shared.model} B={step.batch_size} ×{step.pack_size}")
     shape = {"batch_size": step.batch_size, "n_train": len(splits.train), "updates_per_epoch": len(step.slices)}
@@ -247,26 +250,29 @@ class PackStep:
     Each run walks its own permutation, so an epoch's K index vectors form one (K, B) gather;
     each run's learning rate is set per row before an update only when some run's schedule
     changes. Runs that end leave the pack (:meth:`keep`), which is then rebuilt from the
-    remaining rows (and its CUDA graphs captured again, outside the timing).
+    remaining rows (and its CUDA graphs captured again, outside the timing). The advisor's trace
+    (:mod:`batchlab.experiments.advise.trace`) drives the same step update by update
+    (:meth:`update`), on its own evaluation schedule.
     """
 
-    def __init__(self, runs: list[_Run], device: torch.device, train, objective, threads: int) -> None:
+    def __init__(self, configs: Sequence[RunConfig], models: Sequence[torch.nn.Module],
+                 momentum_rows: Sequence[torch.Tensor], device: torch.device, train, objective,
+                 threads: int = 0, start_update: int = 0) -> None:
+        """Stack ``models`` (one per config, with the momentum buffer row of each) into one pack;
+        ``start_update``: the update the runs resume at (their learning rates start there)."""
         self.device, self.train, self.objective, self.threads = device, train, objective, threads
-        self.configs = [run.config for run in runs]
+        self.configs = list(configs)
         shared = self.configs[0]
         n_train = len(train)
         self.batch_size = datasets.resolve_batch_size(shared.batch_size, n_train)
         self.slices = datasets.batch_index_slices(n_train, self.batch_size, drop_last=shared.drop_last)
         self.batch_lengths = sorted({end - start for start, end in self.slices})
-        self.model = PackedModel.from_models([run.model for run in runs])
-        self.optimizer = PackedMomentum(self.configs, torch.stack([run.momentum_row for run in runs]),
-                                        self.model.layout.columns)
-        for run in runs:
-            run.model = run.momentum_row = None  # the pack holds the only copy from here on
+        self.model = PackedModel.from_models(list(models))
+        self.optimizer = PackedMomentum(self.configs, torch.stack(list(momentum_rows)), self.model.layout.columns)
         self.schedules = [run_shape(config, n_train).schedule for config in self.configs]
         self.scheduled = not all(schedule.is_constant for schedule in self.schedules)
-        self.optimizer.set_lr([schedule.lr_at(runs[0].session.updates) for schedule in self.schedules])
-        self.pack_size = len(runs)
+        self.optimizer.set_lr([schedule.lr_at(start_update) for schedule in self.schedules])
+        self.pack_size = len(self.configs)
         self.timer = _PackTimer(device)
         self.capture_s = 0.0
         self._build_step()
@@ -275,6 +281,10 @@ class PackStep:
         self.step = make_step(self.model, self.optimizer, self.train, loss=self.objective.loss)
         # CUDA graphs are captured here, outside the timing.
         self.capture_s += self.step.prepare(self.batch_lengths)
+
+    def update(self, index: torch.Tensor) -> None:
+        """One update of every run: row k on the examples ``index[k]`` (a (K, b) index tensor)."""
+        self.step(index)
 
     def train_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
         shared, step, optimizer, timer = self.configs[0], self.step, self.optimizer, self.timer
