@@ -118,7 +118,7 @@ def drive(
                                     batch_loss_sum=work.loss_sums[k], updates=updates, epoch_updates=work.updates,
                                     epoch_time_s=work.seconds, metric=objective.metric_name)
                     ending[k] = session.end_of_epoch(row)
-                    if not ending[k]:
+                    if not ending[k] and session.store is not None:  # nothing to build without a store
                         session.save_checkpoint(step.checkpoint(k, epoch, updates) | {
                             "history": session.history, "initial_loss": session.initial_loss})
                 reporter.update(epoch, median_row([session.history[-1] for session in active]))
