@@ -163,7 +163,7 @@ class SingleStep:
         count = len(slices) if limit is None else max(0, min(len(slices), limit))
         model.train()
         order = datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, config.shuffle)
-        batches = split_batches(self.train, order.to(self.train.device), slices[:count], self.device)
+        batches = self._batches(order, slices[:count])
         losses: list[torch.Tensor] = []
         if self.constant_lr:
             set_learning_rate(optimizer, schedule.lr_at(updates))
@@ -188,6 +188,16 @@ class SingleStep:
         loss_sum = torch.stack(losses).sum().item() if losses else 0.0
         first = [losses[0].item()] if updates == 0 and losses else None
         return EpochWork(len(losses), seconds, [loss_sum], first)
+
+    def _batches(self, order: torch.Tensor, slices: Sequence[tuple[int, int]]):
+        """The epoch's batches: gathered on the device with ``index_select`` (one kernel each, no
+        advanced-indexing dispatch) for data on the device, read and copied for streamed data."""
+        train = self.train
+        if not isinstance(train, datasets.TensorSplit):
+            return split_batches(train, order.to(train.device), slices, self.device)
+        order = order.to(train.device)
+        x, y = train.x, train.y
+        return ((x.index_select(0, order[start:end]), y.index_select(0, order[start:end])) for start, end in slices)
 
     def evaluate(self, split: Any, rows: Sequence[int] | None = None) -> list[tuple[float, float]]:
         return [evaluate(self.model, split, objective=self.objective)]
