@@ -70,10 +70,11 @@ class RunStore(Database):
         return record_from_row(rows[0]) if rows else None
 
     def start_run(self, run_id: str, config: dict, environment: dict, *, force: bool = False) -> None:
-        """Record that ``run_id`` is running in this process (:meth:`claim_run`, without a
-        checkpoint); a run that is already ended (without ``force``) or that another live process
-        trains is refused."""
-        decision = self.claim_run(run_id, config, environment, force=force)
+        """Record that ``run_id`` is running in this process (:meth:`claim_run`, resuming from its
+        checkpoint when it has one); a run that is already ended (without ``force``) or that
+        another live process trains is refused."""
+        checkpoint = None if force else self.load_checkpoint(run_id)
+        decision = self.claim_run(run_id, config, environment, force=force, checkpoint=checkpoint)
         record = decision.record
         if decision.action == Action.ENDED:
             raise StoreError(
