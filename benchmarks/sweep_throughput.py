@@ -8,6 +8,8 @@ are timed in one process:
 (a) ``plain``: the loop everyone writes — a ``DataLoader`` over a ``TensorDataset`` (shuffled),
     ``torch.optim.SGD(momentum=λ)``, batches copied to the device, one model after the other;
 (b) ``single``: ``batchlab.train`` for each configuration, one after the other;
+(b') ``single_store``: the same with a run store (a new one for each measurement, so nothing is
+    reused): what a user's sweep always does — per-epoch metrics, checkpoints, final weights;
 (c) ``packed``: ``batchlab.training.packed.train_pack`` of all K (strategy ``auto``: on CUDA one
     stacked step, captured in a CUDA graph; elsewhere whichever of packed and one-at-a-time it
     measured faster on this very pack).
@@ -17,6 +19,10 @@ splits after every epoch, and of the test split at the end (batchlab records the
 loop does them the plain way). The figure of merit is model-updates per second of wall-clock
 time for the whole sweep (setup and evaluation included); the median time of the update step
 alone is reported beside it for (b) and (c). A model-update is one optimizer step of one run.
+For batchlab's methods the sweep's time is also split in two: the update rate (model-updates
+per second of the epochs' own wall time, ``train_time_s`` in each run's summary) and the per-run
+overhead (everything else — setup, evaluation, store, checkpoints, weights — divided by the
+number of runs), so a gap to the plain loop can be traced to one or the other.
 Each method is measured ``--repeats`` times in alternating order (a b c, c b a, …) and rated by
 its fastest repeat: on a shared machine, load from other processes only ever adds time.
 On CUDA, (a) and (b) train only the first ``--baseline-runs`` configurations (a rate per
@@ -48,6 +54,7 @@ import io
 import math
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -169,6 +176,14 @@ def measure_single(configs, cpu_splits, splits, device) -> dict:
     return _batchlab_measurement(results, seconds)
 
 
+def measure_single_store(configs, cpu_splits, splits, device) -> dict:
+    with tempfile.TemporaryDirectory(prefix="batchlab-bench-") as folder:
+        store = Path(folder) / "runs.db"
+        seconds, results = timed(device, lambda: [batchlab.train(c, splits=splits, progress=False, store=store)
+                                                  for c in configs])
+    return _batchlab_measurement(results, seconds)
+
+
 def measure_packed(configs, cpu_splits, splits, device) -> dict:
     seconds, results = timed(device, lambda: train_pack(configs, splits=splits, progress=False))
     measurement = _batchlab_measurement(results, seconds)
@@ -182,19 +197,25 @@ def measure_packed(configs, cpu_splits, splits, device) -> dict:
 
 def _batchlab_measurement(results, seconds: float) -> dict:
     step_times = [r.summary["time_per_update_s"] for r in results if r.summary.get("time_per_update_s")]
+    updates = sum(r.summary["updates"] for r in results)
+    # A packed run's train_time_s is its share of the pack's epochs, so the sum is the sweep's.
+    training_s = sum(r.summary.get("train_time_s") or 0.0 for r in results)
     return {
-        "model_updates": sum(r.summary["updates"] for r in results),
+        "model_updates": updates,
         "seconds": seconds,
         "median_time_per_update_s": statistics.median(step_times) if step_times else None,
-        "statuses": sorted({r.status for r in results}),
+        "update_rate_per_s": updates / training_s if training_s else None,
+        "overhead_per_run_s": (seconds - training_s) / len(results) if results else None,
+        "statuses": sorted({str(r.status) for r in results}),
     }
 
 
-METHODS = {"plain": measure_plain, "single": measure_single, "packed": measure_packed}
+METHODS = {"plain": measure_plain, "single": measure_single, "single_store": measure_single_store,
+           "packed": measure_packed}
 
 
 def measure_all(configs, baseline_runs: int, repeats: int, cpu_splits, splits, device) -> dict[str, dict]:
-    """Each method ``repeats`` times, in the order a b c, then c b a, and so on, so a slow drift
+    """Each method ``repeats`` times, in the order a b b' c, then c b' b a, and so on, so a slow drift
     of the machine's load favours none. The rate of a method is taken from its fastest repeat
     (load from other processes only ever adds time); the median is reported beside it."""
     repeats_by_method: dict[str, list[dict]] = {name: [] for name in METHODS}
@@ -303,25 +324,32 @@ def main(argv: list[str] | None = None) -> int:
             configs = sweep_configs(runs, hidden, batch_size, updates, n_train, device.type)
             measured = measure_all(configs, baseline_runs, args.repeats, cpu_splits, splits, device)
             plain, single, packed = measured["plain"], measured["single"], measured["packed"]
+            single_store = measured["single_store"]
             ratios = {
                 "packed_vs_plain": packed["updates_per_s"] / plain["updates_per_s"],
                 "packed_vs_single": packed["updates_per_s"] / single["updates_per_s"],
                 "single_vs_plain": single["updates_per_s"] / plain["updates_per_s"],
+                "single_store_vs_plain": single_store["updates_per_s"] / plain["updates_per_s"],
             }
             row = {"model": model, "batch_size": batch_size, "updates_per_run": updates, "plain": plain,
-                   "single": single, "packed": packed, "ratios": ratios}
+                   "single": single, "single_store": single_store, "packed": packed, "ratios": ratios}
             row["bandwidth_bound"] = bandwidth_shares(
                 row, bandwidth["bytes_per_s"], parameter_count(hidden, math.prod(splits.input_shape), splits.num_classes))
             rows.append(row)
             print(f"{model:<18} B={batch_size:<4} model-updates/s: (a) plain {plain['updates_per_s']:8.1f}  "
                   f"(b) single {single['updates_per_s']:8.1f}  (c) packed {packed['updates_per_s']:8.1f}   "
                   f"(c)/(a) {ratios['packed_vs_plain']:6.2f}  (c)/(b) {ratios['packed_vs_single']:5.2f}  "
-                  f"(b)/(a) {ratios['single_vs_plain']:5.2f}", flush=True)
+                  f"(b)/(a) {ratios['single_vs_plain']:5.2f}  (b')/(a) {ratios['single_store_vs_plain']:5.2f}",
+                  flush=True)
+            for letter, name in (("b", "single"), ("b'", "single_store"), ("c", "packed")):
+                fastest = measured[name]["fastest"]
+                print(f"    ({letter}) {name}: update rate {fastest['update_rate_per_s']:8.1f} model-updates/s, "
+                      f"per-run overhead {fastest['overhead_per_run_s'] * 1e3:7.1f} ms", flush=True)
             bound = row["bandwidth_bound"]
             print(f"    bandwidth bound {bound['bound_updates_per_s']:8.1f} model-updates/s "
                   f"({bound['bytes_per_model_update'] / 1e6:.1f} MB each): "
                   + ", ".join(f"({letter}) {name} {bound['share'][name]:.1%}"
-                              for letter, name in zip("abc", METHODS)), flush=True)
+                              for letter, name in zip(("a", "b", "b'", "c"), METHODS)), flush=True)
             for repeat in packed["repeats"]:
                 for pack in repeat["plan"]:
                     print(f"    (c) chose: {pack['reason']}", flush=True)

@@ -208,3 +208,58 @@ def test_torchrun_with_the_module_trains_a_user_model_from_files(tmp_path, user_
     (run,) = RunStore(db).runs()
     assert run.status == "finished" and run.config["model"] == "user:net.make_model"
     assert run.environment["data_parallel"]["processes"] == 2
+
+
+ERROR_TASK_FILE = """
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import batchlab
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def load_data():
+    generator = torch.Generator().manual_seed(0)
+    centres = 3 * torch.randn(3, 4, generator=generator)
+    y = torch.randint(0, 3, (96,), generator=generator)
+    x = centres[y] + torch.randn(96, 4, generator=generator)
+    return x[:48], y[:48], x[48:72], y[48:72], x[72:], y[72:]
+
+
+def error_rate(outputs, targets):
+    return (outputs.argmax(dim=1) != targets).double().mean()
+
+
+def make_task():
+    return batchlab.Task(make_model, load_data(), name="blobs_net", loss=F.cross_entropy, metric=error_rate,
+                         metric_name="error")
+"""
+
+
+@pytest.mark.distributed
+def test_a_custom_metric_is_logged_under_its_name_every_epoch_single_packed_and_on_two_processes(
+        tmp_path, monkeypatch):
+    from batchlab.training.packed import train_pack
+
+    (tmp_path / "error_task.py").write_text(ERROR_TASK_FILE)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the processes import the task's functions from here
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(Path(batchlab.__file__).parents[1]),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    import error_task
+
+    config = RunConfig(batch_size=16, epochs=2, lr=0.1, momentum=0.9, device="cpu")
+    single = batchlab.train(config, task=error_task.make_task(), progress=False)
+    (packed,) = train_pack([config], task=error_task.make_task(), progress=False, strategy="packed")
+    many = train_on_processes(config, 2, task=error_task.make_task(), store=tmp_path / "many.db", progress=False)
+    with RunStore(tmp_path / "many.db") as store:
+        stored = store.metrics(many.run_id)
+    expected = {"epoch", "train_loss", "train_error", "val_loss", "val_error", "batch_loss_mean", "updates",
+                "epoch_updates", "epoch_time_s"}
+    for rows in (single.epochs, packed.epochs, many.epochs, stored):
+        assert [row["epoch"] for row in rows] == [1, 2]
+        assert [set(row) for row in rows] == [expected, expected]
+    assert "test_error" in many.summary and "train_acc" not in many.summary

@@ -97,11 +97,11 @@ def test_a_run_another_live_process_trains_is_waited_for(tmp_path, tiny_dataset,
     identity = run_id(config, "cpu")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert store.claim_run(identity, config.to_dict(), {})[0] == "started"
+        assert store.claim_run(identity, config.to_dict(), {}).action == "start"
         with store._conn() as conn:  # the row now says: the other process trains it
             conn.execute("UPDATE runs SET pid = ? WHERE run_id = ?", (other.pid, identity))
-        outcome, record = store.claim_run(identity, config.to_dict(), {})
-        assert outcome == "busy" and record.pid == other.pid
+        decision = store.claim_run(identity, config.to_dict(), {})
+        assert decision.action == "busy" and decision.record.pid == other.pid
 
         def other_process_finishes():
             RunStore(path).finish_run(identity, "finished", {"test_acc": 0.5})
@@ -242,3 +242,47 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_runs(tmp_path):
         store.claim_run("def", {}, {})
         store.mark_interrupted("def")
         assert store.get("def").status == "interrupted"
+
+
+def test_a_version_3_store_is_upgraded_in_place_and_its_runs_are_reused(tmp_path, tiny_dataset):
+    import sqlite3
+
+    from batchlab.store import SCHEMA_VERSION
+
+    path = tmp_path / "v3.db"
+    config = RunConfig(**TINY, data_dir=str(tiny_dataset))
+    first = batchlab.train(config, store=path, progress=False)
+    with sqlite3.connect(path) as conn:  # make it look as version 3 (before "failed to train") wrote it
+        schema = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+        assert "'failed to train'" in schema
+        conn.execute("ALTER TABLE runs RENAME TO runs_new")
+        conn.execute(schema.replace(", 'failed to train'", ""))
+        conn.execute("INSERT INTO runs SELECT * FROM runs_new")
+        conn.execute("DROP TABLE runs_new")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    again = batchlab.train(config, store=path, progress=False)
+    assert again.from_store and again.summary == first.summary
+    with RunStore(path) as store:
+        assert store.get(first.run_id).status == first.status
+        store.claim_run("other", {}, {})
+        store.finish_run("other", "failed to train", {})
+        assert store.get("other").status == "failed to train"
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert version == str(SCHEMA_VERSION)
+
+
+def test_a_run_that_does_not_learn_ends_failed_to_train_and_is_a_result(tmp_path):
+    store = RunStore(tmp_path / "r.db")
+    config = RunConfig(**{**SMALL, "epochs": 1, "lr": 1e-9})  # the weights barely move: accuracy stays at chance
+    first = batchlab.train(config, store=store, progress=False)
+    assert first.status == "failed to train"
+    assert "chance" in first.summary["failure"] or "above the initial" in first.summary["failure"]
+    # the initial loss is the first update's (one batch of 256): close to the whole split's
+    assert first.summary["initial_loss"] == pytest.approx(first.summary["train_loss"], rel=0.05)
+    assert "test_acc" not in first.summary  # left out like a diverged run
+    assert store.get(first.run_id).status == "failed to train"
+    again = batchlab.train(config, store=store, progress=False)
+    assert again.from_store and again.status == "failed to train"
+    forced = batchlab.train(config, store=store, progress=False, force=True)
+    assert not forced.from_store and forced.status == "failed to train"

@@ -320,7 +320,7 @@ def test_a_version_2_store_gains_the_tag_tables_and_keeps_every_row(tmp_path):
         assert store.tags() == {ID_A: ["kept"]}
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
 
 
 # ----------------------------------------------------------------------------- Ctrl-C

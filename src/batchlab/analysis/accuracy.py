@@ -35,6 +35,7 @@ from batchlab.analysis.grid import outcome as grid_outcome
 from batchlab.analysis.verdicts import FAILED_STATUSES, last_epoch_drop
 from batchlab.store import RunRecord
 from batchlab.store.identity import fingerprints
+from batchlab.store.status import FINISHED, is_result
 
 METRICS = ("train_acc", "val_acc", "test_acc")
 EPOCH_BUDGET = "epochs"
@@ -185,7 +186,7 @@ def accuracy_vs_batch_size(
     """
     panels: dict[str, dict[str, Any]] = {}
     for record in records:
-        if record.status not in ("finished", *FAILED_STATUSES):
+        if not is_result(record.status):
             continue
         config = record.config
         if config.get("target_train_acc") is not None:
@@ -219,7 +220,7 @@ def accuracy_vs_batch_size(
 
 def _point(batch_size: int, full: bool, records: list[RunRecord],
            histories: Mapping[str, list[dict[str, float]]] | None = None) -> AccuracyPoint:
-    finished = [r for r in records if r.status == "finished"]
+    finished = [r for r in records if r.status == FINISHED]
     histories = histories or {}
     drops = [d for d in (_final_loss_drop(histories.get(r.run_id)) for r in finished) if d is not None]
     last_drops = [d for d in (last_epoch_drop(_losses(histories.get(r.run_id))) for r in finished) if d is not None]

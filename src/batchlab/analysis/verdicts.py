@@ -42,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from batchlab.analysis.stats import Interval, compare
+from batchlab.store.status import DIVERGED, FAILED_TO_TRAIN
 
 AGREES = "agrees"
 DISAGREES = "disagrees"
@@ -68,9 +69,8 @@ CLAIMS = (OPTIMIZATION, GENERALIZATION, OTHER)
 # A training loss is still falling when its last epoch removed more than this fraction of it.
 STILL_FALLING = 0.01
 
-# The statuses of runs left out of means as failed (batchlab.store.status names them; compared as
-# strings so this module works with the status enum whether or not it has FAILED_TO_TRAIN yet).
-FAILED_STATUSES = ("diverged", "failed to train")
+# The statuses of runs left out of means as failed (batchlab.store.status defines them).
+FAILED_STATUSES = (DIVERGED, FAILED_TO_TRAIN)
 
 
 def last_epoch_drop(losses: Sequence[float]) -> float | None:

@@ -1,8 +1,10 @@
 """``torchrun … -m batchlab.distributed <train flags>``: one process of a data-parallel run.
 
-Takes the flags of ``batchlab train`` (parsed by its own parser, so both read alike) except
-``--nproc`` and ``--max-restarts``, which are torchrun's here (``--nproc-per-node``,
-``--max-restarts``). Process 0 prints what ``batchlab train`` prints; bad input is one line from
+Takes the flags of ``batchlab train`` except ``--nproc`` and ``--max-restarts``, which are
+torchrun's here (``--nproc-per-node``, ``--max-restarts``), parsed by that command's own parser
+and parser class (:class:`batchlab.commands.OneLineParser`), so both read alike. This entry
+depends on the command layer, never the reverse: nothing imports it.
+Process 0 prints what ``batchlab train`` prints; bad input is one line from
 process 0 and exit code 2 from every process.
 """
 
@@ -14,14 +16,16 @@ import os
 import sys
 from collections.abc import Sequence
 
+from batchlab.commands import OneLineParser
+from batchlab.commands import train as train_command
+from batchlab.commands._options import user_task_files
+from batchlab.distributed.trainer import train_on_rank
 from batchlab.errors import UserError
 
 EXIT_USAGE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from batchlab.commands.train import config_from_args, format_result
-
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = train_parser().parse_args(["train", *argv])
@@ -29,11 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if value is not None:
                 raise UserError(f"{flag} is a flag of `batchlab train`; under torchrun allowed: "
                                 "torchrun's --nproc-per-node and --max-restarts before -m batchlab.distributed")
-        from batchlab.distributed.trainer import train_on_rank
-        from batchlab.commands._options import user_task_files
-
         # A user's model: every process imports --model-file/--data-file itself.
-        result = train_on_rank(config_from_args(args), store=args.store, force=args.force,
+        result = train_on_rank(train_command.config_from_args(args), store=args.store, force=args.force,
                                progress=args.progress, keep_weights=not args.no_weights, sync_bn=args.sync_bn,
                                task=user_task_files(args))
     except UserError as error:
@@ -44,17 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.format == "json":
             print(json.dumps(result.to_dict(), indent=2, default=str))
         else:
-            print(format_result(result, args.store))
+            print(train_command.format_result(result, args.store))
     return 0
 
 
 def train_parser() -> argparse.ArgumentParser:
     """The parser of ``batchlab train`` alone (the other commands' modules are not imported)."""
-    from batchlab.cli import _OneLineParser
-    from batchlab.commands import train
-
-    parser = _OneLineParser(prog="python -m batchlab.distributed")
-    train.register(parser.add_subparsers(parser_class=_OneLineParser))
+    parser = OneLineParser(prog="python -m batchlab.distributed")
+    train_command.register(parser.add_subparsers(parser_class=OneLineParser))
     return parser
 
 

@@ -39,8 +39,8 @@ from batchlab.runtime.device import resolve_device, synchronize
 from batchlab.distributed.plan import DataParallelPlan, plan_data_parallel
 from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError, UserError
+from batchlab.training.driver import EpochWork, checkpoint_payload, drive, restore
 from batchlab.training.loop import (
-    checkpoint_payload,
     evaluate,
     initial_model_and_optimizer,
     new_session,
@@ -50,8 +50,8 @@ from batchlab.training.loop import (
 from batchlab.training.objective import CLASSIFICATION
 from batchlab.training.methods import run_shape
 from batchlab.training.progress import EpochProgress
-from batchlab.training.result import FINISHED, RunResult
-from batchlab.training.session import RunSession, epoch_row, open_store
+from batchlab.training.result import RunResult
+from batchlab.training.session import RunSession, open_store
 from batchlab.training.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
@@ -201,113 +201,114 @@ def _train(
         # The converted layers keep the same parameter objects, so the optimizer stays valid.
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
-    start = _agree_on_start(session, owner, _environment(device, plan, place))
-    if start["stored_here"]:
-        return start["stored"] if owner else None
-    checkpoint = start["checkpoint"]
-    start_epoch, updates = 1, 0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        torch.set_rng_state(checkpoint["rng_state"])
-        start_epoch, updates = int(checkpoint["epoch"]) + 1, int(checkpoint["updates"])
+    ended, stored = _agree_on_start(session, owner, _environment(device, plan, place))
+    if ended:
+        return stored
+    restore(model, optimizer, session.checkpoint)
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    n_train = len(splits.train)
-    timer = UpdateTimer(device)
+    step = RankStep(ddp, model, optimizer, splits.train, objective, shape, config, plan, place.rank)
     reporter = EpochProgress(config.epochs, enabled=progress if owner else False,
                              label=f"{config.model} B={plan.batch_size} N={plan.world_size}")
-    session.log_plain = owner and reporter.plain
-    reporter.skip_to(start_epoch - 1)
-    try:
-        for epoch in range(start_epoch, config.epochs + 1):
-            ddp.train()
-            order = datasets.epoch_permutation(n_train, epoch - 1, config.seed, config.shuffle).to(device)
-            loss_sum = torch.zeros((), device=device)
-            epoch_updates = 0
-            synchronize(device)
-            epoch_start = time.perf_counter()
-            for batch_start, batch_end in plan.slices:
-                if config.max_updates is not None and updates >= config.max_updates:
-                    break
-                timer.start()
-                low, high = plan.shard(batch_start, batch_end, place.rank)
-                index = order[low:high]
-                set_learning_rate(optimizer, shape.schedule.lr_at(updates))
-                # The objective's batch mean times the shard's size: the shard's summed loss.
-                shard_loss = objective.loss(ddp(splits.train.x[index]), splits.train.y[index]) * len(index)
-                loss = shard_loss * plan.loss_weight(batch_start, batch_end)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # DDP all-reduces (averages) the gradients here
-                optimizer.step()
-                timer.stop()
-                loss_sum += loss.detach()
-                epoch_updates += 1
-                updates += 1
-            # Σ over processes of N/b·Σ_shard ℓ is N times each batch's mean loss.
-            dist.all_reduce(loss_sum)
-            synchronize(device)
-            epoch_time = time.perf_counter() - epoch_start
-            timer.flush()
-            ended = False
-            if owner:
-                row = epoch_row(
-                    epoch,
-                    train=evaluate(model, splits.train, objective=objective),
-                    val=None if splits.val is None else evaluate(model, splits.val, objective=objective),
-                    batch_loss_sum=loss_sum.item() / plan.world_size,
-                    updates=updates,
-                    epoch_updates=epoch_updates,
-                    epoch_time_s=epoch_time,
-                )
-                ended = session.end_of_epoch(row)
-                reporter.update(epoch, row)
-                if not ended:
-                    session.save_checkpoint(checkpoint_payload(epoch, updates, model, optimizer, session.history))
-            if _broadcast(ended):
-                break
-    except KeyboardInterrupt:
-        if owner:
-            session.interrupted()
-        raise
-    finally:
-        reporter.close()
-
-    if not owner:
-        return None
-    return session.finish(
-        batch_size=plan.batch_size,
-        n_train=n_train,
-        updates_per_epoch=len(plan.slices),
-        timing=timer.summary(),
-        test=evaluate(model, splits.test, objective=objective) if session.status == FINISHED and splits.test is not None
-        else None,
-        weights=model.state_dict(),
-    )
+    shape_keys = {"batch_size": plan.batch_size, "n_train": len(splits.train), "updates_per_epoch": len(plan.slices)}
+    results = drive(step, [session], splits, objective, reporter, shape=shape_keys, owner=owner)
+    return results[0] if owner else None
 
 
-def _agree_on_start(session: RunSession, owner: bool, environment: dict[str, Any]) -> dict[str, Any]:
-    """Process 0 claims the run; every process learns the outcome: ``stored`` (the result the
-    store already holds, on process 0), ``stored_here`` (the run needs no training),
-    ``checkpoint`` (what to resume from, or None). A :class:`UserError` of the claim is raised
-    on every process."""
+class RankStep:
+    """One process's share of a data-parallel run, for the epoch driver
+    (:mod:`batchlab.training.driver`): each update takes this process's shard of the global batch
+    (:mod:`batchlab.distributed.plan`), whose gradients DDP averages over the processes.
+
+    Only process 0 evaluates (the driver does not ask the others), and it tells the others which
+    runs end after each epoch (:meth:`agree`).
+    """
+
+    def __init__(self, ddp: DistributedDataParallel, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 train: "datasets.TensorSplit", objective, shape, config: RunConfig, plan: DataParallelPlan,
+                 rank: int) -> None:
+        self.ddp, self.model, self.optimizer, self.train, self.objective = ddp, model, optimizer, train, objective
+        self.shape, self.config, self.plan, self.rank = shape, config, plan, rank
+        self.device = next(model.parameters()).device
+        self.timer = UpdateTimer(self.device)
+
+    def train_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
+        config, plan, ddp, optimizer, timer = self.config, self.plan, self.ddp, self.optimizer, self.timer
+        x_all, y_all = self.train.x, self.train.y
+        slices = plan.slices if limit is None else plan.slices[:max(0, limit)]
+        ddp.train()
+        order = datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, config.shuffle).to(self.device)
+        losses: list[torch.Tensor] = []
+        synchronize(self.device)
+        epoch_start = time.perf_counter()
+        for update, (batch_start, batch_end) in enumerate(slices, start=updates):
+            timer.start()
+            low, high = plan.shard(batch_start, batch_end, self.rank)
+            index = order[low:high]
+            set_learning_rate(optimizer, self.shape.schedule.lr_at(update))
+            # The objective's batch mean times the shard's size: the shard's summed loss.
+            shard_loss = self.objective.loss(ddp(x_all[index]), y_all[index]) * len(index)
+            loss = shard_loss * plan.loss_weight(batch_start, batch_end)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # DDP all-reduces (averages) the gradients here
+            optimizer.step()
+            timer.stop()
+            losses.append(loss.detach())
+        # The epoch's loss sum and its first update's loss, reduced together: Σ over processes of
+        # N/b·Σ_shard ℓ is N times each batch's mean loss.
+        sums = torch.stack([torch.stack(losses).sum(), losses[0]]) if losses else torch.zeros(2, device=self.device)
+        dist.all_reduce(sums)
+        synchronize(self.device)
+        seconds = time.perf_counter() - epoch_start
+        timer.flush()
+        loss_sum, first = (sums / plan.world_size).tolist()
+        return EpochWork(len(slices), seconds, [loss_sum], [first] if updates == 0 and losses else None)
+
+    def evaluate(self, split, rows=None) -> list[tuple[float, float]]:
+        return [evaluate(self.model, split, objective=self.objective)]
+
+    def checkpoint(self, row: int, epoch: int, updates: int) -> dict[str, Any]:
+        # The unwrapped model's state dict: the one-process format, so either kind resumes the other.
+        return checkpoint_payload(epoch, updates, self.model.state_dict(), self.optimizer.state_dict())
+
+    def weights(self, row: int) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def keep(self, rows: list[int]) -> None:
+        """One run: it never goes on without itself."""
+
+    def agree(self, ending: list[bool]) -> list[bool]:
+        return [_broadcast(ending[0])]
+
+    def timing(self) -> dict[str, Any]:
+        return self.timer.summary()
+
+
+def _agree_on_start(
+    session: RunSession, owner: bool, environment: dict[str, Any]
+) -> tuple[bool, RunResult | None]:
+    """Process 0 claims the run (:meth:`RunSession.claim`, the one run decision); every process
+    learns the outcome and takes process 0's session state (its checkpoint, where it resumes).
+    Returns ``(ended, stored)``: whether the run needs no training, and on process 0 the stored
+    result. A :class:`UserError` of the claim is raised on every process."""
     message: list[Any] = [None]
+    stored = None
     if owner:
         try:
             stored = session.claim(environment)
-            message = [{"error": None, "stored_here": stored is not None,
-                        "checkpoint": session.checkpoint if stored is None else None}]
+            message = [{"error": None, "stored": stored is not None, "checkpoint": session.checkpoint,
+                        "start_epoch": session.start_epoch, "updates": session.updates}]
         except UserError as error:
             message = [{"error": str(error)}]
             dist.broadcast_object_list(message, src=0)
             raise
-    else:
-        stored = None
     dist.broadcast_object_list(message, src=0)
     outcome = message[0]
     if outcome["error"] is not None:
         raise UserError(outcome["error"])
-    return {"stored": stored, "stored_here": outcome["stored_here"], "checkpoint": outcome["checkpoint"]}
+    if not owner and not outcome["stored"]:
+        session.checkpoint, session.start_epoch, session.updates = (
+            outcome["checkpoint"], outcome["start_epoch"], outcome["updates"])
+    return outcome["stored"], stored
 
 
 def _broadcast(flag: bool) -> bool:

@@ -24,6 +24,7 @@ from batchlab.report.figures import write_figure_files
 from batchlab.report.html import render_html
 from batchlab.report.registry import section_builders
 from batchlab.store import RunStore
+from batchlab.store.status import DIVERGED, FINISHED
 
 REPORT_TITLE = "Batch and Momentum, measured on this machine"
 SUMMARY_SCHEMA = "batchlab-lecture-summary/1"
@@ -82,8 +83,8 @@ def report_facts(ctx: ReportContext) -> list[tuple[str, str]]:
         facts.append(("Last `batchlab lecture`", f"{lecture.get('total_seconds', 0):.0f} s in all ({stages})"))
     if lecture.get("notes"):
         facts.append(("Notes", " · ".join(str(note) for note in lecture["notes"])))
-    finished = sum(r.status == "finished" for r in ctx.runs)
-    diverged = sum(r.status == "diverged" for r in ctx.runs)
+    finished = sum(r.status == FINISHED for r in ctx.runs)
+    diverged = sum(r.status == DIVERGED for r in ctx.runs)
     facts.append(("Store", f"{ctx.store.path}: {len(ctx.runs)} runs ({finished} finished, {diverged} diverged), "
                            f"{len(ctx.timing_points)} timing points"))
     facts.append(("Generated", time.strftime("%Y-%m-%d %H:%M:%S %Z")))

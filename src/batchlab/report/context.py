@@ -31,6 +31,7 @@ from batchlab.analysis.summary import (
 )
 from batchlab.experiments.gap.tables import NetworkNumbers
 from batchlab.store import RunRecord, RunStore
+from batchlab.store.status import FINISHED
 
 NOISE_KIND = "noise"
 GAP_KIND = "gap"
@@ -57,7 +58,7 @@ class ReportContext:
     @cached_property
     def accuracy_panels(self) -> list[AccuracyPanel]:
         # Histories give each point's last-epoch loss drop, one of the summary's convergence checks.
-        histories = {r.run_id: self.store.metrics(r.run_id) for r in self.runs if r.status == "finished"}
+        histories = {r.run_id: self.store.metrics(r.run_id) for r in self.runs if r.status == FINISHED}
         return accuracy_vs_batch_size(self.runs, histories)
 
     @cached_property
@@ -152,6 +153,6 @@ def gap_summary_rows(record: dict[str, Any] | None) -> list[Any]:
         return []
     network = record["networks"][0]
     target = network["plan"].get("target_train_acc")
-    missed = sum(1 for r in network["runs"] if r["status"] == "finished" and target is not None
+    missed = sum(1 for r in network["runs"] if r["status"] == FINISHED and target is not None
                  and not r.get("reached_target_at"))
     return sharp_minima_rows(NetworkNumbers.from_dict(network["numbers"]), target, missed)

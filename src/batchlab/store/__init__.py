@@ -1,6 +1,9 @@
 """The run store: one SQLite file per study, safe with several processes writing at once.
 
 * :mod:`batchlab.store.database`: the file, its schema, the WAL journal, the write lock and retries.
+* :mod:`batchlab.store.status`: the run statuses (:class:`RunStatus`) and which of them are results.
+* :mod:`batchlab.store.decision`: :func:`decide` — finished, busy, resume or start — for one run.
+* :mod:`batchlab.store.record`: :class:`RunRecord`, one stored run.
 * :mod:`batchlab.store.runs`: :class:`RunStore` — runs, per-epoch metrics, timings, analysis
   records, and the runs' weight and checkpoint files.
 * :mod:`batchlab.store.export`: stored runs as a table, CSV or JSON; the registry of export formats.
@@ -13,12 +16,16 @@ from batchlab.store.status import (
     DIVERGED,
     ENDED_STATUSES,
     FAILED,
+    FAILED_TO_TRAIN,
     FINAL_STATUSES,
     FINISHED,
     INTERRUPTED,
     RUNNING,
     STATUSES,
+    RunStatus,
+    is_result,
 )
+from batchlab.store.decision import Action, Decision, decide
 from batchlab.store.database import BUSY_TIMEOUT_S, LOCK_RETRIES, SCHEMA_NAME, SCHEMA_VERSION, TIMING_COLUMNS
 from batchlab.store.export import (
     CONFIG_COLUMNS,
@@ -33,12 +40,15 @@ from batchlab.store.export import (
     get_exporter,
     register_exporter,
 )
-from batchlab.store.runs import RunRecord, RunStore
+from batchlab.store.record import RunRecord
+from batchlab.store.runs import RunStore
 
 __all__ = [
+    "Action",
     "BUSY_TIMEOUT_S",
     "CONFIG_COLUMNS",
     "DIVERGED",
+    "Decision",
     "ENDED_STATUSES",
     "EXPORT_COLUMNS",
     "EXPORT_FORMATS",
@@ -46,12 +56,14 @@ __all__ = [
     "Exporter",
     "Labels",
     "FAILED",
+    "FAILED_TO_TRAIN",
     "FINAL_STATUSES",
     "FINISHED",
     "INTERRUPTED",
     "LOCK_RETRIES",
     "RUNNING",
     "RunRecord",
+    "RunStatus",
     "RunStore",
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
@@ -59,9 +71,11 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "TIMING_COLUMNS",
     "atomic_write",
+    "decide",
     "export_runs",
     "flat_run",
     "get_exporter",
+    "is_result",
     "register_exporter",
     "write_text_atomically",
 ]

@@ -4,8 +4,8 @@ Tables, in the spirit of MLflow's tracking model:
 
 * ``meta(key, value)``: ``schema = batchlab-runs`` and ``schema_version`` (:data:`SCHEMA_VERSION`);
   a file without them is refused, so batchlab never writes into someone else's database.
-* ``runs``: one row per run id (the hash of the resolved config) with its status (``running``,
-  ``finished``, ``diverged``, ``failed``, ``interrupted``), config, environment and summary as JSON, timestamps
+* ``runs``: one row per run id (the hash of the resolved config) with its status (one of
+  :class:`batchlab.store.status.RunStatus`), config, environment and summary as JSON, timestamps
   (ISO 8601, UTC), host and pid.
 * ``metrics(run_id, epoch, key, value, wall_time)``: one value per (run, epoch, key).
 * ``timings``: rows measured by ``batchlab timing`` (per-update time of one model and batch size).
@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import Any, Self
 
 from batchlab.errors import StoreError
+from batchlab.store.status import STATUSES
 
 SCHEMA_NAME = "batchlab-runs"
 # 2: status ``interrupted`` (a run stopped by the user, resumable).
 # 3: tables ``tags`` and ``notes``.
+# 4: status ``failed to train`` (a run that ended without learning, batchlab.store.status).
 # Older stores are upgraded in place, one version at a time, when opened (see _UPGRADES).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # How long one statement waits for another process's write lock before SQLite gives up.
 BUSY_TIMEOUT_S = 30.0
@@ -49,7 +51,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS runs (
         run_id TEXT PRIMARY KEY,
-        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'diverged', 'failed', 'interrupted')),
+        status TEXT NOT NULL CHECK (status IN (%s)),
         config TEXT NOT NULL,
         environment TEXT NOT NULL,
         summary TEXT NOT NULL,
@@ -57,7 +59,7 @@ _SCHEMA = (
         started TEXT,
         finished TEXT,
         host TEXT,
-        pid INTEGER)""",
+        pid INTEGER)""" % ", ".join(f"'{status}'" for status in STATUSES),
     "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status)",
     """CREATE TABLE IF NOT EXISTS metrics (
         run_id TEXT NOT NULL,
@@ -352,13 +354,15 @@ class Database:
 
 
 def _upgrade_runs_table(conn: sqlite3.Connection) -> None:
-    """Version 1 → 2: rebuild ``runs`` with the status check that allows ``interrupted``
-    (SQLite cannot alter a CHECK constraint in place). Runs inside the caller's transaction."""
-    conn.execute("ALTER TABLE runs RENAME TO runs_version_1")
+    """Rebuild ``runs`` with the status check of today's statuses (SQLite cannot alter a CHECK
+    constraint in place): version 1 → 2 (``interrupted``) and 3 → 4 (``failed to train``); every
+    row is copied as it is. Runs inside the caller's transaction, so an upgrade that fails
+    leaves the store as it was."""
+    conn.execute("ALTER TABLE runs RENAME TO runs_before_upgrade")
     conn.execute("DROP INDEX IF EXISTS runs_by_status")
     conn.execute(_SCHEMA[1])
-    conn.execute("INSERT INTO runs SELECT * FROM runs_version_1")
-    conn.execute("DROP TABLE runs_version_1")
+    conn.execute("INSERT INTO runs SELECT * FROM runs_before_upgrade")
+    conn.execute("DROP TABLE runs_before_upgrade")
 
 
 def _add_tag_tables(conn: sqlite3.Connection) -> None:
@@ -369,7 +373,7 @@ def _add_tag_tables(conn: sqlite3.Connection) -> None:
 
 
 # _UPGRADES[v - 1] takes a store from version v to v + 1, inside the opening transaction.
-_UPGRADES = (_upgrade_runs_table, _add_tag_tables)
+_UPGRADES = (_upgrade_runs_table, _add_tag_tables, _upgrade_runs_table)
 
 
 def _is_locked(error: sqlite3.Error) -> bool:

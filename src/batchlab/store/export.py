@@ -22,7 +22,8 @@ from batchlab.models.architecture import architecture
 from batchlab.errors import StoreError
 from batchlab.files import json_default, strict_json
 from batchlab.store.identity import fingerprints, with_digest
-from batchlab.store.runs import RunRecord, RunStore
+from batchlab.store.record import RunRecord
+from batchlab.store.runs import RunStore
 
 # Per-epoch metrics of one run: a function from run id to ``[{"epoch": e, key: value, …}, …]``.
 MetricsLookup = Callable[[str], list[dict]]

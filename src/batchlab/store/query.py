@@ -27,7 +27,7 @@ from batchlab.models.architecture import default_widths
 from batchlab.config import RunConfig
 from batchlab.errors import StoreError
 from batchlab.store.status import STATUSES
-from batchlab.store.runs import RunRecord
+from batchlab.store.record import RunRecord
 
 CONFIG_KEYS = tuple(field.name for field in dataclasses.fields(RunConfig))
 # The numbers a run's summary holds (train/session.py's build_summary, and the test set's).

@@ -20,15 +20,17 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from batchlab.errors import StoreError
 from batchlab.files import atomic_write, json_default
-from batchlab.store.status import ENDED_STATUSES, FINAL_STATUSES, INTERRUPTED, RUNNING, STATUSES
+from batchlab.store.decision import Action, Decision, decide
+from batchlab.store.record import RunRecord, record_from_row
+from batchlab.store.status import FINAL_STATUSES, INTERRUPTED, RUNNING, STATUSES
 from batchlab.store.database import TIMING_COLUMNS, Database
+from batchlab.store.query import conditions_from_mapping, filter_runs
 
 _TIMING_FLAGS = ("extrapolated", "synthetic_data")
 _TIMING_JSON = ("environment", "extra")
@@ -40,36 +42,6 @@ MIN_PREFIX = 4
 # A tag: no spaces (it is one word on the command line) and no commas (they separate the
 # alternatives of ``--where tag=a,b``).
 MAX_TAG_LENGTH = 64
-
-# What :meth:`RunStore.claim_run` decided.
-CLAIM_STARTED = "started"
-CLAIM_ENDED = "ended"
-CLAIM_BUSY = "busy"
-
-
-@dataclass
-class RunRecord:
-    """One row of the ``runs`` table, JSON columns decoded."""
-
-    run_id: str
-    status: str
-    config: dict[str, Any]
-    environment: dict[str, Any]
-    summary: dict[str, Any]
-    created: str
-    started: str | None
-    finished: str | None
-    host: str | None = None
-    pid: int | None = None
-
-    @property
-    def ended(self) -> bool:
-        """True for a run that is a result (finished or diverged)."""
-        return self.status in ENDED_STATUSES
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 class RunStore(Database):
     """A batchlab run store at ``path`` (created with its parent folders unless ``create=False``).
@@ -95,54 +67,57 @@ class RunStore(Database):
     def get(self, run_id: str) -> RunRecord | None:
         """The run ``run_id``, or None when the store has no such run."""
         rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     def start_run(self, run_id: str, config: dict, environment: dict, *, force: bool = False) -> None:
-        """Record that ``run_id`` is running in this process (:meth:`claim_run`); a run that is
-        already ended (without ``force``) or that another live process trains is refused."""
-        outcome, record = self.claim_run(run_id, config, environment, force=force)
-        if outcome == CLAIM_ENDED:
+        """Record that ``run_id`` is running in this process (:meth:`claim_run`, resuming from its
+        checkpoint when it has one); a run that is already ended (without ``force``) or that
+        another live process trains is refused."""
+        checkpoint = None if force else self.load_checkpoint(run_id)
+        decision = self.claim_run(run_id, config, environment, force=force, checkpoint=checkpoint)
+        record = decision.record
+        if decision.action == Action.ENDED:
             raise StoreError(
                 f"run {run_id} is already {record.status} in {self.path}; allowed: force=True (--force) to train it again"
             )
-        if outcome == CLAIM_BUSY:
+        if decision.action == Action.BUSY:
             raise StoreError(
                 f"run {run_id} is being trained by process {record.pid} on {record.host}; allowed: wait for it to end"
             )
 
     def claim_run(
-        self, run_id: str, config: dict, environment: dict, *, force: bool = False
-    ) -> tuple[str, RunRecord | None]:
-        """Decide in one transaction who trains ``run_id``, and record it; returns
-        ``(outcome, record)``:
+        self,
+        run_id: str,
+        config: dict,
+        environment: dict,
+        *,
+        force: bool = False,
+        checkpoint: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """Decide in one transaction who trains ``run_id`` (:func:`batchlab.store.decision.decide`
+        on its row and ``checkpoint``, the one the caller would resume from), and record it:
 
-        * ``("ended", record)``: the store holds it as finished or diverged and ``force`` is off;
-          nothing is written.
-        * ``("busy", record)``: another live process on this host is training it (its row is
-          ``running`` with that host and pid); nothing is written. A process on another host
-          cannot be checked, so its run is taken over.
-        * ``("started", None)``: this process now trains it: status ``running``, a new start
-          time, this host and pid. The metrics of an unfinished run are kept only when a
-          checkpoint exists to resume from (the resumed epochs then overwrite themselves). With
-          ``force`` an ended run's metrics, weights, checkpoint and the analysis records whose
-          key names its id are removed first.
+        * ``ended``: the store holds it as a result and ``force`` is off; nothing is written.
+        * ``busy``: another live process on this host is training it (its row is ``running``
+          with that host and pid); nothing is written. A process on another host cannot be
+          checked, so its run is taken over.
+        * ``start`` / ``resume``: this process now trains it: status ``running``, a new start
+          time, this host and pid. The metrics of an unfinished run are kept only when resuming
+          (the resumed epochs then overwrite themselves). With ``force`` an ended run's metrics,
+          weights, checkpoint and the analysis records whose key names its id are removed first.
         """
-        resuming = self._checkpoint_path(run_id).exists() and not force
         now = _now()
         host, pid = socket.gethostname(), os.getpid()
 
-        def body(conn: sqlite3.Connection) -> tuple[str, RunRecord | None]:
+        def body(conn: sqlite3.Connection) -> Decision:
             row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            created = now
-            if row is not None:
-                record = _record(row)
-                if record.status in ENDED_STATUSES and not force:
-                    return CLAIM_ENDED, record
-                if held_by_live_process(record, host, pid):
-                    return CLAIM_BUSY, record
-                if record.status not in ENDED_STATUSES and not force:
-                    created = record.created
-            if not resuming:
+            record = None if row is None else record_from_row(row)
+            held = record is not None and held_by_live_process(record, host, pid)
+            decision = decide(record, checkpoint, force, held_elsewhere=held)
+            if not decision.trains:
+                return decision
+            created = now if record is None or force or record.ended else record.created
+            if decision.action != Action.RESUME:
                 conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             if force:
                 # Analyses of the old minimum (Hessian, sharpness, landscapes) name it in their key.
@@ -152,14 +127,14 @@ class RunStore(Database):
                 "started, finished, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
                 (run_id, RUNNING, _dumps(config), _dumps(environment), _dumps({}), created, now, host, pid),
             )
-            return CLAIM_STARTED, None
+            return decision
 
-        outcome, record = self._write(body)
-        if outcome == CLAIM_STARTED and force:
+        decision = self._write(body)
+        if decision.trains and force:
             # The new run owns the id from here on; the old one's files go with its rows.
             self._weights_path(run_id).unlink(missing_ok=True)
             self.delete_checkpoint(run_id)
-        return outcome, record
+        return decision
 
     def mark_interrupted(self, run_id: str) -> None:
         """Mark a ``running`` run ``interrupted`` (stopped by the user); its checkpoint stays."""
@@ -212,7 +187,7 @@ class RunStore(Database):
 
         def body(conn: sqlite3.Connection) -> dict[str, int]:
             row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if row is not None and held_by_live_process(record := _record(row), host, pid):
+            if row is not None and held_by_live_process(record := record_from_row(row), host, pid):
                 raise StoreError(f"run {run_id} is being trained by process {record.pid} on {record.host}; "
                                  "allowed: stop that process first, or wait for it to end")
             return {
@@ -260,15 +235,13 @@ class RunStore(Database):
         values, compared as :mod:`batchlab.store.query` does (numbers by value, so ``64`` matches
         ``64.0``; ``hidden`` as a list); a run lacking a key never matches it.
         """
-        from batchlab.store.query import conditions_from_mapping, filter_runs  # it imports RunRecord
-
         if status is not None and status not in STATUSES:
             raise StoreError(f"unknown run status {status!r}; allowed: {', '.join(STATUSES)}")
         if status is None:
             rows = self._read("SELECT * FROM runs ORDER BY created, run_id")
         else:
             rows = self._read("SELECT * FROM runs WHERE status = ? ORDER BY created, run_id", (status,))
-        records = [_record(row) for row in rows]
+        records = [record_from_row(row) for row in rows]
         return filter_runs(records, conditions_from_mapping(where)) if where else records
 
     def metrics(self, run_id: str) -> list[dict[str, float]]:
@@ -510,21 +483,6 @@ def _sql_value(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-def _record(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        run_id=row["run_id"],
-        status=row["status"],
-        config=json.loads(row["config"]),
-        environment=json.loads(row["environment"]),
-        summary=json.loads(row["summary"]),
-        created=row["created"],
-        started=row["started"],
-        finished=row["finished"],
-        host=row["host"],
-        pid=row["pid"],
-    )
 
 
 def check_tag(tag: str) -> str:

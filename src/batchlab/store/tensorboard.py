@@ -32,7 +32,7 @@ from typing import Any
 from batchlab.models.architecture import architecture
 from batchlab.errors import StoreError
 from batchlab.files import atomic_directory
-from batchlab.store.runs import RunRecord
+from batchlab.store.record import RunRecord
 
 # Per-epoch metric → TensorBoard scalar tag (tags sharing a prefix share a chart section).
 SCALAR_TAGS = {

@@ -25,7 +25,7 @@ from batchlab.config import RunConfig
 from batchlab.files import json_default
 from batchlab.store.export import align_columns
 from batchlab.store.identity import fingerprints
-from batchlab.store.runs import RunRecord
+from batchlab.store.record import RunRecord
 
 # Per-epoch columns in the order a reader looks for them; any other logged metric follows.
 EPOCH_COLUMNS = ("epoch", "updates", "train_loss", "train_acc", "val_loss", "val_acc", "batch_loss_mean",

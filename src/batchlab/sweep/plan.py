@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchlab.config import RunConfig, run_id
 from batchlab.training.packed import AUTO, PACKED, SEQUENTIAL, Pack, can_pack, pack_key, plan_packs
+from batchlab.store.decision import Action
 from batchlab.training.session import run_status
 
 if TYPE_CHECKING:
@@ -126,10 +127,10 @@ def plan_sweep(
     pending: list[RunConfig] = []
     for identity, config in distinct.items():
         status = run_status(store, identity, force=force)
-        if status == "ended":
+        if status == Action.ENDED:
             finished.add(identity)
             continue
-        if status == "resume":
+        if status == Action.RESUME:
             resuming.add(identity)
         pending.append(config)
 

@@ -28,7 +28,9 @@ count in the update's time, as the gather does for data on the device).
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,7 @@ from batchlab.runtime.device import resolve_device, synchronize
 from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError
 from batchlab.models.registry import build_model
+from batchlab.optim.momentum import Momentum
 from batchlab.runtime.threads import intra_op_threads, threads_for
 from batchlab.training.methods import (
     RunShape,
@@ -53,9 +56,10 @@ from batchlab.training.methods import (
     use_batch_norm_settings,
 )
 from batchlab.training.objective import CLASSIFICATION, Objective
+from batchlab.training.driver import EpochWork, checkpoint_payload, drive, restore
 from batchlab.training.progress import EpochProgress
-from batchlab.training.result import FINISHED, RunResult
-from batchlab.training.session import RunSession, epoch_row, open_store
+from batchlab.training.result import RunResult
+from batchlab.training.session import RunSession, open_store
 from batchlab.training.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
@@ -116,90 +120,102 @@ def train(
     stored = session.claim(describe_environment(device, update_threads=threads))
     if stored is not None:
         return stored
-    if session.checkpoint is not None:
-        model.load_state_dict(session.checkpoint["model"])
-        optimizer.load_state_dict(session.checkpoint["optimizer"])
-        torch.set_rng_state(session.checkpoint["rng_state"])
-
-    timer = UpdateTimer(device)
+    restore(model, optimizer, session.checkpoint)
+    step = SingleStep(model, optimizer, splits.train, objective, shape, config, threads)
     reporter = EpochProgress(config.epochs, enabled=progress, label=f"{config.model} B={batch_size}")
-    session.log_plain = reporter.plain
-    reporter.skip_to(session.start_epoch - 1)
-    updates = session.updates
-    try:
-        for epoch in range(session.start_epoch, config.epochs + 1):
-            model.train()
-            order = datasets.epoch_permutation(n_train, epoch - 1, config.seed, config.shuffle)
-            batches = split_batches(splits.train, order.to(splits.train.device), slices, device)
-            loss_sum = torch.zeros((), device=device)
-            epoch_updates = 0
-            synchronize(device)
-            epoch_start = time.perf_counter()
-            with intra_op_threads(threads):
-                for _ in slices:
-                    if config.max_updates is not None and updates >= config.max_updates:
-                        break
-                    timer.start()
-                    x, y = next(batches)
-                    set_learning_rate(optimizer, schedule.lr_at(updates))
-                    loss = objective.loss(model(x), y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    timer.stop()
-                    # Accumulated on the device: a NaN anywhere in the epoch survives the sum, and
-                    # no per-step host synchronization is needed to notice it.
-                    loss_sum += loss.detach()
-                    epoch_updates += 1
-                    updates += 1
-            synchronize(device)
-            epoch_time = time.perf_counter() - epoch_start
-            timer.flush()
-
-            row = epoch_row(
-                epoch,
-                train=evaluate(model, splits.train, objective=objective),
-                val=None if splits.val is None else evaluate(model, splits.val, objective=objective),
-                batch_loss_sum=loss_sum.item(),
-                updates=updates,
-                epoch_updates=epoch_updates,
-                epoch_time_s=epoch_time,
-                metric=objective.metric_name,
-            )
-            ended = session.end_of_epoch(row)
-            reporter.update(epoch, row)
-            if ended:
-                break
-            session.save_checkpoint(checkpoint_payload(epoch, updates, model, optimizer, session.history))
-    except KeyboardInterrupt:
-        session.interrupted()
-        raise
-    finally:
-        reporter.close()
-
-    return session.finish(
-        batch_size=batch_size,
-        n_train=n_train,
-        updates_per_epoch=len(slices),
-        timing=timer.summary(),
-        test=(evaluate(model, splits.test, objective=objective)
-              if session.status == FINISHED and splits.test is not None else None),
-        weights=model.state_dict(),
-    )
+    (result,) = drive(step, [session], splits, objective, reporter,
+                      shape={"batch_size": batch_size, "n_train": n_train, "updates_per_epoch": len(slices)})
+    return result
 
 
-def checkpoint_payload(
-    epoch: int, updates: int, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict[str, float]]
-) -> dict:
-    """What a run resumes from after ``epoch``: weights, optimizer state, the CPU RNG, history."""
-    return {
-        "epoch": epoch,
-        "updates": updates,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "rng_state": torch.get_rng_state(),
-        "history": history,
-    }
+class SingleStep:
+    """One model's updates for the epoch driver (:mod:`batchlab.training.driver`): the lecture's
+    mini-batch loop of the module docstring.
+
+    The update is kept free of per-update Python work that does not change its numbers: the
+    learning rate is set only when the schedule changes it, the batch losses are kept on the
+    device and summed once per epoch (no host synchronization per update; a NaN anywhere in the
+    epoch survives the sum), the update budget is turned into a count before the epoch, the
+    lecture's momentum rule updates all tensors with a few ``torch._foreach_*`` kernels (bitwise
+    the same numbers as one kernel per tensor), gradients are dropped by setting them to None
+    (what ``zero_grad(set_to_none=True)`` does, without its profiler range), and the optimizer's
+    step runs without torch's per-step profiler range when no step hook is registered
+    (:func:`unprofiled_step`).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, train: Any, objective: Objective,
+                 shape: RunShape, config: RunConfig, threads: int) -> None:
+        self.model, self.optimizer, self.train, self.objective = model, optimizer, train, objective
+        self.shape, self.config, self.threads = shape, config, threads
+        self.device = next((p.device for p in model.parameters()), train.device)
+        self.timer = UpdateTimer(self.device)
+        self.constant_lr = shape.schedule.is_constant
+        if isinstance(optimizer, Momentum):
+            for group in optimizer.param_groups:
+                group["foreach"] = True
+        self.params = [param for group in optimizer.param_groups for param in group["params"]]
+        self.optimizer_step = unprofiled_step(optimizer)
+
+    def train_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
+        config, model, optimizer, loss_of = self.config, self.model, self.optimizer, self.objective.loss
+        params, optimizer_step = self.params, self.optimizer_step
+        slices, schedule, timer = self.shape.slices, self.shape.schedule, self.timer
+        count = len(slices) if limit is None else max(0, min(len(slices), limit))
+        model.train()
+        order = datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, config.shuffle)
+        batches = self._batches(order, slices[:count])
+        losses: list[torch.Tensor] = []
+        if self.constant_lr:
+            set_learning_rate(optimizer, schedule.lr_at(updates))
+        synchronize(self.device)
+        epoch_start = time.perf_counter()
+        with intra_op_threads(self.threads):
+            for update in range(updates, updates + count):
+                timer.start()
+                x, y = next(batches)
+                if not self.constant_lr:
+                    set_learning_rate(optimizer, schedule.lr_at(update))
+                loss = loss_of(model(x), y)
+                for param in params:
+                    param.grad = None
+                loss.backward()
+                optimizer_step()
+                timer.stop()
+                losses.append(loss.detach())
+        synchronize(self.device)
+        seconds = time.perf_counter() - epoch_start
+        timer.flush()
+        loss_sum = torch.stack(losses).sum().item() if losses else 0.0
+        first = [losses[0].item()] if updates == 0 and losses else None
+        return EpochWork(len(losses), seconds, [loss_sum], first)
+
+    def _batches(self, order: torch.Tensor, slices: Sequence[tuple[int, int]]):
+        """The epoch's batches: gathered on the device with ``index_select`` (one kernel each, no
+        advanced-indexing dispatch) for data on the device, read and copied for streamed data."""
+        train = self.train
+        if not isinstance(train, datasets.TensorSplit):
+            return split_batches(train, order.to(train.device), slices, self.device)
+        order = order.to(train.device)
+        x, y = train.x, train.y
+        return ((x.index_select(0, order[start:end]), y.index_select(0, order[start:end])) for start, end in slices)
+
+    def evaluate(self, split: Any, rows: Sequence[int] | None = None) -> list[tuple[float, float]]:
+        return [evaluate(self.model, split, objective=self.objective)]
+
+    def checkpoint(self, row: int, epoch: int, updates: int) -> dict[str, Any]:
+        return checkpoint_payload(epoch, updates, self.model.state_dict(), self.optimizer.state_dict())
+
+    def weights(self, row: int) -> Mapping[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def keep(self, rows: list[int]) -> None:
+        """One run: it never goes on without itself."""
+
+    def agree(self, ending: list[bool]) -> list[bool]:
+        return ending
+
+    def timing(self) -> dict[str, Any]:
+        return self.timer.summary()
 
 
 def task_config_and_splits(
@@ -258,6 +274,23 @@ def initial_model_and_optimizer(
         load_initial_weights(model, config, weights)
     model = model.to(device)
     return model, build_run_optimizer(config, model.parameters(), shape)
+
+
+def unprofiled_step(optimizer: torch.optim.Optimizer) -> Callable[[], Any]:
+    """``optimizer.step`` without the wrapper torch puts around every optimizer's ``step`` (a
+    profiler range and the step hooks, :meth:`torch.optim.Optimizer.profile_hook_step`) — the
+    same update, two fewer dispatcher calls each time. The wrapped step is kept when a step hook
+    is registered, or when the wrapper is not there to look through."""
+    from torch.optim import optimizer as optimizer_module
+
+    step = type(optimizer).step
+    plain = getattr(step, "__wrapped__", None)
+    hooks = (getattr(optimizer, "_optimizer_step_pre_hooks", None), getattr(optimizer, "_optimizer_step_post_hooks", None),
+             getattr(optimizer_module, "_global_optimizer_pre_hooks", None),
+             getattr(optimizer_module, "_global_optimizer_post_hooks", None))
+    if plain is None or any(hook is None or len(hook) for hook in hooks):
+        return optimizer.step
+    return functools.partial(plain, optimizer)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:

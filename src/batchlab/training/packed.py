@@ -78,9 +78,10 @@ from batchlab.training.packed_plan import (
 )
 from batchlab.training.packed_state import PackedMomentum, momentum_row_from_optimizer, optimizer_state_dict
 from batchlab.training.packed_step import PackedModel, evaluate_pack, make_step
+from batchlab.training.driver import EpochWork, checkpoint_payload, drive, restore
 from batchlab.training.progress import EpochProgress
-from batchlab.training.result import FINISHED, RunResult
-from batchlab.training.session import RunSession, epoch_row, open_store
+from batchlab.training.result import RunResult
+from batchlab.training.session import RunSession, open_store
 from batchlab.training.update_timer import UpdateTimer
 
 if TYPE_CHECKING:
@@ -216,9 +217,7 @@ def _train_packed(
         if stored is not None:  # another process ended it meanwhile
             results.append(stored)
             continue
-        if session.checkpoint is not None:
-            model.load_state_dict(session.checkpoint["model"])
-            optimizer.load_state_dict(session.checkpoint["optimizer"])
+        restore(model, optimizer, session.checkpoint)
         runs.append(_Run(session, model, momentum_row_from_optimizer(optimizer, model)))
     # Runs resumed at different points train as separate packs (see the module docstring).
     groups: dict[tuple[int, int], list[_Run]] = {}
@@ -232,142 +231,114 @@ def _train_packed(
 def _train_together(
     runs: list[_Run], device: torch.device, splits, progress: bool | None, threads: int, task: "Task | None" = None
 ) -> list[RunResult]:
-    """Train ``runs`` (all resuming at the same epoch) as one pack; the loop of loop.py, K-wide."""
+    """Train ``runs`` (all resuming at the same epoch) as one pack with the epoch driver."""
     objective = task.objective if task is not None else CLASSIFICATION
     shared = runs[0].config  # every field of the pack key is the same for all runs
-    n_train = len(splits.train)
-    batch_size = datasets.resolve_batch_size(shared.batch_size, n_train)
-    slices = datasets.batch_index_slices(n_train, batch_size, drop_last=shared.drop_last)
-
-    model = PackedModel.from_models([run.model for run in runs])
-    optimizer = PackedMomentum([run.config for run in runs], torch.stack([run.momentum_row for run in runs]),
-                               model.layout.columns)
+    step = PackStep([run.config for run in runs], [run.model for run in runs], [run.momentum_row for run in runs],
+                    device, splits.train, objective, threads, start_update=runs[0].session.updates)
     for run in runs:
         run.model = run.momentum_row = None  # the pack holds the only copy from here on
-    schedules = [run_shape(run.config, n_train).schedule for run in runs]
-    scheduled = not all(schedule.is_constant for schedule in schedules)
-    optimizer.set_lr([schedule.lr_at(runs[0].session.updates) for schedule in schedules])
-    step = make_step(model, optimizer, splits.train, loss=objective.loss)
-    batch_lengths = sorted({end - start for start, end in slices})
-    capture_s = step.prepare(batch_lengths)  # CUDA graphs are captured here, outside the timing
-    active = list(runs)
-    pack_size = len(runs)
-
-    timer = _PackTimer(device)
-    start_epoch, updates = runs[0].session.start_epoch, runs[0].session.updates
-    reporter = EpochProgress(shared.epochs, enabled=progress, label=f"{shared.model} B={batch_size} ×{pack_size}")
-    for run in runs:
-        run.session.log_plain = reporter.plain
-    reporter.skip_to(start_epoch - 1)
-    results: list[RunResult] = []
-
-    try:
-        for epoch in range(start_epoch, shared.epochs + 1):
-            orders = torch.stack(
-                [datasets.epoch_permutation(n_train, epoch - 1, run.config.seed, shared.shuffle) for run in active]
-            ).to(device)
-            step.loss_sum.zero_()
-            epoch_updates = 0
-            synchronize(device)
-            epoch_start = time.perf_counter()
-            with intra_op_threads(threads):
-                for start, end in slices:
-                    if shared.max_updates is not None and updates >= shared.max_updates:
-                        break
-                    if scheduled:
-                        optimizer.set_lr([schedule.lr_at(updates) for schedule in schedules])
-                    timer.start()
-                    step(orders[:, start:end])
-                    timer.stop(len(active))
-                    epoch_updates += 1
-                    updates += 1
-            synchronize(device)
-            epoch_time = (time.perf_counter() - epoch_start) / len(active)  # amortized over the pack
-            timer.flush()
-
-            batch_loss_sums = step.loss_sum.tolist()
-            train_losses, train_metrics = evaluate_pack(model, splits.train, objective=objective)
-            if splits.val is not None:
-                val_losses, val_metrics = evaluate_pack(model, splits.val, objective=objective)
-            ending: list[int] = []
-            for k, run in enumerate(active):
-                row = epoch_row(
-                    epoch,
-                    train=(train_losses[k], train_metrics[k]),
-                    val=None if splits.val is None else (val_losses[k], val_metrics[k]),
-                    batch_loss_sum=batch_loss_sums[k],
-                    updates=updates,
-                    epoch_updates=epoch_updates,
-                    epoch_time_s=epoch_time,
-                    metric=objective.metric_name,
-                )
-                if run.session.end_of_epoch(row):
-                    ending.append(k)
-                else:
-                    last_lr = schedules[k].lr_at(max(updates - 1, 0))
-                    run.session.save_checkpoint(_checkpoint(run, k, epoch, updates, model, optimizer, last_lr))
-            reporter.update(epoch, _median_row(run.session.history[-1] for run in active))
-
-            if ending:
-                timing = timer.summary() | {"pack_size": pack_size, "pack_capture_time_s": capture_s}
-                shape = {"batch_size": batch_size, "n_train": n_train, "updates_per_epoch": len(slices)}
-                results += _finish_runs([active[k] for k in ending], model.select(ending), timing, shape, splits,
-                                        objective)
-                keep = [k for k in range(len(active)) if k not in ending]
-                if not keep:
-                    break
-                # Ended runs leave the pack; the rest go on as a smaller pack.
-                active = [active[k] for k in keep]
-                schedules = [schedules[k] for k in keep]
-                model, optimizer = model.select(keep), optimizer.select(keep)
-                step = make_step(model, optimizer, splits.train, loss=objective.loss)
-                capture_s += step.prepare(batch_lengths)
-    except KeyboardInterrupt:
-        for run in active:
-            run.session.interrupted()
-        raise
-    finally:
-        reporter.close()
-    return results
+    reporter = EpochProgress(shared.epochs, enabled=progress,
+                             label=f"{shared.model} B={step.batch_size} ×{step.pack_size}")
+    shape = {"batch_size": step.batch_size, "n_train": len(splits.train), "updates_per_epoch": len(step.slices)}
+    return drive(step, [run.session for run in runs], splits, objective, reporter, shape=shape)
 
 
-def _checkpoint(
-    run: _Run, k: int, epoch: int, updates: int, model: PackedModel, optimizer: PackedMomentum, lr: float
-) -> dict:
-    """Run ``k``'s checkpoint in loop.py's payload format (``lr``: the rate of its last update)."""
-    state = model.single_state_dict(k)
-    parameters = {name: state[name] for name in model.layout.names}
-    return {
-        "epoch": epoch,
-        "updates": updates,
-        "model": state,
-        "optimizer": optimizer_state_dict(run.config, model.layout, parameters, optimizer.buffer[k], lr),
-        "rng_state": torch.get_rng_state(),
-        "history": run.session.history,
-    }
+class PackStep:
+    """K runs' updates as one stacked step, for the epoch driver (:mod:`batchlab.training.driver`).
 
+    Each run walks its own permutation, so an epoch's K index vectors form one (K, B) gather;
+    each run's learning rate is set per row before an update only when some run's schedule
+    changes. Runs that end leave the pack (:meth:`keep`), which is then rebuilt from the
+    remaining rows (and its CUDA graphs captured again, outside the timing). The advisor's trace
+    (:mod:`batchlab.experiments.advise.trace`) drives the same step update by update
+    (:meth:`update`), on its own evaluation schedule.
+    """
 
-def _finish_runs(
-    runs: list[_Run], model: PackedModel, timing: dict[str, Any], shape: dict[str, int], splits,
-    objective=CLASSIFICATION,
-) -> list[RunResult]:
-    """Finish ``runs``, whose parameters are the rows of ``model`` in the same order: test
-    accuracy of the finished ones in one vectorized pass, then each session's end."""
-    finished = [k for k, run in enumerate(runs) if run.session.status == FINISHED]
-    test_scores: dict[int, tuple[float, float]] = {}
-    if finished and splits.test is not None:
-        losses, accs = evaluate_pack(model.select(finished), splits.test, objective=objective)
-        test_scores = {k: (loss, acc) for k, loss, acc in zip(finished, losses, accs)}
-    return [
-        run.session.finish(**shape, timing=timing, test=test_scores.get(k), weights=model.single_state_dict(k))
-        for k, run in enumerate(runs)
-    ]
+    def __init__(self, configs: Sequence[RunConfig], models: Sequence[torch.nn.Module],
+                 momentum_rows: Sequence[torch.Tensor], device: torch.device, train, objective,
+                 threads: int = 0, start_update: int = 0) -> None:
+        """Stack ``models`` (one per config, with the momentum buffer row of each) into one pack;
+        ``start_update``: the update the runs resume at (their learning rates start there)."""
+        self.device, self.train, self.objective, self.threads = device, train, objective, threads
+        self.configs = list(configs)
+        shared = self.configs[0]
+        n_train = len(train)
+        self.batch_size = datasets.resolve_batch_size(shared.batch_size, n_train)
+        self.slices = datasets.batch_index_slices(n_train, self.batch_size, drop_last=shared.drop_last)
+        self.batch_lengths = sorted({end - start for start, end in self.slices})
+        self.model = PackedModel.from_models(list(models))
+        self.optimizer = PackedMomentum(self.configs, torch.stack(list(momentum_rows)), self.model.layout.columns)
+        self.schedules = [run_shape(config, n_train).schedule for config in self.configs]
+        self.scheduled = not all(schedule.is_constant for schedule in self.schedules)
+        self.optimizer.set_lr([schedule.lr_at(start_update) for schedule in self.schedules])
+        self.pack_size = len(self.configs)
+        self.timer = _PackTimer(device)
+        self.capture_s = 0.0
+        self._build_step()
 
+    def _build_step(self) -> None:
+        self.step = make_step(self.model, self.optimizer, self.train, loss=self.objective.loss)
+        # CUDA graphs are captured here, outside the timing.
+        self.capture_s += self.step.prepare(self.batch_lengths)
 
-def _median_row(rows) -> dict[str, float]:
-    """One row for the pack's progress line: the median of each metric over the active runs."""
-    rows = list(rows)
-    return {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+    def update(self, index: torch.Tensor) -> None:
+        """One update of every run: row k on the examples ``index[k]`` (a (K, b) index tensor)."""
+        self.step(index)
+
+    def train_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
+        shared, step, optimizer, timer = self.configs[0], self.step, self.optimizer, self.timer
+        slices = self.slices if limit is None else self.slices[:max(0, limit)]
+        orders = torch.stack([datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, shared.shuffle)
+                              for config in self.configs]).to(self.device)
+        step.loss_sum.zero_()
+        first = None
+        size = len(self.configs)
+        synchronize(self.device)
+        epoch_start = time.perf_counter()
+        with intra_op_threads(self.threads):
+            for update, (start, end) in enumerate(slices, start=updates):
+                if self.scheduled:
+                    optimizer.set_lr([schedule.lr_at(update) for schedule in self.schedules])
+                timer.start()
+                step(orders[:, start:end])
+                timer.stop(size)
+                if update == 0:
+                    first = step.loss_sum.clone()  # each run's loss of its first update
+        synchronize(self.device)
+        seconds = (time.perf_counter() - epoch_start) / size  # amortized over the pack
+        timer.flush()
+        return EpochWork(len(slices), seconds, step.loss_sum.tolist(), None if first is None else first.tolist())
+
+    def evaluate(self, split, rows: Sequence[int] | None = None) -> list[tuple[float, float]]:
+        model = self.model if rows is None else self.model.select(list(rows))
+        losses, metrics = evaluate_pack(model, split, objective=self.objective)
+        return list(zip(losses, metrics))
+
+    def checkpoint(self, row: int, epoch: int, updates: int) -> dict[str, Any]:
+        """Run ``row``'s checkpoint in loop.py's format (its optimizer state at the rate of its
+        last update)."""
+        state = self.model.single_state_dict(row)
+        parameters = {name: state[name] for name in self.model.layout.names}
+        lr = self.schedules[row].lr_at(max(updates - 1, 0))
+        optimizer_state = optimizer_state_dict(self.configs[row], self.model.layout, parameters,
+                                               self.optimizer.buffer[row], lr)
+        return checkpoint_payload(epoch, updates, state, optimizer_state)
+
+    def weights(self, row: int) -> dict[str, torch.Tensor]:
+        return self.model.single_state_dict(row)
+
+    def keep(self, rows: list[int]) -> None:
+        self.configs = [self.configs[k] for k in rows]
+        self.schedules = [self.schedules[k] for k in rows]
+        self.model, self.optimizer = self.model.select(rows), self.optimizer.select(rows)
+        self._build_step()
+
+    def agree(self, ending: list[bool]) -> list[bool]:
+        return ending
+
+    def timing(self) -> dict[str, Any]:
+        return self.timer.summary() | {"pack_size": self.pack_size, "pack_capture_time_s": self.capture_s}
 
 
 class _PackTimer:

@@ -4,10 +4,11 @@ Every trainer — one run (loop.py), many runs in one stacked step (packed.py), 
 Ray worker and recorded on the driver (ray_executor.py) — and the sweep planner ask a session,
 so each rule below is written once:
 
-1. **Ended?** A run the store holds as finished or diverged is a result: it is returned as
-   stored, never trained again, unless ``force``.
+1. **Ended?** A run the store holds as a result (finished, diverged, failed to train) is
+   returned as stored, never trained again, unless ``force``.
 2. **Claim.** Before the first update the session claims the run in one store transaction
-   (:meth:`RunStore.claim_run`). The claim sees what other processes did meanwhile: a run that
+   (:meth:`RunStore.claim_run`, which asks the one decision, :func:`batchlab.store.decision.decide`).
+   The claim sees what other processes did meanwhile: a run that
    another process ended since step 1 is returned from the store; one that another live process
    on this host is training is waited for, then returned from the store (or taken over, if that
    process died). With ``force``, the old result is replaced here — after the caller has its
@@ -19,8 +20,11 @@ so each rule below is written once:
    phase, Gupta et al. 2020); then the update budget (``max_updates``); then
    ``stop_patience`` (Keskar et al.'s "until the training loss stops improving"); then the last
    epoch. A run that goes on is checkpointed by its trainer.
-5. **Finish**: one summary builder, the final weights beside the store, the final status.
-6. **Interrupted** (Ctrl-C): the run is marked ``interrupted`` and resumes from its last
+5. **Settle**: a run that ends finished but did not learn ends ``failed to train`` instead, with
+   the reason in its summary (``failure``; :func:`batchlab.store.status.training_failure`);
+   like every result it is not trained again unless forced.
+6. **Finish**: one summary builder, the final weights beside the store, the final status.
+7. **Interrupted** (Ctrl-C): the run is marked ``interrupted`` and resumes from its last
    checkpoint the next time it is asked for.
 """
 
@@ -35,8 +39,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchlab.config import RunConfig, run_id
-from batchlab.store.runs import CLAIM_ENDED, CLAIM_STARTED
-from batchlab.training.result import DIVERGED, ENDED_STATUSES, FINISHED, RunResult
+from batchlab.store.decision import Action, decide
+from batchlab.store.status import DIVERGED, FAILED_TO_TRAIN, FINISHED, training_failure
+from batchlab.training.result import RunResult
 
 if TYPE_CHECKING:
     import torch
@@ -115,17 +120,17 @@ class RunSession:
         self.diverged_epoch: int | None = None
         self.stopped_early_at: int | None = None
         self.reached_target_at: int | None = None
+        self.initial_loss: float | None = None
+        self.failure: str | None = None
 
     # ------------------------------------------------------------------ before training
 
     def stored_result(self) -> RunResult | None:
         """The stored result when the store holds this run as ended (and ``force`` is off)."""
-        if self.store is None or self.force:
+        if self.store is None:
             return None
-        record = self.store.get(self.run_id)
-        if record is not None and record.status in ENDED_STATUSES:
-            return result_from_record(record, self.store)
-        return None
+        decision = decide(self.store.get(self.run_id), None, self.force)
+        return result_from_record(decision.record, self.store) if decision.action == Action.ENDED else None
 
     def claim(self, environment: dict[str, Any]) -> RunResult | None:
         """Make this process the run's trainer; returns the stored result instead when another
@@ -144,22 +149,27 @@ class RunSession:
         stored_config = self.config.to_dict() | {"device": self.device_type}
         announced_wait = False
         while True:
-            outcome, record = self.store.claim_run(self.run_id, stored_config, self.environment, force=self.force)
-            if outcome == CLAIM_ENDED:
-                return result_from_record(record, self.store)
-            if outcome == CLAIM_STARTED:
+            checkpoint = None if self.force else self.store.load_checkpoint(self.run_id)
+            decision = self.store.claim_run(self.run_id, stored_config, self.environment, force=self.force,
+                                            checkpoint=checkpoint)
+            if decision.action == Action.ENDED:
+                return result_from_record(decision.record, self.store)
+            if decision.trains:
                 break
+            record = decision.record
             if not announced_wait:
                 print(f"batchlab: run {self.run_id} is being trained by process {record.pid} on "
                       f"{record.host}; waiting for it to end", file=sys.stderr, flush=True)
                 announced_wait = True
             _wait()
         self.force = False  # the old result is gone now; a retried claim must not drop this one
-        self.checkpoint = self.store.load_checkpoint(self.run_id)
+        self.checkpoint = checkpoint if decision.action == Action.RESUME else None
         if self.checkpoint is not None:
             self.history = [dict(row) for row in self.checkpoint["history"]]
-            self.start_epoch = int(self.checkpoint["epoch"]) + 1
+            self.start_epoch = decision.start_epoch
             self.updates = int(self.checkpoint["updates"])
+            # Checkpoints written before the failed-to-train rule lack it; rule 1 is then skipped.
+            self.initial_loss = self.checkpoint.get("initial_loss")
             print(f"batchlab: run {self.run_id} resuming from epoch {self.start_epoch}", file=sys.stderr, flush=True)
         return None
 
@@ -188,6 +198,18 @@ class RunSession:
             self.stopped_early_at = epoch
             return True
         return epoch >= self.config.epochs
+
+    def settle(self, num_classes: int | None = None) -> None:
+        """Apply the failed-to-train rule to a run that ends ``finished``
+        (:func:`batchlab.store.status.training_failure`; ``num_classes`` for the chance rule of a
+        classifier, None otherwise)."""
+        if self.status != FINISHED or not self.history:
+            return
+        last = self.history[-1]
+        accuracy = last.get("train_acc") if num_classes is not None else None
+        self.failure = training_failure(self.initial_loss, last["train_loss"], accuracy, num_classes)
+        if self.failure is not None:
+            self.status = FAILED_TO_TRAIN
 
     def save_checkpoint(self, payload: Mapping[str, Any]) -> None:
         """Keep ``payload`` (loop.py's checkpoint format) so the run can resume after this epoch."""
@@ -229,6 +251,10 @@ class RunSession:
         )
         if self.config.target_train_acc is not None:
             summary["reached_target_at"] = self.reached_target_at
+        if self.initial_loss is not None:
+            summary["initial_loss"] = self.initial_loss
+        if self.failure is not None:
+            summary["failure"] = self.failure
         if test is not None and self.status == FINISHED:
             summary["test_loss"], summary[f"test_{self.metric_name}"] = test
         if self.store is not None:
@@ -326,16 +352,14 @@ def result_from_record(record: Any, store: "RunStore") -> RunResult:
 
 
 def run_status(store: "RunStore | None", identity: str, *, force: bool = False) -> str:
-    """What a trainer asked for ``identity`` would do: ``ended`` (returned as stored),
-    ``resume`` (continues from a checkpoint) or ``start`` — the sweep planner's question."""
+    """What a trainer asked for ``identity`` would do (:func:`batchlab.store.decision.decide`):
+    ``ended`` (returned as stored), ``resume`` (continues from a checkpoint) or ``start`` — the
+    sweep planner's question. A run another process trains now is planned as it would be once
+    that process ends."""
     if store is None:
-        return "start"
-    if force:
-        return "start"
-    record = store.get(identity)
-    if record is not None and record.status in ENDED_STATUSES:
-        return "ended"
-    return "resume" if store.has_checkpoint(identity) else "start"
+        return Action.START
+    checkpoint = None if force else store.load_checkpoint(identity)
+    return decide(store.get(identity), checkpoint, force).action
 
 
 def record_trained_elsewhere(
@@ -353,10 +377,10 @@ def record_trained_elsewhere(
     device_type = str(result.environment.get("device", result.config.device)).split(":")[0]
     stored_config = result.config.to_dict() | {"device": device_type}
     while True:
-        outcome, record = store.claim_run(result.run_id, stored_config, result.environment, force=force)
-        if outcome == CLAIM_ENDED:
-            return result_from_record(record, store)
-        if outcome == CLAIM_STARTED:
+        decision = store.claim_run(result.run_id, stored_config, result.environment, force=force)
+        if decision.action == Action.ENDED:
+            return result_from_record(decision.record, store)
+        if decision.trains:
             break
         _wait()
     for row in result.epochs:
@@ -383,4 +407,6 @@ def log_summary(identity: str, status: str, summary: Mapping[str, Any]) -> None:
         parts.append(f"update={summary['time_per_update_s'] * 1e3:.3f}ms")
     if summary.get("diverged_epoch") is not None:
         parts.append(f"diverged at epoch {summary['diverged_epoch']}")
+    if summary.get("failure") is not None:
+        parts.append(f"({summary['failure']})")
     print(" ".join(parts), file=sys.stderr, flush=True)

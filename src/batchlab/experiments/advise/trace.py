@@ -4,15 +4,18 @@
 Why its own loop rather than :func:`batchlab.run_sweep`: the sweep's trainers evaluate once per
 epoch, and at B = 1 one epoch of mnist-5k is 3,600 updates, so S(B) would be known only to a
 multiple of 3,600 at small B and to a factor of two or more at large B — useless on a log-log
-steps-vs-batch figure. This loop is built from the packed trainer's own pieces and follows it
-update for update, so a configuration's trajectory here is the one ``batchlab train`` gives it:
+steps-vs-batch figure. This loop drives the packed trainer's own step
+(:class:`batchlab.training.packed.PackStep`, the step the epoch driver gives K runs) update by
+update, so a configuration's trajectory here is the one ``batchlab train`` gives it:
 
 * initialization by :func:`batchlab.training.loop.initial_model_and_optimizer` (seeded, on the CPU);
 * data order ``epoch_permutation(n, e − 1, seed, shuffle)`` walked in slices of B;
 * the packed step (:func:`batchlab.training.packed_step.make_step`: ``vmap`` of the gradient and the
-  lecture's momentum for every run at once, a CUDA graph on a GPU);
+  lecture's momentum for every run at once, a CUDA graph on a GPU) of the run's objective — the
+  registry's cross-entropy, or a user task's own loss (``objective``), as the epoch driver's
+  steps take it;
 
-and evaluates the target's metric (:func:`batchlab.training.packed_step.evaluate_pack`) after the
+and evaluates the target's metric (:meth:`PackStep.evaluate`) after the
 updates of :func:`~batchlab.experiments.advise.target.evaluation_schedule` instead of after every epoch.
 A run leaves the pack once it reaches the target (its S is known) or its loss is no longer finite
 (``diverged``); the others go on until the update budget. What each run did is returned as a
@@ -33,13 +36,15 @@ from batchlab import data as datasets
 from batchlab.experiments.advise.target import Target, evaluation_schedule, steps_to_target
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError
+from batchlab.store.status import RunStatus
 from batchlab.training.loop import initial_model_and_optimizer
-from batchlab.training.packed_state import PackedMomentum, momentum_row_from_optimizer
-from batchlab.training.packed_step import PackedModel, evaluate_pack, make_step
+from batchlab.training.objective import CLASSIFICATION, Objective
+from batchlab.training.packed import PackStep
+from batchlab.training.packed_state import momentum_row_from_optimizer
 
 REACHED = "reached"
 NOT_REACHED = "not reached"
-DIVERGED = "diverged"
+DIVERGED = RunStatus.DIVERGED  # a trace ends as a run does when its loss is not finite
 
 # Builds a run's starting model and optimizer; the registry's by default. A user's own model
 # factory plugs in here.
@@ -80,12 +85,15 @@ def train_to_target(
     initializer: Initializer = initial_model_and_optimizer,
     snapshot_at: Sequence[int] = (),
     stop_at_target: bool = True,
+    objective: Objective = CLASSIFICATION,
 ) -> list[TraceOutcome]:
     """Train ``configs`` (one batch size, one architecture; any η, λ, seed) as one pack until each
     reaches ``target``, diverges, or has made ``budget`` updates; outcomes in the order given.
 
     ``snapshot_at``: updates after which each run's weights are copied (for measurements along
     the trajectory); with ``stop_at_target=False`` runs go on to ``budget`` after reaching it.
+    ``objective``: the loss each update differentiates and the loss and metric evaluated (a
+    user task's :attr:`batchlab.Task.objective`; cross-entropy and accuracy by default).
     """
     if not configs:
         return []
@@ -99,22 +107,17 @@ def train_to_target(
         raise ConfigError(
             f"target {target.key} needs a validation split; allowed: val_fraction > 0 or a train_* target")
     n_train = len(splits.train)
-    batch_size = datasets.resolve_batch_size(shared.batch_size, n_train)
-    slices = datasets.batch_index_slices(n_train, batch_size, drop_last=shared.drop_last)
     schedule = set(evaluation_schedule(budget, ratio))
     snapshots = set(snapshot_at)
 
-    rows: list[Any] = []
-    buffers = []
+    models, buffers = [], []
     for config in configs:
         model, optimizer = initializer(config, splits, device)
-        rows.append(model)
+        models.append(model)
         buffers.append(momentum_row_from_optimizer(optimizer, model))
-    packed = PackedModel.from_models(rows)
-    optimizer = PackedMomentum(list(configs), torch.stack(buffers), packed.layout.columns)
-    del rows, buffers
-    step = make_step(packed, optimizer, splits.train)
-    step.prepare(sorted({end - start for start, end in slices}))
+    pack = PackStep(configs, models, buffers, device, splits.train, objective)
+    del models, buffers
+    slices = pack.slices
 
     active = list(range(len(configs)))  # original index of each row of the pack
     traces: list[list[tuple[int, float]]] = [[] for _ in configs]
@@ -130,33 +133,30 @@ def train_to_target(
         leaving = []
         if update in snapshots:
             for row, index in enumerate(active):
-                kept[index][update] = {k: v.cpu() for k, v in packed.single_state_dict(row).items()}
+                kept[index][update] = {k: v.cpu() for k, v in pack.weights(row).items()}
         if update not in schedule:
             return leaving
-        losses, accuracies = evaluate_pack(packed, evaluated)
-        values = accuracies if target.metric.endswith("_acc") else losses
-        for row, index in enumerate(active):
-            traces[index].append((update, float(values[row])))
-            if not math.isfinite(losses[row]):
+        for row, (index, (loss, metric)) in enumerate(zip(active, pack.evaluate(evaluated))):
+            value = loss if target.metric.endswith("_loss") else metric
+            traces[index].append((update, float(value)))
+            if not math.isfinite(loss):
                 status[index] = DIVERGED
                 leaving.append(row)
-            elif steps[index] is None and target.reached(values[row]):
+            elif steps[index] is None and target.reached(value):
                 status[index], steps[index] = REACHED, update
                 if stop_at_target:
                     leaving.append(row)
         return leaving
 
     def leave(rows_leaving: list[int], update: int) -> None:
-        nonlocal active, packed, optimizer, step
+        nonlocal active
         now = time.perf_counter() - started
         for row in rows_leaving:
             seconds[active[row]], made[active[row]] = now, update
         keep = [row for row in range(len(active)) if row not in rows_leaving]
         active = [active[row] for row in keep]
         if active:
-            packed, optimizer = packed.select(keep), optimizer.select(keep)
-            step = make_step(packed, optimizer, splits.train)
-            step.prepare(sorted({end - start for start, end in slices}))
+            pack.keep(keep)
 
     update, epoch = 0, 0
     leave_now = look(0)
@@ -169,7 +169,7 @@ def train_to_target(
         for start, end in slices:
             if update >= budget or not active:
                 break
-            step(orders[:, start:end])
+            pack.update(orders[:, start:end])
             update += 1
             leave_now = look(update)
             if leave_now:

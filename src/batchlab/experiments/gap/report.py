@@ -18,6 +18,7 @@ from batchlab.experiments.gap.experiment import NetworkPlan
 from batchlab.experiments.gap.plots import LinePanel, plot_parametric, plot_sharpness
 from batchlab.experiments.gap.tables import Finding, NetworkNumbers, findings_paragraph, network_findings, sharpness_keys
 from batchlab.geometry.landscape import ParametricLine
+from batchlab.store.status import FINISHED
 
 SECTION_ID = "gap"
 SECTION_TITLE = "Generalization: small vs large batch and sharp minima (Keskar et al. 2017)"
@@ -160,12 +161,12 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
     notes += [n["note"] + "." for n in plan["networks"] if n.get("note")]
     for network in record["networks"]:
         runs = network["runs"]
-        unfinished = [r for r in runs if r["status"] != "finished"]
+        unfinished = [r for r in runs if r["status"] != FINISHED]
         if unfinished:
             notes.append(f"{network['plan']['paper']}: {len(unfinished)} run(s) did not finish "
                          f"({', '.join(r['status'] for r in unfinished)}) and are left out of the tables.")
         target = network["plan"].get("target_train_acc")
-        capped = [r for r in runs if r["status"] == "finished" and not r["stopped_early_at"]
+        capped = [r for r in runs if r["status"] == FINISHED and not r["stopped_early_at"]
                   and not r.get("reached_target_at")]
         if capped:
             before = (f"before reaching the training-accuracy target {target:.0%}" if target is not None

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from batchlab.experiments.gap.report import pass_note
 from batchlab.experiments.largebatch.plots import plot_methods
 from batchlab.experiments.largebatch.tables import MethodNumbers, Verdict
+from batchlab.store.status import FINISHED
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
@@ -76,7 +77,7 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
     notes.append("The papers' claims are in their own settings (ImageNet, BERT, batches of 8k–32k on hundreds of "
                  "accelerators); the rows here test the same ideas on a small network, where a method can fail "
                  "for reasons the papers did not face (a few dozen large-batch updates in all).")
-    unfinished = [r for r in record["runs"] if r["status"] != "finished"]
+    unfinished = [r for r in record["runs"] if r["status"] != FINISHED]
     if unfinished:
         notes.append(f"{len(unfinished)} run(s) did not finish ("
                      + ", ".join(f"{r['method']} seed {r['seed']}: {r['status']}" for r in unfinished)

@@ -43,6 +43,7 @@ from batchlab.experiments.lecture.scales import (
 )
 from batchlab.report.context import LECTURE_KIND, LECTURE_SETTINGS_KEY, NOISE_KIND, TOY_KEY, TOY_KIND
 from batchlab.store import RunStore
+from batchlab.store.status import FINISHED
 
 if TYPE_CHECKING:
     from batchlab.experiments.gap.experiment import GapPlan
@@ -201,7 +202,7 @@ def run_noise_stage(store: RunStore, scale: LectureScale, study: AccuracyStudy, 
 
     config = critical_point_config(scale, study, device, data_dir)
     result = train(config, store=store, progress=run_progress)
-    if result.status != "finished":
+    if result.status != FINISHED:
         say(f"      the full-batch run {result.run_id} {result.status}; no noise measurement")
         return
     restored = restore_run(store, result.run_id, device)
