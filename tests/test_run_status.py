@@ -8,7 +8,7 @@ import pytest
 from batchlab.store.decision import Action, decide
 from batchlab.store.record import RunRecord
 from batchlab.store.status import (
-    CHANCE_FACTOR,
+    CHANCE_MARGIN,
     FAILED_TO_TRAIN,
     FINISHED,
     STATUSES,
@@ -38,10 +38,10 @@ FAILURE_CASES = [
     (2.30, 2.40, 0.95, 10, True),             # loss rose above the initial loss
     (2.30, 2.30, 0.50, 10, False),            # equal to the initial loss is not above it
     (2.30, 1.90, 0.10, 10, True),             # accuracy at chance: 1/10
-    (2.30, 1.90, 0.15, 10, True),             # at the threshold 1.5/10
-    (2.30, 1.90, 0.16, 10, False),            # above it
-    (0.69, 0.60, 0.74, 2, True),              # two classes: threshold 0.75
-    (0.69, 0.60, 0.76, 2, False),
+    (2.30, 1.90, 0.145, 10, True),            # at the threshold 0.1 + 0.05 × 0.9
+    (2.30, 1.90, 0.15, 10, False),            # above it
+    (0.69, 0.60, 0.52, 2, True),              # two classes: threshold 0.525
+    (0.69, 0.60, 0.53, 2, False),             # a binary classifier a little above guessing trained
     (None, 9.00, 0.90, 10, False),            # initial loss unknown (an old checkpoint): rule 1 skipped
     (1.00, 0.50, None, None, False),          # not a classifier: loss rule only
     (1.00, 1.50, None, None, True),
@@ -55,7 +55,7 @@ def test_the_failed_to_train_rule(initial, final, accuracy, classes, fails):
     reason = training_failure(initial, final, accuracy, classes)
     assert (reason is not None) is fails
     if fails:
-        assert ("initial" in reason) or ("chance" in reason and f"{CHANCE_FACTOR:g}" in reason)
+        assert ("initial" in reason) or ("chance" in reason and f"{CHANCE_MARGIN:g}" in reason)
 
 
 def record(status, host="elsewhere", pid=1):
