@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from batchlab.cli import main
-from batchlab.commands._options import REGISTRY_OPTIONS
+from batchlab.task.options import REGISTRY_OPTIONS
 
 FILES = ["--model-file", "net.py:make_model", "--data-file", "blobs.py:load_data"]
 COMMANDS = {

@@ -11,6 +11,7 @@ import pytest
 
 from batchlab.cli import main
 from batchlab.store import RunStore
+from batchlab.store.status import is_result
 from batchlab.task.files import neighbour_modules, task_from_files
 
 HELPERS = """
@@ -151,4 +152,7 @@ def test_ray_workers_get_the_neighbours_shipped_with_the_task(files, tmp_path, c
     capsys.readouterr()
     with RunStore(tmp_path / "ray.db") as on_ray, RunStore(tmp_path / "local.db") as local:
         assert {r.run_id for r in on_ray.runs()} == {r.run_id for r in local.runs()}
-        assert all(r.status == "finished" for r in on_ray.runs())
+        # Trained, as locally (one epoch of this tiny model may end "failed to train": a result too).
+        statuses = {r.run_id: r.status for r in on_ray.runs()}
+        assert statuses == {r.run_id: r.status for r in local.runs()}
+        assert all(is_result(status) for status in statuses.values()), statuses

@@ -15,13 +15,11 @@ from batchlab.commands._options import (
     batch_size_value,
     hidden_width,
     output_file,
-    registry_fields,
     seed_value,
-    user_task,
 )
 from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES
 from batchlab.optim.registry import OPTIMIZERS
-from batchlab.task.options import add_task_options
+from batchlab.task.options import add_task_options, registry_fields, user_task
 
 EXPORT_FORMATS = ("csv", "json")
 

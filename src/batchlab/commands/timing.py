@@ -18,9 +18,8 @@ from batchlab.commands._options import (
     output_dir,
     progress_on,
     seed_value,
-    user_task_files,
 )
-from batchlab.task.options import add_task_options
+from batchlab.task.options import add_task_options, user_task_files
 
 DEFAULT_OUT = Path("batchlab-report") / "timing"
 # The command line's defaults, written here so that `--help` needs no torch; equal to

@@ -13,13 +13,12 @@ from batchlab.commands._options import (
     batch_size_value,
     hidden_width,
     seed_value,
-    user_task,
 )
 from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES, RunConfig
 from batchlab.commands._limits import check_model_memory, model_memory_errors
 from batchlab.optim.recipes import RECIPES
 from batchlab.optim.registry import OPTIMIZERS
-from batchlab.task.options import add_task_options
+from batchlab.task.options import add_task_options, user_task
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +58,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options that make up one RunConfig (shared with other commands)."""
     defaults = RunConfig()
     # The options that choose the registry's model and data default to None ("not given"), so
-    # that with --model-file/--data-file a given one is refused (commands._options.user_task_files);
+    # that with --model-file/--data-file a given one is refused (batchlab.task.options.user_task_files);
     # config_from_args fills in RunConfig's defaults.
     parser.add_argument("--dataset", default=None, help=f"dataset name (default: {defaults.dataset}; see `batchlab data list`)")
     parser.add_argument("--model", default=None, help="mlp, keskar-f1, keskar-c1, cnn (default: mlp)")

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 from batchlab.commands import OneLineParser
 from batchlab.commands import train as train_command
-from batchlab.commands._options import user_task_files
 from batchlab.distributed.trainer import train_on_rank
 from batchlab.errors import UserError
+from batchlab.task.options import user_task_files
 
 EXIT_USAGE = 2
 
