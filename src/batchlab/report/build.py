@@ -22,7 +22,7 @@ from batchlab.report.context import ReportContext
 from batchlab.report.document import FigureItem, Report, ReportSection, TableItem
 from batchlab.report.figures import write_figure_files
 from batchlab.report.html import render_html
-from batchlab.report.registry import section_builders
+from batchlab.report.registry import section_builders, summary_row_builders
 from batchlab.store import RunStore
 
 REPORT_TITLE = "Batch and Momentum, measured on this machine"
@@ -31,7 +31,7 @@ SUMMARY_SCHEMA = "batchlab-lecture-summary/1"
 
 def build_report(store: RunStore, *, title: str = REPORT_TITLE) -> tuple[Report, ReportContext]:
     """The report of everything ``store`` holds, and the context it was built from."""
-    ctx = ReportContext(store)
+    ctx = ReportContext(store, summary_row_builders())
     report = Report(title=title, subtitle=_subtitle(ctx), facts=report_facts(ctx))
     for builder in section_builders():
         section = coerce_section(builder.build(ctx), builder.id)
