@@ -6,8 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from batchlab.commands._experiment import load_text, print_record_json, write_record
+from batchlab.commands._experiment import finish_experiment, load_text
 from batchlab.commands._options import add_experiment_options
+from batchlab.experiments.shape import SCALES
 
 DEFAULT_OUT = Path("batchlab-report") / "gap"
 
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Example: batchlab gap --scale quick --seeds 2 --store batchlab-runs/runs.db --out batchlab-report/gap",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--scale", choices=("quick", "full"), default="quick",
+    parser.add_argument("--scale", choices=SCALES, default="quick",
                         help="quick: minutes on a CPU, departs from the paper where stated; full: the paper's "
                         "setting (default: quick)")
     parser.add_argument("--seeds", type=int, default=None,
@@ -45,8 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_gap_command(args: argparse.Namespace) -> int:
-    from batchlab.experiments.gap.experiment import plan_gap, run_gap
-    from batchlab.experiments.gap.report import gap_figures
+    from batchlab.experiments.gap import EXPERIMENT, plan_gap, run_gap
     from batchlab.store import RunStore
 
     started = time.perf_counter()
@@ -54,21 +54,12 @@ def run_gap_command(args: argparse.Namespace) -> int:
                     data_dir=str(args.data_dir) if args.data_dir else None, subspace=args.subspace)
     with RunStore(args.store) as store:
         result = run_gap(plan, store, progress=args.progress)
-    record = result.to_dict()
-    written = write_record(record, args.out, "gap.json", gap_figures)
-    elapsed = time.perf_counter() - started
-    if args.format == "json":
-        print_record_json(record, written)
-        return 0
-    print(result.accuracy.render())
-    print()
-    print(result.sharpness.render())
-    print()
-    print(result.paragraph)
-    print()
-    print(format_times(record, elapsed))
-    print(f"store {args.store}; wrote " + ", ".join(str(p) for p in written))
-    return 0
+
+    def text(record: dict) -> str:
+        return "\n\n".join([result.accuracy.render(), result.sharpness.render(), result.paragraph,
+                             format_times(record, time.perf_counter() - started)])
+
+    return finish_experiment(args, EXPERIMENT, result.to_dict(), text)
 
 
 def format_times(record: dict, elapsed: float) -> str:

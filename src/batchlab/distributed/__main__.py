@@ -9,12 +9,12 @@ process 0 and exit code 2 from every process.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 
 from batchlab.errors import UserError
+from batchlab.files import strict_json_text
 
 EXIT_USAGE = 2
 
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if result is not None:
         if args.format == "json":
-            print(json.dumps(result.to_dict(), indent=2, default=str))
+            print(strict_json_text(result.to_dict()))  # strict JSON, as batchlab train prints it
         else:
             print(format_result(result, args.store))
     return 0
