@@ -79,7 +79,7 @@ def report_facts(ctx: ReportContext) -> list[tuple[str, str]]:
         facts.append(("Run settings", settings_text(settings)))
     if lecture.get("stage_seconds"):
         stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in lecture["stage_seconds"].items())
-        facts.append(("Last `batchlab lecture`", f"{lecture.get('total_seconds', 0):.0f} s in all ({stages})"))
+        facts.append(("Last `batchlab lecture`", f"{lecture_seconds(lecture):.0f} s in all ({stages})"))
     if lecture.get("notes"):
         facts.append(("Notes", " · ".join(str(note) for note in lecture["notes"])))
     finished = sum(r.status == "finished" for r in ctx.runs)
@@ -88,6 +88,12 @@ def report_facts(ctx: ReportContext) -> list[tuple[str, str]]:
                            f"{len(ctx.timing_points)} timing points"))
     facts.append(("Generated", time.strftime("%Y-%m-%d %H:%M:%S %Z")))
     return facts
+
+
+def lecture_seconds(lecture: dict[str, Any]) -> float:
+    """How long the last ``batchlab lecture`` took: its envelope's seconds (``total_seconds`` in a
+    record written before the experiments shared one envelope)."""
+    return float(lecture.get("seconds", lecture.get("total_seconds")) or 0.0)
 
 
 def settings_text(settings: dict[str, Any] | list) -> str:
@@ -113,7 +119,7 @@ def summary_data(report: Report, ctx: ReportContext, figure_files: list[str]) ->
         "environment": lecture.get("environment"),
         "settings": dict(lecture.get("settings") or []),
         "stage_seconds": lecture.get("stage_seconds"),
-        "total_seconds": lecture.get("total_seconds"),
+        "total_seconds": lecture_seconds(lecture) if lecture else None,
         "sections": [{"id": s.id, "title": s.title, "figures": [f.id for f in s.figures]} for s in report.sections],
         "figures": figure_files,
         "summary_table": ctx.summary.to_dict(),
