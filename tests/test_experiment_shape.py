@@ -60,6 +60,11 @@ def test_every_experiment_registers_kind_scales_and_sections():
     for kind in ("gap", "largebatch", "advise"):
         assert registered[kind].json_name == f"{kind}.json" and registered[kind].figures is not None
         assert registered[kind].scales == ("quick", "full")
+    for experiment in registered.values():
+        plan = experiment.plan("quick")
+        assert getattr(plan, "scale", getattr(plan, "name", None)) == "quick" and callable(experiment.run)
+        with pytest.raises(ConfigError, match="unknown scale 'huge'; allowed: "):
+            experiment.plan("huge")
     sections = [s.id for e in registered.values() for s in e.sections]
     assert sections == ["gap", "gap-paper", "largebatch", "advise"]
 

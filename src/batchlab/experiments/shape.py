@@ -159,14 +159,19 @@ class Experiment:
     """What the commands and the report need to know about one experiment.
 
     ``kind``: the kind of its record in the store (also its command's name); ``scales``: what
-    ``--scale`` allows; ``json_name``: the file its command writes to ``--out``; ``figures``: its
-    figures from a stored record; ``sections``: its sections of the report; ``summary_rows``: the
-    rows it adds to the report's summary table.
+    ``--scale`` allows; ``plan(scale, **overrides)``: what it will do at a scale, every override
+    checked (a ConfigError before anything trains); ``run(plan, store, **options)``: trains and
+    measures into the store and returns the result, whose ``to_dict()`` is the record (its body
+    and the :class:`Envelope`); ``json_name``: the file its command writes to ``--out``;
+    ``figures``: its figures from a stored record; ``sections``: its sections of the report;
+    ``summary_rows``: the rows it adds to the report's summary table.
     """
 
     kind: str
     title: str
     scales: tuple[str, ...] = SCALES
+    plan: Callable[..., Any] | None = None
+    run: Callable[..., Any] | None = None
     json_name: str = ""
     figures: FigureList | None = None
     sections: tuple[Section, ...] = field(default_factory=tuple)

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 EXPERIMENT = register_experiment(Experiment(
     kind=RECORD_KIND,
     title="Which batch size: steps, examples and time to a target",
+    plan=plan_advise,
+    run=run_advise,
     json_name="advise.json",
     figures=advise_figures,
     sections=(Section("advise", ORDER_SUMMARY + 5, advise_section),),

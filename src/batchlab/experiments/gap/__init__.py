@@ -23,6 +23,8 @@ from batchlab.experiments.shape import ORDER_GENERALIZATION, Experiment, Section
 EXPERIMENT = register_experiment(Experiment(
     kind=RECORD_KIND,
     title="Keskar et al.'s generalization gap: small vs large batch, sharp minima",
+    plan=plan_gap,
+    run=run_gap,
     json_name="gap.json",
     figures=gap_figures,
     # The lecture's flat-vs-sharp comparison first, then batchlab gap's own record beside it.

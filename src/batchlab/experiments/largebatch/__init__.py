@@ -29,6 +29,8 @@ from batchlab.experiments.shape import ORDER_GENERALIZATION, Experiment, Section
 EXPERIMENT = register_experiment(Experiment(
     kind=RECORD_KIND,
     title="Large batches without the gap: the methods side by side",
+    plan=plan_largebatch,
+    run=run_largebatch,
     json_name="largebatch.json",
     figures=largebatch_figures,
     # "Having both": right after the gap the methods try to close.

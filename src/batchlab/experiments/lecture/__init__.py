@@ -32,8 +32,13 @@ from batchlab.report.context import LECTURE_KIND
 
 # The lecture's sections (timing, accuracy, noise, summary, momentum) are the report's own
 # (batchlab.report.sections); its flat-vs-sharp comparison is a gap record, shown by the gap's section.
-EXPERIMENT = register_experiment(Experiment(kind=LECTURE_KIND, title="The lecture's experiments, measured here",
-                                            scales=tuple(SCALES)))
+EXPERIMENT = register_experiment(Experiment(
+    kind=LECTURE_KIND,
+    title="The lecture's experiments, measured here",
+    scales=tuple(SCALES),
+    plan=get_scale,
+    run=lambda plan, store, **options: run_lecture(store, plan, **options),
+))
 
 __all__ = [
     "EXPERIMENT",
