@@ -107,15 +107,16 @@ def test_the_experiment_tail_writes_and_prints_strict_json(tmp_path, capsys):
     record = {"plan": {"scale": "quick"}, "loss": float("nan"), "sharpness": [1.0, float("inf"), float("-inf")],
               "environment": {}, "seconds": 1.0, "created": "2026-01-01T00:00:00+00:00", "load_average": [None, None]}
     args = type("Args", (), {"out": tmp_path, "format": "json", "store": "runs.db"})()
-    experiment = Experiment(kind="test", title="test", json_name="test.json")
-    assert finish_experiment(args, experiment, record, lambda r: "text") == 0
+    experiment = Experiment(kind="test", title="test", json_name="test.json",
+                            text=lambda r: f"scale {r['plan']['scale']}")
+    assert finish_experiment(args, experiment, record) == 0
     printed = strict_loads(capsys.readouterr().out)
     assert printed["loss"] is None and printed["sharpness"] == [1.0, None, None]
     assert printed["files"] == [str(tmp_path / "test.json")]
     assert strict_loads((tmp_path / "test.json").read_text())["loss"] is None
 
     args.format = "table"
-    assert finish_experiment(args, experiment, record, lambda r: f"scale {r['plan']['scale']}") == 0
+    assert finish_experiment(args, experiment, record) == 0
     assert capsys.readouterr().out.splitlines() == ["scale quick", f"store runs.db; wrote {tmp_path / 'test.json'}"]
 
 

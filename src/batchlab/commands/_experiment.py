@@ -5,13 +5,12 @@ figures written to ``--out`` first.
 * :func:`print_json` — the one way a command prints JSON: strict (NaN and ±inf become null,
   :func:`batchlab.files.strict_json_text`), so any JSON parser reads it;
 * :func:`finish` — JSON of the result (with ``files``) or its text and ``[store S; ]wrote …``;
-* :func:`finish_experiment` — an experiment's record and figures into ``--out``, then :func:`finish`;
-* :func:`load_text` — the machine's load while an experiment ran, in words.
+* :func:`finish_experiment` — an experiment's record and figures into ``--out``, then :func:`finish`
+  with the experiment's text of the record.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,11 +43,11 @@ def finish(output_format: str, data: Any, text: Callable[[], str], *, written: S
     return 0
 
 
-def finish_experiment(args: argparse.Namespace, experiment: Experiment, record: dict,
-                      text: Callable[[dict], str]) -> int:
+def finish_experiment(args: argparse.Namespace, experiment: Experiment, record: dict) -> int:
     """An experiment command's tail: ``record`` as ``--out/<json_name>`` with every figure of it
-    (PNG + SVG), then :func:`finish` (``text(record)`` is the table and words)."""
+    (PNG + SVG), then :func:`finish` with the experiment's text of the record."""
     written = write_record(record, args.out, experiment.json_name, experiment.figures)
+    text = experiment.text or (lambda _: "")
     return finish(args.format, record, lambda: text(record), written=written, store=args.store)
 
 
@@ -60,12 +59,3 @@ def write_record(record: dict, out: Path, json_name: str, figures: FigureList | 
     for figure_id, _title, _caption, figure in (figures(record) if figures is not None else ()):
         written += save_figure(figure, out / figure_id)
     return written
-
-
-def load_text(load_average: Sequence[float | None] | None) -> str:
-    """``"; load average a at the start, b at the end on N CPUs (…)"``, or "" where none was read."""
-    start, end = (list(load_average or ()) + [None, None])[:2]
-    if start is None:
-        return ""
-    return (f"; load average {start:.1f} at the start, {end:.1f} at the end on {os.cpu_count()} CPUs "
-            "(other processes stretch these times)")

@@ -4,10 +4,9 @@ size to pick on this machine."""
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from batchlab.commands._experiment import finish_experiment, load_text
+from batchlab.commands._experiment import finish_experiment
 from batchlab.commands._options import add_experiment_options, hidden_width, stage_printer
 from batchlab.experiments.shape import SCALES
 
@@ -61,10 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_advise_command(args: argparse.Namespace) -> int:
     from batchlab.config import RunConfig
     from batchlab.experiments.advise import EXPERIMENT, plan_advise, run_advise
-    from batchlab.experiments.advise.report import fit_sentence, noise_sentence, recommendation_lines, render_table
     from batchlab.store import RunStore
 
-    started = time.perf_counter()
     template = RunConfig(dataset=args.dataset, model=args.model, hidden=args.hidden, train_subset=args.train_subset,
                          val_fraction=args.val_fraction, device=args.device,
                          data_dir=str(args.data_dir) if args.data_dir else None)
@@ -74,15 +71,4 @@ def run_advise_command(args: argparse.Namespace) -> int:
                        min_updates=args.min_updates)
     with RunStore(args.store) as store:
         result = run_advise(plan, store, log=stage_printer(args.progress))
-
-    def text(record: dict) -> str:
-        lines = [render_table(record), "", *recommendation_lines(record), fit_sentence(record)]
-        noise = noise_sentence(record)
-        if noise:
-            lines.append(noise)
-        lines.append(f"took {time.perf_counter() - started:.0f} s on "
-                     f"{record['environment'].get('device_name', 'this device')}{load_text(record['load_average'])}; "
-                     f"trained {record['trained_runs']} of {len(record['runs'])} runs")
-        return "\n".join(lines)
-
-    return finish_experiment(args, EXPERIMENT, result.to_dict(), text)
+    return finish_experiment(args, EXPERIMENT, result.to_dict())

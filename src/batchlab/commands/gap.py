@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from batchlab.commands._experiment import finish_experiment, load_text
+from batchlab.commands._experiment import finish_experiment
 from batchlab.commands._options import add_experiment_options
 from batchlab.experiments.shape import SCALES
 
@@ -49,23 +48,8 @@ def run_gap_command(args: argparse.Namespace) -> int:
     from batchlab.experiments.gap import EXPERIMENT, plan_gap, run_gap
     from batchlab.store import RunStore
 
-    started = time.perf_counter()
     plan = plan_gap(args.scale, seeds=args.seeds, networks=args.networks, device=args.device,
                     data_dir=str(args.data_dir) if args.data_dir else None, subspace=args.subspace)
     with RunStore(args.store) as store:
         result = run_gap(plan, store, progress=args.progress)
-
-    def text(record: dict) -> str:
-        return "\n\n".join([result.accuracy.render(), result.sharpness.render(), result.paragraph,
-                             format_times(record, time.perf_counter() - started)])
-
-    return finish_experiment(args, EXPERIMENT, result.to_dict(), text)
-
-
-def format_times(record: dict, elapsed: float) -> str:
-    """Seconds per stage and network, the total, and the machine's load while it ran."""
-    stages = "; ".join(
-        f"{n['plan']['paper']}: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in n["seconds"].items())
-        for n in record["networks"]
-    )
-    return f"took {elapsed:.0f} s ({stages}){load_text(record.get('load_average'))}"
+    return finish_experiment(args, EXPERIMENT, result.to_dict())

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from batchlab.commands._experiment import finish_experiment, load_text
+from batchlab.commands._experiment import finish_experiment
 from batchlab.commands._options import add_experiment_options
 from batchlab.experiments.shape import SCALES
 
@@ -44,14 +43,8 @@ def run_largebatch_command(args: argparse.Namespace) -> int:
     from batchlab.experiments.largebatch import EXPERIMENT, plan_largebatch, run_largebatch
     from batchlab.store import RunStore
 
-    started = time.perf_counter()
     plan = plan_largebatch(args.scale, seeds=args.seeds, methods=args.methods, device=args.device,
                            data_dir=str(args.data_dir) if args.data_dir else None)
     with RunStore(args.store) as store:
         result = run_largebatch(plan, store, progress=args.progress)
-
-    def text(record: dict) -> str:
-        return "\n\n".join([result.table.render(), result.paragraph,
-                             f"took {time.perf_counter() - started:.0f} s{load_text(record['load_average'])}"])
-
-    return finish_experiment(args, EXPERIMENT, result.to_dict(), text)
+    return finish_experiment(args, EXPERIMENT, result.to_dict())

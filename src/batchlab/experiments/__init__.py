@@ -17,10 +17,13 @@ PACKAGES = ("lecture", "gap", "largebatch", "advise")
 
 
 def experiments() -> list[Experiment]:
-    """Every experiment, each imported (and so registered) on the first call."""
+    """Every experiment, each imported (and so registered) on the first call: those of
+    :data:`PACKAGES` in its order (each registers under its package's name), then any other
+    registered elsewhere, in the order they registered."""
     for name in PACKAGES:
         importlib.import_module(f"{__name__}.{name}")
-    return registered_experiments()
+    rank = {name: index for index, name in enumerate(PACKAGES)}
+    return sorted(registered_experiments(), key=lambda e: rank.get(e.kind, len(PACKAGES)))
 
 
 __all__ = ["PACKAGES", "experiments"]

@@ -17,6 +17,7 @@ record without a load average or with ``created`` in Unix seconds.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -99,6 +100,17 @@ class Envelope:
                    (start, end))
 
 
+def load_text(load_average: Sequence[float | None] | None) -> str:
+    """``"; load average a at the start, b at the end on N CPUs (…)"`` from an envelope's
+    ``load_average``, or "" where none was read."""
+    start, end = (list(load_average or ()) + [None, None])[:2]
+    if start is None:
+        return ""
+    at_end = "" if end is None else f", {end:.1f} at the end"
+    return (f"; load average {start:.1f} at the start{at_end} on {os.cpu_count()} CPUs "
+            "(other processes stretch these times)")
+
+
 def latest_record(store: Any, kind: str) -> dict[str, Any] | None:
     """The most recently created record of ``kind`` in ``store`` (a :class:`batchlab.store.RunStore`),
     or None when it holds none."""
@@ -163,8 +175,9 @@ class Experiment:
     checked (a ConfigError before anything trains); ``run(plan, store, **options)``: trains and
     measures into the store and returns the result, whose ``to_dict()`` is the record (its body
     and the :class:`Envelope`); ``json_name``: the file its command writes to ``--out``;
-    ``figures``: its figures from a stored record; ``sections``: its sections of the report;
-    ``summary_rows``: the rows it adds to the report's summary table.
+    ``figures``: its figures from a stored record; ``text``: what its command prints from a
+    record (tables and words); ``sections``: its sections of the report; ``summary_rows``: the
+    rows it adds to the report's summary table.
     """
 
     kind: str
@@ -174,6 +187,7 @@ class Experiment:
     run: Callable[..., Any] | None = None
     json_name: str = ""
     figures: FigureList | None = None
+    text: Callable[[Mapping[str, Any]], str] | None = None
     sections: tuple[Section, ...] = field(default_factory=tuple)
     summary_rows: SummaryRows | None = None
 

@@ -30,7 +30,7 @@ from batchlab.experiments.advise.experiment import (
     run_advise,
 )
 from batchlab.experiments.advise.fit import TradeoffFit, fit_tradeoff
-from batchlab.experiments.advise.report import advise_figures, advise_section
+from batchlab.experiments.advise.report import advise_figures, advise_section, advise_text
 from batchlab.experiments.advise.target import Target, parse_target
 from batchlab.experiments.shape import ORDER_SUMMARY, Experiment, Section, register_experiment
 
@@ -45,6 +45,7 @@ EXPERIMENT = register_experiment(Experiment(
     run=run_advise,
     json_name="advise.json",
     figures=advise_figures,
+    text=advise_text,
     sections=(Section("advise", ORDER_SUMMARY + 5, advise_section),),
 ))
 

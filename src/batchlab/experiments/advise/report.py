@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from batchlab.experiments.advise.plots import plot_noise, plot_steps, plot_time
 from batchlab.experiments.advise.experiment import RECORD_KIND
-from batchlab.experiments.shape import latest_record
+from batchlab.experiments.shape import latest_record, load_text
 from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item
 
@@ -124,6 +124,18 @@ def recommendation_lines(record: Mapping[str, Any]) -> list[str]:
     else:
         lines.append("Largest batch that fits in memory: not searched (no CUDA device).")
     return lines
+
+
+def advise_text(record: Mapping[str, Any]) -> str:
+    """What ``batchlab advise`` prints: the table, the recommendation, the fit, the noise scale, and
+    how long it took on which device (with the load) and how many runs trained."""
+    lines = [render_table(record), "", *recommendation_lines(record), fit_sentence(record)]
+    noise = noise_sentence(record)
+    if noise:
+        lines.append(noise)
+    lines.append(f"took {record['seconds']:.0f} s on {record['environment'].get('device_name', 'this device')}"
+                 f"{load_text(record.get('load_average'))}; trained {record['trained_runs']} of {len(record['runs'])} runs")
+    return "\n".join(lines)
 
 
 def advise_figures(record: Mapping[str, Any]) -> list[tuple[str, str, str, Figure]]:

@@ -17,7 +17,7 @@ Example::
 """
 
 from batchlab.experiments.gap.experiment import RECORD_KIND, GapPlan, GapResult, NetworkPlan, plan_gap, run_gap
-from batchlab.experiments.gap.report import gap_figures, gap_paper_section, gap_section, gap_summary_rows
+from batchlab.experiments.gap.report import gap_figures, gap_paper_section, gap_section, gap_summary_rows, gap_text
 from batchlab.experiments.shape import ORDER_GENERALIZATION, Experiment, Section, register_experiment
 
 EXPERIMENT = register_experiment(Experiment(
@@ -27,6 +27,7 @@ EXPERIMENT = register_experiment(Experiment(
     run=run_gap,
     json_name="gap.json",
     figures=gap_figures,
+    text=gap_text,
     # The lecture's flat-vs-sharp comparison first, then batchlab gap's own record beside it.
     sections=(Section("gap", ORDER_GENERALIZATION, gap_section),
               Section("gap-paper", ORDER_GENERALIZATION + 1, gap_paper_section)),

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from batchlab.analysis.summary import sharp_minima_rows
 from batchlab.experiments.gap.experiment import NetworkPlan
+from batchlab.experiments.shape import load_text
 from batchlab.experiments.gap.plots import LinePanel, plot_parametric, plot_sharpness
 from batchlab.experiments.gap.tables import (
     Finding,
@@ -23,6 +24,7 @@ from batchlab.experiments.gap.tables import (
     accuracy_table,
     findings_paragraph,
     network_findings,
+    Table,
     sharpness_keys,
     sharpness_table,
 )
@@ -257,3 +259,16 @@ def gap_summary_rows(ctx: ReportContext) -> list[Any]:
     missed = sum(1 for r in network["runs"] if r["status"] == "finished" and target is not None
                  and not r.get("reached_target_at"))
     return sharp_minima_rows(NetworkNumbers.from_dict(network["numbers"]), target, missed)
+
+
+def gap_text(record: Mapping[str, Any]) -> str:
+    """What ``batchlab gap`` prints: the paper's Tables 2 and 3 (and 4) beside ours, the paragraph on
+    where we agree, and the seconds per stage and network with the machine's load."""
+    tables = record["tables"]
+    stages = "; ".join(
+        f"{n['plan']['paper']}: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in n["seconds"].items())
+        for n in record["networks"]
+    )
+    return "\n\n".join([Table.from_dict(tables["accuracy"]).render(), Table.from_dict(tables["sharpness"]).render(),
+                         record["paragraph"],
+                         f"took {record['seconds']:.0f} s ({stages}){load_text(record.get('load_average'))}"])

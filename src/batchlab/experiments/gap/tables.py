@@ -162,6 +162,10 @@ class Table:
         return {"title": self.title, "columns": list(self.columns), "rows": [list(r) for r in self.rows],
                 "caption": self.caption}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Table:
+        return cls(data["title"], tuple(data["columns"]), tuple(tuple(r) for r in data["rows"]), data.get("caption", ""))
+
     def render(self) -> str:
         """Plain-text table with aligned columns."""
         widths = [max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c)

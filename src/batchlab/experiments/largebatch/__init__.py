@@ -23,7 +23,7 @@ from batchlab.experiments.largebatch.experiment import (
     plan_largebatch,
     run_largebatch,
 )
-from batchlab.experiments.largebatch.report import largebatch_figures, largebatch_section
+from batchlab.experiments.largebatch.report import largebatch_figures, largebatch_section, largebatch_text
 from batchlab.experiments.shape import ORDER_GENERALIZATION, Experiment, Section, register_experiment
 
 EXPERIMENT = register_experiment(Experiment(
@@ -33,6 +33,7 @@ EXPERIMENT = register_experiment(Experiment(
     run=run_largebatch,
     json_name="largebatch.json",
     figures=largebatch_figures,
+    text=largebatch_text,
     # "Having both": right after the gap the methods try to close.
     sections=(Section("largebatch", ORDER_GENERALIZATION + 5, largebatch_section),),
 ))

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from batchlab.experiments.gap.report import pass_note
 from batchlab.experiments.largebatch.plots import plot_methods
 from batchlab.experiments.largebatch.experiment import RECORD_KIND
-from batchlab.experiments.shape import latest_record
+from batchlab.experiments.gap.tables import Table
+from batchlab.experiments.shape import latest_record, load_text
 from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item
 from batchlab.experiments.largebatch.tables import MethodNumbers, Verdict
@@ -99,6 +100,12 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
 def timing_note(record: Mapping[str, Any]) -> str:
     """How long the pass that wrote the comparison's ``record`` took (:func:`batchlab.experiments.gap.report.pass_note`)."""
     return pass_note(record, record["runs"], "(method, seed) rows")
+
+
+def largebatch_text(record: Mapping[str, Any]) -> str:
+    """What ``batchlab largebatch`` prints: the table, the verdicts in words, the seconds and the load."""
+    return "\n\n".join([Table.from_dict(record["table"]).render(), record["paragraph"],
+                         f"took {record['seconds']:.0f} s{load_text(record.get('load_average'))}"])
 
 
 def largebatch_section(ctx: ReportContext) -> ReportSection | None:
