@@ -1,9 +1,10 @@
 """Makes runs.db (and runs-weights/) here: a tiny ``batchlab gap`` and ``batchlab advise`` run.
 
-The store in this folder was made by this script with the code of commit d80466a, before the
+The store in this folder was made by this script with the code of commit 91cdb67, before the
 experiments shared one record envelope; test_experiment_shape.py checks that today's code opens
-it, renders its records and reuses them without training again. Run from this folder:
-``PYTHONPATH=<src of that commit> python make_store.py``.
+it, renders its records and reuses them without training or measuring again. Run from this
+folder: ``PYTHONPATH=<src of that commit> python make_store.py``. A change that rightly stops
+reusing a stored measurement (a new sharpness search rule, say) makes it again at that change.
 """
 
 import tempfile
