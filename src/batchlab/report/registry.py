@@ -25,7 +25,14 @@ from batchlab.experiments.shape import (
     ORDER_SUMMARY,
     ORDER_TIMING,
 )
-from batchlab.report import sections
+from batchlab.report.sections import (
+    accuracy_section,
+    momentum_section,
+    noise_section,
+    records_section,
+    summary_section,
+    timing_section,
+)
 from batchlab.report.context import ReportContext, SummaryRows
 from batchlab.report.document import ReportSection
 
@@ -63,9 +70,9 @@ def summary_row_builders() -> list[SummaryRows]:
     return [e.summary_rows for e in experiments() if e.summary_rows is not None]
 
 
-register_section_builder("timing", sections.timing_section, order=ORDER_TIMING)
-register_section_builder("accuracy", sections.accuracy_section, order=ORDER_ACCURACY)
-register_section_builder("noise", sections.noise_section, order=ORDER_NOISE)
-register_section_builder("summary", sections.summary_section, order=ORDER_SUMMARY)
-register_section_builder("momentum", sections.momentum_section, order=ORDER_MOMENTUM)
-register_section_builder("records", sections.records_section, order=ORDER_MOMENTUM + 10)
+register_section_builder("timing", timing_section, order=ORDER_TIMING)
+register_section_builder("accuracy", accuracy_section, order=ORDER_ACCURACY)
+register_section_builder("noise", noise_section, order=ORDER_NOISE)
+register_section_builder("summary", summary_section, order=ORDER_SUMMARY)
+register_section_builder("momentum", momentum_section, order=ORDER_MOMENTUM)
+register_section_builder("records", records_section, order=ORDER_MOMENTUM + 10)
