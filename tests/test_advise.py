@@ -211,7 +211,7 @@ def test_tiny_advise_end_to_end_resumes_from_the_store(tmp_path):
         assert again.trained_runs == 0
         assert [r.get("steps") for r in again.rows] == [r.get("steps") for r in result.rows]
         from batchlab.report.context import ReportContext
-        from batchlab.report.sections import advise_section
+        from batchlab.experiments.advise.report import advise_section
 
         section = advise_section(ReportContext(store))
         assert section is not None and section.tables[0].rows

@@ -11,7 +11,7 @@ from batchlab.cli import main
 from batchlab.experiments.gap import experiment
 from batchlab.experiments.gap.experiment import NetworkPlan
 from batchlab.report.context import ReportContext
-from batchlab.report.sections import gap_section
+from batchlab.experiments.gap.report import gap_section
 from batchlab.store import RunStore
 
 

@@ -12,9 +12,8 @@ from torch import nn
 from batchlab.errors import ConfigError
 from batchlab.experiments.largebatch import tables
 from batchlab.experiments.largebatch.experiment import plan_largebatch
-from batchlab.experiments.largebatch.report import largebatch_figures
+from batchlab.experiments.largebatch.report import largebatch_figures, largebatch_section
 from batchlab.report.context import ReportContext
-from batchlab.report.sections import largebatch_section
 from batchlab.experiments.largebatch.swap import average_runs, average_state_dicts, recompute_batch_norm, swap_key, swap_weights_id
 from batchlab.experiments.largebatch.tables import (
     CLOSES,

@@ -131,9 +131,7 @@ def write_bytes_atomically(target: str | Path, payload: bytes) -> Path:
 def write_json(target: str | Path, data: Any, *, ensure_ascii: bool = True) -> Path:
     """Write ``data`` as indented strict JSON (:func:`strict_json`) and a final newline to
     ``target`` atomically; returns the path."""
-    text = json.dumps(strict_json(data), indent=2, allow_nan=False, ensure_ascii=ensure_ascii,
-                      default=json_default)
-    return write_text_atomically(target, text + "\n")
+    return write_text_atomically(target, strict_json_text(data, ensure_ascii=ensure_ascii) + "\n")
 
 
 def save_figure(figure: Figure, stem: str | Path, formats: Iterable[str] = ("png", "svg"),
@@ -215,6 +213,14 @@ def json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     raise TypeError(f"{type(value).__name__} cannot be stored as JSON")
+
+
+def strict_json_text(data: Any, *, indent: int | None = 2, ensure_ascii: bool = True) -> str:
+    """``data`` as strict JSON text (RFC 8259): NaN and infinities become null (:func:`strict_json`),
+    numpy and torch values plain numbers and lists (:func:`json_default`). The one encoder of every
+    JSON file batchlab writes and of every ``--format json`` output."""
+    return json.dumps(strict_json(data), indent=indent, allow_nan=False, ensure_ascii=ensure_ascii,
+                      default=json_default)
 
 
 def strict_json(value: Any) -> Any:

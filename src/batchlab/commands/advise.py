@@ -4,11 +4,11 @@ size to pick on this machine."""
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from batchlab.commands._experiment import print_record_json, write_record
+from batchlab.commands._experiment import finish_experiment
 from batchlab.commands._options import add_experiment_options, hidden_width, stage_printer
+from batchlab.experiments.shape import SCALES
 
 DEFAULT_OUT = Path("batchlab-report") / "advise"
 
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Example: batchlab advise --scale quick --target val_acc=0.9 --store batchlab-runs/runs.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--scale", choices=("quick", "full"), default="quick",
+    parser.add_argument("--scale", choices=SCALES, default="quick",
                         help="quick: minutes on a CPU; full: powers of two up to N, more seeds (default: quick)")
     parser.add_argument("--dataset", default="mnist-5k", help="registry dataset (default: mnist-5k)")
     parser.add_argument("--model", default="mlp", help="registry model (default: mlp, the lecture's 784-512-512-10)")
@@ -58,18 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_advise_command(args: argparse.Namespace) -> int:
-    from batchlab.experiments.advise.experiment import plan_advise, run_advise
-    from batchlab.experiments.advise.report import (
-        advise_figures,
-        fit_sentence,
-        noise_sentence,
-        recommendation_lines,
-        render_table,
-    )
     from batchlab.config import RunConfig
+    from batchlab.experiments.advise import EXPERIMENT, plan_advise, run_advise
     from batchlab.store import RunStore
 
-    started = time.perf_counter()
     template = RunConfig(dataset=args.dataset, model=args.model, hidden=args.hidden, train_subset=args.train_subset,
                          val_fraction=args.val_fraction, device=args.device,
                          data_dir=str(args.data_dir) if args.data_dir else None)
@@ -79,22 +71,4 @@ def run_advise_command(args: argparse.Namespace) -> int:
                        min_updates=args.min_updates)
     with RunStore(args.store) as store:
         result = run_advise(plan, store, log=stage_printer(args.progress))
-    record = result.to_dict()
-    written = write_record(record, args.out, "advise.json", advise_figures)
-    if args.format == "json":
-        print_record_json(record, written)
-        return 0
-    print(render_table(record))
-    print()
-    for line in recommendation_lines(record):
-        print(line)
-    print(fit_sentence(record))
-    noise = noise_sentence(record)
-    if noise:
-        print(noise)
-    load = record["load_average"]
-    print(f"took {time.perf_counter() - started:.0f} s on {record['environment'].get('device_name', 'this device')}"
-          + ("" if load[0] is None else f" (load average {load[0]:.1f} at the start, {load[1]:.1f} at the end)")
-          + f"; trained {record['trained_runs']} of {len(record['runs'])} runs")
-    print(f"store {args.store}; wrote " + ", ".join(str(p) for p in written))
-    return 0
+    return finish_experiment(args, EXPERIMENT, result.to_dict())

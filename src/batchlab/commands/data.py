@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 
+from batchlab.commands._experiment import finish
 from batchlab.commands._options import add_data_dir_option, add_progress_option, progress_on
 
 
@@ -60,11 +60,7 @@ def run_list(args: argparse.Namespace) -> int:
     from batchlab.data import dataset_status
 
     rows = dataset_status(args.data_dir)
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(format_status_table(rows))
-    return 0
+    return finish(args.format, rows, lambda: format_status_table(rows))
 
 
 def format_status_table(rows: list[dict]) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from batchlab.commands._experiment import load_text, print_record_json, write_record
+from batchlab.commands._experiment import finish_experiment
 from batchlab.commands._options import add_experiment_options
+from batchlab.experiments.shape import SCALES
 
 DEFAULT_OUT = Path("batchlab-report") / "gap"
 
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Example: batchlab gap --scale quick --seeds 2 --store batchlab-runs/runs.db --out batchlab-report/gap",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--scale", choices=("quick", "full"), default="quick",
+    parser.add_argument("--scale", choices=SCALES, default="quick",
                         help="quick: minutes on a CPU, departs from the paper where stated; full: the paper's "
                         "setting (default: quick)")
     parser.add_argument("--seeds", type=int, default=None,
@@ -45,36 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_gap_command(args: argparse.Namespace) -> int:
-    from batchlab.experiments.gap.experiment import plan_gap, run_gap
-    from batchlab.experiments.gap.report import gap_figures
+    from batchlab.experiments.gap import EXPERIMENT, plan_gap, run_gap
     from batchlab.store import RunStore
 
-    started = time.perf_counter()
     plan = plan_gap(args.scale, seeds=args.seeds, networks=args.networks, device=args.device,
                     data_dir=str(args.data_dir) if args.data_dir else None, subspace=args.subspace)
     with RunStore(args.store) as store:
         result = run_gap(plan, store, progress=args.progress)
-    record = result.to_dict()
-    written = write_record(record, args.out, "gap.json", gap_figures)
-    elapsed = time.perf_counter() - started
-    if args.format == "json":
-        print_record_json(record, written)
-        return 0
-    print(result.accuracy.render())
-    print()
-    print(result.sharpness.render())
-    print()
-    print(result.paragraph)
-    print()
-    print(format_times(record, elapsed))
-    print(f"store {args.store}; wrote " + ", ".join(str(p) for p in written))
-    return 0
-
-
-def format_times(record: dict, elapsed: float) -> str:
-    """Seconds per stage and network, the total, and the machine's load while it ran."""
-    stages = "; ".join(
-        f"{n['plan']['paper']}: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in n["seconds"].items())
-        for n in record["networks"]
-    )
-    return f"took {elapsed:.0f} s ({stages}){load_text(record.get('load_average'))}"
+    return finish_experiment(args, EXPERIMENT, result.to_dict())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from batchlab.commands._experiment import finish
 from batchlab.commands._options import (
     add_device_option,
     add_progress_option,
@@ -90,11 +90,7 @@ def run_hessian(args: argparse.Namespace) -> int:
                                          accuracy_reason(store.metrics(restored.run_id))])
     if warning:
         print(warning, file=sys.stderr)
-    if args.format == "json":
-        print(json.dumps({"key": key, **value}, indent=2, default=str))
-    else:
-        print(format_summary(value, key, args.store))
-    return 0
+    return finish(args.format, {"key": key, **value}, lambda: format_summary(value, key, args.store))
 
 
 def format_summary(value: dict, key: str, store) -> str:

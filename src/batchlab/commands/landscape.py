@@ -4,10 +4,10 @@ and optionally Li et al.'s 2-D filter-normalized contour around one of them."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from batchlab.commands._deferred import RecordsAfterSuccess
+from batchlab.commands._experiment import finish
 from batchlab.commands._options import (
     add_device_option,
     add_progress_option,
@@ -104,7 +104,7 @@ def check_grid(steps: int) -> int:
 
 def run_landscape(args: argparse.Namespace) -> int:
     from batchlab.experiments.gap.measurements import measure_contour, measure_parametric
-    from batchlab.files import save_figure, strict_json, write_json
+    from batchlab.files import save_figure, write_json
     from batchlab.experiments.gap.plots import LinePanel, plot_contour, plot_parametric
     from batchlab.store import RunStore
     from batchlab.training.restore import restore_run
@@ -149,17 +149,16 @@ def run_landscape(args: argparse.Namespace) -> int:
         store.commit()
     say("done")
 
-    if args.format == "json":
-        print(json.dumps(strict_json({**result, "files": [str(p) for p in written]}), indent=2))
-        return 0
-    print(format_line(run_a, run_b, line, reused))
-    if contour is not None:
-        grid = contour[0]
-        print(f"contour around {centre.run_id}: {len(grid.a)}×{len(grid.b)} grid over [−{grid.span:g}, {grid.span:g}]², "
-              f"loss at the minimum {grid.center_loss:.6g}, largest {max(max(r) for r in grid.loss):.6g}"
-              + (" (from the store)" if contour[2] else ""))
-    print("wrote " + ", ".join(str(p) for p in written))
-    return 0
+    def text() -> str:
+        lines = [format_line(run_a, run_b, line, reused)]
+        if contour is not None:
+            grid = contour[0]
+            lines.append(f"contour around {centre.run_id}: {len(grid.a)}×{len(grid.b)} grid over "
+                         f"[−{grid.span:g}, {grid.span:g}]², loss at the minimum {grid.center_loss:.6g}, largest "
+                         f"{max(max(r) for r in grid.loss):.6g}" + (" (from the store)" if contour[2] else ""))
+        return "\n".join(lines)
+
+    return finish(args.format, result, text, written=written)
 
 
 def format_line(run_a, run_b, line, reused: bool) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from batchlab.commands._experiment import load_text, print_record_json, write_record
+from batchlab.commands._experiment import finish_experiment
 from batchlab.commands._options import add_experiment_options
+from batchlab.experiments.shape import SCALES
 
 DEFAULT_OUT = Path("batchlab-report") / "largebatch"
 METHOD_CHOICES = ("linear-warmup", "sqrt", "lars", "lamb", "ghost-bn", "akiba", "swap", "longer")
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Example: batchlab largebatch --scale quick --store batchlab-runs/runs.db --out batchlab-report/largebatch",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--scale", choices=("quick", "full"), default="quick",
+    parser.add_argument("--scale", choices=SCALES, default="quick",
                         help="quick: minutes on a CPU; full: CIFAR-10 at Goyal's B = 256 vs 4096 (default: quick)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per method (default: 2 at quick, 3 at full)")
     parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
@@ -40,25 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_largebatch_command(args: argparse.Namespace) -> int:
-    from batchlab.experiments.largebatch.experiment import plan_largebatch, run_largebatch
-    from batchlab.experiments.largebatch.report import largebatch_figures
+    from batchlab.experiments.largebatch import EXPERIMENT, plan_largebatch, run_largebatch
     from batchlab.store import RunStore
 
-    started = time.perf_counter()
     plan = plan_largebatch(args.scale, seeds=args.seeds, methods=args.methods, device=args.device,
                            data_dir=str(args.data_dir) if args.data_dir else None)
     with RunStore(args.store) as store:
         result = run_largebatch(plan, store, progress=args.progress)
-    record = result.to_dict()
-    written = write_record(record, args.out, "largebatch.json", largebatch_figures)
-    elapsed = time.perf_counter() - started
-    if args.format == "json":
-        print_record_json(record, written)
-        return 0
-    print(result.table.render())
-    print()
-    print(result.paragraph)
-    print()
-    print(f"took {elapsed:.0f} s{load_text(record['load_average'])}")
-    print(f"store {args.store}; wrote " + ", ".join(str(p) for p in written))
-    return 0
+    return finish_experiment(args, EXPERIMENT, result.to_dict())

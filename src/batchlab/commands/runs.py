@@ -234,9 +234,7 @@ def run_runs(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    import json
-
-    from batchlab.files import json_default, strict_json
+    from batchlab.commands._experiment import finish
     from batchlab.store import RunStore
     from batchlab.store.views import RunDetails, show_text
 
@@ -244,11 +242,7 @@ def run_show(args: argparse.Namespace) -> int:
         run_id = store.resolve_run_id(args.run_id)
         details = RunDetails(store.get(run_id), store.metrics(run_id), store.records_naming(run_id),
                              store.tags().get(run_id, []), store.notes().get(run_id))
-    if args.format == "json":
-        print(json.dumps(strict_json(details.to_dict()), indent=2, default=json_default))
-    else:
-        print(show_text(details))
-    return 0
+    return finish(args.format, details.to_dict(), lambda: show_text(details))
 
 
 def run_rm(args: argparse.Namespace) -> int:

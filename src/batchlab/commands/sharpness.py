@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from batchlab.commands._experiment import finish
 from batchlab.commands._options import (
     add_device_option,
     add_progress_option,
@@ -125,11 +125,8 @@ def run_sharpness(args: argparse.Namespace) -> int:
         warning = minimum_warning(store, restored.run_id, rows)
     if warning:
         print(warning, file=sys.stderr)
-    if args.format == "json":
-        print(json.dumps([{"key": key, "run_id": restored.run_id, **row} for key, row in keyed], indent=2))
-    else:
-        print(format_table(restored, [row for _, row in keyed], args.store))
-    return 0
+    return finish(args.format, [{"key": key, "run_id": restored.run_id, **row} for key, row in keyed],
+                  lambda: format_table(restored, [row for _, row in keyed], args.store))
 
 
 def point_lines(row: dict) -> list[str]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from batchlab.commands._experiment import finish
 from batchlab.commands._options import (
     add_data_dir_option,
     add_device_option,
@@ -150,12 +150,7 @@ def run_timing(args: argparse.Namespace) -> int:
                 store.add_timing(row)
                 stored += 1
 
-    if args.format == "json":
-        print(json.dumps(table.to_dict(), indent=2))
-    else:
-        print(format_timing_table(table))
-        print()
-        print(f"figure: {', '.join(str(p) for p in figure_paths)}; data: {json_path}")
-        if stored:
-            print(f"{stored} timing rows added to {args.store}")
-    return 0
+    def text() -> str:
+        return format_timing_table(table) + (f"\n\n{stored} timing rows added to {args.store}" if stored else "")
+
+    return finish(args.format, table.to_dict(), text, written=[*figure_paths, json_path])

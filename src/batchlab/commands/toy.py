@@ -7,12 +7,12 @@ whether they held; writes ``toy.json`` and one PNG + SVG figure per surface into
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from batchlab.commands._experiment import finish
 from batchlab.commands._options import output_dir, seed_value
 from batchlab.errors import ConfigError
 
@@ -81,12 +81,7 @@ def run_toy(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     written = write_outputs(report, args.out)
-    if args.format == "json":
-        print(json.dumps({**report.to_dict(), "files": [str(p) for p in written]}, indent=2))
-    else:
-        print(format_report(report))
-        print("wrote " + ", ".join(str(p) for p in written))
-    return 0
+    return finish(args.format, report.to_dict(), lambda: format_report(report), written=written)
 
 
 def write_outputs(report: ToyReport, out: Path) -> list[Path]:

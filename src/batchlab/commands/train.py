@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from batchlab.commands._experiment import finish
 from batchlab.commands._options import (
     add_data_dir_option,
     add_device_option,
@@ -166,11 +166,7 @@ def run_train(args: argparse.Namespace) -> int:
             result = train(config, store=args.store, force=args.force, progress=args.progress,
                            keep_weights=not args.no_weights, task=task)
     hint_after_training([result], args.store)
-    if args.format == "json":
-        print(json.dumps(result.to_dict(), indent=2, default=str))
-        return 0
-    print(format_result(result, args.store))
-    return 0
+    return finish(args.format, result.to_dict(), lambda: format_result(result, args.store))
 
 
 def format_result(result, store) -> str:

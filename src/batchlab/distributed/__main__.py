@@ -11,7 +11,6 @@ process 0 and exit code 2 from every process.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from batchlab.commands import OneLineParser
 from batchlab.commands import train as train_command
 from batchlab.distributed.trainer import train_on_rank
 from batchlab.errors import UserError
+from batchlab.files import strict_json_text
 from batchlab.task.options import user_task_files
 
 EXIT_USAGE = 2
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if result is not None:
         if args.format == "json":
-            print(json.dumps(result.to_dict(), indent=2, default=str))
+            print(strict_json_text(result.to_dict()))  # strict JSON, as batchlab train prints it
         else:
             print(train_command.format_result(result, args.store))
     return 0

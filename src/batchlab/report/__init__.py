@@ -1,14 +1,15 @@
 """The lecture report: sections built from a run store, rendered as one self-contained HTML file.
 
 * :mod:`~batchlab.report.document` — ``Report``, ``ReportSection``, ``FigureItem``, ``TableItem``;
-* :mod:`~batchlab.report.registry` — which sections exist and in which order
-  (:func:`register_section_builder`, lazily imported providers such as the generalization gap);
+* :mod:`~batchlab.report.registry` — which sections exist and in which order: the lecture's own,
+  those of every experiment (declared where each is defined, :mod:`batchlab.experiments.shape`),
+  and any added with :func:`register_section_builder`;
 * :mod:`~batchlab.report.sections` — the lecture's own sections (timing, accuracy, noise,
-  summary, momentum);
+  summary, momentum, other stored records);
 * :mod:`~batchlab.report.build` — :func:`build_report` from a store, :func:`write_report` to disk.
 
 The report only reads a store and renders it; the experiments that fill one live beside it
-(:mod:`batchlab.experiments.lecture`, :mod:`batchlab.experiments.gap`, :mod:`batchlab.toy`).
+(:mod:`batchlab.experiments`, :mod:`batchlab.toy`) and bring their own sections.
 
 Example::
 

@@ -22,7 +22,7 @@ from batchlab.report.context import ReportContext
 from batchlab.report.document import FigureItem, Report, ReportSection, TableItem
 from batchlab.report.figures import write_figure_files
 from batchlab.report.html import render_html
-from batchlab.report.registry import section_builders
+from batchlab.report.registry import section_builders, summary_row_builders
 from batchlab.store import RunStore
 from batchlab.store.status import DIVERGED, FINISHED
 
@@ -32,7 +32,7 @@ SUMMARY_SCHEMA = "batchlab-lecture-summary/1"
 
 def build_report(store: RunStore, *, title: str = REPORT_TITLE) -> tuple[Report, ReportContext]:
     """The report of everything ``store`` holds, and the context it was built from."""
-    ctx = ReportContext(store)
+    ctx = ReportContext(store, summary_row_builders())
     report = Report(title=title, subtitle=_subtitle(ctx), facts=report_facts(ctx))
     for builder in section_builders():
         section = coerce_section(builder.build(ctx), builder.id)
@@ -80,7 +80,7 @@ def report_facts(ctx: ReportContext) -> list[tuple[str, str]]:
         facts.append(("Run settings", settings_text(settings)))
     if lecture.get("stage_seconds"):
         stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in lecture["stage_seconds"].items())
-        facts.append(("Last `batchlab lecture`", f"{lecture.get('total_seconds', 0):.0f} s in all ({stages})"))
+        facts.append(("Last `batchlab lecture`", f"{lecture_seconds(lecture):.0f} s in all ({stages})"))
     if lecture.get("notes"):
         facts.append(("Notes", " · ".join(str(note) for note in lecture["notes"])))
     finished = sum(r.status == FINISHED for r in ctx.runs)
@@ -89,6 +89,12 @@ def report_facts(ctx: ReportContext) -> list[tuple[str, str]]:
                            f"{len(ctx.timing_points)} timing points"))
     facts.append(("Generated", time.strftime("%Y-%m-%d %H:%M:%S %Z")))
     return facts
+
+
+def lecture_seconds(lecture: dict[str, Any]) -> float:
+    """How long the last ``batchlab lecture`` took: its envelope's seconds (``total_seconds`` in a
+    record written before the experiments shared one envelope)."""
+    return float(lecture.get("seconds", lecture.get("total_seconds")) or 0.0)
 
 
 def settings_text(settings: dict[str, Any] | list) -> str:
@@ -114,7 +120,7 @@ def summary_data(report: Report, ctx: ReportContext, figure_files: list[str]) ->
         "environment": lecture.get("environment"),
         "settings": dict(lecture.get("settings") or []),
         "stage_seconds": lecture.get("stage_seconds"),
-        "total_seconds": lecture.get("total_seconds"),
+        "total_seconds": lecture_seconds(lecture) if lecture else None,
         "sections": [{"id": s.id, "title": s.title, "figures": [f.id for f in s.figures]} for s in report.sections],
         "figures": figure_files,
         "summary_table": ctx.summary.to_dict(),

@@ -16,6 +16,7 @@ measurement of each (model, path, device, batch size, N) wins).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -26,12 +27,13 @@ from batchlab.analysis.summary import (
     machine_busy,
     primary_panel,
     protocol_panels,
-    sharp_minima_rows,
     summary_table,
 )
-from batchlab.experiments.gap.tables import NetworkNumbers
 from batchlab.store import RunRecord, RunStore
 from batchlab.store.status import FINISHED
+
+# Rows an experiment adds to the summary table, from the context (see ReportContext.summary).
+SummaryRows = Callable[["ReportContext"], Sequence[Any]]
 
 NOISE_KIND = "noise"
 GAP_KIND = "gap"
@@ -42,10 +44,15 @@ TOY_KEY = "lecture"
 
 
 class ReportContext:
-    """Lazy, cached views of one store for the section builders."""
+    """Lazy, cached views of one store for the section builders.
 
-    def __init__(self, store: RunStore) -> None:
+    ``summary_rows``: what the experiments add to the summary table (the report's builder passes
+    those the experiments' registry declares, :func:`batchlab.report.registry.summary_row_builders`).
+    """
+
+    def __init__(self, store: RunStore, summary_rows: Sequence[SummaryRows] = ()) -> None:
         self.store = store
+        self._summary_rows = tuple(summary_rows)
 
     @cached_property
     def lecture(self) -> dict[str, Any] | None:
@@ -144,15 +151,4 @@ class ReportContext:
         load = ((self.lecture or {}).get("timing") or {}).get("load_average")
         return summary_table(self.summary_timing_points, self.noise_at_critical_point,
                              protocol_panels(self.tuned_panels, dataset), busy=machine_busy(load),
-                             sharp_minima=gap_summary_rows(self.gap))
-
-
-def gap_summary_rows(record: dict[str, Any] | None) -> list[Any]:
-    """The summary's flat-vs-sharp rows from a ``gap`` record's first network (none without one)."""
-    if not record or not record.get("networks"):
-        return []
-    network = record["networks"][0]
-    target = network["plan"].get("target_train_acc")
-    missed = sum(1 for r in network["runs"] if r["status"] == FINISHED and target is not None
-                 and not r.get("reached_target_at"))
-    return sharp_minima_rows(NetworkNumbers.from_dict(network["numbers"]), target, missed)
+                             sharp_minima=[row for rows in self._summary_rows for row in rows(self)])

@@ -3,10 +3,12 @@
 A report is an ordered list of sections. Each entry of the registry is a :class:`SectionBuilder`:
 an id, an ``order`` (sections are sorted by it) and a function from a
 :class:`~batchlab.report.context.ReportContext` to a section or None (no data in the store).
-The lecture's sections and Keskar et al.'s generalization gap are registered below; another
-module adds its own with :func:`register_section_builder` at import time (before the report is
-built). A builder may return a :class:`~batchlab.report.document.ReportSection` or the same as
-plain data (a dict), see :func:`batchlab.report.build.coerce_section`.
+The lecture's own sections are registered below; each experiment declares its sections where it
+is defined (:class:`batchlab.experiments.shape.Experiment`), and :func:`section_builders` asks the
+experiments' registry for them. Another module adds its own with :func:`register_section_builder`
+at import time (before the report is built); it may also replace an experiment's section by
+registering the same id. A builder may return a :class:`~batchlab.report.document.ReportSection`
+or the same as plain data (a dict), see :func:`batchlab.report.build.coerce_section`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from batchlab.report import sections
-from batchlab.report.context import ReportContext
+from batchlab.experiments import experiments
+from batchlab.experiments.shape import (
+    ORDER_ACCURACY,
+    ORDER_GENERALIZATION,
+    ORDER_MOMENTUM,
+    ORDER_NOISE,
+    ORDER_SUMMARY,
+    ORDER_TIMING,
+)
+from batchlab.report.sections import (
+    accuracy_section,
+    momentum_section,
+    noise_section,
+    records_section,
+    summary_section,
+    timing_section,
+)
+from batchlab.report.context import ReportContext, SummaryRows
 from batchlab.report.document import ReportSection
 
 Builder = Callable[[ReportContext], "ReportSection | dict | None"]
@@ -30,13 +48,8 @@ class SectionBuilder:
 
 _BUILDERS: dict[str, SectionBuilder] = {}
 
-# Order of the lecture: parallelism, optimization, why noise helps, generalization, summary, momentum.
-ORDER_TIMING = 10.0
-ORDER_ACCURACY = 20.0
-ORDER_NOISE = 30.0
-ORDER_GENERALIZATION = 40.0
-ORDER_SUMMARY = 50.0
-ORDER_MOMENTUM = 60.0
+__all__ = ["ORDER_ACCURACY", "ORDER_GENERALIZATION", "ORDER_MOMENTUM", "ORDER_NOISE", "ORDER_SUMMARY", "ORDER_TIMING",
+           "SectionBuilder", "register_section_builder", "section_builders", "summary_row_builders"]
 
 
 def register_section_builder(section_id: str, build: Builder, *, order: float) -> None:
@@ -45,18 +58,21 @@ def register_section_builder(section_id: str, build: Builder, *, order: float) -
 
 
 def section_builders() -> list[SectionBuilder]:
-    """Registered builders, sorted by order (ties by id)."""
-    return sorted(_BUILDERS.values(), key=lambda b: (b.order, b.id))
+    """The experiments' sections and the registered builders (these win on the same id), sorted
+    by order (ties by id)."""
+    builders = {s.id: SectionBuilder(s.id, s.order, s.build) for e in experiments() for s in e.sections}
+    builders.update(_BUILDERS)
+    return sorted(builders.values(), key=lambda b: (b.order, b.id))
 
 
-register_section_builder("timing", sections.timing_section, order=ORDER_TIMING)
-register_section_builder("accuracy", sections.accuracy_section, order=ORDER_ACCURACY)
-register_section_builder("noise", sections.noise_section, order=ORDER_NOISE)
-register_section_builder("gap", sections.gap_section, order=ORDER_GENERALIZATION)
-register_section_builder("gap-paper", sections.gap_paper_section, order=ORDER_GENERALIZATION + 1)
-# "Having both": the large-batch methods, right after the gap they try to close.
-register_section_builder("largebatch", sections.largebatch_section, order=ORDER_GENERALIZATION + 5)
-register_section_builder("summary", sections.summary_section, order=ORDER_SUMMARY)
-register_section_builder("advise", sections.advise_section, order=ORDER_SUMMARY + 5)
-register_section_builder("momentum", sections.momentum_section, order=ORDER_MOMENTUM)
-register_section_builder("records", sections.records_section, order=ORDER_MOMENTUM + 10)
+def summary_row_builders() -> list[SummaryRows]:
+    """What the experiments add to the summary table, in the experiments' order."""
+    return [e.summary_rows for e in experiments() if e.summary_rows is not None]
+
+
+register_section_builder("timing", timing_section, order=ORDER_TIMING)
+register_section_builder("accuracy", accuracy_section, order=ORDER_ACCURACY)
+register_section_builder("noise", noise_section, order=ORDER_NOISE)
+register_section_builder("summary", summary_section, order=ORDER_SUMMARY)
+register_section_builder("momentum", momentum_section, order=ORDER_MOMENTUM)
+register_section_builder("records", records_section, order=ORDER_MOMENTUM + 10)

@@ -15,13 +15,6 @@ from typing import Any
 from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel
 from batchlab.analysis.noise import NoiseReport
 from batchlab.analysis.summary import NOT_MEASURED, Measured, protocol_panels, protocol_text, seconds_text
-from batchlab.experiments.gap.report import SECTION_ID as GAP_SECTION_ID
-from batchlab.experiments.gap.report import SECTION_TITLE as GAP_SECTION_TITLE
-from batchlab.experiments.gap.report import current_findings, gap_figures, network_numbers, section_intro, section_notes
-from batchlab.experiments.gap.tables import accuracy_table as gap_accuracy_table
-from batchlab.experiments.gap.tables import sharpness_table as gap_sharpness_table
-from batchlab.experiments.advise import report as advise
-from batchlab.experiments.largebatch import report as largebatch
 from batchlab.report.context import ReportContext
 from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item
@@ -398,42 +391,6 @@ def _measured_cell(measured: Measured | None, unit: str) -> str:
     return value + size
 
 
-# ----------------------------------------------------------------------------- generalization gap
-
-
-def gap_section(ctx: ReportContext) -> ReportSection | None:
-    """Keskar et al.'s comparison from the store's first ``gap`` record (:attr:`ReportContext.gap`:
-    the lecture's when there is one); None when there is none."""
-    return _gap_section(ctx.gap_records[0], GAP_SECTION_ID, GAP_SECTION_TITLE) if ctx.gap_records else None
-
-
-def gap_paper_section(ctx: ReportContext) -> ReportSection | None:
-    """``batchlab gap``'s record, when the store also holds the lecture's (which :func:`gap_section` shows)."""
-    if len(ctx.gap_records) < 2:
-        return None
-    return _gap_section(ctx.gap_records[1], f"{GAP_SECTION_ID}-paper",
-                        "Keskar et al.'s experiment with the paper's networks and Adam (batchlab gap)")
-
-
-def _gap_section(record: dict, section_id: str, title: str) -> ReportSection:
-    numbers = network_numbers(record)
-    tables = [TableItem(table.title, list(table.columns), [list(r) for r in table.rows], table.caption)
-              for table in (gap_accuracy_table(numbers), gap_sharpness_table(numbers))]
-    # Figure ids are unique in a report: the second gap section prefixes its own.
-    prefix = "" if section_id == GAP_SECTION_ID else f"{section_id}-"
-    figures = [figure_item(figure, prefix + figure_id, title_, caption)
-               for figure_id, title_, caption, figure in gap_figures(record)]
-    return ReportSection(
-        section_id,
-        title,
-        intro=section_intro(record),
-        figures=figures,
-        tables=tables,
-        notes=section_notes(record),
-        data={"findings": [f.to_dict() for f in current_findings(record)[1]], "created": record["created"]},
-    )
-
-
 # ----------------------------------------------------------------------------- momentum (toy)
 
 
@@ -477,44 +434,6 @@ def toy_caption(study: Any) -> str:
     return (f"{text[:1].upper()}{text[1:]}. {held} of {len(study.findings)} claims checked on this surface hold "
             "(table below). Left: the path on the surface; middle: loss above the global minimum per step; "
             "right: the sweep over λ.")
-
-
-def largebatch_section(ctx: ReportContext) -> ReportSection | None:
-    """The large-batch methods side by side, from the latest ``largebatch`` record; None when the
-    store has none."""
-    record = largebatch.latest_largebatch_record(ctx.store)
-    if record is None:
-        return None
-    table = record["table"]
-    return ReportSection(
-        largebatch.SECTION_ID,
-        largebatch.SECTION_TITLE,
-        intro=largebatch.section_intro(record),
-        figures=[figure_item(figure, figure_id, title, caption)
-                 for figure_id, title, caption, figure in largebatch.largebatch_figures(record)],
-        tables=[TableItem(table["title"], list(table["columns"]), [list(r) for r in table["rows"]], table["caption"])],
-        notes=largebatch.section_notes(record),
-        data={"verdicts": record["verdicts"], "created": record["created"]},
-    )
-
-
-def advise_section(ctx: ReportContext) -> ReportSection | None:
-    """Steps, examples and time to a target per batch size and the batch size to pick, from the
-    latest ``advise`` record; None when the store has none."""
-    record = advise.latest_advise_record(ctx.store)
-    if record is None:
-        return None
-    table = TableItem("Steps, examples and time to the target per batch size", list(advise.COLUMNS),
-                      advise.table_rows(record), "Best (η, λ) per B; S is the mean over seeds with their range.")
-    figures = [figure_item(figure, figure_id, title, caption)
-               for figure_id, title, caption, figure in advise.advise_figures(record)]
-    intro = " ".join(advise.recommendation_lines(record)) + " " + advise.fit_sentence(record)
-    noise = advise.noise_sentence(record)
-    if noise:
-        intro += " " + noise
-    return ReportSection(advise.SECTION_ID, advise.SECTION_TITLE, intro=intro, figures=figures, tables=[table],
-                         notes=advise.section_notes(record),
-                         data={"recommendation": record["recommendation"], "created": record["created"]})
 
 
 # ----------------------------------------------------------------------------- other stored records

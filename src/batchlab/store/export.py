@@ -20,7 +20,7 @@ from typing import Any
 
 from batchlab.models.architecture import architecture
 from batchlab.errors import StoreError
-from batchlab.files import json_default, strict_json
+from batchlab.files import json_default, strict_json_text
 from batchlab.store.identity import fingerprints, with_digest
 from batchlab.store.record import RunRecord
 from batchlab.store.runs import RunStore
@@ -137,7 +137,7 @@ def _export_json(records: list[RunRecord], lookup: MetricsLookup | None,
     if lookup is not None:
         for row in rows:
             row["per_epoch"] = lookup(row["run_id"])
-    return json.dumps(strict_json(rows), indent=2, default=json_default)
+    return strict_json_text(rows)
 
 
 def _export_csv(records: list[RunRecord], lookup: MetricsLookup | None,

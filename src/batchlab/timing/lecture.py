@@ -8,7 +8,6 @@ in the slide deck's source and are good to about ±3 %. They serve as a dashed r
 
 from __future__ import annotations
 
-LECTURE_DEVICE = "Tesla V100"
 LECTURE_N_EXAMPLES = 60000
 # The lecture does not say which network its slide timed; it is not the one timed here.
 LECTURE_LABEL = "lecture: its own network on a Tesla V100 (read off the slides)"

@@ -41,11 +41,6 @@ DATALOADER = "dataloader"
 RESIDENT = "resident"
 CUDA_GRAPH = "cuda-graph"
 PATHS = (DATALOADER, RESIDENT, CUDA_GRAPH)
-PATH_DESCRIPTIONS = {
-    DATALOADER: "torch DataLoader over CPU tensors (shuffle=True), each batch moved to the device",
-    RESIDENT: "whole dataset on the device, batches gathered from a per-epoch permutation (batchlab's trainer)",
-    CUDA_GRAPH: "resident data, the whole step captured once in a CUDA graph and replayed",
-}
 # Optimizers the cuda-graph path can replay: the lecture's rule (and its λ = 0 case), written as
 # in-place foreach operations on static buffers.
 GRAPH_OPTIMIZERS = ("momentum", "sgd")

@@ -20,13 +20,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchlab.experiments.advise.experiment import AdvisePlan, AdviseResult, TargetNotReachedError, plan_advise, run_advise
-from batchlab.experiments.advise.fit import TradeoffFit, fit_tradeoff
-from batchlab.experiments.advise.target import Target, parse_target
 from batchlab.config import RunConfig
+from batchlab.experiments.advise.experiment import (
+    RECORD_KIND,
+    AdvisePlan,
+    AdviseResult,
+    TargetNotReachedError,
+    plan_advise,
+    run_advise,
+)
+from batchlab.experiments.advise.fit import TradeoffFit, fit_tradeoff
+from batchlab.experiments.advise.report import advise_figures, advise_section, advise_text
+from batchlab.experiments.advise.target import Target, parse_target
+from batchlab.experiments.shape import ORDER_SUMMARY, Experiment, Section, register_experiment
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
+
+
+EXPERIMENT = register_experiment(Experiment(
+    kind=RECORD_KIND,
+    title="Which batch size: steps, examples and time to a target",
+    plan=plan_advise,
+    run=run_advise,
+    json_name="advise.json",
+    figures=advise_figures,
+    text=advise_text,
+    sections=(Section("advise", ORDER_SUMMARY + 5, advise_section),),
+))
 
 
 def advise(template: RunConfig | None = None, *, scale: str = "quick", store: "RunStore | str | None" = None, splits: Any = None,
@@ -45,5 +66,5 @@ def advise(template: RunConfig | None = None, *, scale: str = "quick", store: "R
     return run_advise(plan, store, splits=splits)
 
 
-__all__ = ["AdvisePlan", "AdviseResult", "Target", "TargetNotReachedError", "TradeoffFit", "advise",
+__all__ = ["EXPERIMENT", "AdvisePlan", "AdviseResult", "Target", "TargetNotReachedError", "TradeoffFit", "advise",
            "fit_tradeoff", "parse_target", "plan_advise", "run_advise"]

@@ -47,11 +47,8 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -64,14 +61,12 @@ from batchlab.experiments.advise.trace import DIVERGED, NOT_REACHED, REACHED, Tr
 from batchlab.config import RunConfig, run_id
 from batchlab.data.identity import data_fingerprint, load_splits
 from batchlab.runtime.device import resolve_device
-from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError, UserError
-from batchlab.timing.harness import machine_load
+from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, stage_log
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
 
-SCALES = ("quick", "full")
 MOMENTA = (0.0, 0.9)
 RUN_KIND = "advise-run"
 RECORD_KIND = "advise"
@@ -194,9 +189,7 @@ def plan_advise(
 ) -> AdvisePlan:
     """The plan for ``scale`` and the run template (dataset, model, hidden, device, …), with every
     override checked before anything trains; raises :class:`ConfigError` with one line."""
-    if scale not in SCALES:
-        raise ConfigError(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
-    d = SCALE_DEFAULTS[scale]
+    d = SCALE_DEFAULTS[check_scale(scale)]
     template = template or RunConfig(dataset="mnist-5k", model="mlp")
     if not isinstance(template, RunConfig):
         raise ConfigError("the template must be a batchlab.RunConfig; allowed: RunConfig(dataset=..., model=...)")
@@ -290,13 +283,6 @@ def _positive_number(name: str, value: Any) -> float:
 
 # ------------------------------------------------------------------------------------ running
 
-Log = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(f"[advise] {message}", file=sys.stderr, flush=True)
-
-
 def run_key(config: RunConfig, device_type: str, fingerprint: Any, plan: AdvisePlan) -> str:
     """Key of a configuration's ``advise-run`` record: its run id, the target, the schedule."""
     return f"{run_id(config, device_type, fingerprint)}|{plan.target.key}|every*{plan.eval_ratio:g}"
@@ -337,11 +323,8 @@ class AdviseResult:
     noise: dict[str, Any] | None
     memory: dict[str, Any] | None
     recommendation: dict[str, Any]
-    environment: dict[str, Any]
-    seconds: float
-    created: str
     trained_runs: int
-    load_average: tuple[float | None, float | None] = (None, None)
+    envelope: Envelope
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -353,11 +336,8 @@ class AdviseResult:
             "noise": self.noise,
             "memory": self.memory,
             "recommendation": self.recommendation,
-            "environment": self.environment,
-            "seconds": self.seconds,
-            "created": self.created,
             "trained_runs": self.trained_runs,
-            "load_average": list(self.load_average),
+            **self.envelope.to_dict(),
         }
 
 
@@ -367,7 +347,7 @@ def record_key(plan: AdvisePlan) -> str:
             f"B={','.join(map(str, plan.batch_sizes))}|seeds={plan.seeds}|scale={plan.scale}")
 
 
-def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None, log: Log = _stderr,
+def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None, log: Log | None = None,
                measure_noise: bool = True, time_batches: bool = True) -> AdviseResult:
     """Train, fit, time and recommend (module docstring); records go into ``store``.
 
@@ -375,10 +355,11 @@ def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None
     as in ``batchlab.train``); default: the template's registry data. Raises
     :class:`TargetNotReachedError` when no configuration reached the target (the runs' outcomes
     stay stored, so the next try with another target or budget does not repeat them; no
-    ``advise`` record and no files are written).
+    ``advise`` record and no files are written). ``log``: one line per step (default:
+    ``[advise] …`` on stderr).
     """
-    started = time.perf_counter()
-    load_before = machine_load()
+    log = log or stage_log(RECORD_KIND)
+    stopwatch = Stopwatch()
     device = resolve_device(plan.template.device)
     if splits is None:
         splits = load_splits(plan.template, device)
@@ -426,10 +407,7 @@ def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None
     memory = largest_fitting_batch(plan.template, tuple(splits.input_shape), splits.num_classes, device)
     result = AdviseResult(
         plan=plan, runs=runs, rows=rows, fit=fit, fit_note=fit_note, noise=noise, memory=memory,
-        recommendation=recommend(rows, fit, memory),
-        environment=describe_environment(device), seconds=time.perf_counter() - started,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), trained_runs=trained,
-        load_average=(load_before, machine_load()),
+        recommendation=recommend(rows, fit, memory), trained_runs=trained, envelope=stopwatch.envelope(device),
     )
     if store is not None:
         store.put_record(RECORD_KIND, record_key(plan), result.to_dict())

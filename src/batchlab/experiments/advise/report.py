@@ -14,11 +14,16 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from batchlab.experiments.advise.plots import plot_noise, plot_steps, plot_time
+from batchlab.experiments.advise.experiment import RECORD_KIND
+from batchlab.experiments.shape import latest_record, load_text
+from batchlab.report.document import ReportSection, TableItem
+from batchlab.report.figures import figure_item
 
 if TYPE_CHECKING:
+    from batchlab.report.context import ReportContext
     from batchlab.store import RunStore
 
-SECTION_ID = "advise"
+SECTION_ID = RECORD_KIND
 SECTION_TITLE = "Which batch size: steps and time to a result (Shallue et al. 2019, McCandlish et al. 2018)"
 COLUMNS = ("B", "best η", "λ", "S (seeds)", "E = S·B", "t/update", "T = S·t", "regime")
 
@@ -121,6 +126,18 @@ def recommendation_lines(record: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def advise_text(record: Mapping[str, Any]) -> str:
+    """What ``batchlab advise`` prints: the table, the recommendation, the fit, the noise scale, and
+    how long it took on which device (with the load) and how many runs trained."""
+    lines = [render_table(record), "", *recommendation_lines(record), fit_sentence(record)]
+    noise = noise_sentence(record)
+    if noise:
+        lines.append(noise)
+    lines.append(f"took {record['seconds']:.0f} s on {record['environment'].get('device_name', 'this device')}"
+                 f"{load_text(record.get('load_average'))}; trained {record['trained_runs']} of {len(record['runs'])} runs")
+    return "\n".join(lines)
+
+
 def advise_figures(record: Mapping[str, Any]) -> list[tuple[str, str, str, Figure]]:
     """``(id, title, caption, figure)`` for the steps, time and noise figures."""
     target = record["plan"]["target"]["key"]
@@ -140,10 +157,8 @@ def advise_figures(record: Mapping[str, Any]) -> list[tuple[str, str, str, Figur
 
 
 def latest_advise_record(store: "RunStore") -> dict[str, Any] | None:
-    records = store.records("advise")
-    if not records:
-        return None
-    return max(records, key=lambda r: str(r.get("created", "")))
+    """The most recently written ``advise`` record of ``store`` (by ``created``), or None."""
+    return latest_record(store, RECORD_KIND)
 
 
 def section_notes(record: Mapping[str, Any]) -> list[str]:
@@ -163,3 +178,22 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
         + "; runs already in the store are reused.",
     ]
     return notes
+
+
+def advise_section(ctx: ReportContext) -> ReportSection | None:
+    """Steps, examples and time to a target per batch size and the batch size to pick, from the
+    latest ``advise`` record; None when the store has none."""
+    record = latest_advise_record(ctx.store)
+    if record is None:
+        return None
+    table = TableItem("Steps, examples and time to the target per batch size", list(COLUMNS),
+                      table_rows(record), "Best (η, λ) per B; S is the mean over seeds with their range.")
+    figures = [figure_item(figure, figure_id, title, caption)
+               for figure_id, title, caption, figure in advise_figures(record)]
+    intro = " ".join(recommendation_lines(record)) + " " + fit_sentence(record)
+    noise = noise_sentence(record)
+    if noise:
+        intro += " " + noise
+    return ReportSection(SECTION_ID, SECTION_TITLE, intro=intro, figures=figures, tables=[table],
+                         notes=section_notes(record),
+                         data={"recommendation": record["recommendation"], "created": record["created"]})

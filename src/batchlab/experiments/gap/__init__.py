@@ -16,7 +16,22 @@ Example::
     print(result.accuracy.render()); print(result.paragraph)
 """
 
-from batchlab.experiments.gap.experiment import GapPlan, GapResult, NetworkPlan, plan_gap, run_gap
-from batchlab.experiments.gap.report import gap_figures
+from batchlab.experiments.gap.experiment import RECORD_KIND, GapPlan, GapResult, NetworkPlan, plan_gap, run_gap
+from batchlab.experiments.gap.report import gap_figures, gap_paper_section, gap_section, gap_summary_rows, gap_text
+from batchlab.experiments.shape import ORDER_GENERALIZATION, Experiment, Section, register_experiment
 
-__all__ = ["GapPlan", "GapResult", "NetworkPlan", "gap_figures", "plan_gap", "run_gap"]
+EXPERIMENT = register_experiment(Experiment(
+    kind=RECORD_KIND,
+    title="Keskar et al.'s generalization gap: small vs large batch, sharp minima",
+    plan=plan_gap,
+    run=run_gap,
+    json_name="gap.json",
+    figures=gap_figures,
+    text=gap_text,
+    # The lecture's flat-vs-sharp comparison first, then batchlab gap's own record beside it.
+    sections=(Section("gap", ORDER_GENERALIZATION, gap_section),
+              Section("gap-paper", ORDER_GENERALIZATION + 1, gap_paper_section)),
+    summary_rows=gap_summary_rows,
+))
+
+__all__ = ["EXPERIMENT", "GapPlan", "GapResult", "NetworkPlan", "gap_figures", "plan_gap", "run_gap"]

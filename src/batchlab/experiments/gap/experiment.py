@@ -40,20 +40,17 @@ capped; and sharpness is measured on a subset of the training examples.
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from batchlab import data as datasets
 from batchlab.config import RunConfig
 from batchlab.data.identity import load_splits
 from batchlab.runtime.device import resolve_device
-from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError
+from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, check_seeds, stage_log
 from batchlab.experiments.gap.measurements import measure_parametric, measure_sharpness
 from batchlab.experiments.gap.tables import (
     FULL,
@@ -74,7 +71,6 @@ from batchlab.training.result import FINISHED
 if TYPE_CHECKING:
     from batchlab.store import RunStore
 
-SCALES = ("quick", "full")
 NETWORKS = ("f1", "c1")
 SB, LB = "SB", "LB"
 OPTIMIZER = "adam"
@@ -232,16 +228,12 @@ def plan_gap(
     subspace: bool | None = None,
 ) -> GapPlan:
     """The plan for ``scale`` (module docstring), with the given overrides checked."""
-    if scale not in SCALES:
-        raise ConfigError(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
+    check_scale(scale)
     chosen = list(dict.fromkeys(networks or NETWORKS))
     for name in chosen:
         if name not in NETWORKS:
             raise ConfigError(f"unknown network {name!r}; allowed: {', '.join(NETWORKS)}")
-    if seeds is None:
-        seeds = 2 if scale == "quick" else 5
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError(f"seeds {seeds!r} is invalid; allowed: an integer ≥ 1 (the paper used 5)")
+    seeds = check_seeds((2 if scale == "quick" else 5) if seeds is None else seeds, "(the paper used 5)")
     table = _quick_networks() if scale == "quick" else _full_networks(data_dir)
     return GapPlan(
         scale=scale,
@@ -320,12 +312,7 @@ class GapResult:
     sharpness: Table
     findings: list[Finding]
     paragraph: str
-    environment: dict[str, Any]
-    seconds: float
-    created: str
-    # 1-minute load average at the start and the end (None where the system has none): other
-    # processes competing for the CPU stretch every time above.
-    load_average: tuple[float | None, float | None] = (None, None)
+    envelope: Envelope
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -334,10 +321,7 @@ class GapResult:
             "tables": {"accuracy": self.accuracy.to_dict(), "sharpness": self.sharpness.to_dict()},
             "findings": [f.to_dict() for f in self.findings],
             "paragraph": self.paragraph,
-            "environment": self.environment,
-            "seconds": self.seconds,
-            "created": self.created,
-            "load_average": list(self.load_average),
+            **self.envelope.to_dict(),
         }
 
 
@@ -350,24 +334,11 @@ def record_key(plan: GapPlan) -> str:
 # ---------------------------------------------------------------------------------- running
 
 
-Log = Callable[[str], None]
-
-
-def _load_average() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
-def _stderr(message: str) -> None:
-    print(f"[gap] {message}", file=sys.stderr, flush=True)
-
-
-def run_gap(plan: GapPlan, store: RunStore, *, progress: bool | None = False, log: Log = _stderr) -> GapResult:
-    """Train, measure and tabulate the whole experiment (module docstring); record it in ``store``."""
-    started = time.perf_counter()
-    load_before = _load_average()
+def run_gap(plan: GapPlan, store: RunStore, *, progress: bool | None = False, log: Log | None = None) -> GapResult:
+    """Train, measure and tabulate the whole experiment (module docstring); record it in ``store``.
+    ``log``: one line per step (default: ``[gap] …`` on stderr)."""
+    log = log or stage_log(RECORD_KIND)
+    stopwatch = Stopwatch()
     device = resolve_device(plan.device)
     results = []
     for net in plan.networks:
@@ -383,10 +354,7 @@ def run_gap(plan: GapPlan, store: RunStore, *, progress: bool | None = False, lo
         sharpness=sharpness_table(numbers),
         findings=findings,
         paragraph=findings_paragraph(numbers, findings),
-        environment=describe_environment(device),
-        seconds=time.perf_counter() - started,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        load_average=(load_before, _load_average()),
+        envelope=stopwatch.envelope(device),
     )
     store.put_record(RECORD_KIND, record_key(plan), result.to_dict())
     return result

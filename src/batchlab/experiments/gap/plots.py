@@ -11,7 +11,6 @@ so it works headless; :func:`batchlab.files.save_figure` writes them atomically.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from batchlab.files import QUIET_FIGURE_METADATA
 from batchlab.experiments.gap.tables import FULL, PAPER_SHARPNESS, NetworkNumbers, sharpness_keys
 from batchlab.geometry.landscape import ContourGrid, ParametricLine
 
@@ -132,13 +130,6 @@ def plot_sharpness(networks: Sequence[NetworkNumbers]) -> Figure:
     ax.set_title("Keskar sharpness of SB and LB minima:\nmeasured (dots: seeds) and the paper's", fontsize=FONT)
     ax.legend(fontsize=FONT - 2, ncols=2)
     return figure
-
-
-def figure_bytes(figure: Figure, fmt: str) -> bytes:
-    """The figure rendered in memory (PNG bytes, or SVG text encoded as UTF-8)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=fmt, metadata=QUIET_FIGURE_METADATA.get(fmt))
-    return buffer.getvalue()
 
 
 def _positive(values: Sequence[float]) -> np.ndarray:

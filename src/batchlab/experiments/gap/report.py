@@ -2,7 +2,7 @@
 
 Everything here starts from the experiment's stored result (a ``gap`` record, the dictionary of
 :meth:`batchlab.experiments.gap.experiment.GapResult.to_dict`), so the report's generalization section
-(:func:`batchlab.report.sections.gap_section`) is rebuilt from the store alone, without training
+(:func:`gap_section`, registered in :mod:`batchlab.experiments.gap`) is rebuilt from the store alone, without training
 or measuring again. ``batchlab gap`` writes its figures with the same functions.
 """
 
@@ -10,15 +10,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
+from batchlab.analysis.summary import sharp_minima_rows
 from batchlab.experiments.gap.experiment import NetworkPlan
+from batchlab.experiments.shape import load_text
 from batchlab.experiments.gap.plots import LinePanel, plot_parametric, plot_sharpness
-from batchlab.experiments.gap.tables import Finding, NetworkNumbers, findings_paragraph, network_findings, sharpness_keys
+from batchlab.experiments.gap.tables import (
+    Finding,
+    NetworkNumbers,
+    accuracy_table,
+    findings_paragraph,
+    network_findings,
+    Table,
+    sharpness_keys,
+    sharpness_table,
+)
 from batchlab.geometry.landscape import ParametricLine
+from batchlab.report.document import ReportSection, TableItem
+from batchlab.report.figures import figure_item
 from batchlab.store.status import FINISHED
+
+if TYPE_CHECKING:
+    from batchlab.report.context import ReportContext
 
 SECTION_ID = "gap"
 SECTION_TITLE = "Generalization: small vs large batch and sharp minima (Keskar et al. 2017)"
@@ -195,3 +211,65 @@ def pass_note(record: Mapping[str, Any], runs: list[Mapping[str, Any]], noun: st
                 f"{record['seconds']:.0f} s on {where}.")
     return (f"This pass trained {len(runs) - reused} of {len(runs)} {noun} and took {record['seconds']:.0f} s on "
             f"{where}; runs and measurements already in the store are reused, not repeated.")
+
+
+# ------------------------------------------------------------------------------ report sections
+
+
+def gap_section(ctx: ReportContext) -> ReportSection | None:
+    """Keskar et al.'s comparison from the store's first ``gap`` record (:attr:`ReportContext.gap`:
+    the lecture's when there is one); None when there is none."""
+    return _gap_section(ctx.gap_records[0], SECTION_ID, SECTION_TITLE) if ctx.gap_records else None
+
+
+def gap_paper_section(ctx: ReportContext) -> ReportSection | None:
+    """``batchlab gap``'s record, when the store also holds the lecture's (which :func:`gap_section` shows)."""
+    if len(ctx.gap_records) < 2:
+        return None
+    return _gap_section(ctx.gap_records[1], f"{SECTION_ID}-paper",
+                        "Keskar et al.'s experiment with the paper's networks and Adam (batchlab gap)")
+
+
+def _gap_section(record: dict, section_id: str, title: str) -> ReportSection:
+    numbers = network_numbers(record)
+    tables = [TableItem(table.title, list(table.columns), [list(r) for r in table.rows], table.caption)
+              for table in (accuracy_table(numbers), sharpness_table(numbers))]
+    # Figure ids are unique in a report: the second gap section prefixes its own.
+    prefix = "" if section_id == SECTION_ID else f"{section_id}-"
+    figures = [figure_item(figure, prefix + figure_id, title_, caption)
+               for figure_id, title_, caption, figure in gap_figures(record)]
+    return ReportSection(
+        section_id,
+        title,
+        intro=section_intro(record),
+        figures=figures,
+        tables=tables,
+        notes=section_notes(record),
+        data={"findings": [f.to_dict() for f in current_findings(record)[1]], "created": record["created"]},
+    )
+
+
+def gap_summary_rows(ctx: ReportContext) -> list[Any]:
+    """The summary table's flat-vs-sharp rows from the first network of the report's first ``gap``
+    record (:attr:`ReportContext.gap`; none without one)."""
+    record = ctx.gap
+    if not record or not record.get("networks"):
+        return []
+    network = record["networks"][0]
+    target = network["plan"].get("target_train_acc")
+    missed = sum(1 for r in network["runs"] if r["status"] == FINISHED and target is not None
+                 and not r.get("reached_target_at"))
+    return sharp_minima_rows(NetworkNumbers.from_dict(network["numbers"]), target, missed)
+
+
+def gap_text(record: Mapping[str, Any]) -> str:
+    """What ``batchlab gap`` prints: the paper's Tables 2 and 3 (and 4) beside ours, the paragraph on
+    where we agree, and the seconds per stage and network with the machine's load."""
+    tables = record["tables"]
+    stages = "; ".join(
+        f"{n['plan']['paper']}: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in n["seconds"].items())
+        for n in record["networks"]
+    )
+    return "\n\n".join([Table.from_dict(tables["accuracy"]).render(), Table.from_dict(tables["sharpness"]).render(),
+                         record["paragraph"],
+                         f"took {record['seconds']:.0f} s ({stages}){load_text(record.get('load_average'))}"])

@@ -162,6 +162,10 @@ class Table:
         return {"title": self.title, "columns": list(self.columns), "rows": [list(r) for r in self.rows],
                 "caption": self.caption}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Table:
+        return cls(data["title"], tuple(data["columns"]), tuple(tuple(r) for r in data["rows"]), data.get("caption", ""))
+
     def render(self) -> str:
         """Plain-text table with aligned columns."""
         widths = [max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c)
@@ -258,7 +262,7 @@ def _ratio(value: float) -> str:
 # -------------------------------------------------------------------------------- verdicts
 
 
-def _difference_noise(a: Sequence[float], b: Sequence[float], test_examples: int) -> float:
+def difference_noise(a: Sequence[float], b: Sequence[float], test_examples: int) -> float:
     """Standard error of mean(a) − mean(b) in points (module docstring's rule); inputs are fractions."""
     if len(a) >= 2 and len(b) >= 2:
         return 100.0 * math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
@@ -272,7 +276,7 @@ def gap_finding(net: NetworkNumbers) -> Finding:
     if not net.sb.test_acc or not net.lb.test_acc:
         return Finding(net.paper, "test gap", INCONCLUSIVE, "no finished run in one of the regimes, so no test gap")
     gap = 100.0 * (statistics.fmean(net.sb.test_acc) - statistics.fmean(net.lb.test_acc))
-    noise = NOISE_FACTOR * _difference_noise(net.sb.test_acc, net.lb.test_acc, net.test_examples)
+    noise = NOISE_FACTOR * difference_noise(net.sb.test_acc, net.lb.test_acc, net.test_examples)
     paper = PAPER_ACCURACY.get(net.paper)
     paper_gap = None if paper is None else paper[2] - paper[3]
     paper_text = "" if paper_gap is None else f"; the paper's gap is {paper_gap:.2f} points"
@@ -302,7 +306,7 @@ def training_fit_finding(net: NetworkNumbers) -> Finding:
         return Finding(net.paper, "training fit", INCONCLUSIVE, "no finished run in one of the regimes")
     gap = 100.0 * (statistics.fmean(net.sb.train_acc) - statistics.fmean(net.lb.train_acc))
     several_seeds = len(net.sb.train_acc) >= 2 and len(net.lb.train_acc) >= 2
-    noise = NOISE_FACTOR * _difference_noise(net.sb.train_acc, net.lb.train_acc, 0) if several_seeds else 0.0
+    noise = NOISE_FACTOR * difference_noise(net.sb.train_acc, net.lb.train_acc, 0) if several_seeds else 0.0
     margin = max(noise, 0.5)
     paper = PAPER_ACCURACY.get(net.paper)
     paper_gap = None if paper is None else paper[0] - paper[1]

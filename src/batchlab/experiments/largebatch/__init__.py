@@ -16,6 +16,26 @@ Example::
     print(result.table.render()); print(result.paragraph)
 """
 
-from batchlab.experiments.largebatch.experiment import LargeBatchPlan, LargeBatchResult, plan_largebatch, run_largebatch
+from batchlab.experiments.largebatch.experiment import (
+    RECORD_KIND,
+    LargeBatchPlan,
+    LargeBatchResult,
+    plan_largebatch,
+    run_largebatch,
+)
+from batchlab.experiments.largebatch.report import largebatch_figures, largebatch_section, largebatch_text
+from batchlab.experiments.shape import ORDER_GENERALIZATION, Experiment, Section, register_experiment
 
-__all__ = ["LargeBatchPlan", "LargeBatchResult", "plan_largebatch", "run_largebatch"]
+EXPERIMENT = register_experiment(Experiment(
+    kind=RECORD_KIND,
+    title="Large batches without the gap: the methods side by side",
+    plan=plan_largebatch,
+    run=run_largebatch,
+    json_name="largebatch.json",
+    figures=largebatch_figures,
+    text=largebatch_text,
+    # "Having both": right after the gap the methods try to close.
+    sections=(Section("largebatch", ORDER_GENERALIZATION + 5, largebatch_section),),
+))
+
+__all__ = ["EXPERIMENT", "LargeBatchPlan", "LargeBatchResult", "plan_largebatch", "run_largebatch"]

@@ -51,23 +51,18 @@ trains this small network at B ≥ 256, expect 15–25 minutes per seed, about a
 from __future__ import annotations
 
 import math
-import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from batchlab import data as datasets
 from batchlab.config import RunConfig, run_id
 from batchlab.data.identity import load_splits
 from batchlab.runtime.device import resolve_device
-from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError
-# The gap experiment's load-average probe: both experiments report the machine's load the same way.
-from batchlab.experiments.gap.experiment import _load_average
 from batchlab.experiments.gap.measurements import measure_sharpness
 from batchlab.experiments.gap.tables import Table
+from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, check_seeds, stage_log
 from batchlab.experiments.largebatch.swap import SwapOutcome, phase2_configs, run_swap
 from batchlab.experiments.largebatch.tables import (
     LB_KEY,
@@ -85,7 +80,6 @@ from batchlab.training.result import FINISHED, RunResult
 if TYPE_CHECKING:
     from batchlab.store import RunStore
 
-SCALES = ("quick", "full")
 RECORD_KIND = "largebatch"
 SHARPNESS_EPSILON = 1e-3
 SHARPNESS_ITERATIONS = 10
@@ -244,16 +238,12 @@ def plan_largebatch(
     data_dir: str | None = None,
 ) -> LargeBatchPlan:
     """The plan for ``scale`` (module docstring) with the given overrides checked."""
-    if scale not in SCALES:
-        raise ConfigError(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
+    check_scale(scale)
     chosen = list(dict.fromkeys(methods if methods is not None else METHOD_KEYS))
     for key in chosen:
         if key not in METHOD_KEYS:
             raise ConfigError(f"unknown method {key!r}; allowed: {', '.join(METHOD_KEYS)} (sb and lb always run)")
-    if seeds is None:
-        seeds = 2 if scale == "quick" else 3
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError(f"seeds {seeds!r} is invalid; allowed: an integer ≥ 1")
+    seeds = check_seeds((2 if scale == "quick" else 3) if seeds is None else seeds)
     setting = _quick_setting(data_dir) if scale == "quick" else _full_setting(data_dir)
     return LargeBatchPlan(scale, seeds, tuple(k for k in METHOD_KEYS if k in chosen), setting, device, data_dir)
 
@@ -306,10 +296,7 @@ class LargeBatchResult:
     verdicts: list[Verdict]
     table: Table
     paragraph: str
-    environment: dict[str, Any]
-    seconds: float
-    created: str
-    load_average: tuple[float | None, float | None] = (None, None)
+    envelope: Envelope
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -321,10 +308,7 @@ class LargeBatchResult:
             "verdicts": [v.to_dict() for v in self.verdicts],
             "table": self.table.to_dict(),
             "paragraph": self.paragraph,
-            "environment": self.environment,
-            "seconds": self.seconds,
-            "created": self.created,
-            "load_average": list(self.load_average),
+            **self.envelope.to_dict(),
         }
 
 
@@ -334,13 +318,6 @@ def record_key(plan: LargeBatchPlan) -> str:
 
 
 # ---------------------------------------------------------------------------------- running
-
-Log = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(f"[largebatch] {message}", file=sys.stderr, flush=True)
-
 
 def prepare(plan: LargeBatchPlan, device: Any) -> tuple[Any, dict[tuple[str, int], RunConfig]]:
     """The data and every run's configuration, all checked before anything trains (a bad setting
@@ -359,10 +336,11 @@ def prepare(plan: LargeBatchPlan, device: Any) -> tuple[Any, dict[tuple[str, int
 
 
 def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | None = False,
-                   log: Log = _stderr) -> LargeBatchResult:
-    """Train every row and seed, measure the minima, tabulate, judge; record it in ``store``."""
-    started = time.perf_counter()
-    load_before = _load_average()
+                   log: Log | None = None) -> LargeBatchResult:
+    """Train every row and seed, measure the minima, tabulate, judge; record it in ``store``.
+    ``log``: one line per step (default: ``[largebatch] …`` on stderr)."""
+    log = log or stage_log(RECORD_KIND)
+    stopwatch = Stopwatch()
     device = resolve_device(plan.device)
     if plan.setting.note:
         log(plan.setting.note)
@@ -389,8 +367,7 @@ def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | No
     result = LargeBatchResult(
         plan=plan, n_train=len(splits.train), n_test=len(splits.test), runs=runs, numbers=numbers, verdicts=found,
         table=methods_table(numbers, found, setting=plan.setting.describe()), paragraph=verdict_paragraph(found),
-        environment=describe_environment(device), seconds=time.perf_counter() - started,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), load_average=(load_before, _load_average()),
+        envelope=stopwatch.envelope(device),
     )
     store.put_record(RECORD_KIND, record_key(plan), result.to_dict())
     return result

@@ -14,23 +14,26 @@ from matplotlib.figure import Figure
 
 from batchlab.experiments.gap.report import pass_note
 from batchlab.experiments.largebatch.plots import plot_methods
+from batchlab.experiments.largebatch.experiment import RECORD_KIND
+from batchlab.experiments.gap.tables import Table
+from batchlab.experiments.shape import latest_record, load_text
+from batchlab.report.document import ReportSection, TableItem
+from batchlab.report.figures import figure_item
 from batchlab.experiments.largebatch.tables import MethodNumbers, Verdict
 from batchlab.store.status import FINISHED
 
 if TYPE_CHECKING:
+    from batchlab.report.context import ReportContext
     from batchlab.store import RunStore
 
-SECTION_ID = "largebatch"
+SECTION_ID = RECORD_KIND
 SECTION_TITLE = "Having both: large batches without the gap (Goyal, LARS, LAMB, Akiba, ghost BN, SWAP, train longer)"
 FIGURE_ID = "largebatch-methods"
 
 
 def latest_largebatch_record(store: RunStore) -> dict[str, Any] | None:
     """The most recently written ``largebatch`` record of ``store`` (by ``created``), or None."""
-    records = store.records("largebatch")
-    if not records:
-        return None
-    return max(records, key=lambda r: str(r.get("created", "")))
+    return latest_record(store, RECORD_KIND)
 
 
 def _numbers(record: Mapping[str, Any]) -> list[MethodNumbers]:
@@ -98,3 +101,28 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
 def timing_note(record: Mapping[str, Any]) -> str:
     """How long the pass that wrote the comparison's ``record`` took (:func:`batchlab.experiments.gap.report.pass_note`)."""
     return pass_note(record, record["runs"], "(method, seed) rows")
+
+
+def largebatch_text(record: Mapping[str, Any]) -> str:
+    """What ``batchlab largebatch`` prints: the table, the verdicts in words, the seconds and the load."""
+    return "\n\n".join([Table.from_dict(record["table"]).render(), record["paragraph"],
+                         f"took {record['seconds']:.0f} s{load_text(record.get('load_average'))}"])
+
+
+def largebatch_section(ctx: ReportContext) -> ReportSection | None:
+    """The large-batch methods side by side, from the latest ``largebatch`` record; None when the
+    store has none."""
+    record = latest_largebatch_record(ctx.store)
+    if record is None:
+        return None
+    table = record["table"]
+    return ReportSection(
+        SECTION_ID,
+        SECTION_TITLE,
+        intro=section_intro(record),
+        figures=[figure_item(figure, figure_id, title, caption)
+                 for figure_id, title, caption, figure in largebatch_figures(record)],
+        tables=[TableItem(table["title"], list(table["columns"]), [list(r) for r in table["rows"]], table["caption"])],
+        notes=section_notes(record),
+        data={"verdicts": record["verdicts"], "created": record["created"]},
+    )

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 # The gap experiment's standard error of a difference of two means (same rule, written once).
-from batchlab.experiments.gap.tables import NOISE_FACTOR, Table, _difference_noise, summarize
+from batchlab.experiments.gap.tables import NOISE_FACTOR, Table, difference_noise, summarize
 
 SB_KEY = "sb"
 LB_KEY = "lb"
@@ -107,7 +107,7 @@ class Verdict:
 
 def margin(a: Sequence[float], b: Sequence[float], test_examples: int) -> float:
     """max(2·SE of mean(a) − mean(b), 0.5) in points (module docstring); inputs are fractions."""
-    return max(NOISE_FACTOR * _difference_noise(a, b, test_examples), MIN_MARGIN_POINTS)
+    return max(NOISE_FACTOR * difference_noise(a, b, test_examples), MIN_MARGIN_POINTS)
 
 
 def _mean_points(values: Sequence[float]) -> float:

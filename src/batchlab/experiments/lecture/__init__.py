@@ -27,8 +27,21 @@ from batchlab.experiments.lecture.scales import (
     with_seeds,
 )
 from batchlab.experiments.lecture.stages import run_lecture
+from batchlab.experiments.shape import Experiment, register_experiment
+from batchlab.report.context import LECTURE_KIND
+
+# The lecture's sections (timing, accuracy, noise, summary, momentum) are the report's own
+# (batchlab.report.sections); its flat-vs-sharp comparison is a gap record, shown by the gap's section.
+EXPERIMENT = register_experiment(Experiment(
+    kind=LECTURE_KIND,
+    title="The lecture's experiments, measured here",
+    scales=tuple(SCALES),
+    plan=get_scale,
+    run=lambda plan, store, **options: run_lecture(store, plan, **options),
+))
 
 __all__ = [
+    "EXPERIMENT",
     "SCALES",
     "AccuracyStudy",
     "LectureScale",

@@ -22,6 +22,7 @@ from typing import Any
 
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError
+from batchlab.experiments.shape import check_scale
 
 
 @dataclass(frozen=True)
@@ -202,10 +203,7 @@ SCALES: dict[str, LectureScale] = {
 
 
 def get_scale(name: str) -> LectureScale:
-    try:
-        return SCALES[name]
-    except KeyError:
-        raise ConfigError(f"unknown scale {name!r}; allowed: {', '.join(SCALES)}") from None
+    return SCALES[check_scale(name, tuple(SCALES))]
 
 
 def with_seeds(scale: LectureScale, seeds: int | None) -> LectureScale:

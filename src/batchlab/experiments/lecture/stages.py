@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from batchlab.runtime.device import resolve_device
-from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError
+from batchlab.experiments.shape import Stopwatch
 from batchlab.experiments.lecture.scales import (
     AccuracyStudy,
     LectureScale,
@@ -70,7 +70,7 @@ def run_lecture(
                           "`batchlab data fetch NAME`, or use --scale quick")
     primary = studies[0]
     stage_seconds: dict[str, float] = {}
-    started = time.perf_counter()
+    stopwatch = Stopwatch()
 
     clock = time.perf_counter()
     say("[1/5] timing: time per update and per epoch vs batch size")
@@ -107,12 +107,10 @@ def run_lecture(
         "primary": {"dataset": primary.dataset, "model": primary.model},
         # Pairs, not a mapping: the store sorts JSON keys, and the report shows them in this order.
         "settings": list(lecture_settings(scale, studies, target).items()),
-        "environment": describe_environment(target),
         "stage_seconds": stage_seconds,
-        "total_seconds": time.perf_counter() - started,
         "timing": timing,
         "notes": notes,
-        "created": time.time(),
+        **stopwatch.envelope(target).to_dict(),
     }
     store.put_record(LECTURE_KIND, LECTURE_SETTINGS_KEY, record)
     return record
