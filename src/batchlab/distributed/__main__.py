@@ -56,5 +56,16 @@ def train_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_now(code: int) -> None:
+    """Leave the process with ``code`` once the output is flushed, skipping the interpreter's
+    teardown. By then the run is stored and the process group destroyed; what is left is the C++
+    static teardown of the communication library's threads, which under load has aborted a
+    process that had finished ("terminate called without an active exception", SIGABRT) and so
+    failed a torchrun job whose run had been stored."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
