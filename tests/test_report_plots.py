@@ -49,14 +49,39 @@ def test_a_batch_size_where_every_seed_diverged_stays_on_the_axis_and_the_layout
     import warnings
 
     diverged = AccuracyPoint(batch_size=8, full_batch=False, seeds=[], n_diverged=2, updates=None,
-                             means={"train_acc": None, "val_acc": None}, stds={"train_acc": None, "val_acc": None})
+                             means={"train_acc": None, "val_acc": None}, stds={"train_acc": None, "val_acc": None},
+                             failures={"diverged": 2})
     figure = plot_accuracy_panel(AccuracyPanel("mnist-5k", "mlp", [8], "epochs", 1, [
         AccuracyCurve({"lr": 0.1}, "η = 0.1", [diverged, point(128, 0.99)])]))
     (ax,) = visible_axes(figure)
     low, high = ax.get_xlim()
     assert low < 8 and high > 128
-    assert any(t.get_text() == "2 diverged" for t in ax.texts)
+    assert any(t.get_text() == "2 runs left out:\n2 diverged" for t in ax.texts)
     assert not any("one batch size only" in t.get_text() for t in ax.texts)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns when the constrained layout collapses
         figure.savefig(io.BytesIO(), format="png")
+
+
+def test_failed_runs_are_left_out_of_the_figure_and_counted_in_its_note():
+    """A diverged and a failed-to-train run (finite numbers, at chance) never reach the plotted means;
+    the figure names both."""
+    from batchlab.analysis.accuracy import accuracy_vs_batch_size
+    from batchlab.report.plots import accuracy_left_out_note
+    from batchlab.store import RunRecord
+
+    def record(seed, status, accuracy, batch_size):
+        config = {"dataset": "mnist-5k", "model": "mlp", "batch_size": batch_size, "seed": seed, "epochs": 3}
+        return RunRecord(f"r{seed}{batch_size}", status, config, {},
+                         {"batch_size": batch_size, "train_acc": accuracy, "val_acc": accuracy}, "", None, None)
+
+    records = [record(0, "finished", 0.9, 8), record(1, "failed to train", 0.1, 8),
+               record(0, "finished", 0.8, 128), record(1, "diverged", 0.1, 128), record(2, "finished", 0.7, 128)]
+    (panel,) = accuracy_vs_batch_size(records)
+    assert accuracy_left_out_note(panel) == "2 runs left out: 1 diverged, 1 failed to train"
+    figure = plot_accuracy_panel(panel)
+    (ax,) = visible_axes(figure)
+    plotted = [line.get_ydata() for line in ax.lines if len(line.get_ydata()) == 2]
+    assert any(list(y) == pytest.approx([0.9, 0.75]) for y in plotted)  # the failed runs' 0.1 is in no mean
+    assert "2 runs left out: 1 diverged, 1 failed to train of the means" in figure.get_suptitle()
+    assert {t.get_text() for t in ax.texts} >= {"1 run left out:\n1 failed to train", "1 run left out:\n1 diverged"}

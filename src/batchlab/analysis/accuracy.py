@@ -6,7 +6,8 @@ Runs are grouped so that one *curve* holds runs that differ only in batch size a
 * budget: a run without ``max_updates`` is compared at a fixed **epoch** budget (its
   ``epochs``); a run with ``max_updates`` at a fixed **update** budget (its ``max_updates``; the
   epoch count is then only a cap and is left out of the grouping). Runs with ``stop_patience``
-  form their own budget ("until the loss stops improving").
+  form their own budget, "given enough updates" (until the loss stops improving, at most
+  ``max_updates`` updates: runs with different update caps are different curves).
 * curve: every other config field equal (optimizer, λ, η, Nesterov, weight decay, shuffle, …),
   and the same model and data fingerprints (a user's model or data edited under the same name
   trained something else: :mod:`batchlab.store.identity`); the label names the fields that
@@ -15,8 +16,10 @@ Runs are grouped so that one *curve* holds runs that differ only in batch size a
   ``batch_size``). Each accuracy is the mean over seeds with the sample standard deviation
   (``ddof = 1``; 0 for a single seed), and the per-seed values are kept (``seed_values``) so that
   two batch sizes can be compared seed by seed (a seed's runs start from the same weights). Only
-  runs with status ``finished`` enter the means; failed runs (status ``diverged`` or ``failed to
-  train``) are counted per point (``n_diverged``) so a figure and the summary can say so.
+  runs with status ``finished`` enter the means and the figures; failed runs (status ``diverged``
+  or ``failed to train``, whether or not they produced NaN) are left out and counted per point,
+  in all (``n_diverged``) and by status (``failures``), so that a figure, a table and the summary
+  say how many were left out and why (:func:`left_out_note`).
 
 The accuracies are the run summary's final ``train_acc``, ``val_acc`` (on the validation split
 carved from the training set) and ``test_acc``, all measured after the last epoch.
@@ -30,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from batchlab.analysis.grid import DIVERGENCE, EXTENSION_CAP, INTERIOR, GridState
+from batchlab.analysis.grid import DIVERGENCE, EXTENSION_CAP, INTERIOR, PENDING, GridState
 from batchlab.analysis.grid import outcome as grid_outcome
 from batchlab.analysis.verdicts import FAILED_STATUSES, last_epoch_drop
 from batchlab.store import RunRecord
@@ -50,7 +53,7 @@ _PANEL_FIELDS = ("dataset", "model", "hidden")
 _FIELD_LABELS = {
     "optimizer": "", "momentum": "λ", "lr": "η", "nesterov": "Nesterov", "weight_decay": "wd",
     "shuffle": "shuffle", "drop_last": "drop last", "val_fraction": "val", "split_seed": "split",
-    "model_fingerprint": "model", "data_fingerprint": "data",
+    "model_fingerprint": "model", "data_fingerprint": "data", "max_updates": "update cap",
 }
 
 
@@ -78,6 +81,8 @@ class AccuracyPoint:
     lr_reason: str | None = None
     # metric → seed → final value, over the finished runs (the means' inputs, for paired comparisons).
     seed_values: dict[str, dict[int, float]] = field(default_factory=dict)
+    # Failed runs left out of the means, by status ("diverged", "failed to train"); n_diverged is their sum.
+    failures: dict[str, int] = field(default_factory=dict)
     # Mean over seeds of the training loss's relative fall over the last logged epoch,
     # (loss[n − 2] − loss[n − 1]) / loss[n − 2] (see batchlab.analysis.verdicts.still_falling).
     last_epoch_drop: float | None = None
@@ -142,7 +147,7 @@ def budget_text(kind: str, budget: int | None) -> str:
         return f"fixed budget of {budget} epoch{'s' if budget != 1 else ''}"
     if kind == UPDATE_BUDGET:
         return f"fixed budget of {budget} updates"
-    return f"until the training loss stopped improving (patience {budget})"
+    return f"given enough updates: until the training loss stopped improving (patience {budget}, with an update cap)"
 
 
 def budget_of(config: dict[str, Any]) -> tuple[str, int | None]:
@@ -155,9 +160,11 @@ def budget_of(config: dict[str, Any]) -> tuple[str, int | None]:
 
 
 def _curve_settings(config: dict[str, Any], budget_kind: str) -> dict[str, Any]:
-    skipped = set(_NOT_CURVE_FIELDS) | set(_PANEL_FIELDS) | {"stop_patience", "max_updates"}
+    skipped = set(_NOT_CURVE_FIELDS) | set(_PANEL_FIELDS) | {"stop_patience"}
     if budget_kind != EPOCH_BUDGET:
         skipped.add("epochs")
+    if budget_kind != PATIENCE_BUDGET:  # the update cap of runs given enough updates tells them apart
+        skipped.add("max_updates")
     return {k: v for k, v in sorted(config.items()) if k not in skipped}
 
 
@@ -239,6 +246,7 @@ def _point(batch_size: int, full: bool, records: list[RunRecord],
         full_batch=full,
         seeds=sorted(int(r.config.get("seed", 0)) for r in finished),
         n_diverged=sum(r.status in FAILED_STATUSES for r in records),
+        failures={str(status): n for status in FAILED_STATUSES if (n := sum(r.status == status for r in records))},
         updates=statistics.fmean(updates) if updates else None,
         means=means,
         stds=stds,
@@ -246,6 +254,30 @@ def _point(batch_size: int, full: bool, records: list[RunRecord],
         seed_values=seed_values,
         last_epoch_drop=statistics.fmean(last_drops) if last_drops else None,
     )
+
+
+def left_out_counts(points: Iterable[AccuracyPoint]) -> dict[str, int]:
+    """The failed runs left out of ``points``' means, by status, summed over the points (a point
+    from before ``failures`` was kept counts its ``n_diverged`` as failed runs of unknown status)."""
+    counts: dict[str, int] = {}
+    for point in points:
+        known = 0
+        for status, n in point.failures.items():
+            counts[status] = counts.get(status, 0) + n
+            known += n
+        if point.n_diverged > known:
+            counts["failed"] = counts.get("failed", 0) + point.n_diverged - known
+    return counts
+
+
+def left_out_note(counts: Mapping[str, int]) -> str:
+    """``{status: runs}`` as the note a figure or table carries: "2 runs left out: 1 diverged, 1
+    failed to train"; empty when none was left out."""
+    shown = [(status, n) for status in (*FAILED_STATUSES, "failed") if (n := counts.get(status, 0))]
+    total = sum(n for _, n in shown)
+    if not total:
+        return ""
+    return f"{total} run{'s' if total != 1 else ''} left out: " + ", ".join(f"{n} {status}" for status, n in shown)
 
 
 def _losses(history: list[dict[str, float]] | None) -> list[float]:
@@ -268,9 +300,10 @@ def best_learning_rates(panel: AccuracyPanel, initial_grid: Sequence[float] | No
     (ties: the smaller η) — each batch size gets its own tuned η, chosen on the validation split,
     never on the test set. The chosen point records ``lr``, the ``lr_grid`` tried at that batch size,
     ``lr_reason`` and ``lr_at_edge`` from the grid planner (:mod:`batchlab.analysis.grid`): the best
-    η is interior, bounded by an η whose runs all diverged, or on an edge (``lr_at_edge``), where a
-    better η may lie beyond. η values whose runs all diverged, or have no validation accuracy, are
-    never chosen. ``initial_grid``: the grid the runs started from, when known, so that values beyond
+    η is interior, bounded by an η that failed, or on an edge (``lr_at_edge``), where a better η
+    may lie beyond. An η with a failed run (diverged or failed to train, at any seed) or without a
+    validation accuracy is never chosen: a step size that fails from one seed's initial weights is
+    not a safe choice, and its mean over the other seeds would hide that. ``initial_grid``: the grid the runs started from, when known, so that values beyond
     it count as added by an extension with ``cap`` values a side ("cap of 3 added values
     reached"); without it the tried values are the grid, not extended. Curves that come in one η
     only are kept as they are (``lr`` set, the grid of one, no edge flag)."""
@@ -287,10 +320,7 @@ def best_learning_rates(panel: AccuracyPanel, initial_grid: Sequence[float] | No
         for batch in sizes:
             candidates = {float(c.settings.get("lr", 0.0)): p for c in group if (p := c.point(batch)) is not None}
             grid = sorted(candidates)
-            state = GridState.learning_rate(initial_grid or grid, cap=cap if initial_grid else 0)
-            for lr, point in candidates.items():
-                state.record(lr, point.mean("val_acc"), diverged=point.mean("val_acc") is None)
-            chosen = grid_outcome(state)
+            chosen = _search_outcome(candidates, initial_grid, cap)
             if chosen.best is None:
                 continue
             best = candidates[min(candidates, key=lambda lr: abs(lr - chosen.best))]
@@ -300,6 +330,45 @@ def best_learning_rates(panel: AccuracyPanel, initial_grid: Sequence[float] | No
                                            "lr_reason": chosen.reason if several else None}))
         tuned.curves.append(AccuracyCurve(rest, (label + ", " if label else "") + "best η per B", points))
     return tuned
+
+
+def tuned_panels(panels: Sequence[AccuracyPanel], searches: Sequence[Mapping[str, Any]] = ()) -> list[AccuracyPanel]:
+    """Each panel at its best η per batch size (:func:`best_learning_rates`), with the initial grid
+    and extension cap of its protocol taken from ``searches`` — the η searches a sweep recorded
+    (dictionaries with ``dataset``, ``model``, ``protocol``, ``grid``, ``cap``; the lecture
+    record's ``lr_search``) — so that η values the search added are told from the grid and a best η
+    the cap stopped at is said to be so. A panel without a recorded search is tuned over the values
+    it holds, not extended."""
+    grids = {(s["dataset"], s["model"], s["protocol"]): (list(s["grid"]), int(s["cap"])) for s in searches
+             if len(s.get("grid") or ()) > 1}
+    tuned = []
+    for panel in panels:
+        grid, cap = grids.get((panel.dataset, panel.model, panel.budget_kind), (None, EXTENSION_CAP))
+        tuned.append(best_learning_rates(panel, grid, cap))
+    return tuned
+
+
+def _search_outcome(candidates: Mapping[float, AccuracyPoint], initial_grid: Sequence[float] | None, cap: int):
+    """The grid planner's outcome over the η values run at one batch size: from ``initial_grid``
+    extended by up to ``cap`` values a side when given; over the values run, not extended, when
+    not, or when the search has values left to train (a store whose sweep did not finish)."""
+    def decide(grid: Sequence[float], added: int):
+        state = GridState.learning_rate(grid, cap=added)
+        for lr, point in candidates.items():
+            state.record(lr, point.mean("val_acc"), diverged=_failed_value(point))
+        return grid_outcome(state)
+
+    if initial_grid:
+        chosen = decide(initial_grid, cap)
+        if chosen.kind != PENDING:
+            return chosen
+    return decide(sorted(candidates), 0)
+
+
+def _failed_value(point: AccuracyPoint) -> bool:
+    """Whether an η counts as failed at one batch size: a run of it failed, or none has a
+    validation accuracy."""
+    return point.n_diverged > 0 or point.mean("val_acc") is None
 
 
 def curve_labels(settings: list[dict[str, Any]]) -> list[str]:

@@ -2,7 +2,9 @@
 
 * :func:`plot_accuracy_panel` — the lecture's "accuracy vs batch size" figure: one axes per curve
   (optimizer and λ), training and validation (and test) accuracy against B on a log axis, mean
-  over seeds with ± one standard deviation as error bars.
+  over seeds with ± one standard deviation as error bars. Failed runs (diverged, failed to train)
+  are never plotted: each batch size names those it left out, and the figure counts them all
+  ("2 runs left out: 1 diverged, 1 failed to train").
 * :func:`plot_direction_scan` — the lecture's L¹ / L² picture from real data: the full-batch loss
   and several mini-batch losses along one direction.
 * :func:`plot_gradient_noise` — mini-batch gradient norms against the full-batch gradient norm, and
@@ -18,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-from batchlab.analysis.accuracy import AccuracyPanel  # noqa: E402
+from batchlab.analysis.accuracy import AccuracyPanel, left_out_counts, left_out_note  # noqa: E402
 from batchlab.analysis.noise import NoiseReport  # noqa: E402
 
 _METRIC_STYLE = {
@@ -62,7 +64,8 @@ def plot_accuracy_panel(panel: AccuracyPanel,
             ticks.update({p.batch_size: batch_tick_label(p.batch_size, p.full_batch) for p in points})
         for point in curve.points:
             if point.n_diverged:
-                ax.annotate(f"{point.n_diverged} diverged", (point.batch_size, 0.02),
+                ax.annotate(left_out_note(left_out_counts([point])).replace(" left out: ", " left out:\n"),
+                            (point.batch_size, 0.02),
                             xycoords=("data", "axes fraction"), ha="center", fontsize=8, color="#b31d28")
                 # A batch size where every seed diverged has no accuracy but stays on the axis, so
                 # its note sits inside the axes (outside, it would collapse the layout).
@@ -82,8 +85,16 @@ def plot_accuracy_panel(panel: AccuracyPanel,
         ax.set(xlabel="batch size B", ylabel="accuracy", title=f"{curve.label}\n(mean ± std over {seed_text} seed{plural})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
-    figure.suptitle(f"Accuracy vs batch size — {panel.title}", fontsize=11)
+    note = accuracy_left_out_note(panel)
+    figure.suptitle(f"Accuracy vs batch size — {panel.title}" + (f"\n{note} of the means" if note else ""),
+                    fontsize=11)
     return figure
+
+
+def accuracy_left_out_note(panel: AccuracyPanel) -> str:
+    """The failed runs the accuracy figure of ``panel`` leaves out, counted by status ("2 runs left
+    out: 1 diverged, 1 failed to train"); empty when every run finished."""
+    return left_out_note(left_out_counts(p for curve in panel.curves for p in curve.points))
 
 
 def mark_single_batch_size(ax, batch_size: int) -> None:
@@ -160,4 +171,4 @@ def _point_title(report: NoiseReport) -> str:
     return f"At {what}: full-batch loss {report.full_loss:.3g}, ‖∇L‖ = {report.full_grad_norm:.3g}"
 
 
-__all__ = ["batch_tick_label", "plot_accuracy_panel", "plot_direction_scan", "plot_gradient_noise"]
+__all__ = ["accuracy_left_out_note", "batch_tick_label", "plot_accuracy_panel", "plot_direction_scan", "plot_gradient_noise"]
