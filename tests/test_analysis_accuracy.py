@@ -143,6 +143,7 @@ def test_points_keep_per_seed_values_and_count_runs_that_failed_to_train():
     point = panel.curves[0].points[0]
     assert point.seed_values["train_acc"] == {0: 0.9, 2: 0.8}
     assert point.n_diverged == 2 and point.seeds == [0, 2]  # failed runs counted, never averaged
+    assert point.failures == {"diverged": 1, "failed to train": 1}
     assert point.mean("train_acc") == pytest.approx(0.85)
     assert point.last_epoch_drop == pytest.approx((0.5 + 0.3) / 2)
 
@@ -167,3 +168,33 @@ def test_best_learning_rate_says_why_the_choice_stopped():
         curve(lr, 0.5 + lr) for lr in (0.01, 0.03, 0.1, 0.333, 1.11, 3.7)]), initial_grid=[0.01, 0.03, 0.1])
     point = extended.curves[0].points[0]
     assert (point.lr, point.lr_at_edge, point.lr_reason) == (3.7, True, "cap of 3 added values reached on the high side")
+
+
+def test_an_eta_with_one_failed_seed_is_never_chosen_and_bounds_the_grid():
+    def curve(lr, val, failed=0):
+        return AccuracyCurve({"lr": lr}, f"η = {lr}", [
+            AccuracyPoint(8, False, [0], failed, None, {"train_acc": 0.9, "val_acc": val}, {})])
+
+    # η = 0.1 has the best mean over its finished seed, but its other seed failed to train.
+    point = best_learning_rates(AccuracyPanel("mnist-5k", "mlp", None, "epochs", 3, [
+        curve(0.01, 0.8), curve(0.03, 0.9), curve(0.1, 0.95, failed=1)])).curves[0].points[0]
+    assert (point.lr, point.lr_at_edge, point.lr_reason) == (0.03, False, "bounded by divergence at η = 0.1")
+
+
+def test_tuned_panels_take_each_protocols_grid_from_the_recorded_search():
+    from batchlab.analysis.accuracy import tuned_panels
+
+    def curve(lr, val):
+        return AccuracyCurve({"lr": lr}, f"η = {lr}", [
+            AccuracyPoint(8, False, [0], 0, None, {"train_acc": 0.9, "val_acc": val}, {})])
+
+    panel = AccuracyPanel("mnist-5k", "mlp", None, "epochs", 3, [
+        curve(lr, 1 - lr) for lr in (0.001, 0.003, 0.01, 0.03, 0.1)])
+    search = {"dataset": "mnist-5k", "model": "mlp", "protocol": "epochs", "grid": [0.003, 0.01, 0.03, 0.1], "cap": 1}
+    (tuned,) = tuned_panels([panel], [search])
+    assert tuned.curves[0].points[0].lr_reason == "cap of 1 added value reached on the low side"
+    (untold,) = tuned_panels([panel])
+    assert untold.curves[0].points[0].lr_reason == "on the low edge of the grid, not extended"
+    # A search that has values left to train (a sweep stopped half way) falls back to the values run.
+    (half,) = tuned_panels([panel], [search | {"grid": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]}])
+    assert half.curves[0].points[0].lr == 0.001

@@ -279,7 +279,7 @@ def test_each_accuracy_row_names_its_protocol():
     table = summary_table([], None, panels)
     protocols = [r.protocol for r in table.rows if r.quantity == "training accuracy"]
     assert protocols == ["equal epochs (4)", "equal updates (450)",
-                         "until the training loss stops improving (patience 3)"]
+                         "given enough updates (until the training loss stops improving, patience 3, update cap)"]
     assert all(r.protocol and r.protocol in r.aspect for r in table.rows if r.quantity.endswith("accuracy"))
     assert protocol_panels([panels[2], panels[0], panels[1]]) == panels
 

@@ -15,7 +15,7 @@ TINY = lecture.LectureScale(
     name="quick",
     studies=(lecture.AccuracyStudy(dataset="mnist-5k", model="mlp", hidden=(8,), batch_sizes=(256, "full"),
                                    momenta=(0.9,), lr=0.05, epochs=1, lr_grid=(0.05, 0.2), patience=1,
-                                   patience_epochs=2),),
+                                   patience_updates=2, lr_extension_cap=1),),
     seeds=1,
     timing_batch_sizes=(1, 8),
     timing_n_examples=64,
@@ -142,11 +142,12 @@ def test_full_scale_leaves_out_datasets_that_are_not_here(tmp_path):
 def test_every_learning_rate_of_the_grid_runs_under_every_protocol():
     study = lecture.AccuracyStudy(dataset="mnist-5k", model="mlp", hidden=(8,), batch_sizes=(8, "full"),
                                   momenta=(0.9,), lr=0.1, epochs=2, update_budget=50, update_batch_sizes=(8,),
-                                  update_momenta=(0.9,), lr_grid=(0.01, 0.1), patience=2, patience_epochs=5)
+                                  update_momenta=(0.9,), lr_grid=(0.01, 0.1), patience=2, patience_updates=500)
     configs = lecture.study_configs(study, seeds=1, device="cpu", data_dir=None)
     kinds = {(c.lr, c.batch_size, c.max_updates, c.stop_patience, c.epochs) for c in configs}
+    # Given enough updates: an update cap of 500 (2 epochs at B = 8 on 3,600 images, 500 full-batch epochs).
     assert kinds == {(lr, b, u, p, e) for lr in (0.01, 0.1) for (b, u, p, e) in (
-        (8, None, 0, 2), ("full", None, 0, 2), (8, 50, 0, 1), (8, None, 2, 5), ("full", None, 2, 5))}
+        (8, None, 0, 2), ("full", None, 0, 2), (8, 50, 0, 1), (8, 500, 2, 2), ("full", 500, 2, 500))}
 
 
 def _with_fashion(monkeypatch, present, also_missing=()):

@@ -476,7 +476,7 @@ def protocol_text(panel: AccuracyPanel) -> str:
         return f"equal epochs ({panel.budget})"
     if panel.budget_kind == UPDATE_BUDGET:
         return f"equal updates ({panel.budget})"
-    return f"until the training loss stops improving (patience {panel.budget})"
+    return f"given enough updates (until the training loss stops improving, patience {panel.budget}, update cap)"
 
 
 def _num_classes(dataset: str) -> int | None:

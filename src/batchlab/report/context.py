@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
-from batchlab.analysis.accuracy import AccuracyPanel, accuracy_vs_batch_size, best_learning_rates
+from batchlab.analysis.accuracy import AccuracyPanel, accuracy_vs_batch_size, tuned_panels
 from batchlab.analysis.noise import NoiseReport
 from batchlab.analysis.summary import (
     SummaryTable,
@@ -70,8 +70,9 @@ class ReportContext:
 
     @cached_property
     def tuned_panels(self) -> list[AccuracyPanel]:
-        """Each panel with every batch size at its best η (see :func:`best_learning_rates`)."""
-        return [best_learning_rates(panel) for panel in self.accuracy_panels]
+        """Each panel with every batch size at its best η (see :func:`tuned_panels`), told which η
+        values the sweep's search added beyond each grid."""
+        return tuned_panels(self.accuracy_panels, (self.lecture or {}).get("lr_search") or ())
 
     @cached_property
     def primary_panel(self) -> AccuracyPanel | None:

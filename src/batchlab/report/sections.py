@@ -12,13 +12,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel
+from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel, left_out_counts, left_out_note
 from batchlab.analysis.noise import NoiseReport
 from batchlab.analysis.summary import NOT_MEASURED, Measured, protocol_panels, protocol_text, seconds_text
 from batchlab.report.context import ReportContext
 from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item
-from batchlab.report.plots import plot_accuracy_panel, plot_direction_scan, plot_gradient_noise
+from batchlab.report.plots import accuracy_left_out_note, plot_accuracy_panel, plot_direction_scan, plot_gradient_noise
 
 # The full loss counts as "nearly flat" along d when its slope is at most this share of the
 # steepest batch loss's slope.
@@ -178,16 +178,20 @@ def protocols_table(panels: Sequence[AccuracyPanel]) -> TableItem:
                 rows.append([protocol_text(panel), curve.label,
                              f"full ({point.batch_size:,})" if point.full_batch else point.batch_size,
                              "—" if point.lr is None else f"{point.lr:g}", grid or "—",
-                             "yes" if point.lr_at_edge else "no",
+                             point.lr_reason or "—",
                              None if point.updates is None else round(point.updates), point.n_seeds,
                              _mean_std(point, "train_acc"), _mean_std(point, "val_acc"), _mean_std(point, "test_acc")])
     return TableItem("The protocols side by side, each batch size at its best η",
-                     ["protocol", "curve", "B", "best η", "η grid", "at grid edge", "updates", "seeds", "train acc",
+                     ["protocol", "curve", "B", "best η", "η tried", "η search ended", "updates", "seeds", "train acc",
                       "val acc", "test acc"], rows,
                      caption="Equal epochs is the lecture's figure; equal updates gives every batch size the same "
-                             "number of steps; the last trains until the training loss stops improving (Keskar et al. "
-                             "2017). For each protocol and batch size the η with the best mean validation accuracy "
-                             "over seeds is shown; 'at grid edge' means a better η may lie outside the grid.")
+                             "number of steps; given enough updates trains until the training loss stops improving "
+                             "(Keskar et al. 2017's rule) with an update cap. For each protocol and batch size the η "
+                             "with the best mean validation accuracy over seeds is shown, with its test accuracy; a "
+                             "best η on an edge of the grid extended the grid on that side, and 'η search ended' says "
+                             "why it stopped: interior (a worse η on each side), bounded by divergence (the next η "
+                             "failed), or the cap of added values reached (a better η may lie beyond). An η with a "
+                             "failed run is never chosen.")
 
 
 def accuracy_table(panel: AccuracyPanel) -> TableItem:
@@ -197,10 +201,13 @@ def accuracy_table(panel: AccuracyPanel) -> TableItem:
             rows.append([curve.label, f"full ({point.batch_size:,})" if point.full_batch else point.batch_size,
                          None if point.updates is None else round(point.updates), point.n_seeds,
                          _mean_std(point, "train_acc"), _mean_std(point, "val_acc"), _mean_std(point, "test_acc"),
-                         point.n_diverged])
+                         left_out_note(left_out_counts([point])) or "—"])
+    note = accuracy_left_out_note(panel)
     return TableItem(f"Final accuracies — {panel.title}",
-                     ["curve", "B", "updates", "seeds", "train acc", "val acc", "test acc", "diverged"], rows,
-                     caption="Mean ± sample standard deviation over seeds; diverged runs are counted, not averaged.")
+                     ["curve", "B", "updates", "seeds", "train acc", "val acc", "test acc", "failed runs"], rows,
+                     caption="Mean ± sample standard deviation over the seeds whose runs finished; runs that "
+                             "diverged or failed to train are left out of the means and the figure and counted"
+                             + (f" ({note})." if note else "."))
 
 
 def accuracy_caption(panel: AccuracyPanel) -> str:

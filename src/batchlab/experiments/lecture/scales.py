@@ -3,10 +3,9 @@
 The settings of each scale are in :data:`SCALES`. ``quick`` uses the embedded 5,000-image MNIST
 subset and the lecture's MLP (784-512-512-10) with the lecture's momentum λ = 0.9 at B = 8, 128 and
 the full batch (3,600), 2 seeds, each batch size at its best η of {0.003, 0.01, 0.03, 0.1, 0.3}
-(chosen on validation accuracy) under three protocols: equal epochs, equal updates, and trained
-until the training loss stops improving — 80 runs. At this scale the full batch does not converge
-under any protocol (10 full-batch updates end with the loss still falling), and the summary says
-so. Its flat-vs-sharp study (:class:`SharpMinimaStudy`) trains SB = 32 and LB = 1,024 on 4,096
+(chosen on validation accuracy; a best η on the grid's edge extends the grid by one value on that
+side) under three protocols: equal epochs, equal updates, and given enough updates (trained until
+the training loss stops improving, with an update cap of 150 at B = 128 and the full batch). Its flat-vs-sharp study (:class:`SharpMinimaStudy`) trains SB = 32 and LB = 1,024 on 4,096
 Fashion-MNIST images to 99 % training accuracy, 3 seeds, and measures their sharpness and the line
 between them. Measured on a quiet 2-core CPU (load average below 1.2 from other processes):
 139 s without the flat-vs-sharp study, 383 s with it (timing 13 s, sweep 194 s, noise 18 s, flat
@@ -20,6 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from batchlab.analysis.accuracy import EPOCH_BUDGET, PATIENCE_BUDGET, UPDATE_BUDGET
+from batchlab.analysis.grid import EXTENSION_CAP
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError
 from batchlab.experiments.shape import check_scale
@@ -43,14 +44,41 @@ class AccuracyStudy:
     # Learning rates tried at every batch size under every protocol (empty: ``lr`` only); the
     # report keeps, per batch size and protocol, the one with the best validation accuracy.
     lr_grid: tuple[float, ...] = ()
-    # Runs trained until the training loss stops improving for ``patience`` epochs (Keskar et al.'s
-    # protocol), at most ``patience_epochs`` epochs, over ``batch_sizes`` × ``momenta``; None: none.
+    # "Given enough updates": runs trained until the training loss stops improving for ``patience``
+    # epochs (Keskar et al.'s rule), capped at ``patience_updates`` updates — an update cap, not an
+    # epoch cap, so the full batch (one update per epoch) gets as many updates as any other batch
+    # size — over ``patience_batch_sizes`` (empty: ``batch_sizes``) × ``momenta``, at each η of
+    # ``patience_lr_grid`` (empty: ``learning_rates``); None: none.
     patience: int | None = None
-    patience_epochs: int = 0
+    patience_updates: int = 0
+    patience_batch_sizes: tuple[int | str, ...] = ()
+    patience_lr_grid: tuple[float, ...] = ()
+    # Values added beyond each edge of an η grid whose best value lies on the edge
+    # (batchlab.analysis.grid; the planner's own cap is 3).
+    lr_extension_cap: int = EXTENSION_CAP
 
     @property
     def learning_rates(self) -> tuple[float, ...]:
         return self.lr_grid or (self.lr,)
+
+    def protocols(self) -> tuple[str, ...]:
+        """The budgets this study trains under, of :data:`batchlab.analysis.accuracy`'s kinds."""
+        return (EPOCH_BUDGET, *((UPDATE_BUDGET,) if self.update_budget else ()),
+                *((PATIENCE_BUDGET,) if self.patience else ()))
+
+    def grid(self, protocol: str) -> tuple[float, ...]:
+        """The initial η grid of ``protocol`` (the planner extends it at an edge)."""
+        if protocol == PATIENCE_BUDGET and self.patience_lr_grid:
+            return self.patience_lr_grid
+        return self.learning_rates
+
+    def cells(self, protocol: str) -> list[tuple[int | str, float]]:
+        """The (batch size, λ) pairs trained under ``protocol``; each has its own η search."""
+        if protocol == UPDATE_BUDGET:
+            return [(b, m) for b in self.update_batch_sizes for m in self.update_momenta]
+        sizes = self.patience_batch_sizes if protocol == PATIENCE_BUDGET and self.patience_batch_sizes \
+            else self.batch_sizes
+        return [(b, m) for b in sizes for m in self.momenta]
 
 
 @dataclass(frozen=True)
@@ -116,12 +144,19 @@ class LectureScale:
 # {0.003, …, 0.3} (chosen on validation accuracy; with {0.01, 0.03, 0.1} B = 8 chose the lowest and
 # the full batch the highest η, both edges) under three protocols: 3 epochs (the lecture's
 # figure), 225 updates (half an epoch at B = 8, 8 epochs at B = 128; the full batch would need 225
-# epochs and is left out), and until the training loss stops improving for 2 epochs (at most 10).
+# epochs and is left out), and given enough updates: until the training loss stops improving for
+# 2 epochs, at most 150 updates, at B = 128 and the full batch with η ∈ {0.1, 0.3}. 150 full-batch
+# updates are 150 passes over the training set, so this protocol leaves out B = 8 (150 updates are
+# a third of an epoch there, far from its plateau) and tries two η: its full-batch runs are the
+# sweep's largest cost. Its full-batch run at η = 0.1 is the noise stage's critical point.
+# A grid whose best η lies on an edge is extended by one value on that side (the planner's cap is
+# three; one keeps `make demo` within its 10 minutes on 2 cores).
 # The update and patience budgets are where the time goes: they are what makes a verdict possible.
 _LECTURE_MLP = AccuracyStudy(
     dataset="mnist-5k", model="mlp", hidden=None, batch_sizes=(8, 128, "full"), momenta=(0.9,),
     lr=0.01, epochs=3, update_budget=225, update_batch_sizes=(8, 128), update_momenta=(0.9,),
-    lr_grid=(0.003, 0.01, 0.03, 0.1, 0.3), patience=2, patience_epochs=10,
+    lr_grid=(0.003, 0.01, 0.03, 0.1, 0.3), patience=2, patience_updates=150, patience_batch_sizes=(128, "full"),
+    patience_lr_grid=(0.1, 0.3), lr_extension_cap=1,
 )
 
 # Keskar's comparison inside the quick lecture: the lecture's MLP on 4,096 Fashion-MNIST training
@@ -158,7 +193,7 @@ SCALES: dict[str, LectureScale] = {
         timing_paths=("dataloader", "resident"),
         critical_lr=0.1,
         critical_momentum=0.9,
-        critical_updates=100,
+        critical_updates=150,
         noise_batches=32,
         sharp_minima=_QUICK_SHARP_MINIMA,
     ),
@@ -167,7 +202,9 @@ SCALES: dict[str, LectureScale] = {
         studies=(
             AccuracyStudy(dataset="mnist", model="mlp", hidden=None, batch_sizes=(1, 10, 100, 1000, 10000, "full"),
                           momenta=(0.0, 0.9), lr=0.005, epochs=10, update_budget=2000,
-                          update_batch_sizes=(10, 100, 1000, 10000), update_momenta=(0.9,)),
+                          update_batch_sizes=(10, 100, 1000, 10000), update_momenta=(0.9,),
+                          lr_grid=(0.001, 0.003, 0.01, 0.03, 0.1), patience=3, patience_updates=20000,
+                          patience_batch_sizes=(100, 10000, "full")),
             AccuracyStudy(dataset="fashion-mnist", model="mlp", hidden=None,
                           batch_sizes=(10, 100, 1000, 10000, "full"), momenta=(0.0, 0.9), lr=0.005, epochs=10),
             AccuracyStudy(dataset="cifar10", model="cnn", hidden=None, batch_sizes=(10, 100, 1000, 10000, "full"),
@@ -236,26 +273,43 @@ def available_studies(scale: LectureScale, data_dir: str | None) -> tuple[list[A
 
 
 def study_configs(study: AccuracyStudy, seeds: int, device: str, data_dir: str | None) -> list[RunConfig]:
-    """Every run of one study, for each η of its grid: the epoch-budget grid, the update-budget grid
-    (if any), then the runs trained until the loss stops improving (if any)."""
+    """Every run of one study's initial η grids: for each η, the equal-epochs runs, the equal-updates
+    runs (if any), then the runs given enough updates (if any). The lecture's sweep extends a grid
+    whose best η lies on an edge (:func:`cell_configs` for the added values)."""
     configs: list[RunConfig] = []
-    for lr in study.learning_rates:
-        base = dict(dataset=study.dataset, model=study.model, hidden=study.hidden, optimizer="momentum", lr=lr,
-                    device=device, data_dir=data_dir)
-        configs += [RunConfig(**base, batch_size=b, momentum=m, epochs=study.epochs, seed=s)
-                    for b in study.batch_sizes for m in study.momenta for s in range(seeds)]
-        if study.update_budget:
-            n_train = _training_set_size(configs[0])
-            for b in study.update_batch_sizes:
-                epochs = -(-study.update_budget // -(-n_train // b))  # epochs needed to reach the budget
-                configs += [RunConfig(**base, batch_size=b, momentum=m, epochs=max(epochs, 1), seed=s,
-                                      max_updates=study.update_budget)
-                            for m in study.update_momenta for s in range(seeds)]
-        if study.patience:
-            configs += [RunConfig(**base, batch_size=b, momentum=m, epochs=study.patience_epochs, seed=s,
-                                  stop_patience=study.patience)
-                        for b in study.batch_sizes for m in study.momenta for s in range(seeds)]
+    for lr in sorted({lr for protocol in study.protocols() for lr in study.grid(protocol)}):
+        for protocol in study.protocols():
+            if lr in study.grid(protocol):
+                for batch_size, momentum in study.cells(protocol):
+                    configs += cell_configs(study, protocol, batch_size, momentum, lr, seeds, device, data_dir)
     return configs
+
+
+def cell_configs(study: AccuracyStudy, protocol: str, batch_size: int | str, momentum: float, lr: float, seeds: int,
+                 device: str, data_dir: str | None) -> list[RunConfig]:
+    """The runs (one per seed) of one η at one batch size and λ under ``protocol``: equal epochs
+    (``epochs``), equal updates (``max_updates`` = the update budget, with the epochs that reach it),
+    or given enough updates (``stop_patience``, ``max_updates`` = the update cap, with the epochs
+    that reach it, so the cap, not the epochs, binds)."""
+    base = RunConfig(dataset=study.dataset, model=study.model, hidden=study.hidden, optimizer="momentum", lr=lr,
+                     device=device, data_dir=data_dir, batch_size=batch_size, momentum=momentum, epochs=study.epochs)
+    if protocol == EPOCH_BUDGET:
+        extra: dict = {}
+    elif protocol == UPDATE_BUDGET:
+        extra = dict(max_updates=study.update_budget, epochs=_epochs_for(base, study.update_budget))
+    elif protocol == PATIENCE_BUDGET:
+        extra = dict(max_updates=study.patience_updates, stop_patience=study.patience,
+                     epochs=_epochs_for(base, study.patience_updates))
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}")
+    return [base.replace(seed=seed, **extra) for seed in range(seeds)]
+
+
+def _epochs_for(config: RunConfig, updates: int) -> int:
+    """The epochs in which ``config``'s batch size makes ``updates`` updates (at least 1)."""
+    n_train = _training_set_size(config)
+    per_epoch = 1 if config.batch_size == "full" else -(-n_train // int(config.batch_size))
+    return max(-(-updates // per_epoch), 1)
 
 
 def _training_set_size(config: RunConfig) -> int:
@@ -266,7 +320,13 @@ def _training_set_size(config: RunConfig) -> int:
 
 def critical_point_config(scale: LectureScale, study: AccuracyStudy, device: str, data_dir: str | None) -> RunConfig:
     """The full-batch run whose end is the (near-)critical point: gradient descent with the
-    lecture's momentum on all training examples, one update per epoch."""
+    lecture's momentum on all training examples, one update per epoch. When the study gives the
+    full batch enough updates at η = ``critical_lr`` and λ = ``critical_momentum``, it is that
+    protocol's seed-0 run (trained until the loss stops improving, at most the update cap), so the
+    sweep's run is reused; else ``critical_updates`` full-batch updates."""
+    if study.patience and ("full", scale.critical_momentum) in study.cells(PATIENCE_BUDGET):
+        return cell_configs(study, PATIENCE_BUDGET, "full", scale.critical_momentum, scale.critical_lr, 1, device,
+                            data_dir)[0]
     return RunConfig(dataset=study.dataset, model=study.model, hidden=study.hidden, optimizer="momentum",
                      batch_size="full", lr=scale.critical_lr, momentum=scale.critical_momentum,
                      epochs=scale.critical_updates, seed=0, device=device, data_dir=data_dir)

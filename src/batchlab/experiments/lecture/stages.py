@@ -5,8 +5,10 @@ Stages, in the lecture's order:
 1. **timing** — :func:`batchlab.timing.timing_sweep` of the network over the lecture's batch sizes
    (time per update and per epoch, CPU and, when present, GPU); rows go to the store's timings.
    Skipped when the store already holds a timing of the same settings (``retime`` measures again).
-2. **accuracy sweep** — :func:`batchlab.sweep.run_sweep` over batch size × λ × seed at a fixed
-   epoch budget (and, when the scale has one, a fixed update budget); finished runs are reused.
+2. **accuracy sweep** — :func:`batchlab.sweep.run_sweep` over batch size × λ × η × seed under each
+   protocol (equal epochs; equal updates and given enough updates when the scale has them);
+   stored runs are reused, and a batch size whose best η lies on an edge of its grid gets more η
+   beyond it (:mod:`batchlab.experiments.lecture.search`).
 3. **noise** — a full-batch gradient-descent run (a stored run like any other) is trained to near
    a critical point; :func:`batchlab.analysis.noise.measure_noise` then measures mini-batch vs
    full-batch gradients there and at the initial weights; results go to records of kind ``noise``.
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from batchlab.analysis.accuracy import PATIENCE_BUDGET
 from batchlab.runtime.device import resolve_device
 from batchlab.errors import ConfigError
 from batchlab.experiments.shape import Stopwatch
@@ -39,8 +42,8 @@ from batchlab.experiments.lecture.scales import (
     LectureScale,
     available_studies,
     critical_point_config,
-    study_configs,
 )
+from batchlab.experiments.lecture.search import search_learning_rates
 from batchlab.report.context import LECTURE_KIND, LECTURE_SETTINGS_KEY, NOISE_KIND, TOY_KEY, TOY_KIND
 from batchlab.store import RunStore
 from batchlab.store.status import FINISHED
@@ -81,10 +84,18 @@ def run_lecture(
     say("[2/5] accuracy vs batch size: sweep over B × λ × seeds")
     from batchlab.sweep import run_sweep
 
-    # Explicit configs rather than one grid: update-budget runs need their own epoch caps.
-    configs = [c for study in studies for c in study_configs(study, scale.seeds, device, data_dir)]
-    results = run_sweep(configs, store, progress=run_progress)
-    say(f"      {len(results.runs)} runs in the store ({results.skipped} reused)")
+    # Explicit configs rather than one grid: update-budget runs need their own epoch caps. Each
+    # batch size's η grid is extended where its best η lies on an edge (search_learning_rates).
+    counts = {"runs": 0, "reused": 0}
+
+    def sweep(configs):
+        results = run_sweep(configs, store, progress=run_progress)
+        counts["runs"] += len(results.runs)
+        counts["reused"] += results.skipped
+        return results.runs
+
+    searches = search_learning_rates(studies, scale.seeds, device, data_dir, sweep, say)
+    say(f"      {counts['runs']} runs in the store ({counts['reused']} reused)")
     stage_seconds["accuracy sweep"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -109,6 +120,9 @@ def run_lecture(
         "settings": list(lecture_settings(scale, studies, target).items()),
         "stage_seconds": stage_seconds,
         "timing": timing,
+        # Each batch size's η search under each protocol: its grid, the values tried, the choice and
+        # which bound ended it (interior, divergence, the cap) — the report's tuned panels read it.
+        "lr_search": [search.to_dict() for search in searches],
         "notes": notes,
         **stopwatch.envelope(target).to_dict(),
     }
@@ -127,7 +141,9 @@ def lecture_settings(scale: LectureScale, studies: list[AccuracyStudy], device: 
         "optimizer": "the lecture's momentum m ← λm − ηg, θ ← θ + m",
         "batch sizes": list(primary.batch_sizes),
         "λ": list(primary.momenta),
-        "η": (f"best of {list(primary.learning_rates)} per batch size and protocol, on validation accuracy"
+        "η": (f"best of {list(primary.learning_rates)} per batch size and protocol, on validation accuracy; "
+              f"a best η on an edge extends the grid by up to {primary.lr_extension_cap} value"
+              f"{'s' if primary.lr_extension_cap != 1 else ''} on that side"
               if len(primary.learning_rates) > 1 else primary.lr),
         "epochs": primary.epochs,
         "seeds": scale.seeds,
@@ -147,8 +163,11 @@ def lecture_settings(scale: LectureScale, studies: list[AccuracyStudy], device: 
                                      f"{sharp.target_train_acc:.0%} training accuracy, {sharp.seeds} seeds, "
                                      f"{sharp.model} on {' or '.join(sharp.datasets)}")
     if primary.patience:
-        settings["until the loss stops improving"] = (f"patience {primary.patience} epochs, at most "
-                                                      f"{primary.patience_epochs} epochs")
+        sizes = list(primary.patience_batch_sizes or primary.batch_sizes)
+        settings["given enough updates"] = (
+            f"until the training loss stops improving for {primary.patience} epochs, at most "
+            f"{primary.patience_updates} updates (an update cap, not an epoch cap), at B ∈ {sizes}, "
+            f"η from {list(primary.grid(PATIENCE_BUDGET))}")
     return settings
 
 
@@ -213,7 +232,8 @@ def run_noise_stage(store: RunStore, scale: LectureScale, study: AccuracyStudy, 
     points = {
         "start": (initial.to(resolve_device(device)),
                   f"the initial weights of run {result.run_id} (seed {config.seed})", False),
-        "end": (restored.model, f"the end of run {result.run_id}: {config.epochs} full-batch updates with "
+        "end": (restored.model, f"the end of run {result.run_id}: {result.summary.get('updates', config.epochs)} "
+                                f"full-batch updates with "
                                 f"η = {config.lr}, λ = {config.momentum}", True),
     }
     for which, (model, description, scan) in points.items():
