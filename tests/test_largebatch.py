@@ -170,16 +170,62 @@ def test_table_from_synthetic_results_has_claims_and_verdicts():
     rows = [SB, LB, method("linear-warmup", (0.899, 0.901)), method("lars", ())]
     found = verdicts(rows, 10000)
     table = methods_table(rows, found, setting="tiny")
+    columns = {name: i for i, name in enumerate(table.columns)}
     assert [r[0] for r in table.rows] == ["SB", "LB", "LINEAR-WARMUP", "LARS"]
-    assert table.rows[0][6] == "90.10 ± 0.14" and table.rows[2][10] == CLOSES
-    assert "0.14 % top-1" in table.rows[2][11] and "32K" in table.rows[3][11]
-    assert table.rows[3][4] == "0 (+2 failed)" and table.rows[3][10] == NO_RESULT
-    assert table.rows[1][7] == "-5.00"
+    assert table.rows[0][columns["test acc %"]] == "90.10 ± 0.14" and table.rows[2][columns["verdict"]] == CLOSES
+    claim = columns["paper's claim (their setting)"]
+    assert "0.14 % top-1" in table.rows[2][claim] and "32K" in table.rows[3][claim]
+    assert table.rows[3][columns["seeds"]] == "0 (+2 failed)" and table.rows[3][columns["verdict"]] == NO_RESULT
+    assert table.rows[1][columns["Δ test vs SB"]] == "-5.00"
+    # Every row names its protocol and the gap it is judged against; plain LB's is the equal-epochs gap.
+    assert [r[columns["protocol"]] for r in table.rows] == ["baseline (E epochs)", "equal epochs", "equal epochs",
+                                                           "equal epochs"]
+    assert table.rows[1][columns["judged against"]] == tables.EQUAL_EPOCHS_GAP
+    assert table.rows[1][columns["verdict"]] == tables.GAP and "Keskar" not in table.rows[1][claim]
     assert "BERT" in tables.PAPER_CLAIMS["lamb"]
     paragraph = verdict_paragraph(found)
     assert "1 closes the gap" in paragraph and "1 no result" in paragraph
     with pytest.raises(ValueError):
         verdicts([SB], 10000)
+
+
+def test_the_equal_epochs_gap_is_an_optimization_gap_when_lb_fits_the_training_set_worse():
+    sb = method("sb", (0.900, 0.902), train=(0.998, 0.997))
+    lb = method("lb", (0.850, 0.852), train=(0.903, 0.904))  # 24 updates: far from SB's training accuracy
+    lb_train = method("lb-train-acc", (0.899, 0.903), train=(0.998, 0.998))
+    found = {v.key: v for v in verdicts([sb, lb, lb_train], 10000)}
+    assert found["lb"].verdict == tables.GAP and "mostly an optimization gap" in found["lb"].text
+    # At equal training accuracy the 5-point gap is gone: no generalization gap, against Keskar's claim.
+    assert found["lb-train-acc"].verdict == tables.NO_GAP_FOUND
+    assert found["lb-train-acc"].gap == tables.GENERALIZATION_GAP and "against Keskar" in found["lb-train-acc"].text
+
+
+def test_each_method_is_judged_against_the_gap_it_claims_to_close():
+    sb = method("sb", (0.900, 0.902), train=(0.998, 0.997))
+    lb = method("lb", (0.850, 0.852), train=(0.903, 0.904))
+    lb_train = method("lb-train-acc", (0.870, 0.872), train=(0.998, 0.998))  # a 3-point generalization gap
+    rows = [sb, lb, lb_train, method("linear-warmup", (0.880, 0.882)), method("longer", (0.880, 0.882))]
+    found = {v.key: v for v in verdicts(rows, 10000)}
+    # Goyal keeps the epoch budget: 3 points above plain LB, 2 below SB — it narrows the equal-epochs gap.
+    assert (found["linear-warmup"].gap, found["linear-warmup"].verdict) == (tables.EQUAL_EPOCHS_GAP, NARROWS)
+    assert found["linear-warmup"].vs_lb == pytest.approx(3.0)
+    # Train longer claims the generalization gap: 1 point above LB at SB's training accuracy.
+    assert (found["longer"].gap, found["longer"].verdict) == (tables.GENERALIZATION_GAP, NARROWS)
+    assert found["longer"].vs_lb == pytest.approx(1.0)
+    # When LB missed SB's training accuracy within its cap, that gap was not measured.
+    missed = {v.key: v for v in verdicts(rows, 10000, missed_target=1)}
+    assert missed["lb-train-acc"].verdict == missed["longer"].verdict == tables.NOT_AT_EQUAL_TRAIN
+    assert missed["linear-warmup"].verdict == NARROWS
+
+
+def test_lb_to_sbs_training_accuracy_is_capped_at_sbs_updates():
+    plan = plan_largebatch("quick")
+    config = plan.equal_train_config(1, 4096, 0.99787)
+    assert (config.batch_size, config.seed, config.target_train_acc) == (1024, 1, 0.9978)
+    assert config.max_updates == 6 * 128 and config.epochs * 4 >= config.max_updates
+    assert config.lr == plan.setting.lr and config.momentum == plan.setting.momentum  # plain LB, trained on
+    with pytest.raises(ValueError):
+        plan.config("lb-train-acc", 0, 4096)
 
 
 def test_numbers_round_trip_through_a_dictionary():
@@ -200,7 +246,7 @@ def test_plan_rejects_bad_input_in_one_line():
 def test_quick_plan_counts():
     plan = plan_largebatch("quick")
     s = plan.setting
-    assert plan.seeds == 2 and plan.rows[:2] == ("sb", "lb") and len(plan.rows) == 10
+    assert plan.seeds == 2 and plan.rows[:3] == ("sb", "lb", "lb-train-acc") and len(plan.rows) == 11
     assert s.large_batch % s.small_batch == 0 and s.swap_epochs < s.epochs
 
 

@@ -54,7 +54,7 @@ def test_every_method_trains_is_measured_and_judged(largebatch_run):
     assert code == 0
     record = json.loads((folder / "out" / "largebatch.json").read_text())
     rows = [row[0] for row in record["table"]["rows"]]
-    assert len(rows) == 10 and rows[0] == "small batch (SB)"
+    assert len(rows) == 11 and rows[0] == "small batch (SB)"
     assert {r["method"] for r in record["runs"]} == set(record["plan"]["labels"])
     finished = [r for r in record["runs"] if r["status"] == "finished"]
     assert all(0 <= r["test_acc"] <= 1 and r["sharpness"] is not None for r in finished)
@@ -64,7 +64,14 @@ def test_every_method_trains_is_measured_and_judged(largebatch_run):
     swap = [r for r in record["runs"] if r["method"] == "swap"]
     assert all(len(r["run_ids"]) == 4 and r["run_ids"][-1].startswith("swap-") for r in swap)
     assert {v["verdict"] for v in record["verdicts"]} <= {
-        "baseline", "the gap", "closes the gap", "narrows it", "not here", "no gap to close", "no result"}
+        "baseline", "a gap", "no gap beyond the margin", "not at equal training accuracy", "closes the gap",
+        "narrows it", "not here", "no gap to close", "no result"}
+    # LB trained on to SB's training accuracy of the same seed, at most SB's 60 updates.
+    equal_train = [r for r in record["runs"] if r["method"] == "lb-train-acc"]
+    for run, small in zip(equal_train, sb):
+        assert run["extra"]["target_train_acc"] <= small["train_acc"] and run["updates"] <= 60
+        assert run["extra"]["reached_target_at"] is None or run["train_acc"] >= run["extra"]["target_train_acc"]
+    assert {v["key"]: v["gap"] for v in record["verdicts"]}["longer"] == "generalization gap"
     for suffix in ("png", "svg"):
         assert (folder / "out" / f"largebatch-methods.{suffix}").stat().st_size > 0
     with RunStore(folder / "runs.db") as store:

@@ -75,11 +75,15 @@ def test_lecture_writes_a_self_contained_report_and_reuses_the_store(tmp_path, t
         finished_before = {r.run_id: r.finished for r in store.runs()}
         timings_before = len(store.timings())
         noise_before = len(store.records("noise"))
-    # 2 η × (equal epochs + until the loss stops), the full batch, and flat vs sharp's SB and LB
-    assert len(finished_before) == 2 * (2 + 2) + 1 + 2
+        searches = store.get_record("lecture", "settings")["lr_search"]
+    # Each η tried (2 a grid, one more beyond an edge the best lay on) at each batch size under equal
+    # epochs and given enough updates, the full batch's critical point, and flat vs sharp's SB and LB.
+    assert len(searches) == 2 * 2 and all(len(s["tried"]) in (2, 3) for s in searches)
+    assert all(s["kind"] in ("interior", "bounded by divergence", "cap reached") for s in searches)
+    assert len(finished_before) == sum(len(s["tried"]) for s in searches) + 1 + 2
     protocols = {row["protocol"] for row in summary["summary_table"]["rows"] if row["protocol"]}
-    assert protocols == {"equal epochs (1)", "until the training loss stops improving (patience 1)",
-                         "equal training accuracy (60%)"}
+    assert protocols == {"equal epochs (1)", "given enough updates (until the training loss stops improving, "
+                         "patience 1, update cap)", "equal training accuracy (60%)"}
     assert "each batch size at its best η" in page
 
     # Flat vs sharp: both regimes trained to the same training accuracy, their sharpness, the line.

@@ -42,7 +42,9 @@ Accuracy rows by protocol (:func:`protocol_of`):
   its reason and the generalization rows are **step-limited** (their difference is then partly an
   optimization gap);
 * **equal updates**: **context** beyond the lecture, never a disagreement;
-* **until the training loss stops improving** (each batch size given enough updates): **not
+* **given enough updates** (each batch size trained until its training loss stops improving,
+  with an update cap — not an epoch cap, which would give the full batch one update per epoch):
+  **not
   converged** when a side's mean training accuracy is near chance — below
   ``min(max(2 · chance, 0.5), (1 + chance) / 2)`` (0.5 for ten classes, 0.75 for two; chance =
   1 / number of classes) — or its training loss was still falling fast at the end: over the
@@ -61,7 +63,7 @@ average above the number of cores while timing (the load before timing, or after
 timing's own threads); CPU times are then inflated unevenly and no verdict is drawn.
 
 Each accuracy row names the protocol its runs followed: equal epochs (the lecture's figure), equal
-updates, or trained until the training loss stops improving (Keskar et al.'s setting).
+updates, or given enough updates (until the training loss stops improving, with an update cap).
 
 Two rows carry the lecture's explanation of the generalization gap (:func:`sharp_minima_rows`,
 from the flat-vs-sharp experiment): the test accuracy of a small and a large batch trained to the

@@ -84,7 +84,8 @@ def plot_accuracy_panel(panel: AccuracyPanel,
         plural = "s" if seeds != [1] else ""
         ax.set(xlabel="batch size B", ylabel="accuracy", title=f"{curve.label}\n(mean ± std over {seed_text} seed{plural})")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        if ax.get_legend_handles_labels()[0]:  # a curve whose every run failed has nothing to name
+            ax.legend(fontsize=8, loc="best")
     note = accuracy_left_out_note(panel)
     figure.suptitle(f"Accuracy vs batch size — {panel.title}" + (f"\n{note} of the means" if note else ""),
                     fontsize=11)

@@ -3,7 +3,11 @@
 One network, one dataset, one epoch budget E, several seeds. The rows:
 
 * ``sb`` — the small-batch baseline: B_S, learning rate η, the lecture's momentum λ;
-* ``lb`` — plain large batch: B_L = k·B_S with the same η and λ (the gap to close);
+* ``lb`` — plain large batch: B_L = k·B_S with the same η and λ, for the same epochs: the
+  equal-epochs gap (k times fewer updates; mostly an optimization gap);
+* ``lb-train-acc`` — plain large batch trained on until it reaches the small batch's final
+  training accuracy of the same seed, at most as many updates as SB made (``target_train_acc``,
+  ``max_updates``): the generalization gap at equal training accuracy (Keskar et al.'s protocol);
 * ``linear-warmup`` — Goyal et al. 2017: η·k, reached by a linear warm-up over the first epochs,
   with their momentum correction (m rescaled by η_new/η_old as the rate rises);
 * ``sqrt`` — η·√k (Krizhevsky 2014; Hoffer et al. 2017);
@@ -18,6 +22,10 @@ One network, one dataset, one epoch budget E, several seeds. The rows:
   at most E epochs;
 * ``longer`` — Hoffer et al. 2017's "train longer": plain LB for as many updates as SB made in
   E epochs (``max_updates``; k·E epochs).
+
+The methods that keep the epoch budget are judged against the equal-epochs gap, ghost BN and
+"train longer" (Hoffer et al.'s "closing the generalization gap") against the generalization gap
+(:mod:`batchlab.experiments.largebatch.tables`).
 
 Each (method, seed) is one run in the store (SWAP: 1 + W runs and a ``swap`` record), trained
 with :func:`batchlab.training.train`, reused when the store already holds it finished; then
@@ -66,6 +74,7 @@ from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, ch
 from batchlab.experiments.largebatch.swap import SwapOutcome, phase2_configs, run_swap
 from batchlab.experiments.largebatch.tables import (
     LB_KEY,
+    LB_TRAIN_KEY,
     SB_KEY,
     MethodNumbers,
     Verdict,
@@ -94,7 +103,9 @@ class Method:
 
 METHODS: dict[str, Method] = {m.key: m for m in (
     Method(SB_KEY, "small batch (SB)", "the small-batch baseline"),
-    Method(LB_KEY, "large batch (LB), plain", "B_L with the small batch's learning rate"),
+    Method(LB_KEY, "large batch (LB), plain", "B_L with the small batch's learning rate, for the same epochs"),
+    Method(LB_TRAIN_KEY, "LB to SB's training accuracy",
+           "plain LB trained on until it reaches SB's training accuracy, at most SB's updates"),
     Method("linear-warmup", "LB + linear scaling + warm-up",
            "Goyal et al. 2017: η·k with a linear warm-up and momentum correction"),
     Method("sqrt", "LB + √ scaling", "η·√k (Krizhevsky 2014, Hoffer et al. 2017)"),
@@ -105,7 +116,10 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("swap", "SWAP", "Gupta et al. 2020: LB to a target, W small-batch copies, averaged"),
     Method("longer", "LB, train longer", "Hoffer et al. 2017: as many updates as SB"),
 )}
-METHOD_KEYS = tuple(k for k in METHODS if k not in (SB_KEY, LB_KEY))
+METHOD_KEYS = tuple(k for k in METHODS if k not in (SB_KEY, LB_KEY, LB_TRAIN_KEY))
+# SB's training accuracy is rounded down to this many decimals as LB's target, so that the target
+# (part of the run's identity) is the same each time SB's stored run is read back.
+TARGET_DECIMALS = 4
 
 
 @dataclass(frozen=True)
@@ -182,8 +196,8 @@ class LargeBatchPlan:
 
     @property
     def rows(self) -> tuple[str, ...]:
-        """The table's rows: both baselines, then the methods in the order of :data:`METHODS`."""
-        return (SB_KEY, LB_KEY, *(k for k in METHOD_KEYS if k in self.methods))
+        """The table's rows: the three baselines, then the methods in the order of :data:`METHODS`."""
+        return (SB_KEY, LB_KEY, LB_TRAIN_KEY, *(k for k in METHOD_KEYS if k in self.methods))
 
     def base_config(self, seed: int) -> RunConfig:
         """The small-batch run of ``seed``; every row is this with its changes."""
@@ -224,9 +238,24 @@ class LargeBatchPlan:
             return lb.replace(epochs=s.epochs - s.swap_epochs, target_train_acc=s.swap_target, momentum_correction=True,
                               **warm)
         if key == "longer":
-            sb_updates = s.epochs * math.ceil(n_train / s.small_batch)
-            return lb.replace(epochs=math.ceil(sb_updates / math.ceil(n_train / s.large_batch)), max_updates=sb_updates)
+            return self._as_many_updates_as_sb(lb, n_train)
+        if key == LB_TRAIN_KEY:
+            raise ValueError(f"the {LB_TRAIN_KEY!r} run needs SB's training accuracy: use equal_train_config")
         raise ConfigError(f"unknown method {key!r}; allowed: {', '.join(METHOD_KEYS)}")
+
+
+    def equal_train_config(self, seed: int, n_train: int, sb_train_acc: float) -> RunConfig:
+        """Plain LB of ``seed`` trained until its training accuracy reaches ``sb_train_acc`` (SB's
+        final training accuracy of that seed, rounded down to :data:`TARGET_DECIMALS` decimals), at
+        most as many updates as SB made: the generalization gap's large batch."""
+        target = math.floor(sb_train_acc * 10 ** TARGET_DECIMALS) / 10 ** TARGET_DECIMALS
+        lb = self.base_config(seed).replace(batch_size=self.setting.large_batch)
+        return self._as_many_updates_as_sb(lb, n_train).replace(target_train_acc=target)
+
+    def _as_many_updates_as_sb(self, lb: RunConfig, n_train: int) -> RunConfig:
+        s = self.setting
+        sb_updates = s.epochs * math.ceil(n_train / s.small_batch)
+        return lb.replace(epochs=math.ceil(sb_updates / math.ceil(n_train / s.large_batch)), max_updates=sb_updates)
 
 
 def plan_largebatch(
@@ -326,7 +355,11 @@ def prepare(plan: LargeBatchPlan, device: Any) -> tuple[Any, dict[tuple[str, int
     splits = load_splits(plan.base_config(0), device)
     n_train = len(splits.train)
     check_setting(plan.setting, n_train)
-    configs = {(key, seed): plan.config(key, seed, n_train) for seed in range(plan.seeds) for key in plan.rows}
+    # LB to SB's training accuracy is built once SB has trained (its target is SB's result); one
+    # with a placeholder target is built here, which checks its settings.
+    configs = {(key, seed): plan.config(key, seed, n_train) for seed in range(plan.seeds) for key in plan.rows
+               if key != LB_TRAIN_KEY}
+    plan.equal_train_config(0, n_train, 1.0)
     for seed in range(plan.seeds):
         if "swap" in plan.rows:
             phase1 = configs[("swap", seed)]
@@ -354,6 +387,18 @@ def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | No
                                    epochs=plan.setting.swap_epochs, workers=plan.setting.swap_workers, splits=splits,
                                    progress=progress)
                 entry, minimum = _swap_entry(seed, outcome)
+            elif key == LB_TRAIN_KEY:
+                sb = next(r for r in runs if r.method == SB_KEY and r.seed == seed)
+                if not sb.finished:
+                    runs.append(_no_target_entry(seed, plan.setting.large_batch, sb.status))
+                    log(f"{METHODS[key].label}, seed {seed}: no target, SB {sb.status}")
+                    continue
+                result = train(plan.equal_train_config(seed, len(splits.train), sb.train_acc), store=store,
+                               splits=splits, progress=progress)
+                entry = _entry(key, seed, result)
+                entry.extra = {"target_train_acc": result.config.target_train_acc,
+                               "reached_target_at": result.summary.get("reached_target_at")}
+                minimum = restore_run(store, result.run_id, device=device) if entry.finished else None
             else:
                 result = train(configs[(key, seed)], store=store, splits=splits, progress=progress)
                 entry = _entry(key, seed, result)
@@ -363,7 +408,7 @@ def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | No
             runs.append(entry)
             log(f"{METHODS[key].label}, seed {seed}: {_describe(entry)}")
     numbers = [_numbers(plan, key, runs) for key in plan.rows]
-    found = verdicts(numbers, len(splits.test))
+    found = verdicts(numbers, len(splits.test), missed_target=missed_target(runs))
     result = LargeBatchResult(
         plan=plan, n_train=len(splits.train), n_test=len(splits.test), runs=runs, numbers=numbers, verdicts=found,
         table=methods_table(numbers, found, setting=plan.setting.describe()), paragraph=verdict_paragraph(found),
@@ -393,6 +438,19 @@ def _entry(key: str, seed: int, result: RunResult) -> RunEntry:
         train_acc=float(s.get("train_acc", nan)), test_acc=float(s.get("test_acc", nan)),
         seconds=float(s.get("train_time_s") or 0.0), from_store=result.from_store,
     )
+
+
+def _no_target_entry(seed: int, batch_size: int, sb_status: str) -> RunEntry:
+    """LB to SB's training accuracy when SB of that seed did not finish: nothing to train towards."""
+    nan = float("nan")
+    return RunEntry(method=LB_TRAIN_KEY, seed=seed, run_ids=[], status=f"no target (SB {sb_status})",
+                    batch_size=batch_size, epochs=0.0, updates=0, train_acc=nan, test_acc=nan, seconds=0.0,
+                    from_store=True)
+
+
+def missed_target(runs: Sequence[RunEntry]) -> int:
+    """Seeds of LB to SB's training accuracy that finished at the update cap below the target."""
+    return sum(1 for r in runs if r.method == LB_TRAIN_KEY and r.finished and r.extra.get("reached_target_at") is None)
 
 
 def _swap_entry(seed: int, outcome: SwapOutcome) -> tuple[RunEntry, RestoredRun | None]:

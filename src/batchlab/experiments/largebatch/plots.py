@@ -17,13 +17,13 @@ from batchlab.experiments.largebatch.tables import CLOSES, NARROWS, MethodNumber
 FONT = 10
 VERDICT_COLOURS = {CLOSES: "tab:green", NARROWS: "tab:orange"}
 OTHER_COLOUR = "tab:gray"
-BASELINE_COLOURS = {"sb": "tab:blue", "lb": "tab:red"}
+BASELINE_COLOURS = {"sb": "tab:blue", "lb": "tab:red", "lb-train-acc": "tab:purple"}
 
 
 def plot_methods(methods: Sequence[MethodNumbers], found: Sequence[Verdict]) -> Figure:
     """One bar per method: mean test accuracy (%) with ±1 std error bars and each seed as a dot,
-    coloured by verdict; dashed lines at the SB and plain-LB means; hollow markers for training
-    accuracy."""
+    coloured by verdict; dashed lines at the means of SB, plain LB and LB at SB's training
+    accuracy; hollow markers for training accuracy."""
     verdict = {v.key: v.verdict for v in found}
     figure = Figure(figsize=(max(8.0, 0.85 * len(methods) + 4.5), 4.8), dpi=110, layout="constrained")
     ax = figure.add_subplot()

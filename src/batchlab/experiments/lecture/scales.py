@@ -321,10 +321,12 @@ def _training_set_size(config: RunConfig) -> int:
 def critical_point_config(scale: LectureScale, study: AccuracyStudy, device: str, data_dir: str | None) -> RunConfig:
     """The full-batch run whose end is the (near-)critical point: gradient descent with the
     lecture's momentum on all training examples, one update per epoch. When the study gives the
-    full batch enough updates at η = ``critical_lr`` and λ = ``critical_momentum``, it is that
+    full batch enough updates at λ = ``critical_momentum`` with ``critical_lr`` in that protocol's
+    grid, it is that
     protocol's seed-0 run (trained until the loss stops improving, at most the update cap), so the
     sweep's run is reused; else ``critical_updates`` full-batch updates."""
-    if study.patience and ("full", scale.critical_momentum) in study.cells(PATIENCE_BUDGET):
+    if (study.patience and ("full", scale.critical_momentum) in study.cells(PATIENCE_BUDGET)
+            and scale.critical_lr in study.grid(PATIENCE_BUDGET)):
         return cell_configs(study, PATIENCE_BUDGET, "full", scale.critical_momentum, scale.critical_lr, 1, device,
                             data_dir)[0]
     return RunConfig(dataset=study.dataset, model=study.model, hidden=study.hidden, optimizer="momentum",
