@@ -306,3 +306,53 @@ def test_a_swap_stopped_after_phase_two_resumes_from_the_store(tmp_path):
     assert again.phase1.from_store and all(r.from_store for r in again.phase2)
     assert not again.average.from_store and again.average.test_acc == first.average.test_acc
     assert last.average.from_store and last.average.test_acc == first.average.test_acc
+
+
+# ------------------------------------------------------------------------- SB's η search
+
+
+class FakeRun:
+    def __init__(self, status, val_acc):
+        self.status, self.summary = status, ({} if val_acc is None else {"val_acc": val_acc})
+
+
+def fake_training(monkeypatch, score):
+    """SB's runs replaced by a validation accuracy ``score(lr)`` (None: the run diverges)."""
+    from batchlab.experiments.largebatch import tuning
+
+    trained = []
+
+    def train(config, **_):
+        trained.append(config)
+        value = score(config.lr)
+        return FakeRun("diverged" if value is None else "finished", value)
+
+    monkeypatch.setattr(tuning, "train", train)
+    return trained
+
+
+def test_sb_eta_on_an_edge_is_extended_on_validation_until_interior(monkeypatch):
+    from batchlab.experiments.largebatch.tuning import tune_small_batch_lr
+
+    plan = plan_largebatch("quick", seeds=2)
+    trained = fake_training(monkeypatch, lambda lr: 1 - abs(lr - 0.08))
+    search = tune_small_batch_lr(plan, store=None)
+    assert search.grid == (0.01, 0.02, 0.04) and search.tried == (0.01, 0.02, 0.04, 0.08, 0.16)
+    assert (search.best, search.kind) == (0.08, "interior")
+    assert all(c.val_fraction == 0.1 and c.batch_size == 32 for c in trained) and len(trained) == 2 * 5
+    assert "η = 0.08" in search.describe() and "interior" in search.describe()
+
+
+def test_sb_eta_search_is_bounded_by_divergence_or_the_cap(monkeypatch):
+    from batchlab.experiments.largebatch.tuning import tune_small_batch_lr
+
+    plan = plan_largebatch("quick", seeds=1)
+    fake_training(monkeypatch, lambda lr: None if lr > 0.1 else lr)
+    diverged = tune_small_batch_lr(plan, store=None)
+    assert (diverged.best, diverged.reason) == (0.08, "bounded by divergence at η = 0.16")
+    fake_training(monkeypatch, lambda lr: -lr)
+    capped = tune_small_batch_lr(plan, store=None)
+    assert capped.best == 0.00125 and capped.reason == "cap of 3 added values reached on the low side"
+    fake_training(monkeypatch, lambda lr: None)
+    with pytest.raises(ConfigError, match="no η that trains"):
+        tune_small_batch_lr(plan, store=None)

@@ -365,6 +365,17 @@ def _search_outcome(candidates: Mapping[float, AccuracyPoint], initial_grid: Seq
     return decide(sorted(candidates), 0)
 
 
+def validation_score(runs: Iterable[Any]) -> tuple[float | None, bool]:
+    """The score a grid search records for one η from its runs (objects with ``status`` and
+    ``summary``, one per seed): the mean validation accuracy over the finished runs, and whether
+    the η failed — a run diverged or failed to train, or none has a validation accuracy."""
+    runs = list(runs)
+    values = [float(r.summary["val_acc"]) for r in runs
+              if r.status == FINISHED and r.summary.get("val_acc") is not None]
+    score = statistics.fmean(values) if values else None
+    return score, score is None or any(r.status in FAILED_STATUSES for r in runs)
+
+
 def _failed_value(point: AccuracyPoint) -> bool:
     """Whether an η counts as failed at one batch size: a run of it failed, or none has a
     validation accuracy."""

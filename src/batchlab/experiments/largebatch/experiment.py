@@ -36,20 +36,23 @@ and the experiment is kept as a ``largebatch`` record.
 Scales. ``quick`` (≤ 10 minutes on a 2-core CPU): ``keskar-f1`` with two hidden layers of 128
 (it has batch norm, so ghost BN applies) on 4,096 Fashion-MNIST training images (``train_subset``;
 mnist-5k's 4,000 when Fashion-MNIST is not on disk), all 10,000 test images, B_S = 32 vs
-B_L = 1024 (k = 32, a quarter of the training set), E = 6 epochs, η = 0.02, λ = 0.9, 2 seeds.
+B_L = 1024 (k = 32, a quarter of the training set), E = 6 epochs, λ = 0.9, 2 seeds, SB's η chosen
+on a 10 % validation split from {0.01, 0.02, 0.04}, extended at an edge (0.02 before the search).
 Why these: at B_L = 512 the plain large batch tested only about 1 point below SB, inside the
 two seeds' margin, so no method had a gap to close; at 10 epochs SB overfits the 4,096 images.
 Per seed that is 768 SB updates, 24 updates for each of the seven LB methods, 768 LB updates
 (192 epochs) for "train longer" and ≤ 16 + 4 × 256 for SWAP: about one million training
 examples through the network, ~250 evaluations of the training set, and 10 sharpness
-measurements on 500 examples. Measured on a 2-core CPU: 66 s for both seeds (sharpness included)
-with nothing else running, 466 s with one torch thread while other jobs kept the 1-minute load
-average at 9–14. The Goyal row with momentum correction tested 77.6 % (2 seeds) where the same
+measurements on 500 examples. On top of that come up to 768 LB updates for "LB to SB's training
+accuracy" and SB's η search (three SB runs per seed, more where the grid is extended). Measured on
+a 2-core CPU before those two were added: 66 s for both seeds (sharpness included) with nothing
+else running, 466 s with one torch thread while other jobs kept the 1-minute load average at 9–14. The Goyal row with momentum correction tested 77.6 % (2 seeds) where the same
 runs without it tested 79.6 %: the correction makes the warm-up reach the scaled rate η·32 at
 full strength, which this small network takes less well.
 ``full``: Goyal's and LARS's setting at CIFAR-10 size, ``keskar-c1`` on CIFAR-10 (Fashion-MNIST
 when CIFAR-10 is not on disk), B_S = 256 (η = 0.1, Goyal's rate for 256) vs B_L = 4096 (k = 16),
-E = 30 epochs, 5 warm-up epochs (Goyal's), W = 4 SWAP workers for 5 epochs, 3 seeds. Per seed
+E = 30 epochs, 5 warm-up epochs (Goyal's), W = 4 SWAP workers for 5 epochs, 3 seeds, SB's η
+chosen on validation from {0.05, 0.1, 0.2}, extended at an edge. Per seed
 that is about 16 × 30 CIFAR-10 epochs of work for "train longer" and 30 for each other row,
 ≈ 800 epochs of 50,000 images; at the 30,000–60,000 images per second a current GPU
 trains this small network at B ≥ 256, expect 15–25 minutes per seed, about an hour for 3 seeds
@@ -60,7 +63,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from batchlab import data as datasets
@@ -71,7 +74,9 @@ from batchlab.errors import ConfigError
 from batchlab.experiments.gap.measurements import measure_sharpness
 from batchlab.experiments.gap.tables import Table
 from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, check_seeds, stage_log
+from batchlab.analysis.grid import EXTENSION_CAP
 from batchlab.experiments.largebatch.swap import SwapOutcome, phase2_configs, run_swap
+from batchlab.experiments.largebatch.tuning import LrSearch, tune_small_batch_lr
 from batchlab.experiments.largebatch.tables import (
     LB_KEY,
     LB_TRAIN_KEY,
@@ -143,6 +148,11 @@ class Setting:
     swap_epochs: int
     sharpness_examples: int | None
     note: str = ""
+    # SB's η grid, searched on validation before the comparison (empty: ``lr`` as given; see
+    # batchlab.experiments.largebatch.tuning), its extension cap and the validation split it uses.
+    lr_grid: tuple[float, ...] = ()
+    lr_extension_cap: int = EXTENSION_CAP
+    tuning_val_fraction: float = 0.1
 
     def describe(self) -> str:
         data = self.dataset + (f" ({self.train_subset:,} training examples)" if self.train_subset else "")
@@ -157,7 +167,7 @@ def _quick_setting(data_dir: str | None) -> Setting:
         dataset="fashion-mnist" if fashion else "mnist-5k", train_subset=4096 if fashion else None,
         model="keskar-f1", hidden=(128, 128), small_batch=32, large_batch=1024, epochs=6, lr=0.02, momentum=0.9,
         warmup_epochs=1.5, lars_trust=0.01, lamb_lr=0.005, swap_target=0.78, swap_workers=4, swap_epochs=2,
-        sharpness_examples=500,
+        sharpness_examples=500, lr_grid=(0.01, 0.02, 0.04),
         note="" if fashion else "Fashion-MNIST is not on disk (`batchlab data fetch fashion-mnist`), so the quick "
         "scale trains on mnist-5k",
     )
@@ -169,6 +179,7 @@ def _full_setting(data_dir: str | None) -> Setting:
         dataset="cifar10" if cifar else "fashion-mnist", train_subset=None, model="keskar-c1", hidden=None,
         small_batch=256, large_batch=4096, epochs=30, lr=0.1, momentum=0.9, warmup_epochs=5.0, lars_trust=0.01,
         lamb_lr=0.005, swap_target=0.9, swap_workers=4, swap_epochs=5, sharpness_examples=10000,
+        lr_grid=(0.05, 0.1, 0.2),
         note="" if cifar else "CIFAR-10 is not on disk (`batchlab data fetch cifar10`), so the full scale trains "
         "on Fashion-MNIST",
     )
@@ -207,6 +218,11 @@ class LargeBatchPlan:
             batch_size=s.small_batch, lr=s.lr, momentum=s.momentum, epochs=s.epochs, seed=seed, val_fraction=0.0,
             split_seed=0, shuffle="epoch", device=self.device, data_dir=self.data_dir,
         )
+
+    def tuning_config(self, seed: int, lr: float) -> RunConfig:
+        """SB of ``seed`` at ``lr`` on the training set less a validation split: a run of SB's η
+        search (:mod:`batchlab.experiments.largebatch.tuning`)."""
+        return self.base_config(seed).replace(lr=lr, val_fraction=self.setting.tuning_val_fraction)
 
     def config(self, key: str, seed: int, n_train: int) -> RunConfig:
         """The run of row ``key`` (for SWAP: its phase 1) with ``seed`` on ``n_train`` examples."""
@@ -326,9 +342,12 @@ class LargeBatchResult:
     table: Table
     paragraph: str
     envelope: Envelope
+    # SB's η search (None: the setting's η as given).
+    lr_search: LrSearch | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "lr_search": None if self.lr_search is None else self.lr_search.to_dict(),
             "plan": self.plan.to_dict(),
             "n_train": self.n_train,
             "n_test": self.n_test,
@@ -377,7 +396,13 @@ def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | No
     device = resolve_device(plan.device)
     if plan.setting.note:
         log(plan.setting.note)
-    splits, configs = prepare(plan, device)
+    splits, configs = prepare(plan, device)  # every setting checked before anything trains
+    search = tune_small_batch_lr(plan, store, progress=progress, log=log)
+    if search is not None:
+        log(f"SB's {search.describe()}")
+        if search.best != plan.setting.lr:
+            plan = replace(plan, setting=replace(plan.setting, lr=search.best))
+            splits, configs = prepare(plan, device)
     runs: list[RunEntry] = []
     for seed in range(plan.seeds):
         for key in plan.rows:
@@ -411,8 +436,9 @@ def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | No
     found = verdicts(numbers, len(splits.test), missed_target=missed_target(runs))
     result = LargeBatchResult(
         plan=plan, n_train=len(splits.train), n_test=len(splits.test), runs=runs, numbers=numbers, verdicts=found,
-        table=methods_table(numbers, found, setting=plan.setting.describe()), paragraph=verdict_paragraph(found),
-        envelope=stopwatch.envelope(device),
+        table=methods_table(numbers, found, setting=plan.setting.describe()
+                            + ("" if search is None else f" ({search.describe()})")),
+        paragraph=verdict_paragraph(found), envelope=stopwatch.envelope(device), lr_search=search,
     )
     store.put_record(RECORD_KIND, record_key(plan), result.to_dict())
     return result

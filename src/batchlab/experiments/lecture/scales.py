@@ -5,9 +5,11 @@ subset and the lecture's MLP (784-512-512-10) with the lecture's momentum λ = 0
 the full batch (3,600), 2 seeds, each batch size at its best η of {0.003, 0.01, 0.03, 0.1, 0.3}
 (chosen on validation accuracy; a best η on the grid's edge extends the grid by one value on that
 side) under three protocols: equal epochs, equal updates, and given enough updates (trained until
-the training loss stops improving, with an update cap of 150 at B = 128 and the full batch). Its flat-vs-sharp study (:class:`SharpMinimaStudy`) trains SB = 32 and LB = 1,024 on 4,096
+the training loss stops improving, with an update cap of 150 at B = 128 and the full batch). Its
+flat-vs-sharp study (:class:`SharpMinimaStudy`) trains SB = 32 and LB = 1,024 on 4,096
 Fashion-MNIST images to 99 % training accuracy, 3 seeds, and measures their sharpness and the line
-between them. Measured on a quiet 2-core CPU (load average below 1.2 from other processes):
+between them. Measured on a quiet 2-core CPU (load average below 1.2 from other processes), before
+the η extension and the update cap of "given enough updates" replaced a 10-epoch cap:
 139 s without the flat-vs-sharp study, 383 s with it (timing 13 s, sweep 194 s, noise 18 s, flat
 vs sharp 142 s, report 15 s; the sweep's speed varied twofold between the two runs on this
 virtual machine). ``full`` uses the full datasets found on the machine and the lecture's batch

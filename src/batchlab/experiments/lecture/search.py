@@ -18,16 +18,14 @@ report can say which bound stopped each search.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from batchlab.analysis.accuracy import budget_of, validation_score
 from batchlab.analysis.grid import GridState, next_values, outcome
-from batchlab.analysis.verdicts import FAILED_STATUSES
 from batchlab.config import RunConfig
 from batchlab.experiments.lecture.scales import AccuracyStudy, cell_configs
-from batchlab.store.status import FINISHED
 
 # Trains a list of configs (reusing stored runs) and returns their results (objects with
 # ``config``, ``status`` and ``summary``), in any order.
@@ -87,7 +85,8 @@ def search_learning_rates(studies: Sequence[AccuracyStudy], seeds: int, device: 
             if len(state.grid) < 2:
                 continue  # one η: nothing to extend by
             for lr, runs in results.get(key, {}).items():
-                state.record(lr, _mean_val_acc(runs), diverged=_any_failed(runs))
+                score, failed = validation_score(runs)
+                state.record(lr, score, diverged=failed)
             for lr in next_values(state):
                 if lr not in state.trials:
                     todo += cell_configs(study, protocol, key[3], key[4], lr, seeds, device, data_dir)
@@ -100,19 +99,7 @@ def search_learning_rates(studies: Sequence[AccuracyStudy], seeds: int, device: 
 
 
 def _protocol_of(config: RunConfig) -> str:
-    from batchlab.analysis.accuracy import budget_of
-
     return budget_of(config.to_dict())[0]
-
-
-def _mean_val_acc(runs: Sequence[Any]) -> float | None:
-    values = [float(r.summary["val_acc"]) for r in runs
-              if r.status == FINISHED and r.summary.get("val_acc") is not None]
-    return statistics.fmean(values) if values else None
-
-
-def _any_failed(runs: Sequence[Any]) -> bool:
-    return any(r.status in FAILED_STATUSES for r in runs) or _mean_val_acc(runs) is None
 
 
 def _cell_search(key: tuple, state: GridState) -> CellSearch:
