@@ -53,13 +53,14 @@ def accuracy_point(batch_size, train, val, std=0.01, seeds=3, full=False, loss_d
                          last_epoch_drop=last_drop)
 
 
-def seeded_point(batch_size, train_by_seed, failed=0):
-    """A point with per-seed training (and validation) accuracies."""
+def seeded_point(batch_size, train_by_seed, failed=0, failures=None):
+    """A point with per-seed training (and validation) accuracies and ``failed`` runs left out."""
     values = list(train_by_seed.values())
     mean, std = statistics.fmean(values), statistics.stdev(values)
     return AccuracyPoint(batch_size=batch_size, full_batch=False, seeds=sorted(train_by_seed), n_diverged=failed,
                          updates=None, means={"train_acc": mean, "val_acc": mean}, stds={"train_acc": std, "val_acc": std},
-                         seed_values={"train_acc": dict(train_by_seed), "val_acc": dict(train_by_seed)})
+                         seed_values={"train_acc": dict(train_by_seed), "val_acc": dict(train_by_seed)},
+                         failures=failures or {})
 
 
 def noise_report(small_noise, large_noise, relative_se=0.0):
@@ -251,10 +252,10 @@ def test_paired_seeds_decide_where_the_spreads_overlap():
 
 def test_failed_runs_are_left_out_and_counted_in_the_finding():
     small = seeded_point(8, {0: 0.97, 1: 0.96, 2: 0.98})
-    large = seeded_point(512, {0: 0.90, 1: 0.91}, failed=1)
+    large = seeded_point(512, {0: 0.90, 1: 0.91}, failed=2, failures={"diverged": 1, "failed to train": 1})
     row = next(r for r in summary_table([], None, panel_of([small, large])).rows if r.quantity == "training accuracy")
-    assert "left out of the means: 1 failed run (1 at B = 512; diverged or failed to train)" in row.finding
-    assert row.large.value == pytest.approx(0.905) and "1 failed (left out)" in row.large.detail
+    assert "2 runs left out of the means: 1 diverged, 1 failed to train (at B = 512: 2)" in row.finding
+    assert row.large.value == pytest.approx(0.905) and "2 failed (left out)" in row.large.detail
 
 
 def test_one_seed_a_side_says_the_means_alone_decide():

@@ -26,7 +26,8 @@ def tiny_setting(data_dir=None) -> Setting:
     """Every row in a few seconds: keskar-f1 with one hidden layer of 8 on 1,000 mnist-5k digits."""
     return Setting(dataset="mnist-5k", train_subset=1000, model="keskar-f1", hidden=(8,), small_batch=50,
                    large_batch=250, epochs=3, lr=0.05, momentum=0.9, warmup_epochs=1.0, lars_trust=0.01,
-                   lamb_lr=0.005, swap_target=0.5, swap_workers=2, swap_epochs=1, sharpness_examples=100)
+                   lamb_lr=0.005, swap_target=0.5, swap_workers=2, swap_epochs=1, sharpness_examples=100,
+                   lr_grid=(0.025, 0.05, 0.1), lr_extension_cap=1)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,11 @@ def test_every_method_trains_is_measured_and_judged(largebatch_run):
         assert run["extra"]["target_train_acc"] <= small["train_acc"] and run["updates"] <= 60
         assert run["extra"]["reached_target_at"] is None or run["train_acc"] >= run["extra"]["target_train_acc"]
     assert {v["key"]: v["gap"] for v in record["verdicts"]}["longer"] == "generalization gap"
+    # SB's η was chosen on validation (the grid extended by at most one value a side) and every row used it.
+    search = record["lr_search"]
+    assert search["best"] == record["plan"]["setting"]["lr"] and 3 <= len(search["tried"]) <= 5
+    assert search["kind"] in ("interior", "bounded by divergence", "cap reached")
+    assert f"η = {search['best']:g}, SB's best validation accuracy" in record["table"]["caption"]
     for suffix in ("png", "svg"):
         assert (folder / "out" / f"largebatch-methods.{suffix}").stat().st_size > 0
     with RunStore(folder / "runs.db") as store:

@@ -72,5 +72,5 @@ def test_the_quick_scales_critical_point_is_its_full_batch_run_given_enough_upda
     scale = lecture.SCALES["quick"]
     (primary,) = scale.studies
     config = lecture.critical_point_config(scale, primary, "cpu", None)
-    assert (config.batch_size, config.lr, config.stop_patience, config.max_updates) == ("full", 0.1, 2, 150)
+    assert (config.batch_size, config.lr, config.stop_patience, config.max_updates) == ("full", 0.1, 2, 100)
     assert config in lecture.study_configs(primary, scale.seeds, "cpu", None)

@@ -86,6 +86,8 @@ from batchlab.analysis.accuracy import (
     AccuracyCurve,
     AccuracyPanel,
     AccuracyPoint,
+    left_out_counts,
+    left_out_note,
 )
 from batchlab.analysis.noise import NoiseReport
 from batchlab.analysis.stats import (
@@ -119,7 +121,6 @@ from batchlab.analysis.verdicts import (
     WITHIN_NOISE,
     Outcome,
     counts_sentence,
-    failed_note,
     verdict,
 )
 
@@ -510,6 +511,16 @@ def accuracy_rows(panel: AccuracyPanel | Sequence[AccuracyPanel] | None) -> list
     return rows
 
 
+def _left_out_text(points: Sequence[AccuracyPoint]) -> str:
+    """The failed runs a curve's means leave out, by status and batch size: "2 runs left out of the
+    means: 1 diverged, 1 failed to train (at B = 8: 1, at B = 3600: 1)"; empty when none."""
+    note = left_out_note(left_out_counts(points))
+    if not note:
+        return ""
+    where = ", ".join(f"at B = {p.batch_size}: {p.n_diverged}" for p in points if p.n_diverged)
+    return note.replace(" left out: ", " left out of the means: ", 1) + f" ({where})"
+
+
 def _still_falling_reason(point: AccuracyPoint, classes: int | None) -> str | None:
     """Why a side's training loss counts as still falling at the end: its last epoch removed more
     than :data:`STILL_FALLING` of it, or it has not converged (:func:`not_converged_reason`)."""
@@ -529,7 +540,7 @@ def _curve_rows(panel: AccuracyPanel, curve: AccuracyCurve) -> list[SummaryRow]:
     unconverged = {} if small_point is None else {
         side: not_converged_reason(point, classes) for side, point in (("small", small_point), ("large", large_point))}
     falling = None if large_point is None else _still_falling_reason(large_point, classes)
-    failed = failed_note({p.batch_size: p.n_diverged for p in curve.points})
+    failed = _left_out_text(curve.points)
     tuned = small_point is not None and small_point.lr_grid and len(small_point.lr_grid) > 1
     rows = []
     for aspect, metric, quantity in (
