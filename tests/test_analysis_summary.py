@@ -387,3 +387,14 @@ def test_flat_vs_sharp_rows_close_the_summary_table():
     table = summary_table(sharp_minima=rows)
     assert table.rows[-2:] == rows
     assert rows[0].protocol == "until the training loss stops improving (Keskar et al.)"
+
+
+def test_runs_given_enough_updates_under_an_epoch_cap_are_not_judged():
+    """Patience runs stored before the update cap (max_updates None: 10 epochs were 10 full-batch
+    updates) make no 'given enough updates' row; those with a cap do."""
+    points = [seeded_point(128, {0: 0.99, 1: 0.98}), seeded_point(3600, {0: 0.97, 1: 0.975})]
+    capped = AccuracyCurve({"momentum": 0.9, "max_updates": 100}, "update cap = 100", points)
+    epoch_capped = AccuracyCurve({"momentum": 0.9, "max_updates": None}, "update cap = None", points)
+    panel = AccuracyPanel("mnist-5k", "mlp", None, "patience", 2, [capped, epoch_capped])
+    rows = [r for r in summary_table([], None, [panel]).rows if r.quantity == "training accuracy"]
+    assert len(rows) == 1 and "update cap = 100" in rows[0].aspect

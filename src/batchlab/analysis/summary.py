@@ -507,6 +507,11 @@ def accuracy_rows(panel: AccuracyPanel | Sequence[AccuracyPanel] | None) -> list
         ]
     rows = []
     for curve in panel.curves:
+        if panel.budget_kind == PATIENCE_BUDGET and "max_updates" in curve.settings \
+                and curve.settings["max_updates"] is None:
+            # Runs of an earlier protocol, stopped by an epoch cap: the full batch got one update per
+            # epoch of it, so they cannot say what enough updates give.
+            continue
         rows.extend(_curve_rows(panel, curve))
     return rows
 
