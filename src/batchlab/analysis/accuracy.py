@@ -303,10 +303,11 @@ def best_learning_rates(panel: AccuracyPanel, initial_grid: Sequence[float] | No
     η is interior, bounded by an η that failed, or on an edge (``lr_at_edge``), where a better η
     may lie beyond. An η with a failed run (diverged or failed to train, at any seed) or without a
     validation accuracy is never chosen: a step size that fails from one seed's initial weights is
-    not a safe choice, and its mean over the other seeds would hide that. ``initial_grid``: the grid the runs started from, when known, so that values beyond
-    it count as added by an extension with ``cap`` values a side ("cap of 3 added values
-    reached"); without it the tried values are the grid, not extended. Curves that come in one η
-    only are kept as they are (``lr`` set, the grid of one, no edge flag)."""
+    not a safe choice, and its mean over the other seeds would hide that. ``initial_grid``: the grid
+    the runs started from, when known, so that values beyond it count as added by an extension with
+    ``cap`` values a side ("cap of 3 added values reached"); without it the tried values are the
+    grid, not extended. Curves that come in one η only are kept as they are (``lr`` set, the grid of
+    one, no edge flag)."""
     groups: dict[str, list[AccuracyCurve]] = {}
     for curve in panel.curves:
         rest = {k: v for k, v in curve.settings.items() if k != "lr"}

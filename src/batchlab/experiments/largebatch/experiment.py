@@ -44,11 +44,12 @@ Per seed that is 768 SB updates, 24 updates for each of the seven LB methods, 76
 (192 epochs) for "train longer" and ≤ 16 + 4 × 256 for SWAP: about one million training
 examples through the network, ~250 evaluations of the training set, and 10 sharpness
 measurements on 500 examples. On top of that come up to 768 LB updates for "LB to SB's training
-accuracy" and SB's η search (three SB runs per seed, more where the grid is extended). Measured on
-a 2-core CPU before those two were added: 66 s for both seeds (sharpness included) with nothing
-else running, 466 s with one torch thread while other jobs kept the 1-minute load average at 9–14. The Goyal row with momentum correction tested 77.6 % (2 seeds) where the same
-runs without it tested 79.6 %: the correction makes the warm-up reach the scaled rate η·32 at
-full strength, which this small network takes less well.
+accuracy" and SB's η search (three SB runs per seed, more where the grid is extended). Measured on a
+2-core CPU before those two were added: 66 s for both seeds (sharpness included) with nothing else
+running, 466 s with one torch thread while other jobs kept the 1-minute load average at 9–14. The
+Goyal row with momentum correction tested 77.6 % (2 seeds) where the same runs without it tested
+79.6 %: the correction makes the warm-up reach the scaled rate η·32 at full strength, which this
+small network takes less well.
 ``full``: Goyal's and LARS's setting at CIFAR-10 size, ``keskar-c1`` on CIFAR-10 (Fashion-MNIST
 when CIFAR-10 is not on disk), B_S = 256 (η = 0.1, Goyal's rate for 256) vs B_L = 4096 (k = 16),
 E = 30 epochs, 5 warm-up epochs (Goyal's), W = 4 SWAP workers for 5 epochs, 3 seeds, SB's η

@@ -209,7 +209,8 @@ def verdict_for(method: MethodNumbers, sb: MethodNumbers, lb: MethodNumbers, tes
                        f"(margin ±{margin_sb:.2f}): it closes the {gap:.2f}-point {gap_name}", **numbers)
     if vs_lb > margin_lb:
         return Verdict(method.key, NARROWS, f"{method.label} tests {vs_lb:+.2f} points above {reference.label} "
-                       f"(margin ±{margin_lb:.2f}) but {-vs_sb:.2f} below SB: it narrows the {gap:.2f}-point {gap_name}",
+                       f"(margin ±{margin_lb:.2f}) but {-vs_sb:.2f} below SB: it narrows the {gap:.2f}-point "
+                       f"{gap_name}",
                        **numbers)
     return Verdict(method.key, NOT_HERE, f"{method.label} tests {vs_lb:+.2f} points against {reference.label} "
                    f"(margin ±{margin_lb:.2f}) and {vs_sb:+.2f} against SB: it does not close the {gap:.2f}-point "
@@ -239,11 +240,12 @@ def _gap_verdict(row: MethodNumbers, sb: MethodNumbers, test_examples: int, gap_
                 if train_gap > margin(sb.train_acc, row.train_acc, test_examples) else
                 "at about equal training accuracy, so a generalization gap")
         found = f"a {-vs_sb:.2f}-point equal-epochs gap ({kind})" if word == GAP else "no equal-epochs gap beyond it"
-        text = f"plain LB at equal epochs tests {vs_sb:+.2f} points against SB (margin ±{gap_margin:.2f}), {fits}: {found}"
+        text = (f"Plain LB at equal epochs tests {vs_sb:+.2f} points against SB (margin ±{gap_margin:.2f}), "
+                f"{fits}: {found}")
     else:
         found = (f"a {-vs_sb:.2f}-point generalization gap, as Keskar et al. report" if word == GAP else
                  "no generalization gap beyond the margin, against Keskar et al.'s claim")
-        text = (f"plain LB trained to SB's training accuracy tests {vs_sb:+.2f} points against SB "
+        text = (f"Plain LB trained to SB's training accuracy tests {vs_sb:+.2f} points against SB "
                 f"(margin ±{gap_margin:.2f}), {fits}: {found}")
     return Verdict(row.key, word, text, vs_sb=vs_sb, margin_sb=gap_margin, gap=gap_name)
 
@@ -282,7 +284,8 @@ def methods_table(methods: Sequence[MethodNumbers], found: Sequence[Verdict], *,
             _mean_text(method.updates, ".0f"), seeds, _stat_points(method.train_acc), _stat_points(method.test_acc),
             "—" if verdict.vs_sb is None or method.key == SB_KEY else f"{verdict.vs_sb:+.2f}",
             summarize(method.sharpness).show(3) if method.sharpness else "n/a",
-            _mean_text(method.seconds, ".1f"), verdict.gap or "—", verdict.verdict, PAPER_CLAIMS.get(method.key, "—"),
+            _mean_text(method.seconds, ".1f"), verdict.gap or "—", verdict.verdict,
+            PAPER_CLAIMS.get(method.key, "—"),
         ))
     columns = ("method", "B", "protocol", "epochs", "updates", "seeds", "train acc %", "test acc %", "Δ test vs SB",
                "sharpness φ", "time s", "judged against", "verdict", "paper's claim (their setting)")
