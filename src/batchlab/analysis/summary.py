@@ -435,14 +435,14 @@ def noise_row(noise: NoiseReport | None) -> SummaryRow:
 
 
 # The verdict protocol of each accuracy budget (batchlab.analysis.verdicts).
-_PROTOCOL_OF_BUDGET = {EPOCH_BUDGET: EQUAL_EPOCHS, UPDATE_BUDGET: EQUAL_UPDATES, PATIENCE_BUDGET: ENOUGH_UPDATES}
+PROTOCOL_OF_BUDGET = {EPOCH_BUDGET: EQUAL_EPOCHS, UPDATE_BUDGET: EQUAL_UPDATES, PATIENCE_BUDGET: ENOUGH_UPDATES}
 _CLAIM_OF_METRIC = {"train_acc": OPTIMIZATION, "val_acc": GENERALIZATION, "test_acc": GENERALIZATION}
 
 
 def protocol_of(panel: AccuracyPanel) -> str:
     """The verdict protocol of a panel's budget: equal epochs, equal updates, or given enough
     updates (trained until the training loss stops improving)."""
-    return _PROTOCOL_OF_BUDGET[panel.budget_kind]
+    return PROTOCOL_OF_BUDGET[panel.budget_kind]
 
 
 def _accuracy_measure(point: AccuracyPoint, metric: str) -> Measured | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from batchlab.analysis.accuracy import budget_of, validation_score
 from batchlab.analysis.grid import GridState, next_values, outcome
+from batchlab.analysis.summary import PROTOCOL_OF_BUDGET
 from batchlab.config import RunConfig
 from batchlab.experiments.lecture.scales import AccuracyStudy, cell_configs
 
@@ -91,10 +92,9 @@ def search_learning_rates(studies: Sequence[AccuracyStudy], seeds: int, device: 
                 if lr not in state.trials:
                     todo += cell_configs(study, protocol, key[3], key[4], lr, seeds, device, data_dir)
         if todo:
-            added = sorted({(c.batch_size if c.batch_size == "full" else int(c.batch_size), c.lr) for c in todo},
-                           key=str)
+            added = sorted({(PROTOCOL_OF_BUDGET[_protocol_of(c)], str(c.batch_size), c.lr) for c in todo})
             say(f"      η grid extended (round {round_number}): "
-                + ", ".join(f"B = {b}: η = {lr:g}" for b, lr in added))
+                + ", ".join(f"B = {b} ({protocol}): η = {lr:g}" for protocol, b, lr in added))
     return [_cell_search(key, state) for key, (_, _, state) in cells.items()]
 
 
