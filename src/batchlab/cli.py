@@ -28,8 +28,7 @@ from collections.abc import Sequence
 
 from batchlab import __version__, commands
 from batchlab.commands import OneLineParser as _OneLineParser
-from batchlab.commands._interrupt import interrupt_line
-from batchlab.commands._interrupt import now as interrupt_clock
+from batchlab.commands import interrupt_clock, interrupt_line
 from batchlab.errors import UserError
 from batchlab.files import disk_full_error
 

@@ -72,7 +72,7 @@ class RunConfig:
       ``lr`` to the scaled rate (from 0 when ``lr_scaling`` is ``none``);
     * ``lr_decay`` ``none``/``step``/``cosine``/``slow-start``: step decay by ``decay_factor``
       at each of ``decay_epochs``, cosine decay to 0, or Akiba et al.'s slow start;
-      :func:`batchlab.optim.schedules.schedule_for` turns all of these into the rate of every
+      :func:`batchlab.training.methods.schedule_for` turns all of these into the rate of every
       update;
     * ``ghost_batch`` G: ghost batch norm over G examples at a time (Hoffer et al. 2017);
     * ``recipe="akiba"``: Akiba et al. 2017's RMSprop warm-up, slow start and batch norm without
@@ -234,7 +234,7 @@ def validate_config(config: RunConfig) -> None:
 
 def _validate_schedule(config: RunConfig) -> None:
     """The learning-rate fields: scaling, warm-up and decay (what needs the number of updates per
-    epoch is checked by :func:`batchlab.optim.schedules.schedule_for`)."""
+    epoch is checked by :func:`batchlab.training.methods.schedule_for`)."""
     if config.lr_scaling not in LR_SCALINGS:
         raise ConfigError(f"unknown lr_scaling {config.lr_scaling!r}; allowed: {', '.join(LR_SCALINGS)}")
     if config.base_batch is not None:

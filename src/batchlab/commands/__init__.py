@@ -2,7 +2,9 @@
 
 Handlers receive the parsed ``argparse.Namespace`` and return an exit code. Shared option
 helpers live in :mod:`batchlab.commands._options`; :class:`OneLineParser` is the parser class of
-``batchlab`` (:mod:`batchlab.cli`) and of the ``torchrun -m batchlab.distributed`` entry alike.
+``batchlab`` (:mod:`batchlab.cli`) and of the ``torchrun -m batchlab.distributed`` entry alike;
+:func:`interrupt_line` is the line :mod:`batchlab.cli` prints when Ctrl-C stops a command
+started at :func:`interrupt_clock` (:mod:`batchlab.commands._interrupt`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import difflib
 import re
 
+from batchlab.commands._interrupt import interrupt_line
+from batchlab.commands._interrupt import now as interrupt_clock
 from batchlab.errors import UserError
 
 

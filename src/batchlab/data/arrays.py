@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from batchlab.data import cifar, idx, mnist5k
+from batchlab.data.cifar import ALL_BATCHES, find_batches_dir, read_cifar10
+from batchlab.data.idx import find_idx_file, read_idx_pair
+from batchlab.data.mnist5k import EMBEDDED_DIR, IMAGES_FILE, LABELS_FILE, load_mnist_5k
 from batchlab.data.paths import dataset_dir, search_dirs
 from batchlab.data.registry import (
     DATASETS,
@@ -50,13 +52,13 @@ class RawDataset:
 def locate(spec: DatasetSpec, data_dir: Path | str | None = None) -> Path | None:
     """The directory holding the dataset's readable files; None if missing."""
     if spec.format == FORMAT_EMBEDDED_IDX:
-        return mnist5k.EMBEDDED_DIR
+        return EMBEDDED_DIR
     for directory in search_dirs(spec, data_dir):
         if spec.format == FORMAT_IDX:
-            if all(idx.find_idx_file(directory, name) is not None for name in IDX_FILE_ORDER):
+            if all(find_idx_file(directory, name) is not None for name in IDX_FILE_ORDER):
                 return directory
         elif spec.format == FORMAT_CIFAR10_BINARY:
-            found = cifar.find_batches_dir(directory)
+            found = find_batches_dir(directory)
             if found is not None:
                 return found
     return None
@@ -65,10 +67,10 @@ def locate(spec: DatasetSpec, data_dir: Path | str | None = None) -> Path | None
 def readable_files(spec: DatasetSpec, location: Path) -> list[Path]:
     """The files the reader of ``spec``'s format reads from ``location`` (see :func:`locate`)."""
     if spec.format == FORMAT_EMBEDDED_IDX:
-        return [location / mnist5k.IMAGES_FILE, location / mnist5k.LABELS_FILE]
+        return [location / IMAGES_FILE, location / LABELS_FILE]
     if spec.format == FORMAT_IDX:
-        return [idx.find_idx_file(location, name) for name in IDX_FILE_ORDER]  # type: ignore[misc]
-    return [location / name for name in cifar.ALL_BATCHES]
+        return [find_idx_file(location, name) for name in IDX_FILE_ORDER]  # type: ignore[misc]
+    return [location / name for name in ALL_BATCHES]
 
 
 def fetch_hint(name: str, data_dir: Path | str | None) -> str:
@@ -86,7 +88,7 @@ def load_arrays(name: str, data_dir: Path | str | None = None) -> RawDataset:
     """
     spec = get_spec(name)
     if spec.format == FORMAT_EMBEDDED_IDX:
-        location, train_x, train_y, test_x, test_y = mnist5k.load_mnist_5k()
+        location, train_x, train_y, test_x, test_y = load_mnist_5k()
     else:
         location = locate(spec, data_dir)
         if location is None:
@@ -94,10 +96,10 @@ def load_arrays(name: str, data_dir: Path | str | None = None) -> RawDataset:
             raise DataError(f"dataset {name!r} is not in {places}; run `{fetch_hint(name, data_dir)}` first")
         if spec.format == FORMAT_IDX:
             train_images, train_labels, test_images, test_labels = readable_files(spec, location)
-            train_x, train_y = idx.read_idx_pair(train_images, train_labels, spec.num_classes)
-            test_x, test_y = idx.read_idx_pair(test_images, test_labels, spec.num_classes)
+            train_x, train_y = read_idx_pair(train_images, train_labels, spec.num_classes)
+            test_x, test_y = read_idx_pair(test_images, test_labels, spec.num_classes)
         else:
-            train_x, train_y, test_x, test_y = cifar.read_cifar10(location, spec.records_per_file)
+            train_x, train_y, test_x, test_y = read_cifar10(location, spec.records_per_file)
     raw = RawDataset(train_x, train_y, test_x, test_y, spec, location)
     check_against_spec(raw, location)
     return raw

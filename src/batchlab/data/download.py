@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from batchlab.data import cifar, mnist5k
+from batchlab.data.cifar import ALL_BATCHES, extract_batches
+from batchlab.data.mnist5k import verify_embedded_file
 from batchlab.data.arrays import locate, readable_files
 from batchlab.data.paths import dataset_dir
 from batchlab.data.registry import FORMAT_CIFAR10_BINARY, FORMAT_EMBEDDED_IDX, RemoteFile, get_spec
@@ -60,7 +61,7 @@ def fetch(
         location = locate(spec, data_dir)
         files = readable_files(spec, location)
         for path in files:
-            mnist5k.verify_embedded_file(path)
+            verify_embedded_file(path)
         say(f"{name} ships inside batchlab ({location}, SHA-256 verified); nothing to fetch")
         return files
 
@@ -89,8 +90,8 @@ def fetch(
 
     if spec.format == FORMAT_CIFAR10_BINARY:
         archive = target_dir / spec.files[0].name
-        batches = cifar.extract_batches(archive, target_dir)
-        say(f"extracted {len(cifar.ALL_BATCHES)} batch files to {batches}")
+        batches = extract_batches(archive, target_dir)
+        say(f"extracted {len(ALL_BATCHES)} batch files to {batches}")
 
     location = locate(spec, data_dir)
     if location is None:  # pragma: no cover - the steps above either fill the directory or raise

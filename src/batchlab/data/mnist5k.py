@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from batchlab.data import idx
+from batchlab.data.idx import read_idx_pair
 from batchlab.errors import ChecksumError, DataError
 
 EMBEDDED_DIR = Path(__file__).with_name("embedded")
@@ -64,7 +64,7 @@ def read_embedded_mnist_5k(directory: Path = EMBEDDED_DIR) -> tuple[np.ndarray, 
     images_path, labels_path = directory / IMAGES_FILE, directory / LABELS_FILE
     for path in (images_path, labels_path):
         verify_embedded_file(path)
-    images, labels = idx.read_idx_pair(images_path, labels_path, NUM_CLASSES)
+    images, labels = read_idx_pair(images_path, labels_path, NUM_CLASSES)
     if images.shape != (ROWS, 1, 28, 28):
         raise DataError(f"{images_path} holds images of shape {images.shape}; expected ({ROWS}, 1, 28, 28)")
     return images, labels

@@ -57,13 +57,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from batchlab.errors import ConfigError
-from batchlab.optim.recipes import lr_decay_of
-
-if TYPE_CHECKING:
-    from batchlab.config import RunConfig
 
 # The schedule vocabulary, one for the run configuration (``lr_scaling``, ``lr_decay``) and for
 # :class:`Schedule` alike: ``none`` is no scaling and no decay.
@@ -255,58 +250,3 @@ class Schedule:
     def rates(self) -> list[float]:
         """``lr_at(t)`` for every update of the run."""
         return [self.lr_at(t) for t in range(self.total_updates)]
-
-
-def schedule_for(config: "RunConfig", updates_per_epoch: int, *, batch_size: int | None = None) -> Schedule:
-    """The :class:`Schedule` of a run: its learning rate at every update.
-
-    From the config's ``lr`` (the base rate), ``lr_scaling`` and ``base_batch``, ``warmup_epochs``
-    (× ``updates_per_epoch``, rounded), ``lr_decay`` (or its recipe's) with ``decay_epochs`` (×
-    ``updates_per_epoch``) and ``decay_factor``; the run has ``epochs × updates_per_epoch``
-    updates, or ``max_updates`` if fewer. The warm-up starts from ``lr`` (Goyal et al. 2017: from
-    the small-batch rate to the scaled one) when the rate is scaled, and from 0 when it is not
-    (from ``lr`` to ``lr`` would be no warm-up). Cosine decay ends at 0.
-
-    ``batch_size`` is the resolved batch size, needed when ``config.batch_size`` is ``"full"``.
-    A warm-up or a milestone that does not fit the run is a one-line :class:`ConfigError`.
-    """
-    if batch_size is None:
-        if not isinstance(config.batch_size, int):
-            raise ValueError("schedule_for needs the resolved batch_size for a full-batch run")
-        batch_size = config.batch_size
-    total = config.epochs * updates_per_epoch
-    if config.max_updates is not None:
-        total = min(total, config.max_updates)
-    warmup = epochs_to_updates(config.warmup_epochs, updates_per_epoch)
-    if warmup > total:
-        raise ConfigError(
-            f"warm-up of {config.warmup_epochs:g} epochs ({warmup} updates) is longer than the run of {total} "
-            f"updates; allowed: warmup_epochs ≤ {total / updates_per_epoch:g}"
-        )
-    decay = lr_decay_of(config)
-    milestones: tuple[int, ...] = ()
-    if decay == "step":
-        milestones = tuple(epoch * updates_per_epoch for epoch in config.decay_epochs)
-        late = [epoch for epoch, update in zip(config.decay_epochs, milestones) if update >= total]
-        if late:
-            raise ConfigError(
-                f"decay epoch {late[0]} falls after the run's last update ({total} updates, max_updates "
-                f"{config.max_updates}); allowed: decay epochs before {total / updates_per_epoch:g}"
-            )
-    if decay == "cosine" and warmup >= total:
-        raise ConfigError(
-            f"cosine decay needs updates after the warm-up of {config.warmup_epochs:g} epochs; allowed: "
-            f"warmup_epochs < {total / updates_per_epoch:g}"
-        )
-    return Schedule(
-        base_lr=float(config.lr),
-        batch_size=batch_size,
-        total_updates=total,
-        base_batch=config.base_batch,
-        scaling=config.lr_scaling,
-        warmup_updates=warmup,
-        warmup_start="base" if config.lr_scaling != "none" else "zero",
-        decay=decay,
-        milestones=milestones,
-        gamma=config.decay_factor,
-    )

@@ -6,7 +6,7 @@ The loop is the lecture's mini-batch training made literal:
   seeded by (seed, epoch) and walks it in slices of B indices — one epoch is every batch once, and
   with ``shuffle="epoch"`` which examples share a batch changes every epoch;
 * every slice is one update (the last partial batch too, unless ``drop_last``), at the learning
-  rate the run's schedule gives that update (:func:`batchlab.optim.schedules.schedule_for`: set
+  rate the run's schedule gives that update (:func:`batchlab.training.methods.schedule_for`: set
   in every parameter group just before the update, so a resumed run continues the schedule at
   the update it stopped at);
 * after each epoch the model is evaluated on the full training and validation splits (so "training

@@ -1,9 +1,10 @@
 """The large-batch methods of a run, set up from its config: the same for every trainer.
 
 * :func:`run_shape`: the resolved batch size, the epoch's batches and the learning-rate
-  :class:`~batchlab.optim.schedules.Schedule` of the run — with the checks that need the
-  training-set size (a warm-up or milestone past the run's end, a ghost batch that does not
-  divide every batch of the epoch), so they fail before anything is trained or stored;
+  :class:`~batchlab.optim.schedules.Schedule` of the run (:func:`schedule_for`) — with the
+  checks that need the training-set size (a warm-up or milestone past the run's end, a ghost
+  batch that does not divide every batch of the epoch), so they fail before anything is trained
+  or stored;
 * :func:`build_run_optimizer`: the run's optimizer (its recipe's, if any) with LARS's trust
   coefficient and the RMSprop warm-up's epoch length;
 * :func:`use_batch_norm_settings`: ghost batch norm (Hoffer et al. 2017) and batch norm without
@@ -31,18 +32,12 @@ from batchlab.config import RunConfig
 from batchlab.errors import ConfigError, StoreError
 from batchlab.models.ghost_bn import use_ghost_batch_norm
 from batchlab.optim import build_optimizer
-from batchlab.optim.schedules import Schedule, schedule_for
-from batchlab.optim.recipes import bn_eval_statistics_of, optimizer_of
+from batchlab.optim.recipes import bn_eval_statistics_of, lr_decay_of, optimizer_of
+from batchlab.optim.schedules import AKIBA_BETA_CENTER, AKIBA_BETA_PERIOD, AKIBA_EPOCHS, Schedule, epochs_to_updates
 from batchlab.store.status import FINISHED
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
-
-# Akiba et al.'s hand-over in epochs of their 90-epoch run (RMSpropWarmup's defaults).
-AKIBA_EPOCHS = 90.0
-AKIBA_BETA_CENTER = 10.0
-AKIBA_BETA_PERIOD = 5.0
-
 
 @dataclass(frozen=True)
 class RunShape:
@@ -71,6 +66,57 @@ def run_shape(config: RunConfig, n_train: int) -> RunShape:
                 f"allowed: a divisor of every batch ({', '.join(map(str, lengths))})"
             )
     return RunShape(batch_size, slices, schedule_for(config, len(slices), batch_size=batch_size))
+
+
+def schedule_for(config: RunConfig, updates_per_epoch: int, *, batch_size: int) -> Schedule:
+    """The :class:`Schedule` of a run: its learning rate at every update.
+
+    From the config's ``lr`` (the base rate), ``lr_scaling`` and ``base_batch``, ``warmup_epochs``
+    (× ``updates_per_epoch``, rounded), ``lr_decay`` (or its recipe's) with ``decay_epochs`` (×
+    ``updates_per_epoch``) and ``decay_factor``; the run has ``epochs × updates_per_epoch``
+    updates, or ``max_updates`` if fewer. The warm-up starts from ``lr`` (Goyal et al. 2017: from
+    the small-batch rate to the scaled one) when the rate is scaled, and from 0 when it is not
+    (from ``lr`` to ``lr`` would be no warm-up). Cosine decay ends at 0.
+
+    ``batch_size`` is the resolved batch size (``config.batch_size`` may be ``"full"``).
+    A warm-up or a milestone that does not fit the run is a one-line :class:`ConfigError`.
+    """
+    total = config.epochs * updates_per_epoch
+    if config.max_updates is not None:
+        total = min(total, config.max_updates)
+    warmup = epochs_to_updates(config.warmup_epochs, updates_per_epoch)
+    if warmup > total:
+        raise ConfigError(
+            f"warm-up of {config.warmup_epochs:g} epochs ({warmup} updates) is longer than the run of {total} "
+            f"updates; allowed: warmup_epochs ≤ {total / updates_per_epoch:g}"
+        )
+    decay = lr_decay_of(config)
+    milestones: tuple[int, ...] = ()
+    if decay == "step":
+        milestones = tuple(epoch * updates_per_epoch for epoch in config.decay_epochs)
+        late = [epoch for epoch, update in zip(config.decay_epochs, milestones) if update >= total]
+        if late:
+            raise ConfigError(
+                f"decay epoch {late[0]} falls after the run's last update ({total} updates, max_updates "
+                f"{config.max_updates}); allowed: decay epochs before {total / updates_per_epoch:g}"
+            )
+    if decay == "cosine" and warmup >= total:
+        raise ConfigError(
+            f"cosine decay needs updates after the warm-up of {config.warmup_epochs:g} epochs; allowed: "
+            f"warmup_epochs < {total / updates_per_epoch:g}"
+        )
+    return Schedule(
+        base_lr=float(config.lr),
+        batch_size=batch_size,
+        total_updates=total,
+        base_batch=config.base_batch,
+        scaling=config.lr_scaling,
+        warmup_updates=warmup,
+        warmup_start="base" if config.lr_scaling != "none" else "zero",
+        decay=decay,
+        milestones=milestones,
+        gamma=config.decay_factor,
+    )
 
 
 def optimizer_options(config: RunConfig, shape: RunShape) -> dict[str, Any]:
