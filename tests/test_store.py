@@ -445,3 +445,14 @@ def test_export_empty_and_unknown_format():
     assert export_runs([], "csv").splitlines() == [",".join(EXPORT_COLUMNS)]
     with pytest.raises(StoreError, match="allowed: table, csv, json"):
         export_runs([], "xml")
+
+
+# ------------------------------------------------------------------------- a run's batch size
+
+
+def test_a_stored_runs_batch_size_is_the_resolved_one_else_the_configured_number(store):
+    finished_run(store, "full", summary={"batch_size": 4000}, batch_size="full")
+    finished_run(store, "fixed", summary={"updates": 20}, batch_size=64)
+    store.start_run("never-resolved", config(batch_size="full"), ENVIRONMENT)
+    sizes = {record.run_id: record.batch_size_value for record in store.runs()}
+    assert sizes == {"full": 4000, "fixed": 64, "never-resolved": None}

@@ -207,9 +207,8 @@ def accuracy_vs_batch_size(
         })
         settings = _curve_settings(config, kind) | fingerprints(record.environment)
         curve = panel["curves"].setdefault(_key(settings), {"settings": settings, "runs": {}})
-        resolved = record.summary.get("batch_size")
         full = config.get("batch_size") == "full"
-        batch = int(resolved if resolved is not None else config["batch_size"])
+        batch = record.batch_size_value
         curve["runs"].setdefault(batch, {"full": full, "records": []})["records"].append(record)
 
     result = []

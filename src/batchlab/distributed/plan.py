@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from batchlab.config import RunConfig
-from batchlab.data import batch_index_slices, resolve_batch_size
+from batchlab.config import RunConfig, resolve_batch_size
+from batchlab.data import batch_index_slices
 from batchlab.errors import ConfigError
 from batchlab.models.registry import get_model_spec
 

@@ -122,12 +122,9 @@ def hyperparameters(record: RunRecord) -> dict[str, Any]:
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
         values[key] = value
-    if not _is_number(values.get("batch_size")):
-        resolved = record.summary.get("batch_size")
-        if _is_number(resolved):
-            values["batch_size"] = resolved
-        else:
-            values.pop("batch_size", None)  # 'full' of a run that never got going: no number to plot
+    values["batch_size"] = record.batch_size_value
+    if values["batch_size"] is None:
+        del values["batch_size"]  # 'full' of a run that never got going: no number to plot
     values["arch"] = architecture(record.config)
     values["status"] = record.status
     lr, momentum = record.config.get("lr"), record.config.get("momentum")

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from batchlab.config import RunConfig, run_id
+from batchlab.config import RunConfig, resolve_batch_size, run_id
 from batchlab.training.packed import AUTO, PACKED, SEQUENTIAL, Pack, can_pack, pack_key, plan_packs
 from batchlab.store.decision import Action
 from batchlab.training.session import run_status
@@ -148,7 +148,6 @@ def local_units(configs: Sequence[RunConfig], packing: str, task: Any = None) ->
 
     Every batch size is checked against its split's real size here, before anything trains.
     """
-    from batchlab import data as datasets
     from batchlab.data.identity import load_splits
     from batchlab.runtime.device import resolve_device
 
@@ -163,7 +162,7 @@ def local_units(configs: Sequence[RunConfig], packing: str, task: Any = None) ->
             continue
         prepared = load_splits(group[0], resolve_device(group[0].device))
         for config in group:
-            datasets.resolve_batch_size(config.batch_size, len(prepared.train))
+            resolve_batch_size(config.batch_size, len(prepared.train))
         splits[key] = prepared
         units += plan_packs(group, splits=prepared, strategy=packing)
     return units, splits

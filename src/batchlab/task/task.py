@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from batchlab.config import RunConfig
+from batchlab.config import RunConfig, resolve_batch_size
 from batchlab.data.splits import Splits
 from batchlab.errors import ConfigError, DataError
 from batchlab.task.data import UserData
@@ -150,7 +150,6 @@ class Task:
     def check_runnable(self, config: RunConfig) -> None:
         """What a sweep checks for every grid point before training: the optimizer's own rules
         and the batch size against the training-set size."""
-        from batchlab.data import resolve_batch_size
         from batchlab.optim import build_optimizer
 
         build_optimizer(config.optimizer, [torch.zeros(1, requires_grad=True)], lr=config.lr,

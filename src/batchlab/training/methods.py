@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from batchlab import data as datasets
-from batchlab.config import RunConfig
+from batchlab.config import RunConfig, resolve_batch_size
 from batchlab.errors import ConfigError, StoreError
 from batchlab.models.ghost_bn import use_ghost_batch_norm
 from batchlab.optim import build_optimizer
@@ -54,7 +54,7 @@ class RunShape:
 
 def run_shape(config: RunConfig, n_train: int) -> RunShape:
     """The run's batches and schedule on a training set of ``n_train`` examples (checked)."""
-    batch_size = datasets.resolve_batch_size(config.batch_size, n_train)
+    batch_size = resolve_batch_size(config.batch_size, n_train)
     slices = datasets.batch_index_slices(n_train, batch_size, drop_last=config.drop_last)
     if config.ghost_batch is not None:
         lengths = sorted({end - start for start, end in slices}, reverse=True)

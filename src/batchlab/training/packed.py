@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from batchlab import data as datasets
-from batchlab.config import RunConfig
+from batchlab.config import RunConfig, resolve_batch_size
 from batchlab.data.identity import load_splits
 from batchlab.runtime.device import resolve_device, synchronize
 from batchlab.runtime.environment import describe_environment
@@ -206,7 +206,7 @@ def _train_packed(
     if splits is None:
         splits = load_splits(configs[0], device)
     # A stacked step updates K models on K·B examples; the thread rule counts it that way.
-    batch_size = datasets.resolve_batch_size(configs[0].batch_size, len(splits.train))
+    batch_size = resolve_batch_size(configs[0].batch_size, len(splits.train))
     threads = threads_for(len(configs) * batch_size, device)
     environment = describe_environment(device, update_threads=threads)
     results: list[RunResult] = []
@@ -264,7 +264,7 @@ class PackStep:
         self.configs = list(configs)
         shared = self.configs[0]
         n_train = len(train)
-        self.batch_size = datasets.resolve_batch_size(shared.batch_size, n_train)
+        self.batch_size = resolve_batch_size(shared.batch_size, n_train)
         self.slices = datasets.batch_index_slices(n_train, self.batch_size, drop_last=shared.drop_last)
         self.batch_lengths = sorted({end - start for start, end in self.slices})
         self.model = PackedModel.from_models(list(models))

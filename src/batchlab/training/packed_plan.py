@@ -55,7 +55,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from batchlab import data as datasets
-from batchlab.config import RunConfig
+from batchlab.config import RunConfig, resolve_batch_size
 from batchlab.runtime.device import resolve_device, synchronize
 from batchlab.errors import ConfigError
 from batchlab.models.registry import build_model, count_parameters, get_model_spec
@@ -281,7 +281,7 @@ def _load_splits(config: RunConfig, device: torch.device) -> "datasets.Splits":
 def _split_by_gpu_memory(group: list[RunConfig], device: torch.device, splits, task=None) -> list[Pack]:
     """Cut ``group`` into packs of at most the number of runs that fit in free GPU memory, with
     sizes as equal as possible (100 runs with room for 64 become 50 + 50)."""
-    batch_size = datasets.resolve_batch_size(group[0].batch_size, len(splits.train))
+    batch_size = resolve_batch_size(group[0].batch_size, len(splits.train))
     free_bytes, _ = torch.cuda.mem_get_info(device)
     example = splits.train.x[:1].cpu() if task is not None else None  # a user's inputs may not be float
     per_run = bytes_per_packed_run(group[0], splits.input_shape, splits.num_classes, batch_size, task=task,
@@ -352,7 +352,7 @@ def measure_strategies(
     singles_configs = list(configs[:SEQUENTIAL_PROBE_RUNS])
     first = configs[0]
     n_train = len(splits.train)
-    batch_size = datasets.resolve_batch_size(first.batch_size, n_train)
+    batch_size = resolve_batch_size(first.batch_size, n_train)
     generator = torch.Generator().manual_seed(0)
     with torch.random.fork_rng(devices=[]):
         model = _throwaway_model(first, splits.input_shape, splits.num_classes, task).to(device)
@@ -414,7 +414,7 @@ def measurement_cost(runs: int, rounds: int = MEASURE_ROUNDS) -> int:
 
 def planned_updates(config: RunConfig, n_train: int) -> int:
     """Updates one run of ``config`` makes unless it diverges or stops early."""
-    batch_size = datasets.resolve_batch_size(config.batch_size, n_train)
+    batch_size = resolve_batch_size(config.batch_size, n_train)
     per_epoch = len(datasets.batch_index_slices(n_train, batch_size, drop_last=config.drop_last))
     total = config.epochs * per_epoch
     return total if config.max_updates is None else min(total, config.max_updates)

@@ -53,12 +53,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from batchlab import data as datasets
 from batchlab.experiments.advise.fit import MIN_POINTS, PERFECT_SCALING, TradeoffFit, fit_tradeoff, regime
 from batchlab.experiments.advise.measure import largest_fitting_batch, noise_over_training, time_updates
 from batchlab.experiments.advise.target import Target, best_value, parse_target
 from batchlab.experiments.advise.trace import DIVERGED, NOT_REACHED, REACHED, TraceOutcome, train_to_target
-from batchlab.config import RunConfig, run_id
+from batchlab.config import RunConfig, resolve_batch_size, run_id
 from batchlab.data.identity import data_fingerprint, load_splits
 from batchlab.runtime.device import resolve_device
 from batchlab.errors import ConfigError, UserError
@@ -365,7 +364,7 @@ def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None
         splits = load_splits(plan.template, device)
     n_train = len(splits.train)
     for b in plan.batch_sizes:
-        datasets.resolve_batch_size(b, n_train)
+        resolve_batch_size(b, n_train)
     fingerprint = data_fingerprint(plan.template, splits)
     log(f"{len(plan.batch_sizes)} batch sizes × {len(plan.momenta) * plan.lr_points * plan.seeds} runs "
         f"(η × λ × seed), target {plan.target.key}; at most {plan.model_updates_budget:,} model-updates")

@@ -88,6 +88,7 @@ from batchlab.experiments.largebatch.tables import (
     verdict_paragraph,
     verdicts,
 )
+from batchlab.store.record import resolved_batch_size
 from batchlab.training import train
 from batchlab.training.restore import RestoredRun, restore_run
 from batchlab.training.result import FINISHED, RunResult
@@ -460,7 +461,7 @@ def _entry(key: str, seed: int, result: RunResult) -> RunEntry:
     nan = float("nan")
     return RunEntry(
         method=key, seed=seed, run_ids=[result.run_id], status=result.status,
-        batch_size=int(s.get("batch_size") or result.config.batch_size),
+        batch_size=resolved_batch_size(result.config.batch_size, s),
         epochs=float(s.get("epochs_completed", len(result.epochs))), updates=int(s.get("updates", 0)),
         train_acc=float(s.get("train_acc", nan)), test_acc=float(s.get("test_acc", nan)),
         seconds=float(s.get("train_time_s") or 0.0), from_store=result.from_store,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from batchlab.analysis.accuracy import PATIENCE_BUDGET
+from batchlab.config import resolve_batch_size
 from batchlab.runtime.device import resolve_device
 from batchlab.errors import ConfigError
 from batchlab.experiments.shape import Stopwatch
@@ -224,7 +225,7 @@ def run_noise_stage(store: RunStore, scale: LectureScale, study: AccuracyStudy, 
         return
     restored = restore_run(store, result.run_id, device)
     train_split = restored.splits.train
-    sizes = [b for b in study.batch_sizes if b != "full" and int(b) < len(train_split)]
+    sizes = [b for b in (resolve_batch_size(b, len(train_split), larger="keep") for b in study.batch_sizes) if b < len(train_split)]
     settings = {"batch_sizes": sizes, "n_batches": scale.noise_batches, "seed": 0}
 
     torch.manual_seed(config.seed)  # the initial weights exactly as the training loop draws them
