@@ -145,3 +145,13 @@ def test_momentum_correction_is_a_run_field_that_reaches_the_optimizer_and_chang
     for bad in (dict(optimizer="adam", momentum=0.0), dict(momentum=0.0), dict(optimizer="torch-sgd")):
         with pytest.raises(ConfigError, match="momentum correction"):
             base.replace(momentum_correction=True, **bad)
+
+
+def test_where_an_optimizer_can_be_used_is_read_from_its_registration():
+    from batchlab.commands._hints import HINTED_OPTIMIZERS
+    from batchlab.optim.registry import registered_with
+    from batchlab.timing.paths import GRAPH_OPTIMIZERS
+
+    assert registered_with("packable") == GRAPH_OPTIMIZERS == ("momentum", "sgd")
+    assert HINTED_OPTIMIZERS == ("momentum", "sgd", "torch-sgd")  # heavy-ball: the step is η/(1 − λ)
+    assert registered_with("needs_epoch_length") == ("rmsprop-warmup",)

@@ -326,6 +326,11 @@ def test_optimizer_without_momentum_is_timed_with_lambda_zero(data):
     assert p.optimizer == "adam" and p.repeats == 5
 
 
+def test_an_optimizer_that_needs_a_runs_epoch_length_is_refused_before_anything_is_timed():
+    with pytest.raises(ConfigError, match=r"'rmsprop-warmup' needs a run's epoch length.*allowed: momentum, sgd"):
+        timing_sweep(["resident"], [8], "cpu", n_examples=48, optimizer="rmsprop-warmup", hidden=TINY)
+
+
 
 def test_busy_machine_note_only_when_other_processes_compete():
     from batchlab.timing.harness import busy_machine_note

@@ -32,11 +32,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from batchlab.optim.registry import registered_with
 from batchlab.store.identity import data_digest, fingerprints, model_digest
 from batchlab.store.status import DIVERGED, FINISHED
 
 # Optimizers for which η/(1 − λ) is the step (``sgd`` is Momentum with λ = 0).
-HINTED_OPTIMIZERS = ("momentum", "sgd", "torch-sgd")
+HINTED_OPTIMIZERS = registered_with("has_effective_step")
 # The keys of a config dict that say which user's model and data it trains (store/identity.py).
 IDENTITY_KEYS = ("model_fingerprint", "data_fingerprint")
 # How far above the largest step that trained counts as "far above".

@@ -19,6 +19,7 @@ from batchlab.commands._options import (
     progress_on,
     seed_value,
 )
+from batchlab.optim.registry import names_with
 from batchlab.task.options import add_task_options, user_task_files
 
 DEFAULT_OUT = Path("batchlab-report") / "timing"
@@ -78,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "with --data-file, its training examples)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
     parser.add_argument("--optimizer", default="momentum",
-                        help="optimizer of the eager paths: momentum (the lecture's), sgd, torch-sgd, adam (default: momentum)")
+                        help=f"optimizer of the eager paths: {names_with('needs_epoch_length', False)} "
+                             "(default: momentum, the lecture's)")
     parser.add_argument("--seed", type=seed_value, default=0, help="initialization and data-order seed (default: 0)")
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op threads of every timed update (default: the trainer's rule, "

@@ -4,7 +4,8 @@ its names on first use.
 Each optimizer is registered once, in :data:`OPTIMIZERS`: its name, what it is, the class that
 implements it (imported only when one is built, so this module, and the configuration and
 ``batchlab --help`` that read the names, stay free of torch), which of a run's settings it
-takes (momentum, Nesterov, momentum correction) and the names of its extra options. The
+takes (momentum, Nesterov, momentum correction), the names of its extra options, and where it
+can be used (packed training, the CUDA-graph timing path, the step-size hints). The
 options' defaults are those of the class's ``__init__`` (torch's habit: an argument is
 validated, and defaulted, where it is defined); :meth:`OptimizerSpec.option_defaults` reads them
 from there.
@@ -58,6 +59,15 @@ class OptimizerSpec:
     # The packed trainer reimplements the update as a vectorized rule over many runs; only the
     # lecture's momentum (and its λ = 0 case) is reimplemented there.
     packable: bool = False
+    # The CUDA-graph timing path (timing/paths.py) replays the update as in-place foreach
+    # operations on static buffers; only the lecture's rule is written that way.
+    graph_replayable: bool = False
+    # A heavy-ball update whose step size is η/(1 − λ) (λ = 0 for plain SGD): the hints before and
+    # after training (commands/_hints.py) compare runs by that step.
+    has_effective_step: bool = False
+    # Built only with the run's number of updates per epoch (a schedule in epochs), so it cannot be
+    # timed or built on its own.
+    needs_epoch_length: bool = False
 
     def optimizer_class(self) -> type["torch.optim.Optimizer"]:
         module, _, attribute = self.implementation.partition(":")
@@ -74,11 +84,12 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     for spec in (
         OptimizerSpec("momentum", "the lecture's rule m ← λm − ηg, θ ← θ + m (batchlab.optim.Momentum)",
                       "batchlab.optim.momentum:Momentum", uses_momentum=True, has_nesterov=True,
-                      has_momentum_correction=True, packable=True),
+                      has_momentum_correction=True, packable=True, graph_replayable=True, has_effective_step=True),
         OptimizerSpec("sgd", "plain gradient descent θ ← θ − ηg (Momentum with λ = 0)",
-                      "batchlab.optim.momentum:Momentum", has_momentum_correction=True, packable=True),
+                      "batchlab.optim.momentum:Momentum", has_momentum_correction=True, packable=True,
+                      graph_replayable=True, has_effective_step=True),
         OptimizerSpec("torch-sgd", "torch.optim.SGD (PyTorch's momentum convention, b ← μb + g, θ ← θ − ηb)",
-                      "torch.optim:SGD", uses_momentum=True, has_nesterov=True),
+                      "torch.optim:SGD", uses_momentum=True, has_nesterov=True, has_effective_step=True),
         OptimizerSpec("adam", "torch.optim.Adam with its default betas (0.9, 0.999)", "torch.optim:Adam"),
         OptimizerSpec("lars", "LARS (You et al. 2017): momentum SGD with a per-layer rate η‖w‖/(‖g‖ + β‖w‖)",
                       "batchlab.optim.lars:LARS", uses_momentum=True,
@@ -86,7 +97,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         OptimizerSpec("lamb", "LAMB (You et al. 2019): Adam's direction with a per-layer step η‖x‖/‖r + λx‖",
                       "batchlab.optim.lamb:LAMB", options=("betas", "eps", "bias_correction", "layer_adaptation")),
         OptimizerSpec("rmsprop-warmup", "Akiba et al. 2017's RMSprop warm-up handing over to the lecture's momentum",
-                      "batchlab.optim.rmsprop_warmup:RMSpropWarmup", uses_momentum=True,
+                      "batchlab.optim.rmsprop_warmup:RMSpropWarmup", uses_momentum=True, needs_epoch_length=True,
                       options=("updates_per_epoch", "lr_rmsprop", "rmsprop_decay", "eps", "beta_center", "beta_period")),
     )
 }
@@ -116,9 +127,14 @@ def get_optimizer_spec(name: str) -> OptimizerSpec:
         raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}") from None
 
 
-def names_with(flag: str) -> str:
-    """The registered optimizers whose spec has ``flag`` set, comma-separated (for messages)."""
-    return ", ".join(name for name, spec in OPTIMIZERS.items() if getattr(spec, flag))
+def registered_with(flag: str, value: bool = True) -> tuple[str, ...]:
+    """The registered optimizers whose spec's ``flag`` (a field such as ``packable``) is ``value``."""
+    return tuple(name for name, spec in OPTIMIZERS.items() if getattr(spec, flag) == value)
+
+
+def names_with(flag: str, value: bool = True) -> str:
+    """:func:`registered_with`, comma-separated (for messages and help texts)."""
+    return ", ".join(registered_with(flag, value))
 
 
 def check_settings(name: str, *, momentum: float = 0.0, nesterov: bool = False,
@@ -129,7 +145,7 @@ def check_settings(name: str, *, momentum: float = 0.0, nesterov: bool = False,
     if momentum and not spec.uses_momentum:
         raise ConfigError(
             f"optimizer {name!r} takes no momentum (got {momentum}); allowed: momentum 0, "
-            f"or --optimizer {' / '.join(n for n, s in OPTIMIZERS.items() if s.uses_momentum)}"
+            f"or --optimizer {' / '.join(registered_with('uses_momentum'))}"
         )
     if nesterov and not spec.has_nesterov:
         raise ConfigError(f"optimizer {name!r} has no Nesterov form; allowed with: {names_with('has_nesterov')}")

@@ -50,6 +50,7 @@ from batchlab.runtime.device import device_name, resolve_device
 from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError
 from batchlab.optim import get_optimizer_spec
+from batchlab.optim.registry import names_with
 from batchlab.runtime.threads import ONE_THREAD_BELOW_BATCH, check_thread_count, intra_op_threads, threads_for
 from batchlab.timing.clock import estimate_update_seconds, time_updates, warm_up
 from batchlab.timing.paths import CUDA_GRAPH, PATHS, build_path, check_path
@@ -295,7 +296,9 @@ def timing_sweep(
     if n_examples is None:
         n_examples = DEFAULT_N_EXAMPLES if task is None else task.n_train
     n_examples = _positive_int("number of examples", n_examples)
-    get_optimizer_spec(optimizer)
+    if get_optimizer_spec(optimizer).needs_epoch_length:
+        raise ConfigError(f"optimizer {optimizer!r} needs a run's epoch length and is not timed on its own; "
+                          f"allowed: {names_with('needs_epoch_length', False)}")
     devices = sweep_devices(device)
     chosen_paths = check_paths(paths, devices)
     sizes, capped = resolve_batch_sizes(batch_sizes, n_examples)

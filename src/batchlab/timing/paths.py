@@ -31,6 +31,7 @@ from batchlab.data import batch_index_slices, epoch_permutation
 from batchlab.runtime.device import synchronize
 from batchlab.errors import ConfigError
 from batchlab.optim import build_optimizer
+from batchlab.optim.registry import check_settings, registered_with
 from batchlab.optim.functional import momentum_
 from batchlab.timing.timed_task import TimedTask
 from batchlab.timing.workload import TimingData
@@ -42,8 +43,8 @@ RESIDENT = "resident"
 CUDA_GRAPH = "cuda-graph"
 PATHS = (DATALOADER, RESIDENT, CUDA_GRAPH)
 # Optimizers the cuda-graph path can replay: the lecture's rule (and its λ = 0 case), written as
-# in-place foreach operations on static buffers.
-GRAPH_OPTIMIZERS = ("momentum", "sgd")
+# in-place foreach operations on static buffers (the registry's ``graph_replayable``).
+GRAPH_OPTIMIZERS = registered_with("graph_replayable")
 # Eager steps run on a side stream before a capture, as torch.cuda.graphs' documentation asks
 # (lazy initialization of cuBLAS handles and autograd's buffers must not happen inside a capture).
 GRAPH_WARMUP_STEPS = 3
@@ -340,8 +341,7 @@ def build_path(
                 f"the cuda-graph path replays the lecture's momentum rule, not {optimizer!r}; "
                 f"allowed: {', '.join(GRAPH_OPTIMIZERS)}"
             )
-        if optimizer == "sgd" and momentum:
-            raise ConfigError(f"optimizer 'sgd' takes no momentum (got {momentum}); allowed: momentum 0")
+        check_settings(optimizer, momentum=momentum)
         return CudaGraphPath(net, data, batch_size, device, lr=lr, momentum=momentum, seed=seed, loss=timed.loss)
     opt = build_optimizer(optimizer, net.parameters(), lr=lr, momentum=momentum)
     if path == DATALOADER:

@@ -59,7 +59,8 @@ from batchlab.config import RunConfig, resolve_batch_size
 from batchlab.runtime.device import resolve_device, synchronize
 from batchlab.errors import ConfigError
 from batchlab.models.registry import build_model, count_parameters, get_model_spec
-from batchlab.optim import OPTIMIZERS, build_optimizer, get_optimizer_spec
+from batchlab.optim import build_optimizer, get_optimizer_spec
+from batchlab.optim.registry import names_with
 from batchlab.runtime.threads import apply_thread_rule
 from batchlab.training.packed_state import PackedMomentum
 from batchlab.training.packed_step import PackedModel, make_step
@@ -171,7 +172,7 @@ def can_pack(config: RunConfig, task: "Task | None" = None) -> tuple[bool, str]:
     if config.momentum_correction:
         return False, "Goyal's momentum correction is not in the packed update rule: trained one at a time"
     if not get_optimizer_spec(config.optimizer).packable:
-        packable = ", ".join(name for name, s in OPTIMIZERS.items() if s.packable)
+        packable = names_with("packable")
         return False, (
             f"optimizer {config.optimizer} has no packed update rule (packable: {packable}): "
             "trained one at a time"
