@@ -12,34 +12,59 @@ Modules: :mod:`~batchlab.data.registry` (what each dataset is, published SHA-256
 :mod:`~batchlab.data.mnist5k` (5,000 digits shipped inside batchlab), :mod:`~batchlab.data.arrays`
 (finding and reading files), :mod:`~batchlab.data.download` (fetch with checksums),
 :mod:`~batchlab.data.splits` (train / validation / test tensors) and
-:mod:`~batchlab.data.batches` (per-epoch permutations and batch slices).
+:mod:`~batchlab.data.batches` (per-epoch permutations and batch slices). The names below are
+imported on first use, so reading the registry (:mod:`~batchlab.data.registry`, which
+:mod:`batchlab.models.architecture` does to describe a stored run) loads no torch.
 """
 
-from batchlab.data.arrays import RawDataset, dataset_status, load_arrays, locate
-from batchlab.data.batches import batch_index_slices, epoch_permutation, iterate_batches, resolve_batch_size
-from batchlab.data.download import fetch
-from batchlab.data.paths import default_data_dir, resolve_data_dir
-from batchlab.data.registry import DATASETS, DatasetSpec, RemoteFile, get_spec
-from batchlab.data.splits import Splits, TensorSplit, clear_split_cache, prepare_splits
+from __future__ import annotations
 
-__all__ = [
-    "DATASETS",
-    "DatasetSpec",
-    "RawDataset",
-    "RemoteFile",
-    "Splits",
-    "TensorSplit",
-    "batch_index_slices",
-    "clear_split_cache",
-    "dataset_status",
-    "default_data_dir",
-    "epoch_permutation",
-    "fetch",
-    "get_spec",
-    "iterate_batches",
-    "load_arrays",
-    "locate",
-    "prepare_splits",
-    "resolve_batch_size",
-    "resolve_data_dir",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batchlab.data.arrays import RawDataset, dataset_status, load_arrays, locate
+    from batchlab.data.batches import batch_index_slices, epoch_permutation, iterate_batches, resolve_batch_size
+    from batchlab.data.download import fetch
+    from batchlab.data.paths import default_data_dir, resolve_data_dir
+    from batchlab.data.registry import DATASETS, DatasetSpec, RemoteFile, get_spec
+    from batchlab.data.splits import Splits, TensorSplit, clear_split_cache, prepare_splits
+
+# Public name -> the module that defines it, imported on first use (PEP 562): the registry and the
+# readers stay importable without torch, which the batches and the splits load.
+_EXPORTS = {
+    "RawDataset": "batchlab.data.arrays",
+    "dataset_status": "batchlab.data.arrays",
+    "load_arrays": "batchlab.data.arrays",
+    "locate": "batchlab.data.arrays",
+    "batch_index_slices": "batchlab.data.batches",
+    "epoch_permutation": "batchlab.data.batches",
+    "iterate_batches": "batchlab.data.batches",
+    "resolve_batch_size": "batchlab.data.batches",
+    "fetch": "batchlab.data.download",
+    "default_data_dir": "batchlab.data.paths",
+    "resolve_data_dir": "batchlab.data.paths",
+    "DATASETS": "batchlab.data.registry",
+    "DatasetSpec": "batchlab.data.registry",
+    "RemoteFile": "batchlab.data.registry",
+    "get_spec": "batchlab.data.registry",
+    "Splits": "batchlab.data.splits",
+    "TensorSplit": "batchlab.data.splits",
+    "clear_split_cache": "batchlab.data.splits",
+    "prepare_splits": "batchlab.data.splits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'batchlab.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -7,9 +7,9 @@ are shown instead: ``mlp 512,512``.
 
 :data:`LAYERS` is where a built-in model's conv channels and default dense widths are stated:
 the builders of :mod:`batchlab.models.registry` read them from here, so this torch-free module
-and the networks cannot disagree. The input shapes mirror the dataset registry
-(:mod:`batchlab.data.registry`), which imports torch, which listing runs must not wait for; a
-test builds every registered model on every registered dataset and checks its layers against
+and the networks cannot disagree. The input shapes and classes are the dataset registry's
+(:mod:`batchlab.data.registry`, torch-free too, so listing runs does not wait for torch); a test
+builds every registered model on every registered dataset and checks its layers against
 :func:`architecture`.
 """
 
@@ -19,19 +19,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from batchlab.data.registry import DATASETS
+
 # model → (conv channels, default dense widths): the one statement of each, read by the builders.
 LAYERS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "mlp": ((), (512, 512)),
     "keskar-f1": ((), (512,) * 5),
     "keskar-c1": ((64, 64), (384, 192)),
     "cnn": ((32, 64), (128,)),
-}
-# dataset → (input shape (C, H, W), number of classes), as the dataset registry lists them.
-DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
-    "mnist-5k": ((1, 28, 28), 10),
-    "mnist": ((1, 28, 28), 10),
-    "fashion-mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
 }
 
 
@@ -52,10 +47,10 @@ def architecture(config: Mapping[str, Any]) -> str:
     hidden: Sequence[int] | None = config.get("hidden")
     widths = tuple(hidden) if hidden else default_widths(model)
     layers = LAYERS.get(model)
-    shape = DATASET_SHAPES.get(str(config.get("dataset")))
-    if layers is None or shape is None:
+    dataset = DATASETS.get(str(config.get("dataset")))
+    if layers is None or dataset is None:
         return f"{model} {','.join(str(w) for w in widths)}" if widths else model
     conv, _ = layers
-    (channels, height, width), classes = shape
+    (channels, height, width), classes = dataset.input_shape, dataset.num_classes
     head = f"{channels}×{height}×{width}" if conv else str(math.prod((channels, height, width)))
     return "-".join([head, *(f"c{c}" for c in conv), *(str(w) for w in widths), str(classes)])
