@@ -110,6 +110,22 @@ def test_a_figure_on_a_full_disk_is_exit_2_and_keeps_the_old_figure(tmp_path, mo
     assert figure.read_bytes() == before and temporary_files(tmp_path) == []
 
 
+def test_a_full_disk_under_the_run_store_is_one_line_and_keeps_every_committed_epoch(tmp_path):
+    path = tmp_path / "runs.db"
+    with RunStore(path) as store:
+        store.start_run("a", config(), {})
+        store.log_epoch("a", 1, {"train_loss": 1.0})
+        connection = store._conn()  # SQLite's own "database or disk is full" (SQLITE_FULL), no mock
+        connection.execute(f"PRAGMA max_page_count = {connection.execute('PRAGMA page_count').fetchone()[0]}")
+        with pytest.raises(DiskFullError, match=f"^no space left on device while writing {path} "):
+            for epoch in range(2, 1000):
+                store.log_epoch("a", epoch, {"train_loss": 1.0 / epoch, "a_long_metric_name" * 4: 0.5})
+        stopped_at = epoch
+    with RunStore(path) as reopened:
+        assert [row["epoch"] for row in reopened.metrics("a")] == list(range(1, stopped_at))
+        assert reopened.integrity_check() == "ok"
+
+
 def test_an_oserror_that_is_not_a_full_disk_stays_what_it_was(tmp_path):
     def write(handle):
         raise OSError(errno.EIO, "Input/output error")

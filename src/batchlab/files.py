@@ -74,6 +74,12 @@ class _WatchedFile:
         return getattr(self._handle, name)
 
 
+def disk_full(target: str | Path, what: str = "no space left on device") -> DiskFullError:
+    """The one-line error of a write to ``target`` that found its disk (or the user's quota) full."""
+    return DiskFullError(f"{what} while writing {target} (nothing stored before is lost; free some space "
+                         "and run it again)")
+
+
 def disk_full_error(error: BaseException | None, target: str | Path) -> DiskFullError | None:
     """A one-line :class:`DiskFullError` for ``target`` when ``error`` (or an error it was
     raised from or during) is an ``OSError`` of a full disk or quota, else None."""
@@ -82,8 +88,7 @@ def disk_full_error(error: BaseException | None, target: str | Path) -> DiskFull
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
             what = "disk quota exceeded" if error.errno == getattr(errno, "EDQUOT", None) else "no space left on device"
-            return DiskFullError(f"{what} while writing {target} (nothing stored before is lost; free some "
-                                 "space and run it again)")
+            return disk_full(target, what)
         error = error.__cause__ or error.__context__
     return None
 

@@ -16,7 +16,9 @@ Concurrency and crashes: the journal is WAL, so readers never block the writer a
 at any instant leaves every committed transaction readable. Every write is one short
 ``BEGIN IMMEDIATE`` transaction that commits before the method returns; a writer waits up to
 ``BUSY_TIMEOUT_S`` for the lock and, should SQLite still answer "database is locked", retries with
-a randomized back-off.
+a randomized back-off. A write that finds the disk full ("database or disk is full") is rolled
+back and raises the one-line :class:`~batchlab.errors.DiskFullError` of every other full write
+(:func:`batchlab.files.disk_full`): every transaction committed before stays.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from batchlab.errors import StoreError
+from batchlab.files import disk_full
 from batchlab.store.status import STATUSES
 
 SCHEMA_NAME = "batchlab-runs"
@@ -220,7 +223,7 @@ class Database:
                 raise
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as error:
-            if _is_locked(error):
+            if _is_locked(error) or _is_full(error):
                 raise
             raise self._not_a_store(f"SQLite says: {error}") from None
 
@@ -287,6 +290,8 @@ class Database:
             try:
                 return action()
             except sqlite3.OperationalError as error:
+                if _is_full(error):
+                    raise disk_full(self.path) from None
                 if not _is_locked(error):
                     raise StoreError(f"run store {self.path}: {error}") from None
                 if attempt == LOCK_RETRIES:
@@ -374,6 +379,11 @@ def _add_tag_tables(conn: sqlite3.Connection) -> None:
 
 # _UPGRADES[v - 1] takes a store from version v to v + 1, inside the opening transaction.
 _UPGRADES = (_upgrade_runs_table, _add_tag_tables, _upgrade_runs_table)
+
+
+def _is_full(error: sqlite3.Error) -> bool:
+    """SQLite's SQLITE_FULL, "database or disk is full": the disk or quota (or max_page_count)."""
+    return error.sqlite_errorcode == sqlite3.SQLITE_FULL
 
 
 def _is_locked(error: sqlite3.Error) -> bool:
