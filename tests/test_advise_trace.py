@@ -15,6 +15,7 @@ def doubled_cross_entropy(outputs, targets):
     return 2.0 * F.cross_entropy(outputs, targets)
 
 
+@pytest.mark.slow
 def test_the_trace_differentiates_the_objectives_loss():
     # m ← λm − η∇(2ℓ) is m ← λm − (2η)∇ℓ: a doubled loss at η walks the path of cross-entropy at 2η.
     config = RunConfig(dataset="mnist-5k", model="mlp", hidden=(16,), batch_size=64, lr=0.02, momentum=0.9,

@@ -240,6 +240,7 @@ def make_task():
 """
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_a_custom_metric_is_logged_under_its_name_every_epoch_single_packed_and_on_two_processes(
         tmp_path, monkeypatch):

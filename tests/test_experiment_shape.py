@@ -121,6 +121,7 @@ def old_store(tmp_path):
     return tmp_path / "runs.db"
 
 
+@pytest.mark.slow
 def test_a_store_made_before_the_shape_renders_its_experiments(old_store):
     from batchlab.report import build_report
 
@@ -134,6 +135,7 @@ def test_a_store_made_before_the_shape_renders_its_experiments(old_store):
     assert "gap" in ids and "advise" in ids
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_a_store_made_before_the_shape_is_reused_without_training(old_store, tmp_path, capsys, monkeypatch):
     from batchlab.experiments.gap import experiment

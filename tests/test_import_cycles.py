@@ -12,6 +12,7 @@ it as an attribute of an imported module, or import a private module at all.
 """
 
 import ast
+import functools
 from pathlib import Path
 
 import batchlab
@@ -27,6 +28,11 @@ def _modules() -> dict[str, tuple[Path, bool]]:
         is_package = parts[-1] == "__init__"
         found[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
     return found
+
+
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
 
 
 def _package_of(module: str, is_package: bool) -> str:
@@ -67,7 +73,7 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for module, (path, is_package) in modules.items():
         edges = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(_tree(path)):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 edges.update(_targets(module, node, is_package, modules))
         graph[module] = edges
@@ -127,7 +133,7 @@ def private_uses() -> list[str]:
     found = []
     for module, (path, is_package) in sorted(modules.items()):
         package = _package_of(module, is_package)
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = _tree(path)
         bound: dict[str, str] = {}  # local name → the package's module it is bound to
         used: list[str] = []
         for node in ast.walk(tree):

@@ -91,6 +91,7 @@ def test_hessian_sharpness_and_landscape(store, capsys, tmp_path):
     assert landscape["run_a"] == a and landscape["files"]
 
 
+@pytest.mark.slow
 def test_toy_timing_and_data_list(capsys, tmp_path):
     toy = json_output(capsys, ["toy", "--surface", "saddle", "--steps", "50", "--out", str(tmp_path / "toy"),
                                "--format", "json"])

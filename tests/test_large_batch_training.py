@@ -211,6 +211,7 @@ def test_target_train_acc_ends_the_run_finished_at_the_first_epoch_reaching_it(t
     assert missed.summary["reached_target_at"] is None and len(missed.epochs) == 1
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_the_stored_final_weights(tmp_path):
     store_path = tmp_path / "runs.db"
     source = batchlab.train(RunConfig(**SMALL, lr=0.1, momentum=0.9, epochs=2), store=store_path, progress=False)

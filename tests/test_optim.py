@@ -130,6 +130,7 @@ def test_momentum_free_optimizer_rejects_momentum():
 # ----------------------------------------------------------------------------- momentum correction in a run
 
 
+@pytest.mark.slow
 def test_momentum_correction_is_a_run_field_that_reaches_the_optimizer_and_changes_the_run():
     from batchlab.config import RunConfig, run_id
     from batchlab.errors import ConfigError

@@ -23,6 +23,7 @@ def test_the_readme_has_python_examples():
     assert len(python_blocks()) >= 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("line, code", python_blocks(), ids=lambda value: f"line-{value}" if isinstance(value, int)
                          else None)
 def test_a_readme_example_runs_as_written(line, code, tmp_path, monkeypatch, capsys):

@@ -153,6 +153,7 @@ def test_cli_sweep_prints_progress_summary_and_exports(tmp_path, capsys):
     assert "2 run(s): 0 trained, skipped (already in store): 2" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_results_to_pandas_filter_and_files(tmp_path):
     pandas = pytest.importorskip("pandas")
     store = RunStore(tmp_path / "runs.db")
@@ -226,6 +227,7 @@ def test_unknown_executor_or_packing():
         run_sweep(SPEC, None, packing="dense")
 
 
+@pytest.mark.slow
 def test_progress_bar_counts_runs_with_skipped_ones_done_from_the_start(tmp_path, capsys):
     store = RunStore(tmp_path / "runs.db")
     one = SweepSpec(grid={"batch_size": [256], "seed": [0]}, fixed=FIXED)

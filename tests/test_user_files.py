@@ -129,6 +129,7 @@ def test_a_missing_neighbour_is_one_line_naming_the_file_and_the_module(files, t
     assert not (tmp_path / "r.db").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_ranks_of_nproc_import_the_neighbours_too(files, tmp_path, capsys):
     model_dir, data_dir = files
@@ -139,6 +140,7 @@ def test_ranks_of_nproc_import_the_neighbours_too(files, tmp_path, capsys):
     assert run.status == "finished" and run.environment["data_parallel"]["processes"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_ray_workers_get_the_neighbours_shipped_with_the_task(files, tmp_path, capsys):
     pytest.importorskip("ray")
