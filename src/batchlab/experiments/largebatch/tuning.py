@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from batchlab.analysis.accuracy import validation_score
 from batchlab.analysis.grid import GridState, next_values, outcome
@@ -26,8 +26,22 @@ from batchlab.errors import ConfigError
 from batchlab.training import train
 
 if TYPE_CHECKING:
-    from batchlab.experiments.largebatch.experiment import LargeBatchPlan
+    from batchlab.config import RunConfig
     from batchlab.store import RunStore
+
+
+class TuningPlan(Protocol):
+    """What the search reads of its plan (a :class:`~batchlab.experiments.largebatch.experiment.LargeBatchPlan`,
+    stated here so that this module does not import the experiment, which imports it): the setting
+    (its ``lr_grid`` and ``lr_extension_cap``), the number of seeds and each tuning run's config."""
+
+    @property
+    def setting(self) -> Any: ...
+
+    @property
+    def seeds(self) -> int: ...
+
+    def tuning_config(self, seed: int, lr: float) -> RunConfig: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,7 @@ class LrSearch:
         return f"η = {self.best:g}, SB's best validation accuracy over η ∈ {{{tried}}} ({self.reason})"
 
 
-def tune_small_batch_lr(plan: "LargeBatchPlan", store: "RunStore", *, progress: bool | None = False,
+def tune_small_batch_lr(plan: TuningPlan, store: "RunStore", *, progress: bool | None = False,
                         log: Callable[[str], None] = lambda text: None) -> LrSearch | None:
     """Search SB's η over the setting's grid (module docstring); None when the setting has none.
     A ConfigError when every η tried failed."""
