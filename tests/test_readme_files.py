@@ -69,7 +69,7 @@ def test_stored_runs_of_the_readme_files_are_measured_with_their_loss(readme_sto
     assert main(["landscape", mlp[8].run_id, mlp[32].run_id, *store, "--alphas", "0", "1", "2",
                  "--out", "landscape", "--format", "json", "--no-progress"]) == 0
     line = json.loads(capsys.readouterr().out)["line"]
-    assert line["metric"] == "mae"
+    assert (line["metric"], line["loss"]) == ("mae", "mse")
     at_a, at_b = line["points"][0], line["points"][-1]
     assert at_a["test_acc"] == pytest.approx(mlp[8].summary["test_mae"], rel=1e-4)  # the metric's column
     assert at_b["train_loss"] == pytest.approx(mlp[32].summary["train_loss"], rel=1e-4)

@@ -106,8 +106,10 @@ class ParametricLine:
     train_examples: int
     test_examples: int
     has_batch_norm: bool
-    # The metric in the points' *_acc fields: "acc" (accuracy), or a user's task's metric key.
+    # The metric in the points' *_acc fields: "acc" (accuracy), or a user's task's metric key; and
+    # the loss in their *_loss fields.
     metric: str = ACCURACY
+    loss: str = CLASSIFICATION.loss_name
 
     @property
     def alphas(self) -> list[float]:
@@ -129,7 +131,8 @@ class ParametricLine:
     def from_dict(cls, data: Mapping[str, Any]) -> "ParametricLine":
         points = tuple(LinePoint(**p) for p in data["points"])
         return cls(points, data["bn"], int(data["train_examples"]), int(data["test_examples"]),
-                   bool(data["has_batch_norm"]), str(data.get("metric", ACCURACY)))
+                   bool(data["has_batch_norm"]), str(data.get("metric", ACCURACY)),
+                   str(data.get("loss", CLASSIFICATION.loss_name)))
 
 
 @dataclass(frozen=True)
@@ -291,7 +294,8 @@ def parametric_line(
         train_loss, train_acc = evaluate(scratch, train, objective=objective)
         test_loss, test_acc = evaluate(scratch, test, objective=objective)
         points.append(LinePoint(float(alpha), train_loss, train_acc, test_loss, test_acc, clamped))
-    return ParametricLine(tuple(points), bn, len(train), len(test), has_batch_norm(model_a), objective.metric_name)
+    return ParametricLine(tuple(points), bn, len(train), len(test), has_batch_norm(model_a), objective.metric_name,
+                          objective.loss_name)
 
 
 # ---------------------------------------------------------------------------------- contour
