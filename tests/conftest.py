@@ -6,7 +6,11 @@ Helpers that tests call directly (not through a fixture) are imported by name:
 
 from __future__ import annotations
 
+import re
+import shlex
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,3 +95,29 @@ def user_model_flags(tmp_path):
     (tmp_path / "net.py").write_text(USER_MODEL_FILE)
     (tmp_path / "blobs.py").write_text(USER_DATA_FILE)
     return ["--model-file", f"{tmp_path}/net.py:make_model", "--data-file", f"{tmp_path}/blobs.py:load_data"]
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_FILE_BLOCK = re.compile(r"^```python file=(\S+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+README_SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def write_readme_files(folder: Path) -> list[str]:
+    """Write the README's model and data files (its ```python file=NAME blocks) into ``folder``
+    and return their names; the modules they import beside them are dropped from
+    ``sys.modules``, so they are found again in ``folder``, as a new process would."""
+    text = README.read_text(encoding="utf-8")
+    names = []
+    for name, code in README_FILE_BLOCK.findall(text):
+        (folder / name).write_text(code, encoding="utf-8")
+        sys.modules.pop(Path(name).stem, None)
+        names.append(name)
+    return names
+
+
+def readme_file_commands() -> list[list[str]]:
+    """The README's ``batchlab …`` command lines (in ```sh blocks) that use ``--model-file``, each
+    as the arguments after ``batchlab``."""
+    text = README.read_text(encoding="utf-8")
+    lines = [line for block in README_SHELL_BLOCK.findall(text) for line in block.splitlines()]
+    return [shlex.split(line)[1:] for line in lines if line.startswith("batchlab ") and "--model-file" in line]

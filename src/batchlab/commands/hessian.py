@@ -13,6 +13,7 @@ from batchlab.commands._options import (
     seed_value,
     stage_printer,
 )
+from batchlab.task.options import add_task_options, user_task_files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "hessian",
         help="Hessian eigenvalues, trace and critical-point kind at a stored run's minimum",
         description="Reopen a stored run with its final weights and analyse the Hessian of its mean "
-        "training cross-entropy there: the top eigenvalues and the most negative one (Lanczos on "
+        "training loss there (cross-entropy, or the loss your model file names): the top eigenvalues and the most negative one (Lanczos on "
         "Hessian-vector products), optionally the trace (Hutchinson), the gradient norm, and whether "
         "the point is a local minimum, a saddle point, a local maximum or not critical. Batch "
         "normalization uses its running statistics (eval mode). The result is stored as a "
@@ -47,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="use a random subset of this many training examples (default: all)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="examples per forward pass (default: 1000)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    add_task_options(parser, measured=True)
     add_device_option(parser)
     add_progress_option(parser, "a line per stage with the seconds so far")
     parser.set_defaults(handler=run_hessian)
@@ -70,9 +72,10 @@ def run_hessian(args: argparse.Namespace) -> int:
     from batchlab.training.restore import restore_run
 
     say = stage_printer(args.progress)
+    files = user_task_files(args)
     with RunStore(args.store, create=False) as store:
         say(f"restoring run {args.run_id}")
-        restored = restore_run(store, args.run_id, device=args.device)
+        restored = restore_run(store, args.run_id, device=args.device, files=files)
         x, y = select_examples(restored.splits.train.x, restored.splits.train.y, args.examples, args.seed)
         say(f"Hessian of the loss on {len(y)} examples: Lanczos for {args.k} top eigenvalue(s) and the smallest")
         summary = hessian_summary(
@@ -80,9 +83,11 @@ def run_hessian(args: argparse.Namespace) -> int:
             k=args.k, tol=args.tol, max_iter=args.max_iter, seed=args.seed,
             trace_samples=args.trace_samples if args.trace else None,
             grad_tol=args.grad_tol, eig_tol=args.eig_tol, chunk_size=args.chunk_size,
+            loss=restored.objective.loss,
         )
         device = next(restored.model.parameters()).device
         value = {"run_id": restored.run_id, "config": restored.config.to_dict(), **summary,
+                 "loss_name": restored.objective.loss_name,
                  "environment": describe_environment(device)}
         key = record_key(restored.run_id, args)
         store.put_record("hessian", key, value)
@@ -99,6 +104,7 @@ def format_summary(value: dict, key: str, store) -> str:
     lines = [
         f"Hessian of run {value['run_id']} ({config['model']} on {config['dataset']}, B={config['batch_size']}, "
         f"lr={config['lr']:g}, λ={config['momentum']:g}): {value['examples']} training examples, "
+        f"loss {value.get('loss_name', 'cross_entropy')}, "
         f"{value['parameters']} parameters, {value['dtype']}, eval mode",
         f"  {'training loss':<26}{value['loss']:.6g}",
         f"  {'gradient norm':<26}{value['gradient_norm']:.4g}",

@@ -16,6 +16,7 @@ from batchlab.commands._options import (
     seed_value,
     stage_printer,
 )
+from batchlab.task.options import add_task_options, user_task_files
 from batchlab.errors import ConfigError
 
 DEFAULT_OUT = Path("batchlab-report") / "landscape"
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="loss along the line between two stored minima (Keskar's Figure 3) and a 2-D contour",
         description="Reopen two stored runs of the same network and data and evaluate the network "
         "(1 − α)·A + α·B for α on a grid (Keskar et al. 2017, Figure 3: A = the small-batch minimum, "
-        "B = the large-batch one): training and test cross-entropy and accuracy. Batch-norm running "
+        "B = the large-batch one): training and test cross-entropy and accuracy (or the loss and metric your model file names). Batch-norm running "
         "statistics are recomputed at every α by a pass over the training examples (default), or "
         "interpolated with the weights as in Keskar et al.'s own code (--bn interpolate; exact at "
         "α = 0 and 1, but extrapolated variances can fall below zero and are then set to 0). --contour RUN "
@@ -75,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="compute again even if the store holds the result")
     parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR", help=f"where figures and JSON go (default: {DEFAULT_OUT})")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    add_task_options(parser, measured=True)
     add_device_option(parser)
     add_progress_option(parser, "a line per stage with the seconds so far")
     parser.set_defaults(handler=run_landscape)
@@ -112,12 +114,18 @@ def run_landscape(args: argparse.Namespace) -> int:
     alphas = alphas_from_args(args.alphas)
     check_grid(args.grid)
     say = stage_printer(args.progress)
+    files = user_task_files(args)
     with RunStore(args.store, create=False) as opened:
         # New records wait until the figures and JSON are written, so a failure stores nothing.
         store = RecordsAfterSuccess(opened)
         say(f"restoring runs {args.run_a} and {args.run_b}")
-        run_a = restore_run(opened, args.run_a, device=args.device)
-        run_b = restore_run(opened, args.run_b, device=args.device)
+        run_a = restore_run(opened, args.run_a, device=args.device, files=files)
+        known = [run_a.task] if run_a.task is not None else []
+        run_b = restore_run(opened, args.run_b, device=args.device, files=files, tasks=known)
+        check_same_task(run_a, run_b)
+        if run_a.splits.test is None:
+            raise ConfigError(f"run {run_a.run_id} has no test split, which the line is measured on; allowed: data "
+                              "with a test split (x_test, y_test)")
         say(f"loss and accuracy at {len(alphas)} points of the line between them")
         line, key, reused = measure_parametric(
             store, run_a, run_b, alphas=alphas, bn=args.bn, examples=args.examples,
@@ -126,7 +134,7 @@ def run_landscape(args: argparse.Namespace) -> int:
         contour = None
         if args.contour is not None:
             centre = {run_a.run_id: run_a, run_b.run_id: run_b}.get(args.contour) or restore_run(
-                opened, args.contour, device=args.device)
+                opened, args.contour, device=args.device, files=files, tasks=known)
             say(f"training loss on a {args.grid}×{args.grid} grid around {centre.run_id}")
             contour = measure_contour(store, centre, steps=args.grid, span=args.span, examples=args.examples,
                                       seed=args.seed, reuse=not args.force)
@@ -161,13 +169,27 @@ def run_landscape(args: argparse.Namespace) -> int:
     return finish(args.format, result, text, written=written)
 
 
+def check_same_task(run_a, run_b) -> None:
+    """ConfigError unless two runs of a user's model trained the same model and data (the line
+    is evaluated on A's data, with A's loss)."""
+    if run_a.task is None and run_b.task is None:
+        return
+    same = (run_a.task is not None and run_b.task is not None
+            and run_a.task.data_fingerprint["sha256"] == run_b.task.data_fingerprint["sha256"]
+            and run_a.objective.loss_name == run_b.objective.loss_name
+            and run_a.objective.metric_name == run_b.objective.metric_name)
+    if not same:
+        raise ConfigError(f"runs {run_a.run_id} and {run_b.run_id} trained other models or data (or one a registry "
+                          "model); allowed: two runs of the same model, loss and data")
+
+
 def format_line(run_a, run_b, line, reused: bool) -> str:
     origin = " (from the store; --force computes again)" if reused else ""
     lines = [
         f"Parametric line A = {run_a.run_id} (B={run_a.config.batch_size}) → B = {run_b.run_id} "
         f"(B={run_b.config.batch_size}), {run_a.config.model} on {run_a.config.dataset}; batch norm: "
         f"{line.bn if line.has_batch_norm else 'none'}; {line.train_examples} training / {line.test_examples} test examples{origin}",
-        f"{'alpha':>6} {'train loss':>11} {'train acc':>9} {'test loss':>11} {'test acc':>9}",
+        f"{'alpha':>6} {'train loss':>11} {'train ' + line.metric:>9} {'test loss':>11} {'test ' + line.metric:>9}",
     ]
     for p in line.points:
         flag = f"  ({p.clamped_variances} variances clamped)" if p.clamped_variances else ""

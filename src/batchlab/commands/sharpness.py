@@ -13,6 +13,7 @@ from batchlab.commands._options import (
     seed_value,
     stage_printer,
 )
+from batchlab.task.options import add_task_options, user_task_files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Keskar et al.'s sharpness of a stored run's minimum (full space and random subspace)",
         description="Reopen a stored run with its final weights and measure Keskar et al.'s "
         "sharpness φ = 100·(max over the box C_ε of f(x + Ay) − f(x)) / (1 + f(x)), f the mean "
-        "training cross-entropy, the box ε(|(A⁺x)_i| + 1) wide, the maximum taken as in the paper by L-BFGS-B "
+        "training loss (cross-entropy, or the loss your model file names), the box ε(|(A⁺x)_i| + 1) wide, the maximum taken as in the paper by L-BFGS-B "
         "from y = 0 with a fixed iteration budget (--corner-start adds a run from the box vertex along the "
         "gradient's sign, reported in its own column, not the paper's measure). A = I (full space, their Table 3) and a random n×p matrix with "
         "N(0, 1/n) entries, i.e. columns of unit length like those of I (their Table 4, p = 100). Beside it, at the "
@@ -56,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="use a random subset of this many training examples (default: all)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="examples per forward pass (default: 1000)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    add_task_options(parser, measured=True)
     add_device_option(parser)
     add_progress_option(parser, "a line per stage with the seconds so far")
     parser.set_defaults(handler=run_sharpness)
@@ -91,9 +93,10 @@ def run_sharpness(args: argparse.Namespace) -> int:
     from batchlab.training.restore import restore_run
 
     say = stage_printer(args.progress)
+    files = user_task_files(args)
     with RunStore(args.store, create=False) as store:
         say(f"restoring run {args.run_id}")
-        restored = restore_run(store, args.run_id, device=args.device)
+        restored = restore_run(store, args.run_id, device=args.device, files=files)
         x, y = select_examples(restored.splits.train.x, restored.splits.train.y, args.examples, args.seed)
         if args.trace_samples < 0 or args.trace_samples == 1:
             raise ConfigError(f"trace samples {args.trace_samples} is invalid; allowed: 0 (no trace) or an integer ≥ 2")
@@ -104,12 +107,14 @@ def run_sharpness(args: argparse.Namespace) -> int:
             epsilons=args.epsilon,
             subspace_dim=None if args.full_space_only else args.subspace_dim,
             iterations=args.iterations, seed=args.seed, chunk_size=args.chunk_size, corner_start=args.corner_start,
+            loss=restored.objective.loss,
         )
         say("λ_max, Hessian trace and adaptive sharpness at the point")
         config = restored.config
         point = curvature_measures(
             restored.model, x, y, trace_samples=args.trace_samples or None, rho=args.adaptive_rho,
             eta=args.adaptive_eta, iterations=args.iterations, seed=args.seed, chunk_size=args.chunk_size,
+            loss=restored.objective.loss,
         )
         bound = stability_bound(config.optimizer, config.lr, config.momentum, nesterov=config.nesterov,
                                 weight_decay=config.weight_decay)
@@ -151,7 +156,7 @@ def format_table(restored, rows: list[dict], store) -> str:
     lines = [
         f"Sharpness of run {restored.run_id} ({config.model} on {config.dataset}, B={config.batch_size}, "
         f"lr={config.lr:g}, λ={config.momentum:g}): Keskar et al. Metric 2.1, f = mean training "
-        f"cross-entropy on {rows[0]['examples']} examples, f(x) = {rows[0]['loss']:.6g}",
+        f"{restored.objective.loss_name} on {rows[0]['examples']} examples, f(x) = {rows[0]['loss']:.6g}",
         f"{'space':<8} {'p':>9} {'epsilon':>8} {'sharpness':>10} {'max f':>10} {'iters':>5} {'evals':>5} {'time s':>7}"
         + (f" {'corner φ':>10}" if rows[0]["corner_start"] else ""),
     ]

@@ -201,7 +201,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
                         ray_cpus=args.ray_cpus, progress=args.progress, force=args.force,
                         packing=args.packing, keep_weights=not args.no_weights, on_plan=show_plan, task=task)
     print()
-    print(summary_table(results.runs))
+    print(summary_table(results.runs, task.objective.metric_name if task is not None else "acc"))
     hint_after_training(results.runs, args.store)
     trained = len(results) - results.skipped
     print(f"{len(results) + len(results.failed)} run(s): {trained} trained, skipped (already in store): {results.skipped}, "

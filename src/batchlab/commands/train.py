@@ -166,25 +166,29 @@ def run_train(args: argparse.Namespace) -> int:
             result = train(config, store=args.store, force=args.force, progress=args.progress,
                            keep_weights=not args.no_weights, task=task)
     hint_after_training([result], args.store)
-    return finish(args.format, result.to_dict(), lambda: format_result(result, args.store))
+    metric = task.objective.metric_name if task is not None else "acc"
+    return finish(args.format, result.to_dict(), lambda: format_result(result, args.store, metric))
 
 
-def format_result(result, store) -> str:
-    """A per-epoch table and a summary line, readable in a terminal."""
+def format_result(result, store, metric: str = "acc") -> str:
+    """A per-epoch table and a summary line, readable in a terminal; ``metric``: the metric's key
+    (``acc``, or a user's task's)."""
     lines = []
     origin = "from the store (use --force to train again)" if result.from_store else "trained"
     lines.append(f"run {result.run_id}: {result.status}, {origin}; store {store}")
-    header = f"{'epoch':>5} {'updates':>8} {'train loss':>10} {'train acc':>9} {'val loss':>9} {'val acc':>8} {'epoch s':>8}"
+    header = (f"{'epoch':>5} {'updates':>8} {'train loss':>10} {'train ' + metric:>9} {'val loss':>9} "
+              f"{'val ' + metric:>8} {'epoch s':>8}")
     lines.append(header)
     for row in result.epochs:
         lines.append(
-            f"{int(row['epoch']):>5} {int(row['updates']):>8} {row['train_loss']:>10.4f} {row['train_acc']:>9.4f} "
-            f"{row.get('val_loss', float('nan')):>9.4f} {row.get('val_acc', float('nan')):>8.4f} {row['epoch_time_s']:>8.3f}"
+            f"{int(row['epoch']):>5} {int(row['updates']):>8} {row['train_loss']:>10.4f} "
+            f"{row.get(f'train_{metric}', float('nan')):>9.4f} {row.get('val_loss', float('nan')):>9.4f} "
+            f"{row.get(f'val_{metric}', float('nan')):>8.4f} {row['epoch_time_s']:>8.3f}"
         )
     s = result.summary
     tail = []
-    if s.get("test_acc") is not None:
-        tail.append(f"test acc {s['test_acc']:.4f}")
+    if s.get(f"test_{metric}") is not None:
+        tail.append(f"test {metric} {s[f'test_{metric}']:.4f}")
     if s.get("time_per_update_s") is not None:
         tail.append(f"time/update {s['time_per_update_s'] * 1e3:.3f} ms (median of {s.get('timed_updates')})")
     if s.get("time_per_epoch_s") is not None:

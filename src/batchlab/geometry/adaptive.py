@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from batchlab.errors import ConfigError
-from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss
+from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss, LossFunction
 from batchlab.geometry.sharpness import Objective, check_sharpness_options, maximize_over_box
 
 DEFAULT_RHO = 0.01
@@ -79,11 +79,12 @@ def adaptive_sharpness(
     iterations: int = 10,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     mode: str = "eval",
+    loss: LossFunction | None = None,
 ) -> AdaptiveSharpnessResult:
-    """S_ρ at the model's current weights, f the mean cross-entropy on ``(x, y)``; the model's
+    """S_ρ at the model's current weights, f the mean loss on ``(x, y)`` (``loss``, default cross-entropy); the model's
     weights and mode are left unchanged."""
-    loss = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode)
-    return adaptive_sharpness_of_objective(loss.value_and_grad, loss.point(), rho=rho, eta=eta, iterations=iterations)
+    flat = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode, loss=loss)
+    return adaptive_sharpness_of_objective(flat.value_and_grad, flat.point(), rho=rho, eta=eta, iterations=iterations)
 
 
 def adaptive_sharpness_of_objective(

@@ -1,5 +1,6 @@
 """Whole analyses of one point, as JSON-ready dictionaries: what ``batchlab hessian`` and
 ``batchlab sharpness`` compute, print and store, usable from Python on any model and data.
+Each takes ``loss=``, the batch-mean loss the model trained with (default cross-entropy).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from torch import nn
 from batchlab.errors import ConfigError
 from batchlab.geometry.adaptive import DEFAULT_ETA, DEFAULT_RHO, adaptive_sharpness
 from batchlab.geometry.critical import classify_at
-from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss
+from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss, LossFunction
 from batchlab.geometry.hessian import HessianOperator, top_eigenpairs, trace_estimate
 from batchlab.geometry.sharpness import check_sharpness_options, keskar_sharpness
 
@@ -52,6 +53,7 @@ def hessian_summary(
     eig_tol: float | None = None,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     mode: str = "eval",
+    loss: LossFunction | None = None,
 ) -> dict[str, Any]:
     """Loss, gradient norm, top-k eigenvalues, λ_min, critical-point kind and (optionally) the trace.
 
@@ -59,7 +61,7 @@ def hessian_summary(
     from the top-k run is reused for λ_min.
     """
     started = time.perf_counter()
-    operator = HessianOperator(FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode))
+    operator = HessianOperator(FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode, loss=loss))
     top = top_eigenpairs(operator, k, tol=tol, max_iter=max_iter, seed=seed)
     report = classify_at(operator, grad_tol=grad_tol, eig_tol=eig_tol, tol=tol, max_iter=max_iter, seed=seed, top=top)
     summary: dict[str, Any] = {
@@ -95,6 +97,7 @@ def sharpness_table(
     seed: int = 0,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     mode: str = "eval",
+    loss: LossFunction | None = None,
     corner_start: bool = False,
 ) -> list[dict[str, Any]]:
     """Keskar's φ for every ε in the full space, and in a random ``subspace_dim``-dimensional one
@@ -102,7 +105,7 @@ def sharpness_table(
     corner run's fields). Every option is checked before any work."""
     if not epsilons:
         raise ConfigError("no epsilon given; allowed: one or more numbers > 0, e.g. 1e-3 5e-4")
-    n = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode).dim
+    n = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode, loss=loss).dim
     for epsilon in epsilons:
         check_sharpness_options(n, epsilon, subspace_dim, iterations)
     rows = []
@@ -111,7 +114,7 @@ def sharpness_table(
             started = time.perf_counter()
             result = keskar_sharpness(
                 model, x, y, epsilon=epsilon, subspace_dim=space, iterations=iterations, seed=seed,
-                chunk_size=chunk_size, mode=mode, corner_start=corner_start,
+                chunk_size=chunk_size, mode=mode, corner_start=corner_start, loss=loss,
             )
             rows.append({**result.to_dict(), "examples": len(x), "mode": mode, "seconds": time.perf_counter() - started})
     return rows
@@ -131,13 +134,14 @@ def curvature_measures(
     seed: int = 0,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     mode: str = "eval",
+    loss: LossFunction | None = None,
 ) -> dict[str, Any]:
     """The measures set beside Keskar's φ at one point, as flat JSON-ready fields: λ_max (Lanczos,
     with its residual bound ‖Hv − λv‖), the Hessian trace by Hutchinson's estimator with its
     standard error (skipped when ``trace_samples`` is None), and the adaptive sharpness S_ρ of
     :mod:`batchlab.geometry.adaptive`."""
     started = time.perf_counter()
-    operator = HessianOperator(FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode))
+    operator = HessianOperator(FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode, loss=loss))
     top = top_eigenpairs(operator, 1, tol=tol, max_iter=max_iter, seed=seed)
     measures: dict[str, Any] = {
         "lambda_max": top.values[0],
@@ -147,7 +151,8 @@ def curvature_measures(
     }
     measures["hessian_vector_products"] = operator.calls
     del operator  # its cached graph, before the adaptive search evaluates f again
-    adaptive = adaptive_sharpness(model, x, y, rho=rho, eta=eta, iterations=iterations, chunk_size=chunk_size, mode=mode)
+    adaptive = adaptive_sharpness(model, x, y, rho=rho, eta=eta, iterations=iterations, chunk_size=chunk_size, mode=mode,
+                                  loss=loss)
     measures.update(
         adaptive_sharpness=adaptive.value,
         adaptive_max_loss=adaptive.max_loss,

@@ -1,7 +1,8 @@
 """The training loss of a model as a function of one flat parameter vector.
 
 Every geometric quantity in :mod:`batchlab.geometry` (Hessian-vector products, eigenvalues,
-sharpness) looks at the same function: the mean cross-entropy over a data set,
+sharpness) looks at the same function: the mean loss over a data set, cross-entropy unless a
+user's task trained with another (``loss=``, a batch mean such as the mean squared error),
 
     L(θ) = (1/N) Σ_n CE(f(x_n; θ), y_n),
 
@@ -23,7 +24,7 @@ flag by flag.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,8 @@ from torch.nn.modules.dropout import _DropoutNd
 
 from batchlab.errors import ConfigError, DataError
 
+# A loss over a batch: loss(outputs, targets) → the batch mean, a scalar tensor.
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MODES = ("eval", "train")
 DEFAULT_CHUNK_SIZE = 1000
 
@@ -67,7 +70,8 @@ def evaluation_mode(model: nn.Module, mode: str) -> Iterator[None]:
 
 
 class FlatLoss:
-    """L(θ) of ``model`` on ``(x, y)`` over a flat parameter vector θ (see the module docstring).
+    """L(θ) of ``model`` on ``(x, y)`` over a flat parameter vector θ (see the module docstring);
+    ``loss(outputs, targets)`` is the batch mean (default cross-entropy, whose targets are int64).
 
     ``x`` and ``y`` may live on any device; each chunk is moved to the model's device when used.
     Parameters with ``requires_grad=False`` are constants, not coordinates of θ.
@@ -81,13 +85,15 @@ class FlatLoss:
         *,
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
         mode: str = "eval",
+        loss: LossFunction | None = None,
     ) -> None:
         _check_mode(mode)
         if len(x) != len(y):
             raise DataError(f"x has {len(x)} examples but y has {len(y)}; allowed: the same number in both")
         if len(x) == 0:
             raise DataError("no examples given; allowed: at least one example")
-        if y.dtype != torch.long:
+        self.loss = F.cross_entropy if loss is None else loss
+        if self.loss is F.cross_entropy and y.dtype != torch.long:
             raise DataError(f"labels have dtype {y.dtype}; allowed: torch.int64 class indices")
         if chunk_size is None:
             chunk_size = len(x)
@@ -128,10 +134,10 @@ class FlatLoss:
             yield xb, yb, len(yb) / n
 
     def chunk_loss(self, theta: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of one chunk at θ; differentiable in θ. Call inside :meth:`mode_context`."""
+        """Mean loss of one chunk at θ; differentiable in θ. Call inside :meth:`mode_context`."""
         views = dict(zip(self.names, (c.view(s) for c, s in zip(theta.split(self.sizes), self.shapes))))
-        logits = functional_call(self.model, views, (xb,))
-        return F.cross_entropy(logits, yb)
+        outputs = functional_call(self.model, views, (xb,))
+        return self.loss(outputs, yb)
 
     def mode_context(self) -> contextlib.AbstractContextManager[None]:
         return evaluation_mode(self.model, self.mode)

@@ -5,7 +5,9 @@ architecture (Keskar: x_A = x_SB, x_B = x_LB) the network with parameters
 
     x(α) = (1 − α) x_A + α x_B,    α ∈ [−1, 2] (31 points by default),
 
-is evaluated on training and test data: mean cross-entropy and accuracy, in eval mode. α = 0 is
+is evaluated on training and test data: mean cross-entropy and accuracy, in eval mode (a user's
+task's own loss and metric with ``objective=``; ``train_acc``/``test_acc`` then hold that metric,
+named by the line's ``metric``). α = 0 is
 x_A and α = 1 is x_B, exactly: the combination is computed as ``(1 − α)·a + α·b``, which is
 ``a`` at α = 0 and ``b`` at α = 1 in floating point.
 
@@ -68,6 +70,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from batchlab.data import TensorSplit
 from batchlab.errors import ConfigError
 from batchlab.training.loop import evaluate
+from batchlab.training.objective import ACCURACY, CLASSIFICATION, Objective
 
 BN_INTERPOLATE = "interpolate"
 BN_RECOMPUTE = "recompute"
@@ -103,6 +106,10 @@ class ParametricLine:
     train_examples: int
     test_examples: int
     has_batch_norm: bool
+    # The metric in the points' *_acc fields: "acc" (accuracy), or a user's task's metric key; and
+    # the loss in their *_loss fields.
+    metric: str = ACCURACY
+    loss: str = CLASSIFICATION.loss_name
 
     @property
     def alphas(self) -> list[float]:
@@ -124,7 +131,8 @@ class ParametricLine:
     def from_dict(cls, data: Mapping[str, Any]) -> "ParametricLine":
         points = tuple(LinePoint(**p) for p in data["points"])
         return cls(points, data["bn"], int(data["train_examples"]), int(data["test_examples"]),
-                   bool(data["has_batch_norm"]))
+                   bool(data["has_batch_norm"]), str(data.get("metric", ACCURACY)),
+                   str(data.get("loss", CLASSIFICATION.loss_name)))
 
 
 @dataclass(frozen=True)
@@ -261,6 +269,7 @@ def parametric_line(
     alphas: Sequence[float] | None = None,
     bn: str = DEFAULT_BN_MODE,
     seed: int = 0,
+    objective: Objective = CLASSIFICATION,
 ) -> ParametricLine:
     """Keskar's f(x(α)) for x(α) = (1 − α)x_A + αx_B on ``train`` and ``test`` (module docstring).
 
@@ -282,10 +291,11 @@ def parametric_line(
         if bn == BN_RECOMPUTE:
             recompute_bn_statistics(scratch, train.x, seed=seed)
             clamped = 0
-        train_loss, train_acc = evaluate(scratch, train)
-        test_loss, test_acc = evaluate(scratch, test)
+        train_loss, train_acc = evaluate(scratch, train, objective=objective)
+        test_loss, test_acc = evaluate(scratch, test, objective=objective)
         points.append(LinePoint(float(alpha), train_loss, train_acc, test_loss, test_acc, clamped))
-    return ParametricLine(tuple(points), bn, len(train), len(test), has_batch_norm(model_a))
+    return ParametricLine(tuple(points), bn, len(train), len(test), has_batch_norm(model_a), objective.metric_name,
+                          objective.loss_name)
 
 
 # ---------------------------------------------------------------------------------- contour
@@ -334,9 +344,10 @@ def loss_contour(
     steps: int = DEFAULT_GRID_STEPS,
     span: float = DEFAULT_SPAN,
     seed: int = 0,
+    objective: Objective = CLASSIFICATION,
 ) -> ContourGrid:
     """Li et al.'s training loss f(θ* + a·d₁ + b·d₂) on a ``steps`` × ``steps`` grid (module
-    docstring), in eval mode. ``model`` is not modified."""
+    docstring), in eval mode (the loss of ``objective``). ``model`` is not modified."""
     axis = grid_points(steps, span)
     generator = torch.Generator().manual_seed(seed)
     first = filter_normalized_direction(model, generator)
@@ -350,9 +361,9 @@ def loss_contour(
         for a in axis:
             for name, theta in center.items():
                 parameters[name].copy_(theta + a * first[name] + b * second[name])
-            row.append(evaluate(scratch, train)[0])
+            row.append(evaluate(scratch, train, objective=objective)[0])
         rows.append(tuple(row))
-    center_loss = evaluate(model, train)[0]
+    center_loss = evaluate(model, train, objective=objective)[0]
     return ContourGrid(tuple(axis), tuple(axis), tuple(rows), center_loss, len(train), seed, float(span))
 
 

@@ -73,7 +73,7 @@ from scipy.optimize import Bounds, minimize
 from torch import nn
 
 from batchlab.errors import ConfigError
-from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss
+from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss, LossFunction
 
 PINV_LIMIT = 10_000_000
 _ROW_BLOCK = 65_536
@@ -169,18 +169,19 @@ def keskar_sharpness(
     seed: int = 0,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     mode: str = "eval",
+    loss: LossFunction | None = None,
     corner_start: bool = False,
 ) -> SharpnessResult:
-    """Keskar's φ at the model's current weights, f the mean cross-entropy on ``(x, y)``.
+    """Keskar's φ at the model's current weights, f the mean loss on ``(x, y)`` (``loss``, default cross-entropy).
 
     ``subspace_dim=None`` is the full space (A = I); an integer p uses a random n×p matrix drawn
     with ``seed``. ``corner_start`` adds the second run of the module docstring (its own fields).
     The model's weights and mode are left unchanged.
     """
-    loss = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode)
+    flat = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode, loss=loss)
     return sharpness_of_objective(
-        loss.value_and_grad,
-        loss.point(),
+        flat.value_and_grad,
+        flat.point(),
         epsilon=epsilon,
         subspace_dim=subspace_dim,
         iterations=iterations,

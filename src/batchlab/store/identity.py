@@ -10,6 +10,11 @@ data's under ``data`` (its ``sha256`` over shapes and bytes: :mod:`batchlab.task
 something else, so tables show the fingerprints and analyses never average such runs as seeds of
 one setting.
 
+A run of a user's model given as files also keeps where they were, under ``origin``:
+``{"model_file": "/abs/net.py:make_model", "data_file": "/abs/data.py:load_data"}``
+(:attr:`batchlab.Task.origin`), so that later measurements can build the model and data again
+and check them against the fingerprints (:mod:`batchlab.training.restore`).
+
 A short fingerprint is the first :data:`SHORT` hex digits: of the data's ``sha256``, and of the
 SHA-256 of the model entry as canonical JSON (sorted keys).
 """
@@ -22,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 SHORT = 8
-MODEL_KEY, DATA_KEY = "user_model", "data"
+MODEL_KEY, DATA_KEY, ORIGIN_KEY = "user_model", "data", "origin"
 
 
 def model_digest(entry: Mapping[str, Any] | None) -> str | None:

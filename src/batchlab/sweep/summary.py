@@ -1,4 +1,5 @@
-"""The table printed at the end of a sweep: mean ± std of the final accuracies over seeds.
+"""The table printed at the end of a sweep: mean ± std of the final accuracies over seeds (or of
+the metric a user's task names: ``metric="mae"`` shows ``train mae`` and ``val mae``).
 
 Runs are grouped by batch size × momentum and by every other field whose value differs between
 the runs (learning rate, optimizer …), except the seed; groups appear in the order of their first run. Each row shows
@@ -41,15 +42,15 @@ def group_fields(runs: Sequence[RunResult]) -> list[str]:
     return fields
 
 
-def summary_table(runs: Sequence[RunResult]) -> str:
-    """One line per group of runs (see the module docstring)."""
+def summary_table(runs: Sequence[RunResult], metric: str = "acc") -> str:
+    """One line per group of runs (see the module docstring); ``metric``: the metric's key."""
     if not runs:
         return "(no runs)"
     fields = group_fields(runs)
     groups: dict[tuple, list[RunResult]] = {}
     for run in runs:
         groups.setdefault(tuple(_key(getattr(run.config, name)) for name in fields), []).append(run)
-    header = [_HEADERS.get(name, name) for name in fields] + ["runs", "train acc", "val acc", "diverged"]
+    header = [_HEADERS.get(name, name) for name in fields] + ["runs", f"train {metric}", f"val {metric}", "diverged"]
     cells = [header]
     for key, members in groups.items():
         finished = [run for run in members if run.status == FINISHED]
@@ -57,8 +58,8 @@ def summary_table(runs: Sequence[RunResult]) -> str:
             [_show(value) for value in key]
             + [
                 str(len(members)),
-                _mean_std([run.summary.get("train_acc") for run in finished]),
-                _mean_std([run.summary.get("val_acc") for run in finished]),
+                _mean_std([run.summary.get(f"train_{metric}") for run in finished]),
+                _mean_std([run.summary.get(f"val_{metric}") for run in finished]),
                 str(sum(run.status == DIVERGED for run in members)),
             ]
         )

@@ -5,7 +5,13 @@ name of its own, and the named function is taken from it:
 
 * ``make_model()`` (no arguments) returns a new ``torch.nn.Module``;
 * ``load_data()`` (no arguments) returns the data in one of the forms of
-  :mod:`batchlab.task.data`.
+  :mod:`batchlab.task.data`;
+* the model file may also define, at module level, ``loss`` and ``metric``: a function
+  ``loss(outputs, targets)`` returning the batch mean as a scalar tensor, ``metric(outputs,
+  targets)`` returning a batch mean, or a name (loss ``"cross_entropy"`` or ``"mse"``; metric
+  ``"accuracy"``, ``"mse"`` or ``"mae"``: :mod:`batchlab.training.objective`). Without them the
+  model trains with cross-entropy and reports accuracy; ``loss = "mse"`` alone reports the mean
+  squared error (``val_mse``). They go to :class:`Task` as its ``loss=`` and ``metric=``.
 
 A file imports its neighbours as ``python path.py`` would let it: while the files load, and while
 the task is built from them (the data read, the model built and run on a first batch), each
@@ -17,7 +23,9 @@ task themselves (the ranks of ``--nproc``) do the same; Ray workers get the neig
 shipped with the task (:func:`neighbour_modules`, :mod:`batchlab.sweep.ray_executor`).
 
 The task is named after the functions' files and names (``user:net.make_model`` …), so runs of
-another file or function never share an id; the content fingerprints do the rest.
+another file or function never share an id; the content fingerprints do the rest. It remembers
+the files by absolute path (:attr:`Task.origin`), and every run keeps that, so a stored run can
+be measured later from the same files (:mod:`batchlab.training.restore`).
 """
 
 from __future__ import annotations
@@ -28,12 +36,14 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from batchlab.errors import ConfigError, DataError
 from batchlab.task.model import one_line
 from batchlab.task.reference import FORM, split_reference
 from batchlab.task.task import Task
+from batchlab.training.objective import LOSSES, METRICS
 
 # Modules imported from a file get a name of their own under this prefix (the Ray executor ships
 # them by value, since no worker can import them by name).
@@ -54,9 +64,25 @@ def folders_first_on_path(folders: Iterable[Path]) -> Iterator[None]:
                 sys.path.remove(entry)  # the first occurrence: the one put in front above
 
 
-def load_function(reference: str, flag: str) -> tuple[Callable[..., Any], str]:
-    """The function ``reference`` (``path.py:name``) names, and ``file-stem.name`` for the task.
-    The file's folder is on ``sys.path`` while it is imported (see the module docstring)."""
+def file_objective(module: ModuleType, path: Path) -> dict[str, Any]:
+    """``{"loss": …, "metric": …}``: those of the two the model file defines at module level (see
+    the module docstring), each a function or a known name, else a one-line error naming the file."""
+    found = {}
+    for name, known in (("loss", LOSSES), ("metric", METRICS)):
+        if not hasattr(module, name):
+            continue
+        value = getattr(module, name)
+        if not callable(value) and not (isinstance(value, str) and value in known):
+            raise ConfigError(f"--model-file: {path} sets {name} = {value!r:.40}; allowed: {', '.join(known)} or "
+                              f"a function {name}(outputs, targets)")
+        found[name] = value
+    return found
+
+
+def load_function(reference: str, flag: str) -> tuple[Callable[..., Any], str, ModuleType]:
+    """The function ``reference`` (``path.py:name``) names, ``file-stem.name`` for the task, and
+    the imported file. The file's folder is on ``sys.path`` while it is imported (see the module
+    docstring)."""
     path, function_name = split_reference(reference, flag)
     module_name = f"{USER_MODULE_PREFIX}{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -81,21 +107,26 @@ def load_function(reference: str, flag: str) -> tuple[Callable[..., Any], str]:
                          if callable(value) and getattr(value, "__module__", None) == module_name)
         raise ConfigError(f"{flag}: {path} has no function {function_name}; allowed: one of "
                           f"{', '.join(defined) or '(none defined)'}")
-    return function, f"{path.stem}.{function_name}"
+    return function, f"{path.stem}.{function_name}", module
 
 
 def task_from_files(model_file: str, data_file: str) -> Task:
-    """The :class:`Task` of ``--model-file`` and ``--data-file`` (see the module docstring)."""
-    folders = [split_reference(model_file, "--model-file")[0].parent,
-               split_reference(data_file, "--data-file")[0].parent]
-    make_model, model_name = load_function(model_file, "--model-file")
-    load_data, data_name = load_function(data_file, "--data-file")
-    with folders_first_on_path(folders):
+    """The :class:`Task` of ``--model-file`` and ``--data-file`` (see the module docstring), with
+    its :attr:`~Task.origin`."""
+    model_path, model_function = split_reference(model_file, "--model-file")
+    data_path, data_function = split_reference(data_file, "--data-file")
+    make_model, model_name, model_module = load_function(model_file, "--model-file")
+    load_data, data_name, _ = load_function(data_file, "--data-file")
+    objective = file_objective(model_module, model_path)
+    with folders_first_on_path([model_path.parent, data_path.parent]):
         try:
             data = load_data()
         except Exception as error:
             raise DataError(f"--data-file: {data_name}() failed: {one_line(error)}") from None
-        return Task(make_model, data, name=model_name, data_name=data_name)
+        task = Task(make_model, data, name=model_name, data_name=data_name, **objective)
+    task.origin = {"model_file": f"{model_path.resolve()}:{model_function}",
+                   "data_file": f"{data_path.resolve()}:{data_function}"}
+    return task
 
 
 def user_file_folders() -> list[Path]:

@@ -19,10 +19,20 @@ if TYPE_CHECKING:
     from batchlab.task import Task
 
 
-def add_task_options(parser: argparse.ArgumentParser) -> None:
-    """``--model-file`` and ``--data-file``."""
+def add_task_options(parser: argparse.ArgumentParser, *, measured: bool = False) -> None:
+    """``--model-file`` and ``--data-file``; ``measured``: for a command that measures stored
+    runs, where the files only say where a run's files are now."""
+    if measured:
+        parser.add_argument("--model-file", default=None, metavar=FORM,
+                            help="for a run of your own model: its model file, where it is now (default: the file "
+                                 "the run trained from; it must give the same model, loss and metric; needs --data-file)")
+        parser.add_argument("--data-file", default=None, metavar=FORM,
+                            help="for a run of your own model: its data file, where it is now (default: the file "
+                                 "the run trained from; it must give the same data; needs --model-file)")
+        return
     parser.add_argument("--model-file", default=None, metavar=FORM,
-                        help="train your own model: a function of no arguments returning a new torch.nn.Module "
+                        help="train your own model: a function of no arguments returning a new torch.nn.Module; "
+                             "the file may set loss and metric (a function or a name: mse, mae, accuracy) "
                              "(needs --data-file)")
     parser.add_argument("--data-file", default=None, metavar=FORM,
                         help="your own data: a function of no arguments returning (x_train, y_train, x_val, y_val"

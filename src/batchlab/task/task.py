@@ -15,12 +15,15 @@ The rules:
   streamed in the same batch order otherwise.
 * **Loss and metric**: cross-entropy and accuracy by default; any ``loss(outputs, targets)``
   returning the batch mean as a scalar tensor and any ``metric(outputs, targets)`` returning a
-  batch mean (:mod:`batchlab.training.objective`). The metric's name keys the metrics
-  (``val_<metric_name>``); accuracy keeps ``val_acc``.
+  batch mean, or their names (``"mse"``, ``"mae"``, …: :mod:`batchlab.training.objective`). The
+  metric's name keys the metrics (``val_<metric_name>``); accuracy keeps ``val_acc``.
 * **Checks, before anything is stored** (one-line :class:`~batchlab.errors.UserError`): the
   factory returns a new module each call; the data's forms, lengths and shapes; the model runs
   on a first batch of two training examples; with cross-entropy, targets are int64 class indices
   in [0, C) for the model's C outputs, in every split; loss and metric run on that batch.
+* **Origin**: a task built from files (:func:`batchlab.task.files.task_from_files`) knows them
+  (:attr:`Task.origin`); each run keeps that in its environment, so that later measurements
+  (``batchlab hessian RUN``) can build the task again (:mod:`batchlab.training.restore`).
 * **Identity**: a run's configuration gets ``model = "user:<name>"`` and
   ``dataset = "user:<data_name>"``; ``val_fraction`` and ``split_seed`` are set to 0 (the
   validation data is the one given), and ``hidden`` and ``train_subset`` do not apply. The run id
@@ -52,7 +55,16 @@ from batchlab.task.model import (
     one_line,
     packability,
 )
-from batchlab.training.objective import ACCURACY, CLASSIFICATION, Objective, accuracy
+from batchlab.training.objective import (
+    ACCURACY,
+    CLASSIFICATION,
+    LOSSES,
+    METRIC_KEYS,
+    METRICS,
+    Objective,
+    accuracy,
+    is_named,
+)
 
 USER_PREFIX = "user:"
 PROBE_EXAMPLES = 2
@@ -68,8 +80,10 @@ class Task:
         data: the splits (:mod:`batchlab.task.data` lists the forms).
         name: the model's name in run ids and tables (default: the factory's ``__name__``).
         data_name: the data's name (default ``data``).
-        loss: ``loss(outputs, targets)`` → batch-mean scalar tensor (default cross-entropy).
-        metric: ``metric(outputs, targets)`` → batch mean (default accuracy).
+        loss: ``loss(outputs, targets)`` → batch-mean scalar tensor, or a name: ``"cross_entropy"``
+            (the default), ``"mse"``.
+        metric: ``metric(outputs, targets)`` → batch mean, or a name: ``"accuracy"`` (the
+            default), ``"mse"``, ``"mae"``; with ``loss="mse"`` and no metric, ``"mse"``.
         loss_name, metric_name: their names (default: the callables' ``__name__``).
         keep_on_device: True keeps the data on the device, False always streams it, None
             decides by size.
@@ -83,8 +97,8 @@ class Task:
         *,
         name: str | None = None,
         data_name: str | None = None,
-        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        metric: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | str | None = None,
+        metric: Callable[[torch.Tensor, torch.Tensor], Any] | str | None = None,
         loss_name: str | None = None,
         metric_name: str | None = None,
         keep_on_device: bool | None = None,
@@ -116,6 +130,9 @@ class Task:
             "metric": _callable_identity(self.objective.metric, self.objective.metric_name),
         }
         self.data_fingerprint = self.data.fingerprint(self.data_name)
+        # Where the model and data came from, when files gave them ({"model_file": "PATH.py:FUNCTION",
+        # "data_file": …}, absolute paths; set by task_from_files); None for a Task built in Python.
+        self.origin: dict[str, str] | None = None
         self._splits: dict[str, Splits] = {}
         self._packability: tuple[bool, str] | None = None
 
@@ -251,23 +268,40 @@ class Task:
 
 
 def _objective(loss, metric, loss_name: str | None, metric_name: str | None) -> Objective:
-    if loss is not None and not callable(loss):
-        raise ConfigError(f"loss is a {type(loss).__name__}; allowed: a function loss(outputs, targets)")
-    if metric is not None and not callable(metric):
-        raise ConfigError(f"metric is a {type(metric).__name__}; allowed: a function metric(outputs, targets)")
+    """The task's :class:`Objective`: ``loss`` and ``metric`` are callables or names of
+    :data:`~batchlab.training.objective.LOSSES` / :data:`~batchlab.training.objective.METRICS`.
+    Without a metric: accuracy, or for a named regression loss the metric of the same name
+    (``loss="mse"`` reports ``val_mse``)."""
+    loss, named_loss = _named(loss, LOSSES, "loss", "loss(outputs, targets)")
+    metric, named_metric = _named(metric, METRICS, "metric", "metric(outputs, targets)")
     if loss is None and metric is None and loss_name is None and metric_name is None:
         return CLASSIFICATION
+    if metric is None and named_loss is not None and named_loss in METRICS and named_loss != "cross_entropy":
+        metric, named_metric = METRICS[named_loss], named_loss
     loss = loss if loss is not None else F.cross_entropy
     metric = metric if metric is not None else accuracy
     if loss_name is None:
-        loss_name = CLASSIFICATION.loss_name if loss is F.cross_entropy else _callable_name(loss)
+        loss_name = named_loss or (CLASSIFICATION.loss_name if loss is F.cross_entropy else _callable_name(loss))
     if metric_name is None:
-        metric_name = ACCURACY if metric is accuracy else _callable_name(metric)
+        metric_name = METRIC_KEYS[named_metric] if named_metric else (
+            ACCURACY if metric is accuracy else _callable_name(metric))
     loss_name = _checked_name(loss_name, "loss name", "loss_name")
     if not _METRIC_NAME.fullmatch(metric_name) or metric_name == "loss":
         raise ConfigError(f"metric name {metric_name!r} cannot name a column; allowed: a letter, then letters, "
                           "digits or _ (metric_name=...), not 'loss'")
     return Objective(loss, metric, loss_name, metric_name)
+
+
+def _named(value: Any, known: dict[str, Callable], what: str, form: str) -> tuple[Callable | None, str | None]:
+    """``(function, its name when given by name)`` of a loss or metric given as a callable, a
+    name of ``known``, or None."""
+    if isinstance(value, str):
+        if value not in known:
+            raise ConfigError(f"{what} {value!r} is unknown; allowed: {', '.join(known)} or a function {form}")
+        return known[value], value
+    if value is not None and not callable(value):
+        raise ConfigError(f"{what} is a {type(value).__name__}; allowed: {', '.join(known)} or a function {form}")
+    return value, None
 
 
 def _callable_name(function: Any) -> str:
@@ -277,7 +311,7 @@ def _callable_name(function: Any) -> str:
 def _callable_identity(function: Any, name: str) -> dict[str, Any]:
     """A user's callable by name and code; ours (cross-entropy, accuracy) by name only, so that a
     new PyTorch release does not change every run id."""
-    if function is F.cross_entropy or function is accuracy:
+    if is_named(function):
         return {"name": name}
     return callable_fingerprint(function, name)
 

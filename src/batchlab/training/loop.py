@@ -242,6 +242,7 @@ def new_session(
                           force=force, keep_weights=keep_weights, **spread)
     return RunSession(config, store, device.type, data_fingerprint=task.data_fingerprint,
                       model_fingerprint=task.model_fingerprint, metric_name=task.objective.metric_name,
+                      origin=task.origin,
                       force=force, keep_weights=keep_weights, **spread)
 
 

@@ -11,6 +11,13 @@ for both:
   chunks of the split, which is exact for per-example means (cross-entropy, accuracy, MSE, …);
 * the metric's key in a run's metrics is ``train_<name>``, ``val_<name>``, ``test_<name>``;
   accuracy keeps its name ``acc`` (``train_acc`` …), so every figure of accuracy works on it.
+
+Named losses and metrics (:data:`LOSSES`, :data:`METRICS`), for a model file that cannot pass a
+function by value as easily as Python can: ``cross_entropy`` (the default loss), ``mse`` (mean
+squared error, for regression); metrics ``accuracy`` (the default, key ``acc``), ``mse`` and
+``mae`` (mean absolute error). The regression ones refuse outputs whose shape is not the
+targets' shape, since broadcasting an ``(n, 1)`` output against ``(n,)`` targets would silently
+average n² differences.
 """
 
 from __future__ import annotations
@@ -27,6 +34,24 @@ ACCURACY = "acc"
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The fraction of examples whose largest output is at the target class."""
     return (outputs.argmax(dim=1) == targets).double().mean()
+
+
+def _same_shape(outputs: torch.Tensor, targets: torch.Tensor, name: str) -> None:
+    if outputs.shape != targets.shape:
+        raise ValueError(f"{name} needs outputs and targets of one shape, got {list(outputs.shape)} and "
+                         f"{list(targets.shape)} (reshape the model's output or the targets)")
+
+
+def mean_squared_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The mean over every entry of (outputs − targets)²; outputs and targets of one shape."""
+    _same_shape(outputs, targets, "mse")
+    return F.mse_loss(outputs, targets.to(outputs.dtype))
+
+
+def mean_absolute_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The mean over every entry of |outputs − targets|; outputs and targets of one shape."""
+    _same_shape(outputs, targets, "mae")
+    return F.l1_loss(outputs, targets.to(outputs.dtype))
 
 
 @dataclass(frozen=True)
@@ -56,3 +81,18 @@ class Objective:
 
 
 CLASSIFICATION = Objective(F.cross_entropy, accuracy, "cross_entropy", ACCURACY)
+
+# What a name in a model file (``loss = "mse"``) or in ``batchlab.Task(loss="mse")`` stands for.
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "cross_entropy": F.cross_entropy, "mse": mean_squared_error,
+}
+METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "accuracy": accuracy, "mse": mean_squared_error, "mae": mean_absolute_error,
+}
+# The metric key of a named metric: accuracy keeps ``acc`` (``val_acc``).
+METRIC_KEYS = {"accuracy": ACCURACY, "mse": "mse", "mae": "mae"}
+
+
+def is_named(function: object) -> bool:
+    """True for a loss or metric of :data:`LOSSES` or :data:`METRICS` (batchlab's own)."""
+    return any(function is known for known in (*LOSSES.values(), *METRICS.values()))

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchlab.config import RunConfig, run_id
 from batchlab.store.decision import Action, decide
+from batchlab.store.identity import ORIGIN_KEY
 from batchlab.store.status import DIVERGED, FAILED_TO_TRAIN, FINISHED, training_failure
 from batchlab.training.result import RunResult
 
@@ -82,6 +83,9 @@ class RunSession:
             the run id.
         metric_name: the metric's key in the summary (``test_<metric_name>``; ``acc`` for
             accuracy).
+        origin: where a user's model and data came from (:attr:`batchlab.Task.origin`: the
+            files), kept in the environment, not in the run id, so that moving the files keeps
+            the run; None when not from files.
         force: train again a run the store holds as ended (replaced at :meth:`claim`).
         keep_weights: save the final weights beside the store.
         log_plain: print one summary line when the run ends (logs without a progress bar).
@@ -97,6 +101,7 @@ class RunSession:
         execution: dict[str, Any] | None = None,
         model_fingerprint: dict[str, Any] | None = None,
         metric_name: str = "acc",
+        origin: dict[str, str] | None = None,
         force: bool = False,
         keep_weights: bool = True,
         log_plain: bool = False,
@@ -107,6 +112,7 @@ class RunSession:
         self.data_fingerprint = data_fingerprint
         self.model_fingerprint = model_fingerprint
         self.metric_name = metric_name
+        self.origin = origin
         self.run_id = run_id(config, device_type, data_fingerprint, execution, model_fingerprint)
         self.force = force
         self.keep_weights = keep_weights
@@ -144,6 +150,8 @@ class RunSession:
             self.environment["data"] = self.data_fingerprint
         if self.model_fingerprint is not None:
             self.environment["user_model"] = self.model_fingerprint
+        if self.origin is not None:
+            self.environment[ORIGIN_KEY] = dict(self.origin)
         if self.store is None:
             return None
         stored_config = self.config.to_dict() | {"device": self.device_type}

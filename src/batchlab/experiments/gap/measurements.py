@@ -96,7 +96,7 @@ def measure_parametric(
     train = subset(a.splits.train, examples, seed, "training")
     test = subset(a.splits.test, test_examples, seed, "test")
     started = time.perf_counter()
-    line = parametric_line(a.model, b.model, train, test, alphas=alphas, bn=bn, seed=seed)
+    line = parametric_line(a.model, b.model, train, test, alphas=alphas, bn=bn, seed=seed, objective=a.objective)
     store.put_record(LANDSCAPE, key, {
         "kind": "parametric",
         "run_a": a.run_id,
@@ -128,7 +128,7 @@ def measure_contour(
             return ContourGrid.from_dict(stored["grid"]), key, True
     train = subset(restored.splits.train, examples, seed, "training")
     started = time.perf_counter()
-    grid = loss_contour(restored.model, train, steps=steps, span=span, seed=seed)
+    grid = loss_contour(restored.model, train, steps=steps, span=span, seed=seed, objective=restored.objective)
     store.put_record(LANDSCAPE, key, {
         "kind": "contour",
         "run_id": restored.run_id,

@@ -48,13 +48,17 @@ def plot_parametric(panels: Sequence[LinePanel]) -> Figure:
             ax.plot(alphas, _positive(line.column(column)), style, color=LOSS_COLOUR, marker=".", label=label)
         ax.set_yscale("log")
         ax.set_xlabel("α   (network = (1 − α)·A + α·B)", fontsize=FONT)
-        ax.set_ylabel("cross-entropy", color=LOSS_COLOUR, fontsize=FONT)
+        ax.set_ylabel(line.loss.replace("_", "-"), color=LOSS_COLOUR, fontsize=FONT)
         ax.tick_params(axis="y", labelcolor=LOSS_COLOUR, labelsize=FONT - 1)
         twin = ax.twinx()
-        for column, style, label in (("train_acc", "-", "train accuracy"), ("test_acc", "--", "test accuracy")):
-            twin.plot(alphas, 100 * np.array(line.column(column)), style, color=ACCURACY_COLOUR, label=label)
-        twin.set_ylabel("accuracy (%)", color=ACCURACY_COLOUR, fontsize=FONT)
-        twin.set_ylim(0, 100)
+        # accuracy in %, a user's metric (line.metric, e.g. mae) as it is
+        accuracy = line.metric == "acc"
+        name, scale = ("accuracy", 100) if accuracy else (line.metric, 1)
+        for column, style, label in (("train_acc", "-", f"train {name}"), ("test_acc", "--", f"test {name}")):
+            twin.plot(alphas, scale * np.array(line.column(column)), style, color=ACCURACY_COLOUR, label=label)
+        twin.set_ylabel("accuracy (%)" if accuracy else name, color=ACCURACY_COLOUR, fontsize=FONT)
+        if accuracy:
+            twin.set_ylim(0, 100)
         twin.tick_params(axis="y", labelcolor=ACCURACY_COLOUR, labelsize=FONT - 1)
         for alpha, name in ((0.0, panel.label_a), (1.0, panel.label_b)):
             ax.axvline(alpha, color="0.6", linewidth=0.8, linestyle=":")
