@@ -56,8 +56,8 @@ def test_latest_record_is_the_newest_by_created(tmp_path):
 
 def test_every_experiment_registers_kind_scales_and_sections():
     registered = {e.kind: e for e in experiments()}
-    assert list(registered) == ["lecture", "gap", "largebatch", "advise"]
-    for kind in ("gap", "largebatch", "advise"):
+    assert list(registered) == ["lecture", "gap", "sharpening", "largebatch", "advise"]
+    for kind in ("gap", "sharpening", "largebatch", "advise"):
         assert registered[kind].json_name == f"{kind}.json" and registered[kind].figures is not None
         assert registered[kind].scales == ("quick", "full")
     for experiment in registered.values():
@@ -66,7 +66,7 @@ def test_every_experiment_registers_kind_scales_and_sections():
         with pytest.raises(ConfigError, match="unknown scale 'huge'; allowed: "):
             experiment.plan("huge")
     sections = [s.id for e in registered.values() for s in e.sections]
-    assert sections == ["gap", "gap-paper", "largebatch", "advise"]
+    assert sections == ["gap", "gap-paper", "sharpening", "largebatch", "advise"]
 
     from batchlab.report.registry import section_builders
 

@@ -13,7 +13,7 @@ import importlib
 from batchlab.experiments.shape import Experiment, registered_experiments
 
 # The experiment packages, in the lecture's order; each registers itself when imported.
-PACKAGES = ("lecture", "gap", "largebatch", "advise")
+PACKAGES = ("lecture", "gap", "sharpening", "largebatch", "advise")
 
 
 def experiments() -> list[Experiment]:

@@ -89,7 +89,8 @@ if TYPE_CHECKING:
     from batchlab.task import Task
 
 __all__ = [
-    "AUTO", "PACKED", "SEQUENTIAL", "STRATEGIES", "Pack", "PackResults", "can_pack", "pack_key", "plan_packs",
+    "AUTO", "PACKED", "SEQUENTIAL", "STRATEGIES", "Pack", "PackResults", "can_pack", "check_one_pack", "pack_key",
+    "plan_packs",
     "train_pack", "train_planned",
 ]
 
@@ -244,6 +245,16 @@ def _train_together(
     return drive(step, [run.session for run in runs], splits, objective, reporter, shape=shape)
 
 
+def check_one_pack(configs: Sequence[RunConfig]) -> None:
+    """ConfigError unless ``configs`` can be stacked in one :class:`PackStep`: the same batch size,
+    model, hidden widths, shuffle and drop_last (each run keeps its own η, λ and seed)."""
+    shared = configs[0]
+    for config in configs[1:]:
+        if (config.batch_size, config.model, config.hidden, config.shuffle, config.drop_last) != (
+                shared.batch_size, shared.model, shared.hidden, shared.shuffle, shared.drop_last):
+            raise ConfigError("configurations trained together must share batch size, model, shuffle and drop_last")
+
+
 class PackStep:
     """K runs' updates as one stacked step, for the epoch driver (:mod:`batchlab.training.driver`).
 
@@ -286,11 +297,18 @@ class PackStep:
         """One update of every run: row k on the examples ``index[k]`` (a (K, b) index tensor)."""
         self.step(index)
 
+    def orders(self, epoch: int) -> torch.Tensor:
+        """The (K, n) order in which each run visits the training examples in epoch ``epoch``
+        (1-based): run k's ``epoch_permutation(n, epoch − 1, seed_k, shuffle)``, cut into batches by
+        :attr:`slices`."""
+        shuffle = self.configs[0].shuffle
+        return torch.stack([datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, shuffle)
+                            for config in self.configs]).to(self.device)
+
     def train_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
-        shared, step, optimizer, timer = self.configs[0], self.step, self.optimizer, self.timer
+        step, optimizer, timer = self.step, self.optimizer, self.timer
         slices = self.slices if limit is None else self.slices[:max(0, limit)]
-        orders = torch.stack([datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, shared.shuffle)
-                              for config in self.configs]).to(self.device)
+        orders = self.orders(epoch)
         step.loss_sum.zero_()
         first = None
         size = len(self.configs)

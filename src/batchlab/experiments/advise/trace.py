@@ -39,7 +39,7 @@ from batchlab.errors import ConfigError
 from batchlab.store.status import RunStatus
 from batchlab.training.loop import initial_model_and_optimizer
 from batchlab.training.objective import CLASSIFICATION, Objective
-from batchlab.training.packed import PackStep
+from batchlab.training.packed import PackStep, check_one_pack
 from batchlab.training.packed_state import momentum_row_from_optimizer
 
 REACHED = "reached"
@@ -98,10 +98,7 @@ def train_to_target(
     if not configs:
         return []
     shared = configs[0]
-    for config in configs[1:]:
-        if (config.batch_size, config.model, config.hidden, config.shuffle, config.drop_last) != (
-                shared.batch_size, shared.model, shared.hidden, shared.shuffle, shared.drop_last):
-            raise ConfigError("configurations trained together must share batch size, model, shuffle and drop_last")
+    check_one_pack(configs)
     evaluated = splits.val if target.split == "val" else splits.train
     if evaluated is None:
         raise ConfigError(
