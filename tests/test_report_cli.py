@@ -61,11 +61,15 @@ def test_report_renders_every_section_the_store_has_data_for(tmp_path, capsys):
     summary = tmp_path / "site" / "numbers.json"
     assert main(["report", str(store_path), "-o", str(out), "--summary-json", str(summary)]) == 0
     printed = capsys.readouterr().out
-    assert "timing, accuracy, noise, summary, momentum" in printed
+    assert "sections summary, timing, accuracy, noise, momentum" in printed  # the answer leads
 
     page = out.read_text(encoding="utf-8")
-    for section in ("timing", "accuracy", "noise", "summary", "momentum"):
+    for section in ("timing", "accuracy", "noise", "momentum"):
         assert f'<section id="{section}">' in page
+    # The summary comes first: before the contents, the facts and every other section.
+    lead = page.index('<section id="summary" class="lead">')
+    assert lead < page.index("<nav>") < page.index('<dl class="facts">') < page.index("<section id=\"timing\">")
+    assert page.count("<section") == 5
     assert "http://" not in page and "https://" not in page and 'src="//' not in page
     assert "<script" not in page.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the hostile description, shown as text

@@ -7,7 +7,7 @@ import pytest
 
 from batchlab.report import registry
 from batchlab.report.build import build_report, coerce_section
-from batchlab.report.document import FigureItem, Report, ReportSection, TableItem
+from batchlab.report.document import Disclosure, FigureItem, Report, ReportSection, TableItem
 from batchlab.report.html import render_html
 from batchlab.store import RunStore
 
@@ -114,3 +114,43 @@ def test_accuracy_caption_states_the_measured_numbers_and_compares_with_the_lect
     caption = accuracy_caption(AccuracyPanel("mnist-5k", "mlp", None, budget, 5, [curve]))
     assert expected in caption
     assert f"{accuracies[0]:.3f} at B = 8" in caption and "B = 3,600 (full batch)" in caption
+
+
+def test_the_lead_section_comes_before_the_contents_facts_and_other_sections():
+    report = Report("t", facts=[("Device", "cpu")])
+    for section_id in ("timing", "summary", "momentum"):
+        report.add_section(ReportSection(section_id, section_id))
+    page = render_html(report)
+    order = [page.index(marker) for marker in ('<section id="summary" class="lead">', "<nav>", '<dl class="facts">',
+                                               '<section id="timing">', '<section id="momentum">')]
+    assert order == sorted(order)
+    assert page.count('<section id="summary"') == 1 and '<li><a href="#summary">' in page
+
+
+def test_a_disclosure_cell_shows_its_short_text_and_hides_the_details():
+    table = TableItem("t", ["what was measured", "verdict"], [[Disclosure("short <b>", "the details"), "agrees"],
+                                                              [Disclosure("alone"), "within noise"]])
+    page = render_html(Report("t", sections=[ReportSection("s", "s", tables=[table])]))
+    assert ('<td data-label="what was measured"><details><summary>short &lt;b&gt;</summary><p>the details</p>'
+            "</details></td>") in page
+    assert '<td data-label="what was measured">alone</td>' in page
+    assert '<td class="noise" data-label="verdict">within noise</td>' in page
+    assert str(Disclosure("a", "b")) == "a; b" and str(Disclosure("a")) == "a"
+
+
+def test_the_summary_counts_its_verdicts_in_correct_grammar():
+    from types import SimpleNamespace
+
+    from batchlab.analysis.summary import SummaryRow, SummaryTable
+    from batchlab.report.sections import summary_section
+
+    def row(verdict, finding=""):
+        return SummaryRow("aspect", "better", "worse", "accuracy", "", None, None, "small higher", verdict=verdict,
+                          finding=finding)
+
+    table = SummaryTable([row("agrees", "a; b; c"), row("agrees"), row("agrees"), row("within noise"),
+                          row("not measured")])
+    section = summary_section(SimpleNamespace(summary=table))
+    assert section.intro.startswith("Of the 4 rows measured here, 3 agree and 1 is within noise.")
+    cells = [r[5] for r in section.tables[0].rows]
+    assert cells[0] == Disclosure("a", "b; c") and cells[1] == "—"

@@ -146,8 +146,10 @@ def _machine_load() -> float | None:
     return machine_load()
 
 
-# Where sections stand in the report, in the lecture's order: parallelism, optimization, why noise
-# helps, generalization, summary, momentum (an experiment's sections take a place between them).
+# Where sections stand in the report: the summary table leads (the answer first), then the lecture's
+# order: parallelism, optimization, why noise helps, generalization, (the lecture's place for its
+# summary, which advise follows), momentum. An experiment's sections take a place between them.
+ORDER_LEAD = 0.0
 ORDER_TIMING = 10.0
 ORDER_ACCURACY = 20.0
 ORDER_NOISE = 30.0

@@ -21,10 +21,11 @@ Example::
 """
 
 from batchlab.report.build import build_report, write_report
-from batchlab.report.document import FigureItem, Report, ReportSection, TableItem
+from batchlab.report.document import Disclosure, FigureItem, Report, ReportSection, TableItem
 from batchlab.report.registry import register_section_builder
 
 __all__ = [
+    "Disclosure",
     "FigureItem",
     "Report",
     "ReportSection",

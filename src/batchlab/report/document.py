@@ -36,9 +36,22 @@ class FigureItem:
     svg: str = ""
 
 
+@dataclass(frozen=True)
+class Disclosure:
+    """A table cell shown short, with its details behind a disclosure the reader opens (``<details>``
+    in HTML), so a long explanation does not stretch its row; as plain text, both joined by "; "."""
+
+    short: str
+    details: str = ""
+
+    def __str__(self) -> str:
+        return self.short + (f"; {self.details}" if self.details else "")
+
+
 @dataclass
 class TableItem:
-    """A table: column headers and rows of cells (numbers are formatted by the renderer)."""
+    """A table: column headers and rows of cells (numbers are formatted by the renderer; a
+    :class:`Disclosure` cell shows its short text with the details behind a disclosure)."""
 
     title: str
     columns: list[str]
@@ -59,9 +72,18 @@ class ReportSection:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# The sections a report leads with, before its contents and facts: the answer first.
+LEAD_SECTIONS = ("summary",)
+
+
 @dataclass
 class Report:
-    """An ordered list of sections with a title and the facts every reader needs first."""
+    """An ordered list of sections with a title and the facts every reader needs first.
+
+    ``lead``: ids of the sections shown right under the title, before the contents and the facts
+    (the summary table: what the measurements say about the lecture's claims); the other sections
+    follow in their order.
+    """
 
     title: str
     subtitle: str = ""
@@ -69,6 +91,7 @@ class Report:
     facts: list[tuple[str, str]] = field(default_factory=list)
     # (text, relative address) of files written beside the report, linked under the title.
     links: list[tuple[str, str]] = field(default_factory=list)
+    lead: tuple[str, ...] = LEAD_SECTIONS
 
     def section(self, section_id: str) -> ReportSection | None:
         return next((s for s in self.sections if s.id == section_id), None)
@@ -87,6 +110,14 @@ class Report:
             return
         index = self.sections.index(target) + (1 if after is not None else 0)
         self.sections.insert(index, section)
+
+    def leading(self) -> list[ReportSection]:
+        """The sections of :attr:`lead` the report has, in the report's order."""
+        return [s for s in self.sections if s.id in self.lead]
+
+    def following(self) -> list[ReportSection]:
+        """The other sections, in the report's order."""
+        return [s for s in self.sections if s.id not in self.lead]
 
     def figures(self) -> list[FigureItem]:
         return [f for s in self.sections for f in s.figures]

@@ -20,6 +20,7 @@ from batchlab.experiments import experiments
 from batchlab.experiments.shape import (
     ORDER_ACCURACY,
     ORDER_GENERALIZATION,
+    ORDER_LEAD,
     ORDER_MOMENTUM,
     ORDER_NOISE,
     ORDER_SUMMARY,
@@ -48,8 +49,8 @@ class SectionBuilder:
 
 _BUILDERS: dict[str, SectionBuilder] = {}
 
-__all__ = ["ORDER_ACCURACY", "ORDER_GENERALIZATION", "ORDER_MOMENTUM", "ORDER_NOISE", "ORDER_SUMMARY", "ORDER_TIMING",
-           "SectionBuilder", "register_section_builder", "section_builders", "summary_row_builders"]
+__all__ = ["ORDER_ACCURACY", "ORDER_GENERALIZATION", "ORDER_LEAD", "ORDER_MOMENTUM", "ORDER_NOISE", "ORDER_SUMMARY",
+           "ORDER_TIMING", "SectionBuilder", "register_section_builder", "section_builders", "summary_row_builders"]
 
 
 def register_section_builder(section_id: str, build: Builder, *, order: float) -> None:
@@ -73,6 +74,6 @@ def summary_row_builders() -> list[SummaryRows]:
 register_section_builder("timing", timing_section, order=ORDER_TIMING)
 register_section_builder("accuracy", accuracy_section, order=ORDER_ACCURACY)
 register_section_builder("noise", noise_section, order=ORDER_NOISE)
-register_section_builder("summary", summary_section, order=ORDER_SUMMARY)
+register_section_builder("summary", summary_section, order=ORDER_LEAD)  # the answer first
 register_section_builder("momentum", momentum_section, order=ORDER_MOMENTUM)
 register_section_builder("records", records_section, order=ORDER_MOMENTUM + 10)

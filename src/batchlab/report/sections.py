@@ -16,7 +16,7 @@ from batchlab.analysis.accuracy import AccuracyCurve, AccuracyPanel, left_out_co
 from batchlab.analysis.noise import NoiseReport
 from batchlab.analysis.summary import NOT_MEASURED, Measured, protocol_panels, protocol_text, seconds_text
 from batchlab.report.context import ReportContext
-from batchlab.report.document import ReportSection, TableItem
+from batchlab.report.document import Disclosure, ReportSection, TableItem
 from batchlab.report.figures import figure_item
 from batchlab.report.plots import accuracy_left_out_note, plot_accuracy_panel, plot_direction_scan, plot_gradient_noise
 
@@ -358,37 +358,45 @@ def noise_scale_table(reports: dict[str, NoiseReport]) -> TableItem:
 
 
 def summary_section(ctx: ReportContext) -> ReportSection | None:
+    """The lecture's small-vs-large table with this machine's numbers: the report's answer, which it
+    leads with. Each "what was measured" cell shows the finding's first clause; the rest (reasons,
+    intervals, seeds needed) is behind a disclosure."""
     table = ctx.summary
     if all(row.verdict == NOT_MEASURED for row in table.rows):
         return None
-    counts = table.counts()
     rows = []
     for row in table.rows:
         rows.append([row.aspect, row.lecture_small, row.lecture_large, _measured_cell(row.small, row.unit),
-                     _measured_cell(row.large, row.unit), row.finding or "—", row.verdict])
-    measured = len(table.rows) - counts[NOT_MEASURED]
+                     _measured_cell(row.large, row.unit), finding_cell(row.finding), row.verdict])
+    measured = sum(row.verdict != NOT_MEASURED for row in table.rows)
     return ReportSection(
-        "summary", "The lecture's summary table, measured here",
-        intro="The lecture closes its batch-size part with a small-vs-large table. Each row below holds the "
-              "lecture's verdict, this machine's numbers for a small and a large batch, and whether the numbers "
-              f"agree — decided from the numbers alone. Each accuracy row names its protocol (equal epochs, equal "
-              f"updates, given enough updates (until the training loss stops improving, with an update cap), or "
-              f"trained to an equal training accuracy, "
-              f"where the last rows also compare the sharpness of the minima found). {counts['agrees']} of {measured} "
-              f"measured rows agree, {counts['disagrees']} disagree, {counts['within noise']} are within noise, "
-              f"{counts['not converged']} compare a side that had not converged and "
-              f"{counts['machine busy — not judged']} were timed on a busy machine and not judged.",
+        "summary", "The answer: the lecture's summary table, measured here",
+        intro=f"Of the {measured} rows measured here, {table.counts_sentence()}. Each row holds the lecture's "
+              "verdict, this machine's numbers for a small and a large batch, and whether they agree — decided "
+              "from the numbers alone, under the protocol the row's runs followed (equal epochs, equal updates, "
+              "given enough updates (until the training loss stops improving, with an update cap), or trained to "
+              "an equal training accuracy). Open a row's \"what was measured\" for its reasons and intervals; "
+              "the sections below show every measurement.",
         tables=[TableItem("Small batch vs large batch", ["aspect", "lecture: small B", "lecture: large B",
                                                          "measured: small B", "measured: large B", "what was measured",
                                                          "verdict"], rows,
-                          caption="Within noise: the two values' intervals overlap (mean ± 2 standard errors over "
-                                  "seeds; for the gradient noise the same on the log scale, mean · exp(±2 se/mean); "
-                                  "interquartile range of timing repeats). Not converged: a side's training "
-                                  "accuracy is near chance or its training loss was still falling fast at the end. "
-                                  "Machine busy: the load average exceeded the number of cores while timing.")],
+                          caption="Within noise: for accuracy and sharpness, the 95 % paired t interval of small − "
+                                  "large over seeds contains 0; for gradient noise and timing, the two sides' "
+                                  "intervals overlap. Step-limited: the large batch's training loss was still "
+                                  "falling. Context: a protocol about which the lecture claims nothing. Machine busy: "
+                                  "the load average exceeded the number of cores while timing.")],
         notes=list(dict.fromkeys(row.note for row in table.rows if row.note and row.verdict != NOT_MEASURED)),
         data=table.to_dict(),
     )
+
+
+def finding_cell(finding: str) -> Disclosure | str:
+    """A summary row's finding as a cell: its first clause shown, the rest (the clauses after the
+    first "; ") behind a disclosure; "—" when there is none."""
+    if not finding:
+        return "—"
+    short, _, details = finding.partition("; ")
+    return Disclosure(short, details)
 
 
 def _measured_cell(measured: Measured | None, unit: str) -> str:

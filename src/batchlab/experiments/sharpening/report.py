@@ -82,7 +82,7 @@ def sharpening_section(ctx: ReportContext) -> ReportSection | None:
                "bound above which momentum gradient descent is unstable. Cohen et al. (2021) found full-batch "
                "training sharpening until it reaches that bound and then hovering there; Jastrzębski et al. (2018) "
                f"that the larger η/B, the flatter the region SGD ends in. Setting: {record['setting']}.\n\n"
-               + " ".join(record["findings"])),
+               + "\n\n".join(record["findings"])),
         figures=[figure_item(figure, figure_id, title, caption)
                  for figure_id, title, caption, figure in sharpening_figures(record)],
         tables=[TableItem(table.title, list(table.columns), [list(r) for r in table.rows], table.caption)],
