@@ -151,7 +151,7 @@ def test_command_writes_strict_json_the_figure_and_a_record_the_report_shows(tmp
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        code = main(["sharpening", "--batch-sizes", "20", "200", "--lrs", "0.05", "0.2", "--updates", "6", "--every",
+        code = main(["sharpening", "--batch-size", "20", "200", "--lr", "0.05", "0.2", "--updates", "6", "--every",
                      "3", "--probe-examples", "60", "--hidden", "8", "--store", str(tmp_path / "runs.db"), "--out",
                      str(tmp_path / "out"), "--device", "cpu", "--format", "json"])
     finally:

@@ -28,9 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--scale", choices=("quick", "full"), default="quick",
                         help="quick: about a minute on a CPU; full: the lecture's MLP, longer (default: quick)")
-    parser.add_argument("--batch-sizes", nargs="+", type=batch_size_value, default=None, metavar="B",
-                        help="batch sizes, integers or 'full' (default: 32 400)")
-    parser.add_argument("--lrs", nargs="+", type=float, default=None, metavar="ETA",
+    parser.add_argument("--batch-size", nargs="+", type=batch_size_value, default=None, metavar="B",
+                        dest="batch_sizes", help="batch sizes, integers or 'full' (default: 32 400)")
+    parser.add_argument("--lr", nargs="+", type=float, default=None, metavar="ETA", dest="lrs",
                         help="learning rates η (default: 0.03 0.1 0.3 at quick)")
     parser.add_argument("--momentum", type=float, default=None,
                         help="the lecture's λ in m ← λm − ηg, 0 ≤ λ < 1 (default: 0.9)")
