@@ -172,3 +172,10 @@ def test_command_writes_strict_json_the_figure_and_a_record_the_report_shows(tmp
     section = report.section("sharpening")
     assert section is not None and section.figures[0].id == "sharpening"
     assert "60 fixed training examples" in section.intro
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_before_anything_trains(tmp_path, capsys):
+    code = main(["sharpening", "--batch-size", "32", "5000", "--updates", "2", "--every", "1", "--store",
+                 str(tmp_path / "runs.db"), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 2 and "batchlab: error: batch size 5000" in captured.err and "B = 32" not in captured.err

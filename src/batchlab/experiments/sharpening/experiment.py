@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from batchlab.config import RunConfig, check_seed, check_widths, parse_batch_size
+from batchlab.config import RunConfig, check_seed, check_widths, parse_batch_size, resolve_batch_size
 from batchlab.data.identity import load_splits
 from batchlab.errors import ConfigError
 from batchlab.experiments.sharpening.trajectory import Trajectory, probe_subset, sharpness_trajectories
@@ -291,11 +291,9 @@ def run_sharpening(plan: SharpeningPlan, store: RunStore | None = None, *, log: 
     splits = load_splits(plan.config(plan.batch_sizes[0], plan.lrs[0]), device)
     n_train = len(splits.train)
     probe = probe_subset(splits.train, plan.probe_examples, plan.seed)
+    sizes = {b: resolve_batch_size(b, n_train) for b in plan.batch_sizes}  # every B checked before training
     runs: list[dict[str, Any]] = []
-    for batch_size in plan.batch_sizes:
-        size = n_train if batch_size == "full" else batch_size
-        if size > n_train:
-            raise ConfigError(f"batch size {size} is larger than the {n_train} training examples; allowed: 1 … {n_train}")
+    for batch_size, size in sizes.items():
         log(f"B = {batch_size}: η ∈ {{{', '.join(f'{x:g}' for x in plan.lrs)}}}, {plan.updates} updates …")
         trajectories = sharpness_trajectories([plan.config(batch_size, lr) for lr in plan.lrs], splits,
                                               updates=plan.updates, every=plan.every, probe=probe, device=device,
