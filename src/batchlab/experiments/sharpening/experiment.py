@@ -27,8 +27,9 @@ as one pack, :mod:`batchlab.experiments.sharpening.trajectory`):
   Hessian-vector product is cheap), SB = 32 and LB = 400 (10 % of the training set, Keskar et
   al.'s LB), η ∈ {0.03, 0.1, 0.3}, λ = 0.9, 200 updates, λ_max every 10 updates on 1,000 fixed
   training examples;
-* ``full`` (tens of minutes on a CPU): the lecture's MLP 784-512-512-10, η ∈ {0.01, 0.03, 0.1,
-  0.3}, 1,000 updates, λ_max every 20 updates on 2,000 examples.
+* ``full``: the lecture's MLP 784-512-512-10, η ∈ {0.01, 0.03, 0.1, 0.3}, 1,000 updates, λ_max
+  every 20 updates on 2,000 examples (not run here; from the quick scale's product counts and a
+  Hessian-vector product about 20 times as costly, an estimated tens of minutes on a CPU).
 
 The result is one ``sharpening`` record in the run store (its key names what was asked for, so
 a rerun replaces it).
