@@ -129,7 +129,7 @@ def measure_point(
                                default_dataset=data.dataset if data is not None else DEFAULT_DATASET)
     data = _data_of_size(data, timed, n)
     threads = threads_for(batch_size, device) if threads is None else threads
-    prepared = _prepare(path, timed, batch_size, data, device, repeats, warmup, budget_s, threads,
+    prepared = prepare_point(path, timed, batch_size, data, device, repeats, warmup, budget_s, threads,
                         optimizer=optimizer, lr=lr, momentum=momentum, seed=seed, num_workers=num_workers)
     for _ in range(repeats):
         prepared.repeat(rewarm=False)
@@ -214,7 +214,7 @@ class _PreparedPoint:
         )
 
 
-def _prepare(
+def prepare_point(
     path: str,
     timed: TimedTask,
     batch_size: int,
@@ -231,7 +231,8 @@ def _prepare(
     seed: int,
     num_workers: int,
 ) -> _PreparedPoint:
-    """Steps 1–3 of the module docstring, for checked settings, under ``threads`` intra-op threads."""
+    """Steps 1–3 of the module docstring, for checked settings, under ``threads`` intra-op threads;
+    the caller takes the repeats (:meth:`_PreparedPoint.repeat`), interleaved with other points'."""
     with intra_op_threads(threads):
         runner = build_path(
             path, timed, data, batch_size, device,
@@ -343,7 +344,7 @@ def timing_sweep(
                 if conflict:
                     table.skipped.append({"path": path, "device": str(dev), "batch_size": size, "reason": conflict})
                     continue
-                prepared.append(_prepare(
+                prepared.append(prepare_point(
                     path, timed, size, _data_of_size(data, timed, max(size, n_examples)), dev, repeats,
                     warmup, point_budget, threads_for(size, dev) if threads is None else threads,
                     optimizer=optimizer, lr=TIMING_LR, momentum=momentum, seed=seed, num_workers=num_workers,

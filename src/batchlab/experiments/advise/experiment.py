@@ -17,16 +17,26 @@ Training"; McCandlish et al. 2018, "An Empirical Model of Large-Batch Training")
    (:mod:`batchlab.experiments.advise.target`), within an update budget per B of
    ``clamp(⌈budget_examples / B⌉, min_updates, max_updates)``. The best (η, λ) at a B is the one
    whose seeds *all* reached the target with the fewest mean steps; a best η at either end of its
-   grid is flagged (the optimum may lie outside it, so S is then an upper bound). A B where no
-   configuration reached the target is reported as not reached — never extrapolated.
+   grid extends that λ's grid beyond the edge (:mod:`batchlab.experiments.advise.lr_search`, by
+   :mod:`batchlab.analysis.grid`'s rule) until it is interior, bounded by divergence, or three
+   values were added — only then is it flagged. A B where no configuration reached the target is
+   reported as not reached — never extrapolated.
 4. **The trade-off fit** (:mod:`batchlab.experiments.advise.fit`) of S_min, E_min and B_crit to the best S of
    each B, with its uncertainty; regimes from it.
 5. **Noise scale**: B_simple at the start, middle and end of the best run at the reached B
    closest to B_crit (:func:`batchlab.experiments.advise.measure.noise_over_training`).
-6. **Time**: one update at each B on this device (the timing harness), T(B) = S(B)·t(B);
-   E(B) = S(B)·B examples.
-7. **Recommendation**: the B with the shortest time to the target here, the B with the least
-   examples, the largest B still in perfect scaling; on a GPU, the largest batch that fits.
+6. **Time**: one update at each B on this device by the timing harness's rules, repeats
+   interleaved across batch sizes in rounds, with the median's interval
+   (:func:`batchlab.experiments.advise.measure.time_updates`); T(B) = S(B)·t(B); E(B) = S(B)·B
+   examples.
+7. **Recommendation**: one answer, B, η and λ with the ``batchlab train`` command that applies
+   it, by the rule of :mod:`batchlab.experiments.advise.choose` (the shortest time when the
+   ranking by time is sure, else steps and examples, said to be uncertain); as context the
+   fastest, the least examples, the largest B in perfect scaling; on a GPU, the largest batch
+   that fits.
+
+Before training, a pilot of a few packed updates at each batch size estimates the time of the
+runs not yet in the store; above two minutes the estimate is printed (one line on stderr).
 
 Every configuration's outcome is kept as an ``advise-run`` record keyed by its run id (the id a
 ``batchlab train`` of the same configuration gets), the target and the evaluation schedule, so a
@@ -47,24 +57,44 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from batchlab.experiments.advise.fit import MIN_POINTS, PERFECT_SCALING, TradeoffFit, fit_tradeoff, regime
-from batchlab.experiments.advise.measure import largest_fitting_batch, noise_over_training, time_updates
+from batchlab.experiments.advise.choose import python_call, recommend, train_command
+from batchlab.experiments.advise.fit import MIN_POINTS, TradeoffFit, fit_tradeoff, regime
+from batchlab.experiments.advise.lr_search import next_learning_rates, search_outcome, seeds_by_lr, still_at_edge
+from batchlab.experiments.advise.measure import (
+    TIME_ROUNDS,
+    UpdateTimer,
+    largest_fitting_batch,
+    noise_over_training,
+    time_updates,
+)
 from batchlab.experiments.advise.target import Target, best_value, parse_target
-from batchlab.experiments.advise.trace import DIVERGED, NOT_REACHED, REACHED, TraceOutcome, train_to_target
+from batchlab.experiments.advise.trace import (
+    DIVERGED,
+    NOT_REACHED,
+    PILOT_UPDATES,
+    REACHED,
+    TraceOutcome,
+    pilot_seconds,
+    train_to_target,
+)
+from batchlab.training.loop import initial_model_and_optimizer
+from batchlab.training.objective import CLASSIFICATION, Objective
 from batchlab.config import RunConfig, resolve_batch_size, run_id
 from batchlab.data.identity import data_fingerprint, load_splits
+from batchlab.store.identity import data_digest, model_digest
 from batchlab.runtime.device import resolve_device
 from batchlab.errors import ConfigError, UserError
 from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, stage_log
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
+    from batchlab.task import Task
 
 MOMENTA = (0.0, 0.9)
 RUN_KIND = "advise-run"
@@ -185,18 +215,25 @@ def plan_advise(
     budget_epochs: float | None = None,
     min_updates: int | None = None,
     eval_ratio: float | None = None,
+    task: "Task | None" = None,
 ) -> AdvisePlan:
     """The plan for ``scale`` and the run template (dataset, model, hidden, device, …), with every
-    override checked before anything trains; raises :class:`ConfigError` with one line."""
+    override checked before anything trains; raises :class:`ConfigError` with one line.
+
+    ``task``: a user's :class:`batchlab.Task` instead of the registry's model and data (the
+    template then names neither; :meth:`batchlab.Task.configure`). Its runs must pack (no batch
+    norm or dropout); a task whose metric is not accuracy takes a loss target
+    (``val_loss``/``train_loss``: its metric's direction is unknown), given explicitly."""
     d = SCALE_DEFAULTS[check_scale(scale)]
-    template = template or RunConfig(dataset="mnist-5k", model="mlp")
-    if not isinstance(template, RunConfig):
+    if template is not None and not isinstance(template, RunConfig):
         raise ConfigError("the template must be a batchlab.RunConfig; allowed: RunConfig(dataset=..., model=...)")
-    if template.optimizer != "momentum":
-        raise ConfigError(f"advise tunes the lecture's momentum rule; got optimizer {template.optimizer!r}; "
-                          "allowed: momentum")
-    if template.nesterov or template.weight_decay:
-        raise ConfigError("advise tunes η and λ only; allowed: nesterov off and weight_decay 0 in the template")
+    if task is not None:
+        return _plan_for_task(scale, d, task, template or RunConfig(), target, overrides={
+            "batch_sizes": batch_sizes, "max_batch": max_batch, "seeds": seeds, "reference_lr": reference_lr,
+            "reference_batch": reference_batch, "lr_factor": lr_factor, "lr_points": lr_points,
+            "budget_epochs": budget_epochs, "min_updates": min_updates, "eval_ratio": eval_ratio})
+    template = template or RunConfig(dataset="mnist-5k", model="mlp")
+    _check_template(template)
     from batchlab.models.registry import get_model_spec
     from batchlab.sweep.spec import check_runnable, training_set_size
     from batchlab.training.packed import can_pack
@@ -213,7 +250,40 @@ def plan_advise(
             raise ConfigError(f"training subset {template.train_subset} is larger than the training split of "
                               f"{template.dataset} ({n_train} examples); allowed: 1 … {n_train}")
         n_train = template.train_subset
+    return _build_plan(scale, d, template, n_train, target, batch_sizes=batch_sizes, max_batch=max_batch,
+                       seeds=seeds, reference_lr=reference_lr, reference_batch=reference_batch,
+                       lr_factor=lr_factor, lr_points=lr_points, budget_epochs=budget_epochs,
+                       min_updates=min_updates, eval_ratio=eval_ratio, has_validation=template.val_fraction > 0)
 
+
+def _plan_for_task(scale: str, d: ScaleDefaults, task: "Task", template: RunConfig, target: str | Target | None,
+                   overrides: dict[str, Any]) -> AdvisePlan:
+    """:func:`plan_advise` for a user's task: its identity, packing and target rules."""
+    from batchlab.training.objective import ACCURACY
+
+    template = task.configure(template)
+    _check_template(template)
+    task.check_runnable(template.replace(batch_size=1))
+    why = task.why_not_packable(resolve_device(template.device))
+    if why is not None:
+        raise ConfigError(f"advise trains every B as one pack, and {why.removesuffix(', trained one at a time')}; "
+                          "allowed: a model without batch norm or dropout, with data that fits on the device")
+    metric = task.objective.metric_name
+    if target is None and metric != ACCURACY:
+        raise ConfigError(f"the task's metric is {metric}, not accuracy, so there is no default target; allowed: a "
+                          "loss target, e.g. --target val_loss=0.05 (target=\"val_loss=0.05\" in Python)")
+    plan = _build_plan(scale, d, template, task.n_train, target, has_validation=True, **overrides)
+    if plan.target.metric.endswith("_acc") and metric != ACCURACY:
+        raise ConfigError(f"target {plan.target.key} needs accuracy, but the task's metric is {metric}; allowed: "
+                          "val_loss or train_loss targets")
+    return plan
+
+
+def _build_plan(scale: str, d: ScaleDefaults, template: RunConfig, n_train: int, target: str | Target | None, *,
+                batch_sizes: Sequence[int] | None, max_batch: int | None, seeds: int | None,
+                reference_lr: float | None, reference_batch: int | None, lr_factor: float | None,
+                lr_points: int | None, budget_epochs: float | None, min_updates: int | None,
+                eval_ratio: float | None, has_validation: bool) -> AdvisePlan:
     largest = _positive_int("largest batch size", max_batch if max_batch is not None else (d.max_batch or n_train))
     largest = min(largest, n_train)
     sizes = geometric_batch_sizes(d.batch_base, largest) if batch_sizes is None else _batch_grid(batch_sizes, n_train)
@@ -243,13 +313,21 @@ def plan_advise(
     )
     if plan.lr_points > 1 and not plan.lr_factor > 1.0:
         raise ConfigError(f"learning-rate factor {plan.lr_factor:g} is invalid; allowed: a number > 1")
-    if plan.target.split == "val" and template.val_fraction == 0:
+    if plan.target.split == "val" and not has_validation:
         raise ConfigError(f"target {plan.target.key} needs a validation split; allowed: val_fraction > 0 or a "
                           "train_loss/train_acc target")
     from batchlab.experiments.advise.target import evaluation_schedule
 
     evaluation_schedule(1, plan.eval_ratio)  # checks the ratio
     return plan
+
+
+def _check_template(template: RunConfig) -> None:
+    if template.optimizer != "momentum":
+        raise ConfigError(f"advise tunes the lecture's momentum rule; got optimizer {template.optimizer!r}; "
+                          "allowed: momentum")
+    if template.nesterov or template.weight_decay:
+        raise ConfigError("advise tunes η and λ only; allowed: nesterov off and weight_decay 0 in the template")
 
 
 def _batch_grid(values: Sequence[Any], n_train: int) -> tuple[int, ...]:
@@ -282,9 +360,12 @@ def _positive_number(name: str, value: Any) -> float:
 
 # ------------------------------------------------------------------------------------ running
 
-def run_key(config: RunConfig, device_type: str, fingerprint: Any, plan: AdvisePlan) -> str:
-    """Key of a configuration's ``advise-run`` record: its run id, the target, the schedule."""
-    return f"{run_id(config, device_type, fingerprint)}|{plan.target.key}|every*{plan.eval_ratio:g}"
+def run_key(config: RunConfig, device_type: str, fingerprint: Any, plan: AdvisePlan,
+            model_fingerprint: dict[str, Any] | None = None) -> str:
+    """Key of a configuration's ``advise-run`` record: its run id (with a user's model and data
+    fingerprints, as ``batchlab train`` makes it), the target, the schedule."""
+    return (f"{run_id(config, device_type, fingerprint, model_fingerprint=model_fingerprint)}|{plan.target.key}|"
+            f"every*{plan.eval_ratio:g}")
 
 
 def reuse(record: dict[str, Any] | None, budget: int) -> dict[str, Any] | None:
@@ -324,6 +405,7 @@ class AdviseResult:
     recommendation: dict[str, Any]
     trained_runs: int
     envelope: Envelope
+    timing: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -336,44 +418,129 @@ class AdviseResult:
             "memory": self.memory,
             "recommendation": self.recommendation,
             "trained_runs": self.trained_runs,
+            "timing": self.timing,
             **self.envelope.to_dict(),
         }
 
 
-def record_key(plan: AdvisePlan) -> str:
+def record_key(plan: AdvisePlan, task: "Task | None" = None) -> str:
+    """The ``advise`` record's key: what was advised (a user's model and data by their short
+    fingerprints too), the target, the grid, the seeds and the scale."""
     t = plan.template
-    return (f"{t.dataset}|{t.model}|hidden={t.hidden}|subset={t.train_subset}|{plan.target.key}|"
+    prints = "" if task is None else f"|{model_digest(task.model_fingerprint)}|{data_digest(task.data_fingerprint)}"
+    return (f"{t.dataset}|{t.model}{prints}|hidden={t.hidden}|subset={t.train_subset}|{plan.target.key}|"
             f"B={','.join(map(str, plan.batch_sizes))}|seeds={plan.seeds}|scale={plan.scale}")
 
 
+# An advise run expected to take longer than this prints an estimate of its time first.
+ESTIMATE_NOTE_S = 120.0
+
+
+@dataclass
+class _Bench:
+    """What every pack of ``advise`` trains with: the data, the device, the run identity's parts,
+    the user's task (None: the registry's model) and where outcomes are kept."""
+
+    plan: AdvisePlan
+    splits: Any
+    device: torch.device
+    fingerprint: Any
+    task: "Task | None"
+    store: "RunStore | None"
+    log: Log
+
+    @property
+    def objective(self) -> Objective:
+        return CLASSIFICATION if self.task is None else self.task.objective
+
+    def initializer(self, config: RunConfig, splits: Any, device: torch.device):
+        return initial_model_and_optimizer(config, splits, device, self.task)
+
+    def key(self, config: RunConfig) -> str:
+        return run_key(config, self.device.type, self.fingerprint, self.plan,
+                       None if self.task is None else self.task.model_fingerprint)
+
+    def pending(self, configs: Sequence[RunConfig]) -> list[RunConfig]:
+        """Those of ``configs`` the store holds no usable outcome of."""
+        budget = self.plan.budget(configs[0].batch_size) if configs else 0
+        return [c for c in configs
+                if reuse(self.store.get_record(RUN_KIND, self.key(c)) if self.store is not None else None,
+                         budget) is None]
+
+    def outcomes(self, batch_size: int, configs: Sequence[RunConfig], what: str) -> tuple[list[dict[str, Any]], int]:
+        """Every configuration's outcome at B: from the store when it holds a usable one, the rest
+        trained as one pack and stored one by one; (entries, how many trained)."""
+        plan = self.plan
+        budget = plan.budget(batch_size)
+        keys = [self.key(c) for c in configs]
+        found = [reuse(self.store.get_record(RUN_KIND, key) if self.store is not None else None, budget)
+                 for key in keys]
+        pending = [i for i, f in enumerate(found) if f is None]
+        if pending:
+            self.log(f"B = {batch_size}: training {len(pending)} of {len(configs)} {what} as one pack, up to "
+                     f"{budget} updates each" + (f" ({len(configs) - len(pending)} from the store)"
+                                                 if len(pending) < len(configs) else ""))
+            trained = train_to_target([configs[i] for i in pending], self.splits, plan.target, budget,
+                                      ratio=plan.eval_ratio, device=self.device, initializer=self.initializer,
+                                      objective=self.objective)
+            for i, outcome in zip(pending, trained):
+                found[i] = _run_entry(configs[i], keys[i], outcome)
+                if self.store is not None:
+                    self.store.put_record(RUN_KIND, keys[i], found[i])
+        else:
+            self.log(f"B = {batch_size}: all {len(configs)} {what} from the store")
+        entries = [dict(f, batch_size=batch_size, lr=c.lr, momentum=c.momentum, seed=c.seed, key=k)
+                   for f, c, k in zip(found, configs, keys)]
+        return entries, len(pending)
+
+
 def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None, log: Log | None = None,
-               measure_noise: bool = True, time_batches: bool = True) -> AdviseResult:
+               measure_noise: bool = True, time_batches: bool = True, task: "Task | None" = None,
+               files: Sequence[str] | None = None, notice: Log | None = None,
+               timer: UpdateTimer | None = None, load: Callable[[], float | None] | None = None,
+               clock: Callable[[], float] | None = None) -> AdviseResult:
     """Train, fit, time and recommend (module docstring); records go into ``store``.
 
     ``splits``: data already prepared (a caller's own tensors are identified by their content,
-    as in ``batchlab.train``); default: the template's registry data. Raises
-    :class:`TargetNotReachedError` when no configuration reached the target (the runs' outcomes
-    stay stored, so the next try with another target or budget does not repeat them; no
-    ``advise`` record and no files are written). ``log``: one line per step (default:
-    ``[advise] …`` on stderr).
+    as in ``batchlab.train``); default: the template's registry data. ``task``: a user's
+    :class:`batchlab.Task` (the plan made with it), trained with its model, loss and metric;
+    ``files``: the ``--model-file``/``--data-file`` it came from, named in the recommended
+    command. Raises :class:`TargetNotReachedError` when no configuration reached the target (the
+    runs' outcomes stay stored, so the next try with another target or budget does not repeat
+    them; no ``advise`` record and no files are written). ``log``: one line per step (default:
+    ``[advise] …`` on stderr); ``notice``: where the estimate of a long run's time goes (one
+    line, default ``[advise] …`` on stderr, whatever ``log`` is). ``timer``, ``load`` and
+    ``clock`` replace the real time per update, load average and pilot clock (tests inject them).
     """
     log = log or stage_log(RECORD_KIND)
+    notice = notice or stage_log(RECORD_KIND)
     stopwatch = Stopwatch()
     device = resolve_device(plan.template.device)
-    if splits is None:
-        splits = load_splits(plan.template, device)
+    if task is not None:
+        splits = task.splits(device)
+        fingerprint = task.data_fingerprint
+    else:
+        if splits is None:
+            splits = load_splits(plan.template, device)
+        fingerprint = data_fingerprint(plan.template, splits)
     n_train = len(splits.train)
     for b in plan.batch_sizes:
         resolve_batch_size(b, n_train)
-    fingerprint = data_fingerprint(plan.template, splits)
+    bench = _Bench(plan, splits, device, fingerprint, task, store, log)
     log(f"{len(plan.batch_sizes)} batch sizes × {len(plan.momenta) * plan.lr_points * plan.seeds} runs "
-        f"(η × λ × seed), target {plan.target.key}; at most {plan.model_updates_budget:,} model-updates")
+        f"(η × λ × seed), target {plan.target.key}; at most {plan.model_updates_budget:,} model-updates "
+        "before any learning-rate grid is extended")
+    estimate = _estimate_seconds(bench, clock)
+    if estimate is not None and estimate > ESTIMATE_NOTE_S:
+        notice(f"estimated time: up to about {_duration(estimate)} for the runs still to train (a pilot of "
+               f"{PILOT_UPDATES} updates at each batch size × the update budgets; runs that reach the target "
+               "early leave, so usually less; grid extensions add to it)")
 
     runs: list[dict[str, Any]] = []
     trained = 0
     for batch_size in plan.batch_sizes:
-        outcomes, count = _outcomes_at(plan, batch_size, splits, device, fingerprint, store, log)
-        runs += outcomes
+        entries, count = _search_at(bench, batch_size)
+        runs += entries
         trained += count
 
     rows = _rows(plan, runs)
@@ -392,82 +559,118 @@ def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None
         row["regime"] = regime(row["batch_size"], fit)
         row["fit_steps"] = None if fit is None or fit.unresolved else fit.steps(row["batch_size"])
 
+    timing = None
     if time_batches:
-        log("timing one update at each reached batch size")
-        timed = time_updates(plan.template, [r["batch_size"] for r in reached],
-                             {r["batch_size"]: r["momentum"] for r in reached}, n_train, device=device,
-                             budget_s=plan.timing_budget_s)
+        log(f"timing one update at each reached batch size ({TIME_ROUNDS} interleaved rounds)")
+        timing = time_updates(plan.template, [r["batch_size"] for r in reached],
+                              {r["batch_size"]: r["momentum"] for r in reached}, n_train, device=device,
+                              budget_s=plan.timing_budget_s, task=task, timer=timer, load=load)
         for row in reached:
-            t = timed[row["batch_size"]]
+            t = timing["per_batch"][row["batch_size"]]
             row["time_per_update_s"] = t["per_update_s"]
             row["time_to_target_s"] = row["steps"] * t["per_update_s"]
+            row["time_low_s"] = row["steps"] * t["low_s"]
+            row["time_high_s"] = row["steps"] * t["high_s"]
 
-    noise = _noise(plan, rows, fit, splits, device, log) if measure_noise else None
-    memory = largest_fitting_batch(plan.template, tuple(splits.input_shape), splits.num_classes, device)
+    noise = _noise(plan, rows, fit, splits, device, log, task) if measure_noise else None
+    memory = largest_fitting_batch(plan.template, tuple(splits.input_shape), splits.num_classes, device, task=task)
+    recommendation = recommend(rows, fit, memory, None if timing is None else timing["busy"])
+    choice = recommendation["choice"]
+    recommendation["command"] = (python_call(choice, n_train) if task is not None and files is None
+                                 else train_command(choice, plan.template.to_dict(), n_train, files))
     result = AdviseResult(
         plan=plan, runs=runs, rows=rows, fit=fit, fit_note=fit_note, noise=noise, memory=memory,
-        recommendation=recommend(rows, fit, memory), trained_runs=trained, envelope=stopwatch.envelope(device),
+        recommendation=recommendation, trained_runs=trained, envelope=stopwatch.envelope(device),
+        timing=None if timing is None else {k: v for k, v in timing.items() if k != "per_batch"},
     )
     if store is not None:
-        store.put_record(RECORD_KIND, record_key(plan), result.to_dict())
+        store.put_record(RECORD_KIND, record_key(plan, task), result.to_dict())
     return result
 
 
-def _outcomes_at(plan: AdvisePlan, batch_size: int, splits: Any, device: torch.device, fingerprint: Any,
-                 store: "RunStore | None", log: Log) -> tuple[list[dict[str, Any]], int]:
-    """Every configuration's outcome at B: from the store when it holds a usable one, the rest
-    trained as one pack and stored one by one."""
-    budget = plan.budget(batch_size)
-    configs = plan.configs(batch_size)
-    keys = [run_key(c, device.type, fingerprint, plan) for c in configs]
-    found = [reuse(store.get_record(RUN_KIND, key) if store is not None else None, budget) for key in keys]
-    pending = [i for i, f in enumerate(found) if f is None]
-    if pending:
-        log(f"B = {batch_size}: training {len(pending)} of {len(configs)} runs as one pack, up to {budget} updates each"
-            + (f" ({len(configs) - len(pending)} from the store)" if len(pending) < len(configs) else ""))
-        outcomes = train_to_target([configs[i] for i in pending], splits, plan.target, budget,
-                                   ratio=plan.eval_ratio, device=device)
-        for i, outcome in zip(pending, outcomes):
-            found[i] = _run_entry(configs[i], keys[i], outcome)
-            if store is not None:
-                store.put_record(RUN_KIND, keys[i], found[i])
-    else:
-        log(f"B = {batch_size}: all {len(configs)} runs from the store")
-    entries = [dict(f, batch_size=batch_size, lr=c.lr, momentum=c.momentum, seed=c.seed, key=k)
-               for f, c, k in zip(found, configs, keys)]
+def _estimate_seconds(bench: _Bench, clock: Callable[[], float] | None) -> float | None:
+    """Seconds the plan's first grid may take at most for the runs not in the store, from a pilot
+    pack at each B (:func:`batchlab.experiments.advise.trace.pilot_seconds`); None when every
+    run is stored."""
+    total, any_pending = 0.0, False
+    for batch_size in bench.plan.batch_sizes:
+        pending = bench.pending(bench.plan.configs(batch_size))
+        if not pending:
+            continue
+        any_pending = True
+        total += pilot_seconds(pending, bench.splits, bench.plan.target, bench.plan.budget(batch_size),
+                               ratio=bench.plan.eval_ratio, device=bench.device, initializer=bench.initializer,
+                               objective=bench.objective, **({} if clock is None else {"clock": clock}))
+    return total if any_pending else None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _search_at(bench: _Bench, batch_size: int) -> tuple[list[dict[str, Any]], int]:
+    """The plan's grid at B, then the learning-rate grid of the best λ extended while its best η
+    sits on an edge (:mod:`batchlab.experiments.advise.lr_search`)."""
+    plan = bench.plan
+    entries, trained = bench.outcomes(batch_size, plan.configs(batch_size), "runs")
+    while True:
+        best = _best_at(plan, batch_size, entries)
+        momentum = None if best is None else best["momentum"]
+        extra = next_learning_rates(plan, batch_size, entries, momentum)
+        if not extra:
+            break
+        configs = [plan.template.replace(batch_size=batch_size, lr=lr, momentum=momentum, seed=seed)
+                   for lr in extra for seed in range(plan.seeds)]
+        bench.log(f"B = {batch_size}: best η = {best['lr']:.3g} (λ = {momentum:g}) is on an edge of its grid; "
+                  f"trying η = {', '.join(f'{lr:.3g}' for lr in extra)}")
+        more, count = bench.outcomes(batch_size, configs, "runs of the extended grid")
+        entries += more
+        trained += count
     reached = sum(e["status"] == REACHED for e in entries)
-    log(f"B = {batch_size}: {reached} of {len(entries)} runs reached {plan.target.key}")
-    return entries, len(pending)
+    bench.log(f"B = {batch_size}: {reached} of {len(entries)} runs reached {plan.target.key}")
+    return entries, trained
 
 
 def _run_entry(config: RunConfig, key: str, outcome: TraceOutcome) -> dict[str, Any]:
     return outcome.to_dict() | {"run_id": key.split("|")[0], "config": config.to_dict()}
 
 
+def _best_at(plan: AdvisePlan, batch_size: int, entries: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best (η, λ) at B: all its seeds reached the target, fewest mean steps (ties: smaller
+    η); None when no (η, λ) qualifies."""
+    candidates = []
+    for momentum in plan.momenta:
+        for lr, seeds in seeds_by_lr(entries, momentum).items():
+            if all(e["status"] == REACHED for e in seeds):
+                steps = [e["steps"] for e in seeds]
+                candidates.append({"mean": statistics.fmean(steps), "lr": seeds[0]["lr"], "momentum": momentum,
+                                   "steps": steps})
+    return min(candidates, key=lambda c: (c["mean"], c["lr"])) if candidates else None
+
+
 def _rows(plan: AdvisePlan, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per B: the best (η, λ) whose seeds all reached the target (fewest mean steps)."""
+    """One row per B: the best (η, λ) (:func:`_best_at`) and how its η search ended."""
     rows = []
     for batch_size in plan.batch_sizes:
         at_b = [r for r in runs if r["batch_size"] == batch_size]
-        candidates = []
-        for momentum in plan.momenta:
-            grid = plan.learning_rates(batch_size, momentum)
-            for index, lr in enumerate(grid):
-                seeds = [r for r in at_b if r["momentum"] == momentum and math.isclose(r["lr"], lr, rel_tol=1e-12)]
-                if seeds and all(r["status"] == REACHED for r in seeds):
-                    steps = [r["steps"] for r in seeds]
-                    candidates.append((statistics.fmean(steps), lr, momentum, steps,
-                                       index in (0, len(grid) - 1) and len(grid) > 1))
+        best = _best_at(plan, batch_size, at_b)
         row: dict[str, Any] = {"batch_size": batch_size, "budget": plan.budget(batch_size),
-                               "reached": bool(candidates), "time_per_update_s": None, "time_to_target_s": None}
-        if candidates:
-            mean, lr, momentum, steps, at_edge = min(candidates, key=lambda c: (c[0], c[1]))
-            row |= {"lr": lr, "momentum": momentum, "steps": mean, "steps_seeds": steps,
+                               "reached": best is not None, "time_per_update_s": None, "time_to_target_s": None,
+                               "time_low_s": None, "time_high_s": None}
+        if best is not None:
+            steps = best["steps"]
+            search = search_outcome(plan, batch_size, best["momentum"], at_b)
+            row |= {"lr": best["lr"], "momentum": best["momentum"], "steps": best["mean"], "steps_seeds": steps,
                     "steps_low": min(steps), "steps_high": max(steps),
-                    "examples": mean * batch_size, "lr_at_edge": at_edge}
+                    "examples": best["mean"] * batch_size, "lr_at_edge": still_at_edge(search),
+                    "lr_search": "one learning rate, not searched" if search is None else search.reason}
         else:
             row |= {"lr": None, "momentum": None, "steps": None, "steps_seeds": [], "examples": None,
-                    "lr_at_edge": False,
+                    "lr_at_edge": False, "lr_search": None,
                     "best_metric": best_value([v for r in at_b for _, v in r["trace"]], plan.target)}
         rows.append(row)
     return rows
@@ -489,8 +692,12 @@ def _nothing_reached(plan: AdvisePlan, runs: list[dict[str, Any]]) -> str:
 
 
 def _noise(plan: AdvisePlan, rows: list[dict[str, Any]], fit: TradeoffFit | None, splits: Any,
-           device: torch.device, log: Log) -> dict[str, Any] | None:
-    """B_simple along the best run at the reached B closest (in log) to B_crit, else the middle one."""
+           device: torch.device, log: Log, task: "Task | None") -> dict[str, Any] | None:
+    """B_simple along the best run at the reached B closest (in log) to B_crit, else the middle one.
+    The noise measurement differentiates cross-entropy: a task with another loss is skipped."""
+    if task is not None and not task.objective.is_classification:
+        log(f"noise scale: skipped (it is measured for cross-entropy; the task's loss is {task.objective.loss_name})")
+        return None
     reached = [r for r in rows if r["reached"] and r["steps"] >= 1]
     if not reached:
         return None
@@ -507,29 +714,6 @@ def _noise(plan: AdvisePlan, rows: list[dict[str, Any]], fit: TradeoffFit | None
     log(f"noise scale along the best run at B = {row['batch_size']} (updates 0, {seed_steps // 2}, {seed_steps})")
     points = noise_over_training(config, splits, plan.target, seed_steps, device=device, ratio=plan.eval_ratio,
                                  small_batch=small, large_batch=large, n_batches=plan.noise_batches,
-                                 trace_examples=plan.noise_examples)
+                                 trace_examples=plan.noise_examples, task=task)
     return {"batch_size": row["batch_size"], "lr": row["lr"], "momentum": row["momentum"], "seed": 0,
             "small_batch": small, "large_batch": large, "points": points}
-
-
-def recommend(rows: list[dict[str, Any]], fit: TradeoffFit | None, memory: dict[str, Any] | None) -> dict[str, Any]:
-    """The B with the shortest time to the target, the least examples, the largest in perfect
-    scaling (among the measured ones), and the largest that fits in GPU memory."""
-    reached = [r for r in rows if r["reached"]]
-    timed = [r for r in reached if r.get("time_to_target_s") is not None]
-    fastest = min(timed, key=lambda r: r["time_to_target_s"]) if timed else None
-    cheapest = min(reached, key=lambda r: r["examples"]) if reached else None
-    perfect = [r for r in reached if r.get("regime") == PERFECT_SCALING]
-    return {
-        "fastest": None if fastest is None else _pick(fastest),
-        "least_compute": None if cheapest is None else _pick(cheapest),
-        "largest_perfect_scaling": None if not perfect else _pick(max(perfect, key=lambda r: r["batch_size"])),
-        "perfect_scaling_limit": None if fit is None or fit.unresolved else fit.perfect_scaling_limit,
-        "b_crit": None if fit is None or fit.unresolved else fit.b_crit,
-        "largest_fitting_batch": None if memory is None else memory["largest_batch"],
-    }
-
-
-def _pick(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row.get(k) for k in ("batch_size", "lr", "momentum", "steps", "examples", "time_to_target_s",
-                                    "lr_at_edge")}

@@ -21,6 +21,16 @@ parallelism), from the fitted curve: **perfect scaling** where E(B) = E_min (1 +
 within 25 % of E_min, i.e. B ≤ B_crit/4 (doubling B there still cuts the steps by ≥ 1.8×);
 **maximal data parallelism** where S(B) is within 25 % of S_min, i.e. B ≥ 4·B_crit; **diminishing
 returns** in between.
+
+**A B_crit beyond the measured batch sizes is a bound, not a number.** The curve bends at B_crit;
+a fit whose B_crit lies above the largest measured B (or below the smallest) has not seen the
+bend and only extrapolates the straight part: S ∝ 1/B measured up to B = 16 with 3 % noise fits
+B_crit in the thousands (or anywhere from hundreds to tens of thousands over the bootstrap). The
+rule: B_crit is reported as a number only when the fit's value lies within [smallest, largest
+measured B]; above the largest it is the lower bound "B_crit > largest" (every measured B may still
+be in perfect scaling: measure larger batches to find it), below the smallest the upper bound
+"B_crit < smallest". A bound leaves the regimes unread (:func:`regime` returns None) and is
+:attr:`TradeoffFit.unresolved`, with the side in :attr:`TradeoffFit.b_crit_bound`.
 """
 
 from __future__ import annotations
@@ -55,7 +65,9 @@ class TradeoffFit:
     ``*_factor``: 1σ multiplicative errors from the fit's covariance (None with two points).
     ``*_interval``: bootstrap 2.5–97.5 % over seeds (None with one seed per batch size).
     ``unresolved``: why a value is only a bound (``S_min`` at its lower bound means every batch
-    measured is in perfect scaling, so B_crit is beyond the largest), else None.
+    measured is in perfect scaling, so B_crit is beyond the largest; a fitted B_crit outside the
+    measured batch sizes, see the module docstring), else None. ``b_crit_bound``: then
+    ``(">", largest B)`` or ``("<", smallest B)``.
     """
 
     s_min: float
@@ -72,6 +84,15 @@ class TradeoffFit:
     bootstrap_samples: int = 0
     unresolved: str | None = None
     batch_sizes: list[int] = field(default_factory=list)
+    b_crit_bound: tuple[str, int] | None = None
+
+    @property
+    def b_crit_text(self) -> str:
+        """``B_crit = 64``, or the bound: ``B_crit > 16``."""
+        if self.b_crit_bound is not None:
+            side, batch_size = self.b_crit_bound
+            return f"B_crit {side} {batch_size}"
+        return f"B_crit = {self.b_crit:.3g}"
 
     def steps(self, batch_size: float) -> float:
         """S(B) = S_min (1 + B_crit / B)."""
@@ -93,7 +114,7 @@ class TradeoffFit:
     def from_dict(cls, data: Mapping[str, Any]) -> "TradeoffFit":
         names = cls.__dataclass_fields__
         values = {k: v for k, v in data.items() if k in names}
-        for key in ("s_min_interval", "e_min_interval", "b_crit_interval"):
+        for key in ("s_min_interval", "e_min_interval", "b_crit_interval", "b_crit_bound"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -132,7 +153,23 @@ def fit_tradeoff(
     )
     if bootstrap > 0 and any(len(v) > 1 for v in per_size.values()):
         _bootstrap(result, batch, per_size, sizes, bootstrap, seed)
+    _bound(result)
     return result
+
+
+def _bound(fit: TradeoffFit) -> None:
+    """B_crit outside the measured batch sizes is a bound (module docstring)."""
+    smallest, largest = fit.batch_sizes[0], fit.batch_sizes[-1]
+    if fit.unresolved is not None:
+        fit.b_crit_bound = (">", largest) if fit.unresolved.startswith("S_min") else ("<", smallest)
+    elif fit.b_crit > largest:
+        fit.b_crit_bound = (">", largest)
+        fit.unresolved = (f"B_crit > {largest}: the fit's B_crit = {fit.b_crit:.3g} lies beyond the largest measured "
+                          "batch size, where the curve has not yet bent; measure larger batches to find it")
+    elif fit.b_crit < smallest:
+        fit.b_crit_bound = ("<", smallest)
+        fit.unresolved = (f"B_crit < {smallest}: the fit's B_crit = {fit.b_crit:.3g} lies below the smallest measured "
+                          "batch size; measure smaller batches to find it")
 
 
 def _least_squares(batch: np.ndarray, steps: np.ndarray):

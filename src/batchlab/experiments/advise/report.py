@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
+from batchlab.experiments.advise.choose import BY_TIME, seconds_text
 from batchlab.experiments.advise.plots import plot_noise, plot_steps, plot_time
 from batchlab.experiments.advise.experiment import RECORD_KIND
 from batchlab.experiments.shape import latest_record, load_text
@@ -34,14 +35,7 @@ def _num(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value < 1e-3:
-        return f"{value * 1e6:.0f} µs"
-    if value < 1:
-        return f"{value * 1e3:.3g} ms"
-    return f"{value:.3g} s"
+_seconds = seconds_text
 
 
 def table_rows(record: Mapping[str, Any]) -> list[list[str]]:
@@ -96,23 +90,46 @@ def noise_sentence(record: Mapping[str, Any]) -> str | None:
 
 
 def recommendation_lines(record: Mapping[str, Any]) -> list[str]:
+    """The one answer with its command, then the alternatives with their reasons
+    (:mod:`batchlab.experiments.advise.choose` states the rule)."""
     rec = record["recommendation"]
     target = record["plan"]["target"]["key"]
     device = record.get("environment", {}).get("device_name", "this device")
+    choice = rec.get("choice")  # None in records made before advise gave one answer
     lines = []
+    if choice:
+        if choice["rule"] == BY_TIME:
+            why = f"the shortest time to {target} on {device} ({_seconds(choice['time_to_target_s'])})"
+        else:
+            reason = rec["uncertain"].rstrip(".")
+            why = (f"chosen by steps and examples, since the ranking by time is uncertain "
+                   f"({reason[:1].lower() + reason[1:]}): the largest B of "
+                   f"{', '.join(map(str, rec['in_question']))} within 25 % of their least examples")
+        lines.append(f"Use B = {choice['batch_size']}, η = {choice['lr']:.3g}, λ = {choice['momentum']:g}: "
+                     f"`{rec['command']}`")
+        lines.append(f"Why: {why}; {choice['steps']:.4g} steps, {choice['examples']:.4g} examples"
+                     + (f"; η search: {choice['lr_search']}" if choice.get("lr_search") else "") + ".")
     if rec.get("fastest"):
         f = rec["fastest"]
-        lines.append(f"Shortest time to {target} on {device}: B = {f['batch_size']} (η = {f['lr']:.3g}, λ = "
-                     f"{f['momentum']:g}), {f['steps']:.4g} steps, {_seconds(f['time_to_target_s'])}"
-                     + (" — best η at the edge of its grid" if f["lr_at_edge"] else "") + ".")
-    if rec.get("least_compute"):
-        c = rec["least_compute"]
-        lines.append(f"Least compute: B = {c['batch_size']} (η = {c['lr']:.3g}, λ = {c['momentum']:g}), "
-                     f"{c['examples']:.4g} examples.")
+        lines.append(f"Alternative, fastest here: B = {f['batch_size']} (η = {f['lr']:.3g}, λ = {f['momentum']:g}), "
+                     f"{f['steps']:.4g} steps, {_seconds(f['time_to_target_s'])}"
+                     + (f" ({_seconds(f['time_low_s'])} … {_seconds(f['time_high_s'])})" if f.get("time_low_s") else "")
+                     + (" — uncertain" if rec.get("uncertain") else "") + ".")
+    c = rec["least_compute"]
+    if c:
+        lines.append(f"Alternative, least compute: B = {c['batch_size']} (η = {c['lr']:.3g}, λ = {c['momentum']:g}), "
+                     f"{c['examples']:.4g} examples — the cheapest in examples, but {c['steps']:.4g} sequential steps.")
+    bound = rec.get("b_crit_bound")
     if rec.get("largest_perfect_scaling"):
         p = rec["largest_perfect_scaling"]
-        lines.append(f"Largest measured B still in perfect scaling: B = {p['batch_size']} (the fit puts the limit at "
-                     f"B_crit/4 ≈ {rec['perfect_scaling_limit']:.3g}).")
+        lines.append(f"Alternative, largest measured B still in perfect scaling: B = {p['batch_size']} — doubling B "
+                     f"there still nearly halves the steps (the fit puts the limit at B_crit/4 ≈ "
+                     f"{rec['perfect_scaling_limit']:.3g}).")
+    elif bound is not None:
+        side, size = bound
+        lines.append(f"B_crit {side} {size}: " + (
+            "every measured B may still be in perfect scaling; larger batches (--max-batch) would find where it "
+            "ends." if side == ">" else "every measured B is past B_crit, in diminishing returns or beyond."))
     elif rec.get("perfect_scaling_limit") is not None:
         lines.append(f"No measured B is in perfect scaling; the fit puts its limit at B_crit/4 ≈ "
                      f"{rec['perfect_scaling_limit']:.3g}.")
@@ -144,7 +161,7 @@ def advise_figures(record: Mapping[str, Any]) -> list[tuple[str, str, str, Figur
     figures = [
         ("advise-steps", f"Steps to {target} against batch size (Shallue et al.'s figure)",
          "Best steps S(B) over the learning-rate and momentum grid at each B (bars: range over seeds; hollow: best "
-         "η at the edge of its grid; ▲: not reached). Dotted: perfect scaling through the smallest B; solid: "
+         "η still on an edge after its grid was extended; ▲: not reached). Dotted: perfect scaling through the smallest B; solid: "
          "McCandlish's S = S_min(1 + B_crit/B). " + fit_sentence(record), plot_steps(record)),
         ("advise-time", "Time and examples to the target against batch size",
          "T(B) = S(B)·t(B) with t(B) the median time of one update of batchlab's trainer step on this device; "

@@ -49,7 +49,8 @@ class Target:
             raise ConfigError(f"target {self.metric} = {self.value:g} can never be reached; allowed: 0 < accuracy ≤ 1")
         if not self.higher_is_better and not self.value > 0.0:
             raise ConfigError(
-                f"target {self.metric} = {self.value:g} can never be reached (a cross-entropy is > 0); "
+                f"target {self.metric} = {self.value:g} can never be reached (a loss never falls below 0, and "
+                "rarely to exactly 0); "
                 "allowed: loss > 0")
 
     @property

@@ -42,6 +42,8 @@ from batchlab.training.objective import CLASSIFICATION, Objective
 from batchlab.training.packed import PackStep, check_one_pack
 from batchlab.training.packed_state import momentum_row_from_optimizer
 
+# Updates a pilot times (after one untimed) to estimate a pack's time.
+PILOT_UPDATES = 2
 REACHED = "reached"
 NOT_REACHED = "not reached"
 DIVERGED = RunStatus.DIVERGED  # a trace ends as a run does when its loss is not finite
@@ -72,6 +74,44 @@ class TraceOutcome:
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "steps": self.steps, "updates": self.updates, "budget": self.budget,
                 "trace": [[u, v] for u, v in self.trace], "seconds": self.seconds}
+
+
+def build_pack(configs: Sequence[RunConfig], splits: Any, device: torch.device, initializer: Initializer,
+               objective: Objective) -> PackStep:
+    """The packed step of ``configs`` from their seeded starting points."""
+    models, buffers = [], []
+    for config in configs:
+        model, optimizer = initializer(config, splits, device)
+        models.append(model)
+        buffers.append(momentum_row_from_optimizer(optimizer, model))
+    return PackStep(configs, models, buffers, device, splits.train, objective)
+
+
+def pilot_seconds(configs: Sequence[RunConfig], splits: Any, target: Target, budget: int, *, ratio: float,
+                  device: torch.device, initializer: Initializer = initial_model_and_optimizer,
+                  objective: Objective = CLASSIFICATION, updates: int = PILOT_UPDATES,
+                  clock: Callable[[], float] = time.perf_counter) -> float:
+    """The seconds :func:`train_to_target` may take for ``configs`` at most (no run leaving early):
+    the time of one packed update, from ``updates`` timed after one untimed, × ``budget``, plus
+    the time of one evaluation × the evaluations of the schedule. A pilot, not a measurement:
+    the 1-minute load of other processes stretches it as it stretches the run."""
+    pack = build_pack(configs, splits, device, initializer, objective)
+    evaluated = splits.val if target.split == "val" else splits.train
+    n_train = len(splits.train)
+    order = torch.stack([datasets.epoch_permutation(n_train, 0, c.seed, configs[0].shuffle)
+                         for c in configs]).to(device)
+    start, end = pack.slices[0]
+    pack.update(order[:, start:end])  # untimed: the first update pays for lazy initialization
+    begun = clock()
+    for _ in range(updates):
+        pack.update(order[:, start:end])
+    pack.evaluate(evaluated)  # reads the results back, so queued device work is counted
+    per_update_and_evaluation = clock() - begun
+    begun = clock()
+    pack.evaluate(evaluated)
+    evaluation = clock() - begun
+    per_update = max(per_update_and_evaluation - evaluation, 0.0) / updates
+    return per_update * budget + evaluation * len(evaluation_schedule(budget, ratio))
 
 
 def train_to_target(
@@ -107,13 +147,7 @@ def train_to_target(
     schedule = set(evaluation_schedule(budget, ratio))
     snapshots = set(snapshot_at)
 
-    models, buffers = [], []
-    for config in configs:
-        model, optimizer = initializer(config, splits, device)
-        models.append(model)
-        buffers.append(momentum_row_from_optimizer(optimizer, model))
-    pack = PackStep(configs, models, buffers, device, splits.train, objective)
-    del models, buffers
+    pack = build_pack(configs, splits, device, initializer, objective)
     slices = pack.slices
 
     active = list(range(len(configs)))  # original index of each row of the pack
