@@ -194,16 +194,25 @@ def test_tiny_advise_end_to_end_resumes_from_the_store(tmp_path):
     plan = _tiny_plan()
     with RunStore(tmp_path / "runs.db") as store:
         result = run_advise(plan, store, log=lambda _: None)
-        assert result.trained_runs == 3 * 8
+        # Two learning rates: the best is always on an edge, so each reached B extends its grid.
+        assert result.trained_runs > 3 * 8
+        extended = [r for r in result.runs if not any(
+            np.isclose(r["lr"], lr) for lr in plan.learning_rates(r["batch_size"], r["momentum"]))]
+        assert extended
         rows = {r["batch_size"]: r for r in result.rows}
         for row in rows.values():
             if row["reached"]:
                 assert row["steps"] == pytest.approx(np.mean(row["steps_seeds"]))
                 assert row["examples"] == pytest.approx(row["steps"] * row["batch_size"])
                 assert row["time_to_target_s"] == pytest.approx(row["steps"] * row["time_per_update_s"])
-                assert row["lr_at_edge"]  # two learning rates: the best is always at an edge
+                assert row["time_low_s"] <= row["time_to_target_s"] <= row["time_high_s"]
+                assert row["lr_search"] != "values still to train"
+                assert row["lr_at_edge"] == row["lr_search"].startswith("cap of")
         assert any(r["reached"] for r in result.rows)
-        assert len(store.records(RUN_KIND)) == 24
+        assert len(store.records(RUN_KIND)) == result.trained_runs
+        choice = result.recommendation["choice"]
+        assert choice["batch_size"] in rows and rows[choice["batch_size"]]["reached"]
+        assert "train_subset=256" in result.recommendation["command"]
         assert store.get_record(RECORD_KIND, __import__("batchlab.experiments.advise.experiment", fromlist=["record_key"])
                                 .record_key(plan)) is not None
         assert result.memory is None  # CPU: no memory search

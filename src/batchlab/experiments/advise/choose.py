@@ -38,6 +38,19 @@ BY_TIME = "shortest time"
 BY_STEPS = "steps and examples"
 
 
+def with_times(rows: Sequence[dict[str, Any]], per_batch: Mapping[int, Mapping[str, float]]) -> None:
+    """Put each reached row's time per update t and T = S·t with its interval [S·t_low, S·t_high]
+    (``per_batch``: :func:`batchlab.experiments.advise.measure.time_updates`'s, by B)."""
+    for row in rows:
+        timed = per_batch.get(row["batch_size"]) if row["reached"] else None
+        if timed is None:
+            continue
+        row["time_per_update_s"] = timed["per_update_s"]
+        row["time_to_target_s"] = row["steps"] * timed["per_update_s"]
+        row["time_low_s"] = row["steps"] * timed["low_s"]
+        row["time_high_s"] = row["steps"] * timed["high_s"]
+
+
 def time_interval(row: Mapping[str, Any]) -> tuple[float, float] | None:
     """[T_low, T_high] of a timed row, else None."""
     low, high = row.get("time_low_s"), row.get("time_high_s")
@@ -112,7 +125,10 @@ def train_command(choice: Mapping[str, Any], template: Mapping[str, Any], n_trai
                   files: Sequence[str] | None) -> str:
     """The ``batchlab train`` command line that trains ``choice`` on the advised model and data:
     the registry's flags of ``template`` (a RunConfig as a dict), or ``--model-file``/``--data-file``;
-    then B, η, λ and the epochs in which every seed reached the target."""
+    then B, η, λ and the epochs in which every seed reached the target. A template with a
+    training subset, which ``train`` has no flag for, gets :func:`python_call` instead."""
+    if files is None and template.get("train_subset") is not None:
+        return python_call(choice, n_train, template)
     words = ["batchlab", "train"]
     if files is not None:
         words += ["--model-file", files[0], "--data-file", files[1]]
@@ -120,8 +136,6 @@ def train_command(choice: Mapping[str, Any], template: Mapping[str, Any], n_trai
         words += ["--dataset", template["dataset"], "--model", template["model"]]
         if template.get("hidden"):
             words += ["--hidden", *(str(h) for h in template["hidden"])]
-        if template.get("train_subset") is not None:
-            words += ["--train-subset", str(template["train_subset"])]
         if template.get("val_fraction") not in (None, 0.1):
             words += ["--val-fraction", f"{template['val_fraction']:g}"]
     words += ["--batch-size", str(choice["batch_size"]), "--lr", f"{choice['lr']:.3g}",
@@ -129,10 +143,19 @@ def train_command(choice: Mapping[str, Any], template: Mapping[str, Any], n_trai
     return shlex.join(words)
 
 
-def python_call(choice: Mapping[str, Any], n_train: int) -> str:
-    """The Python call that applies ``choice`` to a task given in Python (no files to name)."""
-    return (f"batchlab.train(batchlab.RunConfig(batch_size={choice['batch_size']}, lr={choice['lr']:.3g}, "
-            f"momentum={choice['momentum']:g}, epochs={epochs_to_reach(choice, n_train)}), task=task)")
+def python_call(choice: Mapping[str, Any], n_train: int, template: Mapping[str, Any] | None = None) -> str:
+    """The Python call that applies ``choice``: to ``task=task`` (a task given in Python, no files
+    to name) when ``template`` is None, else to the registry data ``template`` names."""
+    fields = ""
+    if template is not None:
+        fields = f"dataset={template['dataset']!r}, model={template['model']!r}, "
+        for name in ("hidden", "train_subset", "val_fraction"):
+            if template.get(name) is not None:
+                value = tuple(template[name]) if name == "hidden" else template[name]
+                fields += f"{name}={value!r}, "
+    call = (f"batchlab.train(batchlab.RunConfig({fields}batch_size={choice['batch_size']}, lr={choice['lr']:.3g}, "
+            f"momentum={choice['momentum']:g}, epochs={epochs_to_reach(choice, n_train)})")
+    return call + (", task=task)" if template is None else ")")
 
 
 def seconds_text(value: float | None) -> str:

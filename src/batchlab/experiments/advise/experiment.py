@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from batchlab.experiments.advise.choose import python_call, recommend, train_command
+from batchlab.experiments.advise.choose import python_call, recommend, train_command, with_times
 from batchlab.experiments.advise.fit import MIN_POINTS, TradeoffFit, fit_tradeoff, regime
 from batchlab.experiments.advise.lr_search import next_learning_rates, search_outcome, seeds_by_lr, still_at_edge
 from batchlab.experiments.advise.measure import (
@@ -565,12 +565,7 @@ def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None
         timing = time_updates(plan.template, [r["batch_size"] for r in reached],
                               {r["batch_size"]: r["momentum"] for r in reached}, n_train, device=device,
                               budget_s=plan.timing_budget_s, task=task, timer=timer, load=load)
-        for row in reached:
-            t = timing["per_batch"][row["batch_size"]]
-            row["time_per_update_s"] = t["per_update_s"]
-            row["time_to_target_s"] = row["steps"] * t["per_update_s"]
-            row["time_low_s"] = row["steps"] * t["low_s"]
-            row["time_high_s"] = row["steps"] * t["high_s"]
+        with_times(reached, timing["per_batch"])
 
     noise = _noise(plan, rows, fit, splits, device, log, task) if measure_noise else None
     memory = largest_fitting_batch(plan.template, tuple(splits.input_shape), splits.num_classes, device, task=task)
