@@ -13,6 +13,7 @@ FILES = ["--model-file", "net.py:make_model", "--data-file", "blobs.py:load_data
 COMMANDS = {
     "train": ["train", "--device", "cpu", "--no-progress"],
     "sweep": ["sweep", "--batch-size", "8", "--device", "cpu", "--no-progress"],
+    "advise": ["advise", "--batch-size", "8", "--device", "cpu", "--no-progress"],
     # the entry torchrun starts: `torchrun … -m batchlab.distributed <train flags>`
     "torchrun": ["-m batchlab.distributed", "--device", "cpu", "--no-progress"],
 }

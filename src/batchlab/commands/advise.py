@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from batchlab.commands._experiment import finish_experiment
-from batchlab.commands._options import add_experiment_options, hidden_width, stage_printer
+from batchlab.commands._options import add_experiment_options, hidden_width, seed_value, stage_printer
 from batchlab.experiments.shape import SCALES
 from batchlab.task.options import add_task_options, user_task
 
@@ -52,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-subset", type=int, default=None, help="train on a seeded subset of n examples")
     parser.add_argument("--val-fraction", type=float, default=None,
                         help=f"validation fraction (default: {DEFAULT_VAL_FRACTION:g})")
+    parser.add_argument("--split-seed", type=seed_value, default=None, help="seed of the validation split (default: 0)")
     add_task_options(parser)
     parser.add_argument("--target", default=None,
                         help="METRIC=VALUE: val_acc, train_acc (≥) or val_loss, train_loss (≤); a bare number is "
@@ -84,6 +85,7 @@ def run_advise_command(args: argparse.Namespace) -> int:
         template = RunConfig(dataset=args.dataset or DEFAULT_DATASET, model=args.model or DEFAULT_MODEL,
                              hidden=args.hidden, train_subset=args.train_subset,
                              val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
+                             split_seed=args.split_seed or 0,
                              device=args.device, data_dir=str(args.data_dir) if args.data_dir else None)
     else:
         template = RunConfig(device=args.device)

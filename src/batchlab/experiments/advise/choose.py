@@ -138,6 +138,8 @@ def train_command(choice: Mapping[str, Any], template: Mapping[str, Any], n_trai
             words += ["--hidden", *(str(h) for h in template["hidden"])]
         if template.get("val_fraction") not in (None, 0.1):
             words += ["--val-fraction", f"{template['val_fraction']:g}"]
+        if template.get("split_seed"):
+            words += ["--split-seed", str(template["split_seed"])]
     words += ["--batch-size", str(choice["batch_size"]), "--lr", f"{choice['lr']:.3g}",
               "--momentum", f"{choice['momentum']:g}", "--epochs", str(epochs_to_reach(choice, n_train))]
     return shlex.join(words)
@@ -149,7 +151,7 @@ def python_call(choice: Mapping[str, Any], n_train: int, template: Mapping[str, 
     fields = ""
     if template is not None:
         fields = f"dataset={template['dataset']!r}, model={template['model']!r}, "
-        for name in ("hidden", "train_subset", "val_fraction"):
+        for name in ("hidden", "train_subset", "val_fraction", "split_seed"):
             if template.get(name) is not None:
                 value = tuple(template[name]) if name == "hidden" else template[name]
                 fields += f"{name}={value!r}, "
