@@ -102,9 +102,9 @@ def recommendation_lines(record: Mapping[str, Any]) -> list[str]:
             why = f"the shortest time to {target} on {device} ({_seconds(choice['time_to_target_s'])})"
         else:
             reason = rec["uncertain"].rstrip(".")
-            why = (f"chosen by steps and examples, since the ranking by time is uncertain "
-                   f"({reason[:1].lower() + reason[1:]}): the largest B of "
-                   f"{', '.join(map(str, rec['in_question']))} within 25 % of their least examples")
+            why = (f"the ranking by time is uncertain — {reason[:1].lower() + reason[1:]} — so by steps and "
+                   f"examples: the largest B of {', '.join(map(str, rec['in_question']))} within 25 % of their "
+                   "least examples")
         lines.append(f"Use B = {choice['batch_size']}, η = {choice['lr']:.3g}, λ = {choice['momentum']:g}: "
                      f"`{rec['command']}`")
         lines.append(f"Why: {why}; {choice['steps']:.4g} steps, {choice['examples']:.4g} examples"
