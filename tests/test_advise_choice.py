@@ -13,7 +13,14 @@ import torch
 
 from batchlab.cli import build_parser
 from batchlab.config import RunConfig
-from batchlab.experiments.advise.choose import BY_STEPS, BY_TIME, recommend, train_command, with_times
+from batchlab.experiments.advise.choose import (
+    BY_STEPS,
+    BY_TIME,
+    recommend,
+    recommend_measured,
+    train_command,
+    with_times,
+)
 from batchlab.experiments.advise.experiment import plan_advise, run_advise
 from batchlab.experiments.advise.fit import fit_tradeoff, regime
 from batchlab.experiments.advise.lr_search import next_learning_rates, search_outcome
@@ -34,11 +41,12 @@ def _rows():
 
 
 def _advice(timer, load_average):
-    timing = time_updates(RunConfig(), list(STEPS), {}, 1000, device=torch.device("cpu"), budget_s=0.1,
-                          timer=timer, load=lambda: load_average, cpu_count=2)
-    rows = _rows()
-    with_times(rows, timing["per_batch"])
-    return recommend(rows, None, None, timing["busy"])
+    """The recommendation as ``advise`` reaches it: timed, and timed again where intervals overlap."""
+    def measure(batch_sizes):
+        return time_updates(RunConfig(), batch_sizes, {}, 1000, device=torch.device("cpu"), budget_s=0.1,
+                            timer=timer, load=lambda: load_average, cpu_count=2)
+
+    return recommend_measured(_rows(), None, None, measure)[0]
 
 
 def _clock(spread: float, seed: int):
@@ -68,6 +76,22 @@ def test_a_noisy_clock_leaves_the_answer_unchanged_or_marks_it_uncertain():
             assert advice["choice"]["rule"] == BY_STEPS
             assert set(advice["in_question"]) >= {128}
     assert uncertain > 0  # the noise was large enough to matter
+
+
+def test_a_spike_in_the_first_timing_is_timed_again_not_followed():
+    spiked = []
+
+    def one_spike(b):  # the first repeat of B = 128 takes 50 times as long (another process woke up)
+        if b == 128 and not spiked:
+            spiked.append(b)
+            return TRUE_T[b] * 50.0
+        return TRUE_T[b]
+
+    advice = _advice(one_spike, load_average=0.1)
+    # Five repeats: the range of B = 128 reaches 50 × its time and overlaps every other B's.
+    assert advice["measured_again"] == [8, 32, 128, 512]
+    # Ten repeats, one of them the spike: the median's interval (2nd … 9th) is clear of the others now.
+    assert advice["uncertain"] is None and advice["choice"]["batch_size"] == 128
 
 
 def test_a_busy_machine_gives_the_same_answer_whatever_the_clock_says():

@@ -16,7 +16,9 @@
    busy or nothing was timed). The answer is the largest B in that set whose examples E = S·B are
    within 25 % of the least E in the set: the end of perfect scaling read from the measurements
    (Shallue et al. 2019's boundary, :data:`batchlab.experiments.advise.fit.REGIME_FRACTION`), the
-   fewest steps that cost almost no extra computation. Steps and examples come from stored runs
+   fewest steps that cost almost no extra computation. Before falling back on overlapping
+   intervals, the batch sizes in question are timed once more and the repeats pooled
+   (:func:`recommend_measured`). Steps and examples come from stored runs
    and no clock changes them, so a rerun on a loaded machine gives the same answer — never a
    silent flip to another B.
 
@@ -29,13 +31,16 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from batchlab.experiments.advise.fit import PERFECT_SCALING, REGIME_FRACTION, TradeoffFit
+from batchlab.experiments.advise.measure import pool_timings
 
 BY_TIME = "shortest time"
 BY_STEPS = "steps and examples"
+# Why a ranking by time is uncertain.
+UNTIMED, BUSY, OVERLAP = "untimed", "busy", "overlap"
 
 
 def with_times(rows: Sequence[dict[str, Any]], per_batch: Mapping[int, Mapping[str, float]]) -> None:
@@ -78,19 +83,20 @@ def recommend(rows: Sequence[Mapping[str, Any]], fit: TradeoffFit | None, memory
         raise ValueError("recommend needs a batch size that reached the target")
     timed = [r for r in reached if time_interval(r) is not None]
     fastest = _least(timed, "time_to_target_s") if timed else None
-    uncertain = None
+    uncertain, because = None, None
     if fastest is None:
-        uncertain, in_question = "no batch size was timed", reached
+        uncertain, because, in_question = "no batch size was timed", UNTIMED, reached
     elif len(timed) < len(reached):
-        uncertain, in_question = "not every batch size that reached the target was timed", reached
+        uncertain, because, in_question = "not every batch size that reached the target was timed", UNTIMED, reached
     elif busy:
-        uncertain, in_question = busy, reached
+        uncertain, because, in_question = busy, BUSY, reached
     else:
         low, high = time_interval(fastest)
         overlapping = [r for r in timed if r is not fastest and time_interval(r)[0] <= high]
         in_question = [fastest, *overlapping]
         if overlapping:
             others = ", ".join(f"B = {r['batch_size']}" for r in overlapping)
+            because = OVERLAP
             uncertain = (f"the time to the target at B = {fastest['batch_size']} "
                          f"({seconds_text(low)} … {seconds_text(high)}) overlaps that at {others}")
     choice = fastest if uncertain is None else by_steps_and_examples(in_question)
@@ -99,6 +105,7 @@ def recommend(rows: Sequence[Mapping[str, Any]], fit: TradeoffFit | None, memory
     return {
         "choice": pick(choice) | {"rule": BY_TIME if uncertain is None else BY_STEPS},
         "uncertain": uncertain,
+        "uncertain_because": because,
         "in_question": [r["batch_size"] for r in in_question],
         "fastest": None if fastest is None else pick(fastest),
         "least_compute": pick(cheapest),
@@ -108,6 +115,26 @@ def recommend(rows: Sequence[Mapping[str, Any]], fit: TradeoffFit | None, memory
         "b_crit_bound": None if fit is None or fit.b_crit_bound is None else list(fit.b_crit_bound),
         "largest_fitting_batch": None if memory is None else memory["largest_batch"],
     }
+
+
+def recommend_measured(rows: Sequence[dict[str, Any]], fit: TradeoffFit | None, memory: Mapping[str, Any] | None,
+                       measure: Callable[[list[int]], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Time the reached batch sizes (``measure(batch_sizes)``:
+    :func:`batchlab.experiments.advise.measure.time_updates` for them) and :func:`recommend`; when
+    the ranking is uncertain only because time intervals overlap, measure the batch sizes in
+    question once more, pool the repeats (:func:`~batchlab.experiments.advise.measure.pool_timings`)
+    and decide again — a spike in one round then weighs less, and times that are truly alike stay
+    uncertain. Returns (the recommendation, the timing)."""
+    reached = [r["batch_size"] for r in rows if r["reached"]]
+    timing = measure(reached)
+    with_times(rows, timing["per_batch"])
+    advice = recommend(rows, fit, memory, timing["busy"])
+    if advice["uncertain_because"] == OVERLAP:
+        timing = pool_timings(timing, measure(advice["in_question"]))
+        with_times(rows, timing["per_batch"])
+        advice = recommend(rows, fit, memory, timing["busy"])
+    advice["measured_again"] = timing.get("measured_again", [])
+    return advice, timing
 
 
 def pick(row: Mapping[str, Any]) -> dict[str, Any]:

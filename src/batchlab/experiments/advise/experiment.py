@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from batchlab.experiments.advise.choose import python_call, recommend, train_command, with_times
+from batchlab.experiments.advise.choose import python_call, recommend, recommend_measured, train_command
 from batchlab.experiments.advise.fit import MIN_POINTS, TradeoffFit, fit_tradeoff, regime
 from batchlab.experiments.advise.lr_search import next_learning_rates, search_outcome, seeds_by_lr, still_at_edge
 from batchlab.experiments.advise.measure import (
@@ -560,16 +560,18 @@ def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None
         row["fit_steps"] = None if fit is None or fit.unresolved else fit.steps(row["batch_size"])
 
     timing = None
-    if time_batches:
-        log(f"timing one update at each reached batch size ({TIME_ROUNDS} interleaved rounds)")
-        timing = time_updates(plan.template, [r["batch_size"] for r in reached],
-                              {r["batch_size"]: r["momentum"] for r in reached}, n_train, device=device,
-                              budget_s=plan.timing_budget_s, task=task, timer=timer, load=load)
-        with_times(reached, timing["per_batch"])
-
-    noise = _noise(plan, rows, fit, splits, device, log, task) if measure_noise else None
     memory = largest_fitting_batch(plan.template, tuple(splits.input_shape), splits.num_classes, device, task=task)
-    recommendation = recommend(rows, fit, memory, None if timing is None else timing["busy"])
+    if time_batches:
+        def measure(batch_sizes: list[int]) -> dict[str, Any]:
+            log(f"timing one update at B = {', '.join(map(str, batch_sizes))} ({TIME_ROUNDS} interleaved rounds)")
+            return time_updates(plan.template, batch_sizes, {r["batch_size"]: r["momentum"] for r in reached},
+                                n_train, device=device, budget_s=plan.timing_budget_s, task=task, timer=timer,
+                                load=load)
+
+        recommendation, timing = recommend_measured(rows, fit, memory, measure)
+    else:
+        recommendation = recommend(rows, fit, memory, None)
+    noise = _noise(plan, rows, fit, splits, device, log, task) if measure_noise else None
     choice = recommendation["choice"]
     recommendation["command"] = (python_call(choice, n_train) if task is not None and files is None
                                  else train_command(choice, plan.template.to_dict(), n_train, files))

@@ -140,14 +140,25 @@ def time_updates(template: RunConfig, batch_sizes: Sequence[int], momenta: dict[
             release()
     after = load()
     own = torch.get_num_threads() if device.type == "cpu" else 1
-    per_batch = {}
-    for size, values in samples.items():
-        low, high = median_interval(values)
-        per_batch[size] = {"per_update_s": statistics.median(values), "low_s": low, "high_s": high,
-                           "samples_s": values}
-    return {"per_batch": per_batch, "rounds": rounds, "confidence": TIME_CONFIDENCE,
-            "load_average": [before, after], "cpu_count": cpu_count,
+    return {"per_batch": {size: _summary(values) for size, values in samples.items()}, "rounds": rounds,
+            "confidence": TIME_CONFIDENCE, "load_average": [before, after], "cpu_count": cpu_count,
             "busy": busy_machine_note(before, after, cpu_count, own)}
+
+
+def _summary(samples: list[float]) -> dict[str, Any]:
+    low, high = median_interval(samples)
+    return {"per_update_s": statistics.median(samples), "low_s": low, "high_s": high, "samples_s": samples}
+
+
+def pool_timings(first: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
+    """``first`` with the repeats of ``again`` (a second :func:`time_updates` of some of its batch
+    sizes) added to theirs, medians and intervals taken over all; busy if either was."""
+    per_batch = dict(first["per_batch"])
+    for size, timed in again["per_batch"].items():
+        per_batch[size] = _summary(per_batch[size]["samples_s"] + timed["samples_s"])
+    return first | {"per_batch": per_batch, "busy": first["busy"] or again["busy"],
+                    "load_average": [*first["load_average"], *again["load_average"]],
+                    "measured_again": sorted(again["per_batch"])}
 
 
 def _harness_timer(template: RunConfig, batch_sizes: Sequence[int], momenta: dict[int, float], n_train: int,

@@ -108,7 +108,9 @@ def recommendation_lines(record: Mapping[str, Any]) -> list[str]:
         lines.append(f"Use B = {choice['batch_size']}, η = {choice['lr']:.3g}, λ = {choice['momentum']:g}: "
                      f"`{rec['command']}`")
         lines.append(f"Why: {why}; {choice['steps']:.4g} steps, {choice['examples']:.4g} examples"
-                     + (f"; η search: {choice['lr_search']}" if choice.get("lr_search") else "") + ".")
+                     + (f"; η search: {choice['lr_search']}" if choice.get("lr_search") else "")
+                     + (f"; timed twice (overlapping times): B = {', '.join(map(str, rec['measured_again']))}"
+                        if rec.get("measured_again") else "") + ".")
     if rec.get("fastest"):
         f = rec["fastest"]
         lines.append(f"Alternative, fastest here: B = {f['batch_size']} (η = {f['lr']:.3g}, λ = {f['momentum']:g}), "
