@@ -195,6 +195,12 @@ def section_notes(record: Mapping[str, Any]) -> list[str]:
         f"This pass trained {record['trained_runs']} of {len(record['runs'])} runs in {record['seconds']:.0f} s"
         + ("" if load[0] is None else f" (1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end)")
         + "; runs already in the store are reused.",
+        "A best η on an edge of its grid extends that grid by the grid's own factor until it is interior, bounded "
+        "by divergence, or three values were added; only then is it marked (edge).",
+        "The one answer: the shortest time to the target when the ranking by time is sure (the machine not busy "
+        "while timing, and the fastest B's 90 % interval over interleaved repeats clear of every other B's; "
+        "overlapping ones are timed once more first); otherwise the largest B within 25 % of the least examples "
+        "among those in question, marked uncertain — steps and examples, which no clock changes.",
     ]
     return notes
 
