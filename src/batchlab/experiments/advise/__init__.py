@@ -7,7 +7,8 @@
 * :mod:`~batchlab.experiments.advise.lr_search` — the learning-rate grid at a B, extended at an edge;
 * :mod:`~batchlab.experiments.advise.choose` — the one answer, its rule and its ``batchlab train`` command;
 * :mod:`~batchlab.experiments.advise.experiment` — the plan per scale and :func:`run_advise`;
-* :mod:`~batchlab.experiments.advise.plots` and :mod:`~batchlab.experiments.advise.report` — figures and the report section.
+* :mod:`~batchlab.experiments.advise.plots` and :mod:`~batchlab.experiments.advise.report` — figures and the
+  report section.
 
 Example::
 

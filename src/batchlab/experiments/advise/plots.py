@@ -1,9 +1,9 @@
 """Figures of ``batchlab advise``, drawn from its record (the dict of ``AdviseResult.to_dict``).
 
 * :func:`plot_steps` — Shallue et al. 2019's steps-to-result figure: best S(B) per batch size on
-  log-log axes (bars: the seeds' range; hollow: best η still on an edge after its grid was extended;
-  ▲ at the top: not reached), the perfect-scaling line S ∝ 1/B through the smallest reached B, McCandlish's
-  fitted S = S_min(1 + B_crit/B), and the three regimes shaded;
+  log-log axes (bars: the seeds' range; hollow: best η still on an edge after its grid was
+  extended; ▲ at the top: not reached), the perfect-scaling line S ∝ 1/B through the smallest
+  reached B, McCandlish's fitted S = S_min(1 + B_crit/B), and the three regimes shaded;
 * :func:`plot_time` — time to the target T(B) = S·t(B) on this device, and examples E(B) = S·B;
 * :func:`plot_noise` — the simple noise scale B_simple at the start, middle and end of a run,
   beside the fitted B_crit.

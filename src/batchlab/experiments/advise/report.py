@@ -113,14 +113,15 @@ def recommendation_lines(record: Mapping[str, Any]) -> list[str]:
                         if rec.get("measured_again") else "") + ".")
     if rec.get("fastest"):
         f = rec["fastest"]
+        spread = f" ({_seconds(f['time_low_s'])} … {_seconds(f['time_high_s'])})" if f.get("time_low_s") else ""
         lines.append(f"Alternative, fastest here: B = {f['batch_size']} (η = {f['lr']:.3g}, λ = {f['momentum']:g}), "
-                     f"{f['steps']:.4g} steps, {_seconds(f['time_to_target_s'])}"
-                     + (f" ({_seconds(f['time_low_s'])} … {_seconds(f['time_high_s'])})" if f.get("time_low_s") else "")
+                     f"{f['steps']:.4g} steps, {_seconds(f['time_to_target_s'])}{spread}"
                      + (" — uncertain" if rec.get("uncertain") else "") + ".")
     c = rec["least_compute"]
     if c:
         lines.append(f"Alternative, least compute: B = {c['batch_size']} (η = {c['lr']:.3g}, λ = {c['momentum']:g}), "
-                     f"{c['examples']:.4g} examples — the cheapest in examples, but {c['steps']:.4g} sequential steps.")
+                     f"{c['examples']:.4g} examples — the cheapest in examples, but {c['steps']:.4g} sequential "
+                     "steps.")
     bound = rec.get("b_crit_bound")
     if rec.get("largest_perfect_scaling"):
         p = rec["largest_perfect_scaling"]
