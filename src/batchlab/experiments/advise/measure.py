@@ -121,7 +121,8 @@ def time_updates(template: RunConfig, batch_sizes: Sequence[int], momenta: dict[
     :func:`batchlab.timing.harness.prepare_point`), then ``rounds`` repeats are taken interleaved
     (:func:`interleaved_times`). Per B: the median, its interval (:func:`median_interval`) and the
     samples. ``busy``: the timing harness's busy-machine note from the 1-minute load average at
-    the start and the end (other processes' load of half the cores or more), else None.
+    the start and the end, less this process's threads (other processes' load of half the cores
+    or more), else None.
 
     ``timer`` and ``load`` replace the real clock and load average (tests inject them).
     """
@@ -140,9 +141,20 @@ def time_updates(template: RunConfig, batch_sizes: Sequence[int], momenta: dict[
             release()
     after = load()
     own = torch.get_num_threads() if device.type == "cpu" else 1
+    # advise trains right before it times, so the 1-minute average at the start holds its own
+    # threads too (the harness's rule subtracts them from the end reading only): take them off both.
+    busy = None
+    if busy_machine_note(None if before is None else before - own, after, cpu_count, own):
+        others = max(load - own for load in (before, after) if load is not None)
+        busy = (f"busy machine: other processes kept a load of about {others:.1f} on {cpu_count} cores while "
+                f"timing (1-minute load average {_load(before)} at the start, {_load(after)} at the end, less {own} "
+                "threads of this process)")
     return {"per_batch": {size: _summary(values) for size, values in samples.items()}, "rounds": rounds,
-            "confidence": TIME_CONFIDENCE, "load_average": [before, after], "cpu_count": cpu_count,
-            "busy": busy_machine_note(before, after, cpu_count, own)}
+            "confidence": TIME_CONFIDENCE, "load_average": [before, after], "cpu_count": cpu_count, "busy": busy}
+
+
+def _load(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
 
 
 def _summary(samples: list[float]) -> dict[str, Any]:
