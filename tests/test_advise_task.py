@@ -118,3 +118,44 @@ def test_a_regression_model_with_mse_is_advised_on_a_loss_target():
     command = result.recommendation["command"]
     assert command.startswith("batchlab.train(batchlab.RunConfig(batch_size=") and command.endswith(", task=task)")
     assert result.noise is None  # the noise scale is measured for cross-entropy only
+
+
+REGRESSOR = """
+from torch import nn
+
+loss = "mse"
+metric = "mae"
+
+
+def make_regressor():
+    return nn.Linear(4, 1)
+"""
+
+LINE = """
+import torch
+
+
+def load_line():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 4, generator=generator)
+    y = x @ torch.tensor([[1.0], [-1.0], [0.5], [1.5]])
+    return x[:160], y[:160], x[160:], y[160:]
+"""
+
+
+@pytest.mark.slow
+def test_a_regression_model_file_is_advised_from_the_command_line(tmp_path, capsys):
+    (tmp_path / "reg.py").write_text(textwrap.dedent(REGRESSOR))
+    (tmp_path / "line.py").write_text(textwrap.dedent(LINE))
+    files = ["--model-file", f"{tmp_path / 'reg.py'}:make_regressor", "--data-file", f"{tmp_path / 'line.py'}:load_line"]
+    common = [*files, "--batch-size", "8", "32", "--seeds", "1", "--lr-points", "2", "--min-updates", "60",
+              "--budget-epochs", "1", "--device", "cpu", "--store", str(tmp_path / "runs.db"),
+              "--out", str(tmp_path / "out")]
+    assert main(["advise", *common]) == 2  # no default target for a metric that is not accuracy
+    assert "--target val_loss=" in capsys.readouterr().err
+    assert main(["advise", *common, "--target", "val_loss=0.5", "--format", "json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["plan"]["target"]["key"] == "val_loss<=0.5"
+    assert any(row["reached"] for row in record["rows"])
+    args = build_parser().parse_args(shlex.split(record["recommendation"]["command"])[1:])
+    assert args.model_file == files[1] and args.data_file == files[3]
