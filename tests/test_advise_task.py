@@ -147,7 +147,8 @@ def load_line():
 def test_a_regression_model_file_is_advised_from_the_command_line(tmp_path, capsys):
     (tmp_path / "reg.py").write_text(textwrap.dedent(REGRESSOR))
     (tmp_path / "line.py").write_text(textwrap.dedent(LINE))
-    files = ["--model-file", f"{tmp_path / 'reg.py'}:make_regressor", "--data-file", f"{tmp_path / 'line.py'}:load_line"]
+    files = ["--model-file", f"{tmp_path / 'reg.py'}:make_regressor",
+             "--data-file", f"{tmp_path / 'line.py'}:load_line"]
     common = [*files, "--batch-size", "8", "32", "--seeds", "1", "--lr-points", "2", "--min-updates", "60",
               "--budget-epochs", "1", "--device", "cpu", "--store", str(tmp_path / "runs.db"),
               "--out", str(tmp_path / "out")]
