@@ -174,4 +174,4 @@ def test_largebatch_json(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(experiment, "_quick_setting", lambda data_dir=None: tiny)
     record = json_output(capsys, ["largebatch", "--seeds", "1", "--methods", "sqrt", "--store", str(tmp_path / "r.db"),
                                   "--out", str(tmp_path / "out"), "--device", "cpu", "--format", "json"])
-    assert [r["method"] for r in record["runs"]] == ["sb", "lb", "sqrt"] and record["files"]
+    assert [r["method"] for r in record["runs"]] == ["sb", "lb", "lb-train-acc", "sqrt"] and record["files"]
