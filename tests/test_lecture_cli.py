@@ -53,7 +53,9 @@ def test_lecture_writes_a_self_contained_report_and_reuses_the_store(tmp_path, t
 
     page = (out / "report.html").read_text(encoding="utf-8")
     for section in SECTIONS:
-        assert f'<section id="{section}">' in page
+        assert f'<section id="{section}"' in page
+    # The report leads with its answer: the summary comes before every other section.
+    assert page.index('<section id="summary"') < min(page.index(f'<section id="{s}"') for s in SECTIONS if s != "summary")
     assert "http://" not in page and "https://" not in page and 'src="//' not in page
     assert "<script" not in page.lower() and "<link" not in page.lower()
     assert "AMD" in page or "cpu" in page  # the device is stated
