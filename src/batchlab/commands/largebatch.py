@@ -8,6 +8,7 @@ from pathlib import Path
 from batchlab.commands._experiment import finish_experiment
 from batchlab.commands._options import add_experiment_options
 from batchlab.experiments.shape import SCALES
+from batchlab.task.options import add_task_options, user_task
 
 DEFAULT_OUT = Path("batchlab-report") / "largebatch"
 METHOD_CHOICES = ("linear-warmup", "sqrt", "lars", "lamb", "ghost-bn", "akiba", "swap", "longer")
@@ -26,8 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "claims. '--scale quick' (under 10 minutes on a 2-core CPU): keskar-f1 128×128 on 4,096 Fashion-MNIST "
         "images, SB = 32 vs LB = 1024, 6 epochs, 2 seeds; '--scale full': keskar-c1 on CIFAR-10, SB = 256 vs "
         "LB = 4096, 30 epochs, 3 seeds (about an hour on a GPU). Runs and measurements already in the store are "
-        "reused. Writes largebatch.json and a PNG/SVG figure to --out.",
-        epilog="Example: batchlab largebatch --scale quick --store batchlab-runs/runs.db --out batchlab-report/largebatch",
+        "reused. Your own classification model and data (--model-file/--data-file, loss cross-entropy and "
+        "metric accuracy, with a test split) take the place of the scale's network and dataset, with the scale's "
+        "batch sizes, epochs and η grid. Writes largebatch.json and a PNG/SVG figure to --out.",
+        epilog="Example: batchlab largebatch --scale quick --store batchlab-runs/runs.db --out batchlab-report/largebatch\n"
+               "Your own model: batchlab largebatch --model-file net.py:make_model --data-file data.py:load_data",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--scale", choices=SCALES, default="quick",
@@ -36,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                         help=f"methods besides SB and plain LB (default: all of {', '.join(METHOD_CHOICES)})")
     add_experiment_options(parser, DEFAULT_OUT, "largebatch.json and the figure")
+    add_task_options(parser)
     parser.set_defaults(handler=run_largebatch_command)
 
 
@@ -43,8 +48,10 @@ def run_largebatch_command(args: argparse.Namespace) -> int:
     from batchlab.experiments.largebatch import EXPERIMENT, plan_largebatch, run_largebatch
     from batchlab.store import RunStore
 
+    # --data-dir (the registry's data) beside --model-file/--data-file is refused before anything is imported.
+    task = user_task(args)
     plan = plan_largebatch(args.scale, seeds=args.seeds, methods=args.methods, device=args.device,
-                           data_dir=str(args.data_dir) if args.data_dir else None)
+                           data_dir=str(args.data_dir) if args.data_dir else None, task=task)
     with RunStore(args.store) as store:
         result = run_largebatch(plan, store, progress=args.progress)
     return finish_experiment(args, EXPERIMENT, result.to_dict())

@@ -76,6 +76,7 @@ from batchlab.experiments.gap.measurements import measure_sharpness
 from batchlab.experiments.gap.tables import Table
 from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, check_seeds, stage_log
 from batchlab.analysis.grid import EXTENSION_CAP
+from batchlab.experiments.largebatch.own_model import check_task, task_identity, task_setting
 from batchlab.experiments.largebatch.swap import SwapOutcome, phase2_configs, run_swap
 from batchlab.experiments.largebatch.tuning import LrSearch, tune_small_batch_lr
 from batchlab.experiments.largebatch.tables import (
@@ -88,6 +89,7 @@ from batchlab.experiments.largebatch.tables import (
     verdict_paragraph,
     verdicts,
 )
+from batchlab.store.identity import with_digest
 from batchlab.store.record import resolved_batch_size
 from batchlab.training import train
 from batchlab.training.restore import RestoredRun, restore_run
@@ -95,6 +97,7 @@ from batchlab.training.result import FINISHED, RunResult
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
+    from batchlab.task import Task
 
 RECORD_KIND = "largebatch"
 SHARPNESS_EPSILON = 1e-3
@@ -155,10 +158,16 @@ class Setting:
     lr_grid: tuple[float, ...] = ()
     lr_extension_cap: int = EXTENSION_CAP
     tuning_val_fraction: float = 0.1
+    # Short fingerprints of a user's model and data (batchlab.experiments.largebatch.own_model);
+    # None for the registry's, which their names identify.
+    model_fingerprint: str | None = None
+    data_fingerprint: str | None = None
 
     def describe(self) -> str:
-        data = self.dataset + (f" ({self.train_subset:,} training examples)" if self.train_subset else "")
-        return (f"{self.model}{'' if self.hidden is None else ' ' + 'x'.join(map(str, self.hidden))} on {data}, "
+        data = with_digest(self.dataset, self.data_fingerprint) + (
+            f" ({self.train_subset:,} training examples)" if self.train_subset else "")
+        model = with_digest(self.model, self.model_fingerprint)
+        return (f"{model}{'' if self.hidden is None else ' ' + 'x'.join(map(str, self.hidden))} on {data}, "
                 f"SB = {self.small_batch} vs LB = {self.large_batch}, {self.epochs} epochs, η = {self.lr:g}, "
                 f"momentum {self.momentum:g}")
 
@@ -201,9 +210,12 @@ class LargeBatchPlan:
     setting: Setting
     device: str = "auto"
     data_dir: str | None = None
+    # A user's own model and data (batchlab.Task) in place of the setting's registry ones.
+    task: Task | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, task=None))  # the task by its identity, not its tensors
+        data["task"] = task_identity(self.task)
         data["labels"] = {key: METHODS[key].label for key in self.rows}
         return data
 
@@ -283,8 +295,11 @@ def plan_largebatch(
     methods: Sequence[str] | None = None,
     device: str = "auto",
     data_dir: str | None = None,
+    task: Task | None = None,
 ) -> LargeBatchPlan:
-    """The plan for ``scale`` (module docstring) with the given overrides checked."""
+    """The plan for ``scale`` (module docstring) with the given overrides checked; ``task``: a
+    user's classification model and data in place of the scale's network and dataset
+    (:mod:`batchlab.experiments.largebatch.own_model`)."""
     check_scale(scale)
     chosen = list(dict.fromkeys(methods if methods is not None else METHOD_KEYS))
     for key in chosen:
@@ -292,7 +307,12 @@ def plan_largebatch(
             raise ConfigError(f"unknown method {key!r}; allowed: {', '.join(METHOD_KEYS)} (sb and lb always run)")
     seeds = check_seeds((2 if scale == "quick" else 3) if seeds is None else seeds)
     setting = _quick_setting(data_dir) if scale == "quick" else _full_setting(data_dir)
-    return LargeBatchPlan(scale, seeds, tuple(k for k in METHOD_KEYS if k in chosen), setting, device, data_dir)
+    if task is not None:
+        check_task(task)
+        setting = task_setting(setting, task)
+        check_setting(setting, task.n_train)
+    return LargeBatchPlan(scale, seeds, tuple(k for k in METHOD_KEYS if k in chosen), setting, device, data_dir,
+                          task)
 
 
 def check_setting(setting: Setting, n_train: int) -> None:
@@ -363,8 +383,13 @@ class LargeBatchResult:
 
 
 def record_key(plan: LargeBatchPlan) -> str:
-    """Key of the ``largebatch`` record: what was asked for (a rerun replaces it)."""
-    return f"{plan.scale}|methods={','.join(plan.methods)}|seeds={plan.seeds}"
+    """Key of the ``largebatch`` record: what was asked for (a rerun replaces it); a user's model
+    and data by name and fingerprint, so that a comparison on other files is kept beside it."""
+    key = f"{plan.scale}|methods={','.join(plan.methods)}|seeds={plan.seeds}"
+    if plan.task is None:
+        return key
+    s = plan.setting
+    return f"{key}|model={with_digest(s.model, s.model_fingerprint)}|data={with_digest(s.dataset, s.data_fingerprint)}"
 
 
 # ---------------------------------------------------------------------------------- running
@@ -373,7 +398,7 @@ def prepare(plan: LargeBatchPlan, device: Any) -> tuple[Any, dict[tuple[str, int
     """The data and every run's configuration, all checked before anything trains (a bad setting
     is a ConfigError with nothing stored). SWAP's phase-2 configurations are built too, from
     phase 1's run id, so they are checked as well."""
-    splits = load_splits(plan.base_config(0), device)
+    splits = plan.task.splits(device) if plan.task is not None else load_splits(plan.base_config(0), device)
     n_train = len(splits.train)
     check_setting(plan.setting, n_train)
     # LB to SB's training accuracy is built once SB has trained (its target is SB's result); one
@@ -405,14 +430,16 @@ def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | No
         if search.best != plan.setting.lr:
             plan = replace(plan, setting=replace(plan.setting, lr=search.best))
             splits, configs = prepare(plan, device)
+    # The data each training call is given: a task brings its own (the same splits, cached by the task).
+    data = None if plan.task is not None else splits
     runs: list[RunEntry] = []
     for seed in range(plan.seeds):
         for key in plan.rows:
             log(f"{METHODS[key].label}, seed {seed} …")
             if key == "swap":
                 outcome = run_swap(configs[(key, seed)], store, small_batch=plan.setting.small_batch,
-                                   epochs=plan.setting.swap_epochs, workers=plan.setting.swap_workers, splits=splits,
-                                   progress=progress)
+                                   epochs=plan.setting.swap_epochs, workers=plan.setting.swap_workers, splits=data,
+                                   progress=progress, task=plan.task)
                 entry, minimum = _swap_entry(seed, outcome)
             elif key == LB_TRAIN_KEY:
                 sb = next(r for r in runs if r.method == SB_KEY and r.seed == seed)
@@ -421,15 +448,15 @@ def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | No
                     log(f"{METHODS[key].label}, seed {seed}: no target, SB {sb.status}")
                     continue
                 result = train(plan.equal_train_config(seed, len(splits.train), sb.train_acc), store=store,
-                               splits=splits, progress=progress)
+                               splits=data, progress=progress, task=plan.task)
                 entry = _entry(key, seed, result)
                 entry.extra = {"target_train_acc": result.config.target_train_acc,
                                "reached_target_at": result.summary.get("reached_target_at")}
-                minimum = restore_run(store, result.run_id, device=device) if entry.finished else None
+                minimum = _minimum(plan, store, result, device) if entry.finished else None
             else:
-                result = train(configs[(key, seed)], store=store, splits=splits, progress=progress)
+                result = train(configs[(key, seed)], store=store, splits=data, progress=progress, task=plan.task)
                 entry = _entry(key, seed, result)
-                minimum = restore_run(store, result.run_id, device=device) if entry.finished else None
+                minimum = _minimum(plan, store, result, device) if entry.finished else None
             if minimum is not None:
                 entry.sharpness = _sharpness(plan, store, minimum, len(splits.train), log)
             runs.append(entry)
@@ -444,6 +471,11 @@ def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | No
     )
     store.put_record(RECORD_KIND, record_key(plan), result.to_dict())
     return result
+
+
+def _minimum(plan: LargeBatchPlan, store: RunStore, result: RunResult, device: Any) -> RestoredRun:
+    """The stored minimum of ``result`` (a user's model rebuilt from the plan's task)."""
+    return restore_run(store, result.run_id, device=device, tasks=() if plan.task is None else (plan.task,))
 
 
 def _sharpness(plan: LargeBatchPlan, store: RunStore, minimum: RestoredRun, n_train: int, log: Log) -> float:
@@ -487,7 +519,9 @@ def _swap_entry(seed: int, outcome: SwapOutcome) -> tuple[RunEntry, RestoredRun 
     phase1, phase2, average = outcome.phase1, outcome.phase2, outcome.average
     entry = _entry("swap", seed, phase1)
     entry.run_ids = [phase1.run_id, *(r.run_id for r in phase2)]
-    entry.from_store = phase1.from_store and all(r.from_store for r in phase2) and bool(average and average.from_store)
+    # A SWAP stopped at a failed phase has no average to recompute: its runs alone say where it came from.
+    entry.from_store = (phase1.from_store and all(r.from_store for r in phase2)
+                        and (average is None or average.from_store))
     entry.seconds = outcome.seconds
     entry.updates += sum(int(r.summary.get("updates", 0)) for r in phase2)
     if phase2:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from batchlab.config import RunConfig
     from batchlab.data import Splits
     from batchlab.store import RunStore
+    from batchlab.task import Task
     from batchlab.training.result import RunResult
 
 RECORD_KIND = "swap"
@@ -132,13 +133,14 @@ class SwapAverage:
 
 def average_runs(
     store: RunStore, phase2_run_ids: Sequence[str], *, bn_batch_size: int, device: str | torch.device = "cpu",
-    reuse: bool = True,
+    reuse: bool = True, tasks: Iterable[Task] = (),
 ) -> tuple[SwapAverage, RestoredRun]:
     """Phase 3: average the stored final weights of the phase-2 runs, recompute batch norm on
     their training split, evaluate, and store the record and the weights (module docstring).
 
     Returns the outcome and the averaged network as a :class:`RestoredRun` (id: the weights id;
     config and data: the first phase-2 run's) so it can be measured like any stored minimum.
+    ``tasks``: the user's task the runs trained (:func:`batchlab.training.restore.restore_run`).
     """
     from batchlab.training.loop import evaluate
 
@@ -146,31 +148,33 @@ def average_runs(
         raise ConfigError("SWAP needs at least one phase-2 run to average; allowed: W ≥ 1")
     key = swap_key(phase2_run_ids, bn_batch_size)
     weights_id = swap_weights_id(key)
-    first = restore_run(store, phase2_run_ids[0], device=device)
+    first = restore_run(store, phase2_run_ids[0], device=device, tasks=tasks)
     stored = store.get_record(RECORD_KIND, key) if reuse else None
     if stored is not None and "result" in stored and store.has_weights(weights_id):
         first.model.load_state_dict(store.load_weights(weights_id))
         first.model.eval()
         average = SwapAverage(**{**stored["result"], "phase2_run_ids": tuple(stored["result"]["phase2_run_ids"]),
                                  "from_store": True})
-        return average, RestoredRun(weights_id, first.config, first.model, first.splits, first.record)
+        return average, RestoredRun(weights_id, first.config, first.model, first.splits, first.record,
+                                    first.objective, first.task)
 
     started = time.perf_counter()
-    states = [first.model.state_dict()] + [restore_run(store, run_id, device=device).model.state_dict()
+    states = [first.model.state_dict()] + [restore_run(store, run_id, device=device, tasks=tasks).model.state_dict()
                                            for run_id in phase2_run_ids[1:]]
     model = first.model
     model.load_state_dict(average_state_dicts(states))
     recompute_batch_norm(model, first.splits.train.x, bn_batch_size)
     model.eval()
-    train_loss, train_acc = evaluate(model, first.splits.train)
-    test_loss, test_acc = evaluate(model, first.splits.test)
+    train_loss, train_acc = evaluate(model, first.splits.train, objective=first.objective)
+    test_loss, test_acc = evaluate(model, first.splits.test, objective=first.objective)
     average = SwapAverage(key, weights_id, tuple(phase2_run_ids), train_loss, train_acc, test_loss, test_acc,
                           time.perf_counter() - started, from_store=False)
     # Weights first, record last: a record always has its weights beside it.
     store.save_weights(weights_id, {k: v.detach().cpu() for k, v in model.state_dict().items()})
     store.put_record(RECORD_KIND, key, {"result": average.to_dict(), "config": first.config.to_dict(),
                                         "bn_batch_size": bn_batch_size})
-    return average, RestoredRun(weights_id, first.config, model, first.splits, first.record)
+    return average, RestoredRun(weights_id, first.config, model, first.splits, first.record, first.objective,
+                                first.task)
 
 
 
@@ -223,23 +227,26 @@ def run_swap(
     workers: int,
     splits: Splits | None = None,
     progress: bool | None = False,
+    task: Task | None = None,
 ) -> SwapOutcome:
     """All three phases (module docstring); each phase already in ``store`` is reused.
 
     ``phase1`` is the large-batch run with its ``target_train_acc``; phase 2 trains
-    :func:`phase2_configs` with :func:`batchlab.training.packed.train_pack`.
+    :func:`phase2_configs` with :func:`batchlab.training.packed.train_pack`. ``task``: a user's
+    model and data in place of the configuration's registry ones.
     """
     from batchlab.runtime.device import resolve_device
     from batchlab.training import FINISHED, train
     from batchlab.training.packed import train_pack
 
-    first = train(phase1, store=store, splits=splits, progress=progress)
+    first = train(phase1, store=store, splits=splits, progress=progress, task=task)
     if first.status != FINISHED:
         return SwapOutcome(first, [], None, None)
     configs = phase2_configs(phase1, first.run_id, batch_size=small_batch, epochs=epochs, workers=workers)
-    refined = list(train_pack(configs, store=store, splits=splits, progress=progress))
+    refined = list(train_pack(configs, store=store, splits=splits, progress=progress, task=task))
     if any(r.status != FINISHED for r in refined):
         return SwapOutcome(first, refined, None, None)
     device = resolve_device(phase1.device)
-    average, averaged = average_runs(store, [r.run_id for r in refined], bn_batch_size=small_batch, device=device)
+    average, averaged = average_runs(store, [r.run_id for r in refined], bn_batch_size=small_batch, device=device,
+                                     tasks=() if task is None else (task,))
     return SwapOutcome(first, refined, average, averaged)

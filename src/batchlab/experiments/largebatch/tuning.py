@@ -28,18 +28,23 @@ from batchlab.training import train
 if TYPE_CHECKING:
     from batchlab.config import RunConfig
     from batchlab.store import RunStore
+    from batchlab.task import Task
 
 
 class TuningPlan(Protocol):
     """What the search reads of its plan (a :class:`~batchlab.experiments.largebatch.experiment.LargeBatchPlan`,
     stated here so that this module does not import the experiment, which imports it): the setting
-    (its ``lr_grid`` and ``lr_extension_cap``), the number of seeds and each tuning run's config."""
+    (its ``lr_grid`` and ``lr_extension_cap``), the number of seeds, each tuning run's config and
+    the user's task the runs train (None: the registry's model and data)."""
 
     @property
     def setting(self) -> Any: ...
 
     @property
     def seeds(self) -> int: ...
+
+    @property
+    def task(self) -> "Task | None": ...
 
     def tuning_config(self, seed: int, lr: float) -> RunConfig: ...
 
@@ -77,7 +82,8 @@ def tune_small_batch_lr(plan: TuningPlan, store: "RunStore", *, progress: bool |
     state = GridState.learning_rate(setting.lr_grid, cap=setting.lr_extension_cap)
     while todo := next_values(state):
         for lr in todo:
-            runs = [train(plan.tuning_config(seed, lr), store=store, progress=progress) for seed in range(plan.seeds)]
+            runs = [train(plan.tuning_config(seed, lr), store=store, progress=progress, task=plan.task)
+                    for seed in range(plan.seeds)]
             score, failed = validation_score(runs)
             state.record(lr, score, diverged=failed)
             log(f"SB at η = {lr:g}: " + ("failed" if failed else f"validation accuracy {score:.4f}"))

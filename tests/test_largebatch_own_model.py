@@ -1,0 +1,190 @@
+"""``batchlab largebatch`` on a user's own model and data (``--model-file``/``--data-file``, ``task=``)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from batchlab.cli import main
+from batchlab.errors import ConfigError
+from batchlab.experiments.largebatch import experiment, plan_largebatch
+from batchlab.experiments.largebatch.experiment import Setting, record_key
+from batchlab.store import RunStore
+from batchlab.store.identity import data_digest, model_digest
+from batchlab.task.files import task_from_files
+from conftest import USER_DATA_FILE, USER_MODEL_FILE
+
+REGRESSION_MODEL_FILE = """
+from torch import nn
+
+loss = "mse"
+
+def make_model():
+    return nn.Linear(4, 1)
+"""
+
+NO_TEST_DATA_FILE = """
+import torch
+
+def load_data():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(72, 4, generator=generator)
+    y = torch.randint(0, 3, (72,), generator=generator)
+    return x[:48], y[:48], x[48:], y[48:]
+"""
+
+
+def tiny_setting(data_dir=None) -> Setting:
+    """The quick scale shrunk to the 48 training examples of the three blobs: SB = 4, LB = 16."""
+    return Setting(dataset="mnist-5k", train_subset=1000, model="keskar-f1", hidden=(8,), small_batch=4,
+                   large_batch=16, epochs=3, lr=0.05, momentum=0.9, warmup_epochs=1.0, lars_trust=0.01,
+                   lamb_lr=0.005, swap_target=0.5, swap_workers=2, swap_epochs=1, sharpness_examples=24,
+                   lr_grid=(0.025, 0.05, 0.1), lr_extension_cap=1)
+
+
+def write_files(folder, model=USER_MODEL_FILE, data=USER_DATA_FILE) -> list[str]:
+    (folder / "net.py").write_text(model)
+    (folder / "blobs.py").write_text(data)
+    return ["--model-file", f"{folder}/net.py:make_model", "--data-file", f"{folder}/blobs.py:load_data"]
+
+
+def strict(text: str):
+    def reject(constant: str):
+        raise AssertionError(f"{constant} in JSON output")
+
+    return json.loads(text, parse_constant=reject)
+
+
+@pytest.fixture(scope="module")
+def own_model_run(tmp_path_factory):
+    """The whole comparison on the blobs, twice: a table, then JSON with every run from the store."""
+    folder = tmp_path_factory.mktemp("largebatch-own")
+    flags = write_files(folder)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(experiment, "_quick_setting", tiny_setting)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        argv = ["largebatch", *flags, "--scale", "quick", "--seeds", "2", "--store", str(folder / "runs.db"),
+                "--out", str(folder / "out"), "--device", "cpu"]
+        code = main(argv)
+        again = main(argv + ["--format", "json", "--out", str(folder / "again")])
+    finally:
+        patch.undo()
+        torch.set_num_threads(threads)
+    return folder, flags, code, again
+
+
+@pytest.mark.slow
+def test_every_row_trains_the_users_model_and_the_record_names_it(own_model_run):
+    folder, flags, code, _ = own_model_run
+    assert code == 0
+    record = strict((folder / "out" / "largebatch.json").read_text())
+    task = task_from_files(flags[1], flags[3])
+    identity = record["plan"]["task"]
+    assert identity["model"] == task.model_id and identity["data"] == task.dataset_id
+    assert identity["model_fingerprint"] == model_digest(task.model_fingerprint)
+    assert identity["data_fingerprint"] == data_digest(task.data_fingerprint)
+    assert re.fullmatch(r"[0-9a-f]{8}", identity["model_fingerprint"])
+    assert identity["origin"]["model_file"].endswith("net.py:make_model")
+    # The table's header names the model and data with their fingerprints.
+    assert record["table"]["caption"].startswith(
+        f"{task.model_id}·{identity['model_fingerprint']} on {task.dataset_id}·{identity['data_fingerprint']}, "
+        "SB = 4 vs LB = 16")
+    assert len(record["table"]["rows"]) == 11 and record["n_train"] == 48 and record["n_test"] == 24
+    with RunStore(folder / "runs.db") as store:
+        runs = store.runs()
+        assert runs and {r.config["model"] for r in runs} == {task.model_id}
+        assert {r.config["dataset"] for r in runs} == {task.dataset_id}
+        assert len(store.records("largebatch")) == 1
+    finished = [r for r in record["runs"] if r["status"] == "finished"]
+    assert len(finished) >= 18 and all(r["sharpness"] is not None for r in finished)
+    # SWAP's phase 3 rebuilt the user's model from the task to average the workers' weights.
+    assert any(r["method"] == "swap" and r["run_ids"][-1].startswith("swap-") for r in finished)
+
+
+@pytest.mark.slow
+def test_a_second_pass_reuses_every_run_and_prints_strict_json(own_model_run):
+    folder, _, _, again = own_model_run
+    assert again == 0
+    record = strict((folder / "again" / "largebatch.json").read_text())
+    assert all(r["from_store"] for r in record["runs"])
+
+
+@pytest.mark.slow
+def test_json_output_of_the_command_is_strict(tmp_path, capsys, monkeypatch):
+    """One seed, no method beside the baselines: stdout is one strict JSON document."""
+    monkeypatch.setattr(experiment, "_quick_setting", tiny_setting)
+    flags = write_files(tmp_path)
+    code = main(["largebatch", *flags, "--seeds", "1", "--methods", "sqrt", "--store", str(tmp_path / "runs.db"),
+                 "--out", str(tmp_path / "out"), "--device", "cpu", "--format", "json"])
+    assert code == 0
+    document = strict(capsys.readouterr().out)
+    assert document["plan"]["task"]["model"] == "user:net.make_model"
+    assert [row[0] for row in document["table"]["rows"]][-1] == "LB + √ scaling"
+
+
+@pytest.mark.parametrize("extra, text", [
+    (["--data-dir", "somewhere"], "--data-dir somewhere chooses the registry's model or data, which --model-file "
+                                  "and --data-file replace"),
+])
+def test_a_registry_option_beside_the_files_is_refused_in_one_line(tmp_path, one_error_line, extra, text):
+    flags = write_files(tmp_path)
+    code = main(["largebatch", *flags, *extra, "--store", str(tmp_path / "runs.db"), "--out", str(tmp_path / "out")])
+    assert code == 2 and text in one_error_line()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs.db").exists()
+
+
+def test_a_model_flag_beside_the_files_is_refused_in_one_line(tmp_path, one_error_line):
+    """largebatch has no --model (the scale names the network): one line, nothing stored."""
+    flags = write_files(tmp_path)
+    code = main(["largebatch", *flags, "--model", "cnn", "--store", str(tmp_path / "runs.db")])
+    assert code == 2 and "largebatch: unrecognized argument --model" in one_error_line()
+    assert not (tmp_path / "runs.db").exists()
+
+
+@pytest.mark.parametrize("model, data, text", [
+    (REGRESSION_MODEL_FILE, USER_DATA_FILE,
+     "largebatch compares accuracies and the sharpness of the cross-entropy; the model net.make_model has loss mse "
+     "and metric mse; allowed: a classification model (loss cross_entropy, metric accuracy)"),
+    (USER_MODEL_FILE, NO_TEST_DATA_FILE, "has no test split; allowed: data with a test split"),
+    (USER_MODEL_FILE, USER_DATA_FILE, "batch sizes SB = 32, LB = 1024 on 48 training examples; allowed: SB < LB"),
+])
+def test_a_task_the_comparison_cannot_judge_is_refused_before_anything_trains(tmp_path, one_error_line, model, data,
+                                                                             text):
+    """The regression model's targets must fit it: floats of one column."""
+    if model is REGRESSION_MODEL_FILE:
+        data = data.replace("y = torch.randint(0, 3, (96,), generator=generator)",
+                            "y = torch.randn(96, 1, generator=generator)").replace("x = centres[y] + ", "x = ")
+    flags = write_files(tmp_path, model, data)
+    code = main(["largebatch", *flags, "--store", str(tmp_path / "runs.db"), "--out", str(tmp_path / "out")])
+    assert code == 2 and text in one_error_line()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs.db").exists()
+
+
+def test_the_plan_keeps_the_scale_and_takes_the_tasks_identity(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "_quick_setting", tiny_setting)
+    flags = write_files(tmp_path)
+    task = task_from_files(flags[1], flags[3])
+    plan = plan_largebatch("quick", task=task)
+    registry = plan_largebatch("quick")
+    s = plan.setting
+    assert (s.model, s.dataset, s.hidden, s.train_subset) == (task.model_id, task.dataset_id, None, None)
+    assert (s.small_batch, s.large_batch, s.epochs, s.lr_grid) == (4, 16, 3, (0.025, 0.05, 0.1))
+    assert plan.base_config(0).model == task.model_id
+    assert registry.to_dict()["task"] is None and plan.to_dict()["task"]["loss"] == "cross_entropy"
+    # A comparison on the user's files is kept beside the registry's, not in its place.
+    assert record_key(plan) != record_key(registry) and s.model_fingerprint in record_key(plan)
+    json.dumps(plan.to_dict())  # the task is recorded by its identity, never its tensors
+
+
+def test_a_regression_task_is_refused_by_the_python_plan_too():
+    from batchlab import Task
+
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    task = Task(lambda: torch.nn.Linear(4, 1), (x, y, x, y, x, y), name="line", loss="mse")
+    with pytest.raises(ConfigError, match="allowed: a classification model"):
+        plan_largebatch("quick", task=task)
