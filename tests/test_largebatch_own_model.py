@@ -60,20 +60,18 @@ def strict(text: str):
 
 @pytest.fixture(scope="module")
 def own_model_run(tmp_path_factory):
-    """The whole comparison on the blobs, twice: a table, then JSON with every run from the store."""
+    """The quick scale's comparison on the blobs with SB = 4 and LB = 16 (its own 32 and 1024 do
+    not fit 48 training examples), twice: a table, then JSON with every run from the store."""
     folder = tmp_path_factory.mktemp("largebatch-own")
     flags = write_files(folder)
-    patch = pytest.MonkeyPatch()
-    patch.setattr(experiment, "_quick_setting", tiny_setting)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        argv = ["largebatch", *flags, "--scale", "quick", "--seeds", "2", "--store", str(folder / "runs.db"),
-                "--out", str(folder / "out"), "--device", "cpu"]
+        argv = ["largebatch", *flags, "--scale", "quick", "--small-batch", "4", "--large-batch", "16",
+                "--store", str(folder / "runs.db"), "--out", str(folder / "out"), "--device", "cpu"]
         code = main(argv)
         again = main(argv + ["--format", "json", "--out", str(folder / "again")])
     finally:
-        patch.undo()
         torch.set_num_threads(threads)
     return folder, flags, code, again
 
@@ -93,7 +91,7 @@ def test_every_row_trains_the_users_model_and_the_record_names_it(own_model_run)
     # The table's header names the model and data with their fingerprints.
     assert record["table"]["caption"].startswith(
         f"{task.model_id}·{identity['model_fingerprint']} on {task.dataset_id}·{identity['data_fingerprint']}, "
-        "SB = 4 vs LB = 16")
+        "SB = 4 vs LB = 16, 6 epochs")
     assert len(record["table"]["rows"]) == 11 and record["n_train"] == 48 and record["n_test"] == 24
     with RunStore(folder / "runs.db") as store:
         runs = store.runs()
@@ -151,7 +149,8 @@ def test_a_model_flag_beside_the_files_is_refused_in_one_line(tmp_path, one_erro
      "largebatch compares accuracies and the sharpness of the cross-entropy; the model net.make_model has loss mse "
      "and metric mse; allowed: a classification model (loss cross_entropy, metric accuracy)"),
     (USER_MODEL_FILE, NO_TEST_DATA_FILE, "has no test split; allowed: data with a test split"),
-    (USER_MODEL_FILE, USER_DATA_FILE, "batch sizes SB = 32, LB = 1024 on 48 training examples; allowed: SB < LB"),
+    (USER_MODEL_FILE, USER_DATA_FILE, "batch sizes SB = 32, LB = 1024 on 48 training examples; allowed: SB < LB "
+                                      "≤ the training-set size (--small-batch, --large-batch)"),
 ])
 def test_a_task_the_comparison_cannot_judge_is_refused_before_anything_trains(tmp_path, one_error_line, model, data,
                                                                              text):
@@ -163,6 +162,17 @@ def test_a_task_the_comparison_cannot_judge_is_refused_before_anything_trains(tm
     code = main(["largebatch", *flags, "--store", str(tmp_path / "runs.db"), "--out", str(tmp_path / "out")])
     assert code == 2 and text in one_error_line()
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs.db").exists()
+
+
+def test_small_and_large_batch_replace_the_scales(tmp_path, one_error_line):
+    plan = plan_largebatch("quick", small_batch=8, large_batch=64)
+    assert (plan.setting.small_batch, plan.setting.large_batch, plan.setting.epochs) == (8, 64, 6)
+    with pytest.raises(ConfigError, match="small batch 0 is invalid; allowed: an integer ≥ 1"):
+        plan_largebatch("quick", small_batch=0)
+    flags = write_files(tmp_path)
+    code = main(["largebatch", *flags, "--small-batch", "16", "--large-batch", "16", "--store",
+                 str(tmp_path / "runs.db"), "--out", str(tmp_path / "out")])
+    assert code == 2 and "batch sizes SB = 16, LB = 16 on 48 training examples" in one_error_line()
 
 
 def test_the_plan_keeps_the_scale_and_takes_the_tasks_identity(tmp_path, monkeypatch):

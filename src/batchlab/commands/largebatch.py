@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per method (default: 2 at quick, 3 at full)")
     parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                         help=f"methods besides SB and plain LB (default: all of {', '.join(METHOD_CHOICES)})")
+    parser.add_argument("--small-batch", type=int, default=None, metavar="B",
+                        help="the small batch B_S (default: the scale's, 32 at quick, 256 at full)")
+    parser.add_argument("--large-batch", type=int, default=None, metavar="B",
+                        help="the large batch B_L, at most the training set (default: the scale's, 1024 at quick, "
+                             "4096 at full)")
     add_experiment_options(parser, DEFAULT_OUT, "largebatch.json and the figure")
     add_task_options(parser)
     parser.set_defaults(handler=run_largebatch_command)
@@ -51,7 +56,8 @@ def run_largebatch_command(args: argparse.Namespace) -> int:
     # --data-dir (the registry's data) beside --model-file/--data-file is refused before anything is imported.
     task = user_task(args)
     plan = plan_largebatch(args.scale, seeds=args.seeds, methods=args.methods, device=args.device,
-                           data_dir=str(args.data_dir) if args.data_dir else None, task=task)
+                           data_dir=str(args.data_dir) if args.data_dir else None, task=task,
+                           small_batch=args.small_batch, large_batch=args.large_batch)
     with RunStore(args.store) as store:
         result = run_largebatch(plan, store, progress=args.progress)
     return finish_experiment(args, EXPERIMENT, result.to_dict())

@@ -296,10 +296,13 @@ def plan_largebatch(
     device: str = "auto",
     data_dir: str | None = None,
     task: Task | None = None,
+    small_batch: int | None = None,
+    large_batch: int | None = None,
 ) -> LargeBatchPlan:
     """The plan for ``scale`` (module docstring) with the given overrides checked; ``task``: a
     user's classification model and data in place of the scale's network and dataset
-    (:mod:`batchlab.experiments.largebatch.own_model`)."""
+    (:mod:`batchlab.experiments.largebatch.own_model`); ``small_batch``, ``large_batch``: B_S and
+    B_L in place of the scale's (for data smaller than its B_L, say)."""
     check_scale(scale)
     chosen = list(dict.fromkeys(methods if methods is not None else METHOD_KEYS))
     for key in chosen:
@@ -307,6 +310,11 @@ def plan_largebatch(
             raise ConfigError(f"unknown method {key!r}; allowed: {', '.join(METHOD_KEYS)} (sb and lb always run)")
     seeds = check_seeds((2 if scale == "quick" else 3) if seeds is None else seeds)
     setting = _quick_setting(data_dir) if scale == "quick" else _full_setting(data_dir)
+    for name, value in (("small batch", small_batch), ("large batch", large_batch)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} {value!r} is invalid; allowed: an integer ≥ 1")
+    setting = replace(setting, small_batch=small_batch or setting.small_batch,
+                      large_batch=large_batch or setting.large_batch)
     if task is not None:
         check_task(task)
         setting = task_setting(setting, task)
@@ -320,7 +328,7 @@ def check_setting(setting: Setting, n_train: int) -> None:
     if not setting.small_batch < setting.large_batch <= n_train:
         raise ConfigError(
             f"batch sizes SB = {setting.small_batch}, LB = {setting.large_batch} on {n_train} training examples; "
-            "allowed: SB < LB ≤ the training-set size"
+            "allowed: SB < LB ≤ the training-set size (--small-batch, --large-batch)"
         )
     if not 1 <= setting.swap_epochs < setting.epochs:
         raise ConfigError(f"SWAP's phase 2 of {setting.swap_epochs} epochs does not fit in {setting.epochs}; "
