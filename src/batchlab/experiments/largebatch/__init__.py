@@ -2,6 +2,8 @@
 
 * :mod:`~batchlab.experiments.largebatch.experiment` — the plan per scale and :func:`run_largebatch`, which
   trains every method and seed into the run store and measures the minima;
+* :mod:`~batchlab.experiments.largebatch.own_model` — the comparison on a user's own classification model
+  and data (``task=``, ``--model-file``/``--data-file``): what it needs of them, and their identity;
 * :mod:`~batchlab.experiments.largebatch.swap` — SWAP (Gupta et al. 2020): weight averaging and batch-norm
   recomputation, the three phases with each one stored;
 * :mod:`~batchlab.experiments.largebatch.tables` — the table, the papers' claims and the verdict rule;
