@@ -136,6 +136,13 @@ def test_a_registry_option_beside_the_files_is_refused_in_one_line(tmp_path, one
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs.db").exists()
 
 
+@pytest.mark.parametrize("given, missing", [("--model-file", "--data-file"), ("--data-file", "--model-file")])
+def test_one_file_without_the_other_is_refused_in_one_line(tmp_path, one_error_line, given, missing):
+    code = main(["largebatch", given, "x.py:f", "--store", str(tmp_path / "runs.db")])
+    assert code == 2 and f"{given} needs {missing}" in one_error_line()
+    assert not (tmp_path / "runs.db").exists()
+
+
 def test_a_model_flag_beside_the_files_is_refused_in_one_line(tmp_path, one_error_line):
     """largebatch has no --model (the scale names the network): one line, nothing stored."""
     flags = write_files(tmp_path)
