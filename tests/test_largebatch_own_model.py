@@ -174,6 +174,10 @@ def test_a_task_the_comparison_cannot_judge_is_refused_before_anything_trains(tm
 def test_small_and_large_batch_replace_the_scales(tmp_path, one_error_line):
     plan = plan_largebatch("quick", small_batch=8, large_batch=64)
     assert (plan.setting.small_batch, plan.setting.large_batch, plan.setting.epochs) == (8, 64, 6)
+    # Other batch sizes are another comparison: its record is kept beside the scale's.
+    assert record_key(plan) == record_key(plan_largebatch("quick")) + "|sb=8|lb=64"
+    scales_own = plan_largebatch("quick", small_batch=32, large_batch=1024)
+    assert record_key(scales_own) == record_key(plan_largebatch("quick"))
     with pytest.raises(ConfigError, match="small batch 0 is invalid; allowed: an integer ≥ 1"):
         plan_largebatch("quick", small_batch=0)
     flags = write_files(tmp_path)

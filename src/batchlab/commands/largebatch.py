@@ -29,9 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "LB = 4096, 30 epochs, 3 seeds (about an hour on a GPU). Runs and measurements already in the store are "
         "reused. Your own classification model and data (--model-file/--data-file, loss cross-entropy and "
         "metric accuracy, with a test split) take the place of the scale's network and dataset, with the scale's "
-        "batch sizes (or --small-batch/--large-batch), epochs and η grid. Writes largebatch.json and a PNG/SVG figure to --out.",
-        epilog="Example: batchlab largebatch --scale quick --store batchlab-runs/runs.db --out batchlab-report/largebatch\n"
-               "Your own model: batchlab largebatch --model-file net.py:make_model --data-file data.py:load_data",
+        "batch sizes (or --small-batch/--large-batch), epochs and η grid. Writes largebatch.json and a PNG/SVG "
+        "figure to --out.",
+        epilog="Example: batchlab largebatch --scale quick --store batchlab-runs/runs.db "
+               "--out batchlab-report/largebatch\n"
+               "Your own model: batchlab largebatch --model-file net.py:make_model --data-file data.py:load_data "
+               "--small-batch 8 --large-batch 256",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--scale", choices=SCALES, default="quick",

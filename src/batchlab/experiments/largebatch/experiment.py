@@ -391,13 +391,17 @@ class LargeBatchResult:
 
 
 def record_key(plan: LargeBatchPlan) -> str:
-    """Key of the ``largebatch`` record: what was asked for (a rerun replaces it); a user's model
-    and data by name and fingerprint, so that a comparison on other files is kept beside it."""
-    key = f"{plan.scale}|methods={','.join(plan.methods)}|seeds={plan.seeds}"
-    if plan.task is None:
-        return key
+    """Key of the ``largebatch`` record: what was asked for (a rerun replaces it); batch sizes other
+    than the scale's, and a user's model and data by name and fingerprint, so that a comparison of
+    other batches or on other files is kept beside it."""
     s = plan.setting
-    return f"{key}|model={with_digest(s.model, s.model_fingerprint)}|data={with_digest(s.dataset, s.data_fingerprint)}"
+    key = f"{plan.scale}|methods={','.join(plan.methods)}|seeds={plan.seeds}"
+    scale = _quick_setting(plan.data_dir) if plan.scale == "quick" else _full_setting(plan.data_dir)
+    if (s.small_batch, s.large_batch) != (scale.small_batch, scale.large_batch):
+        key += f"|sb={s.small_batch}|lb={s.large_batch}"
+    if plan.task is not None:
+        key += f"|model={with_digest(s.model, s.model_fingerprint)}|data={with_digest(s.dataset, s.data_fingerprint)}"
+    return key
 
 
 # ---------------------------------------------------------------------------------- running
