@@ -12,10 +12,15 @@
 
 Example::
 
+    import batchlab
     from batchlab.store import RunStore
     from batchlab.experiments.largebatch import plan_largebatch, run_largebatch
     result = run_largebatch(plan_largebatch("quick"), RunStore("batchlab-runs/runs.db"))
     print(result.table.render()); print(result.paragraph)
+
+    # your own classification model and data, at batch sizes that fit them
+    task = batchlab.Task(make_model, (x_train, y_train, x_val, y_val, x_test, y_test))
+    plan = plan_largebatch("quick", task=task, small_batch=8, large_batch=256)
 """
 
 from batchlab.experiments.largebatch.experiment import (
