@@ -51,8 +51,10 @@ from batchlab.data.identity import load_splits
 from batchlab.runtime.device import resolve_device
 from batchlab.errors import ConfigError
 from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, check_seeds, stage_log
-from batchlab.experiments.gap.measurements import measure_parametric, measure_sharpness
+from batchlab.experiments.gap.measurements import measure_curvature, measure_parametric, measure_sharpness
+from batchlab.experiments.gap.minima import minimum_note, settle_at_minimum
 from batchlab.experiments.gap.tables import (
+    CURVATURE_FIELDS,
     FULL,
     Finding,
     NetworkNumbers,
@@ -60,9 +62,12 @@ from batchlab.experiments.gap.tables import (
     Table,
     accuracy_table,
     findings_paragraph,
+    minima_table,
     network_findings,
+    paired_table,
     sharpness_table,
 )
+from batchlab.geometry.minimum import MINIMUM_GRADIENT_FRACTION
 from batchlab.geometry.landscape import DEFAULT_ALPHA_RANGE, DEFAULT_BN_MODE, ParametricLine, alpha_grid
 from batchlab.training import train
 from batchlab.training.restore import restore_run
@@ -72,6 +77,9 @@ if TYPE_CHECKING:
     from batchlab.store import RunStore
 
 NETWORKS = ("f1", "c1")
+# quick: minutes on a CPU; standard: about two hours on a 2-core CPU, the full Fashion-MNIST with a
+# conv net; full: the paper's setting, meant for a GPU.
+GAP_SCALES = ("quick", "standard", "full")
 SB, LB = "SB", "LB"
 OPTIMIZER = "adam"
 LEARNING_RATE = 1e-3
@@ -87,6 +95,15 @@ QUICK_REASONS = (
     "SB = 16 instead of 256: on 4,000 examples LB = 10 % = 400, so SB = 256 would be almost as large; 16 keeps "
     "the paper's ~234 small-batch updates per epoch (4,000/16 = 250) while LB keeps its 10",
     "epochs are capped (SB and LB each have their own cap) and sharpness uses a seeded subset of the training set",
+    "a point that fails the at-a-minimum rule is trained on for at most 2 rounds of 5 epochs",
+)
+
+STANDARD_REASONS = (
+    "Fashion-MNIST (60,000 training images) with batchlab's small conv net (`cnn`) in place of CIFAR-10 and "
+    "the paper's C1: CIFAR-10 with C1 takes days on a 2-core CPU",
+    "epochs are capped (SB 30, LB 60) and sharpness, λ_max, the trace and the line use 2,000 seeded training "
+    "examples",
+    "a point that fails the at-a-minimum rule is trained on for at most 2 rounds of 5 epochs",
 )
 
 
@@ -108,10 +125,10 @@ class NetworkPlan:
     landscape_examples: int | None
     landscape_test_examples: int | None
     note: str = ""
-    # How both regimes train. The defaults are the paper's: Adam at lr 1e-3 for both, no momentum.
+    # How both regimes train: one optimizer and one set of hyperparameters for SB and LB, as in the
+    # paper. The defaults are the paper's: Adam at lr 1e-3, no momentum.
     optimizer: str = OPTIMIZER
-    sb_lr: float = LEARNING_RATE
-    lb_lr: float = LEARNING_RATE
+    lr: float = LEARNING_RATE
     momentum: float = 0.0
     # A seeded subset of the training split (part of the run id), or None for all of it.
     train_subset: int | None = None
@@ -121,6 +138,14 @@ class NetworkPlan:
     target_train_acc: float | None = None
     # LB as a number of examples (None: ``lb_fraction`` of the training set).
     lb_size: int | None = None
+    # Training on a point that fails the at-a-minimum rule: rounds of this many epochs, at most
+    # this many rounds (0: no training on; the point is reported as not at a minimum).
+    train_on_epochs: int = 0
+    train_on_rounds: int = 0
+    # λ_max, Hessian trace and adaptive sharpness at each minimum, on this many seeded training
+    # examples (None: all), with this many Hutchinson vectors (None: no trace).
+    curvature_examples: int | None = 1000
+    trace_samples: int | None = 20
 
     def config(self, regime: str, batch_size: int, seed: int, device: str, data_dir: str | None) -> RunConfig:
         """The run of ``regime`` (SB or LB) with ``seed``, trained on the whole training split (no
@@ -130,7 +155,7 @@ class NetworkPlan:
             model=self.model,
             optimizer=self.optimizer,
             batch_size=batch_size,
-            lr=self.sb_lr if regime == SB else self.lb_lr,
+            lr=self.lr,
             momentum=self.momentum,
             epochs=self.sb_epochs if regime == SB else self.lb_epochs,
             seed=seed,
@@ -147,15 +172,19 @@ class NetworkPlan:
 
     def training_text(self) -> str:
         """How both regimes were trained, in words (for the report's introduction)."""
-        rates = (f"lr {self.sb_lr:g}" if self.sb_lr == self.lb_lr
-                 else f"η = {self.sb_lr:g} for SB and {self.lb_lr:g} for LB")
+        rates = f"η = {self.lr:g} for both"
         optimizer = ("Adam" if self.optimizer == "adam" else
                      f"the lecture's momentum (λ = {self.momentum:g})" if self.optimizer == "momentum" else self.optimizer)
+        ends = []
         if self.target_train_acc is not None:
-            end = (f"until the training accuracy reached {self.target_train_acc:.0%} (at most {self.sb_epochs} "
-                   f"epochs for SB, {self.lb_epochs} for LB)")
-        else:
-            end = f"until the training loss stopped improving for {self.stop_patience} epochs"
+            ends.append(f"the training accuracy reached {self.target_train_acc:.1%}")
+        if self.stop_patience:
+            ends.append(f"the training loss stopped improving for {self.stop_patience} epochs")
+        end = (f"until {' or '.join(ends) or 'the epoch cap'} (at most {self.sb_epochs} epochs for SB, "
+               f"{self.lb_epochs} for LB)")
+        if self.train_on_rounds:
+            end += (f", then, while the at-a-minimum rule fails, on with the same settings in rounds of "
+                    f"{self.train_on_epochs} epochs (at most {self.train_on_rounds})")
         data = self.dataset + (f" ({self.train_subset:,} training examples)" if self.train_subset else "")
         return f"{self.model} on {data}, {optimizer}, {rates}, {end}"
 
@@ -176,6 +205,8 @@ class GapPlan:
     data_dir: str | None = None
     # Why this plan departs from the paper (shown as notes in the report).
     reasons: tuple[str, ...] = ()
+    # The at-a-minimum rule: ‖∇f‖ ≤ this fraction of ‖∇f(θ₀)‖ (batchlab.geometry.minimum).
+    minimum_fraction: float = MINIMUM_GRADIENT_FRACTION
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -188,10 +219,23 @@ def _quick_networks() -> dict[str, NetworkPlan]:
     return {
         "f1": NetworkPlan("f1", "F1", "keskar-f1", "mnist-5k", None, sb=16, lb_fraction=0.1, sb_epochs=20,
                           lb_epochs=10, stop_patience=3, sharpness_examples=1000, landscape_examples=None,
-                          landscape_test_examples=None),
+                          landscape_test_examples=None, train_on_epochs=5, train_on_rounds=2,
+                          curvature_examples=1000, trace_samples=10),
         "c1": NetworkPlan("c1", "C1", "keskar-c1", "mnist-5k", None, sb=16, lb_fraction=0.1, sb_epochs=2,
                           lb_epochs=5, stop_patience=3, sharpness_examples=250, landscape_examples=250,
-                          landscape_test_examples=250),
+                          landscape_test_examples=250, train_on_epochs=5, train_on_rounds=2,
+                          curvature_examples=250, trace_samples=10),
+    }
+
+
+def _standard_networks() -> dict[str, NetworkPlan]:
+    """The scale between quick and full (module docstring): SB = 256 and LB = 6,000 (10 %) as in the
+    paper, Adam at lr 1e-3 for both, on the full Fashion-MNIST with the registry's conv net."""
+    return {
+        "c1": NetworkPlan("c1", "C1", "cnn", "fashion-mnist", None, sb=256, lb_fraction=0.1, sb_epochs=30,
+                          lb_epochs=60, stop_patience=5, sharpness_examples=2000, landscape_examples=2000,
+                          landscape_test_examples=2000, train_on_epochs=5, train_on_rounds=2,
+                          curvature_examples=2000, trace_samples=20),
     }
 
 
@@ -228,13 +272,13 @@ def plan_gap(
     subspace: bool | None = None,
 ) -> GapPlan:
     """The plan for ``scale`` (module docstring), with the given overrides checked."""
-    check_scale(scale)
-    chosen = list(dict.fromkeys(networks or NETWORKS))
+    check_scale(scale, GAP_SCALES)
+    table = {"quick": _quick_networks, "standard": _standard_networks}.get(scale, lambda: _full_networks(data_dir))()
+    chosen = list(dict.fromkeys(networks or [name for name in NETWORKS if name in table]))
     for name in chosen:
-        if name not in NETWORKS:
-            raise ConfigError(f"unknown network {name!r}; allowed: {', '.join(NETWORKS)}")
-    seeds = check_seeds((2 if scale == "quick" else 5) if seeds is None else seeds, "(the paper used 5)")
-    table = _quick_networks() if scale == "quick" else _full_networks(data_dir)
+        if name not in table:
+            raise ConfigError(f"unknown network {name!r} at scale {scale}; allowed: {', '.join(table)}")
+    seeds = check_seeds((3 if scale == "quick" else 5) if seeds is None else seeds, "(the paper used 5)")
     return GapPlan(
         scale=scale,
         seeds=seeds,
@@ -242,7 +286,7 @@ def plan_gap(
         subspace=(scale == "full") if subspace is None else bool(subspace),
         device=device,
         data_dir=data_dir,
-        reasons=QUICK_REASONS if scale == "quick" else (),
+        reasons={"quick": QUICK_REASONS, "standard": STANDARD_REASONS}.get(scale, ()),
     )
 
 
@@ -270,6 +314,19 @@ class RunEntry:
     sharpness: list[dict[str, Any]] = field(default_factory=list)
     # The epoch whose training accuracy reached the plan's target (None: no target, or not reached).
     reached_target_at: int | None = None
+    # The at-a-minimum rule at the run's end (experiments.gap.minima.MinimumState.to_dict), and at
+    # a minimum the measures beside φ: λ_max, trace, adaptive sharpness, the stability bound.
+    minimum: dict[str, Any] | None = None
+    curvature: dict[str, Any] | None = None
+
+    @property
+    def at_minimum(self) -> bool:
+        return bool(self.minimum and self.minimum["at_minimum"])
+
+    @property
+    def measured_run_id(self) -> str:
+        """The run whose final weights are measured: this run, or its last round of training on."""
+        return self.minimum["measured_run_id"] if self.minimum else self.run_id
 
     @property
     def finished(self) -> bool:
@@ -313,12 +370,16 @@ class GapResult:
     findings: list[Finding]
     paragraph: str
     envelope: Envelope
+    minima: Table | None = None
+    paired: Table | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        tables = {"accuracy": self.accuracy, "sharpness": self.sharpness, "minima": self.minima,
+                  "paired": self.paired}
         return {
             "plan": self.plan.to_dict(),
             "networks": [n.to_dict() for n in self.networks],
-            "tables": {"accuracy": self.accuracy.to_dict(), "sharpness": self.sharpness.to_dict()},
+            "tables": {name: table.to_dict() for name, table in tables.items() if table is not None},
             "findings": [f.to_dict() for f in self.findings],
             "paragraph": self.paragraph,
             **self.envelope.to_dict(),
@@ -351,10 +412,12 @@ def run_gap(plan: GapPlan, store: RunStore, *, progress: bool | None = False, lo
         plan=plan,
         networks=results,
         accuracy=accuracy_table(numbers),
-        sharpness=sharpness_table(numbers),
+        sharpness=sharpness_table(numbers, plan.minimum_fraction),
         findings=findings,
         paragraph=findings_paragraph(numbers, findings),
         envelope=stopwatch.envelope(device),
+        minima=minima_table(numbers, plan.minimum_fraction),
+        paired=paired_table(numbers),
     )
     store.put_record(RECORD_KIND, record_key(plan), result.to_dict())
     return result
@@ -375,7 +438,14 @@ def _run_network(plan: GapPlan, net: NetworkPlan, store: RunStore, device: Any, 
     clock = time.perf_counter()
     for run in runs:
         if run.finished:
+            _settle(plan, net, run, sizes, splits, store, device, progress, log)
+    seconds["at a minimum"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    for run in runs:
+        if run.finished and run.at_minimum:
             _measure_sharpness(plan, net, run, store, device, n_train, log)
+            _measure_curvature(net, run, store, device, n_train, log)
     seconds["sharpness"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -417,10 +487,42 @@ def _train_runs(plan: GapPlan, net: NetworkPlan, sizes: dict[str, int], splits: 
     return runs
 
 
+def _settle(plan: GapPlan, net: NetworkPlan, run: RunEntry, sizes: dict[str, int], splits: Any, store: RunStore,
+            device: Any, progress: bool | None, log: Log) -> None:
+    """The at-a-minimum rule at ``run``'s end, training on while it fails (:mod:`~batchlab.experiments.gap.minima`)."""
+    config = net.config(run.regime, sizes[run.regime], run.seed, plan.device, plan.data_dir)
+    initial_loss = store.get(run.run_id).summary.get("initial_loss")
+    state = settle_at_minimum(store, config, run.run_id, initial_loss, splits, device,
+                              train_on_epochs=net.train_on_epochs, train_on_rounds=net.train_on_rounds,
+                              fraction=plan.minimum_fraction, progress=progress,
+                              log=lambda text: log(f"{net.paper}: {run.regime} seed {run.seed}: {text}"))
+    run.minimum = state.to_dict()
+    if state.measured_run_id != run.run_id:  # the comparison is at the point measured
+        summary = store.get(state.measured_run_id).summary
+        run.train_loss, run.train_acc = float(summary["train_loss"]), float(summary["train_acc"])
+        run.test_loss, run.test_acc = float(summary["test_loss"]), float(summary["test_acc"])
+        run.epochs += state.extra_epochs
+        run.updates += int(summary.get("updates", 0))
+    log(f"{net.paper}: {run.regime} seed {run.seed}: "
+        + ("at a minimum" if state.at_minimum else state.note or "")
+        + (f" after {state.extra_epochs} more epochs" if state.extra_epochs else ""))
+
+
+def _measure_curvature(net: NetworkPlan, run: RunEntry, store: RunStore, device: Any, n_train: int, log: Log) -> None:
+    """λ_max, the Hessian trace and the adaptive sharpness at ``run``'s minimum, and the stability
+    bound of the optimizer that found it."""
+    restored = restore_run(store, run.measured_run_id, device=device)
+    row, reused = measure_curvature(store, restored, examples=_cap(net.curvature_examples, n_train), seed=0,
+                                    trace_samples=net.trace_samples)
+    run.curvature = {**row, "from_store": reused}
+    log(f"{net.paper}: {run.regime} seed {run.seed}: λ_max = {row['lambda_max']:.4g}, "
+        f"adaptive sharpness = {row['adaptive_sharpness']:.4g}" + (" (from the store)" if reused else ""))
+
+
 def _measure_sharpness(plan: GapPlan, net: NetworkPlan, run: RunEntry, store: RunStore, device: Any, n_train: int,
                        log: Log) -> None:
     """Keskar's φ of ``run``'s minimum at every ε (and in the random subspace when planned)."""
-    restored = restore_run(store, run.run_id, device=device)
+    restored = restore_run(store, run.measured_run_id, device=device)
     spaces: list[tuple[int | None, float]] = [(None, eps) for eps in plan.epsilons]
     if plan.subspace:
         spaces.append((SUBSPACE_DIM, SUBSPACE_EPSILON))
@@ -438,12 +540,13 @@ def _measure_sharpness(plan: GapPlan, net: NetworkPlan, run: RunEntry, store: Ru
 def _measure_line(plan: GapPlan, net: NetworkPlan, runs: Sequence[RunEntry], store: RunStore, device: Any,
                   n_train: int, n_test: int, log: Log) -> tuple[ParametricLine | None, tuple[str, str] | None,
                                                               dict[str, float]]:
-    """The parametric line from the first seed's SB minimum to its LB minimum, and both weight norms."""
+    """The parametric line from the first seed's SB minimum to its LB minimum (both passing the
+    at-a-minimum rule), and both weight norms."""
     pair = _first_pair(runs)
     if pair is None:
         return None, None, {}
-    a = restore_run(store, pair[0].run_id, device=device)
-    b = restore_run(store, pair[1].run_id, device=device)
+    a = restore_run(store, pair[0].measured_run_id, device=device)
+    b = restore_run(store, pair[1].measured_run_id, device=device)
     line, _, reused = measure_parametric(
         store, a, b, alphas=plan.alphas, bn=plan.bn, examples=_cap(net.landscape_examples, n_train),
         test_examples=_cap(net.landscape_test_examples, n_test), seed=0,
@@ -500,28 +603,39 @@ def _describe(run: RunEntry) -> str:
 
 
 def _first_pair(runs: Sequence[RunEntry]) -> tuple[RunEntry, RunEntry] | None:
-    """The SB and LB runs of the first seed where both finished."""
+    """The SB and LB runs of the first seed where both finished at a minimum."""
     for seed in sorted({r.seed for r in runs}):
-        sb = [r for r in runs if r.seed == seed and r.regime == SB and r.finished]
-        lb = [r for r in runs if r.seed == seed and r.regime == LB and r.finished]
+        sb = [r for r in runs if r.seed == seed and r.regime == SB and r.finished and r.at_minimum]
+        lb = [r for r in runs if r.seed == seed and r.regime == LB and r.finished and r.at_minimum]
         if sb and lb:
             return sb[0], lb[0]
     return None
 
 
 def _numbers(net: NetworkPlan, sizes: dict[str, int], runs: Sequence[RunEntry], n_test: int) -> NetworkNumbers:
-    """Per-seed numbers of finished runs only (a diverged run has no test accuracy)."""
+    """Per-seed numbers of finished runs only (a diverged run has no test accuracy), in seed order;
+    sharpness and the curvature measures are None at a point that is not at a minimum."""
 
     def regime(name: str) -> RegimeNumbers:
-        done = [r for r in runs if r.regime == name and r.finished]
-        sharp: dict[tuple[str, float], list[float]] = {}
-        for run in done:
-            for row in run.sharpness:
-                sharp.setdefault((row["space"], row["epsilon"]), []).append(row["value"])
-        return RegimeNumbers(sizes[name], tuple(r.train_acc for r in done), tuple(r.test_acc for r in done),
-                             {k: tuple(v) for k, v in sharp.items()})
+        done = sorted((r for r in runs if r.regime == name and r.finished), key=lambda r: r.seed)
+        keys = sorted({(row["space"], row["epsilon"]) for run in done for row in run.sharpness})
+        sharp = {key: tuple(next((row["value"] for row in run.sharpness if (row["space"], row["epsilon"]) == key),
+                                 None) for run in done) for key in keys}
+        measures = {name: tuple(None if run.curvature is None else run.curvature.get(name) for run in done)
+                    for name in CURVATURE_FIELDS}
+        return RegimeNumbers(sizes[name], tuple(r.train_acc for r in done), tuple(r.test_acc for r in done), sharp,
+                             seeds=tuple(r.seed for r in done),
+                             minimum_notes=tuple(minimum_note(r.minimum) for r in done),
+                             gradient_norms=tuple(_gradient_norm(r) for r in done),
+                             measures=measures)
 
-    return NetworkNumbers(net.paper, net.model, net.dataset, n_test, regime(SB), regime(LB))
+    return NetworkNumbers(net.paper, net.model, net.dataset, n_test, regime(SB), regime(LB),
+                          optimizer=net.optimizer, lr=net.lr, momentum=net.momentum)
+
+
+def _gradient_norm(run: RunEntry) -> float | None:
+    check = (run.minimum or {}).get("check")
+    return None if check is None else check["gradient_norm"]
 
 
 def with_overrides(plan: GapPlan, **changes: Any) -> GapPlan:

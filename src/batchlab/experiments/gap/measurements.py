@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from batchlab.data import TensorSplit
 from batchlab.runtime.environment import describe_environment
 from batchlab.errors import ConfigError
-from batchlab.geometry import keskar_sharpness, select_examples
+from batchlab.geometry import curvature_measures, keskar_sharpness, select_examples, stability_bound
 from batchlab.geometry.sharpness import SEARCH_RULE
 from batchlab.geometry.landscape import (
     ContourGrid,
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 LANDSCAPE = "landscape"
 SHARPNESS = "sharpness"
+CURVATURE = "curvature"
 
 # Config fields two runs must share to be compared on one landscape: same network, same data.
 _SAME_FIELDS = ("model", "hidden", "dataset", "val_fraction", "split_seed")
@@ -184,6 +185,38 @@ def measure_sharpness(
         "environment": _environment(restored),
     }
     store.put_record(SHARPNESS, key, row)
+    return row, False
+
+
+def measure_curvature(
+    store: RunStore,
+    restored: RestoredRun,
+    *,
+    examples: int | None,
+    seed: int = 0,
+    trace_samples: int | None = 20,
+    reuse: bool = True,
+) -> tuple[dict[str, Any], bool]:
+    """The measures set beside Keskar's φ at ``restored``'s minimum
+    (:func:`batchlab.geometry.curvature_measures`: λ_max, the Hessian trace, the adaptive
+    sharpness of Kwon et al. 2021) on ``examples`` seeded training examples, with the stability
+    bound of the optimizer that trained the run (:func:`batchlab.geometry.stability_bound`:
+    2(1 + λ)/η for heavy-ball momentum, none for Adam); and whether it was read from the store
+    (kind ``curvature``)."""
+    count = "all" if examples is None else examples
+    key = f"{restored.run_id}|examples={count}|seed={seed}|trace={trace_samples}"
+    if reuse:
+        stored = store.get_record(CURVATURE, key)
+        if stored is not None:
+            return stored, True
+    train = subset(restored.splits.train, examples, seed, "training")
+    config = restored.config
+    measures = curvature_measures(restored.model, train.x, train.y, trace_samples=trace_samples, seed=seed)
+    bound = stability_bound(config.optimizer, config.lr, config.momentum, nesterov=config.nesterov,
+                            weight_decay=config.weight_decay)
+    row = {"run_id": restored.run_id, **measures, "examples": len(train), "stability_bound": bound.value,
+           "stability_rule": bound.rule, "environment": _environment(restored)}
+    store.put_record(CURVATURE, key, row)
     return row, False
 
 

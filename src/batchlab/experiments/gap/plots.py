@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from batchlab.experiments.gap.tables import FULL, PAPER_SHARPNESS, NetworkNumbers, sharpness_keys
+from batchlab.experiments.gap.tables import FULL, PAPER_SHARPNESS, NetworkNumbers, measured, sharpness_keys
 from batchlab.geometry.landscape import ContourGrid, ParametricLine
 
 FONT = 10
@@ -117,7 +117,7 @@ def plot_sharpness(networks: Sequence[NetworkNumbers]) -> Figure:
             x = g + (i - 1.5) * width
             if paper_index is None:
                 values = (net.sb if label.endswith("SB") else net.lb).sharpness.get((space, eps), ())
-                values = [v for v in values if v > 0]
+                values = [v for v in measured(values) if v > 0]
                 if not values:
                     continue
                 ax.bar(x, float(np.mean(values)), width, color=colour, label=label if g == 0 else None)

@@ -23,12 +23,16 @@ from batchlab.experiments.gap.tables import (
     NetworkNumbers,
     accuracy_table,
     findings_paragraph,
+    measured,
+    minima_table,
     network_findings,
+    paired_table,
     Table,
     sharpness_keys,
     sharpness_table,
 )
 from batchlab.geometry.landscape import ParametricLine
+from batchlab.geometry.minimum import MINIMUM_GRADIENT_FRACTION
 from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item
 from batchlab.store.status import FINISHED
@@ -108,15 +112,15 @@ def sharpness_caption(numbers: list[NetworkNumbers]) -> str:
     parts = []
     for net in numbers:
         for space, eps in sharpness_keys([net]):
-            sb_values = net.sb.sharpness.get((space, eps), ())
-            lb_values = net.lb.sharpness.get((space, eps), ())
+            sb_values = measured(net.sb.sharpness.get((space, eps), ()))
+            lb_values = measured(net.lb.sharpness.get((space, eps), ()))
             if sb_values and lb_values:
                 sb, lb = sum(sb_values) / len(sb_values), sum(lb_values) / len(lb_values)
                 parts.append(f"{net.paper} {space} ε = {eps:g}: SB {sb:.3g}, LB {lb:.3g}")
-    measured = "; ".join(parts) if parts else "no sharpness measured"
+    found = "; ".join(parts) if parts else "no sharpness measured (no point at a minimum)"
     return (f"Keskar's sharpness φ of each minimum (bars: mean over seeds, dots: seeds), beside the paper's "
-            f"Tables 3 and 4 (hatched). Measured: {measured}. The paper finds LB minima sharper by one to three "
-            "orders of magnitude.")
+            f"Tables 3 and 4 (hatched), at the points that pass the at-a-minimum rule. Measured: {found}. The "
+            "paper finds LB minima sharper by one to three orders of magnitude.")
 
 
 def gap_figures(record: Mapping[str, Any]) -> list[tuple[str, str, str, Figure]]:
@@ -128,7 +132,7 @@ def gap_figures(record: Mapping[str, Any]) -> list[tuple[str, str, str, Figure]]
         figures.append(("gap-parametric", "Loss between an SB and an LB minimum (Keskar et al.'s Figure 3)",
                         parametric_caption(record), plot_parametric(panels)))
     numbers = network_numbers(record)
-    if any(net.sb.sharpness or net.lb.sharpness for net in numbers):
+    if any(measured(values) for net in numbers for regime in (net.sb, net.lb) for values in regime.sharpness.values()):
         figures.append(("gap-sharpness", "Sharpness of SB and LB minima, measured and the paper's",
                         sharpness_caption(numbers), plot_sharpness(numbers)))
     return figures
@@ -146,12 +150,10 @@ def section_intro(record: Mapping[str, Any]) -> str:
         "of the training set, until the training loss stopped improving, and found LB minima both worse on the "
         "test set and much sharper. "
     )
-    trained = [n for n in plan["networks"] if n.get("target_train_acc") is not None]
-    if trained:
-        intro += ("The same comparison, trained here with both regimes stopped at the same training accuracy "
-                  f"({seeds}; " + "; ".join(_training_text(n) for n in trained) + "):")
-    else:
-        intro += f"The same experiment, trained here (scale '{plan['scale']}', {seeds}; {setup}):"
+    intro += (f"The same comparison, trained here (scale '{plan['scale']}', {seeds}; {setup}) with one optimizer and "
+              "one set of hyperparameters for both regimes, SB and LB of a seed from the same initial weights: "
+              + "; ".join(_training_text(n) for n in plan["networks"]) + ". Sharpness and the curvature measures are "
+              "taken only at points that pass the at-a-minimum rule:")
     return intro + "\n\n" + findings_paragraph(*current_findings(record))
 
 
@@ -166,9 +168,14 @@ def _training_text(network: Mapping[str, Any]) -> str:
     """:meth:`NetworkPlan.training_text` of a stored plan, with SB and LB named."""
     fields = {k: v for k, v in network.items() if k in NetworkPlan.__dataclass_fields__}
     fields["hidden"] = tuple(fields["hidden"]) if fields.get("hidden") else None
+    if "lr" not in network and "sb_lr" in network:  # a record made when SB and LB had a rate each
+        fields["lr"] = network["sb_lr"]
     plan = NetworkPlan(**fields)
     lb = plan.lb_size if plan.lb_size is not None else f"{plan.lb_fraction:.0%} of the training set"
-    return f"SB = {plan.sb} and LB = {lb}: {plan.training_text()}"
+    text = f"SB = {plan.sb} and LB = {lb}: {plan.training_text()}"
+    if network.get("lb_lr", plan.lr) != plan.lr:
+        text += f" (LB at η = {network['lb_lr']:g}: this record predates one η for both)"
+    return text
 
 
 def section_notes(record: Mapping[str, Any]) -> list[str]:
@@ -232,8 +239,10 @@ def gap_paper_section(ctx: ReportContext) -> ReportSection | None:
 
 def _gap_section(record: dict, section_id: str, title: str) -> ReportSection:
     numbers = network_numbers(record)
+    fraction = record["plan"].get("minimum_fraction", MINIMUM_GRADIENT_FRACTION)
     tables = [TableItem(table.title, list(table.columns), [list(r) for r in table.rows], table.caption)
-              for table in (accuracy_table(numbers), sharpness_table(numbers))]
+              for table in (accuracy_table(numbers), sharpness_table(numbers, fraction),
+                            minima_table(numbers, fraction), paired_table(numbers))]
     # Figure ids are unique in a report: the second gap section prefixes its own.
     prefix = "" if section_id == SECTION_ID else f"{section_id}-"
     figures = [figure_item(figure, prefix + figure_id, title_, caption)
@@ -270,6 +279,7 @@ def gap_text(record: Mapping[str, Any]) -> str:
         f"{n['plan']['paper']}: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in n["seconds"].items())
         for n in record["networks"]
     )
-    return "\n\n".join([Table.from_dict(tables["accuracy"]).render(), Table.from_dict(tables["sharpness"]).render(),
-                         record["paragraph"],
+    rendered = [Table.from_dict(tables[name]).render() for name in ("accuracy", "sharpness", "minima", "paired")
+                if name in tables]
+    return "\n\n".join([*rendered, record["paragraph"],
                          f"took {record['seconds']:.0f} s ({stages}){load_text(record.get('load_average'))}"])
