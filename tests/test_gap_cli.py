@@ -146,7 +146,7 @@ def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys, one
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["gap", "--networks", "f2"], "unknown network 'f2'; allowed: f1, c1"),
+        (["gap", "--networks", "f2"], "unknown network 'f2' at scale quick; allowed: f1, c1"),
         (["gap", "--seeds", "0"], "seeds 0 is invalid"),
         (["gap", "--scale", "huge"], "invalid choice"),
     ],

@@ -27,9 +27,12 @@ TINY = lecture.LectureScale(
     noise_batches=2,
     toy_surfaces=("ball",),
     sharp_minima=lecture.SharpMinimaStudy(
-        datasets=("mnist-5k",), train_subset=1000, model="mlp", hidden=(8,), small_batch=50, large_batch=500,
-        sb_lr=0.05, lb_lr=0.2, momentum=0.9, target_train_acc=0.6, sb_epochs=3, lb_epochs=6, seeds=1,
-        sharpness_examples=100, landscape_examples=100, landscape_test_examples=100,
+        datasets=("mnist-5k",), train_subset=1000, model="mlp", hidden=(8,), small_batch=50, large_fraction=0.5,
+        lr=0.1, momentum=0.9, target_train_acc=0.6, sb_epochs=3, lb_epochs=6, seeds=1,
+        sharpness_examples=100, landscape_examples=100, landscape_test_examples=100, train_on_epochs=1,
+        train_on_rounds=1, curvature_examples=100, trace_samples=2,
+        # A loose rule, so that this tiny network's points count as minima and every measure is exercised.
+        minimum_fraction=0.9,
     ),
 )
 SECTIONS = ("timing", "accuracy", "noise", "gap", "summary", "momentum")
@@ -93,7 +96,7 @@ def test_lecture_writes_a_self_contained_report_and_reuses_the_store(tmp_path, t
     flat_sharp = [row for row in summary["summary_table"]["rows"] if row["protocol"] == "equal training accuracy (60%)"]
     assert [row["quantity"] for row in flat_sharp] == ["test accuracy", "sharpness φ"]
     assert all(row["small"]["batch_size"] == 50 and row["large"]["batch_size"] == 500 for row in flat_sharp)
-    assert "stopped at the same training accuracy" in page
+    assert "one optimizer and one set of hyperparameters for both regimes" in page
     with RunStore(store_path) as store:
         (gap,) = store.records("gap")
         assert gap["plan"]["scale"] == "lecture-quick"
@@ -179,10 +182,14 @@ def test_flat_vs_sharp_uses_a_fashion_mnist_subset_when_present(monkeypatch):
     plan, notes = sharp_minima_plan(lecture.SCALES["quick"], "cpu", None)
     (network,) = plan.networks
     assert notes == [] and plan.scale == "lecture-quick" and plan.seeds == 3
-    assert (network.dataset, network.train_subset, network.sb, network.lb_size) == ("fashion-mnist", 4096, 32, 1024)
-    sb, lb = network.config("SB", 32, 0, "cpu", None), network.config("LB", 1024, 0, "cpu", None)
-    assert sb.target_train_acc == lb.target_train_acc == 0.99 and sb.train_subset == 4096
-    assert (sb.optimizer, sb.momentum, sb.lr, lb.lr) == ("momentum", 0.9, 0.01, 0.1)
+    assert (network.dataset, network.train_subset, network.sb, network.lb_fraction) == ("fashion-mnist", 2048, 32, 0.1)
+    sb, lb = network.config("SB", 32, 0, "cpu", None), network.config("LB", 205, 0, "cpu", None)
+    assert sb.target_train_acc == lb.target_train_acc == 1.0 and sb.train_subset == 2048
+    # The same optimizer and hyperparameters for both regimes: only the batch size and the epoch cap differ.
+    differ = {name for name in sb.to_dict() if sb.to_dict()[name] != lb.to_dict()[name]}
+    assert differ == {"batch_size", "epochs"}
+    assert (sb.optimizer, sb.momentum, sb.lr) == ("momentum", 0.9, 0.02)
+    assert network.train_on_rounds > 0 and plan.minimum_fraction == 0.01
 
 
 def test_flat_vs_sharp_falls_back_to_the_embedded_digits_and_says_so(monkeypatch):
@@ -191,7 +198,7 @@ def test_flat_vs_sharp_falls_back_to_the_embedded_digits_and_says_so(monkeypatch
     _with_fashion(monkeypatch, False)
     plan, notes = sharp_minima_plan(lecture.SCALES["quick"], "cpu", None)
     (network,) = plan.networks
-    assert network.dataset == "mnist-5k" and network.train_subset is None  # 4,000 images: no subset of 4,096
+    assert network.dataset == "mnist-5k" and network.train_subset == 2048  # 2,048 of its 4,000 images
     assert len(notes) == 1 and "fashion-mnist is not on this machine" in notes[0] and network.note == notes[0]
 
 
@@ -203,9 +210,9 @@ def test_flat_vs_sharp_is_left_out_when_its_data_are_missing_or_too_small(monkey
     _with_fashion(monkeypatch, False, also_missing=("mnist",))
     plan, notes = sharp_minima_plan(lecture.SCALES["full"], "cpu", str(tmp_path))
     assert plan is None and "none of fashion-mnist, mnist is on this machine" in notes[0] and "left out" in notes[0]
-    too_small = replace(TINY, sharp_minima=replace(TINY.sharp_minima, large_batch=5000))
+    too_small = replace(TINY, sharp_minima=replace(TINY.sharp_minima, large_fraction=0.01))
     plan, notes = sharp_minima_plan(too_small, "cpu", None)
-    assert plan is None and "fewer than LB = 5000" in notes[0]
+    assert plan is None and "is not larger than SB = 50" in notes[0]
     assert sharp_minima_plan(replace(TINY, sharp_minima=None), "cpu", None) == (None, [])
 
 

@@ -704,22 +704,27 @@ def sharp_minima_rows(numbers: Any | None, target_train_acc: float | None = None
     note = (f"Flat vs sharp rows: {numbers.model} on {numbers.dataset}, SB = {sb.batch_size} vs LB = {lb.batch_size} "
             f"{trained}; means over seeds with their 95 % t intervals; the verdict's noise is the 95 % t interval of "
             "SB − LB paired by seed (SB and LB of a seed start from the same weights), within noise when it "
-            "contains 0; sharpness is Keskar et al.'s φ (Metric 2.1) of each final minimum.")
+            "contains 0; sharpness is Keskar et al.'s φ (Metric 2.1), only at points whose full-batch gradient norm is "
+            "at most 1 % of its value at the initial weights (the others are left out and counted in the gap section).")
+    test_difference = compare(sb.by_seed(sb.test_acc), lb.by_seed(lb.test_acc))
     comparisons = [(SummaryRow(
         f"Generalization (test accuracy) — {protocol}", "better", "worse", "test accuracy", "",
         _seed_measure(sb.batch_size, sb.test_acc, numbers.test_examples),
         _seed_measure(lb.batch_size, lb.test_acc, numbers.test_examples), SMALL_HIGHER, note=note,
-        protocol=protocol), GENERALIZATION, _regime_difference(sb.test_acc, lb.test_acc, numbers.test_examples),
+        protocol=protocol), GENERALIZATION,
+        test_difference or _regime_difference(sb.test_acc, lb.test_acc, numbers.test_examples),
         _accuracy_text, " points", 100.0)]
     # One sharpness row: the full space at the largest ε measured (1e-3, the paper's Table 3 headline).
     full_space = sorted(eps for space, eps in sb.sharpness if space == "full")
     if full_space:
         epsilon = full_space[-1]
-        sb_phi, lb_phi = sb.sharpness[("full", epsilon)], lb.sharpness.get(("full", epsilon), ())
+        # φ exists only at points that pass the at-a-minimum rule (None elsewhere): pair by seed.
+        sb_phi = sb.by_seed(sb.sharpness[("full", epsilon)])
+        lb_phi = lb.by_seed(lb.sharpness.get(("full", epsilon), ()))
         comparisons.append((SummaryRow(
             f"Minimum found (sharpness φ, ε = {epsilon:g}) — {protocol}", "flat", "sharp", "sharpness φ", "",
-            _seed_measure(sb.batch_size, sb_phi), _seed_measure(lb.batch_size, lb_phi),
-            SMALL_LOWER, note=note, protocol=protocol), OTHER, _regime_difference(sb_phi, lb_phi), _sharpness_text,
+            _seed_measure(sb.batch_size, list(sb_phi.values())), _seed_measure(lb.batch_size, list(lb_phi.values())),
+            SMALL_LOWER, note=note, protocol=protocol), OTHER, compare(sb_phi, lb_phi), _sharpness_text,
             "", 1.0))
     rows = []
     for row, claim, difference, describe, unit, scale in comparisons:

@@ -16,13 +16,14 @@ Example::
     print(result.accuracy.render()); print(result.paragraph)
 """
 
-from batchlab.experiments.gap.experiment import RECORD_KIND, GapPlan, GapResult, NetworkPlan, plan_gap, run_gap
+from batchlab.experiments.gap.experiment import GAP_SCALES, RECORD_KIND, GapPlan, GapResult, NetworkPlan, plan_gap, run_gap
 from batchlab.experiments.gap.report import gap_figures, gap_paper_section, gap_section, gap_summary_rows, gap_text
 from batchlab.experiments.shape import ORDER_GENERALIZATION, Experiment, Section, register_experiment
 
 EXPERIMENT = register_experiment(Experiment(
     kind=RECORD_KIND,
     title="Keskar et al.'s generalization gap: small vs large batch, sharp minima",
+    scales=GAP_SCALES,
     plan=plan_gap,
     run=run_gap,
     json_name="gap.json",

@@ -270,8 +270,12 @@ def plan_gap(
     device: str = "auto",
     data_dir: str | None = None,
     subspace: bool | None = None,
+    optimizer: str | None = None,
+    lr: float | None = None,
+    momentum: float | None = None,
 ) -> GapPlan:
-    """The plan for ``scale`` (module docstring), with the given overrides checked."""
+    """The plan for ``scale`` (module docstring), with the given overrides checked: ``optimizer``
+    (adam or momentum), ``lr`` and ``momentum`` replace the one setting both regimes train with."""
     check_scale(scale, GAP_SCALES)
     table = {"quick": _quick_networks, "standard": _standard_networks}.get(scale, lambda: _full_networks(data_dir))()
     chosen = list(dict.fromkeys(networks or [name for name in NETWORKS if name in table]))
@@ -279,15 +283,38 @@ def plan_gap(
         if name not in table:
             raise ConfigError(f"unknown network {name!r} at scale {scale}; allowed: {', '.join(table)}")
     seeds = check_seeds((3 if scale == "quick" else 5) if seeds is None else seeds, "(the paper used 5)")
+    training = _training_overrides(optimizer, lr, momentum)
     return GapPlan(
         scale=scale,
         seeds=seeds,
-        networks=tuple(table[name] for name in chosen),
+        networks=tuple(replace(table[name], **training) for name in chosen),
         subspace=(scale == "full") if subspace is None else bool(subspace),
         device=device,
         data_dir=data_dir,
         reasons={"quick": QUICK_REASONS, "standard": STANDARD_REASONS}.get(scale, ()),
     )
+
+
+def _training_overrides(optimizer: str | None, lr: float | None, momentum: float | None) -> dict[str, Any]:
+    """The fields of every network that the options change, checked: one optimizer, one η and (for
+    momentum) one λ, the same for SB and LB."""
+    changes: dict[str, Any] = {}
+    if optimizer is not None:
+        if optimizer not in ("adam", "momentum"):
+            raise ConfigError(f"optimizer {optimizer!r} is invalid; allowed: adam, momentum")
+        changes["optimizer"] = optimizer
+        changes["momentum"] = 0.0 if optimizer == "adam" else 0.9
+    if lr is not None:
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"learning rate {lr!r} is invalid; allowed: a number > 0")
+        changes["lr"] = float(lr)
+    if momentum is not None:
+        if changes.get("optimizer") != "momentum":
+            raise ConfigError("--momentum needs --optimizer momentum; allowed: λ with the momentum optimizer only")
+        if not (math.isfinite(momentum) and 0 <= momentum < 1):
+            raise ConfigError(f"momentum {momentum!r} is invalid; allowed: 0 ≤ λ < 1")
+        changes["momentum"] = float(momentum)
+    return changes
 
 
 # ------------------------------------------------------------------------------------ results

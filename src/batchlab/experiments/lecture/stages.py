@@ -105,7 +105,7 @@ def run_lecture(
     stage_seconds["noise"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    say("[4/5] flat vs sharp: a small and a large batch at equal training accuracy (Keskar et al.)")
+    say("[4/5] flat vs sharp: a small and a large batch, same optimizer and η, measured at minima (Keskar et al.)")
     notes += run_sharp_minima_stage(store, scale, device, data_dir, run_progress, say)
     stage_seconds["flat vs sharp"] = time.perf_counter() - clock
 
@@ -159,9 +159,10 @@ def lecture_settings(scale: LectureScale, studies: list[AccuracyStudy], device: 
         settings["update budget"] = f"{primary.update_budget} updates at B ∈ {list(primary.update_batch_sizes)}"
     if scale.sharp_minima is not None:
         sharp = scale.sharp_minima
-        settings["flat vs sharp"] = (f"SB = {sharp.small_batch} (η = {sharp.sb_lr:g}) vs LB = {sharp.large_batch} "
-                                     f"(η = {sharp.lb_lr:g}), λ = {sharp.momentum:g}, both to "
-                                     f"{sharp.target_train_acc:.0%} training accuracy, {sharp.seeds} seeds, "
+        target = ("" if sharp.target_train_acc is None else f"to {sharp.target_train_acc:.0%} training accuracy, ")
+        settings["flat vs sharp"] = (f"SB = {sharp.small_batch} vs LB = {sharp.large_fraction:.0%} of the training set, "
+                                     f"both {sharp.optimizer} η = {sharp.lr:g}, λ = {sharp.momentum:g}, {target}"
+                                     f"then on while not at a minimum, {sharp.seeds} paired seeds, "
                                      f"{sharp.model} on {' or '.join(sharp.datasets)}")
     if primary.patience:
         sizes = list(primary.patience_batch_sizes or primary.batch_sizes)
@@ -273,20 +274,23 @@ def sharp_minima_plan(scale: LectureScale, device: str, data_dir: str | None) ->
     n_train = training_set_size(RunConfig(dataset=dataset, val_fraction=0.0))
     subset = study.train_subset if study.train_subset is not None and study.train_subset < n_train else None
     n_used = subset or n_train
-    if study.large_batch > n_used:
-        return None, notes + [f"{dataset} has {n_used} training examples, fewer than LB = {study.large_batch}; the "
-                              "flat-vs-sharp comparison was left out"]
+    large = round(study.large_fraction * n_used)
+    if large <= study.small_batch:
+        return None, notes + [f"{dataset} has {n_used} training examples, so LB = {study.large_fraction:.0%} = {large} "
+                              f"is not larger than SB = {study.small_batch}; the flat-vs-sharp comparison was left out"]
     network = NetworkPlan(
         key="lecture", paper=study.paper, model=study.model, dataset=dataset, hidden=study.hidden,
-        sb=study.small_batch, lb_fraction=study.large_batch / n_used, sb_epochs=study.sb_epochs,
-        lb_epochs=study.lb_epochs, stop_patience=0, sharpness_examples=study.sharpness_examples,
+        sb=study.small_batch, lb_fraction=study.large_fraction, sb_epochs=study.sb_epochs,
+        lb_epochs=study.lb_epochs, stop_patience=study.stop_patience, sharpness_examples=study.sharpness_examples,
         landscape_examples=study.landscape_examples, landscape_test_examples=study.landscape_test_examples,
-        note=notes[0] if notes else "", optimizer="momentum", sb_lr=study.sb_lr, lb_lr=study.lb_lr,
+        note=notes[0] if notes else "", optimizer=study.optimizer, lr=study.lr,
         momentum=study.momentum, train_subset=subset, target_train_acc=study.target_train_acc,
-        lb_size=study.large_batch,
+        train_on_epochs=study.train_on_epochs, train_on_rounds=study.train_on_rounds,
+        curvature_examples=study.curvature_examples, trace_samples=study.trace_samples,
     )
     plan = GapPlan(scale=f"lecture-{scale.name}", seeds=study.seeds, networks=(network,), epsilons=study.epsilons,
-                   subspace=False, device=device, data_dir=data_dir, reasons=study.reasons)
+                   subspace=False, device=device, data_dir=data_dir, reasons=study.reasons,
+                   minimum_fraction=study.minimum_fraction)
     return plan, notes
 
 
