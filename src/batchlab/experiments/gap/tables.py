@@ -457,8 +457,8 @@ def accuracy_difference(net: NetworkNumbers, which: str) -> Interval | None:
 
 
 def _noise_text(interval: Interval, unit: str = "", digits: int = 3) -> str:
-    return (f"95 % {interval.method} interval [{interval.low:+.{digits}g}, {interval.high:+.{digits}g}]{unit} "
-            f"over {interval.n} {'pairs' if interval.method != 'Welch t' else 'runs'}")
+    over = {"paired t": f" over {interval.n} pairs", "Welch t": f" over {interval.n} runs"}.get(interval.method, "")
+    return f"95 % {interval.method} interval [{interval.low:+.{digits}g}, {interval.high:+.{digits}g}]{unit}{over}"
 
 
 def _power(interval: Interval, unit: str) -> str:
