@@ -107,3 +107,16 @@ def test_at_a_minimum_every_measure_is_taken_with_the_stability_bound(tmp_path):
     assert network.line is not None
     assert all(not row[6].startswith("not at") for row in result.minima.rows)
     assert "2(1 + λ)/η" in result.minima.columns[9]
+
+
+def test_the_standard_scale_is_the_full_fashion_mnist_with_the_conv_net_and_five_paired_seeds():
+    from batchlab.errors import ConfigError
+
+    plan = experiment.plan_gap("standard")
+    (network,) = plan.networks
+    assert (network.model, network.dataset, network.train_subset) == ("cnn", "fashion-mnist", None)
+    assert (network.sb, network.lb_fraction, network.optimizer, network.lr) == (256, 0.1, "adam", 1e-3)
+    assert plan.seeds == 5 and plan.reasons and plan.minimum_fraction == 0.01
+    assert experiment.STANDARD_EPOCHS_ESTIMATE == plan.seeds * (network.sb_epochs + network.lb_epochs)
+    with pytest.raises(ConfigError, match="unknown network 'f1' at scale standard; allowed: c1"):
+        experiment.plan_gap("standard", networks=["f1"])
