@@ -109,7 +109,8 @@ class MinimumState:
 
     @property
     def at_minimum(self) -> bool:
-        return self.check is not None and self.check.at_minimum and self.initial is not None and self.initial.reproduced
+        return (self.check is not None and self.check.at_minimum and self.initial is not None
+                and self.initial.reproduced and self.status == FINISHED)
 
     @property
     def note(self) -> str | None:
@@ -134,15 +135,16 @@ def minimum_note(state: dict[str, Any] | None) -> str | None:
     """The note for a stored :meth:`MinimumState.to_dict` (None: at a minimum)."""
     if state is None:
         return "not checked"
-    if state.get("status", FINISHED) != FINISHED:
-        return f"training on {state['status']}"
     initial = state.get("initial")
     if initial is None or not initial["reproduced"]:
         return "θ₀ not reproduced, so the at-a-minimum rule was not applied"
     check = state["check"]
     verdict = MinimumCheck(check["at_minimum"], check["gradient_norm"], check["initial_gradient_norm"],
                            check["fraction"])
-    return not_at_minimum_note(verdict)
+    note = not_at_minimum_note(verdict)
+    if state.get("status", FINISHED) != FINISHED:  # the last round ended badly: the point before it is reported
+        note = f"{note}; training on from it ended {state['status']}"
+    return note
 
 
 def gradient_check(store: "RunStore", run_id: str, theta0: "nn.Module", device: Any,
