@@ -728,6 +728,13 @@ def sharp_minima_rows(numbers: Any | None, target_train_acc: float | None = None
             "", 1.0))
     rows = []
     for row, claim, difference, describe, unit, scale in comparisons:
+        if row.quantity == "sharpness φ" and (row.small is None or row.large is None):
+            # φ exists only at points that pass the at-a-minimum rule: say how many did.
+            counts = [f"{sum(note is None for note in regime.minimum_notes)} of {len(regime.minimum_notes)} at "
+                      f"B = {regime.batch_size}" for regime in (sb, lb) if regime.minimum_notes]
+            if counts:
+                row.finding = ("no paired sharpness: points at a minimum (full-batch ‖∇f‖ ≤ 1 % of its value at the "
+                               f"initial weights): {', '.join(counts)}")
         if row.small is not None and row.large is not None:
             row.difference = difference
             ahead = difference.estimate if difference is not None else row.small.value - row.large.value
