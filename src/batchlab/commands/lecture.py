@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), metavar="DIR",
                         help=f"where report.html, figures/ and summary.json go (default: {DEFAULT_OUT})")
     parser.add_argument("--scale", choices=("quick", "full"), default="quick",
-                        help="quick: mnist-5k (and 4,096 Fashion-MNIST images for flat vs sharp), the lecture "
+                        help="quick: mnist-5k (and 2,048 Fashion-MNIST images for flat vs sharp), the lecture "
                         "MLP, B 8 … full, ~6 min on a quiet 2-core CPU; full: full datasets, "
                         "B 1 … 60,000, for a GPU (default: quick)")
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
