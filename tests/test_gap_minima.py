@@ -67,6 +67,9 @@ def test_a_point_not_at_a_minimum_reports_the_note_not_a_number(tmp_path):
     with RunStore(tmp_path / "runs.db") as store:
         result = run_gap(_plan(), store)
     (network,) = result.networks
+    sb, lb = network.runs
+    # One seed, one θ₀: its gradient norm is the same for SB and LB (each model's own batch-norm statistics).
+    assert sb.minimum["check"]["initial_gradient_norm"] == pytest.approx(lb.minimum["check"]["initial_gradient_norm"])
     for run in network.runs:
         assert run.minimum["at_minimum"] is False and run.sharpness == [] and run.curvature is None
         assert run.minimum["check"]["gradient_norm"] > 0.01 * run.minimum["check"]["initial_gradient_norm"]
@@ -120,3 +123,10 @@ def test_the_standard_scale_is_the_full_fashion_mnist_with_the_conv_net_and_five
     assert experiment.STANDARD_EPOCHS_ESTIMATE == plan.seeds * (network.sb_epochs + network.lb_epochs)
     with pytest.raises(ConfigError, match="unknown network 'f1' at scale standard; allowed: c1"):
         experiment.plan_gap("standard", networks=["f1"])
+
+
+def test_the_initial_gradient_of_a_batch_normalized_net_is_the_same_for_both_regimes(tmp_path):
+    with RunStore(tmp_path / "runs.db") as store:
+        result = run_gap(_plan(replace(TINY, model="keskar-f1", sb_epochs=2, lb_epochs=2)), store)
+    sb, lb = result.networks[0].runs
+    assert sb.minimum["check"]["initial_gradient_norm"] == pytest.approx(lb.minimum["check"]["initial_gradient_norm"])
