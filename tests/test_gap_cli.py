@@ -166,6 +166,10 @@ def test_landscape_refuses_runs_of_different_architectures(tmp_path, capsys, one
         (["gap", "--networks", "f2"], "unknown network 'f2' at scale quick; allowed: f1, c1"),
         (["gap", "--seeds", "0"], "seeds 0 is invalid"),
         (["gap", "--scale", "huge"], "invalid choice"),
+        (["gap", "--momentum", "0.5"], "--momentum needs --optimizer momentum"),
+        (["gap", "--optimizer", "momentum", "--lr", "-1"], "learning rate -1.0 is invalid; allowed: a number > 0"),
+        (["gap", "--optimizer", "momentum", "--momentum", "1"], "momentum 1.0 is invalid; allowed: 0 ≤ λ < 1"),
+        (["gap", "--scale", "standard", "--networks", "f1"], "unknown network 'f1' at scale standard; allowed: c1"),
     ],
 )
 def test_gap_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, one_error_line):
