@@ -9,11 +9,10 @@ the training loss stops improving, with an update cap of 100 at B = 128 and the 
 flat-vs-sharp study (:class:`SharpMinimaStudy`) trains SB = 32 and LB = 10 % (205) of 2,048
 Fashion-MNIST images with the same momentum and η to 100 % training accuracy, 3 paired seeds, trains
 on while a point fails the at-a-minimum rule, and measures sharpness, λ_max, the trace and the
-adaptive sharpness at each minimum and the line between them. Measured on a quiet 2-core CPU (load
-average below 1.2 from other processes), before the η extension, the update cap of "given enough
-updates" and the present flat-vs-sharp study: 139 s without the flat-vs-sharp study (timing 13 s,
-sweep 194 s in another pass, noise 18 s, report 15 s; the sweep's speed varied twofold between
-passes on this virtual machine); the present study is not yet timed on a quiet machine. ``full``
+adaptive sharpness at each minimum and the line between them. Measured on a quiet 2-core CPU
+(nothing else running) from a fresh clone with Fashion-MNIST installed: 222 s in all (timing 11 s,
+accuracy sweep with its η extensions 131 s, noise 2 s, flat vs sharp 62 s, momentum 1 s, the
+report the rest); ``make demo`` with the virtual environment made first took 272 s. ``full``
 uses the full datasets found on the machine and the lecture's batch
 sizes 1 … 60,000, and is meant for a GPU.
 """
