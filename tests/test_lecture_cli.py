@@ -35,7 +35,7 @@ TINY = lecture.LectureScale(
         minimum_fraction=0.9,
     ),
 )
-SECTIONS = ("timing", "accuracy", "noise", "gap", "summary", "momentum")
+SECTIONS = ("summary", "timing", "accuracy", "noise", "gap", "momentum")  # the summary leads
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from batchlab.commands._experiment import finish_experiment
 from batchlab.commands._options import add_experiment_options
-from batchlab.experiments.gap.experiment import GAP_SCALES
+from batchlab.experiments.shape import GAP_SCALES
 
 DEFAULT_OUT = Path("batchlab-report") / "gap"
 

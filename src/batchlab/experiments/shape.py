@@ -29,6 +29,10 @@ from batchlab.errors import ConfigError
 
 # The scales of gap, largebatch and advise: minutes on a CPU, or the papers' setting.
 SCALES = ("quick", "full")
+# The gap experiment's, with a scale between them: standard, about two hours on a 2-core CPU (the
+# full Fashion-MNIST with a conv net). Here, not in the experiment, so that its command's --help
+# builds without torch.
+GAP_SCALES = ("quick", "standard", "full")
 
 Log = Callable[[str], None]
 # (id, title, caption, matplotlib Figure) for each figure of a stored record.

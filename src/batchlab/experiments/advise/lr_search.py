@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from batchlab.analysis.grid import CAP, GridOutcome, GridState, next_values, outcome
 from batchlab.experiments.advise.trace import DIVERGED, REACHED
-
-if TYPE_CHECKING:
-    from batchlab.experiments.advise.experiment import AdvisePlan
 
 # Learning rates are matched with this many significant digits (the grid module's own keys).
 _DIGITS = 6
@@ -53,7 +50,16 @@ def score(seeds: Sequence[Mapping[str, Any]], budget: int) -> tuple[float, bool]
     return -1.0 - sum(e["status"] != REACHED for e in seeds) / len(seeds), False
 
 
-def grid_state(plan: "AdvisePlan", batch_size: int, momentum: float,
+class GridPlan(Protocol):
+    """What the search reads of the advisor's plan (``AdvisePlan``; importing it here would close
+    a circle): the η grid at (B, λ) and the update budget at B."""
+
+    def learning_rates(self, batch_size: int, momentum: float) -> Sequence[float]: ...
+
+    def budget(self, batch_size: int) -> Any: ...
+
+
+def grid_state(plan: GridPlan, batch_size: int, momentum: float,
                entries: Sequence[Mapping[str, Any]]) -> GridState | None:
     """The η grid of (B, λ) with every value tried so far recorded; None for a grid of one value
     (it has no factor to extend it by)."""
@@ -67,7 +73,7 @@ def grid_state(plan: "AdvisePlan", batch_size: int, momentum: float,
     return state
 
 
-def next_learning_rates(plan: "AdvisePlan", batch_size: int, entries: Sequence[Mapping[str, Any]],
+def next_learning_rates(plan: GridPlan, batch_size: int, entries: Sequence[Mapping[str, Any]],
                         best_momentum: float | None) -> list[float]:
     """The η values to train next at (B, ``best_momentum``): beyond the edge the best η sits on;
     empty when the search there is done (or nothing reached the target)."""
@@ -77,7 +83,7 @@ def next_learning_rates(plan: "AdvisePlan", batch_size: int, entries: Sequence[M
     return [] if state is None else next_values(state)
 
 
-def search_outcome(plan: "AdvisePlan", batch_size: int, momentum: float,
+def search_outcome(plan: GridPlan, batch_size: int, momentum: float,
                    entries: Sequence[Mapping[str, Any]]) -> GridOutcome | None:
     """Why the η search at (B, λ) ended where it did; None for a grid of one value."""
     state = grid_state(plan, batch_size, momentum, entries)

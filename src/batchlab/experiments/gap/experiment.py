@@ -66,7 +66,7 @@ from batchlab.config import RunConfig
 from batchlab.data.identity import load_splits
 from batchlab.runtime.device import resolve_device
 from batchlab.errors import ConfigError
-from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, check_seeds, stage_log
+from batchlab.experiments.shape import GAP_SCALES, Envelope, Log, Stopwatch, check_scale, check_seeds, stage_log
 from batchlab.experiments.gap.measurements import measure_curvature, measure_parametric, measure_sharpness
 from batchlab.experiments.gap.minima import minimum_note, settle_at_minimum
 from batchlab.experiments.gap.tables import (
@@ -93,9 +93,6 @@ if TYPE_CHECKING:
     from batchlab.store import RunStore
 
 NETWORKS = ("f1", "c1")
-# quick: minutes on a CPU; standard: about two hours on a 2-core CPU, the full Fashion-MNIST with a
-# conv net; full: the paper's setting, meant for a GPU.
-GAP_SCALES = ("quick", "standard", "full")
 SB, LB = "SB", "LB"
 OPTIMIZER = "adam"
 LEARNING_RATE = 1e-3

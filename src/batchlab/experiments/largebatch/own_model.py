@@ -20,13 +20,15 @@ What the comparison needs of the task, checked before anything trains (one-line
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from batchlab.errors import ConfigError
 from batchlab.store.identity import data_digest, model_digest
 
+# The experiment's Setting, named by a type variable: importing it here would close a circle.
+SettingT = TypeVar("SettingT")
+
 if TYPE_CHECKING:
-    from batchlab.experiments.largebatch.experiment import Setting
     from batchlab.task import Task
 
 ALLOWED_TASK = "allowed: a classification model (loss cross_entropy, metric accuracy)"
@@ -44,8 +46,9 @@ def check_task(task: "Task") -> None:
                           "allowed: data with a test split (x_train, y_train, x_val, y_val, x_test, y_test)")
 
 
-def task_setting(setting: "Setting", task: "Task") -> "Setting":
-    """``setting`` with the task's model and data in place of the registry's (module docstring)."""
+def task_setting(setting: SettingT, task: "Task") -> SettingT:
+    """``setting`` (the experiment's ``Setting``, a dataclass) with the task's model and data in
+    place of the registry's (module docstring)."""
     return replace(setting, model=task.model_id, dataset=task.dataset_id, hidden=None, train_subset=None, note="",
                    model_fingerprint=model_digest(task.model_fingerprint),
                    data_fingerprint=data_digest(task.data_fingerprint))
