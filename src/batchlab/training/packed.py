@@ -82,7 +82,7 @@ from batchlab.training.driver import EpochWork, checkpoint_payload, drive, resto
 from batchlab.training.progress import EpochProgress
 from batchlab.training.result import RunResult
 from batchlab.training.session import RunSession, open_store
-from batchlab.training.update_timer import UpdateTimer
+from batchlab.training.update_timer import UpdateTimer, update_time_summary
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
@@ -387,18 +387,6 @@ class _PackTimer:
         sizes = self._pack_sizes
         if len(step_seconds) > 1:
             step_seconds, sizes = step_seconds[1:], sizes[1:]
-        if not step_seconds:
-            return {"time_per_update_s": None, "time_per_update_q25_s": None, "time_per_update_q75_s": None,
-                    "timed_updates": 0, "pack_step_time_s": None}
         per_update = [seconds / size for seconds, size in zip(step_seconds, sizes)]
-        if len(per_update) >= 2:
-            q25, _, q75 = statistics.quantiles(per_update, n=4, method="inclusive")
-        else:
-            q25 = q75 = per_update[0]
-        return {
-            "time_per_update_s": statistics.median(per_update),
-            "time_per_update_q25_s": q25,
-            "time_per_update_q75_s": q75,
-            "timed_updates": len(per_update),
-            "pack_step_time_s": statistics.median(step_seconds),
-        }
+        return {**update_time_summary(per_update),
+                "pack_step_time_s": statistics.median(step_seconds) if step_seconds else None}

@@ -56,16 +56,18 @@ class UpdateTimer:
 
     def summary(self) -> dict[str, float | int | None]:
         """Median and quartiles of the update times, in seconds."""
-        values = self.seconds
-        if not values:
-            return {"time_per_update_s": None, "time_per_update_q25_s": None, "time_per_update_q75_s": None, "timed_updates": 0}
-        if len(values) >= 2:
-            q25, _, q75 = statistics.quantiles(values, n=4, method="inclusive")
-        else:
-            q25 = q75 = values[0]
-        return {
-            "time_per_update_s": statistics.median(values),
-            "time_per_update_q25_s": q25,
-            "time_per_update_q75_s": q75,
-            "timed_updates": len(values),
-        }
+        return update_time_summary(self.seconds)
+
+
+def update_time_summary(values: list[float]) -> dict[str, float | int | None]:
+    """``time_per_update_s`` (median), its quartiles and ``timed_updates`` of per-update times in
+    seconds (inclusive quartiles; one value is its own quartiles; none gives None)."""
+    if not values:
+        return {"time_per_update_s": None, "time_per_update_q25_s": None, "time_per_update_q75_s": None,
+                "timed_updates": 0}
+    if len(values) >= 2:
+        q25, _, q75 = statistics.quantiles(values, n=4, method="inclusive")
+    else:
+        q25 = q75 = values[0]
+    return {"time_per_update_s": statistics.median(values), "time_per_update_q25_s": q25,
+            "time_per_update_q75_s": q75, "timed_updates": len(values)}
