@@ -120,6 +120,7 @@ def test_the_standard_scale_is_the_full_fashion_mnist_with_the_conv_net_and_five
     assert (network.model, network.dataset, network.train_subset) == ("cnn", "fashion-mnist", None)
     assert (network.sb, network.lb_fraction, network.optimizer, network.lr) == (256, 0.1, "adam", 1e-3)
     assert plan.seeds == 5 and plan.reasons and plan.minimum_fraction == 0.01
+    assert network.target_train_acc == experiment.STANDARD_TARGET_TRAIN_ACC  # equal training accuracy
     assert experiment.STANDARD_EPOCHS_ESTIMATE == plan.seeds * (network.sb_epochs + network.lb_epochs)
     with pytest.raises(ConfigError, match="unknown network 'f1' at scale standard; allowed: c1"):
         experiment.plan_gap("standard", networks=["f1"])
