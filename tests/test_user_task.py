@@ -166,7 +166,7 @@ def test_an_interrupted_user_run_resumes_from_its_checkpoint_and_ends_as_if_neve
     assert without_times(resumed.epochs) == without_times(uninterrupted.epochs)
 
 
-def test_a_custom_loss_and_metric_are_reported_under_their_names():
+def test_a_custom_loss_and_metric_are_reported_under_their_names(capsys):
     x_train, y_train, x_val, y_val, _, _ = blobs()
     targets = [y.float().unsqueeze(1) for y in (y_train, y_val)]
 
@@ -181,6 +181,8 @@ def test_a_custom_loss_and_metric_are_reported_under_their_names():
     assert {"train_loss", "train_mae", "val_loss", "val_mae"} <= set(result.summary)
     assert "train_acc" not in result.summary and "test_mae" not in result.summary  # no test split given
     assert result.epochs[-1]["train_loss"] < result.epochs[0]["train_loss"]
+    end_line = capsys.readouterr().err.strip().splitlines()[-1]  # the run's one plain end line
+    assert f"train_mae={result.summary['train_mae']:.4f}" in end_line and "acc" not in end_line
 
 
 # ----------------------------------------------------------------------------- packing

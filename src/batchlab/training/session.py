@@ -271,7 +271,7 @@ class RunSession:
             self.store.finish_run(self.run_id, self.status, summary)
             self.store.delete_checkpoint(self.run_id)
         if self.log_plain:
-            log_summary(self.run_id, self.status, summary)
+            log_summary(self.run_id, self.status, summary, self.metric_name)
         return RunResult(self.run_id, self.config, self.status, self.history, summary, self.environment)
 
 
@@ -405,10 +405,11 @@ def _wait() -> None:
     time.sleep(WAIT_POLL_S)
 
 
-def log_summary(identity: str, status: str, summary: Mapping[str, Any]) -> None:
-    """One plain line for a run that ended (logs without a progress bar)."""
+def log_summary(identity: str, status: str, summary: Mapping[str, Any], metric_name: str = "acc") -> None:
+    """One plain line for a run that ended (logs without a progress bar), with the run's own
+    metric (``metric_name``: ``acc``, or a user's task's, e.g. ``mae``)."""
     parts = [f"run {identity} {status}"]
-    for key in ("train_acc", "val_acc", "test_acc"):
+    for key in (f"train_{metric_name}", f"val_{metric_name}", f"test_{metric_name}"):
         if summary.get(key) is not None:
             parts.append(f"{key}={summary[key]:.4f}")
     if summary.get("time_per_update_s") is not None:
