@@ -113,3 +113,36 @@ def test_check_minimum_measures_both_full_batch_gradients():
     flat = torch.cat([p.detach().reshape(-1) for p in initial.parameters()])
     assert check_minimum(model, flat, x, y, chunk_size=10) == check
     assert not check_minimum(initial, initial, x, y).at_minimum  # θ₀ itself: ‖∇f‖ = ‖∇f(θ₀)‖
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_check_minimum_takes_theta0_gradient_with_theta0s_own_batch_norm_statistics():
+    torch.manual_seed(0)
+    initial = nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2)).double()
+    x = torch.randn(48, 3, dtype=torch.float64) * 3 + 1  # far from BN's initial statistics (0, 1)
+    y = (x[:, 0] > 1).long()
+    model = copy.deepcopy(initial)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    for _ in range(50):  # moves both the weights and the running statistics
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    check = check_minimum(model, initial, x, y)
+    initial.eval()
+    own = torch.autograd.grad(F.cross_entropy(initial(x), y), list(initial.parameters()))
+    expected = float(torch.cat([g.reshape(-1) for g in own]).norm())
+    assert check.initial_gradient_norm == pytest.approx(expected, rel=1e-9)
+    # What swapping θ₀'s parameters into the trained model (its running statistics) gives: another number.
+    mixed = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for p, q in zip(mixed.parameters(), initial.parameters()):
+            p.copy_(q)
+    wrong = torch.autograd.grad(F.cross_entropy(mixed(x), y), list(mixed.parameters()))
+    assert float(torch.cat([g.reshape(-1) for g in wrong]).norm()) != pytest.approx(expected, rel=1e-3)
+    flat = torch.cat([p.detach().reshape(-1) for p in initial.parameters()])
+    with pytest.raises(ConfigError, match="running statistics"):
+        check_minimum(model, flat, x, y)
+    # Batch statistics (train mode) do not read the buffers, so a flat θ₀ is allowed there.
+    assert check_minimum(model, flat, x, y, mode="train", chunk_size=None) == check_minimum(
+        model, initial, x, y, mode="train", chunk_size=None)

@@ -9,7 +9,8 @@ run's initialization θ₀,
     ‖∇f(θ)‖ ≤ fraction · ‖∇f(θ₀)‖,
 
 f the mean training cross-entropy over the examples given (batch normalization in eval mode,
-:mod:`batchlab.geometry.functional`). Relative to θ₀ because the gradient's scale depends on the
+:mod:`batchlab.geometry.functional`), each gradient taken at its own network: ‖∇f(θ₀)‖ with θ₀'s
+parameters and θ₀'s batch-norm running statistics, never with the trained network's. Relative to θ₀ because the gradient's scale depends on the
 network, the loss and the data: one absolute threshold would be strict for one model and loose
 for another. The verdict carries both norms, so a table can print the rule and the values; a
 point that fails it is reported as "not at a minimum (‖∇f‖ = …)" (:func:`not_at_minimum_note`)
@@ -39,6 +40,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from batchlab.errors import ConfigError
 from batchlab.geometry.critical import LOCAL_MINIMUM
@@ -103,17 +105,45 @@ def check_minimum(
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     mode: str = "eval",
 ) -> MinimumCheck:
-    """:func:`minimum_rule` for the model's current weights θ, with ``initial`` its run's θ₀ (a
-    model of the same architecture, or the flat parameter vector in ``named_parameters()`` order):
-    both gradients are the full-batch gradients of the mean cross-entropy on ``(x, y)``."""
+    """:func:`minimum_rule` for the model's current weights θ against its run's θ₀: both are the
+    full-batch gradients of the mean cross-entropy on ``(x, y)``, each taken at its own point.
+
+    ``initial`` is θ₀ as a model of the same architecture — its parameters *and* its buffers
+    (batch norm's running statistics), so ‖∇f(θ₀)‖ is the gradient of the network θ₀ was — or,
+    for a model without running statistics, θ₀'s flat parameter vector in
+    ``named_parameters()`` order. A flat vector for a model whose batch norm uses running
+    statistics is a :class:`ConfigError`: swapped into the trained model it would be evaluated
+    with the trained model's statistics, a point that never existed.
+
+    ``mode`` (:mod:`batchlab.geometry.functional`): ``"eval"`` (the default) normalizes with
+    each model's running statistics, so f is the deterministic function the network computes at
+    test time — the function whose minimum Keskar et al.'s sharpness and the Hessian describe —
+    and a plain mean over examples, so the chunked full-batch gradient is exact. ``"train"``
+    normalizes each chunk with its own batch statistics (the running ones are not used), so
+    the result depends on ``chunk_size``; the buffers do not matter there.
+    """
     loss = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode)
     if isinstance(initial, nn.Module):
-        initial_point = FlatLoss(initial, x, y, chunk_size=chunk_size, mode=mode).point()
+        initial_loss = FlatLoss(initial, x, y, chunk_size=chunk_size, mode=mode)
+        initial_point = None
     else:
-        initial_point = initial
+        if mode == "eval" and uses_running_statistics(model):
+            raise ConfigError(
+                "θ₀ given as a flat parameter vector for a model with batch-norm running statistics; allowed: "
+                "θ₀ as a model of the same architecture with its own buffers (or mode='train')"
+            )
+        initial_loss = loss
+        initial_point = loss.check_vector(initial, "initial point")
     _, gradient = loss.value_and_grad()
-    _, initial_gradient = loss.value_and_grad(loss.check_vector(initial_point, "initial point"))
+    _, initial_gradient = initial_loss.value_and_grad(initial_point)
     return minimum_rule(float(gradient.norm()), float(initial_gradient.norm()), fraction=fraction)
+
+
+def uses_running_statistics(model: nn.Module) -> bool:
+    """Whether ``model`` in eval mode normalizes with stored running statistics (a batch-norm
+    layer that tracks them): its function then depends on buffers, not on its parameters alone."""
+    return any(isinstance(module, _BatchNorm) and module.track_running_stats and module.running_mean is not None
+               for module in model.modules())
 
 
 def not_at_minimum_note(check: MinimumCheck) -> str | None:

@@ -34,8 +34,7 @@ import torch
 
 from batchlab.config import RunConfig
 from batchlab.data.batches import epoch_permutation
-from batchlab.geometry.functional import FlatLoss
-from batchlab.geometry.minimum import MINIMUM_GRADIENT_FRACTION, MinimumCheck, minimum_rule, not_at_minimum_note
+from batchlab.geometry.minimum import MINIMUM_GRADIENT_FRACTION, MinimumCheck, check_minimum, not_at_minimum_note
 from batchlab.store.status import FINISHED
 from batchlab.training import train
 from batchlab.training.loop import initial_model_and_optimizer
@@ -148,25 +147,15 @@ def minimum_note(state: dict[str, Any] | None) -> str | None:
     return note
 
 
-def full_batch_gradient_norm(model: "nn.Module", x: torch.Tensor, y: torch.Tensor) -> float:
-    """‖∇f‖ of the mean training cross-entropy at ``model``'s own weights and buffers (batch norm in
-    eval mode, with the model's own running statistics)."""
-    _, gradient = FlatLoss(model, x, y).value_and_grad()
-    return float(gradient.norm())
-
-
 def gradient_check(store: "RunStore", run_id: str, theta0: "nn.Module", device: Any,
                    fraction: float) -> MinimumCheck:
-    """The at-a-minimum rule at run ``run_id``'s final weights against ``theta0``, full batch.
-
-    Each gradient is taken at its own model: ‖∇f(θ₀)‖ with θ₀'s batch-norm statistics (those of a
-    fresh network), not with the trained model's, which a flat vector of parameters swapped into
-    the trained model would keep (and which made θ₀'s gradient differ between two runs of the
-    same seed)."""
+    """The at-a-minimum rule at run ``run_id``'s final weights against ``theta0``, full batch
+    (:func:`batchlab.geometry.minimum.check_minimum`): each gradient at its own network, so
+    ‖∇f(θ₀)‖ is taken with θ₀'s batch-norm statistics (those of a fresh network), not with the
+    trained model's."""
     restored = restore_run(store, run_id, device=device)
     split = restored.splits.train
-    return minimum_rule(full_batch_gradient_norm(restored.model, split.x, split.y),
-                        full_batch_gradient_norm(theta0, split.x, split.y), fraction=fraction)
+    return check_minimum(restored.model, theta0, split.x, split.y, fraction=fraction)
 
 
 def settle_at_minimum(store: "RunStore", config: RunConfig, run_id: str, initial_loss: float | None,
