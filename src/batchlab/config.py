@@ -47,6 +47,7 @@ _ADDED_LATER = {
     "target_train_acc": None,
     "init_from": None,
     "momentum_correction": False,
+    "continue_from": None,
 }
 
 
@@ -84,7 +85,13 @@ class RunConfig:
       §2.1); optimizer ``momentum`` (or ``sgd``) with λ > 0 only;
     * ``target_train_acc``: the run ends at the first epoch whose training accuracy reaches it;
     * ``init_from``: the id of a finished run in the same store whose final weights start this
-      run (SWAP's second phase starts from its first).
+      run (SWAP's second phase starts from its first), with a fresh optimizer;
+    * ``continue_from``: the id of a finished run in the same store that this run trains on, with
+      the same optimizer and settings: it starts from that run's final training state — weights,
+      optimizer state (momentum buffer, Adam's moments and step count), update count, epoch
+      count, data order, metrics history and initial loss — and ends at ``epochs`` epochs *in
+      all*, so it is the run that would have gone on uninterrupted
+      (:mod:`batchlab.training.continuation` states the rule and what must match).
     """
 
     dataset: str = "mnist-5k"
@@ -117,6 +124,7 @@ class RunConfig:
     target_train_acc: float | None = None
     init_from: str | None = None
     momentum_correction: bool = False
+    continue_from: str | None = None
     device: str = "auto"
     data_dir: str | None = field(default=None, compare=False)
 
@@ -282,7 +290,8 @@ def _validate_schedule(config: RunConfig) -> None:
 
 
 def _validate_large_batch_methods(config: RunConfig) -> None:
-    """Ghost batch norm, the recipe, LARS's trust coefficient, the accuracy target, init_from."""
+    """Ghost batch norm, the recipe, LARS's trust coefficient, the accuracy target, init_from and
+    continue_from."""
     if config.ghost_batch is not None:
         _positive_int("ghost batch", config.ghost_batch)
         if not _has_batch_norm(config.model):
@@ -333,11 +342,12 @@ def _validate_large_batch_methods(config: RunConfig) -> None:
             raise ConfigError(
                 f"target training accuracy {config.target_train_acc} is outside (0, 1]; allowed: 0 < target_train_acc ≤ 1"
             )
-    if config.init_from is not None:
-        text = config.init_from
-        if not (isinstance(text, str) and len(text) == RUN_ID_LENGTH and all(c in "0123456789abcdef" for c in text)):
+    for name in ("init_from", "continue_from"):
+        text = getattr(config, name)
+        if text is not None and not (isinstance(text, str) and len(text) == RUN_ID_LENGTH
+                                     and all(c in "0123456789abcdef" for c in text)):
             raise ConfigError(
-                f"init_from {text!r} is not a run id; allowed: the {RUN_ID_LENGTH} hex digits of a run in the same "
+                f"{name} {text!r} is not a run id; allowed: the {RUN_ID_LENGTH} hex digits of a run in the same "
                 "store (`batchlab runs`)"
             )
 

@@ -270,7 +270,7 @@ def run_rm(args: argparse.Namespace) -> int:
                 return 1
         for record in records:
             removed = store.delete_run(record.run_id)
-            files = [name for name in ("weights", "checkpoint") if removed[name]]
+            files = [name for name in ("weights", "checkpoint", "final state") if removed[name]]
             print(f"removed {record.run_id} ({removed['metrics']} metric value(s), {removed['records']} record(s)"
                   + "".join(f", {name}" for name in files) + ")")
     return 0

@@ -6,7 +6,9 @@
   appears twice. SQLite stores NaN as NULL, so a NULL value reads back as NaN (a diverged loss
   stays visible as NaN).
 
-Final weights and resumable checkpoints are torch files beside the store, in
+Final weights, resumable checkpoints and, for runs trained to be continued, the final training
+state (a checkpoint of the last epoch, kept when the run finishes; ``continue_from`` starts
+there) are torch files beside the store, in
 ``<store dir>/<store stem>-weights/``, written atomically and loaded only with
 ``torch.load(weights_only=True)``, which never unpickles arbitrary objects.
 """
@@ -104,7 +106,8 @@ class RunStore(Database):
         * ``start`` / ``resume``: this process now trains it: status ``running``, a new start
           time, this host and pid. The metrics of an unfinished run are kept only when resuming
           (the resumed epochs then overwrite themselves). With ``force`` an ended run's metrics,
-          weights, checkpoint and the analysis records whose key names its id are removed first.
+          weights, checkpoint, final training state and the analysis records whose key names its
+          id are removed first.
         """
         now = _now()
         host, pid = socket.gethostname(), os.getpid()
@@ -132,8 +135,7 @@ class RunStore(Database):
         decision = self._write(body)
         if decision.trains and force:
             # The new run owns the id from here on; the old one's files go with its rows.
-            self._weights_path(run_id).unlink(missing_ok=True)
-            self.delete_checkpoint(run_id)
+            self._delete_files(run_id)
         return decision
 
     def mark_interrupted(self, run_id: str) -> None:
@@ -178,7 +180,8 @@ class RunStore(Database):
 
     def delete_run(self, run_id: str) -> dict[str, int]:
         """Remove a run completely: its row, metrics, tags, note, the analysis records whose key
-        names it, its weights and its checkpoint; returns how many of each were removed.
+        names it, its weights, its checkpoint and its final training state; returns how many of each
+        were removed.
 
         A run that a live process on this host is training is refused (:class:`StoreError`), in
         the same transaction that deletes, so a run cannot start between the check and the delete.
@@ -201,8 +204,8 @@ class RunStore(Database):
         removed = self._write(body)
         removed["weights"] = int(self.has_weights(run_id))
         removed["checkpoint"] = int(self.has_checkpoint(run_id))
-        self._weights_path(run_id).unlink(missing_ok=True)
-        self.delete_checkpoint(run_id)
+        removed["final state"] = int(self.has_final_state(run_id))
+        self._delete_files(run_id)
         return removed
 
     def resolve_run_id(self, text: str) -> str:
@@ -267,6 +270,9 @@ class RunStore(Database):
     def _checkpoint_path(self, run_id: str) -> Path:
         return self.weights_dir / f"{_safe_file_stem(run_id)}.ckpt.pt"
 
+    def _final_state_path(self, run_id: str) -> Path:
+        return self.weights_dir / f"{_safe_file_stem(run_id)}.state.pt"
+
     def save_weights(self, run_id: str, state_dict: Mapping[str, Any]) -> Path:
         """Save final weights to ``<weights_dir>/<run_id>.pt`` atomically; returns the path."""
         target = self._weights_path(run_id)
@@ -296,13 +302,28 @@ class RunStore(Database):
 
     def load_checkpoint(self, run_id: str) -> dict | None:
         """The last checkpoint of ``run_id`` (``weights_only=True``), or None when there is none."""
-        target = self._checkpoint_path(run_id)
-        if not target.is_file():
-            return None
-        return _safe_torch_load(target)
+        return _load_if_present(self._checkpoint_path(run_id))
 
     def delete_checkpoint(self, run_id: str) -> None:
         self._checkpoint_path(run_id).unlink(missing_ok=True)
+
+    def save_final_state(self, run_id: str, payload: Mapping[str, Any]) -> None:
+        """Keep a finished run's final training state (a checkpoint of its last epoch: weights,
+        optimizer state, counts, history) in ``<run_id>.state.pt`` atomically, so that a run with
+        ``continue_from`` = ``run_id`` can go on from it."""
+        _atomic_torch_save(dict(payload), self._final_state_path(run_id))
+
+    def has_final_state(self, run_id: str) -> bool:
+        return self._final_state_path(run_id).is_file()
+
+    def load_final_state(self, run_id: str) -> dict | None:
+        """The final training state of ``run_id`` (``weights_only=True``), or None when it kept none."""
+        return _load_if_present(self._final_state_path(run_id))
+
+    def _delete_files(self, run_id: str) -> None:
+        """The run's weights, checkpoint and final state, whichever it has."""
+        for path in (self._weights_path(run_id), self._checkpoint_path(run_id), self._final_state_path(run_id)):
+            path.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------------------- timings
 
@@ -504,6 +525,11 @@ def _atomic_torch_save(payload: dict, target: Path) -> None:
     import torch
 
     atomic_write(target, lambda handle: torch.save(payload, handle))
+
+
+def _load_if_present(path: Path) -> dict | None:
+    """The torch file at ``path`` (``weights_only=True``), or None when there is none."""
+    return _safe_torch_load(path) if path.is_file() else None
 
 
 def _safe_torch_load(path: Path) -> dict:

@@ -15,8 +15,10 @@ only their updates (the way :mod:`batchlab.optim.functional` keeps its variants 
    process agree on who ends (:meth:`Step.agree`), because only process 0 evaluates;
 3. at the end of each run: the failed-to-train rule (:func:`batchlab.store.status.training_failure`,
    whose reference is the loss of the initial weights on the run's first batch — the first
-   update's loss, which the step reports at no cost; a resumed run reads it from its checkpoint), the test split for finished runs, the final
-   weights, the summary (:meth:`RunSession.finish`).
+   update's loss, which the step reports at no cost; a resumed or continued run reads it from
+   its checkpoint), the test split for finished runs, the final weights (and the final training
+   state, :meth:`Step.checkpoint` after the last epoch, when the session keeps it), the summary
+   (:meth:`RunSession.finish`).
 
 Claiming, resuming and the stored result are the session's (:mod:`batchlab.training.session`),
 asked before the step is built; :func:`restore` is the one way a model and its optimizer resume
@@ -119,8 +121,7 @@ def drive(
                                     epoch_time_s=work.seconds, metric=objective.metric_name)
                     ending[k] = session.end_of_epoch(row)
                     if not ending[k] and session.store is not None:  # nothing to build without a store
-                        session.save_checkpoint(step.checkpoint(k, epoch, updates) | {
-                            "history": session.history, "initial_loss": session.initial_loss})
+                        session.save_checkpoint(step.checkpoint(k, epoch, updates) | session.resume_fields())
                 reporter.update(epoch, median_row([session.history[-1] for session in active]))
             ending = step.agree(ending)
             if any(ending):
@@ -154,8 +155,16 @@ def _finish(
     if finished and splits.test is not None:
         tests = dict(zip(finished, step.evaluate(splits.test, finished)))
     timing = step.timing()
-    return [session.finish(**shape, timing=timing, test=tests.get(k), weights=step.weights(k))
+    return [session.finish(**shape, timing=timing, test=tests.get(k), weights=step.weights(k),
+                           state=_final_state(step, k, session))
             for k, session in zip(rows, sessions)]
+
+
+def _final_state(step: Step, row: int, session: RunSession) -> dict[str, Any] | None:
+    """Run ``row``'s checkpoint after its last epoch, when its session keeps it (``keep_state``)."""
+    if not session.keep_state or not session.history:
+        return None
+    return step.checkpoint(row, int(session.history[-1]["epoch"]), session.updates)
 
 
 def median_row(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:

@@ -55,6 +55,7 @@ from batchlab.training.methods import (
     run_shape,
     use_batch_norm_settings,
 )
+from batchlab.training.continuation import check_continue_source
 from batchlab.training.objective import CLASSIFICATION, Objective
 from batchlab.training.driver import EpochWork, checkpoint_payload, drive, restore
 from batchlab.training.progress import EpochProgress
@@ -79,6 +80,7 @@ def train(
     progress: bool | None = None,
     splits: "datasets.Splits | None" = None,
     keep_weights: bool = True,
+    keep_state: bool = False,
     task: "Task | None" = None,
 ) -> RunResult:
     """Train one configuration; with a ``store``, record it there and reuse a finished result.
@@ -96,6 +98,9 @@ def train(
             :func:`batchlab.data.identity.load_splits` for this config are the registry data; any
             other splits are identified by their content, which becomes part of the run id.
         keep_weights: save the final weights beside the store, for later analyses of the minimum.
+        keep_state: also keep the final training state of a finished run (its last epoch's
+            checkpoint: optimizer state, counts, history), so that a run with ``continue_from``
+            can train it on (:mod:`batchlab.training.continuation`).
         task: a user's own model, data, loss and metric (:class:`batchlab.Task`) instead of the
             configuration's registry model and dataset; its checks ran when it was made, so bad
             input has failed before the store is opened.
@@ -103,7 +108,8 @@ def train(
     device = resolve_device(config.device)
     config, splits = task_config_and_splits(config, splits, task, device)
     objective = task.objective if task is not None else CLASSIFICATION
-    session = new_session(config, open_store(store), device, splits, task, force=force, keep_weights=keep_weights)
+    session = new_session(config, open_store(store), device, splits, task, force=force, keep_weights=keep_weights,
+                          keep_state=keep_state)
     stored = session.stored_result()
     if stored is not None:
         return stored
@@ -232,18 +238,19 @@ def task_config_and_splits(
 
 def new_session(
     config: RunConfig, store: "RunStore | None", device: torch.device, splits: "datasets.Splits | None",
-    task: "Task | None", *, force: bool, keep_weights: bool, execution: dict[str, Any] | None = None,
+    task: "Task | None", *, force: bool, keep_weights: bool, keep_state: bool = False,
+    execution: dict[str, Any] | None = None,
 ) -> RunSession:
     """The run's :class:`RunSession`, with the identity of a task's model and data when it has one
     (``execution``: how the run is spread over processes, part of its id; None for one process)."""
     spread = {} if execution is None else {"execution": execution}
     if task is None:
         return RunSession(config, store, device.type, data_fingerprint=data_fingerprint(config, splits),
-                          force=force, keep_weights=keep_weights, **spread)
+                          force=force, keep_weights=keep_weights, keep_state=keep_state, **spread)
     return RunSession(config, store, device.type, data_fingerprint=task.data_fingerprint,
                       model_fingerprint=task.model_fingerprint, metric_name=task.objective.metric_name,
                       origin=task.origin,
-                      force=force, keep_weights=keep_weights, **spread)
+                      force=force, keep_weights=keep_weights, keep_state=keep_state, **spread)
 
 
 def initial_model_and_optimizer(
@@ -259,12 +266,15 @@ def initial_model_and_optimizer(
     seed gives the same weights on every device) — the registry model, or the task's factory —
     its batch norm made ghost / free of moving averages as the config says, the final weights of
     run ``init_from`` (read from ``store``) if given, moved to ``device``, and its optimizer
-    (:mod:`batchlab.training.methods`).
+    (:mod:`batchlab.training.methods`). A run with ``continue_from`` is checked against its
+    source here; it resumes from the source's state when the session claims it
+    (:mod:`batchlab.training.continuation`).
 
     Single and packed training both start here, so their runs begin identically.
     """
     shape = shape or run_shape(config, len(splits.train))
     weights = initial_weights(config, store)
+    check_continue_source(config, store)
     torch.manual_seed(config.seed)
     if task is not None:
         model = task.build_model()

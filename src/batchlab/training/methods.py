@@ -38,6 +38,7 @@ from batchlab.store.status import FINISHED
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
+    from batchlab.store.record import RunRecord
 
 @dataclass(frozen=True)
 class RunShape:
@@ -169,15 +170,24 @@ def check_init_source(config: RunConfig, store: "RunStore | None") -> None:
     source = config.init_from
     if source is None:
         return
+    finished_source("init_from", source, store)
+    if not store.has_weights(source):  # type: ignore[union-attr]
+        raise StoreError(f"init_from run {source} kept no weights; allowed: a run trained without --no-weights")
+
+
+def finished_source(field: str, source: str, store: "RunStore | None") -> "RunRecord":
+    """The stored record of run ``source`` that the config's ``field`` (``init_from``,
+    ``continue_from``) names; no store (a :class:`ConfigError`), a missing or an unfinished run
+    (a :class:`StoreError`) is a one-line error."""
     if store is None:
-        raise ConfigError(f"init_from {source} needs the store that holds that run; allowed: train with a store")
+        raise ConfigError(f"{field} {source} needs the store that holds that run; allowed: train with a store")
     record = store.get(source)
     if record is None:
-        raise StoreError(f"init_from run {source} is not in {store.path}; allowed: a finished run of this store (`batchlab runs`)")
+        raise StoreError(f"{field} run {source} is not in {store.path}; allowed: a finished run of this store "
+                         "(`batchlab runs`)")
     if record.status != FINISHED:
-        raise StoreError(f"init_from run {source} is {record.status}; allowed: a finished run")
-    if not store.has_weights(source):
-        raise StoreError(f"init_from run {source} kept no weights; allowed: a run trained without --no-weights")
+        raise StoreError(f"{field} run {source} is {record.status}; allowed: a finished run")
+    return record
 
 
 def load_initial_weights(model: nn.Module, config: RunConfig, weights: dict[str, torch.Tensor]) -> None:

@@ -13,7 +13,9 @@ so each rule below is written once:
    on this host is training is waited for, then returned from the store (or taken over, if that
    process died). With ``force``, the old result is replaced here — after the caller has its
    data and model ready, so a force that fails on the data loses nothing.
-3. **Resume.** An unfinished run with a checkpoint resumes from it (``resuming from epoch k``).
+3. **Resume.** An unfinished run with a checkpoint resumes from it (``resuming from epoch k``); a
+   run with ``continue_from`` and no checkpoint of its own starts from its source's final
+   training state (:mod:`batchlab.training.continuation`).
 4. **Each epoch**: the metrics row is stored, and the end rules decide whether the run goes on —
    a non-finite loss ends it as ``diverged``; then the accuracy target (``target_train_acc``:
    the first epoch whose training accuracy reaches it ends the run, finished — SWAP's first
@@ -23,7 +25,8 @@ so each rule below is written once:
 5. **Settle**: a run that ends finished but did not learn ends ``failed to train`` instead, with
    the reason in its summary (``failure``; :func:`batchlab.store.status.training_failure`);
    like every result it is not trained again unless forced.
-6. **Finish**: one summary builder, the final weights beside the store, the final status.
+6. **Finish**: one summary builder, the final weights beside the store (and, when asked,
+   a finished run's final training state, for ``continue_from``), the final status.
 7. **Interrupted** (Ctrl-C): the run is marked ``interrupted`` and resumes from its last
    checkpoint the next time it is asked for.
 """
@@ -42,6 +45,7 @@ from batchlab.config import RunConfig, run_id
 from batchlab.store.decision import Action, decide
 from batchlab.store.identity import ORIGIN_KEY
 from batchlab.store.status import DIVERGED, FAILED_TO_TRAIN, FINISHED, training_failure
+from batchlab.training.continuation import continuation_start
 from batchlab.training.result import RunResult
 
 if TYPE_CHECKING:
@@ -88,6 +92,9 @@ class RunSession:
             the run; None when not from files.
         force: train again a run the store holds as ended (replaced at :meth:`claim`).
         keep_weights: save the final weights beside the store.
+        keep_state: also keep a finished run's final training state (weights, optimizer state,
+            counts, history), so a run with ``continue_from`` can train it on
+            (:mod:`batchlab.training.continuation`).
         log_plain: print one summary line when the run ends (logs without a progress bar).
     """
 
@@ -104,6 +111,7 @@ class RunSession:
         origin: dict[str, str] | None = None,
         force: bool = False,
         keep_weights: bool = True,
+        keep_state: bool = False,
         log_plain: bool = False,
     ) -> None:
         self.config = config
@@ -116,6 +124,7 @@ class RunSession:
         self.run_id = run_id(config, device_type, data_fingerprint, execution, model_fingerprint)
         self.force = force
         self.keep_weights = keep_weights
+        self.keep_state = keep_state
         self.log_plain = log_plain
         self.environment: dict[str, Any] = {}
         self.checkpoint: dict[str, Any] | None = None
@@ -172,13 +181,20 @@ class RunSession:
             _wait()
         self.force = False  # the old result is gone now; a retried claim must not drop this one
         self.checkpoint = checkpoint if decision.action == Action.RESUME else None
+        continued = self.checkpoint is None and self.config.continue_from is not None
+        if continued:
+            self.checkpoint = continuation_start(self.config, self.store)
         if self.checkpoint is not None:
             self.history = [dict(row) for row in self.checkpoint["history"]]
-            self.start_epoch = decision.start_epoch
+            self.start_epoch = int(self.checkpoint["epoch"]) + 1
             self.updates = int(self.checkpoint["updates"])
             # Checkpoints written before the failed-to-train rule lack it; rule 1 is then skipped.
             self.initial_loss = self.checkpoint.get("initial_loss")
-            print(f"batchlab: run {self.run_id} resuming from epoch {self.start_epoch}", file=sys.stderr, flush=True)
+            if continued:  # the source's epochs are this run's first ones
+                for row in self.history:
+                    self.store.log_epoch(self.run_id, int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
+            what = f"continuing run {self.config.continue_from}" if continued else "resuming"
+            print(f"batchlab: run {self.run_id} {what} from epoch {self.start_epoch}", file=sys.stderr, flush=True)
         return None
 
     # ------------------------------------------------------------------ while training
@@ -224,6 +240,10 @@ class RunSession:
         if self.store is not None:
             self.store.save_checkpoint(self.run_id, payload)
 
+    def resume_fields(self) -> dict[str, Any]:
+        """What a checkpoint carries beside the trainer's payload: the history and the initial loss."""
+        return {"history": self.history, "initial_loss": self.initial_loss}
+
     def interrupted(self) -> None:
         """Mark the run ``interrupted`` (Ctrl-C); its last checkpoint stays for resuming."""
         if self.store is not None:
@@ -240,12 +260,15 @@ class RunSession:
         timing: Mapping[str, Any],
         test: tuple[float, float] | None,
         weights: "Mapping[str, torch.Tensor] | None",
+        state: "Mapping[str, Any] | None" = None,
     ) -> RunResult:
         """Summarize, store the final weights and status, and return the run's result.
 
         ``timing`` holds the trainer's timing keys (``time_per_update_s`` and its quartiles,
         ``timed_updates``, packed extras); ``test`` the test loss and metric (finished runs with
-        a test split only); ``weights`` the final state dict (kept when ``keep_weights``).
+        a test split only); ``weights`` the final state dict (kept when ``keep_weights``);
+        ``state`` the last epoch's checkpoint payload (kept, with the history and the initial
+        loss, when ``keep_state`` and the run finished).
         """
         summary = build_summary(
             self.history,
@@ -268,6 +291,8 @@ class RunSession:
         if self.store is not None:
             if self.keep_weights and weights is not None:
                 self.store.save_weights(self.run_id, {k: v.detach().cpu() for k, v in weights.items()})
+            if self.keep_state and state is not None and self.status == FINISHED:
+                self.store.save_final_state(self.run_id, dict(state) | self.resume_fields())
             self.store.finish_run(self.run_id, self.status, summary)
             self.store.delete_checkpoint(self.run_id)
         if self.log_plain:

@@ -1,0 +1,84 @@
+"""A run with ``continue_from`` trains its source on: the same weights as one uninterrupted run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from batchlab.config import RunConfig
+from batchlab.data.identity import load_splits
+from batchlab.errors import StoreError
+from batchlab.store import RunStore
+from batchlab.store.status import FINISHED
+from batchlab.training import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BASE = RunConfig(dataset="mnist-5k", model="mlp", hidden=(16,), optimizer="adam", lr=3e-3, batch_size=25, epochs=2,
+                 seed=1, val_fraction=0.0, train_subset=200, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return load_splits(RunConfig(dataset="mnist-5k", val_fraction=0.0, train_subset=200))
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+
+
+@pytest.mark.parametrize("keep_state", [True, False], ids=["source-state", "source-without-state"])
+def test_a_continuation_with_adam_is_the_uninterrupted_run(tmp_path, splits, keep_state):
+    with RunStore(tmp_path / "runs.db") as store:
+        source = train(BASE, store=store, splits=splits, progress=False, keep_state=keep_state)
+        assert store.has_final_state(source.run_id) is keep_state
+        continued = train(BASE.replace(epochs=5, continue_from=source.run_id), store=store, splits=splits,
+                          progress=False)
+        whole = train(BASE.replace(epochs=5), store=store, splits=splits, progress=False)
+        restarted = train(BASE.replace(epochs=3, init_from=source.run_id), store=store, splits=splits, progress=False)
+        assert continued.status == FINISHED and continued.run_id != whole.run_id
+        assert same_weights(store.load_weights(continued.run_id), store.load_weights(whole.run_id))
+        # Adam restarted from zero moments at the same weights (init_from) lands elsewhere.
+        assert not same_weights(store.load_weights(restarted.run_id), store.load_weights(whole.run_id))
+        assert [row["epoch"] for row in store.metrics(continued.run_id)] == [1, 2, 3, 4, 5]
+        for ours, theirs in zip(continued.epochs, whole.epochs):
+            assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5)
+        assert continued.summary["updates"] == whole.summary["updates"] == 5 * 8
+        # The failed-to-train rule's reference is the chain's start, θ₀ on the first batch.
+        assert continued.summary["initial_loss"] == pytest.approx(source.summary["initial_loss"], rel=1e-6)
+
+
+def test_a_chain_of_continuations_goes_on_from_each_final_state(tmp_path, splits):
+    with RunStore(tmp_path / "runs.db") as store:
+        source = train(BASE, store=store, splits=splits, progress=False, keep_state=True)
+        first = train(BASE.replace(epochs=3, continue_from=source.run_id, target_train_acc=None), store=store,
+                      splits=splits, progress=False, keep_state=True)
+        second = train(BASE.replace(epochs=4, continue_from=first.run_id), store=store, splits=splits, progress=False)
+        whole = train(BASE.replace(epochs=4), store=store, splits=splits, progress=False)
+        assert same_weights(store.load_weights(second.run_id), store.load_weights(whole.run_id))
+        assert second.summary["initial_loss"] == source.summary["initial_loss"]
+
+
+def test_a_continuation_keeps_its_sources_settings_and_goes_past_its_end(tmp_path, splits):
+    with RunStore(tmp_path / "runs.db") as store:
+        source = train(BASE, store=store, splits=splits, progress=False, keep_state=True)
+        with pytest.raises(StoreError, match="has lr 0.003, this run 0.01; allowed: the source's settings"):
+            train(BASE.replace(lr=0.01, epochs=4, continue_from=source.run_id), store=store, splits=splits)
+        with pytest.raises(StoreError, match="completed 2 epochs, and this run ends at 2 in all; allowed: epochs > 2"):
+            train(BASE.replace(continue_from=source.run_id), store=store, splits=splits)
+        with pytest.raises(StoreError, match="is not in"):
+            train(BASE.replace(epochs=4, continue_from="0" * 16), store=store, splits=splits)
+
+
+def test_the_final_state_goes_with_its_run(tmp_path, splits):
+    with RunStore(tmp_path / "runs.db") as store:
+        source = train(BASE, store=store, splits=splits, progress=False, keep_state=True)
+        state = store.load_final_state(source.run_id)
+        assert state["epoch"] == 2 and state["updates"] == 16 and len(state["history"]) == 2
+        assert state["optimizer"]["state"]  # Adam's moments
+        assert not store.has_checkpoint(source.run_id)
+        train(BASE, store=store, splits=splits, progress=False, force=True)  # forced: no state asked for
+        assert not store.has_final_state(source.run_id)
+        train(BASE, store=store, splits=splits, progress=False, force=True, keep_state=True)
+        assert store.delete_run(source.run_id)["final state"] == 1
+        assert not store.has_final_state(source.run_id)
