@@ -81,18 +81,25 @@ def test_a_point_not_at_a_minimum_reports_the_note_not_a_number(tmp_path):
     assert "0 of 1 SB and 0 of 1 LB points" in result.paragraph
 
 
-def test_training_on_continues_from_the_run_with_its_settings(tmp_path):
+def test_training_on_continues_the_run_with_its_optimizer_and_settings(tmp_path):
     splits = load_splits(RunConfig(dataset="mnist-5k", val_fraction=0.0, train_subset=200))
-    config = TINY.config("LB", 40, 0, "cpu", None)
+    config = replace(TINY, optimizer="adam", lr=1e-3, target_train_acc=0.5).config("LB", 40, 0, "cpu", None)
     with RunStore(tmp_path / "runs.db") as store:
-        first = train(config, store=store, splits=splits)
+        first = train(config, store=store, splits=splits, keep_state=True)
         state = settle_at_minimum(store, config, first.run_id, first.summary["initial_loss"], splits, "cpu",
-                                  train_on_epochs=2, train_on_rounds=1)
-        assert state.rounds == 1 and state.extra_epochs == 2 and state.measured_run_id != first.run_id
-        continued = RunConfig.from_dict(store.get(state.measured_run_id).config)
-        assert continued.init_from == first.run_id
-        assert continued.replace(init_from=None, epochs=config.epochs) == config
-        assert [h["extra_epochs"] for h in state.history] == [0, 2]
+                                  train_on_epochs=2, train_on_rounds=2)
+        assert state.rounds == 2 and state.extra_epochs == 4 and state.status == "finished"
+        rounds = [h["run_id"] for h in state.history]
+        assert rounds[0] == first.run_id and rounds[-1] == state.measured_run_id
+        for previous, run in zip(rounds, rounds[1:]):
+            continued = RunConfig.from_dict(store.get(run).config)
+            assert continued.continue_from == previous and continued.target_train_acc is None
+            assert continued.replace(continue_from=None, epochs=config.epochs, target_train_acc=0.5) == config
+        assert [h["extra_epochs"] for h in state.history] == [0, 2, 4]
+        # The chain is the run trained on without a stop: Adam's moments carried, not restarted.
+        whole = train(config.replace(epochs=5, target_train_acc=None), store=store, splits=splits)
+        last, expected = store.load_weights(state.measured_run_id), store.load_weights(whole.run_id)
+        assert all(torch.allclose(last[k], expected[k], rtol=0, atol=1e-6) for k in expected)
 
 
 def test_at_a_minimum_every_measure_is_taken_with_the_stability_bound(tmp_path):

@@ -535,7 +535,8 @@ def _train_runs(plan: GapPlan, net: NetworkPlan, sizes: dict[str, int], splits: 
         for regime in (SB, LB):
             config = net.config(regime, sizes[regime], seed, plan.device, plan.data_dir)
             log(f"{net.paper}: {regime} seed {seed} (B = {sizes[regime]}, {net.model} on {net.dataset}) …")
-            outcome = train(config, store=store, splits=splits, progress=progress)
+            # The final state is kept so that a point off a minimum can be trained on (continue_from).
+            outcome = train(config, store=store, splits=splits, progress=progress, keep_state=net.train_on_rounds > 0)
             runs.append(_entry(regime, seed, sizes[regime], outcome))
             log(f"{net.paper}: {regime} seed {seed}: {_describe(runs[-1])}")
     return runs
@@ -555,8 +556,9 @@ def _settle(plan: GapPlan, net: NetworkPlan, run: RunEntry, sizes: dict[str, int
         summary = store.get(state.measured_run_id).summary
         run.train_loss, run.train_acc = float(summary["train_loss"]), float(summary["train_acc"])
         run.test_loss, run.test_acc = float(summary["test_loss"]), float(summary["test_acc"])
-        run.epochs += state.extra_epochs
-        run.updates += int(summary.get("updates", 0))
+        # The last round continues the run: its counts are the chain's in all.
+        run.epochs = int(summary["epochs_completed"])
+        run.updates = int(summary["updates"])
     log(f"{net.paper}: {run.regime} seed {run.seed}: "
         + ("at a minimum" if state.at_minimum else state.note or "")
         + (f" after {state.extra_epochs} more epochs" if state.extra_epochs else ""))

@@ -16,11 +16,15 @@ never used: the run is then reported without the rule's verdict.
 
 A point that fails the rule is trained on, with the same optimizer and settings, in rounds of
 ``train_on_epochs`` epochs, at most ``train_on_rounds`` rounds (:func:`settle_at_minimum`). Each
-round is a stored run of its own (``init_from`` = the previous round's run, so it is reused on a
-second pass) with the run's configuration and its ending rule, the epoch cap set to the round's
-length. The optimizer's state (the momentum buffer, Adam's moments) starts from zero in each
-round, because a finished run keeps its weights but not its optimizer's state. A point still
-failing the rule after the last round is reported as "not at a minimum (‖∇f‖ = …)".
+round is a stored run of its own that continues the previous one (``continue_from``,
+:mod:`batchlab.training.continuation`): it starts from that run's final training state — weights,
+optimizer state (the momentum buffer, Adam's moments), update count, data order — so the rounds
+together are the run trained on without a stop, and a second pass reuses them. Every run of the
+chain keeps its final state (``keep_state``) for the next round. A round ends only at its epoch
+cap (its ``epochs`` counts the chain's epochs in all): no accuracy target and no patience, which
+the run had already met. A run stored without its final state is continued by training it again
+from θ₀, the same chain at the cost of its epochs. A point still failing the rule after the last
+round is reported as "not at a minimum (‖∇f‖ = …)".
 """
 
 from __future__ import annotations
@@ -71,8 +75,15 @@ class InitialCheck:
 
 def initial_config(config: RunConfig) -> RunConfig:
     """The configuration whose initial weights are θ₀: the run itself, or for a round of training
-    on (``init_from`` set) the run it continues — its own fields without ``init_from``."""
-    return config.replace(init_from=None) if config.init_from is not None else config
+    on (``continue_from`` set) the chain's first run — the same seed and initial weights."""
+    return config.replace(continue_from=None) if config.continue_from is not None else config
+
+
+def train_on_config(config: RunConfig, run_id: str, epochs_done: int, train_on_epochs: int) -> RunConfig:
+    """The next round of training on: ``config`` continued from run ``run_id`` (which completed
+    ``epochs_done`` epochs in all) for ``train_on_epochs`` more, ending only at that cap."""
+    return config.replace(continue_from=run_id, epochs=epochs_done + train_on_epochs, target_train_acc=None,
+                          stop_patience=0, max_updates=None)
 
 
 def initial_weights(config: RunConfig, splits: "Splits", device: Any,
@@ -172,16 +183,18 @@ def settle_at_minimum(store: "RunStore", config: RunConfig, run_id: str, initial
         return state
     state.check = gradient_check(store, run_id, theta0, device, fraction)
     state.history.append({"run_id": run_id, "extra_epochs": 0, **state.check.to_dict()})
+    base_epochs = epochs_done = int(store.get(run_id).summary["epochs_completed"])
     while not state.check.at_minimum and state.rounds < train_on_rounds:
-        continued = config.replace(init_from=state.measured_run_id, epochs=train_on_epochs, target_train_acc=None)
-        outcome = train(continued, store=store, splits=splits, progress=progress)
+        continued = train_on_config(config, state.measured_run_id, epochs_done, train_on_epochs)
+        outcome = train(continued, store=store, splits=splits, progress=progress, keep_state=True)
         state.rounds += 1
         if outcome.status != FINISHED:
             state.status = outcome.status
             log(f"training on from {state.measured_run_id}: {outcome.status}")
             return state
         state.measured_run_id = outcome.run_id
-        state.extra_epochs += int(outcome.summary.get("epochs_completed", train_on_epochs))
+        epochs_done = int(outcome.summary["epochs_completed"])
+        state.extra_epochs = epochs_done - base_epochs
         state.check = gradient_check(store, outcome.run_id, theta0, device, fraction)
         state.history.append({"run_id": outcome.run_id, "extra_epochs": state.extra_epochs, **state.check.to_dict()})
         log(f"trained on {state.extra_epochs} epochs: ‖∇f‖ = {state.check.gradient_norm:.3g} "
