@@ -15,6 +15,7 @@ from batchlab.commands._options import (
     seed_value,
 )
 from batchlab.config import LR_DECAYS, LR_SCALINGS, SHUFFLE_MODES, RunConfig
+from batchlab.errors import ConfigError
 from batchlab.commands._limits import check_model_memory, model_memory_errors
 from batchlab.optim.recipes import RECIPES
 from batchlab.optim.registry import OPTIMIZERS
@@ -36,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_store_option(parser)
     parser.add_argument("--force", action="store_true", help="train again even if the store has this run")
     parser.add_argument("--no-weights", action="store_true", help="do not keep the final weights")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="also keep the final optimizer state and counts, so --continue-from can train the run on "
+                             "(one process only)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     add_progress_option(parser, "a progress bar per epoch (else plain log lines)")
     add_data_parallel_options(parser)
@@ -104,6 +108,10 @@ def add_large_batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-train-acc", type=float, default=None,
                         help="end the run at the first epoch whose training accuracy reaches this (0 … 1)")
     parser.add_argument("--init-from", default=None, help="start from the final weights of this run id (same store)")
+    parser.add_argument("--continue-from", default=None, metavar="RUN_ID",
+                        help="train this finished run on with its optimizer state and settings, to --epochs epochs in "
+                             "all (same store; the run must have been trained with --keep-state, else its epochs are "
+                             "trained again from its initial weights)")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -143,6 +151,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         trust_coefficient=args.trust_coefficient,
         target_train_acc=args.target_train_acc,
         init_from=args.init_from,
+        continue_from=args.continue_from,
         device=args.device,
         data_dir=str(args.data_dir) if args.data_dir else None,
     )
@@ -160,11 +169,15 @@ def run_train(args: argparse.Namespace) -> int:
     if args.nproc is not None or args.max_restarts is not None:
         from batchlab.distributed.launch import train_from_args
 
+        if args.keep_state:
+            raise ConfigError("--keep-state keeps one process's optimizer state; allowed: without --nproc / "
+                              "--max-restarts")
+
         result = train_from_args(config, args)
     else:
         with model_memory_errors(config.model, config.hidden):
             result = train(config, store=args.store, force=args.force, progress=args.progress,
-                           keep_weights=not args.no_weights, task=task)
+                           keep_weights=not args.no_weights, keep_state=args.keep_state, task=task)
     hint_after_training([result], args.store)
     metric = task.objective.metric_name if task is not None else "acc"
     return finish(args.format, result.to_dict(), lambda: format_result(result, args.store, metric))

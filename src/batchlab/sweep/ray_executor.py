@@ -9,9 +9,10 @@
   returns each run's :class:`RunResult` and final weights (CPU tensors). The driver alone writes
   the sweep's store — ``start_run``, every epoch's metrics, the weights, ``finish_run`` — and
   skips a run the store already holds as ended, so a retried task never records a run twice.
-* A run that starts from another run's weights (``init_from``) gets that run shipped with it:
-  the driver reads the source's record and final weights from the store, and the task writes
-  them into its scratch store before training, so the run starts where it would locally.
+* A run that starts from another run's weights (``init_from``) or trains another run on
+  (``continue_from``) gets that run shipped with it: the driver reads the source's record, final
+  weights and final training state (when kept) from the store, and the task writes them into its
+  scratch store before training, so the run starts where it would locally.
 * A user's model and data (``--model-file``/``--data-file``) travel with the tasks as one
   object in Ray's object store (:class:`ShippedTask`): the task pickled by cloudpickle, the
   modules imported from the files' own paths by value (no worker could import them by their
@@ -113,15 +114,15 @@ def train_unit(
     checkpoints: dict[str, dict],
     keep_weights: bool,
     task: Any = None,
-    init_sources: dict[str, tuple[RunResult, dict]] | None = None,
+    init_sources: dict[str, tuple[RunResult, dict | None, dict | None]] | None = None,
 ) -> list[tuple[RunResult, dict | None]]:
     """Train one work unit on a Ray worker; returns each run's result and final weights.
 
     The runs are trained into a scratch store in a temporary folder, seeded with the checkpoints
     the driver sent, so they resume exactly as they would locally; nothing of it outlives the task.
     ``task`` is the user's model and data as shipped (:class:`ShippedTask`), or None for
-    registry runs; ``init_sources`` the finished runs (result and final weights) that runs of the
-    unit start from.
+    registry runs; ``init_sources`` the finished runs (result, final weights and final training
+    state, each None when not kept) that runs of the unit start from or continue.
     """
     from batchlab.store import RunStore
     from batchlab.training import train
@@ -133,8 +134,10 @@ def train_unit(
             task = stack.enter_context(task.unpacked(Path(scratch) / "neighbours"))
         store = RunStore(Path(scratch) / "runs.db")
         try:
-            for source, weights in (init_sources or {}).values():
+            for source, weights, state in (init_sources or {}).values():
                 record_trained_elsewhere(store, source, weights)
+                if state is not None:
+                    store.save_final_state(source.run_id, state)
             for identity, payload in checkpoints.items():
                 store.save_checkpoint(identity, payload)
             if strategy == PACKED:
@@ -249,16 +252,21 @@ def _shippable(ray: Any, task: Any) -> ShippedTask:
     return ShippedTask(ray.cloudpickle.dumps(task), neighbours)
 
 
-def _init_sources(unit: WorkUnit, store: RunStore | None) -> dict[str, tuple[RunResult, dict]]:
-    """The runs the unit's runs start from (``init_from``), each as its stored result and final
-    weights; checked to exist, be finished and hold weights when the sweep was planned."""
+def _init_sources(unit: WorkUnit, store: RunStore | None) -> dict[str, tuple[RunResult, dict | None, dict | None]]:
+    """The runs the unit's runs start from (``init_from``) or continue (``continue_from``), each
+    as its stored result, final weights and final training state (None when not kept); checked
+    to exist and be finished when the sweep was planned."""
     from batchlab.training.session import result_from_record
 
-    sources = {}
+    sources: dict[str, tuple[RunResult, dict | None, dict | None]] = {}
+    if store is None:
+        return sources
     for config in unit.configs:
-        if config.init_from is not None and config.init_from not in sources and store is not None:
-            record = store.get(config.init_from)
-            sources[config.init_from] = (result_from_record(record, store), store.load_weights(config.init_from))
+        for source in (config.init_from, config.continue_from):
+            if source is not None and source not in sources:
+                weights = store.load_weights(source) if store.has_weights(source) else None
+                sources[source] = (result_from_record(store.get(source), store), weights,
+                                   store.load_final_state(source))
     return sources
 
 

@@ -158,10 +158,12 @@ def _cluster(executor: str, address: str | None, num_cpus: int | None) -> Iterat
 
 def _plan(configs: list[RunConfig], store: RunStore | None, executor: str, force: bool, packing: str, cluster: Any,
           task: Any = None) -> SweepPlan:
+    from batchlab.training.continuation import check_continue_source
     from batchlab.training.methods import check_init_source
 
     for config in configs:  # a run starting from another must find it before anything trains
         check_init_source(config, store)
+        check_continue_source(config, store)
     if cluster is None:
         return plan_sweep(configs, store, executor=executor, force=force, packing=packing, task=task)
     return plan_sweep(configs, store, executor=executor, force=force, packing=packing,

@@ -22,7 +22,8 @@ schedule (``warmup_epochs``, ``lr_decay``, ``decay_epochs``, ``decay_factor``); 
 of the two forms.
 
 Every RunConfig field can be fixed or swept, the large-batch ones too (``ghost_batch``,
-``recipe``, ``trust_coefficient``, ``target_train_acc``, ``init_from``, ``momentum_correction``); list-valued fields
+``recipe``, ``trust_coefficient``, ``target_train_acc``, ``init_from``, ``momentum_correction``,
+``continue_from``); list-valued fields
 (``hidden``, ``decay_epochs``) take a list per grid value.
 
 TOML layout (stdlib :mod:`tomllib`)::
