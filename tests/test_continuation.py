@@ -82,3 +82,20 @@ def test_the_final_state_goes_with_its_run(tmp_path, splits):
         train(BASE, store=store, splits=splits, progress=False, force=True, keep_state=True)
         assert store.delete_run(source.run_id)["final state"] == 1
         assert not store.has_final_state(source.run_id)
+
+
+def test_a_ray_worker_continues_from_the_shipped_final_state(tmp_path, splits, capsys):
+    from types import SimpleNamespace
+
+    from batchlab.sweep.ray_executor import _init_sources, train_unit
+    from batchlab.training.packed import SEQUENTIAL
+
+    with RunStore(tmp_path / "runs.db") as store:
+        source = train(BASE, store=store, progress=False, keep_state=True)
+        config = BASE.replace(epochs=3, continue_from=source.run_id)
+        sources = _init_sources(SimpleNamespace(configs=(config,)), store)
+        capsys.readouterr()
+        ((result, weights),) = train_unit((config,), SEQUENTIAL, {}, True, None, sources)
+        assert f"continuing run {source.run_id} from epoch 3" in capsys.readouterr().err
+        whole = train(BASE.replace(epochs=3), store=store, progress=False)
+        assert same_weights(weights, store.load_weights(whole.run_id))

@@ -89,11 +89,13 @@ def plan_data_parallel(
             f"model {config.model} uses dropout, whose masks data-parallel processes cannot draw as "
             "one process draws them; allowed: a model without dropout (mlp, keskar-f1, cnn)"
         )
-    if config.init_from is not None and world_size > 1:
-        raise ConfigError(
-            "a data-parallel run cannot start from another run's weights (init_from): its processes "
-            "may not share the store; allowed: --init-from without --nproc"
-        )
+    for field, flag, what in (("init_from", "--init-from", "start from another run's weights"),
+                              ("continue_from", "--continue-from", "continue another run")):
+        if getattr(config, field) is not None and world_size > 1:
+            raise ConfigError(
+                f"a data-parallel run cannot {what} ({field}): its processes may not share the store; "
+                f"allowed: {flag} without --nproc"
+            )
     if sync_bn and device_type != "cuda" and spec.has_batch_norm and world_size > 1:
         raise ConfigError(
             f"synchronized batch norm needs CUDA (torch's SyncBatchNorm), not {device_type}; "
