@@ -36,7 +36,8 @@ Training"; McCandlish et al. 2018, "An Empirical Model of Large-Batch Training")
    that fits.
 
 Before training, a pilot of a few packed updates at each batch size estimates the time of the
-runs not yet in the store; above two minutes the estimate is printed (one line on stderr).
+runs not yet in the store (:mod:`batchlab.timing.estimate`, the rule gap and largebatch share);
+above two minutes the estimate is printed (one line on stderr).
 
 Every configuration's outcome is kept as an ``advise-run`` record keyed by its run id (the id a
 ``batchlab train`` of the same configuration gets), the target and the evaluation schedule, so a
@@ -77,7 +78,6 @@ from batchlab.experiments.advise.target import Target, best_value, parse_target
 from batchlab.experiments.advise.trace import (
     DIVERGED,
     NOT_REACHED,
-    PILOT_UPDATES,
     REACHED,
     TraceOutcome,
     pilot_seconds,
@@ -91,6 +91,7 @@ from batchlab.store.identity import data_digest, model_digest
 from batchlab.runtime.device import resolve_device
 from batchlab.errors import ConfigError, UserError
 from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, stage_log
+from batchlab.timing.estimate import PILOT_UPDATES, estimate_line
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
@@ -432,10 +433,6 @@ def record_key(plan: AdvisePlan, task: "Task | None" = None) -> str:
             f"B={','.join(map(str, plan.batch_sizes))}|seeds={plan.seeds}|scale={plan.scale}")
 
 
-# An advise run expected to take longer than this prints an estimate of its time first.
-ESTIMATE_NOTE_S = 120.0
-
-
 @dataclass
 class _Bench:
     """What every pack of ``advise`` trains with: the data, the device, the run identity's parts,
@@ -530,11 +527,11 @@ def run_advise(plan: AdvisePlan, store: "RunStore | None", *, splits: Any = None
     log(f"{len(plan.batch_sizes)} batch sizes × {len(plan.momenta) * plan.lr_points * plan.seeds} runs "
         f"(η × λ × seed), target {plan.target.key}; at most {plan.model_updates_budget:,} model-updates "
         "before any learning-rate grid is extended")
-    estimate = _estimate_seconds(bench, clock)
-    if estimate is not None and estimate > ESTIMATE_NOTE_S:
-        notice(f"estimated time: up to about {_duration(estimate)} for the runs still to train (a pilot of "
-               f"{PILOT_UPDATES} updates at each batch size × the update budgets; runs that reach the target "
-               "early leave, so usually less; grid extensions add to it)")
+    estimate = estimate_line(_estimate_seconds(bench, clock), (
+        f"for the runs still to train (a pilot of {PILOT_UPDATES} updates at each batch size × the update "
+        "budgets; runs that reach the target early leave, so usually less; grid extensions add to it)"))
+    if estimate is not None:
+        notice(estimate)
 
     runs: list[dict[str, Any]] = []
     trained = 0
@@ -599,14 +596,6 @@ def _estimate_seconds(bench: _Bench, clock: Callable[[], float] | None) -> float
                                ratio=bench.plan.eval_ratio, device=bench.device, initializer=bench.initializer,
                                objective=bench.objective, **({} if clock is None else {"clock": clock}))
     return total if any_pending else None
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _search_at(bench: _Bench, batch_size: int) -> tuple[list[dict[str, Any]], int]:

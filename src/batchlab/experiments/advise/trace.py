@@ -37,13 +37,12 @@ from batchlab.experiments.advise.target import Target, evaluation_schedule, step
 from batchlab.config import RunConfig
 from batchlab.errors import ConfigError
 from batchlab.store.status import RunStatus
+from batchlab.timing.estimate import PILOT_UPDATES, pilot_times
 from batchlab.training.loop import initial_model_and_optimizer
 from batchlab.training.objective import CLASSIFICATION, Objective
 from batchlab.training.packed import PackStep, check_one_pack
 from batchlab.training.packed_state import momentum_row_from_optimizer
 
-# Updates a pilot times (after one untimed) to estimate a pack's time.
-PILOT_UPDATES = 2
 REACHED = "reached"
 NOT_REACHED = "not reached"
 DIVERGED = RunStatus.DIVERGED  # a trace ends as a run does when its loss is not finite
@@ -92,26 +91,21 @@ def pilot_seconds(configs: Sequence[RunConfig], splits: Any, target: Target, bud
                   objective: Objective = CLASSIFICATION, updates: int = PILOT_UPDATES,
                   clock: Callable[[], float] = time.perf_counter) -> float:
     """The seconds :func:`train_to_target` may take for ``configs`` at most (no run leaving early):
-    the time of one packed update, from ``updates`` timed after one untimed, × ``budget``, plus
-    the time of one evaluation × the evaluations of the schedule. A pilot, not a measurement:
-    the 1-minute load of other processes stretches it as it stretches the run."""
+    the time of one packed update × ``budget`` plus the time of one evaluation × the evaluations
+    of the schedule, both from the pilot of :func:`batchlab.timing.estimate.pilot_times`."""
     pack = build_pack(configs, splits, device, initializer, objective)
     evaluated = splits.val if target.split == "val" else splits.train
     n_train = len(splits.train)
     order = torch.stack([datasets.epoch_permutation(n_train, 0, c.seed, configs[0].shuffle)
                          for c in configs]).to(device)
     start, end = pack.slices[0]
-    pack.update(order[:, start:end])  # untimed: the first update pays for lazy initialization
-    begun = clock()
-    for _ in range(updates):
-        pack.update(order[:, start:end])
-    pack.evaluate(evaluated)  # reads the results back, so queued device work is counted
-    per_update_and_evaluation = clock() - begun
-    begun = clock()
-    pack.evaluate(evaluated)
-    evaluation = clock() - begun
-    per_update = max(per_update_and_evaluation - evaluation, 0.0) / updates
-    return per_update * budget + evaluation * len(evaluation_schedule(budget, ratio))
+
+    def run_updates(count: int) -> None:
+        for _ in range(count):
+            pack.update(order[:, start:end])
+
+    times = pilot_times(run_updates, lambda: pack.evaluate(evaluated), updates=updates, clock=clock)
+    return times.update_s * budget + times.evaluation_s * len(evaluation_schedule(budget, ratio))
 
 
 def train_to_target(
