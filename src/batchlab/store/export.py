@@ -21,7 +21,7 @@ from typing import Any
 from batchlab.models.architecture import architecture
 from batchlab.errors import StoreError
 from batchlab.files import json_default, strict_json_text
-from batchlab.store.identity import fingerprints, with_digest
+from batchlab.store.identity import ACCURACY_KEY, fingerprints, metric_key, with_digest
 from batchlab.store.record import RunRecord
 from batchlab.store.runs import RunStore
 
@@ -69,8 +69,9 @@ class Labels:
 
 # The flat columns of an exported run, in order: config first, then the summary.
 CONFIG_COLUMNS = ("dataset", "model", "optimizer", "batch_size", "lr", "momentum", "seed", "epochs")
-SUMMARY_COLUMNS = ("train_acc", "val_acc", "test_acc", "updates", "time_per_update_s",
-                   "time_per_epoch_s", "diverged_epoch")
+SPLITS = ("train", "val", "test")
+ACCURACY_COLUMNS = tuple(f"{split}_{ACCURACY_KEY}" for split in SPLITS)
+SUMMARY_COLUMNS = (*ACCURACY_COLUMNS, "updates", "time_per_update_s", "time_per_epoch_s", "diverged_epoch")
 EXPORT_COLUMNS = ("run_id", "status") + CONFIG_COLUMNS + SUMMARY_COLUMNS
 EXPORT_FORMATS = ("table", "csv", "json")
 
@@ -81,7 +82,10 @@ _TABLE_HEADERS = (
     ("epochs", "epochs"), ("train_acc", "train acc"), ("val_acc", "val acc"),
     ("test_acc", "test acc"), ("time_per_update_s", "time/update"),
 )
-_TABLE_LEFT = {"run_id", "status", "dataset", "model", "arch", "optimizer", "tags", "note"}
+# In a listing with a run whose metric is not accuracy, the accuracy columns give way to the
+# metric's name and each run's own final values.
+_METRIC_HEADERS = (("metric", "metric"), ("train_metric", "train"), ("val_metric", "val"), ("test_metric", "test"))
+_TABLE_LEFT = {"run_id", "status", "dataset", "model", "arch", "optimizer", "metric", "tags", "note"}
 # The table shows the start of a note; `batchlab runs show` shows all of it.
 NOTE_WIDTH = 40
 
@@ -89,14 +93,23 @@ NOTE_WIDTH = 40
 def flat_run(record: RunRecord) -> dict[str, Any]:
     """One run as flat columns: :data:`EXPORT_COLUMNS`, the short model and data fingerprints
     when the run has them (:mod:`batchlab.store.identity`), then every other config and summary
-    key (a summary key that repeats a config key is prefixed ``summary_``), then the timestamps."""
+    key (a summary key that repeats a config key is prefixed ``summary_``), then the timestamps.
+
+    A run whose metric is not accuracy (a user's regression model: :func:`~batchlab.store.identity.metric_key`)
+    has ``metric`` (its key) and its own ``train_<key>``, ``val_<key>``, ``test_<key>`` in place
+    of the accuracy columns, which it never recorded."""
     row: dict[str, Any] = {"run_id": record.run_id, "status": record.status}
     row.update({key: record.config.get(key) for key in CONFIG_COLUMNS})
     row.update(fingerprints(record.environment))
-    row.update({key: record.summary.get(key) for key in SUMMARY_COLUMNS})
+    metric = metric_key(record.environment)
+    summary_columns = SUMMARY_COLUMNS
+    if metric != ACCURACY_KEY:
+        row["metric"] = metric
+        summary_columns = (*(f"{split}_{metric}" for split in SPLITS), *SUMMARY_COLUMNS[len(ACCURACY_COLUMNS):])
+    row.update({key: record.summary.get(key) for key in summary_columns})
     for key in sorted(set(record.config) - set(row)):
         row[key] = record.config[key]
-    for key in sorted(set(record.summary) - set(SUMMARY_COLUMNS)):
+    for key in sorted(set(record.summary) - set(summary_columns)):
         row[key if key not in row else f"summary_{key}"] = record.summary[key]
     row.update(created=record.created, started=record.started, finished=record.finished)
     return row
@@ -187,9 +200,15 @@ def _table(records: list[RunRecord], labels: Labels) -> str:
         headers += (("tags", "tags"),)
     if any(labels.notes.get(r.run_id) for r in records):
         headers += (("note", "note"),)
+    metrics = [metric_key(record.environment) for record in records]
+    if any(metric != ACCURACY_KEY for metric in metrics):
+        accuracy = {column for column in ACCURACY_COLUMNS}
+        at = next(i for i, (column, _) in enumerate(headers) if column in accuracy)
+        headers = (*headers[:at], *_METRIC_HEADERS, *(h for h in headers[at:] if h[0] not in accuracy))
     cells = [[header for _, header in headers]]
-    for record in records:
+    for record, metric in zip(records, metrics):
         row = flat_run(record)
+        row |= {"metric": metric, **{f"{split}_metric": record.summary.get(f"{split}_{metric}") for split in SPLITS}}
         # The data and model columns carry the fingerprints: same names, other content, other runs.
         row |= {"dataset": with_digest(row["dataset"], row.get("data_fingerprint")),
                 "model": with_digest(row["model"], row.get("model_fingerprint")),
@@ -223,8 +242,8 @@ def _table_cell(column: str, value: Any) -> str:
         return "-"
     if isinstance(value, float) and math.isnan(value):
         return "nan"
-    if column in ("train_acc", "val_acc", "test_acc"):
-        return f"{value:.4f}"
+    if column in ACCURACY_COLUMNS or column in ("train_metric", "val_metric", "test_metric"):
+        return f"{value:.4g}" if column.endswith("_metric") else f"{value:.4f}"
     if column == "time_per_update_s":
         return f"{value * 1e3:.3f} ms"
     if column in ("lr", "momentum"):

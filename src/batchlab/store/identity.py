@@ -15,6 +15,10 @@ A run of a user's model given as files also keeps where they were, under ``origi
 (:attr:`batchlab.Task.origin`), so that later measurements can build the model and data again
 and check them against the fingerprints (:mod:`batchlab.training.restore`).
 
+The metric a run recorded is accuracy (summary keys ``train_acc``, ``val_acc``, ``test_acc``)
+unless the user's model named another (``loss = "mse"`` reports ``train_mse`` …): its key is the
+metric's name in the model entry (:func:`metric_key`).
+
 A short fingerprint is the first :data:`SHORT` hex digits: of the data's ``sha256``, and of the
 SHA-256 of the model entry as canonical JSON (sorted keys).
 """
@@ -28,6 +32,8 @@ from typing import Any
 
 SHORT = 8
 MODEL_KEY, DATA_KEY, ORIGIN_KEY = "user_model", "data", "origin"
+# The metric key of a registry run (and of a user's model that reports accuracy).
+ACCURACY_KEY = "acc"
 
 
 def model_digest(entry: Mapping[str, Any] | None) -> str | None:
@@ -57,3 +63,13 @@ def fingerprints(environment: Mapping[str, Any] | None) -> dict[str, str]:
 def with_digest(name: Any, digest: str | None) -> str:
     """``name`` followed by its short fingerprint when it has one: ``user:blobs.load_data·3f2a9c1e``."""
     return f"{name}·{digest}" if digest else str(name)
+
+
+def metric_key(environment: Mapping[str, Any] | None) -> str:
+    """The key of the metric a run recorded (``train_<key>``, ``val_<key>``, ``test_<key>`` in its
+    summary and per-epoch metrics): the metric's name in a user's model entry, else
+    :data:`ACCURACY_KEY`."""
+    entry = (environment or {}).get(MODEL_KEY) or {}
+    metric = entry.get("metric") if isinstance(entry, Mapping) else None
+    name = metric.get("name") if isinstance(metric, Mapping) else None
+    return str(name) if name else ACCURACY_KEY

@@ -2,7 +2,8 @@
 
 Compared runs of a user's model or data also show their short model and data fingerprints
 (:mod:`batchlab.store.identity`), marked like any other difference: runs under the same names
-that trained another model or other data.
+that trained another model or other data. A run whose metric is not accuracy (a user's regression
+model) shows its own metric (``train_mse`` …) in the summary rows and the curves.
 
 Text only, except :func:`compare_figure` (matplotlib, imported when called). Differences between
 compared runs carry a marker (``*``) in every output; on a terminal they are also bold and
@@ -24,7 +25,7 @@ from batchlab.models.architecture import architecture
 from batchlab.config import RunConfig
 from batchlab.files import json_default
 from batchlab.store.export import align_columns
-from batchlab.store.identity import fingerprints
+from batchlab.store.identity import ACCURACY_KEY, fingerprints, metric_key
 from batchlab.store.record import RunRecord
 
 # Per-epoch columns in the order a reader looks for them; any other logged metric follows.
@@ -99,7 +100,7 @@ def compare_text(records: Sequence[RunRecord], epochs: Sequence[Sequence[Mapping
     identities = [fingerprints(r.environment) for r in records]
     rows += [("", key, [identity.get(key) for identity in identities])
              for key in ("model_fingerprint", "data_fingerprint") if any(key in i for i in identities)]
-    summary_keys = [k for k in SUMMARY_ROWS if any(k in r.summary for r in records)]
+    summary_keys = [k for k in _summary_rows(records) if any(k in r.summary for r in records)]
     rows += [("", key, [r.summary.get(key) for r in records]) for key in summary_keys]
     cells, differs = [heads], [False]
     for _, key, values in rows:
@@ -111,44 +112,47 @@ def compare_text(records: Sequence[RunRecord], epochs: Sequence[Sequence[Mapping
         table = [f"{_BOLD_YELLOW}{line}{_RESET}" if different else line for line, different in zip(table, differs)]
     n_different = sum(differs)
     lines = [f"{DIFFERENT} marks the {n_different} row(s) that differ", *table, ""]
-    lines += ["per-epoch metrics (run 1, run 2, …):", *_indent(curves_table(epochs))]
+    metrics = [metric_key(r.environment) for r in records]
+    lines += ["per-epoch metrics (run 1, run 2, …):", *_indent(curves_table(epochs, metrics))]
     return "\n".join(lines)
 
 
-def curves_table(epochs: Sequence[Sequence[Mapping[str, float]]]) -> str:
-    """Training loss and accuracy (validation when logged, else training) of each run per epoch."""
-    accuracy = _accuracy_key(epochs)
+def curves_table(epochs: Sequence[Sequence[Mapping[str, float]]], metrics: Sequence[str] | None = None) -> str:
+    """Training loss and the metric (validation when logged, else training) of each run per
+    epoch; ``metrics``: each run's metric key (default: accuracy for all)."""
+    keys = _curve_keys(epochs, metrics)
     n = len(epochs)
-    heads = ["epoch"] + [f"train loss {i + 1}" for i in range(n)] + [f"{accuracy.replace('_', ' ')} {i + 1}"
-                                                                     for i in range(n)]
+    heads = ["epoch"] + [f"train loss {i + 1}" for i in range(n)] + [f"{key.replace('_', ' ')} {i + 1}"
+                                                                     for i, key in enumerate(keys)]
     by_epoch = [{int(row["epoch"]): row for row in run} for run in epochs]
     cells = [heads]
     for epoch in sorted({e for run in by_epoch for e in run}):
         cells.append([str(epoch)]
                      + [_number_text(run.get(epoch, {}).get("train_loss")) for run in by_epoch]
-                     + [_number_text(run.get(epoch, {}).get(accuracy)) for run in by_epoch])
+                     + [_number_text(run.get(epoch, {}).get(key)) for run, key in zip(by_epoch, keys)])
     return align_columns(cells, [False] * len(heads))
 
 
 def compare_figure(records: Sequence[RunRecord], epochs: Sequence[Sequence[Mapping[str, float]]], target: Path) -> Path:
-    """Training loss (log scale) and accuracy per epoch of each run, written to ``target``
-    (its suffix names the format: png, svg or pdf)."""
+    """Training loss (log scale) and the metric (accuracy, or a user model's own) per epoch of
+    each run, written to ``target`` (its suffix names the format: png, svg or pdf)."""
     from matplotlib.figure import Figure
 
     from batchlab.files import save_figure
 
-    accuracy = _accuracy_key(epochs)
+    keys = _curve_keys(epochs, [metric_key(r.environment) for r in records])
+    metric = keys[0].replace("_", " ") if len(set(keys)) == 1 else "metric (each run's own)"
     figure = Figure(figsize=(9, 3.6), layout="constrained")
     loss_axes, accuracy_axes = figure.subplots(1, 2)
-    for record, run in zip(records, epochs):
+    for record, run, key in zip(records, epochs, keys):
         config = record.config
         label = (f"{record.run_id[:8]}: B={config.get('batch_size')}, λ={config.get('momentum')}, "
                  f"η={config.get('lr')}")
         xs = [row["epoch"] for row in run]
         loss_axes.plot(xs, [row.get("train_loss", math.nan) for row in run], marker="o", label=label)
-        accuracy_axes.plot(xs, [row.get(accuracy, math.nan) for row in run], marker="o", label=label)
+        accuracy_axes.plot(xs, [row.get(key, math.nan) for row in run], marker="o", label=label)
     loss_axes.set(xlabel="epoch", ylabel="training loss", yscale="log", title="training loss")
-    accuracy_axes.set(xlabel="epoch", ylabel=accuracy.replace("_", " "), title=accuracy.replace("_", " "))
+    accuracy_axes.set(xlabel="epoch", ylabel=metric, title=metric)
     accuracy_axes.legend(fontsize="small")
     (written,) = save_figure(figure, target.with_suffix(""), formats=(target.suffix.lstrip(".").lower(),))
     return written
@@ -157,8 +161,24 @@ def compare_figure(records: Sequence[RunRecord], epochs: Sequence[Sequence[Mappi
 # ----------------------------------------------------------------------------- helpers
 
 
-def _accuracy_key(epochs: Sequence[Sequence[Mapping[str, float]]]) -> str:
-    return "val_acc" if any("val_acc" in row for run in epochs for row in run) else "train_acc"
+def _curve_keys(epochs: Sequence[Sequence[Mapping[str, float]]], metrics: Sequence[str] | None) -> list[str]:
+    """Each run's curve: ``val_<metric>`` when any compared run logged its validation metric,
+    else ``train_<metric>`` (the metric: the run's own key, accuracy by default)."""
+    metrics = list(metrics) if metrics is not None else [ACCURACY_KEY] * len(epochs)
+    val = any(f"val_{metric}" in row for run, metric in zip(epochs, metrics) for row in run)
+    return [f"{'val' if val else 'train'}_{metric}" for metric in metrics]
+
+
+def _summary_rows(records: Sequence[RunRecord]) -> list[str]:
+    """:data:`SUMMARY_ROWS`, each run's own metric beside accuracy's rows when it is another."""
+    extra = [metric for metric in dict.fromkeys(metric_key(r.environment) for r in records) if metric != ACCURACY_KEY]
+    rows: list[str] = []
+    for key in SUMMARY_ROWS:
+        rows.append(key)
+        split = key.removesuffix(f"_{ACCURACY_KEY}")
+        if split != key:
+            rows += [f"{split}_{metric}" for metric in extra]
+    return rows
 
 
 def _ordered(values: Mapping[str, Any], first: Sequence[str]) -> dict[str, Any]:
