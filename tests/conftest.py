@@ -6,6 +6,7 @@ Helpers that tests call directly (not through a fixture) are imported by name:
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
@@ -88,13 +89,52 @@ def load_data():
 """
 
 
+# A regression model file: one linear output trained with the mean squared error.
+REGRESSION_MODEL_FILE = """
+from torch import nn
+
+loss = "mse"
+
+def make_model():
+    return nn.Linear(4, 1)
+"""
+
+
+def write_user_files(folder: Path, model: str = USER_MODEL_FILE, data: str = USER_DATA_FILE) -> list[str]:
+    """Write a model file ``net.py`` and a data file ``blobs.py`` into ``folder``; their
+    ``--model-file``/``--data-file`` flags."""
+    (folder / "net.py").write_text(model)
+    (folder / "blobs.py").write_text(data)
+    return ["--model-file", f"{folder}/net.py:make_model", "--data-file", f"{folder}/blobs.py:load_data"]
+
+
+def strict_json(text: str) -> Any:
+    """``text`` parsed as JSON that has no NaN or Infinity (an AssertionError if it has)."""
+    def reject(constant: str):
+        raise AssertionError(f"{constant} in JSON output")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def checked_task_identity(identity: dict[str, Any], flags: list[str]):
+    """The task of ``flags`` (``--model-file``/``--data-file``), after checking that an
+    experiment's record entry ``identity`` names it: names, short fingerprints, the model file."""
+    from batchlab.store.identity import data_digest, model_digest
+    from batchlab.task.files import task_from_files
+
+    task = task_from_files(flags[1], flags[3])
+    assert identity["model"] == task.model_id and identity["data"] == task.dataset_id
+    assert identity["model_fingerprint"] == model_digest(task.model_fingerprint)
+    assert identity["data_fingerprint"] == data_digest(task.data_fingerprint)
+    assert identity["origin"]["model_file"].endswith("net.py:make_model")
+    return task
+
+
 @pytest.fixture
 def user_model_flags(tmp_path):
     """``--model-file``/``--data-file`` flags of a small user model (a class defined in its file)
     and 48/24/24 examples of three Gaussian blobs, written to ``tmp_path``."""
-    (tmp_path / "net.py").write_text(USER_MODEL_FILE)
-    (tmp_path / "blobs.py").write_text(USER_DATA_FILE)
-    return ["--model-file", f"{tmp_path}/net.py:make_model", "--data-file", f"{tmp_path}/blobs.py:load_data"]
+    return write_user_files(tmp_path)
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -84,3 +84,21 @@ def test_registry_fields_of_a_sweep_file_are_refused_with_the_files(capsys, tmp_
     (tmp_path / "sweep.toml").write_text('[fixed]\nmodel = "cnn"\nepochs = 1\n\n[grid]\nhidden = [[8], [16]]\n')
     error = error_of([*COMMANDS["sweep"], "--config", "sweep.toml", *FILES], capsys, tmp_path, monkeypatch)
     assert error.startswith("model in sweep.toml, hidden in sweep.toml choose the registry's model or data")
+
+
+# The experiment commands name their networks by the scale, so they have neither --model nor
+# --dataset: --data-dir (and gap's --networks) are their registry options.
+EXPERIMENT_GIVEN = [
+    ("gap", ["--data-dir", "somewhere"], "--data-dir somewhere"),
+    ("gap", ["--networks", "f1", "c1"], "--networks f1 c1"),
+    ("largebatch", ["--data-dir", "somewhere"], "--data-dir somewhere"),
+]
+
+
+@pytest.mark.parametrize("command, argv, shown", EXPERIMENT_GIVEN)
+def test_the_experiment_commands_refuse_their_registry_options_with_the_files_alike(command, argv, shown, capsys,
+                                                                                   tmp_path, monkeypatch):
+    error = error_of([command, *argv, *FILES, "--out", str(tmp_path / "out")], capsys, tmp_path, monkeypatch)
+    assert error == (f"{shown} chooses the registry's model or data, which --model-file and --data-file "
+                     "replace; allowed: the files without it, or it without the files")
+    assert not (tmp_path / "out").exists()

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 import torch
 
 from batchlab.cli import main
 from batchlab.errors import ConfigError
-from batchlab.experiments.largebatch import experiment, plan_largebatch
+from batchlab.experiments.largebatch import experiment, plan_largebatch, run_largebatch
 from batchlab.experiments.largebatch.experiment import Setting, record_key
 from batchlab.store import RunStore
-from batchlab.store.identity import data_digest, model_digest
 from batchlab.task.files import task_from_files
-from conftest import USER_DATA_FILE, USER_MODEL_FILE
-
-REGRESSION_MODEL_FILE = """
-from torch import nn
-
-loss = "mse"
-
-def make_model():
-    return nn.Linear(4, 1)
-"""
+from conftest import REGRESSION_MODEL_FILE, USER_DATA_FILE, USER_MODEL_FILE
+from conftest import checked_task_identity, strict_json, write_user_files
 
 NO_TEST_DATA_FILE = """
 import torch
@@ -45,25 +37,12 @@ def tiny_setting(data_dir=None) -> Setting:
                    lr_grid=(0.025, 0.05, 0.1), lr_extension_cap=1)
 
 
-def write_files(folder, model=USER_MODEL_FILE, data=USER_DATA_FILE) -> list[str]:
-    (folder / "net.py").write_text(model)
-    (folder / "blobs.py").write_text(data)
-    return ["--model-file", f"{folder}/net.py:make_model", "--data-file", f"{folder}/blobs.py:load_data"]
-
-
-def strict(text: str):
-    def reject(constant: str):
-        raise AssertionError(f"{constant} in JSON output")
-
-    return json.loads(text, parse_constant=reject)
-
-
 @pytest.fixture(scope="module")
 def own_model_run(tmp_path_factory):
     """The quick scale's comparison on the blobs with SB = 4 and LB = 16 (its own 32 and 1024 do
     not fit 48 training examples), twice: a table, then JSON with every run from the store."""
     folder = tmp_path_factory.mktemp("largebatch-own")
-    flags = write_files(folder)
+    flags = write_user_files(folder)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -80,14 +59,10 @@ def own_model_run(tmp_path_factory):
 def test_every_row_trains_the_users_model_and_the_record_names_it(own_model_run):
     folder, flags, code, _ = own_model_run
     assert code == 0
-    record = strict((folder / "out" / "largebatch.json").read_text())
-    task = task_from_files(flags[1], flags[3])
+    record = strict_json((folder / "out" / "largebatch.json").read_text())
     identity = record["plan"]["task"]
-    assert identity["model"] == task.model_id and identity["data"] == task.dataset_id
-    assert identity["model_fingerprint"] == model_digest(task.model_fingerprint)
-    assert identity["data_fingerprint"] == data_digest(task.data_fingerprint)
+    task = checked_task_identity(identity, flags)
     assert re.fullmatch(r"[0-9a-f]{8}", identity["model_fingerprint"])
-    assert identity["origin"]["model_file"].endswith("net.py:make_model")
     # The table's header names the model and data with their fingerprints.
     assert record["table"]["caption"].startswith(
         f"{task.model_id}·{identity['model_fingerprint']} on {task.dataset_id}·{identity['data_fingerprint']}, "
@@ -108,7 +83,7 @@ def test_every_row_trains_the_users_model_and_the_record_names_it(own_model_run)
 def test_a_second_pass_reuses_every_run_and_prints_strict_json(own_model_run):
     folder, _, _, again = own_model_run
     assert again == 0
-    record = strict((folder / "again" / "largebatch.json").read_text())
+    record = strict_json((folder / "again" / "largebatch.json").read_text())
     assert all(r["from_store"] for r in record["runs"])
 
 
@@ -116,24 +91,13 @@ def test_a_second_pass_reuses_every_run_and_prints_strict_json(own_model_run):
 def test_json_output_of_the_command_is_strict(tmp_path, capsys, monkeypatch):
     """One seed, no method beside the baselines: stdout is one strict JSON document."""
     monkeypatch.setattr(experiment, "_quick_setting", tiny_setting)
-    flags = write_files(tmp_path)
+    flags = write_user_files(tmp_path)
     code = main(["largebatch", *flags, "--seeds", "1", "--methods", "sqrt", "--store", str(tmp_path / "runs.db"),
                  "--out", str(tmp_path / "out"), "--device", "cpu", "--format", "json"])
     assert code == 0
-    document = strict(capsys.readouterr().out)
+    document = strict_json(capsys.readouterr().out)
     assert document["plan"]["task"]["model"] == "user:net.make_model"
     assert [row[0] for row in document["table"]["rows"]][-1] == "LB + √ scaling"
-
-
-@pytest.mark.parametrize("extra, text", [
-    (["--data-dir", "somewhere"], "--data-dir somewhere chooses the registry's model or data, which --model-file "
-                                  "and --data-file replace"),
-])
-def test_a_registry_option_beside_the_files_is_refused_in_one_line(tmp_path, one_error_line, extra, text):
-    flags = write_files(tmp_path)
-    code = main(["largebatch", *flags, *extra, "--store", str(tmp_path / "runs.db"), "--out", str(tmp_path / "out")])
-    assert code == 2 and text in one_error_line()
-    assert not (tmp_path / "out").exists() and not (tmp_path / "runs.db").exists()
 
 
 @pytest.mark.parametrize("given, missing", [("--model-file", "--data-file"), ("--data-file", "--model-file")])
@@ -145,7 +109,7 @@ def test_one_file_without_the_other_is_refused_in_one_line(tmp_path, one_error_l
 
 def test_a_model_flag_beside_the_files_is_refused_in_one_line(tmp_path, one_error_line):
     """largebatch has no --model (the scale names the network): one line, nothing stored."""
-    flags = write_files(tmp_path)
+    flags = write_user_files(tmp_path)
     code = main(["largebatch", *flags, "--model", "cnn", "--store", str(tmp_path / "runs.db")])
     assert code == 2 and "largebatch: unrecognized argument --model" in one_error_line()
     assert not (tmp_path / "runs.db").exists()
@@ -165,7 +129,7 @@ def test_a_task_the_comparison_cannot_judge_is_refused_before_anything_trains(tm
     if model is REGRESSION_MODEL_FILE:
         data = data.replace("y = torch.randint(0, 3, (96,), generator=generator)",
                             "y = torch.randn(96, 1, generator=generator)").replace("x = centres[y] + ", "x = ")
-    flags = write_files(tmp_path, model, data)
+    flags = write_user_files(tmp_path, model, data)
     code = main(["largebatch", *flags, "--store", str(tmp_path / "runs.db"), "--out", str(tmp_path / "out")])
     assert code == 2 and text in one_error_line()
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs.db").exists()
@@ -180,7 +144,7 @@ def test_small_and_large_batch_replace_the_scales(tmp_path, one_error_line):
     assert record_key(scales_own) == record_key(plan_largebatch("quick"))
     with pytest.raises(ConfigError, match="small batch 0 is invalid; allowed: an integer ≥ 1"):
         plan_largebatch("quick", small_batch=0)
-    flags = write_files(tmp_path)
+    flags = write_user_files(tmp_path)
     code = main(["largebatch", *flags, "--small-batch", "16", "--large-batch", "16", "--store",
                  str(tmp_path / "runs.db"), "--out", str(tmp_path / "out")])
     assert code == 2 and "batch sizes SB = 16, LB = 16 on 48 training examples" in one_error_line()
@@ -188,7 +152,7 @@ def test_small_and_large_batch_replace_the_scales(tmp_path, one_error_line):
 
 def test_the_plan_keeps_the_scale_and_takes_the_tasks_identity(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment, "_quick_setting", tiny_setting)
-    flags = write_files(tmp_path)
+    flags = write_user_files(tmp_path)
     task = task_from_files(flags[1], flags[3])
     plan = plan_largebatch("quick", task=task)
     registry = plan_largebatch("quick")
@@ -209,3 +173,30 @@ def test_a_regression_task_is_refused_by_the_python_plan_too():
     task = Task(lambda: torch.nn.Linear(4, 1), (x, y, x, y, x, y), name="line", loss="mse")
     with pytest.raises(ConfigError, match="allowed: a classification model"):
         plan_largebatch("quick", task=task)
+
+
+def test_run_largebatch_prints_an_estimate_from_a_real_pilot_before_the_first_run(tmp_path, monkeypatch):
+    """A pilot read through an injected clock that says every reading is 1,000 s later: the
+    estimate is long, so it is printed, once, before SB's η search trains anything; a rerun with
+    every run stored says nothing."""
+    monkeypatch.setattr(experiment, "_quick_setting", lambda data_dir=None: replace(tiny_setting(data_dir), epochs=2,
+                                                                                    lr_grid=(0.05, 0.1),
+                                                                                    lr_extension_cap=0))
+    flags = write_user_files(tmp_path)
+    plan = plan_largebatch("quick", seeds=1, methods=[], task=task_from_files(flags[1], flags[3]), device="cpu")
+    events: list[str] = []
+
+    def run() -> None:
+        ticks = iter(range(0, 10 ** 9, 1000))
+        with RunStore(tmp_path / "runs.db") as store:
+            run_largebatch(plan, store, log=events.append, notice=lambda line: events.append("NOTICE " + line),
+                           clock=lambda: float(next(ticks)))
+
+    run()
+    notices = [i for i, line in enumerate(events) if line.startswith("NOTICE estimated time: up to about ")]
+    assert len(notices) == 1 and notices[0] == 0 and events[1].startswith("SB at η")
+    # 2 runs of the η search, then SB, LB and LB to SB's training accuracy.
+    assert "to train the 5 runs not in the store" in events[0]
+    events.clear()
+    run()
+    assert not any(line.startswith("NOTICE") for line in events)

@@ -44,7 +44,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from batchlab.errors import ConfigError
 from batchlab.geometry.critical import LOCAL_MINIMUM
-from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss
+from batchlab.geometry.functional import DEFAULT_CHUNK_SIZE, FlatLoss, LossFunction
 
 # ‖∇f(θ)‖ ≤ 1 % of ‖∇f(θ₀)‖: the default of the at-a-minimum rule (module docstring).
 MINIMUM_GRADIENT_FRACTION = 0.01
@@ -104,9 +104,11 @@ def check_minimum(
     fraction: float = MINIMUM_GRADIENT_FRACTION,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     mode: str = "eval",
+    loss: LossFunction | None = None,
 ) -> MinimumCheck:
     """:func:`minimum_rule` for the model's current weights θ against its run's θ₀: both are the
-    full-batch gradients of the mean cross-entropy on ``(x, y)``, each taken at its own point.
+    full-batch gradients of the mean training ``loss`` on ``(x, y)`` (default cross-entropy; a
+    user's task passes its own), each taken at its own point.
 
     ``initial`` is θ₀ as a model of the same architecture — its parameters *and* its buffers
     (batch norm's running statistics), so ‖∇f(θ₀)‖ is the gradient of the network θ₀ was — or,
@@ -122,9 +124,9 @@ def check_minimum(
     normalizes each chunk with its own batch statistics (the running ones are not used), so
     the result depends on ``chunk_size``; the buffers do not matter there.
     """
-    loss = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode)
+    objective = FlatLoss(model, x, y, chunk_size=chunk_size, mode=mode, loss=loss)
     if isinstance(initial, nn.Module):
-        initial_loss = FlatLoss(initial, x, y, chunk_size=chunk_size, mode=mode)
+        initial_objective = FlatLoss(initial, x, y, chunk_size=chunk_size, mode=mode, loss=loss)
         initial_point = None
     else:
         if mode == "eval" and uses_running_statistics(model):
@@ -132,10 +134,10 @@ def check_minimum(
                 "θ₀ given as a flat parameter vector for a model with batch-norm running statistics; allowed: "
                 "θ₀ as a model of the same architecture with its own buffers (or mode='train')"
             )
-        initial_loss = loss
-        initial_point = loss.check_vector(initial, "initial point")
-    _, gradient = loss.value_and_grad()
-    _, initial_gradient = initial_loss.value_and_grad(initial_point)
+        initial_objective = objective
+        initial_point = objective.check_vector(initial, "initial point")
+    _, gradient = objective.value_and_grad()
+    _, initial_gradient = initial_objective.value_and_grad(initial_point)
     return minimum_rule(float(gradient.norm()), float(initial_gradient.norm()), fraction=fraction)
 
 

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,9 @@ from batchlab.errors import ConfigError
 from batchlab.experiments.shape import GAP_SCALES, Envelope, Log, Stopwatch, check_scale, check_seeds, stage_log
 from batchlab.experiments.gap.measurements import measure_curvature, measure_parametric, measure_sharpness
 from batchlab.experiments.gap.minima import minimum_note, settle_at_minimum
+from batchlab.experiments.gap.own_model import KEY as OWN_KEY
+from batchlab.experiments.gap.own_model import TEMPLATES, task_key, task_network, task_reasons
+from batchlab.experiments.own_task import check_batch_sizes, check_classification_task, task_identity
 from batchlab.experiments.gap.tables import (
     CURVATURE_FIELDS,
     FULL,
@@ -85,12 +88,15 @@ from batchlab.experiments.gap.tables import (
 )
 from batchlab.geometry.minimum import MINIMUM_GRADIENT_FRACTION
 from batchlab.geometry.landscape import DEFAULT_ALPHA_RANGE, DEFAULT_BN_MODE, ParametricLine, alpha_grid
+from batchlab.timing.estimate import PILOT_UPDATES
 from batchlab.training import train
+from batchlab.training.pilot import training_estimate
 from batchlab.training.restore import restore_run
 from batchlab.training.result import FINISHED
 
 if TYPE_CHECKING:
     from batchlab.store import RunStore
+    from batchlab.task import Task
 
 NETWORKS = ("f1", "c1")
 SB, LB = "SB", "LB"
@@ -234,12 +240,26 @@ class GapPlan:
     reasons: tuple[str, ...] = ()
     # The at-a-minimum rule: ‖∇f‖ ≤ this fraction of ‖∇f(θ₀)‖ (batchlab.geometry.minimum).
     minimum_fraction: float = MINIMUM_GRADIENT_FRACTION
+    # A user's own model and data (batchlab.Task) in place of the paper's networks
+    # (batchlab.experiments.gap.own_model); its one network plan trains it.
+    task: Task | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, task=None))  # the task by its identity, not its tensors
         data["networks"] = [asdict(n) for n in self.networks]
         data["reasons"] = list(self.reasons)
+        data["task"] = task_identity(self.task)
         return data
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """The tasks stored runs of this plan are rebuilt from (:func:`batchlab.training.restore.restore_run`)."""
+        return () if self.task is None else (self.task,)
+
+    def run_config(self, net: NetworkPlan, regime: str, batch_size: int, seed: int) -> RunConfig:
+        """:meth:`NetworkPlan.config` of this plan's device and data, for the task when it has one."""
+        config = net.config(regime, batch_size, seed, self.device, self.data_dir)
+        return config if self.task is None else self.task.configure(config)
 
 
 def _quick_networks() -> dict[str, NetworkPlan]:
@@ -300,25 +320,48 @@ def plan_gap(
     optimizer: str | None = None,
     lr: float | None = None,
     momentum: float | None = None,
+    task: Task | None = None,
+    small_batch: int | None = None,
+    large_batch: int | None = None,
 ) -> GapPlan:
     """The plan for ``scale`` (module docstring), with the given overrides checked: ``optimizer``
-    (adam or momentum), ``lr`` and ``momentum`` replace the one setting both regimes train with."""
+    (adam or momentum), ``lr`` and ``momentum`` replace the one setting both regimes train with.
+    ``task``: a user's classification model and data in place of the paper's networks, with the
+    scale's protocol; ``small_batch``, ``large_batch``: its SB and LB in place of the scale's SB and
+    10 % of the training set (:mod:`batchlab.experiments.gap.own_model`)."""
     check_scale(scale, GAP_SCALES)
     table = {"quick": _quick_networks, "standard": _standard_networks}.get(scale, lambda: _full_networks(data_dir))()
-    chosen = list(dict.fromkeys(networks or [name for name in NETWORKS if name in table]))
-    for name in chosen:
-        if name not in table:
-            raise ConfigError(f"unknown network {name!r} at scale {scale}; allowed: {', '.join(table)}")
     seeds = check_seeds((3 if scale == "quick" else 5) if seeds is None else seeds, "(the paper used 5)")
     training = _training_overrides(optimizer, lr, momentum)
+    check_batch_sizes(small_batch, large_batch)
+    if task is not None:
+        if networks:
+            raise ConfigError(f"networks {' '.join(networks)} choose the paper's networks, which the task replaces; "
+                              "allowed: the task without networks, or networks without the task")
+        check_classification_task(task, "gap")
+        net = task_network(table[TEMPLATES[scale]], task, small_batch=small_batch, large_batch=large_batch)
+        _batch_sizes(net, task.n_train)  # SB < LB ≤ the training set, before anything trains
+        chosen, reasons = [net], task_reasons(task, scale)
+    else:
+        if small_batch is not None or large_batch is not None:
+            raise ConfigError("--small-batch and --large-batch apply to your own model (--model-file/--data-file); "
+                              "the paper's networks keep the scale's SB and LB = 10 % of the training set; allowed: "
+                              "them with --model-file, or neither")
+        names = list(dict.fromkeys(networks or [name for name in NETWORKS if name in table]))
+        for name in names:
+            if name not in table:
+                raise ConfigError(f"unknown network {name!r} at scale {scale}; allowed: {', '.join(table)}")
+        chosen, reasons = [table[name] for name in names], {"quick": QUICK_REASONS,
+                                                            "standard": STANDARD_REASONS}.get(scale, ())
     return GapPlan(
         scale=scale,
         seeds=seeds,
-        networks=tuple(replace(table[name], **training) for name in chosen),
+        networks=tuple(replace(net, **training) for net in chosen),
         subspace=(scale == "full") if subspace is None else bool(subspace),
         device=device,
         data_dir=data_dir,
-        reasons={"quick": QUICK_REASONS, "standard": STANDARD_REASONS}.get(scale, ()),
+        reasons=reasons,
+        task=task,
     )
 
 
@@ -441,17 +484,26 @@ class GapResult:
 
 
 def record_key(plan: GapPlan) -> str:
-    """Key of the experiment's ``gap`` record: what was asked for (a rerun replaces it)."""
+    """Key of the experiment's ``gap`` record: what was asked for (a rerun replaces it); a user's
+    model and data by their short fingerprints, with SB and LB."""
     networks = ",".join(n.key for n in plan.networks)
-    return f"{plan.scale}|networks={networks}|seeds={plan.seeds}|subspace={int(plan.subspace)}"
+    key = f"{plan.scale}|networks={networks}|seeds={plan.seeds}|subspace={int(plan.subspace)}"
+    if plan.task is not None:
+        net = plan.networks[0]
+        key += task_key(plan.task, net.sb, str(net.lb_size) if net.lb_size is not None else f"{net.lb_fraction:g}")
+    return key
 
 
 # ---------------------------------------------------------------------------------- running
 
 
-def run_gap(plan: GapPlan, store: RunStore, *, progress: bool | None = False, log: Log | None = None) -> GapResult:
+def run_gap(plan: GapPlan, store: RunStore, *, progress: bool | None = False, log: Log | None = None,
+            notice: Log | None = None, clock: Callable[[], float] | None = None) -> GapResult:
     """Train, measure and tabulate the whole experiment (module docstring); record it in ``store``.
-    ``log``: one line per step (default: ``[gap] …`` on stderr)."""
+    ``log``: one line per step (default: ``[gap] …`` on stderr). On a user's model, the estimate of
+    the training still to do goes to ``notice`` before anything trains (one line, default ``[gap] …``
+    on stderr, when above :data:`batchlab.timing.estimate.ESTIMATE_NOTE_S`), from a pilot read with
+    ``clock`` (tests inject one)."""
     log = log or stage_log(RECORD_KIND)
     stopwatch = Stopwatch()
     device = resolve_device(plan.device)
@@ -459,7 +511,8 @@ def run_gap(plan: GapPlan, store: RunStore, *, progress: bool | None = False, lo
     for net in plan.networks:
         if net.note:
             log(net.note)
-        results.append(_run_network(plan, net, store, device, progress, log))
+        results.append(_run_network(plan, net, store, device, progress, log, notice or stage_log(RECORD_KIND),
+                                    clock))
     numbers = [r.numbers for r in results]
     findings = [f for r in results for f in r.findings]
     result = GapResult(
@@ -478,14 +531,19 @@ def run_gap(plan: GapPlan, store: RunStore, *, progress: bool | None = False, lo
 
 
 def _run_network(plan: GapPlan, net: NetworkPlan, store: RunStore, device: Any, progress: bool | None,
-                 log: Log) -> NetworkResult:
+                 log: Log, notice: Log, pilot_clock: Callable[[], float] | None) -> NetworkResult:
     """Train both regimes of one network, measure their minima, and compare with the paper."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    splits = load_splits(RunConfig(dataset=net.dataset, data_dir=plan.data_dir, val_fraction=0.0, split_seed=0,
-                                   train_subset=net.train_subset), device)
+    if plan.task is not None:
+        splits = plan.task.splits(device)
+    else:
+        splits = load_splits(RunConfig(dataset=net.dataset, data_dir=plan.data_dir, val_fraction=0.0, split_seed=0,
+                                       train_subset=net.train_subset), device)
     n_train, n_test = len(splits.train), len(splits.test)
     sizes = _batch_sizes(net, n_train)
+    if plan.task is not None:
+        _estimate(plan, net, sizes, store, device, notice, pilot_clock)
     runs = _train_runs(plan, net, sizes, splits, store, progress, log)
     seconds["training"] = time.perf_counter() - clock
 
@@ -499,7 +557,7 @@ def _run_network(plan: GapPlan, net: NetworkPlan, store: RunStore, device: Any, 
     for run in runs:
         if run.finished and run.at_minimum:
             _measure_sharpness(plan, net, run, store, device, n_train, log)
-            _measure_curvature(net, run, store, device, n_train, log)
+            _measure_curvature(plan, net, run, store, device, n_train, log)
     seconds["sharpness"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -516,27 +574,43 @@ def _batch_sizes(net: NetworkPlan, n_train: int) -> dict[str, int]:
     if net.lb_size is not None:
         if not net.sb < net.lb_size <= n_train:
             raise ConfigError(f"LB = {net.lb_size} with SB = {net.sb} on {n_train} training examples; allowed: "
-                              f"SB < LB ≤ {n_train}")
+                              f"SB < LB ≤ {n_train} (--small-batch, --large-batch)")
         return {SB: net.sb, LB: net.lb_size}
     lb = max(1, round(net.lb_fraction * n_train))
     if lb <= net.sb:
+        own = " or --small-batch and --large-batch with SB < LB" if net.key == OWN_KEY else ""
         raise ConfigError(
             f"{net.dataset} has {n_train} training examples, so LB = {net.lb_fraction:.0%} = {lb} is not larger than "
-            f"SB = {net.sb}; allowed: a dataset with more than {net.sb / net.lb_fraction:.0f} training examples"
+            f"SB = {net.sb}; allowed: a dataset with more than {net.sb / net.lb_fraction:.0f} training examples{own}"
         )
     return {SB: net.sb, LB: lb}
 
 
+def _estimate(plan: GapPlan, net: NetworkPlan, sizes: dict[str, int], store: RunStore, device: Any, notice: Log,
+              clock: Callable[[], float] | None) -> None:
+    """One line with the time the runs not yet in the store may take (:mod:`batchlab.training.pilot`)."""
+    configs = [plan.run_config(net, regime, sizes[regime], seed) for seed in range(plan.seeds) for regime in (SB, LB)]
+    line = training_estimate(configs, None, device, store=store, task=plan.task, clock=clock, scope=lambda pending: (
+        f"to train the {pending} runs not in the store (a pilot of {PILOT_UPDATES} updates at SB = {sizes[SB]} and "
+        f"LB = {sizes[LB]} × the epoch caps; runs that stop improving end earlier, so usually less; training on to "
+        "a minimum and the measurements add to it)"))
+    if line is not None:
+        notice(line)
+
+
 def _train_runs(plan: GapPlan, net: NetworkPlan, sizes: dict[str, int], splits: Any, store: RunStore,
                 progress: bool | None, log: Log) -> list[RunEntry]:
-    """Every (seed, regime) run, trained into ``store`` or read back from it when finished there."""
+    """Every (seed, regime) run, trained into ``store`` or read back from it when finished there
+    (a task's runs with its own data)."""
     runs: list[RunEntry] = []
+    data = None if plan.task is not None else splits
     for seed in range(plan.seeds):
         for regime in (SB, LB):
-            config = net.config(regime, sizes[regime], seed, plan.device, plan.data_dir)
+            config = plan.run_config(net, regime, sizes[regime], seed)
             log(f"{net.paper}: {regime} seed {seed} (B = {sizes[regime]}, {net.model} on {net.dataset}) …")
             # The final state is kept so that a point off a minimum can be trained on (continue_from).
-            outcome = train(config, store=store, splits=splits, progress=progress, keep_state=net.train_on_rounds > 0)
+            outcome = train(config, store=store, splits=data, progress=progress, keep_state=net.train_on_rounds > 0,
+                            task=plan.task)
             runs.append(_entry(regime, seed, sizes[regime], outcome))
             log(f"{net.paper}: {regime} seed {seed}: {_describe(runs[-1])}")
     return runs
@@ -545,12 +619,13 @@ def _train_runs(plan: GapPlan, net: NetworkPlan, sizes: dict[str, int], splits: 
 def _settle(plan: GapPlan, net: NetworkPlan, run: RunEntry, sizes: dict[str, int], splits: Any, store: RunStore,
             device: Any, progress: bool | None, log: Log) -> None:
     """The at-a-minimum rule at ``run``'s end, training on while it fails (:mod:`~batchlab.experiments.gap.minima`)."""
-    config = net.config(run.regime, sizes[run.regime], run.seed, plan.device, plan.data_dir)
+    config = plan.run_config(net, run.regime, sizes[run.regime], run.seed)
     initial_loss = store.get(run.run_id).summary.get("initial_loss")
     state = settle_at_minimum(store, config, run.run_id, initial_loss, splits, device,
                               train_on_epochs=net.train_on_epochs, train_on_rounds=net.train_on_rounds,
                               fraction=plan.minimum_fraction, progress=progress,
-                              log=lambda text: log(f"{net.paper}: {run.regime} seed {run.seed}: {text}"))
+                              log=lambda text: log(f"{net.paper}: {run.regime} seed {run.seed}: {text}"),
+                              task=plan.task)
     run.minimum = state.to_dict()
     if state.measured_run_id != run.run_id:  # the comparison is at the point measured
         summary = store.get(state.measured_run_id).summary
@@ -564,10 +639,11 @@ def _settle(plan: GapPlan, net: NetworkPlan, run: RunEntry, sizes: dict[str, int
         + (f" after {state.extra_epochs} more epochs" if state.extra_epochs else ""))
 
 
-def _measure_curvature(net: NetworkPlan, run: RunEntry, store: RunStore, device: Any, n_train: int, log: Log) -> None:
+def _measure_curvature(plan: GapPlan, net: NetworkPlan, run: RunEntry, store: RunStore, device: Any, n_train: int,
+                       log: Log) -> None:
     """λ_max, the Hessian trace and the adaptive sharpness at ``run``'s minimum, and the stability
     bound of the optimizer that found it."""
-    restored = restore_run(store, run.measured_run_id, device=device)
+    restored = restore_run(store, run.measured_run_id, device=device, tasks=plan.tasks)
     row, reused = measure_curvature(store, restored, examples=_cap(net.curvature_examples, n_train), seed=0,
                                     trace_samples=net.trace_samples)
     run.curvature = {**row, "from_store": reused}
@@ -578,7 +654,7 @@ def _measure_curvature(net: NetworkPlan, run: RunEntry, store: RunStore, device:
 def _measure_sharpness(plan: GapPlan, net: NetworkPlan, run: RunEntry, store: RunStore, device: Any, n_train: int,
                        log: Log) -> None:
     """Keskar's φ of ``run``'s minimum at every ε (and in the random subspace when planned)."""
-    restored = restore_run(store, run.measured_run_id, device=device)
+    restored = restore_run(store, run.measured_run_id, device=device, tasks=plan.tasks)
     spaces: list[tuple[int | None, float]] = [(None, eps) for eps in plan.epsilons]
     if plan.subspace:
         spaces.append((SUBSPACE_DIM, SUBSPACE_EPSILON))
@@ -601,8 +677,8 @@ def _measure_line(plan: GapPlan, net: NetworkPlan, runs: Sequence[RunEntry], sto
     pair = _first_pair(runs)
     if pair is None:
         return None, None, {}
-    a = restore_run(store, pair[0].measured_run_id, device=device)
-    b = restore_run(store, pair[1].measured_run_id, device=device)
+    a = restore_run(store, pair[0].measured_run_id, device=device, tasks=plan.tasks)
+    b = restore_run(store, pair[1].measured_run_id, device=device, tasks=plan.tasks)
     line, _, reused = measure_parametric(
         store, a, b, alphas=plan.alphas, bn=plan.bn, examples=_cap(net.landscape_examples, n_train),
         test_examples=_cap(net.landscape_test_examples, n_test), seed=0,

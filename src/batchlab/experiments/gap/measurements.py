@@ -163,8 +163,9 @@ def measure_sharpness(
     examples: int | None = None,
     reuse: bool = True,
 ) -> tuple[dict[str, Any], bool]:
-    """Keskar's φ at ``restored``'s minimum, f the mean training cross-entropy on ``examples``
-    training examples (all when None), as a ``batchlab sharpness`` row; and whether it was stored."""
+    """Keskar's φ at ``restored``'s minimum, f the run's mean training loss (the cross-entropy, or a
+    user task's own loss) on ``examples`` training examples (all when None), as a ``batchlab
+    sharpness`` row; and whether it was stored."""
     key = sharpness_key(restored.run_id, epsilon=epsilon, subspace_dim=subspace_dim, iterations=iterations,
                         seed=seed, examples=examples)
     if reuse:
@@ -174,7 +175,7 @@ def measure_sharpness(
     train = subset(restored.splits.train, examples, seed, "training")
     started = time.perf_counter()
     result = keskar_sharpness(restored.model, train.x, train.y, epsilon=epsilon, subspace_dim=subspace_dim,
-                              iterations=iterations, seed=seed)
+                              iterations=iterations, seed=seed, loss=restored.objective.loss)
     row = {
         "run_id": restored.run_id,
         "config": restored.config.to_dict(),
@@ -211,7 +212,8 @@ def measure_curvature(
             return stored, True
     train = subset(restored.splits.train, examples, seed, "training")
     config = restored.config
-    measures = curvature_measures(restored.model, train.x, train.y, trace_samples=trace_samples, seed=seed)
+    measures = curvature_measures(restored.model, train.x, train.y, trace_samples=trace_samples, seed=seed,
+                                  loss=restored.objective.loss)
     bound = stability_bound(config.optimizer, config.lr, config.momentum, nesterov=config.nesterov,
                             weight_decay=config.weight_decay)
     row = {"run_id": restored.run_id, **measures, "examples": len(train), "stability_bound": bound.value,

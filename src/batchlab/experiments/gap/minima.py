@@ -3,13 +3,14 @@
 Sharpness, Hessian measures and line plots are about minima, so the generalization-gap
 experiment measures a run's final weights θ only when they pass the at-a-minimum rule of
 :mod:`batchlab.geometry.minimum`: the full-batch gradient norm ‖∇f(θ)‖ is at most 1 % of
-‖∇f(θ₀)‖, θ₀ the run's initial weights and f the mean training cross-entropy over the whole
-training split (batch norm in eval mode).
+‖∇f(θ₀)‖, θ₀ the run's initial weights and f the run's mean training loss (the cross-entropy, or
+a user task's own loss) over the whole training split (batch norm in eval mode).
 
 θ₀ is not stored; it is rebuilt from the run's configuration exactly as training built it
 (:func:`batchlab.training.loop.initial_model_and_optimizer`: ``torch.manual_seed(seed)``, the
-model built on the CPU). :func:`initial_weights` checks the rebuild against what the run
-recorded: the loss of its first mini-batch (the run's ``initial_loss``), recomputed from the
+model built on the CPU — the registry's, or a user task's factory). :func:`initial_weights`
+checks the rebuild against what the run recorded: the loss of its first mini-batch (the run's
+``initial_loss``, under the run's own loss), recomputed from the
 rebuilt θ₀ on the same examples (:func:`batchlab.data.batches.epoch_permutation` of epoch 0, the
 first B of them), must agree to :data:`INITIAL_LOSS_RTOL`. A rebuild that does not agree is
 never used: the run is then reported without the rule's verdict.
@@ -49,7 +50,9 @@ if TYPE_CHECKING:
     from torch import nn
 
     from batchlab.data import Splits
+    from batchlab.geometry.functional import LossFunction
     from batchlab.store import RunStore
+    from batchlab.task import Task
 
 # Relative agreement of the recomputed first-batch loss with the stored one that counts as the
 # same θ₀: float32 losses of the same weights on the same examples, summed in another thread
@@ -87,10 +90,12 @@ def train_on_config(config: RunConfig, run_id: str, epochs_done: int, train_on_e
 
 
 def initial_weights(config: RunConfig, splits: "Splits", device: Any,
-                    stored_initial_loss: float | None) -> tuple["nn.Module", InitialCheck]:
-    """θ₀ of the run ``config`` (without ``init_from``) rebuilt as training builds it, and the
-    check of the rebuild against the run's ``stored_initial_loss`` (module docstring)."""
-    model, _ = initial_model_and_optimizer(config, splits, device)
+                    stored_initial_loss: float | None, task: "Task | None" = None) -> tuple["nn.Module", InitialCheck]:
+    """θ₀ of the run ``config`` (without ``init_from``) rebuilt as training builds it (``task``:
+    a user's model, built by its factory), and the check of the rebuild against the run's
+    ``stored_initial_loss``, the first mini-batch's loss under the run's own loss (module docstring)."""
+    model, _ = initial_model_and_optimizer(config, splits, device, task)
+    loss = _loss(task)
     shape = run_shape(config, len(splits.train))
     start, end = shape.slices[0]
     order = epoch_permutation(len(splits.train), 0, config.seed, config.shuffle)[start:end]
@@ -99,9 +104,14 @@ def initial_weights(config: RunConfig, splits: "Splits", device: Any,
     x, y = splits.train.x, splits.train.y
     with torch.no_grad():
         index = order.to(x.device)
-        rebuilt = float(torch.nn.functional.cross_entropy(probe(x.index_select(0, index)), y.index_select(0, index)))
+        rebuilt = float(loss(probe(x.index_select(0, index)), y.index_select(0, index)))
     model.eval()
     return model, InitialCheck(stored_initial_loss, rebuilt)
+
+
+def _loss(task: "Task | None") -> "LossFunction":
+    """The loss a run trained with: the task's, or the registry's cross-entropy."""
+    return torch.nn.functional.cross_entropy if task is None else task.objective.loss
 
 
 @dataclass
@@ -159,34 +169,36 @@ def minimum_note(state: dict[str, Any] | None) -> str | None:
 
 
 def gradient_check(store: "RunStore", run_id: str, theta0: "nn.Module", device: Any,
-                   fraction: float) -> MinimumCheck:
+                   fraction: float, task: "Task | None" = None) -> MinimumCheck:
     """The at-a-minimum rule at run ``run_id``'s final weights against ``theta0``, full batch
-    (:func:`batchlab.geometry.minimum.check_minimum`): each gradient at its own network, so
-    ‖∇f(θ₀)‖ is taken with θ₀'s batch-norm statistics (those of a fresh network), not with the
-    trained model's."""
-    restored = restore_run(store, run_id, device=device)
+    (:func:`batchlab.geometry.minimum.check_minimum`) on the run's own loss (``task``: a user's
+    model, rebuilt from it): each gradient at its own network, so ‖∇f(θ₀)‖ is taken with θ₀'s
+    batch-norm statistics (those of a fresh network), not with the trained model's."""
+    restored = restore_run(store, run_id, device=device, tasks=() if task is None else (task,))
     split = restored.splits.train
-    return check_minimum(restored.model, theta0, split.x, split.y, fraction=fraction)
+    return check_minimum(restored.model, theta0, split.x, split.y, fraction=fraction, loss=restored.objective.loss)
 
 
 def settle_at_minimum(store: "RunStore", config: RunConfig, run_id: str, initial_loss: float | None,
                       splits: "Splits", device: Any, *, train_on_epochs: int, train_on_rounds: int,
                       fraction: float = MINIMUM_GRADIENT_FRACTION, progress: bool | None = False,
-                      log=lambda text: None) -> MinimumState:
-    """Apply the rule to the finished run ``run_id`` (configuration ``config``) and train on in
-    rounds while it fails (module docstring); the state of the last point checked."""
-    theta0, initial = initial_weights(initial_config(config), splits, device, initial_loss)
+                      log=lambda text: None, task: "Task | None" = None) -> MinimumState:
+    """Apply the rule to the finished run ``run_id`` (configuration ``config``; ``task``: a user's
+    model and data, whose splits ``splits`` are) and train on in rounds while it fails (module
+    docstring); the state of the last point checked."""
+    theta0, initial = initial_weights(initial_config(config), splits, device, initial_loss, task)
     state = MinimumState(run_id, run_id, 0, 0, initial, None)
     if not initial.reproduced:
         log(f"θ₀ of run {run_id} not reproduced (first-batch loss {initial.rebuilt_loss:.6g} rebuilt vs "
             f"{initial.stored_loss} stored); the at-a-minimum rule is not applied")
         return state
-    state.check = gradient_check(store, run_id, theta0, device, fraction)
+    state.check = gradient_check(store, run_id, theta0, device, fraction, task)
     state.history.append({"run_id": run_id, "extra_epochs": 0, **state.check.to_dict()})
     base_epochs = epochs_done = int(store.get(run_id).summary["epochs_completed"])
     while not state.check.at_minimum and state.rounds < train_on_rounds:
         continued = train_on_config(config, state.measured_run_id, epochs_done, train_on_epochs)
-        outcome = train(continued, store=store, splits=splits, progress=progress, keep_state=True)
+        outcome = train(continued, store=store, splits=None if task is not None else splits, progress=progress,
+                        keep_state=True, task=task)
         state.rounds += 1
         if outcome.status != FINISHED:
             state.status = outcome.status
@@ -195,7 +207,7 @@ def settle_at_minimum(store: "RunStore", config: RunConfig, run_id: str, initial
         state.measured_run_id = outcome.run_id
         epochs_done = int(outcome.summary["epochs_completed"])
         state.extra_epochs = epochs_done - base_epochs
-        state.check = gradient_check(store, outcome.run_id, theta0, device, fraction)
+        state.check = gradient_check(store, outcome.run_id, theta0, device, fraction, task)
         state.history.append({"run_id": outcome.run_id, "extra_epochs": state.extra_epochs, **state.check.to_dict()})
         log(f"trained on {state.extra_epochs} epochs: ‖∇f‖ = {state.check.gradient_norm:.3g} "
             f"(threshold {state.check.threshold:.3g})")

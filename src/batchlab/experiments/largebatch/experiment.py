@@ -63,7 +63,7 @@ trains this small network at B ≥ 256, expect 15–25 minutes per seed, about a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +76,8 @@ from batchlab.experiments.gap.measurements import measure_sharpness
 from batchlab.experiments.gap.tables import Table
 from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, check_seeds, stage_log
 from batchlab.analysis.grid import EXTENSION_CAP
-from batchlab.experiments.largebatch.own_model import check_task, task_identity, task_setting
+from batchlab.experiments.largebatch.own_model import check_task, task_setting
+from batchlab.experiments.own_task import check_batch_sizes, task_identity
 from batchlab.experiments.largebatch.swap import SwapOutcome, phase2_configs, run_swap
 from batchlab.experiments.largebatch.tuning import LrSearch, tune_small_batch_lr
 from batchlab.experiments.largebatch.tables import (
@@ -91,7 +92,9 @@ from batchlab.experiments.largebatch.tables import (
 )
 from batchlab.store.identity import with_digest
 from batchlab.store.record import resolved_batch_size
+from batchlab.timing.estimate import PILOT_UPDATES
 from batchlab.training import train
+from batchlab.training.pilot import is_stored, training_estimate
 from batchlab.training.restore import RestoredRun, restore_run
 from batchlab.training.result import FINISHED, RunResult
 
@@ -310,9 +313,7 @@ def plan_largebatch(
             raise ConfigError(f"unknown method {key!r}; allowed: {', '.join(METHOD_KEYS)} (sb and lb always run)")
     seeds = check_seeds((2 if scale == "quick" else 3) if seeds is None else seeds)
     setting = _quick_setting(data_dir) if scale == "quick" else _full_setting(data_dir)
-    for name, value in (("small batch", small_batch), ("large batch", large_batch)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{name} {value!r} is invalid; allowed: an integer ≥ 1")
+    check_batch_sizes(small_batch, large_batch)
     setting = replace(setting, small_batch=small_batch or setting.small_batch,
                       large_batch=large_batch or setting.large_batch)
     if task is not None:
@@ -427,21 +428,34 @@ def prepare(plan: LargeBatchPlan, device: Any) -> tuple[Any, dict[tuple[str, int
 
 
 def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | None = False,
-                   log: Log | None = None) -> LargeBatchResult:
+                   log: Log | None = None, notice: Log | None = None,
+                   clock: Callable[[], float] | None = None) -> LargeBatchResult:
     """Train every row and seed, measure the minima, tabulate, judge; record it in ``store``.
-    ``log``: one line per step (default: ``[largebatch] …`` on stderr)."""
+    ``log``: one line per step (default: ``[largebatch] …`` on stderr). On a user's model, the
+    estimate of the training still to do goes to ``notice`` before anything trains (one line,
+    default ``[largebatch] …`` on stderr, when above :data:`batchlab.timing.estimate.ESTIMATE_NOTE_S`),
+    from a pilot read with ``clock`` (tests inject one)."""
     log = log or stage_log(RECORD_KIND)
+    notice = notice or stage_log(RECORD_KIND)
     stopwatch = Stopwatch()
     device = resolve_device(plan.device)
     if plan.setting.note:
         log(plan.setting.note)
     splits, configs = prepare(plan, device)  # every setting checked before anything trains
+    # The estimate comes before the first run trains: before SB's η search when it has runs to
+    # train (then the rows are counted at the setting's η), else after it (it only reads the store).
+    tuning = tuning_configs(plan)
+    estimated = plan.task is not None and not all(is_stored(c, store, device, None, plan.task) for c in tuning)
+    if estimated:
+        _estimate(plan, store, device, splits, configs, tuning, notice, clock)
     search = tune_small_batch_lr(plan, store, progress=progress, log=log)
     if search is not None:
         log(f"SB's {search.describe()}")
         if search.best != plan.setting.lr:
             plan = replace(plan, setting=replace(plan.setting, lr=search.best))
             splits, configs = prepare(plan, device)
+    if plan.task is not None and not estimated:
+        _estimate(plan, store, device, splits, configs, [], notice, clock)
     # The data each training call is given: a task brings its own (the same splits, cached by the task).
     data = None if plan.task is not None else splits
     runs: list[RunEntry] = []
@@ -483,6 +497,36 @@ def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | No
     )
     store.put_record(RECORD_KIND, record_key(plan), result.to_dict())
     return result
+
+
+def tuning_configs(plan: LargeBatchPlan) -> list[RunConfig]:
+    """The runs of SB's η search over the setting's initial grid (none without a grid)."""
+    grid = plan.setting.lr_grid
+    return [plan.tuning_config(seed, lr) for lr in grid for seed in range(plan.seeds)] if len(grid) >= 2 else []
+
+
+def _estimate(plan: LargeBatchPlan, store: RunStore, device: Any, splits: Any,
+              configs: dict[tuple[str, int], RunConfig], tuning: Sequence[RunConfig], notice: Log,
+              clock: Callable[[], float] | None) -> None:
+    """One line with the time the runs not yet in the store may take (:mod:`batchlab.training.pilot`):
+    ``tuning`` runs, every row's run and, for a seed whose SB run is still to train, LB to SB's
+    training accuracy (at most SB's updates) and SWAP's phase 2 (its workers at the small batch)."""
+    n_train = len(splits.train)
+    todo = [*tuning, *configs.values()]
+    for seed in range(plan.seeds):
+        if is_stored(configs[(SB_KEY, seed)], store, device, None, plan.task):
+            continue
+        todo.append(plan.equal_train_config(seed, n_train, 1.0))
+        if "swap" in plan.rows:
+            phase1 = configs[("swap", seed)]
+            todo += phase2_configs(phase1, run_id(phase1, device.type), batch_size=plan.setting.small_batch,
+                                   epochs=plan.setting.swap_epochs, workers=plan.setting.swap_workers)
+    line = training_estimate(todo, None, device, store=store, task=plan.task, clock=clock, scope=lambda pending: (
+        f"to train the {pending} runs not in the store (a pilot of {PILOT_UPDATES} updates at each batch size × "
+        "the epoch budgets; runs that reach their target end earlier, so usually less; the sharpness measurements "
+        "and any extension of SB's η grid add to it)"))
+    if line is not None:
+        notice(line)
 
 
 def _minimum(plan: LargeBatchPlan, store: RunStore, result: RunResult, device: Any) -> RestoredRun:
