@@ -5,6 +5,8 @@ with an estimate of its time before training."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from dataclasses import replace
 
 import pytest
@@ -19,7 +21,7 @@ from batchlab.store.identity import ORIGIN_KEY, model_digest
 from batchlab.task.files import task_from_files
 from batchlab.timing import estimate
 from conftest import REGRESSION_MODEL_FILE, USER_DATA_FILE, USER_MODEL_FILE
-from conftest import checked_task_identity, strict_json, write_user_files
+from conftest import README, checked_task_identity, strict_json, write_readme_files, write_user_files
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -183,3 +185,16 @@ def test_batch_sizes_without_the_files_are_refused(tmp_path, one_error_line):
     with pytest.raises(ConfigError, match="networks f1 choose the paper's networks, which the task replaces"):
         flags = write_user_files(tmp_path)
         plan_gap("quick", task=task_from_files(flags[1], flags[3]), networks=["f1"])
+
+
+@pytest.mark.slow
+def test_the_readmes_gap_command_runs_as_written(tmp_path, monkeypatch):
+    """The README's ``batchlab gap --model-file …`` line, on the README's CNN and images files."""
+    monkeypatch.chdir(tmp_path)
+    write_readme_files(tmp_path)
+    (line,) = re.findall(r"`(batchlab gap --model-file [^`]+)`", README.read_text(encoding="utf-8"))
+    code, _, err = _run(shlex.split(line)[1:] + ["--out", "gap", "--no-progress"])
+    assert code == 0, err
+    record = strict_json((tmp_path / "gap" / "gap.json").read_text())
+    assert record["plan"]["task"]["model"] == "user:cnn.make_cnn"
+    assert [r["batch_size"] for r in record["networks"][0]["runs"]] == [4, 24, 4, 24]

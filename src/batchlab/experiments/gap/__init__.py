@@ -2,6 +2,8 @@
 
 * :mod:`~batchlab.experiments.gap.experiment` — the plan per scale and :func:`run_gap`, which trains and
   measures into the run store;
+* :mod:`~batchlab.experiments.gap.own_model` — the comparison on a user's own classification model and data
+  (``task=``, ``--model-file``/``--data-file``) with the scale's protocol;
 * :mod:`~batchlab.experiments.gap.measurements` — sharpness and landscapes of stored minima, kept as records;
 * :mod:`~batchlab.experiments.gap.tables` — the paper's Tables 2–4 beside ours, and the automatic verdict;
 * :mod:`~batchlab.experiments.gap.plots` — the parametric plot (Figure 3), contours, sharpness bars;

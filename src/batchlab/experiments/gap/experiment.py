@@ -30,6 +30,12 @@ Here, for each network (``f1``: F1-like fully connected net; ``c1``: the C1 shal
 5. turns the numbers into Keskar's tables, a table of every point, SB − LB paired by seed with
    t intervals and power lines, and a verdict (:mod:`batchlab.experiments.gap.tables`).
 
+A user's own classification model and data (``plan_gap(task=…)``, ``batchlab gap --model-file …
+--data-file …``) take the place of the paper's networks: one network trained and measured by the
+steps above with the scale's protocol (:mod:`batchlab.experiments.gap.own_model`), its runs built by
+the task's factory and measured with its loss; before it trains, the time of the runs not in the
+store is estimated from a pilot of its updates (:mod:`batchlab.training.pilot`).
+
 A :class:`NetworkPlan` can also train both regimes another way — another optimizer, η and
 momentum (still one for both), a training subset, and a training-accuracy target at which both
 stop — which is how ``batchlab lecture`` runs its flat-vs-sharp stage
