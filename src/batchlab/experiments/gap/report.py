@@ -233,8 +233,11 @@ def gap_paper_section(ctx: ReportContext) -> ReportSection | None:
     """``batchlab gap``'s record, when the store also holds the lecture's (which :func:`gap_section` shows)."""
     if len(ctx.gap_records) < 2:
         return None
-    return _gap_section(ctx.gap_records[1], f"{SECTION_ID}-paper",
-                        "Keskar et al.'s experiment with the paper's networks and Adam (batchlab gap)")
+    record = ctx.gap_records[1]
+    task = record["plan"].get("task")
+    title = (f"Keskar et al.'s experiment on your model {task['model']} (batchlab gap --model-file)" if task
+             else "Keskar et al.'s experiment with the paper's networks and Adam (batchlab gap)")
+    return _gap_section(record, f"{SECTION_ID}-paper", title)
 
 
 def _gap_section(record: dict, section_id: str, title: str) -> ReportSection:
