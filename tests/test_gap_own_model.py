@@ -211,3 +211,27 @@ def test_the_reports_section_names_the_users_model_not_the_papers_networks(own_g
     section = gap_paper_section(SimpleNamespace(gap_records=[record, record]))
     assert section.title == "Keskar et al.'s experiment on your model user:net.make_model (batchlab gap --model-file)"
     assert "user:net.make_model" in section.intro
+
+
+@pytest.mark.parametrize("experiment_name", ["gap", "largebatch"])
+def test_streamed_data_is_refused_in_one_line_before_anything_trains(tmp_path, experiment_name):
+    """The measurements take the training split as tensors: data kept off the device is refused."""
+    import torch
+    from torch import nn
+
+    import batchlab
+    from batchlab.experiments.largebatch import plan_largebatch, run_largebatch
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 4, generator=generator), torch.randint(0, 3, (96,), generator=generator)
+    task = batchlab.Task(lambda: nn.Linear(4, 3), (x[:48], y[:48], x[48:72], y[48:72], x[72:], y[72:]),
+                         name="streamed", keep_on_device=False)
+    with RunStore(tmp_path / "runs.db") as store:
+        with pytest.raises(ConfigError, match=f"{experiment_name} measures gradient norms and sharpness on the "
+                                              "training split as tensors, but the data data is streamed"):
+            if experiment_name == "gap":
+                run_gap(plan_gap("quick", task=task, small_batch=4, large_batch=16, device="cpu"), store)
+            else:
+                run_largebatch(plan_largebatch("quick", task=task, small_batch=4, large_batch=16, device="cpu"),
+                               store)
+        assert store.runs() == []

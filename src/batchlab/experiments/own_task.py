@@ -5,7 +5,9 @@ Both compare accuracies in points, stop or judge at a training *accuracy*, and m
 sharpness and the at-a-minimum rule on the cross-entropy; both report test accuracy. So the task
 must be **a classification model** (loss cross-entropy, metric accuracy) with **a test split**:
 a regression model's MSE in those places would be reported under the wrong name, so it is
-refused in one line (:class:`~batchlab.errors.ConfigError`) before anything trains.
+refused in one line (:class:`~batchlab.errors.ConfigError`) before anything trains. The gradient
+norms, sharpness and Hessian measures take the training split as tensors, so data streamed from
+a Dataset (too large to keep on the device) is refused as well (:func:`check_tensor_data`).
 """
 
 from __future__ import annotations
@@ -50,3 +52,14 @@ def check_batch_sizes(small_batch: int | None, large_batch: int | None) -> None:
     for name, value in (("small batch", small_batch), ("large batch", large_batch)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name} {value!r} is invalid; allowed: an integer ≥ 1")
+
+
+def check_tensor_data(task: "Task", splits: Any, experiment: str) -> None:
+    """ConfigError unless the task's ``splits`` (for the device the experiment runs on) are held as
+    tensors, which the experiment's measurements need (module docstring)."""
+    from batchlab.data import TensorSplit
+
+    if not isinstance(splits.train, TensorSplit):
+        raise ConfigError(f"{experiment} measures gradient norms and sharpness on the training split as tensors, but "
+                          f"the data {task.data_name} is streamed (too large to keep on the device); allowed: data "
+                          "that fits on the device (tensors, or Datasets that can be stacked)")

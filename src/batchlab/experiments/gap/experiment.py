@@ -77,7 +77,12 @@ from batchlab.experiments.gap.measurements import measure_curvature, measure_par
 from batchlab.experiments.gap.minima import minimum_note, settle_at_minimum
 from batchlab.experiments.gap.own_model import KEY as OWN_KEY
 from batchlab.experiments.gap.own_model import TEMPLATES, task_key, task_network, task_reasons
-from batchlab.experiments.own_task import check_batch_sizes, check_classification_task, task_identity
+from batchlab.experiments.own_task import (
+    check_batch_sizes,
+    check_classification_task,
+    check_tensor_data,
+    task_identity,
+)
 from batchlab.experiments.gap.tables import (
     CURVATURE_FIELDS,
     FULL,
@@ -543,6 +548,7 @@ def _run_network(plan: GapPlan, net: NetworkPlan, store: RunStore, device: Any, 
     clock = time.perf_counter()
     if plan.task is not None:
         splits = plan.task.splits(device)
+        check_tensor_data(plan.task, splits, "gap")
     else:
         splits = load_splits(RunConfig(dataset=net.dataset, data_dir=plan.data_dir, val_fraction=0.0, split_seed=0,
                                        train_subset=net.train_subset), device)

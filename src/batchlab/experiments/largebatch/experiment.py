@@ -77,7 +77,7 @@ from batchlab.experiments.gap.tables import Table
 from batchlab.experiments.shape import Envelope, Log, Stopwatch, check_scale, check_seeds, stage_log
 from batchlab.analysis.grid import EXTENSION_CAP
 from batchlab.experiments.largebatch.own_model import check_task, task_setting
-from batchlab.experiments.own_task import check_batch_sizes, task_identity
+from batchlab.experiments.own_task import check_batch_sizes, check_tensor_data, task_identity
 from batchlab.experiments.largebatch.swap import SwapOutcome, phase2_configs, run_swap
 from batchlab.experiments.largebatch.tuning import LrSearch, tune_small_batch_lr
 from batchlab.experiments.largebatch.tables import (
@@ -412,6 +412,8 @@ def prepare(plan: LargeBatchPlan, device: Any) -> tuple[Any, dict[tuple[str, int
     is a ConfigError with nothing stored). SWAP's phase-2 configurations are built too, from
     phase 1's run id, so they are checked as well."""
     splits = plan.task.splits(device) if plan.task is not None else load_splits(plan.base_config(0), device)
+    if plan.task is not None:
+        check_tensor_data(plan.task, splits, "largebatch")
     n_train = len(splits.train)
     check_setting(plan.setting, n_train)
     # LB to SB's training accuracy is built once SB has trained (its target is SB's result); one
