@@ -46,7 +46,14 @@ def is_stored(config: RunConfig, store: "RunStore | None", device: torch.device,
 def run_pilot(config: RunConfig, splits: Any, device: torch.device, task: "Task | None" = None, *,
               updates: int = PILOT_UPDATES, clock: Callable[[], float] = time.perf_counter) -> PilotTimes:
     """The pilot of one run of ``config``: its first updates and one epoch's evaluation, timed
-    (module docstring). Nothing is stored."""
+    (module docstring). Nothing is stored, and the random number generators are left as they
+    were (building the model seeds them)."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return _pilot(config, splits, device, task, updates, clock)
+
+
+def _pilot(config: RunConfig, splits: Any, device: torch.device, task: "Task | None", updates: int,
+           clock: Callable[[], float]) -> PilotTimes:
     # The pilot times updates, not their starting point: weights another run left are not read.
     config = config.replace(init_from=None)
     config, splits = task_config_and_splits(config, None if task is not None else splits, task, device)
@@ -57,9 +64,13 @@ def run_pilot(config: RunConfig, splits: Any, device: torch.device, task: "Task 
     done = 0
 
     def run_updates(count: int) -> None:
+        # An epoch shorter than the pilot is walked again from its start, and a run shorter than
+        # the pilot again from its first update (the schedule has no rate beyond its last one).
         nonlocal done
-        while count > 0:  # an epoch shorter than the pilot is walked again from its start
-            chunk = min(count, shape.updates_per_epoch)
+        while count > 0:
+            chunk = min(count, shape.updates_per_epoch, shape.schedule.total_updates)
+            if done + chunk > shape.schedule.total_updates:
+                done = 0
             step.train_epoch(1, done, chunk)
             done, count = done + chunk, count - chunk
 
