@@ -3,7 +3,10 @@ verdict rule, the table and the report section, on tiny models and made-up numbe
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import statistics
 
 import pytest
 import torch
@@ -19,10 +22,11 @@ from batchlab.experiments.largebatch.tables import (
     CLOSES,
     NARROWS,
     NO_GAP,
+    NO_INTERVAL,
     NO_RESULT,
     NOT_HERE,
+    UNRESOLVED,
     MethodNumbers,
-    margin,
     methods_table,
     verdict_for,
     verdict_paragraph,
@@ -121,62 +125,129 @@ def test_phase_three_averages_stored_runs_and_is_idempotent(tmp_path):
 # --------------------------------------------------------------------------- verdicts
 
 
-def method(key, test, train=None, *, sharp=(1.0, 2.0)):
+def method(key, test, train=None, *, sharp=(1.0, 2.0), seeds=None, failed=None):
+    """A row of made-up per-seed numbers (fractions); seeds 0, 1, … unless given."""
     test = tuple(test)
     return MethodNumbers(key, key.upper(), 32 if key == "sb" else 512, (10.0,) * len(test), (80,) * len(test),
                          tuple(train or test), test, sharp if test else (), (1.0,) * len(test),
-                         failed=0 if test else 2)
+                         failed=(0 if test else 2) if failed is None else failed,
+                         seeds=tuple(range(len(test)) if seeds is None else seeds))
 
 
-SB = method("sb", (0.900, 0.902))
-LB = method("lb", (0.850, 0.852))
+def shifted(row, points, key="m", seeds=None, failed=None):
+    """``row``'s test accuracies moved by ``points`` (one per seed)."""
+    return method(key, [round(t + p / 100, 6) for t, p in zip(row.test_acc, points)], seeds=seeds, failed=failed)
 
 
-def test_margin_is_at_least_half_a_point():
-    assert margin((0.9, 0.9), (0.9, 0.9), 10000) == 0.5
-    wide = margin((0.80, 0.90), (0.85, 0.85), 10000)
-    # s² of (0.80, 0.90) is 0.005, of (0.85, 0.85) is 0: SE = √(0.005/2) = 0.05, i.e. 5 points, ×2.
-    assert wide == pytest.approx(2 * 100 * math.sqrt(0.005 / 2))
+# Three paired seeds: SB's seeds differ by a point, LB tests 4.8–5.2 points lower in each seed.
+SB = method("sb", (0.900, 0.910, 0.905))
+LB = shifted(SB, (-5.0, -4.8, -5.2), "lb")
 
 
-@pytest.mark.parametrize("test, verdict", [
-    ((0.899, 0.901), CLOSES),     # within the margin of SB
-    ((0.950, 0.950), CLOSES),     # better than SB
-    ((0.880, 0.882), NARROWS),    # between, clear of both
-    ((0.853, 0.855), NOT_HERE),   # within the margin of plain LB
-    ((0.700, 0.710), NOT_HERE),   # worse than plain LB
-    ((), NO_RESULT),              # every seed diverged
+@pytest.mark.parametrize("points, verdict", [
+    ((-0.2, 0.3, -0.1), CLOSES),        # within noise of SB, beyond noise above LB
+    ((2.0, 2.2, 1.9), CLOSES),          # above SB
+    ((-2.0, -2.3, -1.8), NARROWS),      # below SB, above LB, both beyond noise
+    ((-4.7, -5.0, -5.1), NOT_HERE),     # below SB, within noise of LB
+    ((-15.0, -14.0, -16.0), NOT_HERE),  # worse than LB
+    ((-4.0, 3.0, -1.0), UNRESOLVED),    # within noise of SB and of LB: the seeds cannot tell
 ])
-def test_verdict_rule(test, verdict):
-    found = verdict_for(method("m", test), SB, LB, 10000)
+def test_verdict_rule_by_where_the_paired_intervals_lie(points, verdict):
+    found = verdict_for(shifted(SB, points), SB, LB)
     assert found.verdict == verdict
-    if verdict != NO_RESULT:
-        assert found.vs_sb == pytest.approx(100 * (sum(test) / 2 - 0.901))
+    assert found.vs_sb.method == "paired t" and found.vs_sb.n == 3
+    assert found.vs_sb.estimate == pytest.approx(sum(points) / 3)
+    assert found.gap_size.low > 0  # the equal-epochs gap is beyond noise
+    if verdict == CLOSES and points[0] < 0:
+        assert found.vs_sb.within_noise and not found.vs_lb.within_noise
+    # A power line exactly for each difference left within noise.
+    assert len(found.power) == found.vs_sb.within_noise + found.vs_lb.within_noise
 
 
-def test_no_gap_to_close_when_plain_large_batch_matches_small():
-    found = verdict_for(method("m", (0.7, 0.7)), SB, method("lb", (0.899, 0.900)), 10000)
-    assert found.verdict == NO_GAP
+def test_paired_interval_is_the_t_interval_of_the_per_seed_differences():
+    found = verdict_for(shifted(SB, (-0.2, 0.3, -0.1)), SB, LB)
+    differences = [-0.2, 0.3, -0.1]
+    mean, spread = sum(differences) / 3, statistics.stdev(differences)
+    half = 4.302652729911275 * spread / math.sqrt(3)  # t_{0.975, 2}
+    assert (found.vs_sb.low, found.vs_sb.high) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert found.vs_sb.df == 2
 
 
-def test_seed_spread_widens_the_margin():
-    steady = verdict_for(method("m", (0.88, 0.88)), SB, LB, 10000)
-    noisy = verdict_for(method("m", (0.84, 0.92)), SB, LB, 10000)  # same mean, seeds 8 points apart
-    assert steady.verdict == NARROWS
-    assert noisy.verdict == CLOSES and noisy.margin_sb > 4
+def test_every_seed_failed_gives_no_result():
+    assert verdict_for(method("m", ()), SB, LB).verdict == NO_RESULT
 
 
-def test_table_from_synthetic_results_has_claims_and_verdicts():
-    rows = [SB, LB, method("linear-warmup", (0.899, 0.901)), method("lars", ())]
-    found = verdicts(rows, 10000)
+def test_one_seed_gives_no_interval_and_says_so():
+    one = verdict_for(shifted(SB, (0.0,), seeds=(0,), failed=2), SB, LB)
+    assert one.verdict == NO_INTERVAL == "one seed: no interval"
+    assert one.vs_sb is None and "no interval" in one.text and "2 failed seeds left out" in one.text
+    # One seed of SB and of LB: the gap itself has no interval, and no margin stands in for it.
+    sb, lb = method("sb", (0.90,)), method("lb", (0.85,))
+    rows = verdicts([sb, lb, method("lars", (0.89,))])
+    assert [v.verdict for v in rows] == [tables.BASELINE, NO_INTERVAL, NO_INTERVAL]
+    assert all(v.vs_sb is None and v.power == () for v in rows)
+    assert "of 1 method: 1 with one seed (no interval)." in verdict_paragraph(rows)
+
+
+def test_failed_seeds_are_left_out_of_the_pairs_and_counted():
+    # Seed 1 of the method diverged: it is paired with SB over seeds 0 and 2 only.
+    partial = method("m", (0.899, 0.906), seeds=(0, 2), failed=1)
+    found = verdict_for(partial, SB, LB)
+    assert found.vs_sb.n == 2 and found.vs_sb.estimate == pytest.approx((-0.1 + 0.1) / 2)
+    assert "1 failed seed left out" in found.text
+    table = methods_table([SB, LB, partial], verdicts([SB, LB, partial]), setting="tiny")
+    assert table.rows[2][table.columns.index("seeds")] == "2 (+1 failed)"
+
+
+def test_pairing_decides_when_seeds_differ_more_than_the_methods():
+    # The seeds' test accuracies spread over 15 points; within a seed the method is 0.9–1.1 points
+    # below SB and about 4 above LB. Paired, both differences are beyond noise: it narrows the gap.
+    sb = method("sb", (0.80, 0.90, 0.85, 0.95))
+    lb = shifted(sb, (-5.0, -4.9, -5.1, -5.0), "lb")
+    paired = shifted(sb, (-1.0, -0.9, -1.1, -1.0))
+    assert verdict_for(paired, sb, lb).verdict == NARROWS
+    # The same numbers from seeds SB and LB did not run: Welch's interval, and the seed spread hides both.
+    unpaired = shifted(sb, (-1.0, -0.9, -1.1, -1.0), seeds=(10, 11, 12, 13))
+    found = verdict_for(unpaired, sb, lb)
+    assert found.vs_sb.method == "Welch t" and found.vs_sb.within_noise and found.vs_lb.within_noise
+    assert found.verdict == UNRESOLVED
+    assert any("seeds per batch size are needed" in line for line in found.power)
+
+
+def test_records_without_seeds_pair_by_position_only_when_no_seed_failed():
+    old = MethodNumbers.from_dict({k: v for k, v in shifted(SB, (-2.0, -2.3, -1.8)).to_dict().items() if k != "seeds"})
+    assert old.seed_keys == (0, 1, 2) and tables.difference(old, SB).method == "paired t"
+    gappy = MethodNumbers.from_dict({**{k: v for k, v in method("m", (0.88, 0.89)).to_dict().items()
+                                        if k != "seeds"}, "failed": 1})
+    assert gappy.seed_keys is None and tables.difference(gappy, SB).method == "Welch t"
+
+
+def test_no_gap_to_close_when_plain_large_batch_is_within_noise_of_small():
+    lb = shifted(SB, (-0.5, 0.4, 0.0), "lb")
+    assert verdict_for(shifted(SB, (-10, -10, -10)), SB, lb).verdict == NO_GAP
+    assert verdicts([SB, lb])[1].verdict == tables.NO_GAP_FOUND
+
+
+def test_table_from_synthetic_results_has_intervals_claims_and_verdicts():
+    rows = [SB, LB, shifted(SB, (-0.2, 0.4, -0.1), "linear-warmup"), method("lars", ())]
+    found = verdicts(rows)
     table = methods_table(rows, found, setting="tiny")
     columns = {name: i for i, name in enumerate(table.columns)}
     assert [r[0] for r in table.rows] == ["SB", "LB", "LINEAR-WARMUP", "LARS"]
-    assert table.rows[0][columns["test acc %"]] == "90.10 ± 0.14" and table.rows[2][columns["verdict"]] == CLOSES
+    assert table.rows[0][columns["test acc %"]] == "90.50 ± 0.50" and table.rows[2][columns["verdict"]] == CLOSES
     claim = columns["paper's claim (their setting)"]
     assert "0.14 % top-1" in table.rows[2][claim] and "32K" in table.rows[3][claim]
     assert table.rows[3][columns["seeds"]] == "0 (+2 failed)" and table.rows[3][columns["verdict"]] == NO_RESULT
-    assert table.rows[1][columns["Δ test vs SB"]] == "-5.00"
+    # Differences as "estimate [low, high]" in points, paired by seed.
+    assert re.fullmatch(r"-5\.00 \[-5\.\d\d, -4\.\d\d\]", table.rows[1][columns["test − SB (95 %)"]])
+    assert re.fullmatch(r"\+0\.03 \[-0\.\d\d, \+0\.\d\d\]", table.rows[2][columns["test − SB (95 %)"]])
+    assert table.rows[2][columns["test − its gap's LB row (95 %)"]].startswith("+5.03 [+")
+    vs_sb, vs_lb = columns["test − SB (95 %)"], columns["test − its gap's LB row (95 %)"]
+    assert table.rows[0][vs_sb] == table.rows[1][vs_lb] == "—"
+    # The power line where a difference is within noise, none where it is beyond.
+    power = columns["seeds to resolve (within noise)"]
+    assert table.rows[2][power].startswith("against SB: to resolve a difference of") and table.rows[1][power] == "—"
+    assert "2·SE" not in table.caption and "contains 0" in table.caption
     # Every row names its protocol and the gap it is judged against; plain LB's is the equal-epochs gap.
     assert [r[columns["protocol"]] for r in table.rows] == ["baseline (E epochs)", "equal epochs", "equal epochs",
                                                            "equal epochs"]
@@ -184,19 +255,32 @@ def test_table_from_synthetic_results_has_claims_and_verdicts():
     assert table.rows[1][columns["verdict"]] == tables.GAP and "Keskar" not in table.rows[1][claim]
     assert "BERT" in tables.PAPER_CLAIMS["lamb"]
     paragraph = verdict_paragraph(found)
-    assert "1 closes the gap" in paragraph and "1 no result" in paragraph
+    assert "1 closes the gap" in paragraph and "1 no result" in paragraph and "paired t interval" in paragraph
     with pytest.raises(ValueError):
-        verdicts([SB], 10000)
+        verdicts([SB])
+
+
+def test_verdicts_carry_their_intervals_into_json_and_back():
+    found = verdicts([SB, LB, shifted(SB, (-2.0, -2.3, -1.8), "sqrt")])
+    data = json.loads(json.dumps([v.to_dict() for v in found]))
+    narrows = data[2]
+    assert {"estimate", "low", "high", "n", "method"} <= set(narrows["vs_sb"]) and narrows["vs_sb"]["n"] == 3
+    assert narrows["vs_lb"]["method"] == "paired t" and narrows["gap_size"]["low"] > 0
+    assert [tables.Verdict.from_dict(v) for v in data] == found
+    # A record written under the earlier margin rule keeps its verdict, without intervals.
+    old = tables.Verdict.from_dict({"key": "sqrt", "verdict": CLOSES, "text": "…", "vs_sb": -0.1, "margin_sb": 0.5,
+                                    "vs_lb": 4.9, "margin_lb": 0.5, "gap": tables.EQUAL_EPOCHS_GAP})
+    assert old.verdict == CLOSES and old.vs_sb is None and old.vs_lb is None
 
 
 def test_the_equal_epochs_gap_is_an_optimization_gap_when_lb_fits_the_training_set_worse():
     sb = method("sb", (0.900, 0.902), train=(0.998, 0.997))
     lb = method("lb", (0.850, 0.852), train=(0.903, 0.904))  # 24 updates: far from SB's training accuracy
     lb_train = method("lb-train-acc", (0.899, 0.903), train=(0.998, 0.998))
-    found = {v.key: v for v in verdicts([sb, lb, lb_train], 10000)}
+    found = {v.key: v for v in verdicts([sb, lb, lb_train])}
     assert found["lb"].verdict == tables.GAP and "mostly an optimization gap" in found["lb"].text
     # At equal training accuracy the 5-point gap is gone: no generalization gap, against Keskar's claim.
-    assert found["lb-train-acc"].verdict == tables.NO_GAP_FOUND
+    assert found["lb-train-acc"].verdict == tables.NO_GAP_FOUND and found["lb-train-acc"].gap_size.within_noise
     assert found["lb-train-acc"].gap == tables.GENERALIZATION_GAP and "against Keskar" in found["lb-train-acc"].text
 
 
@@ -205,17 +289,47 @@ def test_each_method_is_judged_against_the_gap_it_claims_to_close():
     lb = method("lb", (0.850, 0.852), train=(0.903, 0.904))
     lb_train = method("lb-train-acc", (0.870, 0.872), train=(0.998, 0.998))  # a 3-point generalization gap
     rows = [sb, lb, lb_train, method("linear-warmup", (0.880, 0.882)), method("longer", (0.880, 0.882))]
-    found = {v.key: v for v in verdicts(rows, 10000)}
+    found = {v.key: v for v in verdicts(rows)}
     # Goyal keeps the epoch budget: 3 points above plain LB, 2 below SB — it narrows the equal-epochs gap.
     assert (found["linear-warmup"].gap, found["linear-warmup"].verdict) == (tables.EQUAL_EPOCHS_GAP, NARROWS)
-    assert found["linear-warmup"].vs_lb == pytest.approx(3.0)
+    assert found["linear-warmup"].vs_lb.estimate == pytest.approx(3.0)
     # Train longer claims the generalization gap: 1 point above LB at SB's training accuracy.
     assert (found["longer"].gap, found["longer"].verdict) == (tables.GENERALIZATION_GAP, NARROWS)
-    assert found["longer"].vs_lb == pytest.approx(1.0)
+    assert found["longer"].vs_lb.estimate == pytest.approx(1.0)
     # When LB missed SB's training accuracy within its cap, that gap was not measured.
-    missed = {v.key: v for v in verdicts(rows, 10000, missed_target=1)}
+    missed = {v.key: v for v in verdicts(rows, missed_target=1)}
     assert missed["lb-train-acc"].verdict == missed["longer"].verdict == tables.NOT_AT_EQUAL_TRAIN
     assert missed["linear-warmup"].verdict == NARROWS
+
+
+def test_every_row_of_a_seed_starts_from_the_same_initial_weights():
+    """The premise of the paired verdicts: each row's run of seed s builds its model right after
+    seeding with s (ghost BN and Akiba's recipe swap batch-norm layers but keep their parameters)."""
+    from dataclasses import replace
+
+    from batchlab.data.identity import load_splits
+    from batchlab.training.loop import initial_model_and_optimizer
+
+    plan = plan_largebatch("quick")
+    plan = replace(plan, setting=replace(plan.setting, dataset="mnist-5k", train_subset=1000, hidden=(8,),
+                                         small_batch=50, large_batch=250), device="cpu")
+    cpu = torch.device("cpu")
+    splits = load_splits(plan.base_config(0), cpu)
+
+    def initial(config):
+        model, _ = initial_model_and_optimizer(config, splits, cpu)
+        return model.state_dict()
+
+    for seed in (0, 1):
+        configs = {key: plan.config(key, seed, len(splits.train)) for key in plan.rows if key != "lb-train-acc"}
+        configs["lb-train-acc"] = plan.equal_train_config(seed, len(splits.train), 0.99)
+        sb = initial(configs["sb"])
+        for key, config in configs.items():
+            assert config.seed == seed and config.init_from is None
+            state = initial(config)
+            assert state.keys() == sb.keys() and all(torch.equal(state[k], sb[k]) for k in sb), key
+    other_seed = initial(plan.config("sb", 1, len(splits.train)))
+    assert not torch.equal(other_seed["1.weight"], initial(plan.config("sb", 0, len(splits.train)))["1.weight"])
 
 
 def test_lb_to_sbs_training_accuracy_is_capped_at_sbs_updates():
@@ -251,8 +365,8 @@ def test_quick_plan_counts():
 
 
 def synthetic_record() -> dict:
-    rows = [SB, LB, method("swap", (0.899, 0.901))]
-    found = verdicts(rows, 10000)
+    rows = [SB, LB, shifted(SB, (-0.2, 0.3, -0.1), "swap")]
+    found = verdicts(rows)
     table = methods_table(rows, found, setting="keskar-f1 on tiny data")
     plan = plan_largebatch("quick", methods=["swap"])
     return {
@@ -275,7 +389,9 @@ def test_report_section_renders_from_a_stored_record(tmp_path):
     assert "closes the gap" in html and "Goyal" in html
     assert any("parallel" not in n and "diverged" in n for n in section.notes)
     assert any("1.5 s" in n for n in section.notes)
-    assert largebatch_figures(synthetic_record())[0][0] == "largebatch-methods"
+    figure_id, _, caption, _ = largebatch_figures(synthetic_record())[0]
+    assert figure_id == "largebatch-methods"
+    assert "SB − LB = +5.00 points (95 % paired t interval [+4.50, +5.50]" in caption
 
 
 def test_the_report_registry_knows_the_section():

@@ -65,8 +65,11 @@ def test_every_method_trains_is_measured_and_judged(largebatch_run):
     swap = [r for r in record["runs"] if r["method"] == "swap"]
     assert all(len(r["run_ids"]) == 4 and r["run_ids"][-1].startswith("swap-") for r in swap)
     assert {v["verdict"] for v in record["verdicts"]} <= {
-        "baseline", "a gap", "no gap beyond the margin", "not at equal training accuracy", "closes the gap",
-        "narrows it", "not here", "no gap to close", "no result"}
+        "baseline", "a gap", "no gap beyond noise", "not at equal training accuracy", "closes the gap",
+        "narrows it", "not here", "unresolved", "no gap to close", "one seed: no interval", "no result"}
+    # Two seeds each: every difference behind a verdict is a paired interval.
+    judged = [v for v in record["verdicts"] if v["vs_sb"] is not None]
+    assert judged and all(v["vs_sb"]["method"] == "paired t" and v["vs_sb"]["n"] <= 2 for v in judged)
     # LB trained on to SB's training accuracy of the same seed, at most SB's 60 updates.
     equal_train = [r for r in record["runs"] if r["method"] == "lb-train-acc"]
     for run, small in zip(equal_train, sb):

@@ -75,9 +75,6 @@ PAPER_SHARPNESS: dict[tuple[str, str, float], tuple[float, float]] = {
 AGREES = "agrees"
 DISAGREES = "disagrees"
 INCONCLUSIVE = "inconclusive"
-# |difference| ≤ NOISE_FACTOR · standard error: the unpaired rule the large-batch comparison
-# (batchlab.experiments.largebatch.tables) still uses with difference_noise; gap's own verdicts are paired.
-NOISE_FACTOR = 2.0
 # Half a point: the largest SB–LB training-accuracy difference the paper reports for F1 and C1.
 TRAINING_FIT_MARGIN = 0.5
 
@@ -424,16 +421,6 @@ def _interval_cell(interval: Interval | None, digits: int = 3) -> str:
 
 
 # -------------------------------------------------------------------------------- verdicts
-
-
-def difference_noise(a: Sequence[float], b: Sequence[float], test_examples: int) -> float:
-    """Standard error of mean(a) − mean(b) in points (inputs are fractions): √(s²_a/n_a + s²_b/n_b)
-    with ≥ 2 values a side, else the binomial √(p(1−p)/N) of each accuracy."""
-    if len(a) >= 2 and len(b) >= 2:
-        return 100.0 * math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
-    pa, pb = statistics.fmean(a), statistics.fmean(b)
-    n = max(test_examples, 1)
-    return 100.0 * math.sqrt(pa * (1 - pa) / n + pb * (1 - pb) / n)
 
 
 def paired_difference(sb: RegimeNumbers, lb: RegimeNumbers, sb_values: Sequence[Any],

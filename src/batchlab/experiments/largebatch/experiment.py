@@ -24,8 +24,9 @@ One network, one dataset, one epoch budget E, several seeds. The rows:
   E epochs (``max_updates``; k·E epochs).
 
 The methods that keep the epoch budget are judged against the equal-epochs gap, ghost BN and
-"train longer" (Hoffer et al.'s "closing the generalization gap") against the generalization gap
-(:mod:`batchlab.experiments.largebatch.tables`).
+"train longer" (Hoffer et al.'s "closing the generalization gap") against the generalization gap,
+each by paired 95 % intervals over seeds (every row of seed s starts from the same initial
+weights; :mod:`batchlab.experiments.largebatch.tables`).
 
 Each (method, seed) is one run in the store (SWAP: 1 + W runs and a ``swap`` record), trained
 with :func:`batchlab.training.train`, reused when the store already holds it finished; then
@@ -38,8 +39,8 @@ Scales. ``quick`` (≤ 10 minutes on a 2-core CPU): ``keskar-f1`` with two hidde
 mnist-5k's 4,000 when Fashion-MNIST is not on disk), all 10,000 test images, B_S = 32 vs
 B_L = 1024 (k = 32, a quarter of the training set), E = 6 epochs, λ = 0.9, 2 seeds, SB's η chosen
 on a 10 % validation split from {0.01, 0.02, 0.04}, extended at an edge (0.02 before the search).
-Why these: at B_L = 512 the plain large batch tested only about 1 point below SB, inside the
-two seeds' margin, so no method had a gap to close; at 10 epochs SB overfits the 4,096 images.
+Why these: at B_L = 512 the plain large batch tested only about 1 point below SB, within the
+noise of two seeds, so no method had a gap to close; at 10 epochs SB overfits the 4,096 images.
 Per seed that is 768 SB updates, 24 updates for each of the seven LB methods, 768 LB updates
 (192 epochs) for "train longer" and ≤ 16 + 4 × 256 for SWAP: about one million training
 examples through the network, ~250 evaluations of the training set, and 10 sharpness
@@ -490,7 +491,7 @@ def run_largebatch(plan: LargeBatchPlan, store: RunStore, *, progress: bool | No
             runs.append(entry)
             log(f"{METHODS[key].label}, seed {seed}: {_describe(entry)}")
     numbers = [_numbers(plan, key, runs) for key in plan.rows]
-    found = verdicts(numbers, len(splits.test), missed_target=missed_target(runs))
+    found = verdicts(numbers, missed_target=missed_target(runs))
     result = LargeBatchResult(
         plan=plan, n_train=len(splits.train), n_test=len(splits.test), runs=runs, numbers=numbers, verdicts=found,
         table=methods_table(numbers, found, setting=plan.setting.describe()
@@ -615,5 +616,5 @@ def _numbers(plan: LargeBatchPlan, key: str, runs: Sequence[RunEntry]) -> Method
         key, METHODS[key].label, batch,
         tuple(r.epochs for r in done), tuple(r.updates for r in done), tuple(r.train_acc for r in done),
         tuple(r.test_acc for r in done), tuple(r.sharpness for r in done if r.sharpness is not None),
-        tuple(r.seconds for r in done), failed=len(mine) - len(done),
+        tuple(r.seconds for r in done), failed=len(mine) - len(done), seeds=tuple(r.seed for r in done),
     )

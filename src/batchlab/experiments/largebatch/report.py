@@ -19,7 +19,15 @@ from batchlab.experiments.gap.tables import Table
 from batchlab.experiments.shape import latest_record, load_text
 from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item
-from batchlab.experiments.largebatch.tables import LB_KEY, LB_TRAIN_KEY, SB_KEY, MethodNumbers, Verdict
+from batchlab.experiments.largebatch.tables import (
+    LB_KEY,
+    LB_TRAIN_KEY,
+    NO_INTERVAL,
+    SB_KEY,
+    MethodNumbers,
+    Verdict,
+    interval_text,
+)
 from batchlab.store.status import FINISHED
 
 if TYPE_CHECKING:
@@ -41,21 +49,26 @@ def _numbers(record: Mapping[str, Any]) -> list[MethodNumbers]:
 
 
 def _verdicts(record: Mapping[str, Any]) -> list[Verdict]:
-    return [Verdict(**v) for v in record["verdicts"]]
+    return [Verdict.from_dict(v) for v in record["verdicts"]]
 
 
 def figure_caption(record: Mapping[str, Any]) -> str:
     numbers = {n.key: n for n in _numbers(record)}
+    found = {v.key: v for v in _verdicts(record)}
     sb = numbers.get(SB_KEY)
     head = ("Test accuracy of every method, bars the mean over seeds with ±1 std, dots the seeds, hollow triangles "
             "the training accuracy; green closes the gap the method claims to close, orange narrows it, grey does "
-            "not (here).")
+            "not (here), is unresolved or has no verdict.")
     for key, gap in ((LB_KEY, "the equal-epochs gap"), (LB_TRAIN_KEY, "the generalization gap")):
-        lb = numbers.get(key)
+        lb, verdict = numbers.get(key), found.get(key)
         if sb and lb and sb.test_acc and lb.test_acc:
-            points = 100 * (sum(sb.test_acc) / len(sb.test_acc) - sum(lb.test_acc) / len(lb.test_acc))
-            head += (f" SB (B = {sb.batch_size}) and {lb.label} (B = {lb.batch_size}) are {points:.2f} points apart: "
-                     f"{gap}.")
+            if verdict is not None and verdict.gap_size is not None:
+                apart = f"SB − LB = {interval_text(verdict.gap_size)}"
+            else:
+                apart = "no interval (one seed)" if verdict is not None and verdict.verdict == NO_INTERVAL else (
+                    f"{100 * (sum(sb.test_acc) / len(sb.test_acc) - sum(lb.test_acc) / len(lb.test_acc)):.2f} "
+                    "points apart")
+            head += f" SB (B = {sb.batch_size}) and {lb.label} (B = {lb.batch_size}): {apart}, {gap}."
     return head
 
 
