@@ -48,7 +48,7 @@ def plot_methods(methods: Sequence[MethodNumbers], found: Sequence[Verdict]) -> 
                        linewidth=0.9, label=f"{method.label}: mean test accuracy")
     ax.plot([], [], "^", markerfacecolor="none", markeredgecolor="0.3", label="training accuracy (seeds)")
     handles, labels = ax.get_legend_handles_labels()
-    for name, colour in (*VERDICT_COLOURS.items(), ("not here / no verdict", OTHER_COLOUR)):
+    for name, colour in (*VERDICT_COLOURS.items(), ("not here / unresolved / no verdict", OTHER_COLOUR)):
         handles.append(Patch(facecolor=colour, alpha=0.75))
         labels.append(name)
     if lows:
