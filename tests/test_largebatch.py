@@ -360,7 +360,7 @@ def test_plan_rejects_bad_input_in_one_line():
 def test_quick_plan_counts():
     plan = plan_largebatch("quick")
     s = plan.setting
-    assert plan.seeds == 2 and plan.rows[:3] == ("sb", "lb", "lb-train-acc") and len(plan.rows) == 11
+    assert plan.seeds == 3 and plan.rows[:3] == ("sb", "lb", "lb-train-acc") and len(plan.rows) == 11
     assert s.large_batch % s.small_batch == 0 and s.swap_epochs < s.epochs
 
 

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--scale", choices=SCALES, default="quick",
                         help="quick: minutes on a CPU; full: CIFAR-10 at Goyal's B = 256 vs 4096 (default: quick)")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per method (default: 2 at quick, 3 at full)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per method, paired (default: 3)")
     parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                         help=f"methods besides SB and plain LB (default: all of {', '.join(METHOD_CHOICES)})")
     parser.add_argument("--small-batch", type=int, default=None, metavar="B",
