@@ -67,7 +67,7 @@ def test_every_experiment_registers_kind_scales_and_sections():
         with pytest.raises(ConfigError, match="unknown scale 'huge'; allowed: "):
             experiment.plan("huge")
     sections = [s.id for e in registered.values() for s in e.sections]
-    assert sections == ["gap", "gap-paper", "sharpening", "largebatch", "advise"]
+    assert sections == ["gap", "gap-paper", "gap-own", "sharpening", "largebatch", "advise"]
 
     from batchlab.report.registry import section_builders
 

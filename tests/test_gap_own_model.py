@@ -204,12 +204,14 @@ def test_the_readmes_gap_command_runs_as_written(tmp_path, monkeypatch):
 def test_the_reports_section_names_the_users_model_not_the_papers_networks(own_gap_run):
     from types import SimpleNamespace
 
-    from batchlab.experiments.gap.report import gap_paper_section
+    from batchlab.experiments.gap.report import gap_own_section
 
     folder, _, _, _ = own_gap_run
     record = strict_json((folder / "out" / "gap.json").read_text()) | {"created": "2026-01-01T00:00:00"}
-    section = gap_paper_section(SimpleNamespace(gap_records=[record, record]))
-    assert section.title == "Keskar et al.'s experiment on your model user:net.make_model (batchlab gap --model-file)"
+    section = gap_own_section(SimpleNamespace(own_gap_records=[record]))
+    task = record["plan"]["task"]
+    assert section.title == (f"Keskar et al.'s experiment on your model user:net.make_model·{task['model_fingerprint']} "
+                             f"on user:blobs.load_data·{task['data_fingerprint']} (batchlab gap --model-file)")
     assert "user:net.make_model" in section.intro
 
 

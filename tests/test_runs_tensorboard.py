@@ -109,3 +109,68 @@ def test_the_update_count_comes_from_epoch_updates_when_a_row_lacks_it_and_user_
     assert update_counts([{"train_loss": 1.0}]) == [None]
     assert scalar_tag("val_mse") == "mse/val" and scalar_tag("train_acc") == "accuracy/train"
     assert scalar_tag("lr") == "other/lr"
+
+
+@pytest.fixture
+def mixed_store(tmp_path):
+    """A store with a classification run and a regression run (its metric the mean absolute
+    error), both trained from model and data files; the regression run's id and the other's."""
+    from conftest import REGRESSION_MODEL_FILE, USER_DATA_FILE, write_user_files
+
+    store = tmp_path / "runs.db"
+    regression_data = USER_DATA_FILE.replace("y = torch.randint(0, 3, (96,), generator=generator)",
+                                             "y = torch.randn(96, 1, generator=generator)").replace("x = centres[y] + ",
+                                                                                                     "x = ")
+    for name, model, data in [("classification", None, None),
+                              ("regression", REGRESSION_MODEL_FILE + 'metric = "mae"\n', regression_data)]:
+        folder = tmp_path / name
+        folder.mkdir()
+        files = write_user_files(folder) if model is None else write_user_files(folder, model, data)
+        assert main(["train", *files, "--batch-size", "8", "--epochs", "2", "--lr", "0.05", "--device", "cpu",
+                     "--store", str(store), "--no-progress"]) == 0
+    with RunStore(store) as opened:
+        runs = opened.runs()
+        ids = {("regression" if "train_mae" in run.summary else "classification"): run.run_id for run in runs}
+    return store, ids
+
+
+def test_a_regression_run_exports_its_own_metric_and_no_accuracy(mixed_store, tmp_path, capsys):
+    store, ids = mixed_store
+    out = tmp_path / "tb"
+    assert main(["runs", "--store", str(store), "--format", "tensorboard", "--out", str(out)]) == 0
+    with RunStore(store) as opened:
+        summaries = {kind: opened.get(run_id).summary for kind, run_id in ids.items()}
+        regression_rows = opened.metrics(ids["regression"])
+
+    scalars, _ = read_back(out / ids["regression"])
+    for split in ("train", "val"):
+        assert [(s, pytest.approx(v)) for s, v in scalars[f"mae/{split}"]] == [
+            (row["epoch"], row[f"{split}_mae"]) for row in regression_rows]
+        assert [s for s, _ in scalars[f"by_update/mae/{split}"]] == [row["updates"] for row in regression_rows]
+    # The test split, measured once with the final weights, at the last epoch and the last update.
+    assert scalars["mae/test"] == [(2, pytest.approx(summaries["regression"]["test_mae"]))]
+    assert scalars["by_update/mae/test"][0][0] == regression_rows[-1]["updates"]
+    assert scalars["final/test_mae"][0][1] == pytest.approx(summaries["regression"]["test_mae"])
+    assert {"final/train_mae", "final/val_mae", "final/test_loss", "loss/test"} <= set(scalars)
+    assert not [tag for tag in scalars if "acc" in tag]  # no empty accuracy tags for a regression run
+
+    scalars, _ = read_back(out / ids["classification"])
+    assert scalars["final/test_acc"][0][1] == pytest.approx(summaries["classification"]["test_acc"])
+    assert "accuracy/test" in scalars and "by_update/accuracy/val" in scalars
+    assert not [tag for tag in scalars if "mae" in tag]
+
+    # Both runs' HParams summaries list every final metric (the view takes the first it finds).
+    for run_id in ids.values():
+        assert {"final/test_acc", "final/test_mae", "final/val_mae", "final/time_per_update_s"} <= set(
+            listed_metrics(out / run_id))
+
+
+def listed_metrics(folder) -> list[str]:
+    """The metric names the run's HParams experiment summary lists."""
+    accumulator = event_accumulator.EventAccumulator(str(folder))
+    accumulator.Reload()
+    for content in accumulator.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("experiment"):
+            return [info.name.tag for info in data.experiment.metric_infos]
+    return []

@@ -195,3 +195,21 @@ def test_runs_that_start_from_another_run_get_its_weights_on_the_workers(ray_ins
             assert result.summary["train_acc"] == pytest.approx(alone.summary["train_acc"], abs=2e-3)
             assert result.summary["train_acc"] > 0.8
         assert len(on_ray.runs()) == 3  # the source once, and the two runs; nothing else came back
+
+
+def test_a_sweep_on_ray_keeps_the_final_states_that_continue_from_goes_on_from(ray_instance, tmp_path, capsys):
+    from batchlab.training import train
+
+    spec = SweepSpec(grid={"seed": [0, 1]}, fixed={**FIXED, "batch_size": 64, "momentum": 0.9, "epochs": 1})
+    with RunStore(tmp_path / "ray.db") as store:
+        results = run_sweep(spec, store, executor="ray", progress=False, keep_state=True)
+        assert results.failed == [] and all(store.has_final_state(r.run_id) for r in results)
+        source = results.runs[0]
+        assert store.load_final_state(source.run_id)["optimizer"]["state"]  # the momentum buffer came back
+        capsys.readouterr()
+        continued = train(source.config.replace(epochs=2, continue_from=source.run_id), store=store, progress=False)
+        assert f"continuing run {source.run_id} from epoch 2" in capsys.readouterr().err
+        whole = train(source.config.replace(epochs=2), store=store, progress=False)
+        weights, reference = store.load_weights(continued.run_id), store.load_weights(whole.run_id)
+        for name, tensor in reference.items():  # a worker process's arithmetic, so not to the bit
+            assert weights[name].allclose(tensor, rtol=1e-3, atol=1e-5)

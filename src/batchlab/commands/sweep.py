@@ -121,6 +121,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="local executor: pack runs into one stacked step (auto: where it pays)")
     parser.add_argument("--force", action="store_true", help="train every run again, replacing stored results")
     parser.add_argument("--no-weights", action="store_true", help="do not keep the final weights")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="also keep each finished run's final optimizer state and counts, so --continue-from can "
+                             "train it on (local, packed or Ray)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (runs, skipped, packs) and train nothing")
     parser.add_argument("-o", "--output", type=export_file, default=None, metavar="FILE",
                         help="also write the sweep's runs to FILE, as CSV (.csv) or JSON (.json)")
@@ -199,7 +202,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     results = run_sweep(spec, args.store, executor=args.executor, ray_address=args.ray_address,
                         ray_cpus=args.ray_cpus, progress=args.progress, force=args.force,
-                        packing=args.packing, keep_weights=not args.no_weights, on_plan=show_plan, task=task)
+                        packing=args.packing, keep_weights=not args.no_weights, keep_state=args.keep_state,
+                        on_plan=show_plan, task=task)
     print()
     print(summary_table(results.runs, task.objective.metric_name if task is not None else "acc"))
     hint_after_training(results.runs, args.store)

@@ -6,7 +6,10 @@ Record kinds the lecture report understands (written by :mod:`batchlab.experimen
   ``"start"`` (the initial weights) or ``"end"`` (a full-batch minimum) and ``created`` (Unix time);
 * ``toy`` — ``{"arguments": <lecture_toy_experiments keyword arguments>, "report": ToyReport.to_dict()}``;
 * ``gap`` — the generalization-gap experiment (:mod:`batchlab.experiments.gap`): ``batchlab lecture``'s
-  flat-vs-sharp comparison (plan scale ``lecture-…``) or ``batchlab gap``'s;
+  flat-vs-sharp comparison (plan scale ``lecture-…``), ``batchlab gap``'s on the paper's networks,
+  or ``batchlab gap --model-file``'s on a user's own model (its plan names the model under
+  ``task``), which the report keeps apart (:attr:`ReportContext.gap_records`,
+  :attr:`ReportContext.own_gap_records`);
 * ``lecture`` — key ``settings``: the settings, device and environment of the last
   ``batchlab lecture`` and how long each stage took.
 
@@ -133,18 +136,45 @@ class ReportContext:
         return [p for p in self.timing_points if p.model == model]
 
     @cached_property
+    def _gap_records_by_age(self) -> list[dict[str, Any]]:
+        return sorted(self.store.records(GAP_KIND), key=lambda r: str(r.get("created", "")))
+
+    @cached_property
     def gap_records(self) -> list[dict[str, Any]]:
-        """The generalization-gap records the report shows: the newest one ``batchlab lecture``
-        wrote (plan scale ``lecture-…``), then the newest ``batchlab gap`` wrote; each when present."""
-        records = sorted(self.store.records(GAP_KIND), key=lambda r: str(r.get("created", "")))
+        """The generalization-gap records of the lecture's and the paper's networks the report
+        shows: the newest one ``batchlab lecture`` wrote (plan scale ``lecture-…``), then the newest
+        ``batchlab gap`` wrote on the paper's networks; each when present. A record of a user's own
+        model is never one of them, whatever its age (:attr:`own_gap_records`)."""
+        records = [r for r in self._gap_records_by_age if not _own_model(r)]
         lecture = [r for r in records if str(r.get("plan", {}).get("scale", "")).startswith("lecture-")]
         paper = [r for r in records if r not in lecture]
         return [group[-1] for group in (lecture, paper) if group]
 
+    @cached_property
+    def own_gap_records(self) -> list[dict[str, Any]]:
+        """The generalization-gap records of users' own models (``batchlab gap --model-file``: the
+        plan's ``task`` names the model and data with their short fingerprints): the newest of
+        each model and data, the newest last."""
+        newest: dict[tuple, dict[str, Any]] = {}
+        for record in self._gap_records_by_age:
+            task = _own_model(record)
+            if task:
+                key = tuple(str(task.get(k)) for k in ("model", "model_fingerprint", "data", "data_fingerprint"))
+                newest.pop(key, None)  # re-inserted last: the dict keeps the newest last
+                newest[key] = record
+        return list(newest.values())
+
     @property
     def gap(self) -> dict[str, Any] | None:
-        """The first of :attr:`gap_records` (the lecture's when there is one), or None."""
+        """The first of :attr:`gap_records` (the lecture's when there is one), or None: the
+        record whose flat-vs-sharp rows the summary table shows."""
         return self.gap_records[0] if self.gap_records else None
+
+    @property
+    def shown_gap_records(self) -> list[dict[str, Any]]:
+        """Every gap record a section of the report shows: :attr:`gap_records` and the newest of
+        :attr:`own_gap_records`."""
+        return self.gap_records + self.own_gap_records[-1:]
 
     @cached_property
     def summary(self) -> SummaryTable:
@@ -153,3 +183,10 @@ class ReportContext:
         return summary_table(self.summary_timing_points, self.noise_at_critical_point,
                              protocol_panels(self.tuned_panels, dataset), busy=machine_busy(load),
                              sharp_minima=[row for rows in self._summary_rows for row in rows(self)])
+
+
+def _own_model(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The user's model and data a gap record was made on (its plan's ``task``), or None for the
+    lecture's and the paper's networks."""
+    task = (record.get("plan") or {}).get("task")
+    return task if isinstance(task, dict) and task else None

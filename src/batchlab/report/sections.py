@@ -470,7 +470,7 @@ def records_section(ctx: ReportContext) -> ReportSection | None:
     """Every Hessian, sharpness and landscape record in the store, one table per kind: the run it
     belongs to and each scalar result field (numbers, flags and short words) of the record. Records
     of the runs the generalization sections already show are left out."""
-    shown = {run_id for record in ctx.gap_records for network in record["networks"] for r in network["runs"]
+    shown = {run_id for record in ctx.shown_gap_records for network in record["networks"] for r in network["runs"]
              for run_id in (r["run_id"], (r.get("minimum") or {}).get("measured_run_id")) if run_id}
     tables = []
     for kind, description in ANALYSIS_RECORD_KINDS.items():

@@ -4,22 +4,29 @@ Each run becomes ``DIR/<run id>/`` (replaced whole when exported again, so scala
 twice), written with :class:`torch.utils.tensorboard.SummaryWriter`:
 
 * per epoch (step = epoch): ``loss/train``, ``loss/val``, ``loss/batch_mean``, ``accuracy/train``,
-  ``accuracy/val``, ``progress/updates``, ``time/epoch_s`` (a user's metric ``m``: ``m/train``,
-  ``m/val``);
+  ``accuracy/val``, ``progress/updates``, ``time/epoch_s``, and at the last epoch the test split's
+  ``loss/test`` and ``accuracy/test`` (measured once, with the final weights). A run whose metric is
+  not accuracy (a user's model that names another, :func:`batchlab.store.identity.metric_key`:
+  ``mae``, say) has its own ``mae/train``, ``mae/val``, ``mae/test`` in place of the accuracy
+  tags, and no accuracy tag at all;
 * the same values again against the update count, under ``by_update/…`` (step = the number of
   updates at the end of the epoch, the global step TensorBoard users expect): the store keeps
   metrics per epoch, so these are the epoch's values at the epoch's last update. The count is
   the row's ``updates``, or the sum of ``epoch_updates`` over the epochs so far in rows without
   it; a run whose rows hold neither gets no ``by_update`` scalars;
-* the hyperparameters, through ``SummaryWriter.add_hparams`` with the run's final metrics
-  (``final/…``), so TensorBoard's HParams view lists every run and its parallel-coordinates view
-  shows batch size × momentum × learning rate against the accuracies.
+* the hyperparameters and the run's final metrics (``final/…``: the summary's losses and its own
+  metric on each split, and the time per update), as ``SummaryWriter.add_hparams`` writes them,
+  so TensorBoard's HParams view lists every run and its parallel-coordinates view shows batch
+  size × momentum × learning rate against the accuracies (or the run's own metric).
 
 Hyperparameters are the run's config (less the data folder), its architecture, status and
 effective step η/(1 − λ); ``batch_size`` is the number of examples per update (``full`` resolved
 to the training-set size when the run has a summary). TensorBoard's HParams plugin takes the list
-of hyperparameters and metrics from the first experiment summary it finds, so every run gets the
-same metric names (NaN where a run has no value) and text hyperparameters share one domain.
+of hyperparameters and metrics from the first experiment summary it finds, so every run's summary
+lists the same metric names — every final metric of any exported run — and text hyperparameters
+share one domain. A run writes the scalars of its own final metrics only (NaN where it has no
+value, a diverged run's test metric, say): a regression run gets no ``final/…_acc`` and a
+classification run no ``final/…_mae``; the HParams view leaves those cells empty.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 from batchlab.models.architecture import architecture
 from batchlab.errors import StoreError
 from batchlab.files import atomic_directory
+from batchlab.store.identity import metric_key
 from batchlab.store.record import RunRecord
 
 # Per-epoch metric → TensorBoard scalar tag (tags sharing a prefix share a chart section).
@@ -41,6 +49,7 @@ SCALAR_TAGS = {
     "batch_loss_mean": "loss/batch_mean",
     "train_acc": "accuracy/train",
     "val_acc": "accuracy/val",
+    "test_acc": "accuracy/test",
     "updates": "progress/updates",
     "epoch_time_s": "time/epoch_s",
 }
@@ -48,8 +57,8 @@ SCALAR_TAGS = {
 _NOT_SCALARS = ("epoch", "epoch_updates")
 # The section of the scalars plotted against the update count.
 BY_UPDATE = "by_update/"
-# Summary values given to add_hparams as the run's final metrics.
-FINAL_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "time_per_update_s")
+# The splits whose loss and metric a run's summary holds, in the order the final metrics list them.
+SPLITS = ("train", "val", "test")
 FINAL_PREFIX = "final/"
 # Config fields that are not hyperparameters (where the data lives).
 _NOT_HPARAMS = ("data_dir",)
@@ -65,28 +74,59 @@ def write_tensorboard(records: Sequence[RunRecord], metrics_for: Callable[[str],
                          "allowed: pip install 'batchlab[tensorboard]'") from None
     if metrics_for is None:
         raise StoreError("the tensorboard export needs the runs' per-epoch metrics")
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
     all_hparams = {record.run_id: hyperparameters(record) for record in records}
     domains = _text_domains(all_hparams.values())
-    metric_names = [key for key in FINAL_METRICS if any(key in record.summary for record in records)]
+    # A final metric no exported run has a value of is left out of every run.
+    held = {key for record in records for key in record.summary}
+    own_metrics = {record.run_id: [key for key in final_metrics(record) if key in held] for record in records}
+    # Every run's experiment summary lists the same metrics (module docstring).
+    listed = {FINAL_PREFIX + key: math.nan for keys in own_metrics.values() for key in keys}
     written = []
     for record in records:
         target = Path(folder) / record.run_id
         with atomic_directory(target) as staging:
             with SummaryWriter(log_dir=str(staging)) as writer:
                 rows = metrics_for(record.run_id)
-                for row, updates in zip(rows, update_counts(rows)):
-                    for key, value in row.items():
-                        if key in _NOT_SCALARS or not _is_number(value):
-                            continue
-                        writer.add_scalar(scalar_tag(key), float(value), global_step=int(row["epoch"]))
-                        if updates is not None and key != "updates":
-                            writer.add_scalar(BY_UPDATE + scalar_tag(key), float(value), global_step=updates)
+                counts = update_counts(rows)
+                for row, updates in zip(rows, counts):
+                    epoch_scalars = {key: value for key, value in row.items()
+                                     if key not in _NOT_SCALARS and _is_number(value)}
+                    _add_epoch_scalars(writer, epoch_scalars, int(row["epoch"]), updates)
+                if rows:
+                    _add_epoch_scalars(writer, test_scalars(record), int(rows[-1]["epoch"]), counts[-1])
                 hparams = all_hparams[record.run_id]
-                final = {FINAL_PREFIX + key: _number(record.summary.get(key)) for key in metric_names}
-                # run_name "." keeps the hyperparameters in the run's own folder, beside its scalars.
-                writer.add_hparams(hparams, final, {k: v for k, v in domains.items() if k in hparams}, run_name=".")
+                for summary in hparams_summaries(hparams, listed, {k: v for k, v in domains.items() if k in hparams}):
+                    writer.file_writer.add_summary(summary)
+                for key in own_metrics[record.run_id]:
+                    writer.add_scalar(FINAL_PREFIX + key, _number(record.summary.get(key)))
         written.append(target)
     return written
+
+
+def final_metrics(record: RunRecord) -> list[str]:
+    """The summary keys of a run's final metrics: each split's loss and the run's own metric
+    (accuracy, or a user model's: :func:`~batchlab.store.identity.metric_key`), then the time per
+    update."""
+    metric = metric_key(record.environment)
+    return [key for split in SPLITS for key in (f"{split}_loss", f"{split}_{metric}")] + ["time_per_update_s"]
+
+
+def test_scalars(record: RunRecord) -> dict[str, float]:
+    """The test split's loss and the run's own metric from its summary (measured once, with the
+    final weights; none for a run that did not finish)."""
+    keys = ("test_loss", f"test_{metric_key(record.environment)}")
+    return {key: float(record.summary[key]) for key in keys if _is_number(record.summary.get(key))}
+
+
+def _add_epoch_scalars(writer: Any, values: dict[str, Any], epoch: int, updates: int | None) -> None:
+    """``values`` (metric key → number) at ``epoch``, and again under :data:`BY_UPDATE` at the
+    update count when it is known (the update count itself only per epoch)."""
+    for key, value in values.items():
+        writer.add_scalar(scalar_tag(key), float(value), global_step=epoch)
+        if updates is not None and key != "updates":
+            writer.add_scalar(BY_UPDATE + scalar_tag(key), float(value), global_step=updates)
 
 
 def scalar_tag(key: str) -> str:

@@ -24,12 +24,14 @@ def run_local(
     *,
     progress: bool | None = None,
     keep_weights: bool = True,
+    keep_state: bool = False,
     force: bool = False,
 ) -> Iterator[RunResult]:
     """Train every unit of ``plan`` as planned; yields each run's result as its unit ends.
 
-    ``progress`` is the per-epoch display of each run (see :func:`batchlab.train`).
+    ``progress`` is the per-epoch display of each run, ``keep_state`` whether a finished run keeps
+    its final training state (see :func:`batchlab.train`).
     """
     for unit in plan.units:
         yield from train_planned([unit], store=store, splits=plan.splits_for(unit.configs[0]), progress=progress,
-                                 keep_weights=keep_weights, force=force, task=plan.task)
+                                 keep_weights=keep_weights, keep_state=keep_state, force=force, task=plan.task)

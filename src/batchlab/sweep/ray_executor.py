@@ -6,8 +6,9 @@
   would fail the same way) and is reported as a failed unit.
 * Workers never write the run store: a store is one SQLite file that the workers of a cluster
   may not share. A task trains its runs into a private scratch store in a temporary folder and
-  returns each run's :class:`RunResult` and final weights (CPU tensors). The driver alone writes
-  the sweep's store — ``start_run``, every epoch's metrics, the weights, ``finish_run`` — and
+  returns each run's :class:`RunResult`, final weights (CPU tensors) and, with ``keep_state``, final
+  training state. The driver alone writes the sweep's store — ``start_run``, every epoch's
+  metrics, the weights, the final state, ``finish_run`` — and
   skips a run the store already holds as ended, so a retried task never records a run twice.
 * A run that starts from another run's weights (``init_from``) or trains another run on
   (``continue_from``) gets that run shipped with it: the driver reads the source's record, final
@@ -115,8 +116,10 @@ def train_unit(
     keep_weights: bool,
     task: Any = None,
     init_sources: dict[str, tuple[RunResult, dict | None, dict | None]] | None = None,
-) -> list[tuple[RunResult, dict | None]]:
-    """Train one work unit on a Ray worker; returns each run's result and final weights.
+    keep_state: bool = False,
+) -> list[tuple[RunResult, dict | None, dict | None]]:
+    """Train one work unit on a Ray worker; returns each run's result, final weights and final
+    training state (None when not kept: ``keep_weights``, ``keep_state``).
 
     The runs are trained into a scratch store in a temporary folder, seeded with the checkpoints
     the driver sent, so they resume exactly as they would locally; nothing of it outlives the task.
@@ -142,11 +145,14 @@ def train_unit(
                 store.save_checkpoint(identity, payload)
             if strategy == PACKED:
                 # The worker's own device decides the packing (GPU memory, or a measurement).
-                results = list(train_pack(configs, store=store, progress=False, strategy=AUTO, task=task))
+                results = list(train_pack(configs, store=store, progress=False, strategy=AUTO, task=task,
+                                          keep_state=keep_state))
             else:
-                results = [train(config, store=store, progress=False, task=task) for config in configs]
+                results = [train(config, store=store, progress=False, task=task, keep_state=keep_state)
+                           for config in configs]
             return [
-                (result, store.load_weights(result.run_id) if keep_weights and store.has_weights(result.run_id) else None)
+                (result, store.load_weights(result.run_id) if keep_weights and store.has_weights(result.run_id) else None,
+                 store.load_final_state(result.run_id) if keep_state else None)
                 for result in results
             ]
         finally:
@@ -159,6 +165,7 @@ def run_ray(
     *,
     cluster: RayCluster,
     keep_weights: bool = True,
+    keep_state: bool = False,
     force: bool = False,
     on_failure: Callable[[WorkUnit, str], None] | None = None,
 ) -> Iterator[RunResult]:
@@ -176,7 +183,8 @@ def run_ray(
     for unit in plan.units:
         checkpoints = _checkpoints(unit, store, plan) if store is not None and not force else {}
         strategy = PACKED if unit.strategy == PACKED else SEQUENTIAL
-        pending[remote.remote(unit.configs, strategy, checkpoints, keep_weights, task, _init_sources(unit, store))] = unit
+        pending[remote.remote(unit.configs, strategy, checkpoints, keep_weights, task, _init_sources(unit, store),
+                              keep_state)] = unit
     recorded: set[str] = set()
     try:
         while pending:
@@ -188,8 +196,8 @@ def run_ray(
                 if on_failure is not None:
                     on_failure(unit, _failure_message(error))
                 continue
-            for result, weights in outputs:
-                yield record_result(store, result, weights, force=force and result.run_id not in recorded)
+            for result, weights, state in outputs:
+                yield record_result(store, result, weights, force=force and result.run_id not in recorded, state=state)
                 recorded.add(result.run_id)
     finally:
         # Interrupted (Ctrl-C, an error while recording): on a cluster that outlives this driver,
@@ -198,12 +206,14 @@ def run_ray(
             ray.cancel(ref, force=True)
 
 
-def record_result(store: RunStore | None, result: RunResult, weights: dict | None, *, force: bool = False) -> RunResult:
-    """Write a run trained on a worker into ``store`` (:func:`record_trained_elsewhere`: a run
-    the store already holds as ended is left alone and returned as stored, unless ``force``)."""
+def record_result(store: RunStore | None, result: RunResult, weights: dict | None, *, force: bool = False,
+                  state: dict | None = None) -> RunResult:
+    """Write a run trained on a worker into ``store`` with its final weights and training state
+    (:func:`record_trained_elsewhere`: a run the store already holds as ended is left alone and
+    returned as stored, unless ``force``)."""
     from batchlab.training.session import record_trained_elsewhere
 
-    return record_trained_elsewhere(store, result, weights, force=force)
+    return record_trained_elsewhere(store, result, weights, force=force, state=state)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ def run_sweep(
     force: bool = False,
     packing: str = AUTO,
     keep_weights: bool = True,
+    keep_state: bool = False,
     on_plan: Callable[[SweepPlan], None] | None = None,
     task: Any = None,
 ) -> Results:
@@ -63,6 +64,9 @@ def run_sweep(
         packing: ``auto``, ``packed`` or ``sequential`` (local executor; see
             :func:`batchlab.training.packed.plan_packs`).
         keep_weights: keep each run's final weights beside the store.
+        keep_state: also keep each finished run's final training state (optimizer state, counts,
+            history), so that a run with ``continue_from`` trains it on exactly
+            (:mod:`batchlab.training.continuation`); on every executor and packing.
         on_plan: called with the plan before anything trains (the CLI prints it).
         task: a user's own model and data (:class:`batchlab.Task`) for every run (local
             executor only).
@@ -77,7 +81,8 @@ def run_sweep(
         trained: dict[str, RunResult] = {}
         failed: list[tuple[str, str]] = []
         try:
-            for result in _execute(plan, run_store, executor, cluster, reporter, keep_weights, force, failed):
+            for result in _execute(plan, run_store, executor, cluster, reporter, keep_weights, keep_state, force,
+                                   failed):
                 trained[result.run_id] = result
                 reporter.run_ended(result)
         finally:
@@ -177,6 +182,7 @@ def _execute(
     cluster: Any,
     reporter: SweepProgress,
     keep_weights: bool,
+    keep_state: bool,
     force: bool,
     failed: list[tuple[str, str]],
 ) -> Iterator[RunResult]:
@@ -185,7 +191,8 @@ def _execute(
     if executor == LOCAL:
         from batchlab.sweep.local_executor import run_local
 
-        return run_local(plan, store, progress=run_progress, keep_weights=keep_weights, force=force)
+        return run_local(plan, store, progress=run_progress, keep_weights=keep_weights, keep_state=keep_state,
+                         force=force)
     from batchlab.sweep.ray_executor import run_ray
 
     def on_failure(unit: WorkUnit, message: str) -> None:
@@ -194,7 +201,8 @@ def _execute(
             failed.append((identity, message))
             reporter.note(f"run {identity} B={config.batch_size} failed on Ray: {message}")
 
-    return run_ray(plan, store, cluster=cluster, keep_weights=keep_weights, force=force, on_failure=on_failure)
+    return run_ray(plan, store, cluster=cluster, keep_weights=keep_weights, keep_state=keep_state, force=force,
+                   on_failure=on_failure)
 
 
 def _in_grid_order(plan: SweepPlan, trained: dict[str, RunResult], store: RunStore | None) -> list[RunResult]:

@@ -13,7 +13,9 @@ field: another optimizer, rate or batch size would be a new run started from S's
 is ``init_from``.
 
 **Where it starts** (:func:`continuation_start`). From S's final training state, kept beside the
-store when S finished (``train(..., keep_state=True)``,
+store when S finished (``train(..., keep_state=True)``, ``batchlab train --keep-state``, or in a
+sweep ``run_sweep(..., keep_state=True)``, ``batchlab sweep --keep-state``: local, packed — each
+row's own state — or on Ray, whose workers send it back with the run;
 :meth:`batchlab.store.RunStore.save_final_state`): a checkpoint of S's last epoch in the trainers'
 one format (:func:`batchlab.training.driver.checkpoint_payload`) — S's weights and batch-norm
 statistics, its optimizer's state dict (the momentum buffer m of the lecture's rule, Adam's

@@ -16,7 +16,10 @@ follows loop.py exactly, so a packed result and a single result are interchangea
   metrics row per run in the store, and a checkpoint per run in loop.py's format (a single-model
   ``state_dict`` and a ``Momentum`` ``state_dict``), so a run checkpointed in a pack resumes
   alone and a run checkpointed alone resumes in a pack;
-* the same run id (``run_id(config, device.type)``), statuses, summary keys and final weights.
+* the same run id (``run_id(config, device.type)``), statuses, summary keys and final weights;
+  with ``keep_state``, each finished run's final training state in loop.py's format (its row's
+  checkpoint after its last epoch), so a ``continue_from`` run trains it on as it would a run
+  trained alone.
 
 A user's task (``task=``, :class:`batchlab.Task`) packs the same way: its factory builds each
 run's starting model, its loss is the packed step's, its metric is evaluated run by run; a model
@@ -114,6 +117,7 @@ def train_pack(
     force: bool = False,
     strategy: str = AUTO,
     task: "Task | None" = None,
+    keep_state: bool = False,
 ) -> PackResults:
     """Train ``configs``, packing those that can share a step; results in the order given.
 
@@ -124,6 +128,7 @@ def train_pack(
         progress: a progress bar (True), plain log lines (False) or decide by terminal (None).
         keep_weights: save each run's final weights beside the store.
         force: train again runs the store already holds as finished.
+        keep_state: also keep each finished run's final training state (see :func:`batchlab.train`).
         strategy: ``auto`` (pack on CUDA; elsewhere measure and keep the faster), ``packed`` or
             ``sequential``. Runs that cannot be packed always train one at a time.
         task: a user's own model and data for every run (see :func:`batchlab.train`).
@@ -138,7 +143,7 @@ def train_pack(
         configs = [task.configure(config) for config in configs]
     configs = list(configs)
     run_store = open_store(store)
-    sessions = [_session(config, run_store, splits, force, keep_weights, task) for config in configs]
+    sessions = [_session(config, run_store, splits, force, keep_weights, task, keep_state) for config in configs]
     stored = {session.run_id: session.stored_result() for session in sessions}
     to_train: dict[str, RunConfig] = {}
     for session in sessions:
@@ -146,7 +151,8 @@ def train_pack(
             to_train.setdefault(session.run_id, session.config)
     plan = plan_packs(list(to_train.values()), splits=splits, strategy=strategy, task=task)
     results = {result.run_id: result for result in train_planned(
-        plan, store=run_store, splits=splits, progress=progress, keep_weights=keep_weights, force=force, task=task)}
+        plan, store=run_store, splits=splits, progress=progress, keep_weights=keep_weights, force=force, task=task,
+        keep_state=keep_state)}
     results.update({identity: result for identity, result in stored.items() if result is not None})
     return PackResults([results[session.run_id] for session in sessions], plan)
 
@@ -160,6 +166,7 @@ def train_planned(
     keep_weights: bool = True,
     force: bool = False,
     task: "Task | None" = None,
+    keep_state: bool = False,
 ) -> Iterator[RunResult]:
     """Train packs already planned (by :func:`plan_packs` or a sweep's plan), each as its
     strategy says, printing the reason to stderr; yields each result as its run ends (a packed
@@ -169,15 +176,15 @@ def train_planned(
         if pack.strategy == SEQUENTIAL:
             for config in pack.configs:
                 yield train(config, store=store, force=force, progress=progress, splits=splits,
-                            keep_weights=keep_weights, task=task)
+                            keep_weights=keep_weights, keep_state=keep_state, task=task)
         else:
-            yield from _train_packed(pack.configs, store, splits, progress, keep_weights, force, task)
+            yield from _train_packed(pack.configs, store, splits, progress, keep_weights, force, task, keep_state)
 
 
 def _session(config: RunConfig, run_store: "RunStore | None", splits, force: bool, keep_weights: bool,
-             task: "Task | None" = None) -> RunSession:
+             task: "Task | None" = None, keep_state: bool = False) -> RunSession:
     return new_session(config, run_store, resolve_device(config.device), splits, task, force=force,
-                       keep_weights=keep_weights)
+                       keep_weights=keep_weights, keep_state=keep_state)
 
 
 @dataclass
@@ -198,12 +205,13 @@ def _train_packed(
     configs: Sequence[RunConfig], run_store: "RunStore | None", splits, progress: bool | None, keep_weights: bool,
     force: bool,
     task: "Task | None" = None,
+    keep_state: bool = False,
 ) -> list[RunResult]:
     device = resolve_device(configs[0].device)
     if task is not None:
         configs = [task.configure(config) for config in configs]
         splits = task.splits(device)
-    sessions = [_session(config, run_store, splits, force, keep_weights, task) for config in configs]
+    sessions = [_session(config, run_store, splits, force, keep_weights, task, keep_state) for config in configs]
     if splits is None:
         splits = load_splits(configs[0], device)
     # A stacked step updates K models on K·B examples; the thread rule counts it that way.

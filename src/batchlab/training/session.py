@@ -401,10 +401,12 @@ def record_trained_elsewhere(
     weights: "Mapping[str, torch.Tensor] | None",
     *,
     force: bool = False,
+    state: "Mapping[str, Any] | None" = None,
 ) -> RunResult:
     """Write a run trained in another process (a Ray worker's scratch store) into ``store`` as
-    a session would have written it, under the same claim rule: a run the store already holds
-    as ended is left alone and returned as stored, unless ``force``."""
+    a session would have written it — its metrics, final weights, final training state (``state``,
+    when it was kept) and summary — under the same claim rule: a run the store already holds as
+    ended is left alone and returned as stored, unless ``force``."""
     if store is None:
         return result
     device_type = str(result.environment.get("device", result.config.device)).split(":")[0]
@@ -420,6 +422,8 @@ def record_trained_elsewhere(
         store.log_epoch(result.run_id, int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
     if weights is not None:
         store.save_weights(result.run_id, weights)
+    if state is not None and result.status == FINISHED:
+        store.save_final_state(result.run_id, state)
     store.finish_run(result.run_id, result.status, result.summary)
     store.delete_checkpoint(result.run_id)
     return result

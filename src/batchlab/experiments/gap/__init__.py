@@ -19,7 +19,14 @@ Example::
 """
 
 from batchlab.experiments.gap.experiment import GAP_SCALES, RECORD_KIND, GapPlan, GapResult, NetworkPlan, plan_gap, run_gap
-from batchlab.experiments.gap.report import gap_figures, gap_paper_section, gap_section, gap_summary_rows, gap_text
+from batchlab.experiments.gap.report import (
+    gap_figures,
+    gap_own_section,
+    gap_paper_section,
+    gap_section,
+    gap_summary_rows,
+    gap_text,
+)
 from batchlab.experiments.shape import ORDER_GENERALIZATION, Experiment, Section, register_experiment
 
 EXPERIMENT = register_experiment(Experiment(
@@ -31,9 +38,11 @@ EXPERIMENT = register_experiment(Experiment(
     json_name="gap.json",
     figures=gap_figures,
     text=gap_text,
-    # The lecture's flat-vs-sharp comparison first, then batchlab gap's own record beside it.
+    # The lecture's flat-vs-sharp comparison first, then batchlab gap's on the paper's networks
+    # beside it, then a user's own model in a section of its own.
     sections=(Section("gap", ORDER_GENERALIZATION, gap_section),
-              Section("gap-paper", ORDER_GENERALIZATION + 1, gap_paper_section)),
+              Section("gap-paper", ORDER_GENERALIZATION + 1, gap_paper_section),
+              Section("gap-own", ORDER_GENERALIZATION + 2, gap_own_section)),
     summary_rows=gap_summary_rows,
 ))
 

@@ -35,6 +35,7 @@ from batchlab.geometry.landscape import ParametricLine
 from batchlab.geometry.minimum import MINIMUM_GRADIENT_FRACTION
 from batchlab.report.document import ReportSection, TableItem
 from batchlab.report.figures import figure_item
+from batchlab.store.identity import with_digest
 from batchlab.store.status import FINISHED
 
 if TYPE_CHECKING:
@@ -140,8 +141,10 @@ def gap_figures(record: Mapping[str, Any]) -> list[tuple[str, str, str, Figure]]
 
 def section_intro(record: Mapping[str, Any]) -> str:
     plan = record["plan"]
+    # A user's model is its own name (no paper's name beside it).
     setup = ", ".join(
-        f"{n['paper']} = {n['model']} on {n['dataset']}" for n in plan["networks"]
+        (f"{n['paper']} = " if n["paper"] != n["model"] else "") + f"{n['model']} on {n['dataset']}"
+        for n in plan["networks"]
     )
     seeds = f"{plan['seeds']} seed{'s' if plan['seeds'] != 1 else ''}"
     intro = (
@@ -223,21 +226,53 @@ def pass_note(record: Mapping[str, Any], runs: list[Mapping[str, Any]], noun: st
 # ------------------------------------------------------------------------------ report sections
 
 
+# Which record each section shows (the report's context keeps a user's model apart):
+# * "gap": the lecture's record, else batchlab gap's on the paper's networks — the record whose
+#   flat-vs-sharp rows the summary table shows (gap_summary_rows);
+# * "gap-paper": batchlab gap's on the paper's networks, when the lecture's is in "gap";
+# * "gap-own": batchlab gap --model-file's newest, titled by the user's model; never in the summary
+#   table, whose rows speak for the lecture's networks.
+
+
 def gap_section(ctx: ReportContext) -> ReportSection | None:
-    """Keskar et al.'s comparison from the store's first ``gap`` record (:attr:`ReportContext.gap`:
-    the lecture's when there is one); None when there is none."""
+    """Keskar et al.'s comparison from the store's first record of the lecture's or the paper's
+    networks (:attr:`ReportContext.gap`: the lecture's when there is one); None when there is none."""
     return _gap_section(ctx.gap_records[0], SECTION_ID, SECTION_TITLE) if ctx.gap_records else None
 
 
 def gap_paper_section(ctx: ReportContext) -> ReportSection | None:
-    """``batchlab gap``'s record, when the store also holds the lecture's (which :func:`gap_section` shows)."""
+    """``batchlab gap``'s record of the paper's networks, when the store also holds the lecture's
+    (which :func:`gap_section` shows)."""
     if len(ctx.gap_records) < 2:
         return None
-    record = ctx.gap_records[1]
-    task = record["plan"].get("task")
-    title = (f"Keskar et al.'s experiment on your model {task['model']} (batchlab gap --model-file)" if task
-             else "Keskar et al.'s experiment with the paper's networks and Adam (batchlab gap)")
-    return _gap_section(record, f"{SECTION_ID}-paper", title)
+    return _gap_section(ctx.gap_records[1], f"{SECTION_ID}-paper",
+                        "Keskar et al.'s experiment with the paper's networks and Adam (batchlab gap)")
+
+
+def gap_own_section(ctx: ReportContext) -> ReportSection | None:
+    """The newest ``batchlab gap --model-file`` record (:attr:`ReportContext.own_gap_records`),
+    titled by the user's model, with a note naming the other models the store holds a record of;
+    None when there is none."""
+    if not ctx.own_gap_records:
+        return None
+    *others, record = ctx.own_gap_records
+    section = _gap_section(record, f"{SECTION_ID}-own", own_model_title(record["plan"]["task"]))
+    if others:
+        names = "; ".join(f"{_task_name(other['plan']['task'])} ({other['created']})" for other in others)
+        section.notes.append(f"The store also holds this comparison for {names}; `batchlab gap` with that model's "
+                             "--model-file and --data-file prints it from the store without training again.")
+    return section
+
+
+def own_model_title(task: Mapping[str, Any]) -> str:
+    """The title of the section of a user's model (a record's ``plan["task"]``)."""
+    return f"Keskar et al.'s experiment on your model {_task_name(task)} (batchlab gap --model-file)"
+
+
+def _task_name(task: Mapping[str, Any]) -> str:
+    """``model on data``, each with its short fingerprint when it has one."""
+    return (f"{with_digest(task['model'], task.get('model_fingerprint'))} on "
+            f"{with_digest(task['data'], task.get('data_fingerprint'))}")
 
 
 def _gap_section(record: dict, section_id: str, title: str) -> ReportSection:
@@ -262,8 +297,10 @@ def _gap_section(record: dict, section_id: str, title: str) -> ReportSection:
 
 
 def gap_summary_rows(ctx: ReportContext) -> list[Any]:
-    """The summary table's flat-vs-sharp rows from the first network of the report's first ``gap``
-    record (:attr:`ReportContext.gap`; none without one)."""
+    """The summary table's flat-vs-sharp rows from the first network of the report's first record
+    of the lecture's or the paper's networks (:attr:`ReportContext.gap`; none without one). A
+    record of a user's own model never gives them: the summary answers for the lecture's networks,
+    and that record has its section (:func:`gap_own_section`)."""
     record = ctx.gap
     if not record or not record.get("networks"):
         return []
