@@ -58,6 +58,7 @@ from batchlab.training.methods import (
 from batchlab.training.continuation import check_continue_source
 from batchlab.training.objective import CLASSIFICATION, Objective
 from batchlab.training.driver import EpochWork, checkpoint_payload, drive, restore
+from batchlab.training.fused_mlp import fused_update
 from batchlab.training.progress import EpochProgress
 from batchlab.training.result import RunResult
 from batchlab.training.session import RunSession, open_store
@@ -146,7 +147,10 @@ class SingleStep:
     the same numbers as one kernel per tensor), gradients are dropped by setting them to None
     (what ``zero_grad(set_to_none=True)`` does, without its profiler range), and the optimizer's
     step runs without torch's per-step profiler range when no step hook is registered
-    (:func:`unprofiled_step`).
+    (:func:`unprofiled_step`). A plain Linear/ReLU MLP on cross-entropy with the lecture's
+    momentum skips autograd and the gradient tensors altogether: the backward pass writes the
+    momentum buffer directly (:mod:`batchlab.training.fused_mlp`, the same rule to the last
+    rounding of m).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, train: Any, objective: Objective,
@@ -161,10 +165,12 @@ class SingleStep:
                 group["foreach"] = True
         self.params = [param for group in optimizer.param_groups for param in group["params"]]
         self.optimizer_step = unprofiled_step(optimizer)
+        # A plain MLP with the lecture's momentum writes the buffer straight from the backward
+        # pass (batchlab.training.fused_mlp); every other run takes autograd and optimizer.step.
+        self.update = fused_update(model, optimizer, objective.loss) or self._autograd_update
 
     def train_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
-        config, model, optimizer, loss_of = self.config, self.model, self.optimizer, self.objective.loss
-        params, optimizer_step = self.params, self.optimizer_step
+        config, model, optimizer, update_on = self.config, self.model, self.optimizer, self.update
         slices, schedule, timer = self.shape.slices, self.shape.schedule, self.timer
         count = len(slices) if limit is None else max(0, min(len(slices), limit))
         model.train()
@@ -181,19 +187,23 @@ class SingleStep:
                 x, y = next(batches)
                 if not self.constant_lr:
                     set_learning_rate(optimizer, schedule.lr_at(update))
-                loss = loss_of(model(x), y)
-                for param in params:
-                    param.grad = None
-                loss.backward()
-                optimizer_step()
+                losses.append(update_on(x, y))
                 timer.stop()
-                losses.append(loss.detach())
         synchronize(self.device)
         seconds = time.perf_counter() - epoch_start
         timer.flush()
         loss_sum = torch.stack(losses).sum().item() if losses else 0.0
         first = [losses[0].item()] if updates == 0 and losses else None
         return EpochWork(len(losses), seconds, [loss_sum], first)
+
+    def _autograd_update(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One update by autograd and the optimizer's step; the batch's loss, detached."""
+        loss = self.objective.loss(self.model(x), y)
+        for param in self.params:
+            param.grad = None
+        loss.backward()
+        self.optimizer_step()
+        return loss.detach()
 
     def _batches(self, order: torch.Tensor, slices: Sequence[tuple[int, int]]):
         """The epoch's batches: gathered on the device with ``index_select`` (one kernel each, no
