@@ -1,21 +1,27 @@
-"""The CPU packing probe: its decision on injected timings, the evidence a pack keeps, and the
-shape of a real probe (never its speed)."""
+"""The CPU packing choice: its rule on injected timings and bandwidths, the evidence and reason a
+pack keeps, and a pack that decides on its first updates — packed, or handed over to one run at
+a time mid-epoch — giving each run what it gets alone (never its speed)."""
 
 import pytest
 
+import batchlab
 from batchlab.config import RunConfig
-from batchlab.data import prepare_splits
-from batchlab.training import packed_plan
+from batchlab.training import packed, packed_auto
 from batchlab.training.packed_plan import (
-    MEASURE_ROUNDS,
+    AUTO,
     PACKED,
     PACKING_MARGIN,
+    PROBE_PACKED_STEPS,
+    PROBE_SINGLE_UPDATES,
     SEQUENTIAL,
     ProbeEvidence,
     choose_strategy,
-    measure_strategies,
     measurement_cost,
+    packed_bound_s,
+    packing_ruled_out,
     plan_packs,
+    verdict,
+    working_set_bytes,
 )
 
 SMALL = dict(dataset="mnist-5k", model="mlp", hidden=(16,), epochs=10, batch_size=128, device="cpu")
@@ -51,38 +57,86 @@ def test_the_margin_is_a_parameter():
 
 def test_evidence_needs_samples_and_describes_both_ways():
     with pytest.raises(ValueError):
-        ProbeEvidence((), (1.0,))
+        ProbeEvidence((), (1.0,))  # neither packed samples nor a bound
+    with pytest.raises(ValueError):
+        ProbeEvidence((1.0,), ())
     text = evidence([0.001, 0.002, 0.003], [0.004, 0.005, 0.006]).describe()
     assert "ms per model-update" in text
     assert "packed: fastest 1.000, median 2.000" in text and "one at a time: fastest 4.000, median 5.000" in text
+    bounded = ProbeEvidence((), (0.004,), bound_s=0.0005, bandwidth=32e9).describe()
+    assert "packed at least 0.500 (32·P bytes at 32.0 GB/s)" in bounded
 
 
-@pytest.mark.parametrize("packed_s, sequential_s, expected", [
-    ([1e-3] * 3, [3e-3] * 3, PACKED),
-    ([1e-3] * 3, [1.05e-3] * 3, SEQUENTIAL),
+def test_the_traffic_bound_is_eight_fp32_passes_over_the_parameters():
+    # The lecture's MLP: P = 669,706, 21.4 MB per packed model-update; at 32 GB/s, 0.67 ms.
+    assert packed_bound_s(669_706, 32e9) == pytest.approx(32 * 669_706 / 32e9)
+    assert working_set_bytes(669_706, 16) == 12 * 669_706 * 16
+
+
+def test_the_bound_rules_packing_out_when_one_update_alone_is_not_slower_than_it():
+    # Alone 0.5 ms per update; a packed model-update needs at least 0.67 ms: one at a time at once.
+    alone = (0.5e-3,) * PROBE_SINGLE_UPDATES
+    ruled_out = ProbeEvidence((), alone, bound_s=0.67e-3, bandwidth=32e9)
+    assert packing_ruled_out(ruled_out)
+    strategy, words = verdict(ruled_out)
+    assert strategy == SEQUENTIAL and "cannot be faster by 10%" in words
+    # Within the margin counts too: 0.5 ≤ 0.46 · 1.1.
+    assert packing_ruled_out(ProbeEvidence((), alone, bound_s=0.46e-3))
+    # A bound well below one update alone leaves it to the packed samples.
+    open_question = ProbeEvidence((), alone, bound_s=0.1e-3)
+    assert not packing_ruled_out(open_question)
+    assert verdict(ProbeEvidence((0.2e-3,) * 3, alone, bound_s=0.1e-3))[0] == PACKED
+    assert verdict(ProbeEvidence((0.48e-3,) * 3, alone, bound_s=0.1e-3)) == (
+        SEQUENTIAL, "trained one at a time (packing not faster by 10% in fastest and median)")
+    assert not packing_ruled_out(evidence([1.0], [1.0]))  # no bound: nothing ruled out
+
+
+def test_deciding_costs_a_few_updates_of_one_run_and_the_packed_probe_steps():
+    assert measurement_cost(16) == PROBE_SINGLE_UPDATES + 1 + PROBE_PACKED_STEPS * 16
+
+
+# A pack that decides while training, on injected timings: every run ends as it does alone.
+AUTO_SMALL = dict(dataset="mnist-5k", model="mlp", hidden=(16,), epochs=2, batch_size=256, device="cpu")
+AUTO_RUNS = [
+    RunConfig(**AUTO_SMALL, lr=0.05, momentum=0.9, seed=1),
+    RunConfig(**AUTO_SMALL, lr=0.1, momentum=0.0, seed=2),
+    RunConfig(**AUTO_SMALL, lr=0.02, momentum=0.5, nesterov=True, seed=3),
+    RunConfig(**AUTO_SMALL, lr=1e6, momentum=0.9, seed=5),  # diverges in epoch 1
+]
+
+
+@pytest.fixture(scope="module")
+def alone():
+    return [batchlab.train(config, progress=False) for config in AUTO_RUNS]
+
+
+def inject(monkeypatch, *, alone_s: float, packed_s: float, bandwidth: float) -> None:
+    monkeypatch.setattr(packed_auto, "single_update_seconds", lambda single, epoch: (alone_s,) * PROBE_SINGLE_UPDATES)
+    monkeypatch.setattr(packed_auto, "copy_bandwidth", lambda working_set, threads: bandwidth)
+    monkeypatch.setattr(packed._PackTimer, "per_update_seconds", lambda self: [packed_s] * len(self._pack_sizes))
+
+
+@pytest.mark.parametrize("alone_s, packed_s, bandwidth, expected, words", [
+    (1e-3, 1e-4, 1e15, PACKED, "packed (faster by more than 10%)"),
+    (1e-3, 0.95e-3, 1e15, SEQUENTIAL, "not faster by 10% in fastest and median"),
+    (1e-5, 1e-4, 1e9, SEQUENTIAL, "packing cannot be faster by 10%"),
 ])
-def test_a_pack_keeps_its_choice_and_the_evidence(monkeypatch, packed_s, sequential_s, expected):
-    injected = evidence(packed_s, sequential_s)
-    monkeypatch.setattr(packed_plan, "measure_strategies", lambda configs, splits, device, task=None: injected)
-    a = RunConfig(**SMALL, lr=0.1, momentum=0.9, seed=1)
-    b = a.replace(lr=0.01, momentum=0.0, seed=2)
-    (pack,) = plan_packs([a, b], "cpu")
-    assert pack.strategy == expected
-    assert pack.evidence is injected
-    assert "measured on this cpu" in pack.reason and injected.describe() in pack.reason
-    assert ("packed (faster by more than" in pack.reason) == (expected == PACKED)
+def test_an_auto_pack_follows_the_rule_and_each_run_ends_as_it_does_alone(
+        monkeypatch, alone, alone_s, packed_s, bandwidth, expected, words):
+    from test_packed import assert_same_result
 
-
-@pytest.mark.slow
-def test_a_real_probe_samples_both_ways_alike():
-    a = RunConfig(**{**SMALL, "batch_size": 4}, lr=0.1, momentum=0.9, seed=1)
-    configs = [a, a.replace(momentum=0.0, seed=2), a.replace(lr=0.01, seed=3)]
-    splits = prepare_splits("mnist-5k", device="cpu")
-    probe = measure_strategies(configs, splits, packed_plan.resolve_device("cpu"))
-    assert len(probe.packed_s) == len(probe.sequential_s) == MEASURE_ROUNDS
-    assert all(t > 0 for t in probe.packed_s + probe.sequential_s)
-    # Warm-up and samples of both ways, each sample K model-updates.
-    assert measurement_cost(3) == (MEASURE_ROUNDS + 1) * 3 + MEASURE_ROUNDS * 3 + 3
+    inject(monkeypatch, alone_s=alone_s, packed_s=packed_s, bandwidth=bandwidth)
+    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
+        packed.Pack(tuple(configs), AUTO, "4 runs: decided on its first updates")])
+    results = packed.train_pack(AUTO_RUNS, progress=False)
+    (choice,) = results.plan
+    assert choice.strategy == expected and words in choice.reason
+    assert choice.evidence.sequential_s == (alone_s,) * PROBE_SINGLE_UPDATES
+    # The bound decides before any packed step; otherwise the probe's steps, the first left out.
+    assert len(choice.evidence.packed_s) == (0 if "cannot" in words else PROBE_PACKED_STEPS - 1)
+    for result, solo in zip(results, alone):
+        assert_same_result(result, solo)
+        assert result.summary["pack_choice"] == expected and result.summary["pack_choice_reason"] == choice.reason
 
 
 def test_runs_with_momentum_correction_train_one_at_a_time():

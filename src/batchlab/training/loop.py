@@ -169,13 +169,16 @@ class SingleStep:
         # pass (batchlab.training.fused_mlp); every other run takes autograd and optimizer.step.
         self.update = fused_update(model, optimizer, objective.loss) or self._autograd_update
 
-    def train_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
+    def train_epoch(self, epoch: int, updates: int, limit: int | None, *, first_batch: int = 0) -> EpochWork:
+        """The epoch's batches from ``first_batch`` on (the earlier ones were made elsewhere: a
+        pack that handed the run over mid-epoch, :mod:`batchlab.training.packed_auto`), at most
+        ``limit`` of them, the first being update ``updates``."""
         config, model, optimizer, update_on = self.config, self.model, self.optimizer, self.update
-        slices, schedule, timer = self.shape.slices, self.shape.schedule, self.timer
+        slices, schedule, timer = self.shape.slices[first_batch:], self.shape.schedule, self.timer
         count = len(slices) if limit is None else max(0, min(len(slices), limit))
         model.train()
         order = datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, config.shuffle)
-        batches = self._batches(order, slices[:count])
+        batches = self.batches(order, slices[:count])
         losses: list[torch.Tensor] = []
         if self.constant_lr:
             set_learning_rate(optimizer, schedule.lr_at(updates))
@@ -205,7 +208,7 @@ class SingleStep:
         self.optimizer_step()
         return loss.detach()
 
-    def _batches(self, order: torch.Tensor, slices: Sequence[tuple[int, int]]):
+    def batches(self, order: torch.Tensor, slices: Sequence[tuple[int, int]]):
         """The epoch's batches: gathered on the device with ``index_select`` (one kernel each, no
         advanced-indexing dispatch) for data on the device, read and copied for streamed data."""
         train = self.train

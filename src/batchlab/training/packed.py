@@ -44,7 +44,9 @@ steps) and ``pack_capture_time_s`` (seconds spent capturing CUDA graphs, outside
 timing; 0 on other devices).
 
 Whether packing pays depends on the device: :func:`plan_packs` packs on CUDA (as many runs as
-free memory allows) and elsewhere measures both ways on the actual pack and keeps the faster.
+free memory allows); elsewhere a pack decides on its first updates whether to stay packed or go on
+one run at a time (:mod:`batchlab.training.packed_auto`, the rule in
+:mod:`batchlab.training.packed_plan`), and :attr:`PackResults.plan` holds what it chose and why.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,8 +79,10 @@ from batchlab.training.packed_plan import (
     Pack,
     can_pack,
     pack_key,
+    pack_label,
     plan_packs,
 )
+from batchlab.training.packed_auto import AutoPackStep
 from batchlab.training.packed_state import PackedMomentum, momentum_row_from_optimizer, optimizer_state_dict
 from batchlab.training.packed_step import PackedModel, evaluate_pack, make_step
 from batchlab.training.driver import EpochWork, checkpoint_payload, drive, restore
@@ -150,11 +154,22 @@ def train_pack(
         if stored[session.run_id] is None:
             to_train.setdefault(session.run_id, session.config)
     plan = plan_packs(list(to_train.values()), splits=splits, strategy=strategy, task=task)
+    choices: list[Pack] = []
     results = {result.run_id: result for result in train_planned(
         plan, store=run_store, splits=splits, progress=progress, keep_weights=keep_weights, force=force, task=task,
-        keep_state=keep_state)}
+        keep_state=keep_state, on_choice=choices.append)}
     results.update({identity: result for identity, result in stored.items() if result is not None})
-    return PackResults([results[session.run_id] for session in sessions], plan)
+    return PackResults([results[session.run_id] for session in sessions], decided_plan(plan, choices))
+
+
+def decided_plan(plan: Sequence[Pack], choices: Sequence[Pack]) -> list[Pack]:
+    """``plan`` with each ``auto`` pack replaced by the choices its runs made while training (one
+    per group of runs trained together); an ``auto`` pack that ended before deciding stays."""
+    decided: list[Pack] = []
+    for pack in plan:
+        made = [choice for choice in choices if pack.strategy == AUTO and set(choice.configs) <= set(pack.configs)]
+        decided += made or [pack]
+    return decided
 
 
 def train_planned(
@@ -167,10 +182,12 @@ def train_planned(
     force: bool = False,
     task: "Task | None" = None,
     keep_state: bool = False,
+    on_choice: Callable[[Pack], None] | None = None,
 ) -> Iterator[RunResult]:
     """Train packs already planned (by :func:`plan_packs` or a sweep's plan), each as its
     strategy says, printing the reason to stderr; yields each result as its run ends (a packed
-    run's once its pack ends)."""
+    run's once its pack ends). A pack planned ``auto`` decides on its first updates
+    (:mod:`batchlab.training.packed_auto`); each decision is printed and given to ``on_choice``."""
     for pack in plan:
         print(f"batchlab pack: {pack.reason}", file=sys.stderr, flush=True)
         if pack.strategy == SEQUENTIAL:
@@ -178,7 +195,13 @@ def train_planned(
                 yield train(config, store=store, force=force, progress=progress, splits=splits,
                             keep_weights=keep_weights, keep_state=keep_state, task=task)
         else:
-            yield from _train_packed(pack.configs, store, splits, progress, keep_weights, force, task, keep_state)
+            def chosen(choice: Pack) -> None:
+                print(f"batchlab pack: {choice.reason}", file=sys.stderr, flush=True)
+                if on_choice is not None:
+                    on_choice(choice)
+
+            yield from _train_packed(pack.configs, store, splits, progress, keep_weights, force, task, keep_state,
+                                     on_choice=chosen if pack.strategy == AUTO else None)
 
 
 def _session(config: RunConfig, run_store: "RunStore | None", splits, force: bool, keep_weights: bool,
@@ -206,7 +229,11 @@ def _train_packed(
     force: bool,
     task: "Task | None" = None,
     keep_state: bool = False,
+    *,
+    on_choice: Callable[[Pack], None] | None = None,
 ) -> list[RunResult]:
+    """Train ``configs`` stacked; with ``on_choice``, as an ``auto`` pack that decides on its
+    first updates whether to stay packed, and tells ``on_choice`` what it chose."""
     device = resolve_device(configs[0].device)
     if task is not None:
         configs = [task.configure(config) for config in configs]
@@ -233,24 +260,32 @@ def _train_packed(
     for run in runs:
         groups.setdefault((run.session.start_epoch, run.session.updates), []).append(run)
     for start in sorted(groups):
-        results += _train_together(groups[start], device, splits, progress, threads, task)
+        results += _train_together(groups[start], device, splits, progress, threads, task, on_choice=on_choice)
     return results
 
 
 def _train_together(
-    runs: list[_Run], device: torch.device, splits, progress: bool | None, threads: int, task: "Task | None" = None
+    runs: list[_Run], device: torch.device, splits, progress: bool | None, threads: int, task: "Task | None" = None,
+    *, on_choice: Callable[[Pack], None] | None = None,
 ) -> list[RunResult]:
-    """Train ``runs`` (all resuming at the same epoch) as one pack with the epoch driver."""
+    """Train ``runs`` (all resuming at the same epoch) as one pack with the epoch driver (as an
+    ``auto`` pack, :class:`AutoPackStep`, when ``on_choice`` is given)."""
     objective = task.objective if task is not None else CLASSIFICATION
     shared = runs[0].config  # every field of the pack key is the same for all runs
-    step = PackStep([run.config for run in runs], [run.model for run in runs], [run.momentum_row for run in runs],
+    pack = PackStep([run.config for run in runs], [run.model for run in runs], [run.momentum_row for run in runs],
                     device, splits.train, objective, threads, start_update=runs[0].session.updates)
     for run in runs:
         run.model = run.momentum_row = None  # the pack holds the only copy from here on
+    step: PackStep | AutoPackStep = pack
+    if on_choice is not None:
+        step = AutoPackStep(pack, threads_for(pack.batch_size, device), pack_label(shared, pack.pack_size))
     reporter = EpochProgress(shared.epochs, enabled=progress,
-                             label=f"{shared.model} B={step.batch_size} ×{step.pack_size}")
-    shape = {"batch_size": step.batch_size, "n_train": len(splits.train), "updates_per_epoch": len(step.slices)}
-    return drive(step, [run.session for run in runs], splits, objective, reporter, shape=shape)
+                             label=f"{shared.model} B={pack.batch_size} ×{pack.pack_size}")
+    shape = {"batch_size": pack.batch_size, "n_train": len(splits.train), "updates_per_epoch": len(pack.slices)}
+    results = drive(step, [run.session for run in runs], splits, objective, reporter, shape=shape)
+    if isinstance(step, AutoPackStep) and step.choice is not None and on_choice is not None:
+        on_choice(step.choice)
+    return results
 
 
 def check_one_pack(configs: Sequence[RunConfig]) -> None:
@@ -313,9 +348,12 @@ class PackStep:
         return torch.stack([datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, shuffle)
                             for config in self.configs]).to(self.device)
 
-    def train_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
+    def train_epoch(self, epoch: int, updates: int, limit: int | None, *, first_batch: int = 0) -> EpochWork:
+        """The epoch's batches from ``first_batch`` on, at most ``limit`` of them, the first
+        being update ``updates`` (:mod:`batchlab.training.packed_auto` trains an epoch in parts)."""
         step, optimizer, timer = self.step, self.optimizer, self.timer
-        slices = self.slices if limit is None else self.slices[:max(0, limit)]
+        slices = self.slices[first_batch:]
+        slices = slices if limit is None else slices[:max(0, limit)]
         orders = self.orders(epoch)
         step.loss_sum.zero_()
         first = None
@@ -366,6 +404,10 @@ class PackStep:
     def timing(self) -> dict[str, Any]:
         return self.timer.summary() | {"pack_size": self.pack_size, "pack_capture_time_s": self.capture_s}
 
+    def release(self) -> None:
+        """Drop the stacked state (its runs went on elsewhere); only :meth:`timing` is left."""
+        self.model = self.optimizer = self.step = None  # type: ignore[assignment]
+
 
 class _PackTimer:
     """:class:`UpdateTimer` for packed steps: each step's time is also divided by the number of
@@ -387,6 +429,10 @@ class _PackTimer:
 
     def flush(self) -> None:
         self._timer.flush()
+
+    def per_update_seconds(self) -> list[float]:
+        """Every step's time divided by the runs it updated (the first step included)."""
+        return [seconds / size for seconds, size in zip(self._timer.seconds, self._pack_sizes)]
 
     def summary(self) -> dict[str, Any]:
         """``time_per_update_s`` (median, amortized) with quartiles, ``timed_updates`` (packed

@@ -14,23 +14,37 @@
 * :func:`plan_packs`: on a CUDA device a pack is as large as free memory allows (docs/science.md §8,
   H100, K = 64, B = 1: 14 µs per model-update with the packed step in a CUDA graph, against
   0.94 ms for one model at a time with the data on the GPU). On any other device nothing
-  guarantees that packing pays, so the plan probes both ways on the actual pack
-  (:func:`measure_strategies`) and packs only when packing wins clearly
-  (:func:`choose_strategy`) — unless the pack's training is so short that measuring would cost
-  more than ~5% of it; then it trains one at a time, as ``batchlab.train`` would.
+  guarantees that packing pays, so the pack is planned ``auto``: the choice is made on the pack's
+  first updates while it trains (:mod:`batchlab.training.packed_auto`), by the rule below —
+  unless the pack's training is so short that even that would cost more than ~5% of it; then it
+  trains one at a time, as ``batchlab.train`` would.
 
-  The probe compares like with like: a sample of either way is the same number of model-updates
-  (K: one packed step of the K runs, or K consecutive updates of one run, as one-at-a-time
-  training makes them, its weights staying in cache between them), under the thread count the
-  training will use (:func:`batchlab.runtime.threads.apply_thread_rule` for K·B examples packed and B
-  one at a time), ``MEASURE_ROUNDS`` samples of each, alternating which goes first. Packing is
-  chosen only when it is faster by ``PACKING_MARGIN`` in both the fastest and the median sample;
-  anything closer trains one at a time, which cannot be slower than ``batchlab.train``. Each
-  pack keeps the samples of both ways (``Pack.evidence``) and says them in its ``reason``. A
-  single sample per way once chose packing at 1.33 vs 2.23 ms per model-update for the lecture's
-  MLP at B = 16 on a quiet 2-core CPU, then trained at 0.78× the speed of one at a time.
+  The rule (:func:`verdict`; margin m = ``PACKING_MARGIN``), per model-update:
 
-  Why measure rather than follow a rule: on a 2-core CPU (AMD EPYC VM, torch 2.13; fastest of
+  1. *one at a time*, t₁: ``PROBE_SINGLE_UPDATES`` updates of a copy of the pack's first run (its
+     weights, optimizer state and next batches, on the one-run thread count), after one untimed;
+     the copy is thrown away, so this costs a few updates of one run;
+  2. *what packing cannot beat*: a packed step reads and writes every run's state, 8 passes over P
+     fp32 numbers per model-update (weights read in the forward and the backward pass, gradient
+     written and read, momentum and weights read and written: 32·P bytes), and its working set
+     (θ, g, m of K runs, 12·P·K bytes) moves at the bandwidth BW of a copy of that size
+     (:func:`batchlab.runtime.bandwidth.copy_bandwidth`, on the packed step's thread count). So a
+     packed model-update takes at least t_bound = 32·P / BW. If t_bound · (1 + m) ≥ median(t₁),
+     packing cannot be faster by m: **one at a time, at once**, no packed step made. This is the
+     lecture's MLP on a CPU: sixteen runs' state (~130 MB) is far beyond cache while one run's
+     stays in it, and what packing saves (K − 1 updates' dispatch) is less than what it adds;
+  3. otherwise ``PROBE_PACKED_STEPS`` steps of the pack itself, t_K (step time / K; the first step,
+     vmap's first call, left out). These are real updates of the runs, kept either way. **Packed**
+     when the fastest and the median of t_K are both below those of t₁ by m
+     (t_K · (1 + m) < t₁, :func:`choose_strategy`), else **one at a time** from where the runs
+     are (same epoch, next batch). A single sample per way once chose packing at 1.33 vs 2.23 ms
+     per model-update for the lecture's MLP at B = 16 on a quiet 2-core CPU, then trained at
+     0.78× the speed of one at a time; hence several samples and the fastest-and-median test.
+
+  Each pack records which way it went, the samples and the bound (``Pack.evidence``), and the
+  rule that decided, in words (``Pack.reason``; ``pack_choice`` in each run's summary).
+
+  Why measure rather than follow a rule alone: on a 2-core CPU (AMD EPYC VM, torch 2.13; fastest of
   three steps, λ mixed over {0, 0.5, 0.8, 0.9}) packed over one at a time, per model-update, was
   0.86–0.93× at K = 4 and 1.7–2.5× at K = 16 for an MLP 784-32-10, but 0.82–0.99× at K = 4 and
   1.04–1.16× at K = 16 for the lecture's 784-512-512-10 (B ∈ {1, 16, 128}). Small steps gain from
@@ -42,28 +56,22 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from batchlab import data as datasets
 from batchlab.config import RunConfig, resolve_batch_size
-from batchlab.runtime.device import resolve_device, synchronize
+from batchlab.runtime.device import resolve_device
 from batchlab.errors import ConfigError
 from batchlab.models.registry import build_model, count_parameters, get_model_spec
-from batchlab.optim import build_optimizer, get_optimizer_spec
+from batchlab.optim import get_optimizer_spec
 from batchlab.optim.registry import names_with
-from batchlab.runtime.threads import apply_thread_rule
-from batchlab.training.packed_state import PackedMomentum
-from batchlab.training.packed_step import PackedModel, make_step
 
 if TYPE_CHECKING:
     from batchlab.task import Task
@@ -82,47 +90,60 @@ STATE_COPIES = 6
 # Activation memory of one example is counted this many times: the forward outputs saved for the
 # backward pass, their gradients, and slack for temporaries inside the layers.
 ACTIVATION_COPIES = 3
-# Timed samples of each strategy when measuring (after one warm-up of each), alternating.
-MEASURE_ROUNDS = 3
-# Runs whose settings the one-at-a-time samples take in turn (the time of one update does not
-# grow with K; the settings, λ = 0 or not, change it a little).
-SEQUENTIAL_PROBE_RUNS = 4
+# Timed updates of a throwaway copy of the pack's first run (after one untimed), and real packed
+# steps at the start of training (the first one, vmap's first call, left out of the samples).
+PROBE_SINGLE_UPDATES = 6
+PROBE_PACKED_STEPS = 4
 # Packing must be at least this much faster (fastest and median sample alike) to be chosen.
 PACKING_MARGIN = 0.10
-# A pack is measured only when its training is at least this many times the measurement, so
-# the measurement costs at most ~5% of a sweep that then goes one at a time.
+# fp32 passes over P that a packed model-update cannot avoid (weights read twice, gradient written
+# and read, momentum and weights read and written), and copies of P in a packed run's working set.
+PACKED_PASSES = 8
+WORKING_SET_COPIES = 3
+FLOAT32_BYTES = 4
+# A pack is planned ``auto`` only when its training is at least this many times what deciding can
+# cost, so the decision costs at most ~5% of a sweep that then goes one at a time.
 MEASUREMENT_SHARE_LIMIT = 20
 
 
 @dataclass(frozen=True)
 class ProbeEvidence:
-    """Seconds per model-update of each probe sample, packed and one at a time, on one device."""
+    """Seconds per model-update measured while a pack decided: one at a time (``sequential_s``),
+    packed (``packed_s``; empty when the bound decided first), and the least a packed model-update
+    can take (``bound_s`` = 32·P / ``bandwidth``; None when not estimated)."""
 
     packed_s: tuple[float, ...]
     sequential_s: tuple[float, ...]
+    bound_s: float | None = None
+    bandwidth: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.packed_s or not self.sequential_s:
-            raise ValueError("probe evidence needs at least one sample of each way")
+        if not self.sequential_s or (not self.packed_s and self.bound_s is None):
+            raise ValueError("probe evidence needs samples of one at a time, and packed samples or a bound")
 
     def to_dict(self) -> dict:
-        return {"packed_s": list(self.packed_s), "sequential_s": list(self.sequential_s)}
+        return {"packed_s": list(self.packed_s), "sequential_s": list(self.sequential_s), "bound_s": self.bound_s,
+                "bandwidth_bytes_per_s": self.bandwidth}
 
     def describe(self) -> str:
         def way(samples: tuple[float, ...]) -> str:
             return f"fastest {min(samples) * 1e3:.3f}, median {statistics.median(samples) * 1e3:.3f}"
 
-        return (
-            f"ms per model-update, packed: {way(self.packed_s)}; one at a time: {way(self.sequential_s)} "
-            f"({len(self.packed_s)} and {len(self.sequential_s)} samples)"
-        )
+        parts = []
+        if self.packed_s:
+            parts.append(f"packed: {way(self.packed_s)}")
+        parts.append(f"one at a time: {way(self.sequential_s)}")
+        if self.bound_s is not None:
+            parts.append(f"packed at least {self.bound_s * 1e3:.3f} (32·P bytes at "
+                         f"{(self.bandwidth or 0.0) / 1e9:.1f} GB/s)")
+        return f"ms per model-update, {'; '.join(parts)} ({len(self.packed_s)} and {len(self.sequential_s)} samples)"
 
 
 @dataclass(frozen=True)
 class Pack:
-    """Runs that train the same way: together in one stacked step (``packed``) or one at a time
-    (``sequential``), with the ``reason`` for that choice in words and, when the choice was
-    measured, the probe's samples (``evidence``)."""
+    """Runs that train the same way: together in one stacked step (``packed``), one at a time
+    (``sequential``) or either, decided on its first updates while training (``auto``), with the
+    ``reason`` for that choice in words and, once a choice was measured, the samples (``evidence``)."""
 
     configs: tuple[RunConfig, ...]
     strategy: str
@@ -193,8 +214,9 @@ def plan_packs(
     Args:
         configs: the runs (already de-duplicated by the caller if it wants that).
         device: the device the runs train on; None means each config's own ``device``.
-        splits: the data, already prepared (else loaded per dataset when a measurement needs it).
-        strategy: ``auto`` (CUDA: pack; other devices: measure and keep the faster), ``packed``
+        splits: the data, already prepared (else loaded per dataset when the plan needs its size).
+        strategy: ``auto`` (CUDA: pack; other devices: a pack planned ``auto``, which decides on
+            its first updates while training — see the module docstring), ``packed``
             (pack every packable group, split only by GPU memory) or ``sequential``.
         task: the user's model and data the configs train (already configured for it).
 
@@ -227,7 +249,7 @@ def plan_packs(
 
 
 def _plan_group(group: list[RunConfig], device: torch.device, splits, strategy: str, task=None) -> list[Pack]:
-    label = _label(group[0], len(group))
+    label = pack_label(group[0], len(group))
     if strategy == SEQUENTIAL:
         return [Pack(tuple(group), SEQUENTIAL, f"{label}: trained one at a time, as asked")]
     if len(group) == 1:
@@ -242,26 +264,28 @@ def _plan_group(group: list[RunConfig], device: torch.device, splits, strategy: 
         return [Pack(tuple(group), PACKED, f"{label}: packed, as asked")]
     work = len(group) * planned_updates(group[0], len(splits.train))
     if work < MEASUREMENT_SHARE_LIMIT * measurement_cost(len(group)):
-        # Measuring would cost more than a few percent of the training itself; one at a time is
+        # Deciding would cost more than a few percent of the training itself; one at a time is
         # what batchlab.train does, so choosing it can never make the sweep slower than that.
         return [Pack(tuple(group), SEQUENTIAL, (
             f"{label}: trained one at a time; {work} model-updates in all are too few to be worth "
             f"measuring whether packing pays on this {device.type}"))]
-    evidence = measure_strategies(group, splits.to(device), device, task=task)
-    strategy = choose_strategy(evidence)
-    if strategy == PACKED:
-        verdict = f"packed (faster by more than {PACKING_MARGIN:.0%})"
-    else:
-        verdict = f"trained one at a time (packing not faster by {PACKING_MARGIN:.0%} in fastest and median)"
-    reason = f"{label}: {verdict}, measured on this {device.type}: {evidence.describe()}"
-    return [Pack(tuple(group), strategy, reason, evidence)]
+    return [Pack(tuple(group), AUTO, (
+        f"{label}: packed or one at a time, decided on its first updates on this {device.type}"))]
+
+
+def packing_ruled_out(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> bool:
+    """Step 2 of the rule: a packed model-update cannot take less than ``bound_s``, so packing
+    cannot be faster by ``margin`` when bound_s · (1 + margin) ≥ the median update alone."""
+    return evidence.bound_s is not None and evidence.bound_s * (1 + margin) >= statistics.median(evidence.sequential_s)
 
 
 def choose_strategy(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> str:
-    """``packed`` when packing's fastest and median samples are both at least ``margin`` faster
-    than one at a time's (t_packed · (1 + margin) < t_sequential for each), else ``sequential``:
-    a close call or a split verdict trains one at a time, which is never slower than
-    ``batchlab.train``."""
+    """Step 3 of the rule: ``packed`` when packing's fastest and median samples are both at least
+    ``margin`` faster than one at a time's (t_packed · (1 + margin) < t_sequential for each), else
+    ``sequential``: a close call or a split verdict trains one at a time, which is never slower
+    than ``batchlab.train``."""
+    if not evidence.packed_s:
+        return SEQUENTIAL
     wins = (
         min(evidence.packed_s) * (1 + margin) < min(evidence.sequential_s)
         and statistics.median(evidence.packed_s) * (1 + margin) < statistics.median(evidence.sequential_s)
@@ -269,7 +293,28 @@ def choose_strategy(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> 
     return PACKED if wins else SEQUENTIAL
 
 
-def _label(config: RunConfig, count: int) -> str:
+def verdict(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> tuple[str, str]:
+    """The rule of the module docstring on ``evidence``: the strategy and why, in words."""
+    if packing_ruled_out(evidence, margin):
+        return SEQUENTIAL, (f"trained one at a time (packing cannot be faster by {margin:.0%}: a packed "
+                            f"model-update moves 32·P bytes, at least as long as one update alone)")
+    if choose_strategy(evidence, margin) == PACKED:
+        return PACKED, f"packed (faster by more than {margin:.0%})"
+    return SEQUENTIAL, f"trained one at a time (packing not faster by {margin:.0%} in fastest and median)"
+
+
+def packed_bound_s(parameters: int, bandwidth: float) -> float:
+    """The least time of one packed model-update: ``PACKED_PASSES`` fp32 passes over P at ``bandwidth``."""
+    return PACKED_PASSES * FLOAT32_BYTES * parameters / bandwidth
+
+
+def working_set_bytes(parameters: int, runs: int) -> int:
+    """θ, g and m of ``runs`` runs of P parameters, in bytes."""
+    return WORKING_SET_COPIES * FLOAT32_BYTES * parameters * runs
+
+
+def pack_label(config: RunConfig, count: int) -> str:
+    """A pack's name in its reason: ``16 runs of mlp B=1``."""
     return f"{count} run{'s' if count != 1 else ''} of {config.model} B={config.batch_size}"
 
 
@@ -291,7 +336,7 @@ def _split_by_gpu_memory(group: list[RunConfig], device: torch.device, splits, t
     count = math.ceil(len(group) / fitting)
     size = math.ceil(len(group) / count)
     reason = (
-        f"{_label(group[0], len(group))}: packed {size} at a time on {device} "
+        f"{pack_label(group[0], len(group))}: packed {size} at a time on {device} "
         f"({free_bytes / 2**30:.1f} GiB free, ~{per_run / 2**20:.1f} MiB per run)"
     )
     return [Pack(tuple(group[i : i + size]), PACKED, reason) for i in range(0, len(group), size)]
@@ -334,71 +379,6 @@ def activation_elements_per_example(model: nn.Module, input_shape, example: torc
     return total[0]
 
 
-def measure_strategies(
-    configs: Sequence[RunConfig], splits: "datasets.Splits", device: torch.device, rounds: int = MEASURE_ROUNDS,
-    *, task: "Task | None" = None,
-) -> ProbeEvidence:
-    """Seconds per model-update of ``configs`` trained packed and one at a time, on ``device``.
-
-    Both ways train throwaway models of the runs' architecture with the runs' optimizer settings
-    and batch size, on the actual data, on random batches. A sample of each way is K model-updates
-    (K = ``len(configs)``): one packed step of K copies of the model, or K consecutive updates of
-    one model — as one-at-a-time training makes them — taking the settings of the first
-    ``SEQUENTIAL_PROBE_RUNS`` runs in turn. Each way runs under the thread count its training
-    will use. One warm-up of each, then ``rounds`` samples of each, alternating which way goes
-    first, so a burst of load on the machine hits both. The global random state is left untouched.
-    A ``task`` brings the model and the loss.
-    """
-    k = len(configs)
-    singles_configs = list(configs[:SEQUENTIAL_PROBE_RUNS])
-    first = configs[0]
-    n_train = len(splits.train)
-    batch_size = resolve_batch_size(first.batch_size, n_train)
-    generator = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng(devices=[]):
-        model = _throwaway_model(first, splits.input_shape, splits.num_classes, task).to(device)
-    loss_of = task.objective.loss if task is not None else F.cross_entropy
-    singles = [copy.deepcopy(model) for _ in singles_configs]
-    optimizers = [
-        build_optimizer(c.optimizer, m.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
-                        weight_decay=c.weight_decay)
-        for c, m in zip(singles_configs, singles)
-    ]
-    packed_model = PackedModel.from_models([model] * k)
-    rule = PackedMomentum(configs, torch.zeros_like(packed_model.flat), packed_model.layout.columns)
-    packed_step = make_step(packed_model, rule, splits.train, graphed=False, loss=loss_of)
-
-    def batches() -> torch.Tensor:
-        return torch.randint(0, n_train, (k, batch_size), generator=generator).to(device)
-
-    def packed(index: torch.Tensor) -> None:
-        with apply_thread_rule(k * batch_size, device):
-            packed_step(index)
-
-    def one_at_a_time(which: int) -> Callable[[torch.Tensor], None]:
-        single, optimizer = singles[which % len(singles)], optimizers[which % len(singles)]
-
-        def run(index: torch.Tensor) -> None:
-            with apply_thread_rule(batch_size, device):
-                for row in index:
-                    loss = loss_of(single(splits.train.x[row]), splits.train.y[row])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-
-        return run
-
-    packed(batches())  # warm-up: first-call costs are not the strategy's
-    for which in range(len(singles)):
-        one_at_a_time(which)(batches()[:1])
-    packed_times, sequential_times = [], []
-    for round_ in range(rounds):
-        ways = [(packed_times, packed), (sequential_times, one_at_a_time(round_))]
-        for times, way in ways if round_ % 2 == 0 else ways[::-1]:
-            times.append(_seconds(way, batches(), device) / k)
-    return ProbeEvidence(tuple(packed_times), tuple(sequential_times))
-
-
 def _throwaway_model(config: RunConfig, input_shape, num_classes: int, task: "Task | None") -> nn.Module:
     """A model of the run's architecture whose weights do not matter (the caller forks the RNG)."""
     if task is not None:
@@ -406,11 +386,10 @@ def _throwaway_model(config: RunConfig, input_shape, num_classes: int, task: "Ta
     return build_model(config.model, input_shape, num_classes, config.hidden)
 
 
-def measurement_cost(runs: int, rounds: int = MEASURE_ROUNDS) -> int:
-    """Model-updates :func:`measure_strategies` trains for a pack of ``runs`` (a packed step
-    counted as ``runs`` model-updates): a warm-up of each way plus ``rounds`` samples of
-    ``runs`` model-updates each way."""
-    return (rounds + 1) * runs + rounds * runs + min(runs, SEQUENTIAL_PROBE_RUNS)
+def measurement_cost(runs: int) -> int:
+    """Model-updates that deciding can cost a pack of ``runs``: the throwaway updates of one run
+    alone, and the packed probe steps (real updates, but slower ones if packing loses)."""
+    return PROBE_SINGLE_UPDATES + 1 + PROBE_PACKED_STEPS * runs
 
 
 def planned_updates(config: RunConfig, n_train: int) -> int:
@@ -419,11 +398,3 @@ def planned_updates(config: RunConfig, n_train: int) -> int:
     per_epoch = len(datasets.batch_index_slices(n_train, batch_size, drop_last=config.drop_last))
     total = config.epochs * per_epoch
     return total if config.max_updates is None else min(total, config.max_updates)
-
-
-def _seconds(step: Callable[[torch.Tensor], None], index: torch.Tensor, device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    step(index)
-    synchronize(device)
-    return time.perf_counter() - start

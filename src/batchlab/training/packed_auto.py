@@ -1,0 +1,188 @@
+"""A pack that decides on its first updates whether to stay packed or go on one run at a time.
+
+A pack planned ``auto`` (:func:`batchlab.training.packed_plan.plan_packs`, any device but CUDA)
+is trained by :class:`AutoPackStep`, a step of the epoch driver (:mod:`batchlab.training.driver`)
+that starts as the stacked :class:`~batchlab.training.packed.PackStep` and applies the rule of
+:mod:`batchlab.training.packed_plan` (:func:`~batchlab.training.packed_plan.verdict`) in the first
+epoch with enough batches:
+
+1. a throwaway copy of the first run makes a few updates alone (t₁) — the only work thrown away;
+2. if the bound says packing cannot win, every run goes on one at a time at once;
+3. else the pack makes a few steps (t_K): real updates of all runs, kept; then it either goes on
+   packed or hands each run over, mid-epoch, to its own one-model step
+   (:class:`~batchlab.training.loop.SingleStep`), which continues at the next batch of the same
+   epoch, so no update is made twice or lost.
+
+A run handed over resumes from the pack's state in loop.py's checkpoint format (its weights and
+``Momentum`` state), the same hand-over a checkpoint written in a pack and resumed alone makes;
+its batch losses of the epoch are the packed part's plus its own. Runs that go on one at a time
+train epoch by epoch, each run its whole epoch in turn (its weights stay in cache within it).
+The choice, the samples and the reason are :attr:`AutoPackStep.choice` (a decided
+:class:`~batchlab.training.packed_plan.Pack`) and ``pack_choice``/``pack_choice_reason`` in
+each run's summary.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from batchlab import data as datasets
+from batchlab.runtime.bandwidth import copy_bandwidth
+from batchlab.runtime.device import synchronize
+from batchlab.runtime.threads import intra_op_threads
+from batchlab.training.driver import EpochWork
+from batchlab.training.loop import SingleStep
+from batchlab.training.methods import build_run_optimizer, run_shape
+from batchlab.training.packed_plan import (
+    PACKED,
+    PROBE_PACKED_STEPS,
+    PROBE_SINGLE_UPDATES,
+    SEQUENTIAL,
+    Pack,
+    ProbeEvidence,
+    packed_bound_s,
+    packing_ruled_out,
+    verdict,
+    working_set_bytes,
+)
+from batchlab.training.update_timer import update_time_summary
+
+
+class AutoPackStep:
+    """K runs trained packed or one at a time, whichever the rule finds faster (module docstring).
+
+    ``pack`` is the runs' :class:`~batchlab.training.packed.PackStep` (stacked, not yet trained),
+    ``single_threads`` the intra-op thread count of one run's update, ``label`` the pack's name
+    in the reason.
+    """
+
+    def __init__(self, pack: Any, single_threads: int, label: str) -> None:
+        self.pack, self.single_threads, self.label = pack, single_threads, label
+        self.configs = list(pack.configs)
+        self.pack_size = len(self.configs)
+        self.singles: list[SingleStep] | None = None
+        self.choice: Pack | None = None
+
+    # ------------------------------------------------------------------ the driver's step
+
+    def train_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
+        if self.singles is not None:
+            return self._one_at_a_time(epoch, updates, limit)
+        count = len(self.pack.slices) if limit is None else max(0, min(len(self.pack.slices), limit))
+        if self.choice is not None or count <= PROBE_PACKED_STEPS:  # decided, or too short to decide in
+            return self.pack.train_epoch(epoch, updates, limit)
+        return self._deciding_epoch(epoch, updates, limit)
+
+    def evaluate(self, split: Any, rows: Sequence[int] | None = None) -> list[tuple[float, float]]:
+        if self.singles is None:
+            return self.pack.evaluate(split, rows)
+        chosen = range(len(self.singles)) if rows is None else rows
+        return [self.singles[k].evaluate(split)[0] for k in chosen]
+
+    def checkpoint(self, row: int, epoch: int, updates: int) -> dict[str, Any]:
+        if self.singles is None:
+            return self.pack.checkpoint(row, epoch, updates)
+        return self.singles[row].checkpoint(0, epoch, updates)
+
+    def weights(self, row: int) -> Mapping[str, torch.Tensor]:
+        return self.pack.weights(row) if self.singles is None else self.singles[row].weights(0)
+
+    def keep(self, rows: list[int]) -> None:
+        self.configs = [self.configs[k] for k in rows]
+        if self.singles is None:
+            self.pack.keep(rows)
+        else:
+            self.singles = [self.singles[k] for k in rows]
+
+    def agree(self, ending: list[bool]) -> list[bool]:
+        return ending
+
+    def timing(self) -> dict[str, Any]:
+        """The pack's timing keys; after a hand-over, ``time_per_update_s`` and its quartiles are
+        over every update timed, packed (amortized) and alone."""
+        timing = self.pack.timing()
+        if self.singles is not None:
+            seconds = self.pack.timer.per_update_seconds() + [t for s in self.singles for t in s.timer.seconds]
+            timing |= update_time_summary(seconds)
+        choice = self.choice
+        return timing | {"pack_choice": None if choice is None else choice.strategy,
+                         "pack_choice_reason": None if choice is None else choice.reason}
+
+    # ------------------------------------------------------------------ deciding
+
+    def _deciding_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
+        single_s = single_update_seconds(self._single_step(0), epoch)  # a throwaway copy of run 0
+        parameters = int(self.pack.model.flat.shape[1])
+        bandwidth = copy_bandwidth(working_set_bytes(parameters, self.pack_size), self.pack.threads)
+        bound = packed_bound_s(parameters, bandwidth)
+        evidence = ProbeEvidence((), single_s, bound, bandwidth)
+        if packing_ruled_out(evidence):
+            self._decide(evidence)
+            return self._one_at_a_time(epoch, updates, limit)
+        probe = self.pack.train_epoch(epoch, updates, PROBE_PACKED_STEPS)
+        # The first packed step (vmap's first call) is not packing's speed.
+        evidence = ProbeEvidence(tuple(self.pack.timer.per_update_seconds()[-(PROBE_PACKED_STEPS - 1):]),
+                                 single_s, bound, bandwidth)
+        rest = None if limit is None else limit - probe.updates
+        if self._decide(evidence) == PACKED:
+            return join(probe, self.pack.train_epoch(epoch, updates + probe.updates, rest, first_batch=probe.updates))
+        return join(probe, self._one_at_a_time(epoch, updates + probe.updates, rest, first_batch=probe.updates))
+
+    def _decide(self, evidence: ProbeEvidence) -> str:
+        strategy, words = verdict(evidence)
+        reason = f"{self.label}: {words}, measured on its first updates: {evidence.describe()}"
+        self.choice = Pack(tuple(self.configs), strategy, reason, evidence)
+        if strategy == SEQUENTIAL:
+            self.singles = [self._single_step(row) for row in range(len(self.configs))]
+            self.pack.release()  # the stacked state is the singles' now
+        return strategy
+
+    def _single_step(self, row: int) -> SingleStep:
+        """Run ``row`` as one model and its optimizer, copied from the pack's state now (loop.py's
+        checkpoint format)."""
+        pack, config = self.pack, self.configs[row]
+        payload = pack.checkpoint(row, 0, 0)
+        model = copy.deepcopy(pack.model.base)
+        model.load_state_dict(payload["model"])
+        shape = run_shape(config, len(pack.train))
+        optimizer = build_run_optimizer(config, model.parameters(), shape)
+        optimizer.load_state_dict(payload["optimizer"])
+        return SingleStep(model, optimizer, pack.train, pack.objective, shape, config, self.single_threads)
+
+    def _one_at_a_time(self, epoch: int, updates: int, limit: int | None, *, first_batch: int = 0) -> EpochWork:
+        assert self.singles is not None
+        works = [single.train_epoch(epoch, updates, limit, first_batch=first_batch) for single in self.singles]
+        firsts = [work.first_losses[0] for work in works] if works and works[0].first_losses is not None else None
+        return EpochWork(works[0].updates if works else 0, sum(work.seconds for work in works) / max(len(works), 1),
+                         [work.loss_sums[0] for work in works], firsts)
+
+
+def single_update_seconds(single: SingleStep, epoch: int) -> tuple[float, ...]:
+    """Seconds of ``PROBE_SINGLE_UPDATES`` updates of ``single`` on the first batches of its
+    order in ``epoch``, after one untimed (the model is a throwaway copy: its updates are not kept)."""
+    seconds = []
+    config = single.config
+    order = datasets.epoch_permutation(len(single.train), epoch - 1, config.seed, config.shuffle)
+    batches = single.batches(order, single.shape.slices[: PROBE_SINGLE_UPDATES + 1])
+    with intra_op_threads(single.threads):
+        for index, (x, y) in enumerate(batches):
+            synchronize(single.device)
+            start = time.perf_counter()
+            single.update(x, y)
+            synchronize(single.device)
+            if index:
+                seconds.append(time.perf_counter() - start)
+    return tuple(seconds)
+
+
+def join(first: EpochWork, rest: EpochWork) -> EpochWork:
+    """One epoch's work made in two parts, per run: updates and seconds add, so do batch losses;
+    the first losses are the first part's."""
+    return EpochWork(first.updates + rest.updates, first.seconds + rest.seconds,
+                     [a + b for a, b in zip(first.loss_sums, rest.loss_sums)],
+                     first.first_losses if first.first_losses is not None else rest.first_losses)
