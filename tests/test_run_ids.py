@@ -3,9 +3,12 @@ while the same configuration gives the same id. Each id below was computed befor
 shared one epoch driver; a change here strands every stored run of that kind."""
 
 import pytest
+import torch
 
 from batchlab.config import RunConfig
+from batchlab.data import identity, prepare_splits
 from batchlab.data.identity import data_fingerprint
+from batchlab.data.splits import TensorSplit
 from batchlab.training.session import RunSession
 
 PINNED = [
@@ -27,3 +30,24 @@ def test_registry_run_ids_are_unchanged(changes, expected):
     config = RunConfig(**changes)
     session = RunSession(config, None, "cpu", data_fingerprint=data_fingerprint(config, None))
     assert session.run_id == expected
+
+
+def test_the_data_fingerprint_is_hashed_once_per_unchanged_splits(monkeypatch):
+    # A sweep asks for the fingerprint of the same splits once per run: hashed once, and again
+    # only when a tensor of the splits changes in place or is replaced.
+    hashed = []
+    real_hash = identity._hash_splits
+    monkeypatch.setattr(identity, "_hash_splits", lambda splits: hashed.append(1) or real_hash(splits))
+    generator = torch.Generator().manual_seed(0)
+    splits = prepare_splits("mnist-5k", device="cpu").replace(
+        train=TensorSplit(torch.randn(20, 1, 28, 28, generator=generator), torch.arange(20) % 10))
+    config = RunConfig(dataset="mnist-5k")
+    first = identity.data_fingerprint(config, splits)
+    assert identity.data_fingerprint(config, splits) == first and len(hashed) == 1
+    splits.train.x[0, 0, 0, 0] += 1.0  # in place: torch bumps the version
+    changed = identity.data_fingerprint(config, splits)
+    assert changed != first and len(hashed) == 2
+    renamed = identity.data_fingerprint(config, splits.replace(name="other"))
+    assert renamed["name"] == "other" and renamed["sha256"] == changed["sha256"] and len(hashed) == 3
+    other_test = splits.replace(test=TensorSplit(splits.test.x.clone(), splits.test.y.clone()))
+    assert identity.data_fingerprint(config, other_test) == changed and len(hashed) == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import socket
 import subprocess
@@ -46,13 +47,16 @@ def _batchlab_version() -> str:
         return "unknown"
 
 
+@functools.cache
 def project_git_commit() -> str | None:
     """The commit of the batchlab checkout this code runs from, or None when it is not one.
 
     Only a checkout whose ``src/batchlab`` is this very package counts, so an installed copy
-    inside some unrelated repository does not report that repository's commit.
+    inside some unrelated repository does not report that repository's commit. Asked once per
+    process: the code a process runs is what it imported, whatever is checked out later (and a
+    ``git`` process per run would cost every run a few milliseconds).
     """
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # src/batchlab, this module being in its runtime/
     try:
         top = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "--show-toplevel", "HEAD"],
