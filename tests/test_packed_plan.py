@@ -17,6 +17,7 @@ from batchlab.training.packed_plan import (
     ProbeEvidence,
     choose_strategy,
     measurement_cost,
+    median_cannot_win,
     packed_bound_s,
     packing_ruled_out,
     plan_packs,
@@ -116,13 +117,15 @@ def inject(monkeypatch, *, alone_s: float, packed_s: float, bandwidth: float) ->
     monkeypatch.setattr(packed._PackTimer, "per_update_seconds", lambda self: [packed_s] * len(self._pack_sizes))
 
 
-@pytest.mark.parametrize("alone_s, packed_s, bandwidth, expected, words", [
-    (1e-3, 1e-4, 1e15, PACKED, "packed (faster by more than 10%)"),
-    (1e-3, 0.95e-3, 1e15, SEQUENTIAL, "not faster by 10% in fastest and median"),
-    (1e-5, 1e-4, 1e9, SEQUENTIAL, "packing cannot be faster by 10%"),
+# The bound decides before any packed step; a packed probe that loses stops once its median
+# cannot pass (2 of 3 samples); a winning one takes all its samples (the first step left out).
+@pytest.mark.parametrize("alone_s, packed_s, bandwidth, expected, words, samples", [
+    (1e-3, 1e-4, 1e15, PACKED, "packed (faster by more than 10%)", PROBE_PACKED_STEPS - 1),
+    (1e-3, 0.95e-3, 1e15, SEQUENTIAL, "not faster by 10% in fastest and median", 2),
+    (1e-5, 1e-4, 1e9, SEQUENTIAL, "packing cannot be faster by 10%", 0),
 ])
 def test_an_auto_pack_follows_the_rule_and_each_run_ends_as_it_does_alone(
-        monkeypatch, alone, alone_s, packed_s, bandwidth, expected, words):
+        monkeypatch, alone, alone_s, packed_s, bandwidth, expected, words, samples):
     from test_packed import assert_same_result
 
     inject(monkeypatch, alone_s=alone_s, packed_s=packed_s, bandwidth=bandwidth)
@@ -132,8 +135,7 @@ def test_an_auto_pack_follows_the_rule_and_each_run_ends_as_it_does_alone(
     (choice,) = results.plan
     assert choice.strategy == expected and words in choice.reason
     assert choice.evidence.sequential_s == (alone_s,) * PROBE_SINGLE_UPDATES
-    # The bound decides before any packed step; otherwise the probe's steps, the first left out.
-    assert len(choice.evidence.packed_s) == (0 if "cannot" in words else PROBE_PACKED_STEPS - 1)
+    assert len(choice.evidence.packed_s) == samples
     for result, solo in zip(results, alone):
         assert_same_result(result, solo)
         assert result.summary["pack_choice"] == expected and result.summary["pack_choice_reason"] == choice.reason
@@ -148,3 +150,15 @@ def test_runs_with_momentum_correction_train_one_at_a_time():
     assert can_pack(config)[0]
     packable, why = can_pack(config.replace(momentum_correction=True))
     assert not packable and "momentum correction" in why
+
+
+def test_the_packed_probe_stops_once_its_median_cannot_pass():
+    alone = (1.0,) * PROBE_SINGLE_UPDATES
+    planned = 3  # samples; the median of 3 fails as soon as 2 miss the bar 1.0 / 1.1
+    assert not median_cannot_win([], alone, planned)
+    assert not median_cannot_win([2.0], alone, planned)  # one slow sample: the other two may still win
+    assert median_cannot_win([2.0, 0.95], alone, planned)
+    assert not median_cannot_win([0.5, 2.0], alone, planned)
+    # Never stops a probe whose samples would all pass.
+    assert not median_cannot_win([0.5, 0.5, 0.5], alone, planned)
+    assert median_cannot_win([2.0, 2.0], alone, 4) is False and median_cannot_win([2.0] * 3, alone, 4)

@@ -8,8 +8,8 @@ epoch with enough batches:
 
 1. a throwaway copy of the first run makes a few updates alone (t₁) — the only work thrown away;
 2. if the bound says packing cannot win, every run goes on one at a time at once;
-3. else the pack makes a few steps (t_K): real updates of all runs, kept; then it either goes on
-   packed or hands each run over, mid-epoch, to its own one-model step
+3. else the pack makes a few steps (t_K; fewer when the first samples already decide): real
+   updates of all runs, kept; then it either goes on packed or hands each run over, mid-epoch, to its own one-model step
    (:class:`~batchlab.training.loop.SingleStep`), which continues at the next batch of the same
    epoch, so no update is made twice or lost.
 
@@ -45,6 +45,7 @@ from batchlab.training.packed_plan import (
     SEQUENTIAL,
     Pack,
     ProbeEvidence,
+    median_cannot_win,
     packed_bound_s,
     packing_ruled_out,
     verdict,
@@ -124,10 +125,15 @@ class AutoPackStep:
         if packing_ruled_out(evidence):
             self._decide(evidence)
             return self._one_at_a_time(epoch, updates, limit)
-        probe = self.pack.train_epoch(epoch, updates, PROBE_PACKED_STEPS)
-        # The first packed step (vmap's first call) is not packing's speed.
-        evidence = ProbeEvidence(tuple(self.pack.timer.per_update_seconds()[-(PROBE_PACKED_STEPS - 1):]),
-                                 single_s, bound, bandwidth)
+        probe, packed_s = None, []
+        for step in range(PROBE_PACKED_STEPS):
+            part = self.pack.train_epoch(epoch, updates + step, 1, first_batch=step)
+            probe = part if probe is None else join(probe, part)
+            if step:  # the first packed step (vmap's first call) is not packing's speed
+                packed_s.append(self.pack.timer.per_update_seconds()[-1])
+            if median_cannot_win(packed_s, single_s, PROBE_PACKED_STEPS - 1):
+                break
+        evidence = ProbeEvidence(tuple(packed_s), single_s, bound, bandwidth)
         rest = None if limit is None else limit - probe.updates
         if self._decide(evidence) == PACKED:
             return join(probe, self.pack.train_epoch(epoch, updates + probe.updates, rest, first_batch=probe.updates))

@@ -34,7 +34,9 @@
      lecture's MLP on a CPU: sixteen runs' state (~130 MB) is far beyond cache while one run's
      stays in it, and what packing saves (K − 1 updates' dispatch) is less than what it adds;
   3. otherwise ``PROBE_PACKED_STEPS`` steps of the pack itself, t_K (step time / K; the first step,
-     vmap's first call, left out). These are real updates of the runs, kept either way. **Packed**
+     vmap's first call, left out; fewer once more than half of the samples miss the bar, since the
+     median can no longer pass, :func:`median_cannot_win`). These are real updates of the runs,
+     kept either way. **Packed**
      when the fastest and the median of t_K are both below those of t₁ by m
      (t_K · (1 + m) < t₁, :func:`choose_strategy`), else **one at a time** from where the runs
      are (same epoch, next batch). A single sample per way once chose packing at 1.33 vs 2.23 ms
@@ -277,6 +279,15 @@ def packing_ruled_out(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -
     """Step 2 of the rule: a packed model-update cannot take less than ``bound_s``, so packing
     cannot be faster by ``margin`` when bound_s · (1 + margin) ≥ the median update alone."""
     return evidence.bound_s is not None and evidence.bound_s * (1 + margin) >= statistics.median(evidence.sequential_s)
+
+
+def median_cannot_win(packed_s: Sequence[float], sequential_s: Sequence[float], planned: int,
+                      margin: float = PACKING_MARGIN) -> bool:
+    """True once more than half of the ``planned`` packed samples miss the bar
+    t · (1 + margin) < median(t_sequential): the median of all of them cannot pass any more, so the
+    probe stops early (it never stops a pack that could still win)."""
+    bar = statistics.median(sequential_s)
+    return 2 * sum(t * (1 + margin) >= bar for t in packed_s) > planned
 
 
 def choose_strategy(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> str:
