@@ -120,6 +120,12 @@ class FusedMomentumMLP:
         self.optimizer = optimizer
         self.params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
         self._ones: dict[int, torch.Tensor] = {}  # a column of B ones, for a bias's sum over the batch
+        self._seed: torch.Tensor | None = None  # ∂loss/∂loss = 1, what loss.backward() starts from
+
+    def _one(self, loss: torch.Tensor) -> torch.Tensor:
+        if self._seed is None:
+            self._seed = torch.ones_like(loss)
+        return self._seed
 
     def _buffers(self) -> list[torch.Tensor]:
         """Each parameter's momentum buffer, made (m₀ = 0) where it has none yet."""
@@ -149,7 +155,7 @@ class FusedMomentumMLP:
         loss, total_weight = torch.ops.aten.nll_loss_forward(log_probs, y, None, MEAN_REDUCTION, IGNORE_INDEX)
         # ∂loss/∂logits, by the backward operators of cross_entropy = nll_loss ∘ log_softmax.
         grad_log_probs = torch.ops.aten.nll_loss_backward(
-            torch.ones_like(loss), log_probs, y, None, MEAN_REDUCTION, IGNORE_INDEX, total_weight)
+            self._one(loss), log_probs, y, None, MEAN_REDUCTION, IGNORE_INDEX, total_weight)
         delta = torch.ops.aten._log_softmax_backward_data(grad_log_probs, log_probs, 1, log_probs.dtype)
         buffers = self._buffers() if lam != 0.0 else None
         ones = self._ones.get(len(x))
@@ -161,11 +167,13 @@ class FusedMomentumMLP:
             next_delta = None
             if index > 0:  # the input gradient, at the weights before this update
                 next_delta = torch.ops.aten.threshold_backward(delta.mm(layer.weight), layer_input, 0)
+            delta_t = delta.t()
             if layer.bias is not None:
                 slot -= 1
-                self._apply(layer.bias, None if buffers is None else buffers[slot], delta, ones, lr, lam, decay, bias=True)
+                self._apply(layer.bias, None if buffers is None else buffers[slot], delta_t, ones, lr, lam, decay,
+                            bias=True)
             slot -= 1
-            self._apply(layer.weight, None if buffers is None else buffers[slot], delta, layer_input, lr, lam, decay)
+            self._apply(layer.weight, None if buffers is None else buffers[slot], delta_t, layer_input, lr, lam, decay)
             delta = next_delta
         if buffers is not None:
             torch._foreach_add_(self.params, buffers)  # θ ← θ + m
@@ -174,15 +182,15 @@ class FusedMomentumMLP:
         return loss
 
     @staticmethod
-    def _apply(param: torch.Tensor, buffer: torch.Tensor | None, delta: torch.Tensor, inputs: torch.Tensor,
+    def _apply(param: torch.Tensor, buffer: torch.Tensor | None, delta_t: torch.Tensor, inputs: torch.Tensor,
                lr: float, lam: float, decay: float, *, bias: bool = False) -> None:
         """m ← λm − η(δᵀa + wd·θ) (θ's own update follows for all at once), or for λ = 0
         θ ← θ − η(δᵀa + wd·θ) = (1 − η·wd)θ − η·δᵀa; a bias's δᵀa is δᵀ1, the sum over the batch."""
         product = torch.Tensor.addmv_ if bias else torch.Tensor.addmm_
         if buffer is None:
-            product(param, delta.t(), inputs, beta=1.0 - lr * decay if decay else 1.0, alpha=-lr)
+            product(param, delta_t, inputs, beta=1.0 - lr * decay if decay else 1.0, alpha=-lr)
             return
-        product(buffer, delta.t(), inputs, beta=lam, alpha=-lr)
+        product(buffer, delta_t, inputs, beta=lam, alpha=-lr)
         if decay:
             buffer.add_(param, alpha=-lr * decay)
 
