@@ -162,3 +162,17 @@ def test_the_packed_probe_stops_once_its_median_cannot_pass():
     # Never stops a probe whose samples would all pass.
     assert not median_cannot_win([0.5, 0.5, 0.5], alone, planned)
     assert median_cannot_win([2.0, 2.0], alone, 4) is False and median_cannot_win([2.0] * 3, alone, 4)
+
+
+def test_an_auto_pack_whose_epochs_are_too_short_to_decide_in_trains_packed(monkeypatch):
+    from test_packed import assert_same_result
+
+    configs = [config.replace(batch_size=1024) for config in AUTO_RUNS[:2]]  # 4 batches per epoch
+    inject(monkeypatch, alone_s=1e-5, packed_s=1e-4, bandwidth=1e9)  # would go one at a time if asked
+    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
+        packed.Pack(tuple(configs), AUTO, "2 runs: decided on its first updates")])
+    results = packed.train_pack(configs, progress=False)
+    assert [pack.strategy for pack in results.plan] == [AUTO]
+    for result, config in zip(results, configs):
+        assert_same_result(result, batchlab.train(config, progress=False))
+        assert result.summary["pack_choice"] is None and result.summary["pack_size"] == 2

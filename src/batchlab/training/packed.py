@@ -213,11 +213,11 @@ def _session(config: RunConfig, run_store: "RunStore | None", splits, force: boo
 @dataclass
 class _Run:
     """One run inside a pack: its session (where it starts, what it has produced so far) and,
-    until the pack is stacked, the single model and momentum it starts from."""
+    until the pack is stacked, the single model and optimizer it starts from."""
 
     session: RunSession
     model: torch.nn.Module | None
-    momentum_row: torch.Tensor | None
+    optimizer: torch.optim.Optimizer | None
 
     @property
     def config(self) -> RunConfig:
@@ -254,7 +254,7 @@ def _train_packed(
             results.append(stored)
             continue
         restore(model, optimizer, session.checkpoint)
-        runs.append(_Run(session, model, momentum_row_from_optimizer(optimizer, model)))
+        runs.append(_Run(session, model, optimizer))
     # Runs resumed at different points train as separate packs (see the module docstring).
     groups: dict[tuple[int, int], list[_Run]] = {}
     for run in runs:
@@ -272,16 +272,27 @@ def _train_together(
     ``auto`` pack, :class:`AutoPackStep`, when ``on_choice`` is given)."""
     objective = task.objective if task is not None else CLASSIFICATION
     shared = runs[0].config  # every field of the pack key is the same for all runs
-    pack = PackStep([run.config for run in runs], [run.model for run in runs], [run.momentum_row for run in runs],
-                    device, splits.train, objective, threads, start_update=runs[0].session.updates)
+    configs = [run.config for run in runs]
+
+    def stack(configs, models, optimizers, start_update: int) -> PackStep:
+        rows = [momentum_row_from_optimizer(optimizer, model) for model, optimizer in zip(models, optimizers)]
+        return PackStep(configs, models, rows, device, splits.train, objective, threads, start_update=start_update)
+
+    models, optimizers = [run.model for run in runs], [run.optimizer for run in runs]
     for run in runs:
-        run.model = run.momentum_row = None  # the pack holds the only copy from here on
-    step: PackStep | AutoPackStep = pack
-    if on_choice is not None:
-        step = AutoPackStep(pack, threads_for(pack.batch_size, device), pack_label(shared, pack.pack_size))
-    reporter = EpochProgress(shared.epochs, enabled=progress,
-                             label=f"{shared.model} B={pack.batch_size} ×{pack.pack_size}")
-    shape = {"batch_size": pack.batch_size, "n_train": len(splits.train), "updates_per_epoch": len(pack.slices)}
+        run.model = run.optimizer = None  # the step holds the only copy from here on
+    batch_size = resolve_batch_size(shared.batch_size, len(splits.train))
+    if on_choice is None:
+        step: PackStep | AutoPackStep = stack(configs, models, optimizers, runs[0].session.updates)
+    else:
+        step = AutoPackStep(configs, models, optimizers, stack, train=splits.train, objective=objective,
+                            single_threads=threads_for(batch_size, device), pack_threads=threads,
+                            label=pack_label(shared, len(runs)))
+    del models, optimizers
+    reporter = EpochProgress(shared.epochs, enabled=progress, label=f"{shared.model} B={batch_size} ×{len(runs)}")
+    shape = {"batch_size": batch_size, "n_train": len(splits.train),
+             "updates_per_epoch": len(datasets.batch_index_slices(len(splits.train), batch_size,
+                                                                  drop_last=shared.drop_last))}
     results = drive(step, [run.session for run in runs], splits, objective, reporter, shape=shape)
     if isinstance(step, AutoPackStep) and step.choice is not None and on_choice is not None:
         on_choice(step.choice)

@@ -1,19 +1,21 @@
-"""A pack that decides on its first updates whether to stay packed or go on one run at a time.
+"""A pack that decides on its first updates whether to train packed or one run at a time.
 
 A pack planned ``auto`` (:func:`batchlab.training.packed_plan.plan_packs`, any device but CUDA)
 is trained by :class:`AutoPackStep`, a step of the epoch driver (:mod:`batchlab.training.driver`)
-that starts as the stacked :class:`~batchlab.training.packed.PackStep` and applies the rule of
+that holds the runs' own models and optimizers and applies the rule of
 :mod:`batchlab.training.packed_plan` (:func:`~batchlab.training.packed_plan.verdict`) in the first
-epoch with enough batches:
+epoch with more than ``PROBE_PACKED_STEPS`` batches (shorter epochs before it train packed):
 
 1. a throwaway copy of the first run makes a few updates alone (t₁) — the only work thrown away;
-2. if the bound says packing cannot win, every run goes on one at a time at once;
-3. else the pack makes a few steps (t_K; fewer when the first samples already decide): real
-   updates of all runs, kept; then it either goes on packed or hands each run over, mid-epoch, to its own one-model step
-   (:class:`~batchlab.training.loop.SingleStep`), which continues at the next batch of the same
-   epoch, so no update is made twice or lost.
+2. if the bound says packing cannot win, every run goes on one at a time at once, and the runs
+   are never stacked: they cost what ``batchlab.train`` costs them;
+3. else the runs are stacked (:class:`~batchlab.training.packed.PackStep`) and the pack makes a
+   few steps (t_K; fewer when the first samples already decide): real updates of all runs, kept;
+   then it either goes on packed or hands each run back, mid-epoch, to its own model and
+   optimizer in a one-model step (:class:`~batchlab.training.loop.SingleStep`), which continues at
+   the next batch of the same epoch, so no update is made twice or lost.
 
-A run handed over resumes from the pack's state in loop.py's checkpoint format (its weights and
+A run handed back takes the pack's state in loop.py's checkpoint format (its weights and
 ``Momentum`` state), the same hand-over a checkpoint written in a pack and resumed alone makes;
 its batch losses of the epoch are the packed part's plus its own. Runs that go on one at a time
 train epoch by epoch, each run its whole epoch in turn (its weights stay in cache within it).
@@ -26,18 +28,21 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from batchlab import data as datasets
+from batchlab.config import RunConfig
 from batchlab.runtime.bandwidth import copy_bandwidth
 from batchlab.runtime.device import synchronize
 from batchlab.runtime.threads import intra_op_threads
 from batchlab.training.driver import EpochWork
 from batchlab.training.loop import SingleStep
 from batchlab.training.methods import build_run_optimizer, run_shape
+from batchlab.training.objective import Objective
 from batchlab.training.packed_plan import (
     PACKED,
     PROBE_PACKED_STEPS,
@@ -57,15 +62,23 @@ from batchlab.training.update_timer import update_time_summary
 class AutoPackStep:
     """K runs trained packed or one at a time, whichever the rule finds faster (module docstring).
 
-    ``pack`` is the runs' :class:`~batchlab.training.packed.PackStep` (stacked, not yet trained),
-    ``single_threads`` the intra-op thread count of one run's update, ``label`` the pack's name
-    in the reason.
+    The runs come as their own models and optimizers (``models``, ``optimizers``, one per config,
+    at the point they resume from); ``stack(configs, models, optimizers, start_update)`` makes the
+    :class:`~batchlab.training.packed.PackStep` of them, which happens only when the pack is
+    needed: a pack that the bound sends one at a time at once is never stacked, so its runs cost
+    what ``batchlab.train`` costs them, plus the few throwaway updates. ``single_threads`` is the
+    intra-op thread count of one run's update, ``label`` the pack's name in the reason.
     """
 
-    def __init__(self, pack: Any, single_threads: int, label: str) -> None:
-        self.pack, self.single_threads, self.label = pack, single_threads, label
-        self.configs = list(pack.configs)
+    def __init__(self, configs: Sequence[RunConfig], models: Sequence[nn.Module],
+                 optimizers: Sequence[torch.optim.Optimizer], stack: Callable[..., Any], *, train: Any,
+                 objective: Objective, single_threads: int, pack_threads: int, label: str) -> None:
+        self.configs, self.models, self.optimizers = list(configs), list(models), list(optimizers)
+        self.stack, self.train, self.objective = stack, train, objective
+        self.single_threads, self.pack_threads, self.label = single_threads, pack_threads, label
         self.pack_size = len(self.configs)
+        self.shapes = [run_shape(config, len(train)) for config in self.configs]
+        self.pack: Any = None
         self.singles: list[SingleStep] | None = None
         self.choice: Pack | None = None
 
@@ -74,10 +87,13 @@ class AutoPackStep:
     def train_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
         if self.singles is not None:
             return self._one_at_a_time(epoch, updates, limit)
-        count = len(self.pack.slices) if limit is None else max(0, min(len(self.pack.slices), limit))
-        if self.choice is not None or count <= PROBE_PACKED_STEPS:  # decided, or too short to decide in
-            return self.pack.train_epoch(epoch, updates, limit)
-        return self._deciding_epoch(epoch, updates, limit)
+        if self.choice is None:
+            batches = len(self.shapes[0].slices)
+            count = batches if limit is None else max(0, min(batches, limit))
+            if count > PROBE_PACKED_STEPS:
+                return self._deciding_epoch(epoch, updates, limit)
+        # Decided packed, or an epoch too short to decide in: packed (the next long one decides).
+        return self._packed(updates).train_epoch(epoch, updates, limit)
 
     def evaluate(self, split: Any, rows: Sequence[int] | None = None) -> list[tuple[float, float]]:
         if self.singles is None:
@@ -95,21 +111,27 @@ class AutoPackStep:
 
     def keep(self, rows: list[int]) -> None:
         self.configs = [self.configs[k] for k in rows]
-        if self.singles is None:
-            self.pack.keep(rows)
-        else:
+        self.shapes = [self.shapes[k] for k in rows]
+        if self.models:
+            self.models = [self.models[k] for k in rows]
+            self.optimizers = [self.optimizers[k] for k in rows]
+        if self.singles is not None:
             self.singles = [self.singles[k] for k in rows]
+        elif self.pack is not None:
+            self.pack.keep(rows)
 
     def agree(self, ending: list[bool]) -> list[bool]:
         return ending
 
     def timing(self) -> dict[str, Any]:
-        """The pack's timing keys; after a hand-over, ``time_per_update_s`` and its quartiles are
-        over every update timed, packed (amortized) and alone."""
-        timing = self.pack.timing()
+        """The pack's timing keys; with runs trained alone, ``time_per_update_s`` and its
+        quartiles are over every update timed, packed (amortized) and alone."""
+        timing: dict[str, Any] = {"pack_size": self.pack_size, "pack_step_time_s": None, "pack_capture_time_s": 0.0}
+        if self.pack is not None:
+            timing |= self.pack.timing()
         if self.singles is not None:
-            seconds = self.pack.timer.per_update_seconds() + [t for s in self.singles for t in s.timer.seconds]
-            timing |= update_time_summary(seconds)
+            packed = self.pack.timer.per_update_seconds() if self.pack is not None else []
+            timing |= update_time_summary(packed + [t for single in self.singles for t in single.timer.seconds])
         choice = self.choice
         return timing | {"pack_choice": None if choice is None else choice.strategy,
                          "pack_choice_reason": None if choice is None else choice.reason}
@@ -117,26 +139,27 @@ class AutoPackStep:
     # ------------------------------------------------------------------ deciding
 
     def _deciding_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
-        single_s = single_update_seconds(self._single_step(0), epoch)  # a throwaway copy of run 0
-        parameters = int(self.pack.model.flat.shape[1])
-        bandwidth = copy_bandwidth(working_set_bytes(parameters, self.pack_size), self.pack.threads)
+        single_s = single_update_seconds(self._copy_of_run(0), epoch)  # thrown away afterwards
+        parameters = sum(p.numel() for p in self.models[0].parameters())
+        bandwidth = copy_bandwidth(working_set_bytes(parameters, self.pack_size), self.pack_threads)
         bound = packed_bound_s(parameters, bandwidth)
         evidence = ProbeEvidence((), single_s, bound, bandwidth)
         if packing_ruled_out(evidence):
             self._decide(evidence)
             return self._one_at_a_time(epoch, updates, limit)
+        pack = self._packed(updates)
         probe, packed_s = None, []
         for step in range(PROBE_PACKED_STEPS):
-            part = self.pack.train_epoch(epoch, updates + step, 1, first_batch=step)
+            part = pack.train_epoch(epoch, updates + step, 1, first_batch=step)
             probe = part if probe is None else join(probe, part)
             if step:  # the first packed step (vmap's first call) is not packing's speed
-                packed_s.append(self.pack.timer.per_update_seconds()[-1])
+                packed_s.append(pack.timer.per_update_seconds()[-1])
             if median_cannot_win(packed_s, single_s, PROBE_PACKED_STEPS - 1):
                 break
         evidence = ProbeEvidence(tuple(packed_s), single_s, bound, bandwidth)
         rest = None if limit is None else limit - probe.updates
         if self._decide(evidence) == PACKED:
-            return join(probe, self.pack.train_epoch(epoch, updates + probe.updates, rest, first_batch=probe.updates))
+            return join(probe, pack.train_epoch(epoch, updates + probe.updates, rest, first_batch=probe.updates))
         return join(probe, self._one_at_a_time(epoch, updates + probe.updates, rest, first_batch=probe.updates))
 
     def _decide(self, evidence: ProbeEvidence) -> str:
@@ -144,21 +167,42 @@ class AutoPackStep:
         reason = f"{self.label}: {words}, measured on its first updates: {evidence.describe()}"
         self.choice = Pack(tuple(self.configs), strategy, reason, evidence)
         if strategy == SEQUENTIAL:
-            self.singles = [self._single_step(row) for row in range(len(self.configs))]
-            self.pack.release()  # the stacked state is the singles' now
+            self._hand_over()
+        else:
+            self.models = self.optimizers = []  # the pack holds the only copy from here on
         return strategy
 
-    def _single_step(self, row: int) -> SingleStep:
-        """Run ``row`` as one model and its optimizer, copied from the pack's state now (loop.py's
-        checkpoint format)."""
-        pack, config = self.pack, self.configs[row]
-        payload = pack.checkpoint(row, 0, 0)
-        model = copy.deepcopy(pack.model.base)
-        model.load_state_dict(payload["model"])
-        shape = run_shape(config, len(pack.train))
+    def _packed(self, updates: int) -> Any:
+        """The stacked step, made from the runs' models and optimizers the first time it is needed."""
+        if self.pack is None:
+            self.pack = self.stack(self.configs, self.models, self.optimizers, updates)
+        return self.pack
+
+    def _hand_over(self) -> None:
+        """Each run on its own from here: its model and optimizer, given the pack's state (loop.py's
+        checkpoint format) if it trained packed."""
+        if self.pack is not None:
+            for row, (model, optimizer) in enumerate(zip(self.models, self.optimizers)):
+                payload = self.pack.checkpoint(row, 0, 0)
+                model.load_state_dict(payload["model"])
+                optimizer.load_state_dict(payload["optimizer"])
+            self.pack.release()
+        self.singles = [SingleStep(model, optimizer, self.train, self.objective, shape, config, self.single_threads)
+                        for model, optimizer, shape, config in zip(self.models, self.optimizers, self.shapes,
+                                                                   self.configs)]
+
+    def _copy_of_run(self, row: int) -> SingleStep:
+        """A throwaway one-model step of run ``row`` as it stands (its weights and optimizer state)."""
+        config, shape = self.configs[row], self.shapes[row]
+        model = copy.deepcopy(self.models[row])
         optimizer = build_run_optimizer(config, model.parameters(), shape)
-        optimizer.load_state_dict(payload["optimizer"])
-        return SingleStep(model, optimizer, pack.train, pack.objective, shape, config, self.single_threads)
+        if self.pack is not None:
+            payload = self.pack.checkpoint(row, 0, 0)
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+        else:
+            optimizer.load_state_dict(self.optimizers[row].state_dict())
+        return SingleStep(model, optimizer, self.train, self.objective, shape, config, self.single_threads)
 
     def _one_at_a_time(self, epoch: int, updates: int, limit: int | None, *, first_batch: int = 0) -> EpochWork:
         assert self.singles is not None
