@@ -19,6 +19,7 @@ from batchlab.training.packed_plan import (
     measurement_cost,
     median_cannot_win,
     packed_bound_s,
+    packed_passes,
     packing_ruled_out,
     plan_packs,
     verdict,
@@ -65,12 +66,16 @@ def test_evidence_needs_samples_and_describes_both_ways():
     assert "ms per model-update" in text
     assert "packed: fastest 1.000, median 2.000" in text and "one at a time: fastest 4.000, median 5.000" in text
     bounded = ProbeEvidence((), (0.004,), bound_s=0.0005, bandwidth=32e9).describe()
-    assert "packed at least 0.500 (32·P bytes at 32.0 GB/s)" in bounded
+    assert "packed at least 0.500 (its passes over P at 32.0 GB/s)" in bounded
 
 
-def test_the_traffic_bound_is_eight_fp32_passes_over_the_parameters():
-    # The lecture's MLP: P = 669,706, 21.4 MB per packed model-update; at 32 GB/s, 0.67 ms.
-    assert packed_bound_s(669_706, 32e9) == pytest.approx(32 * 669_706 / 32e9)
+def test_the_traffic_bound_counts_the_packed_kernels_passes_over_the_parameters():
+    heavy_ball = RunConfig(lr=0.1, momentum=0.9)
+    assert packed_passes([heavy_ball, heavy_ball.replace(momentum=0.0)]) == 10
+    assert packed_passes([heavy_ball, heavy_ball.replace(weight_decay=1e-3)]) == 13
+    assert packed_passes([heavy_ball.replace(nesterov=True, weight_decay=1e-3)]) == 16
+    # The lecture's MLP: P = 669,706, 26.8 MB per packed heavy-ball model-update; at 32 GB/s, 0.84 ms.
+    assert packed_bound_s(669_706, 32e9, 10) == pytest.approx(40 * 669_706 / 32e9)
     assert working_set_bytes(669_706, 16) == 12 * 669_706 * 16
 
 

@@ -52,6 +52,7 @@ from batchlab.training.packed_plan import (
     ProbeEvidence,
     median_cannot_win,
     packed_bound_s,
+    packed_passes,
     packing_ruled_out,
     verdict,
     working_set_bytes,
@@ -142,7 +143,7 @@ class AutoPackStep:
         single_s = single_update_seconds(self._copy_of_run(0), epoch)  # thrown away afterwards
         parameters = sum(p.numel() for p in self.models[0].parameters())
         bandwidth = copy_bandwidth(working_set_bytes(parameters, self.pack_size), self.pack_threads)
-        bound = packed_bound_s(parameters, bandwidth)
+        bound = packed_bound_s(parameters, bandwidth, packed_passes(self.configs))
         evidence = ProbeEvidence((), single_s, bound, bandwidth)
         if packing_ruled_out(evidence):
             self._decide(evidence)

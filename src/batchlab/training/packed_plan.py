@@ -24,12 +24,13 @@
   1. *one at a time*, t₁: ``PROBE_SINGLE_UPDATES`` updates of a copy of the pack's first run (its
      weights, optimizer state and next batches, on the one-run thread count), after one untimed;
      the copy is thrown away, so this costs a few updates of one run;
-  2. *what packing cannot beat*: a packed step reads and writes every run's state, 8 passes over P
-     fp32 numbers per model-update (weights read in the forward and the backward pass, gradient
-     written and read, momentum and weights read and written: 32·P bytes), and its working set
-     (θ, g, m of K runs, 12·P·K bytes) moves at the bandwidth BW of a copy of that size
+  2. *what packing cannot beat*: the packed step's kernels pass over every run's state n times
+     per model-update, n fp32 passes over P (:func:`packed_passes`: 10 for heavy ball — θ read in
+     the forward pass, g written in the backward pass, m ← λm − ηg as ``mul_`` then ``addcmul_``,
+     θ ← θ + m — more with weight decay or Nesterov), and its working set (θ, g, m of K runs,
+     12·P·K bytes) moves at the bandwidth BW of a copy of that size
      (:func:`batchlab.runtime.bandwidth.copy_bandwidth`, on the packed step's thread count). So a
-     packed model-update takes at least t_bound = 32·P / BW. If t_bound · (1 + m) ≥ median(t₁),
+     packed model-update takes at least t_bound = 4·n·P / BW. If t_bound · (1 + m) ≥ median(t₁),
      packing cannot be faster by m: **one at a time, at once**, no packed step made. This is the
      lecture's MLP on a CPU: sixteen runs' state (~130 MB) is far beyond cache while one run's
      stays in it, and what packing saves (K − 1 updates' dispatch) is less than what it adds;
@@ -98,9 +99,7 @@ PROBE_SINGLE_UPDATES = 6
 PROBE_PACKED_STEPS = 4
 # Packing must be at least this much faster (fastest and median sample alike) to be chosen.
 PACKING_MARGIN = 0.10
-# fp32 passes over P that a packed model-update cannot avoid (weights read twice, gradient written
-# and read, momentum and weights read and written), and copies of P in a packed run's working set.
-PACKED_PASSES = 8
+# Copies of P in a packed run's working set: θ, g, m.
 WORKING_SET_COPIES = 3
 FLOAT32_BYTES = 4
 # A pack is planned ``auto`` only when its training is at least this many times what deciding can
@@ -112,7 +111,7 @@ MEASUREMENT_SHARE_LIMIT = 20
 class ProbeEvidence:
     """Seconds per model-update measured while a pack decided: one at a time (``sequential_s``),
     packed (``packed_s``; empty when the bound decided first), and the least a packed model-update
-    can take (``bound_s`` = 32·P / ``bandwidth``; None when not estimated)."""
+    can take (``bound_s``, :func:`packed_bound_s` at ``bandwidth``; None when not estimated)."""
 
     packed_s: tuple[float, ...]
     sequential_s: tuple[float, ...]
@@ -136,7 +135,7 @@ class ProbeEvidence:
             parts.append(f"packed: {way(self.packed_s)}")
         parts.append(f"one at a time: {way(self.sequential_s)}")
         if self.bound_s is not None:
-            parts.append(f"packed at least {self.bound_s * 1e3:.3f} (32·P bytes at "
+            parts.append(f"packed at least {self.bound_s * 1e3:.3f} (its passes over P at "
                          f"{(self.bandwidth or 0.0) / 1e9:.1f} GB/s)")
         return f"ms per model-update, {'; '.join(parts)} ({len(self.packed_s)} and {len(self.sequential_s)} samples)"
 
@@ -308,15 +307,34 @@ def verdict(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> tuple[st
     """The rule of the module docstring on ``evidence``: the strategy and why, in words."""
     if packing_ruled_out(evidence, margin):
         return SEQUENTIAL, (f"trained one at a time (packing cannot be faster by {margin:.0%}: a packed "
-                            f"model-update moves 32·P bytes, at least as long as one update alone)")
+                            f"model-update's passes over its parameters take about as long as one update "
+                            f"alone)")
     if choose_strategy(evidence, margin) == PACKED:
         return PACKED, f"packed (faster by more than {margin:.0%})"
     return SEQUENTIAL, f"trained one at a time (packing not faster by {margin:.0%} in fastest and median)"
 
 
-def packed_bound_s(parameters: int, bandwidth: float) -> float:
-    """The least time of one packed model-update: ``PACKED_PASSES`` fp32 passes over P at ``bandwidth``."""
-    return PACKED_PASSES * FLOAT32_BYTES * parameters / bandwidth
+def packed_passes(configs: Sequence[RunConfig]) -> int:
+    """fp32 passes over P that the packed step's kernels make per model-update, counted low (the
+    weights' reads for the input gradients and the reset of λ = 0 rows are left out).
+
+    From :class:`~batchlab.training.packed_step.PackedStep` and
+    :func:`batchlab.optim.functional.momentum_rows_`: the forward pass reads θ (1), the backward
+    pass writes g (1), m ← λm − ηg is ``mul_`` (reads and writes m: 2) then ``addcmul_`` (reads m
+    and g, writes m: 3), θ ← θ + m reads θ and m and writes θ (3): 10. Weight decay in any run
+    adds g + wd·θ into a new tensor (3); Nesterov in any run adds a second ``addcmul_`` over θ (3).
+    """
+    passes = 10
+    if any(config.weight_decay != 0.0 for config in configs):
+        passes += 3
+    if any(config.nesterov for config in configs):
+        passes += 3
+    return passes
+
+
+def packed_bound_s(parameters: int, bandwidth: float, passes: int) -> float:
+    """The least time of one packed model-update: ``passes`` fp32 passes over P at ``bandwidth``."""
+    return passes * FLOAT32_BYTES * parameters / bandwidth
 
 
 def working_set_bytes(parameters: int, runs: int) -> int:
