@@ -23,15 +23,26 @@ BN_SMALL = dict(SMALL, model="keskar-f1", hidden=(16, 16))
 
 
 def record_rates(monkeypatch, optimizer_class):
-    """The learning rate of every update ``optimizer_class.step`` makes, in order."""
+    """The learning rate of every update ``optimizer_class`` makes, in order: through its ``step``,
+    or, for the lecture's momentum on a plain MLP, through the fused update that applies its rule
+    without calling ``step`` (batchlab.training.fused_mlp)."""
+    from batchlab.training.fused_mlp import FusedMomentumMLP
+
     rates = []
     original = optimizer_class.step
+    original_fused = FusedMomentumMLP.__call__
 
     def step(self, *args, **kwargs):
         rates.append(self.param_groups[0]["lr"])
         return original(self, *args, **kwargs)
 
+    def fused(self, *args, **kwargs):
+        if isinstance(self.optimizer, optimizer_class):
+            rates.append(self.optimizer.param_groups[0]["lr"])
+        return original_fused(self, *args, **kwargs)
+
     monkeypatch.setattr(optimizer_class, "step", step)
+    monkeypatch.setattr(FusedMomentumMLP, "__call__", fused)
     return rates
 
 
