@@ -140,11 +140,12 @@ STANDARD_REASONS = (
     "sharpness, λ_max, the trace and the line use 1,000 seeded training examples",
 )
 
-# The standard scale's time, estimated from single epochs of the conv net on the quiet 2-core CPU
-# (training on 60,000 images, then the whole training split evaluated, process start included): 61 s
-# at SB = 256 (training accuracy 87.7 % after that epoch) and 82 s at LB = 6,000 (72.7 %). SB reaches
-# the 87 % target in 1–2 epochs and LB in an expected 8; at the caps, 5 seeds × (4 + 12) epochs is the
-# bound below (about 1.6 hours), plus a few minutes of measurements at the points.
+# The standard scale's time. Single epochs of the conv net on the quiet 2-core CPU (training on 60,000
+# images, then the whole training split evaluated, process start included): 61 s at SB = 256
+# (training accuracy 87.7 % after that epoch) and 82 s at LB = 6,000 (72.7 %). A whole run here took
+# 2 h 6 min with other jobs sharing the CPU for much of it: SB reached the 87 % target in 1–2 epochs,
+# LB in 10–12, and the at-a-minimum checks on all 60,000 training images took 25 minutes. At the caps,
+# 5 seeds × (4 + 12) epochs is the bound below.
 STANDARD_EPOCHS_ESTIMATE = 80
 
 # Both regimes of the standard scale stop at this training accuracy (STANDARD_REASONS).
