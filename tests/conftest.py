@@ -161,3 +161,18 @@ def readme_file_commands() -> list[list[str]]:
     text = README.read_text(encoding="utf-8")
     lines = [line for block in README_SHELL_BLOCK.findall(text) for line in block.splitlines()]
     return [shlex.split(line)[1:] for line in lines if line.startswith("batchlab ") and "--model-file" in line]
+
+
+def tiny_largebatch_setting(**changes):
+    """largebatch's quick scale shrunk so that every row trains in a few seconds: keskar-f1 with one
+    hidden layer of 8 on 1,000 mnist-5k digits, SB = 50 vs LB = 250; ``changes`` replace fields (a
+    user's small data needs smaller batches)."""
+    from dataclasses import replace
+
+    from batchlab.experiments.largebatch.experiment import Setting
+
+    setting = Setting(dataset="mnist-5k", train_subset=1000, model="keskar-f1", hidden=(8,), small_batch=50,
+                      large_batch=250, epochs=3, lr=0.05, momentum=0.9, warmup_epochs=1.0, lars_trust=0.01,
+                      lamb_lr=0.005, swap_target=0.5, swap_workers=2, swap_epochs=1, sharpness_examples=100,
+                      lr_grid=(0.025, 0.05, 0.1), lr_extension_cap=1)
+    return replace(setting, **changes)

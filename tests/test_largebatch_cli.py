@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import pytest
+from conftest import tiny_largebatch_setting
 import torch
 
 from batchlab.cli import main
@@ -23,11 +24,8 @@ needs_methods = pytest.mark.skipif(
 
 
 def tiny_setting(data_dir=None) -> Setting:
-    """Every row in a few seconds: keskar-f1 with one hidden layer of 8 on 1,000 mnist-5k digits."""
-    return Setting(dataset="mnist-5k", train_subset=1000, model="keskar-f1", hidden=(8,), small_batch=50,
-                   large_batch=250, epochs=3, lr=0.05, momentum=0.9, warmup_epochs=1.0, lars_trust=0.01,
-                   lamb_lr=0.005, swap_target=0.5, swap_workers=2, swap_epochs=1, sharpness_examples=100,
-                   lr_grid=(0.025, 0.05, 0.1), lr_extension_cap=1)
+    """Every row in a few seconds (conftest.tiny_largebatch_setting)."""
+    return tiny_largebatch_setting()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from batchlab.experiments.largebatch.experiment import Setting, record_key
 from batchlab.store import RunStore
 from batchlab.task.files import task_from_files
 from conftest import REGRESSION_MODEL_FILE, USER_DATA_FILE, USER_MODEL_FILE
-from conftest import checked_task_identity, strict_json, write_user_files
+from conftest import checked_task_identity, strict_json, tiny_largebatch_setting, write_user_files
 
 NO_TEST_DATA_FILE = """
 import torch
@@ -31,10 +31,7 @@ def load_data():
 
 def tiny_setting(data_dir=None) -> Setting:
     """The quick scale shrunk to the 48 training examples of the three blobs: SB = 4, LB = 16."""
-    return Setting(dataset="mnist-5k", train_subset=1000, model="keskar-f1", hidden=(8,), small_batch=4,
-                   large_batch=16, epochs=3, lr=0.05, momentum=0.9, warmup_epochs=1.0, lars_trust=0.01,
-                   lamb_lr=0.005, swap_target=0.5, swap_workers=2, swap_epochs=1, sharpness_examples=24,
-                   lr_grid=(0.025, 0.05, 0.1), lr_extension_cap=1)
+    return tiny_largebatch_setting(small_batch=4, large_batch=16, sharpness_examples=24)
 
 
 @pytest.fixture(scope="module")
