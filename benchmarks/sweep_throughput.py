@@ -15,7 +15,10 @@ are timed in one process:
     the rule of ``batchlab.training.packed_plan``: a traffic bound at the measured copy bandwidth
     may rule packing out at once, else a few real packed steps are compared with a few updates of
     one run alone). Which way each pack went, why, and the numbers it decided on are recorded
-    in the result (``plan`` of each repeat) and printed.
+    in the result (``plan`` of each repeat) and printed;
+(d) ``packed_forced`` (not on CUDA, where (c) is always packed): ``train_pack`` with strategy
+    ``packed``, the other option (c) chooses from, so (c) can be rated against the better of
+    its two options, (b) and (d).
 
 All three do the same work per run: the updates, an evaluation of the training and validation
 splits after every epoch, and of the test split at the end (batchlab records these; the plain
@@ -25,9 +28,12 @@ alone is reported beside it for (b) and (c). A model-update is one optimizer ste
 For batchlab's methods the sweep's time is also split in two: the update rate (model-updates
 per second of the epochs' own wall time, ``train_time_s`` in each run's summary) and the per-run
 overhead (everything else — setup, evaluation, store, checkpoints, weights — divided by the
-number of runs), so a gap to the plain loop can be traced to one or the other.
-Each method is measured ``--repeats`` times in alternating order (a b c, c b a, …) and rated by
-its fastest repeat: on a shared machine, load from other processes only ever adds time.
+number of runs), so a gap to the plain loop can be traced to one or the other. The plain loop's
+update rate is taken the same way, from the wall time of its batches alone (its evaluations left
+out).
+Each method is measured ``--repeats`` times in alternating order (a b c b' d, d b' c b a, …; (b)
+and (c) next to each other both ways) and rated by its fastest repeat: on a shared machine, load
+from other processes only ever adds time.
 On CUDA, (a) and (b) train only the first ``--baseline-runs`` configurations (a rate per
 model-update does not depend on how many runs are timed), to keep the benchmark short.
 
@@ -36,9 +42,13 @@ least read the weights in the forward and the backward pass, write the gradients
 update, read and write the momentum and read and write the weights: 8 passes over P fp32 numbers,
 32·P bytes (21.4 MB for the lecture's 784-512-512-10; activations, ~B·1,000 numbers, are left
 out). The device's memory bandwidth is measured with a large ``torch`` copy (read + write of 2 ×
-256 MiB on the CPU, 2 × 1 GiB on a GPU, fastest of five); bandwidth / (32·P) is the rate no
-method can beat once the state does not fit in cache, and each method's rate is reported as a
-percentage of it. A small model whose state stays in cache can exceed 100%, and so can an update
+256 MiB on the CPU, 2 × 1 GiB on a GPU, fastest of five, under the process's thread count), once
+after the warm-up and again before every row and at the end, since on a shared or virtual machine
+one reading can be far from the next; the bound is taken at the highest reading of the run, so a
+share of it is never flattered by a slow reading. bandwidth / (32·P) is the rate no method can
+beat once the state does not fit in cache, and each method's rate is reported as a percentage of
+it, for the whole sweep (evaluation included, which is arithmetic, not traffic) and for its update
+rate (what the bound is about). A small model whose state stays in cache can exceed 100%, and so can an update
 that needs fewer passes: batchlab's single-run update of a plain Linear/ReLU MLP writes the
 momentum straight from the backward pass (``batchlab.training.fused_mlp``), and its kernels make 6
 passes over a weight matrix (7 where the layer's input gradient is needed), where the ordinary
@@ -73,6 +83,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import batchlab
 from batchlab import data as datasets
 from batchlab.config import RunConfig
+from batchlab.runtime.bandwidth import copy_seconds
 from batchlab.runtime.device import device_name, resolve_device, synchronize
 from batchlab.training.packed import train_pack
 
@@ -137,15 +148,18 @@ def plain_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: t
     return loss / len(y), correct / len(y)
 
 
-def train_plain(config: RunConfig, splits: datasets.Splits, device: torch.device) -> int:
-    """The ordinary PyTorch loop for one configuration; returns the number of updates made."""
+def train_plain(config: RunConfig, splits: datasets.Splits, device: torch.device) -> tuple[int, float]:
+    """The ordinary PyTorch loop for one configuration; returns the number of updates made and the
+    wall seconds of its batches (the loop over the loader, evaluations left out)."""
     torch.manual_seed(config.seed)
     model = plain_mlp(math.prod(splits.input_shape), config.hidden, splits.num_classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     loader = DataLoader(TensorDataset(splits.train.x, splits.train.y), batch_size=config.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(config.seed))
-    updates = 0
+    updates, training_s = 0, 0.0
     while updates < config.max_updates:
+        synchronize(device)
+        start = time.perf_counter()
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
             loss = F.cross_entropy(model(xb), yb)
@@ -155,10 +169,12 @@ def train_plain(config: RunConfig, splits: datasets.Splits, device: torch.device
             updates += 1
             if updates >= config.max_updates:
                 break
+        synchronize(device)
+        training_s += time.perf_counter() - start
         plain_evaluate(model, splits.train.x, splits.train.y, device)
         plain_evaluate(model, splits.val.x, splits.val.y, device)
     plain_evaluate(model, splits.test.x, splits.test.y, device)
-    return updates
+    return updates, training_s
 
 
 # ----------------------------------------------------------------------------- timing
@@ -174,8 +190,10 @@ def timed(device: torch.device, work) -> tuple[float, object]:
 
 
 def measure_plain(configs, cpu_splits, splits, device) -> dict:
-    seconds, updates = timed(device, lambda: sum(train_plain(c, cpu_splits, device) for c in configs))
-    return {"model_updates": updates, "seconds": seconds}
+    seconds, done = timed(device, lambda: [train_plain(c, cpu_splits, device) for c in configs])
+    updates, training_s = sum(u for u, _ in done), sum(t for _, t in done)
+    return {"model_updates": updates, "seconds": seconds, "update_rate_per_s": updates / training_s,
+            "overhead_per_run_s": (seconds - training_s) / len(configs)}
 
 
 def measure_single(configs, cpu_splits, splits, device) -> dict:
@@ -191,8 +209,8 @@ def measure_single_store(configs, cpu_splits, splits, device) -> dict:
     return _batchlab_measurement(results, seconds)
 
 
-def measure_packed(configs, cpu_splits, splits, device) -> dict:
-    seconds, results = timed(device, lambda: train_pack(configs, splits=splits, progress=False))
+def measure_packed(configs, cpu_splits, splits, device, strategy: str = "auto") -> dict:
+    seconds, results = timed(device, lambda: train_pack(configs, splits=splits, progress=False, strategy=strategy))
     measurement = _batchlab_measurement(results, seconds)
     measurement["plan"] = [
         {"runs": len(p.configs), "strategy": p.strategy, "reason": p.reason,
@@ -217,26 +235,39 @@ def _batchlab_measurement(results, seconds: float) -> dict:
     }
 
 
-METHODS = {"plain": measure_plain, "single": measure_single, "single_store": measure_single_store,
-           "packed": measure_packed}
+def measure_packed_forced(configs, cpu_splits, splits, device) -> dict:
+    return measure_packed(configs, cpu_splits, splits, device, strategy="packed")
+
+
+# In measuring order: (b) and (c) side by side, so a drift of the machine's speed between the two
+# compared most closely is as small as it can be.
+METHODS = {"plain": measure_plain, "single": measure_single, "packed": measure_packed,
+           "single_store": measure_single_store, "packed_forced": measure_packed_forced}
+LETTERS = {"plain": "a", "single": "b", "single_store": "b'", "packed": "c", "packed_forced": "d"}
+
+
+def methods_for(device: torch.device) -> list[str]:
+    """(d) only where (c) chooses: on CUDA the pack is always packed."""
+    return [name for name in METHODS if not (name == "packed_forced" and device.type == "cuda")]
 
 
 def measure_all(configs, baseline_runs: int, repeats: int, cpu_splits, splits, device) -> dict[str, dict]:
-    """Each method ``repeats`` times, in the order a b b' c, then c b' b a, and so on, so a slow drift
-    of the machine's load favours none. The rate of a method is taken from its fastest repeat
+    """Each method ``repeats`` times, in the order a b c b' d, then d b' c b a, and so on, so a slow
+    drift of the machine's load favours none. The rate of a method is taken from its fastest repeat
     (load from other processes only ever adds time); the median is reported beside it."""
-    repeats_by_method: dict[str, list[dict]] = {name: [] for name in METHODS}
+    names = methods_for(device)
+    repeats_by_method: dict[str, list[dict]] = {name: [] for name in names}
     for repeat in range(repeats):
-        order = list(METHODS) if repeat % 2 == 0 else list(reversed(METHODS))
+        order = names if repeat % 2 == 0 else list(reversed(names))
         for name in order:
-            runs = configs if name == "packed" else configs[:baseline_runs]
+            runs = configs if name.startswith("packed") else configs[:baseline_runs]
             repeats_by_method[name].append(METHODS[name](runs, cpu_splits, splits, device))
     summary = {}
     for name, measurements in repeats_by_method.items():
         fastest = min(measurements, key=lambda m: m["seconds"] / m["model_updates"])
         rates = [m["model_updates"] / m["seconds"] for m in measurements]
         summary[name] = {
-            "runs": len(configs) if name == "packed" else min(baseline_runs, len(configs)),
+            "runs": len(configs) if name.startswith("packed") else min(baseline_runs, len(configs)),
             "updates_per_s": fastest["model_updates"] / fastest["seconds"],
             "updates_per_s_median": statistics.median(rates),
             "fastest": fastest,
@@ -259,22 +290,18 @@ def model_name(hidden: tuple[int, ...]) -> str:
     return f"mlp {'-'.join(map(str, (784, *hidden, 10)))}"
 
 
-def measure_bandwidth(device: torch.device, nbytes: int) -> dict:
-    """Memory bandwidth in bytes/s: the fastest of ``COPY_REPEATS`` copies of ``nbytes`` (a copy
-    reads and writes, 2 × ``nbytes`` of traffic)."""
-    source = torch.ones(nbytes // BYTES_PER_NUMBER, device=device)
-    target = torch.empty_like(source)
-    target.copy_(source)  # first touch: page faults are not bandwidth
-    seconds = []
-    for _ in range(COPY_REPEATS):
-        synchronize(device)
-        start = time.perf_counter()
-        target.copy_(source)
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    del source, target
-    return {"bytes_per_s": 2 * nbytes / min(seconds), "copy_bytes": nbytes, "copy_seconds": seconds,
-            "threads": torch.get_num_threads()}
+def measure_bandwidth(device: torch.device, nbytes: int, when: str) -> dict:
+    """One reading of the memory bandwidth in bytes/s: the fastest of ``COPY_REPEATS`` copies of
+    ``nbytes`` (a copy reads and writes, 2 × ``nbytes`` of traffic); ``when`` names the moment."""
+    seconds = copy_seconds(nbytes, device, COPY_REPEATS)
+    return {"when": when, "bytes_per_s": 2 * nbytes / min(seconds), "copy_seconds": seconds}
+
+
+def bandwidth_summary(readings: list[dict], nbytes: int) -> dict:
+    """Every reading, and the highest: the bandwidth the bound is taken at."""
+    rates = [reading["bytes_per_s"] for reading in readings]
+    return {"bytes_per_s": max(rates), "lowest_bytes_per_s": min(rates), "median_bytes_per_s": statistics.median(rates),
+            "copy_bytes": nbytes, "threads": torch.get_num_threads(), "readings": readings}
 
 
 def bytes_per_model_update(parameters: int) -> int:
@@ -287,18 +314,59 @@ def parameter_count(hidden: tuple[int, ...], input_features: int, num_classes: i
 
 
 def bandwidth_shares(row: dict, bandwidth: float, parameters: int) -> dict:
-    """Each method's model-updates per second as a share of the bandwidth-bound rate."""
+    """Each method's model-updates per second as a share of the bandwidth-bound rate: for the
+    whole sweep (``share``) and for its update rate alone (``update_rate_share``)."""
     bound = bandwidth / bytes_per_model_update(parameters)
+    names = [name for name in METHODS if name in row]
     return {"parameters": parameters, "bytes_per_model_update": bytes_per_model_update(parameters),
-            "bound_updates_per_s": bound,
-            "share": {name: row[name]["updates_per_s"] / bound for name in METHODS}}
+            "bandwidth_bytes_per_s": bandwidth, "bound_updates_per_s": bound,
+            "share": {name: row[name]["updates_per_s"] / bound for name in names},
+            "update_rate_share": {name: row[name]["fastest"]["update_rate_per_s"] / bound for name in names}}
+
+
+def auto_against_options(row: dict) -> dict | None:
+    """(c) against the better of its two options, (b) one at a time and (d) packed: the ratio of
+    sweep rates and which option was better (None on CUDA, where there is no choice)."""
+    if "packed_forced" not in row:
+        return None
+    better = max(("single", "packed_forced"), key=lambda name: row[name]["updates_per_s"])
+    return {"better_option": better, "ratio": row["packed"]["updates_per_s"] / row[better]["updates_per_s"]}
+
+
+def print_row(row: dict) -> None:
+    ratios = row["ratios"]
+    rate = {name: row[name]["updates_per_s"] for name in METHODS if name in row}
+    print(f"{row['model']:<18} B={row['batch_size']:<4} model-updates/s: (a) plain {rate['plain']:8.1f}  "
+          f"(b) single {rate['single']:8.1f}  (c) packed {rate['packed']:8.1f}   "
+          f"(c)/(a) {ratios['packed_vs_plain']:6.2f}  (c)/(b) {ratios['packed_vs_single']:5.2f}  "
+          f"(b)/(a) {ratios['single_vs_plain']:5.2f}  (b')/(a) {ratios['single_store_vs_plain']:5.2f}", flush=True)
+    for name in rate:
+        fastest = row[name]["fastest"]
+        print(f"    ({LETTERS[name]}) {name}: {rate[name]:8.1f} model-updates/s for the sweep, update rate "
+              f"{fastest['update_rate_per_s']:8.1f}, per-run overhead {fastest['overhead_per_run_s'] * 1e3:7.1f} ms",
+              flush=True)
+    if row["auto_choice"] is not None:
+        choice = row["auto_choice"]
+        print(f"    (c) against the better of its options, ({LETTERS[choice['better_option']]}) "
+              f"{choice['better_option']}: {choice['ratio']:.3f}", flush=True)
+    for repeat in row["packed"]["repeats"]:
+        for pack in repeat["plan"]:
+            print(f"    (c) chose: {pack['reason']}", flush=True)
+
+
+def print_bound(row: dict) -> None:
+    bound = row["bandwidth_bound"]
+    print(f"{row['model']:<18} B={row['batch_size']:<4} bandwidth bound {bound['bound_updates_per_s']:8.1f} "
+          f"model-updates/s ({bound['bytes_per_model_update'] / 1e6:.1f} MB each); sweep / update rate: "
+          + ", ".join(f"({LETTERS[name]}) {bound['share'][name]:.0%} / {bound['update_rate_share'][name]:.0%}"
+                      for name in bound["share"]), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 128])
-    parser.add_argument("--repeats", type=int, default=2, help="measurements of each method (default: 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements of each method (default: 3)")
     parser.add_argument("--widths", nargs="+", help="hidden widths of each MLP, e.g. 512,512 64 "
                         "(default: 512,512 and 64 on CPU, 512,512 on CUDA)")
     parser.add_argument("--runs", type=int, help="K configurations (default: 16 on CPU, 64 on CUDA)")
@@ -319,47 +387,41 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {device_name(device)}; K = {runs} runs on {DATASET}; (a) and (b) time {baseline_runs} of them",
           flush=True)
     warm_up(splits, cpu_splits, device)
-    bandwidth = measure_bandwidth(device, COPY_BYTES[kind])
-    print(f"memory bandwidth (torch copy of {bandwidth['copy_bytes'] / 2**20:.0f} MiB, fastest of {COPY_REPEATS}): "
-          f"{bandwidth['bytes_per_s'] / 1e9:.1f} GB/s", flush=True)
+    copy_bytes = COPY_BYTES[kind]
+    readings = [measure_bandwidth(device, copy_bytes, "after the warm-up")]
+    print(f"memory bandwidth (torch copy of {copy_bytes / 2**20:.0f} MiB, fastest of {COPY_REPEATS}): "
+          f"{readings[0]['bytes_per_s'] / 1e9:.1f} GB/s; read again before every row", flush=True)
 
-    rows = []
+    measured_rows = []
     for hidden in widths:
         model = model_name(hidden)
         for batch_size in args.batch_sizes:
+            readings.append(measure_bandwidth(device, copy_bytes, f"before {model} B={batch_size}"))
             updates = args.updates or DEFAULT_UPDATES[kind].get(batch_size, 100)
             configs = sweep_configs(runs, hidden, batch_size, updates, n_train, device.type)
             measured = measure_all(configs, baseline_runs, args.repeats, cpu_splits, splits, device)
-            plain, single, packed = measured["plain"], measured["single"], measured["packed"]
-            single_store = measured["single_store"]
-            ratios = {
-                "packed_vs_plain": packed["updates_per_s"] / plain["updates_per_s"],
-                "packed_vs_single": packed["updates_per_s"] / single["updates_per_s"],
-                "single_vs_plain": single["updates_per_s"] / plain["updates_per_s"],
-                "single_store_vs_plain": single_store["updates_per_s"] / plain["updates_per_s"],
+            row = {"model": model, "hidden": hidden, "batch_size": batch_size, "updates_per_run": updates, **measured}
+            row["ratios"] = {
+                "packed_vs_plain": row["packed"]["updates_per_s"] / row["plain"]["updates_per_s"],
+                "packed_vs_single": row["packed"]["updates_per_s"] / row["single"]["updates_per_s"],
+                "single_vs_plain": row["single"]["updates_per_s"] / row["plain"]["updates_per_s"],
+                "single_store_vs_plain": row["single_store"]["updates_per_s"] / row["plain"]["updates_per_s"],
             }
-            row = {"model": model, "batch_size": batch_size, "updates_per_run": updates, "plain": plain,
-                   "single": single, "single_store": single_store, "packed": packed, "ratios": ratios}
-            row["bandwidth_bound"] = bandwidth_shares(
-                row, bandwidth["bytes_per_s"], parameter_count(hidden, math.prod(splits.input_shape), splits.num_classes))
-            rows.append(row)
-            print(f"{model:<18} B={batch_size:<4} model-updates/s: (a) plain {plain['updates_per_s']:8.1f}  "
-                  f"(b) single {single['updates_per_s']:8.1f}  (c) packed {packed['updates_per_s']:8.1f}   "
-                  f"(c)/(a) {ratios['packed_vs_plain']:6.2f}  (c)/(b) {ratios['packed_vs_single']:5.2f}  "
-                  f"(b)/(a) {ratios['single_vs_plain']:5.2f}  (b')/(a) {ratios['single_store_vs_plain']:5.2f}",
-                  flush=True)
-            for letter, name in (("b", "single"), ("b'", "single_store"), ("c", "packed")):
-                fastest = measured[name]["fastest"]
-                print(f"    ({letter}) {name}: update rate {fastest['update_rate_per_s']:8.1f} model-updates/s, "
-                      f"per-run overhead {fastest['overhead_per_run_s'] * 1e3:7.1f} ms", flush=True)
-            bound = row["bandwidth_bound"]
-            print(f"    bandwidth bound {bound['bound_updates_per_s']:8.1f} model-updates/s "
-                  f"({bound['bytes_per_model_update'] / 1e6:.1f} MB each): "
-                  + ", ".join(f"({letter}) {name} {bound['share'][name]:.1%}"
-                              for letter, name in zip(("a", "b", "b'", "c"), METHODS)), flush=True)
-            for repeat in packed["repeats"]:
-                for pack in repeat["plan"]:
-                    print(f"    (c) chose: {pack['reason']}", flush=True)
+            row["auto_choice"] = auto_against_options(row)
+            print_row(row)
+            measured_rows.append(row)
+    readings.append(measure_bandwidth(device, copy_bytes, "at the end"))
+    bandwidth = bandwidth_summary(readings, copy_bytes)
+    listed = ", ".join(f"{reading['bytes_per_s'] / 1e9:.1f}" for reading in readings)
+    print(f"memory bandwidth readings: {listed} GB/s; "
+          f"the bound is taken at the highest, {bandwidth['bytes_per_s'] / 1e9:.1f} GB/s", flush=True)
+    rows = []
+    for row in measured_rows:
+        hidden = row.pop("hidden")
+        row["bandwidth_bound"] = bandwidth_shares(
+            row, bandwidth["bytes_per_s"], parameter_count(hidden, math.prod(splits.input_shape), splits.num_classes))
+        print_bound(row)
+        rows.append(row)
 
     result = {
         **result_header("sweep-throughput", device, load_before),

@@ -58,7 +58,10 @@ class PackedModel:
         """Stack ``models`` (same architecture, same device) row by row, in the given order."""
         base = models[0]
         layout = ParameterLayout.of(base)
-        flat = torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in models])
+        first = next(base.parameters())
+        flat = torch.empty((len(models), layout.size), dtype=first.dtype, device=first.device)
+        for row, model in zip(flat, models):  # each run's parameters copied once, into its row
+            torch.cat([p.detach().reshape(-1) for p in model.parameters()], out=row)
         buffers = {
             name: torch.stack([dict(m.named_buffers())[name].detach() for m in models])
             for name, _ in base.named_buffers()

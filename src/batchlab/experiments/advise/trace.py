@@ -41,7 +41,7 @@ from batchlab.timing.estimate import PILOT_UPDATES, pilot_times
 from batchlab.training.loop import initial_model_and_optimizer
 from batchlab.training.objective import CLASSIFICATION, Objective
 from batchlab.training.packed import PackStep, check_one_pack
-from batchlab.training.packed_state import momentum_row_from_optimizer
+from batchlab.training.packed_state import momentum_rows_from_optimizers
 
 REACHED = "reached"
 NOT_REACHED = "not reached"
@@ -78,12 +78,12 @@ class TraceOutcome:
 def build_pack(configs: Sequence[RunConfig], splits: Any, device: torch.device, initializer: Initializer,
                objective: Objective) -> PackStep:
     """The packed step of ``configs`` from their seeded starting points."""
-    models, buffers = [], []
+    models, optimizers = [], []
     for config in configs:
         model, optimizer = initializer(config, splits, device)
         models.append(model)
-        buffers.append(momentum_row_from_optimizer(optimizer, model))
-    return PackStep(configs, models, buffers, device, splits.train, objective)
+        optimizers.append(optimizer)
+    return PackStep(configs, models, momentum_rows_from_optimizers(optimizers, models), device, splits.train, objective)
 
 
 def pilot_seconds(configs: Sequence[RunConfig], splits: Any, target: Target, budget: int, *, ratio: float,

@@ -51,7 +51,7 @@ from batchlab.store.status import DIVERGED, FAILED_TO_TRAIN, FINISHED, training_
 from batchlab.training.loop import initial_model_and_optimizer
 from batchlab.training.objective import CLASSIFICATION
 from batchlab.training.packed import PackStep, check_one_pack
-from batchlab.training.packed_state import momentum_row_from_optimizer
+from batchlab.training.packed_state import momentum_rows_from_optimizers
 
 # Relative norm of the Gaussian added to the previous eigenvector when warm-starting Lanczos.
 WARM_NOISE = 0.1
@@ -159,14 +159,15 @@ def sharpness_trajectories(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} {value!r} is invalid; allowed: an integer ≥ 1")
 
-    models, buffers = [], []
+    models, optimizers = [], []
     for config in configs:
         model, optimizer = initial_model_and_optimizer(config, splits, device)
         models.append(model)
-        buffers.append(momentum_row_from_optimizer(optimizer, model))
+        optimizers.append(optimizer)
     # Each run's own model receives its weights from the pack before every measurement.
     probes = [SharpnessProbe(*probe, tol=tol, max_iter=max_iter, seed=config.seed, warm=warm) for config in configs]
-    pack = PackStep(configs, models, buffers, device, splits.train, CLASSIFICATION)
+    pack = PackStep(configs, models, momentum_rows_from_optimizers(optimizers, models), device, splits.train,
+                    CLASSIFICATION)
     trajectories = [Trajectory(config) for config in configs]
     active = list(range(len(configs)))  # the run of each row of the pack
 
