@@ -10,18 +10,14 @@ without a store, or a store that cannot be read at that moment, gets the plain l
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from batchlab.store.clock import store_timestamp as now
 
 PLAIN = "batchlab: interrupted"
 # Interrupted runs named one by one; more are counted.
 NAMED_RUNS = 3
-
-
-def now() -> str:
-    """The current time as the store writes its timestamps (UTC ISO 8601), to compare with them."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def interrupt_line(store_path: Any, since: str) -> str:

@@ -11,18 +11,13 @@ warm-up needs ``updates_per_epoch``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-__all__ = ["LAMB", "LAMB_OPTIONS", "LARS", "LARS_OPTIONS", "Momentum", "OPTIMIZERS", "OptimizerSpec", "RMSPROP_WARMUP_OPTIONS", "RMSpropWarmup", "build_optimizer", "get_optimizer_spec"]
+from batchlab.exports import lazy_exports
 
 # The optimizer classes import torch; importing them on first use keeps ``batchlab.optim.recipes``
 # and the registry's names (which the configuration reads) and ``batchlab --help`` free of torch.
+_EXPORTS = {name: "batchlab.optim.registry" for name in (
+    "LAMB", "LAMB_OPTIONS", "LARS", "LARS_OPTIONS", "Momentum", "OPTIMIZERS", "OptimizerSpec",
+    "RMSPROP_WARMUP_OPTIONS", "RMSpropWarmup", "build_optimizer", "get_optimizer_spec")}
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module 'batchlab.optim' has no attribute {name!r}")
-    value = getattr(importlib.import_module("batchlab.optim.registry"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,6 +1,7 @@
 """The run store: one SQLite file per study, safe with several processes writing at once.
 
 * :mod:`batchlab.store.database`: the file, its schema, the WAL journal, the write lock and retries.
+* :mod:`batchlab.store.clock`: the one format of the store's timestamps (UTC, to the microsecond).
 * :mod:`batchlab.store.status`: the run statuses (:class:`RunStatus`) and which of them are results.
 * :mod:`batchlab.store.decision`: :func:`decide` — finished, busy, resume or start — for one run.
 * :mod:`batchlab.store.record`: :class:`RunRecord`, one stored run.

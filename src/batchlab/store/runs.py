@@ -22,7 +22,6 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from batchlab.errors import StoreError
 from batchlab.files import atomic_write, json_default
 from batchlab.store.decision import Action, Decision, decide
 from batchlab.store.record import RunRecord, record_from_row
+from batchlab.store.clock import store_timestamp
 from batchlab.store.status import FINAL_STATUSES, INTERRUPTED, RUNNING, STATUSES
 from batchlab.store.database import TIMING_COLUMNS, Database
 from batchlab.store.query import conditions_from_mapping, filter_runs
@@ -109,7 +109,7 @@ class RunStore(Database):
           weights, checkpoint, final training state and the analysis records whose key names its
           id are removed first.
         """
-        now = _now()
+        now = store_timestamp()
         host, pid = socket.gethostname(), os.getpid()
 
         def body(conn: sqlite3.Connection) -> Decision:
@@ -173,7 +173,7 @@ class RunStore(Database):
             self._require_run(conn, run_id)
             conn.execute(
                 "UPDATE runs SET status = ?, summary = ?, finished = ? WHERE run_id = ?",
-                (status, encoded, _now(), run_id),
+                (status, encoded, store_timestamp(), run_id),
             )
 
         self._write(body)
@@ -338,7 +338,7 @@ class RunStore(Database):
         extra = dict(values.pop("extra", None) or {})
         extra.update({k: values.pop(k) for k in list(values) if k not in TIMING_COLUMNS})
         values["extra"] = extra
-        values.setdefault("created", _now())
+        values.setdefault("created", store_timestamp())
         for flag in _TIMING_FLAGS:
             if values.get(flag) is not None:
                 values[flag] = int(bool(values[flag]))
@@ -386,7 +386,7 @@ class RunStore(Database):
         encoded = _dumps(dict(value))
         self._write(lambda conn: conn.execute(
             "INSERT OR REPLACE INTO records (kind, key, value, created) VALUES (?, ?, ?, ?)",
-            (kind, key, encoded, _now()),
+            (kind, key, encoded, store_timestamp()),
         ))
 
     def get_record(self, kind: str, key: str) -> dict | None:
@@ -437,7 +437,7 @@ class RunStore(Database):
             self._require_run(conn, run_id)
             if text:
                 conn.execute("INSERT OR REPLACE INTO notes (run_id, note, updated) VALUES (?, ?, ?)",
-                             (run_id, text, _now()))
+                             (run_id, text, store_timestamp()))
             else:
                 conn.execute("DELETE FROM notes WHERE run_id = ?", (run_id,))
 
@@ -480,10 +480,6 @@ def _alive(pid: int | None) -> bool:
             return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return True
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _dumps(value: Any) -> str:

@@ -10,15 +10,9 @@ command line's parser does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from batchlab.exports import lazy_exports
 
 _EXPORTS = {"Task": "batchlab.task.task", "task_from_files": "batchlab.task.files"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'batchlab.task' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
