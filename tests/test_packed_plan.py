@@ -3,6 +3,7 @@ pack keeps, and a pack that decides on its first updates — packed, or handed o
 a time mid-epoch — giving each run what it gets alone (never its speed)."""
 
 import pytest
+import torch
 
 import batchlab
 from batchlab.config import RunConfig
@@ -12,6 +13,7 @@ from batchlab.training.packed_plan import (
     PACKED,
     PACKING_MARGIN,
     PROBE_PACKED_STEPS,
+    PROBE_SINGLE_FIRST,
     PROBE_SINGLE_UPDATES,
     SEQUENTIAL,
     ProbeEvidence,
@@ -98,7 +100,8 @@ def test_the_bound_rules_packing_out_when_one_update_alone_is_not_slower_than_it
 
 
 def test_deciding_costs_a_few_updates_of_one_run_and_the_packed_probe_steps():
-    assert measurement_cost(16) == PROBE_SINGLE_UPDATES + 1 + PROBE_PACKED_STEPS * 16
+    # Timed and untimed (one a turn, 4 turns) updates of the throwaway copy, and the packed steps.
+    assert measurement_cost(16) == PROBE_SINGLE_UPDATES + PROBE_PACKED_STEPS + PROBE_PACKED_STEPS * 16
 
 
 # A pack that decides while training, on injected timings: every run ends as it does alone.
@@ -117,7 +120,7 @@ def alone():
 
 
 def inject(monkeypatch, *, alone_s: float, packed_s: float, bandwidth: float) -> None:
-    monkeypatch.setattr(packed_auto, "single_update_seconds", lambda single, epoch: (alone_s,) * PROBE_SINGLE_UPDATES)
+    monkeypatch.setattr(packed_auto.SingleProbe, "sample", lambda self, count: (alone_s,) * count)
     monkeypatch.setattr(packed_auto, "copy_bandwidth", lambda working_set, threads: bandwidth)
     monkeypatch.setattr(packed._PackTimer, "per_update_seconds", lambda self: [packed_s] * len(self._pack_sizes))
 
@@ -139,11 +142,71 @@ def test_an_auto_pack_follows_the_rule_and_each_run_ends_as_it_does_alone(
     results = packed.train_pack(AUTO_RUNS, progress=False)
     (choice,) = results.plan
     assert choice.strategy == expected and words in choice.reason
-    assert choice.evidence.sequential_s == (alone_s,) * PROBE_SINGLE_UPDATES
+    # Three updates alone for the bound; with packed samples, the one alone after each of them.
+    assert choice.evidence.sequential_s == (alone_s,) * (samples or PROBE_SINGLE_FIRST)
     assert len(choice.evidence.packed_s) == samples
     for result, solo in zip(results, alone):
         assert_same_result(result, solo)
         assert result.summary["pack_choice"] == expected and result.summary["pack_choice_reason"] == choice.reason
+
+
+def test_the_probe_times_a_run_of_the_packs_commonest_update_rule():
+    grid = [RunConfig(**SMALL, momentum=momentum, seed=seed) for seed in (0, 1) for momentum in (0.0, 0.5, 0.8, 0.9)]
+    assert packed_auto.representative_run(grid) == 1  # λ = 0 first, but most runs carry momentum
+    assert packed_auto.representative_run([config.replace(momentum=0.0) for config in grid]) == 0
+    # A tie goes to the rule met first.
+    mixed = [grid[1], grid[0], grid[0].replace(seed=7), grid[2]]
+    assert packed_auto.representative_run(mixed) == 0
+    assert packed_auto.representative_run([grid[0], grid[1].replace(nesterov=True), grid[1]]) == 0
+
+
+def test_the_probe_times_a_throwaway_copy_by_the_training_loop_in_turns_with_the_pack(monkeypatch, alone):
+    from test_packed import assert_same_result
+
+    probes, events = [], []
+    real_sample, real_step = packed_auto.SingleProbe.sample, packed.PackStep.train_epoch
+
+    def sample(self, count):
+        probes.append(self)
+        seconds = real_sample(self, count)
+        events.append(("alone", len(seconds)))
+        return seconds
+
+    def packed_step(self, *args, **kwargs):
+        events.append(("packed", 1))
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(packed_auto.SingleProbe, "sample", sample)
+    monkeypatch.setattr(packed.PackStep, "train_epoch", packed_step)
+    monkeypatch.setattr(packed_auto, "copy_bandwidth", lambda working_set, threads: 1e15)  # no bound
+    monkeypatch.setattr(packed._PackTimer, "per_update_seconds", lambda self: [1.0] * len(self._pack_sizes))
+    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
+        packed.Pack(tuple(configs), AUTO, "4 runs: decided on its first updates")])
+    results = packed.train_pack(AUTO_RUNS, progress=False)
+    (probe,) = set(probes)
+    assert probe.single.config == AUTO_RUNS[0] and probe.single.model is not None
+    # 3 alone; the untimed packed step; then packed and alone in turns until the median cannot pass.
+    assert events[:6] == [("alone", PROBE_SINGLE_FIRST), ("packed", 1), ("packed", 1), ("alone", 1), ("packed", 1),
+                          ("alone", 1)]
+    evidence = results.plan[0].evidence
+    assert results.plan[0].strategy == SEQUENTIAL and evidence.packed_s == (1.0, 1.0)
+    assert len(evidence.sequential_s) == 2 and min(evidence.sequential_s) > 0
+    assert probe.made == PROBE_SINGLE_FIRST + 2 + 3  # one untimed in each of the 3 turns
+    for result, solo in zip(results, alone):
+        assert_same_result(result, solo)
+
+
+def test_the_probe_goes_round_its_epoch_again_when_the_epoch_is_shorter_than_the_probe():
+    from batchlab.training.loop import SingleStep, initial_model_and_optimizer
+    from batchlab.training.methods import run_shape
+    from batchlab.training.objective import CLASSIFICATION
+
+    splits = batchlab.data.prepare_splits("mnist-5k", device="cpu")
+    config = RunConfig(**SMALL, momentum=0.9).replace(batch_size=len(splits.train) // 2)  # 2 batches an epoch
+    model, optimizer = initial_model_and_optimizer(config, splits, torch.device("cpu"))
+    step = SingleStep(model, optimizer, splits.train, CLASSIFICATION, run_shape(config, len(splits.train)), config, 1)
+    probe = packed_auto.SingleProbe(step, 1)
+    assert len(probe.sample(3)) == 3 and len(probe.sample(1)) == 1 and probe.made == 6
 
 
 def test_runs_with_momentum_correction_train_one_at_a_time():

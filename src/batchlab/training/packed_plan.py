@@ -21,9 +21,12 @@
 
   The rule (:func:`verdict`; margin m = ``PACKING_MARGIN``), per model-update:
 
-  1. *one at a time*, t₁: ``PROBE_SINGLE_UPDATES`` updates of a copy of the pack's first run (its
-     weights, optimizer state and next batches, on the one-run thread count), after one untimed;
-     the copy is thrown away, so this costs a few updates of one run;
+  1. *one at a time*, t₁: ``PROBE_SINGLE_FIRST`` updates of a copy of one run of the pack's
+     most common update rule (:func:`~batchlab.training.packed_auto.representative_run`: a run
+     without momentum updates more cheaply than the rest), with its weights, optimizer state and
+     next batches, on the one-run thread count, after one untimed, timed by the one-model step's
+     own loop as its training is (each batch's gather included, as in t_K); the copy is thrown
+     away, so this costs a few updates of one run (at most ``PROBE_SINGLE_UPDATES``, with step 3);
   2. *what packing cannot beat*: the packed step's kernels pass over every run's state n times
      per model-update, n fp32 passes over P (:func:`packed_passes`: 10 for heavy ball — θ read in
      the forward pass, g written in the backward pass, m ← λm − ηg as ``mul_`` then ``addcmul_``,
@@ -36,8 +39,12 @@
      stays in it, and what packing saves (K − 1 updates' dispatch) is less than what it adds;
   3. otherwise ``PROBE_PACKED_STEPS`` steps of the pack itself, t_K (step time / K; the first step,
      vmap's first call, left out; fewer once more than half of the samples miss the bar, since the
-     median can no longer pass, :func:`median_cannot_win`). These are real updates of the runs,
-     kept either way. **Packed**
+     median can no longer pass, :func:`median_cannot_win`), each timed one followed by one more
+     timed update of the copy of step 1 (after an untimed one that brings its state back into
+     the cache), and these t₁ replace step 1's: the two ways are timed in turns, so a burst of
+     load from elsewhere (on a shared or virtual machine they last seconds) falls on both, and
+     neither is timed on its first updates. The packed steps are real updates of the runs, kept
+     either way. **Packed**
      when the fastest and the median of t_K are both below those of t₁ by m
      (t_K · (1 + m) < t₁, :func:`choose_strategy`), else **one at a time** from where the runs
      are (same epoch, next batch). A single sample per way once chose packing at 1.33 vs 2.23 ms
@@ -93,10 +100,12 @@ STATE_COPIES = 6
 # Activation memory of one example is counted this many times: the forward outputs saved for the
 # backward pass, their gradients, and slack for temporaries inside the layers.
 ACTIVATION_COPIES = 3
-# Timed updates of a throwaway copy of the pack's first run (after one untimed), and real packed
-# steps at the start of training (the first one, vmap's first call, left out of the samples).
-PROBE_SINGLE_UPDATES = 6
+# Timed updates of a throwaway copy of one run (each turn after one untimed): PROBE_SINGLE_FIRST
+# for the traffic bound, then one after each timed packed step, to compare with it; and real packed steps at the
+# start of training (the first one, vmap's first call, left out of the samples).
 PROBE_PACKED_STEPS = 4
+PROBE_SINGLE_FIRST = 3
+PROBE_SINGLE_UPDATES = PROBE_SINGLE_FIRST + PROBE_PACKED_STEPS - 1
 # Packing must be at least this much faster (fastest and median sample alike) to be chosen.
 PACKING_MARGIN = 0.10
 # Copies of P in a packed run's working set: θ, g, m.
@@ -418,7 +427,7 @@ def _throwaway_model(config: RunConfig, input_shape, num_classes: int, task: "Ta
 def measurement_cost(runs: int) -> int:
     """Model-updates that deciding can cost a pack of ``runs``: the throwaway updates of one run
     alone, and the packed probe steps (real updates, but slower ones if packing loses)."""
-    return PROBE_SINGLE_UPDATES + 1 + PROBE_PACKED_STEPS * runs
+    return PROBE_SINGLE_UPDATES + PROBE_PACKED_STEPS + PROBE_PACKED_STEPS * runs
 
 
 def planned_updates(config: RunConfig, n_train: int) -> int:
