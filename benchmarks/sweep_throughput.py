@@ -18,7 +18,8 @@ are timed in one process:
     in the result (``plan`` of each repeat) and printed;
 (d) ``packed_forced`` (not on CUDA, where (c) is always packed): ``train_pack`` with strategy
     ``packed``, the other option (c) chooses from, so (c) can be rated against the better of
-    its two options, (b) and (d).
+    its two options, (b) and (d): by their fastest repeats, and by the median over repeats of the
+    ratio within one repeat (the machine's speed drifts between repeats, less within one).
 
 All three do the same work per run: the updates, an evaluation of the training and validation
 splits after every epoch, and of the test split at the end (batchlab records these; the plain
@@ -326,11 +327,17 @@ def bandwidth_shares(row: dict, bandwidth: float, parameters: int) -> dict:
 
 def auto_against_options(row: dict) -> dict | None:
     """(c) against the better of its two options, (b) one at a time and (d) packed: the ratio of
-    sweep rates and which option was better (None on CUDA, where there is no choice)."""
+    their fastest repeats and which option was better; and, since the machine's speed drifts
+    between repeats, the same ratio within each repeat (the three measured in one round, (b) and
+    (c) side by side) and its median. None on CUDA, where there is no choice."""
     if "packed_forced" not in row:
         return None
     better = max(("single", "packed_forced"), key=lambda name: row[name]["updates_per_s"])
-    return {"better_option": better, "ratio": row["packed"]["updates_per_s"] / row[better]["updates_per_s"]}
+    rate = lambda measurement: measurement["model_updates"] / measurement["seconds"]  # noqa: E731
+    paired = [rate(auto) / max(rate(single), rate(forced)) for auto, single, forced in
+              zip(row["packed"]["repeats"], row["single"]["repeats"], row["packed_forced"]["repeats"])]
+    return {"better_option": better, "ratio": row["packed"]["updates_per_s"] / row[better]["updates_per_s"],
+            "ratio_per_repeat": paired, "ratio_per_repeat_median": statistics.median(paired)}
 
 
 def print_row(row: dict) -> None:
@@ -348,7 +355,9 @@ def print_row(row: dict) -> None:
     if row["auto_choice"] is not None:
         choice = row["auto_choice"]
         print(f"    (c) against the better of its options, ({LETTERS[choice['better_option']]}) "
-              f"{choice['better_option']}: {choice['ratio']:.3f}", flush=True)
+              f"{choice['better_option']}: {choice['ratio']:.3f}; within each repeat, against the better of the "
+              f"two then: median {choice['ratio_per_repeat_median']:.3f} "
+              f"({', '.join(f'{r:.2f}' for r in choice['ratio_per_repeat'])})", flush=True)
     for repeat in row["packed"]["repeats"]:
         for pack in repeat["plan"]:
             print(f"    (c) chose: {pack['reason']}", flush=True)

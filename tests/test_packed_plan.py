@@ -100,8 +100,9 @@ def test_the_bound_rules_packing_out_when_one_update_alone_is_not_slower_than_it
 
 
 def test_deciding_costs_a_few_updates_of_one_run_and_the_packed_probe_steps():
-    # Timed and untimed (one a turn, 4 turns) updates of the throwaway copy, and the packed steps.
-    assert measurement_cost(16) == PROBE_SINGLE_UPDATES + PROBE_PACKED_STEPS + PROBE_PACKED_STEPS * 16
+    # Timed and untimed (3 in the first turn, then one a turn) updates of the throwaway copy, and
+    # the packed steps.
+    assert measurement_cost(16) == PROBE_SINGLE_UPDATES + 3 + 3 + PROBE_PACKED_STEPS * 16
 
 
 # A pack that decides while training, on injected timings: every run ends as it does alone.
@@ -120,7 +121,7 @@ def alone():
 
 
 def inject(monkeypatch, *, alone_s: float, packed_s: float, bandwidth: float) -> None:
-    monkeypatch.setattr(packed_auto.SingleProbe, "sample", lambda self, count: (alone_s,) * count)
+    monkeypatch.setattr(packed_auto.SingleProbe, "sample", lambda self, count, untimed=1: (alone_s,) * count)
     monkeypatch.setattr(packed_auto, "copy_bandwidth", lambda working_set, threads: bandwidth)
     monkeypatch.setattr(packed._PackTimer, "per_update_seconds", lambda self: [packed_s] * len(self._pack_sizes))
 
@@ -166,9 +167,9 @@ def test_the_probe_times_a_throwaway_copy_by_the_training_loop_in_turns_with_the
     probes, events = [], []
     real_sample, real_step = packed_auto.SingleProbe.sample, packed.PackStep.train_epoch
 
-    def sample(self, count):
+    def sample(self, count, untimed=1):
         probes.append(self)
-        seconds = real_sample(self, count)
+        seconds = real_sample(self, count, untimed)
         events.append(("alone", len(seconds)))
         return seconds
 
@@ -191,7 +192,7 @@ def test_the_probe_times_a_throwaway_copy_by_the_training_loop_in_turns_with_the
     evidence = results.plan[0].evidence
     assert results.plan[0].strategy == SEQUENTIAL and evidence.packed_s == (1.0, 1.0)
     assert len(evidence.sequential_s) == 2 and min(evidence.sequential_s) > 0
-    assert probe.made == PROBE_SINGLE_FIRST + 2 + 3  # one untimed in each of the 3 turns
+    assert probe.made == PROBE_SINGLE_FIRST + 2 + 3 + 2  # untimed: 3 in the first turn, one in each later
     for result, solo in zip(results, alone):
         assert_same_result(result, solo)
 
@@ -206,7 +207,7 @@ def test_the_probe_goes_round_its_epoch_again_when_the_epoch_is_shorter_than_the
     model, optimizer = initial_model_and_optimizer(config, splits, torch.device("cpu"))
     step = SingleStep(model, optimizer, splits.train, CLASSIFICATION, run_shape(config, len(splits.train)), config, 1)
     probe = packed_auto.SingleProbe(step, 1)
-    assert len(probe.sample(3)) == 3 and len(probe.sample(1)) == 1 and probe.made == 6
+    assert len(probe.sample(3, untimed=3)) == 3 and len(probe.sample(1)) == 1 and probe.made == 8
 
 
 def test_runs_with_momentum_correction_train_one_at_a_time():

@@ -43,6 +43,7 @@ from batchlab.training.packed_plan import (
     PACKED,
     PROBE_PACKED_STEPS,
     PROBE_SINGLE_FIRST,
+    PROBE_SINGLE_WARMUP,
     SEQUENTIAL,
     Pack,
     ProbeEvidence,
@@ -140,7 +141,7 @@ class AutoPackStep:
         parameters = sum(p.numel() for p in self.models[0].parameters())
         bandwidth = copy_bandwidth(working_set_bytes(parameters, self.pack_size), self.pack_threads)
         bound = packed_bound_s(parameters, bandwidth, packed_passes(self.configs))
-        evidence = ProbeEvidence((), alone.sample(PROBE_SINGLE_FIRST), bound, bandwidth)
+        evidence = ProbeEvidence((), alone.sample(PROBE_SINGLE_FIRST, untimed=PROBE_SINGLE_WARMUP), bound, bandwidth)
         if packing_ruled_out(evidence):
             self._decide(evidence)
             return self._one_at_a_time(epoch, updates, limit)
@@ -234,7 +235,9 @@ class SingleProbe:
     batches gathered beforehand, made one at a time look cheaper than it trains. Each turn starts
     with one untimed update: after the pack's step has run, the run's state is out of the cache,
     and a first update after that measured 1.6–2× a warm one (784-64-10, B = 1 and 16, 2-core
-    CPU), which is not what training one run at a time pays. The copy walks its order in
+    CPU), which is not what training one run at a time pays; a fresh copy's first few updates
+    are slower still (allocations, first touches), hence more untimed ones in the first turn
+    (``PROBE_SINGLE_WARMUP``). The copy walks its order in
     ``epoch`` from the first batch, round again if the epoch is shorter than the probe (which
     examples a timed update sees does not change its time).
     """
@@ -242,12 +245,12 @@ class SingleProbe:
     def __init__(self, single: SingleStep, epoch: int) -> None:
         self.single, self.epoch, self.made = single, epoch, 0
 
-    def sample(self, count: int) -> tuple[float, ...]:
-        """The seconds of ``count`` updates, after one untimed, made in one pass of the step's loop
-        where the epoch has room (a call per update measured 1.1–1.4× the loop's own time)."""
+    def sample(self, count: int, untimed: int = 1) -> tuple[float, ...]:
+        """The seconds of ``count`` updates, after ``untimed`` more, made in one pass of the step's
+        loop where the epoch has room (a call per update measured 1.1–1.4× the loop's own time)."""
         batches = len(self.single.shape.slices)
         before = len(self.single.timer.seconds)
-        wanted = count + 1
+        wanted = count + untimed
         while wanted:
             first = self.made % batches
             first = first if first + wanted <= batches else 0

@@ -24,7 +24,8 @@
   1. *one at a time*, t₁: ``PROBE_SINGLE_FIRST`` updates of a copy of one run of the pack's
      most common update rule (:func:`~batchlab.training.packed_auto.representative_run`: a run
      without momentum updates more cheaply than the rest), with its weights, optimizer state and
-     next batches, on the one-run thread count, after one untimed, timed by the one-model step's
+     next batches, on the one-run thread count, after ``PROBE_SINGLE_WARMUP`` untimed (a fresh
+     copy's first updates are slow), timed by the one-model step's
      own loop as its training is (each batch's gather included, as in t_K); the copy is thrown
      away, so this costs a few updates of one run (at most ``PROBE_SINGLE_UPDATES``, with step 3);
   2. *what packing cannot beat*: the packed step's kernels pass over every run's state n times
@@ -106,6 +107,8 @@ ACTIVATION_COPIES = 3
 PROBE_PACKED_STEPS = 4
 PROBE_SINGLE_FIRST = 3
 PROBE_SINGLE_UPDATES = PROBE_SINGLE_FIRST + PROBE_PACKED_STEPS - 1
+# Untimed updates of the fresh copy before its first timed one (later turns: one).
+PROBE_SINGLE_WARMUP = 3
 # Packing must be at least this much faster (fastest and median sample alike) to be chosen.
 PACKING_MARGIN = 0.10
 # Copies of P in a packed run's working set: θ, g, m.
@@ -427,7 +430,7 @@ def _throwaway_model(config: RunConfig, input_shape, num_classes: int, task: "Ta
 def measurement_cost(runs: int) -> int:
     """Model-updates that deciding can cost a pack of ``runs``: the throwaway updates of one run
     alone, and the packed probe steps (real updates, but slower ones if packing loses)."""
-    return PROBE_SINGLE_UPDATES + PROBE_PACKED_STEPS + PROBE_PACKED_STEPS * runs
+    return PROBE_SINGLE_UPDATES + PROBE_SINGLE_WARMUP + (PROBE_PACKED_STEPS - 1) + PROBE_PACKED_STEPS * runs
 
 
 def planned_updates(config: RunConfig, n_train: int) -> int:
