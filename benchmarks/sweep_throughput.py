@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 128])
     parser.add_argument("--repeats", type=int, default=5, help="measurements of each method (default: 5; repeats on a "
-                        "virtual machine can differ by 10-40 %%, so the fastest of few is itself noisy)")
+                        "shared virtual machine can differ by tens of percent, so the fastest of few is "
+                        "itself noisy)")
     parser.add_argument("--widths", nargs="+", help="hidden widths of each MLP, e.g. 512,512 64 "
                         "(default: 512,512 and 64 on CPU, 512,512 on CUDA)")
     parser.add_argument("--runs", type=int, help="K configurations (default: 16 on CPU, 64 on CUDA)")
