@@ -178,7 +178,7 @@ class SingleStep:
         count = len(slices) if limit is None else max(0, min(len(slices), limit))
         model.train()
         order = datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, config.shuffle)
-        batches = self.batches(order, slices[:count])
+        batches = self._batches(order, slices[:count])
         losses: list[torch.Tensor] = []
         if self.constant_lr:
             set_learning_rate(optimizer, schedule.lr_at(updates))
@@ -208,7 +208,7 @@ class SingleStep:
         self.optimizer_step()
         return loss.detach()
 
-    def batches(self, order: torch.Tensor, slices: Sequence[tuple[int, int]]):
+    def _batches(self, order: torch.Tensor, slices: Sequence[tuple[int, int]]):
         """The epoch's batches: gathered on the device with ``index_select`` (one kernel each, no
         advanced-indexing dispatch) for data on the device, read and copied for streamed data."""
         train = self.train

@@ -83,7 +83,7 @@ from batchlab.training.packed_plan import (
     plan_packs,
 )
 from batchlab.training.packed_auto import AutoPackStep
-from batchlab.training.packed_state import PackedMomentum, momentum_rows_from_optimizers, optimizer_state_dict
+from batchlab.training.packed_state import PackedMomentum, momentum_rows, optimizer_state_dict
 from batchlab.training.packed_step import PackedModel, evaluate_pack, make_step
 from batchlab.training.driver import EpochWork, checkpoint_payload, drive, restore
 from batchlab.training.progress import EpochProgress
@@ -275,8 +275,8 @@ def _train_together(
     configs = [run.config for run in runs]
 
     def stack(configs, models, optimizers, start_update: int) -> PackStep:
-        rows = momentum_rows_from_optimizers(optimizers, models)
-        return PackStep(configs, models, rows, device, splits.train, objective, threads, start_update=start_update)
+        return PackStep(configs, models, optimizers, device, splits.train, objective, threads,
+                        start_update=start_update)
 
     models, optimizers = [run.model for run in runs], [run.optimizer for run in runs]
     for run in runs:
@@ -321,10 +321,9 @@ class PackStep:
     """
 
     def __init__(self, configs: Sequence[RunConfig], models: Sequence[torch.nn.Module],
-                 momentum: torch.Tensor, device: torch.device, train, objective,
+                 optimizers: Sequence[torch.optim.Optimizer], device: torch.device, train, objective,
                  threads: int = 0, start_update: int = 0) -> None:
-        """Stack ``models`` (one per config; ``momentum``, their (K, P) momentum buffer rows, from
-        :func:`~batchlab.training.packed_state.momentum_rows_from_optimizers`) into one pack;
+        """Stack ``models`` and their ``optimizers``' momentum buffers (one of each per config) into one pack;
         ``start_update``: the update the runs resume at (their learning rates start there)."""
         self.device, self.train, self.objective, self.threads = device, train, objective, threads
         self.configs = list(configs)
@@ -334,7 +333,7 @@ class PackStep:
         self.slices = datasets.batch_index_slices(n_train, self.batch_size, drop_last=shared.drop_last)
         self.batch_lengths = sorted({end - start for start, end in self.slices})
         self.model = PackedModel.from_models(list(models))
-        self.optimizer = PackedMomentum(self.configs, momentum, self.model.layout.columns)
+        self.optimizer = PackedMomentum(self.configs, momentum_rows(optimizers, models), self.model.layout.columns)
         self.schedules = [run_shape(config, n_train).schedule for config in self.configs]
         self.scheduled = not all(schedule.is_constant for schedule in self.schedules)
         self.optimizer.set_lr([schedule.lr_at(start_update) for schedule in self.schedules])

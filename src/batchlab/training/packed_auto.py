@@ -249,7 +249,6 @@ class SingleProbe:
         """The seconds of ``count`` updates, after ``untimed`` more, made in one pass of the step's
         loop where the epoch has room (a call per update measured 1.1–1.4× the loop's own time)."""
         batches = len(self.single.shape.slices)
-        before = len(self.single.timer.seconds)
         wanted = count + untimed
         while wanted:
             first = self.made % batches
@@ -257,8 +256,7 @@ class SingleProbe:
             work = self.single.train_epoch(self.epoch, self.made, wanted, first_batch=first)
             self.made += work.updates
             wanted -= work.updates
-        # The step's timer leaves out a run's very first update by itself; later, drop the turn's first.
-        seconds = self.single.timer.seconds[before:]
+        seconds = self.single.timer.seconds  # every timed update so far; this turn's last
         return tuple(seconds[len(seconds) - count:])
 
 

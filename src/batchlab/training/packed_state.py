@@ -48,11 +48,6 @@ class ParameterLayout:
         return cls(tuple(names), tuple(shapes), tuple(offsets))
 
     @property
-    def size(self) -> int:
-        """P, the parameters of one run (the length of a row)."""
-        return sum(math.prod(shape) for shape in self.shapes)
-
-    @property
     def columns(self) -> list[tuple[int, int]]:
         """The (start, end) columns of each parameter in a row, in layout order."""
         return [(offset, offset + math.prod(shape)) for shape, offset in zip(self.shapes, self.offsets)]
@@ -140,24 +135,22 @@ def optimizer_state_dict(
     return optimizer.state_dict()
 
 
-def momentum_row_from_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module,
-                                out: torch.Tensor | None = None) -> torch.Tensor:
-    """One run's momentum buffers as a (P,) row, zeros where the optimizer holds none yet; written
-    into ``out`` (a row of a pack's (K, P) buffer) when given, so the buffers are copied once."""
-    rows = []
-    for parameter in model.parameters():
-        buffer = optimizer.state.get(parameter, {}).get("momentum_buffer")
-        rows.append((buffer if buffer is not None else torch.zeros_like(parameter)).detach().reshape(-1))
-    if not rows:
-        return torch.zeros(0) if out is None else out
-    return torch.cat(rows) if out is None else torch.cat(rows, out=out)
+def stacked_rows(runs: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    """One (K, P) tensor of K runs' tensors, each run's flattened into its row in the given order
+    and copied once (no per-run row first, then a stack)."""
+    first = runs[0][0]
+    rows = torch.empty((len(runs), sum(t.numel() for t in runs[0])), dtype=first.dtype, device=first.device)
+    for row, tensors in zip(rows, runs):
+        torch.cat([t.detach().reshape(-1) for t in tensors], out=row)
+    return rows
 
 
-def momentum_rows_from_optimizers(optimizers: Sequence[torch.optim.Optimizer],
-                                  models: Sequence[nn.Module]) -> torch.Tensor:
-    """K runs' momentum rows as one (K, P) buffer, each run's buffers copied once into its row."""
-    first = next(models[0].parameters())
-    buffer = torch.empty((len(models), ParameterLayout.of(models[0]).size), dtype=first.dtype, device=first.device)
-    for row, optimizer, model in zip(buffer, optimizers, models):
-        momentum_row_from_optimizer(optimizer, model, out=row)
-    return buffer
+def momentum_rows(optimizers: Sequence[torch.optim.Optimizer], models: Sequence[nn.Module]) -> torch.Tensor:
+    """K runs' momentum buffers as a (K, P) tensor in parameter order, zeros where a run's
+    optimizer holds none yet."""
+    def buffers(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[torch.Tensor]:
+        held = [optimizer.state.get(param, {}).get("momentum_buffer") for param in model.parameters()]
+        return [torch.zeros_like(param) if buffer is None else buffer
+                for param, buffer in zip(model.parameters(), held)]
+
+    return stacked_rows([buffers(optimizer, model) for optimizer, model in zip(optimizers, models)])

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from batchlab.data import TensorSplit
 from batchlab.training.loop import EVAL_CHUNK
 from batchlab.training.objective import CLASSIFICATION, Objective
-from batchlab.training.packed_state import PackedMomentum, ParameterLayout
+from batchlab.training.packed_state import PackedMomentum, ParameterLayout, stacked_rows
 
 # Model-examples per vmapped evaluation forward pass (K runs × chunk examples): as many as
 # loop.py's evaluation puts through one model per pass, so evaluating a pack needs no more memory
@@ -58,10 +58,7 @@ class PackedModel:
         """Stack ``models`` (same architecture, same device) row by row, in the given order."""
         base = models[0]
         layout = ParameterLayout.of(base)
-        first = next(base.parameters())
-        flat = torch.empty((len(models), layout.size), dtype=first.dtype, device=first.device)
-        for row, model in zip(flat, models):  # each run's parameters copied once, into its row
-            torch.cat([p.detach().reshape(-1) for p in model.parameters()], out=row)
+        flat = stacked_rows([list(model.parameters()) for model in models])
         buffers = {
             name: torch.stack([dict(m.named_buffers())[name].detach() for m in models])
             for name, _ in base.named_buffers()

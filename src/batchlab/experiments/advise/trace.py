@@ -41,7 +41,6 @@ from batchlab.timing.estimate import PILOT_UPDATES, pilot_times
 from batchlab.training.loop import initial_model_and_optimizer
 from batchlab.training.objective import CLASSIFICATION, Objective
 from batchlab.training.packed import PackStep, check_one_pack
-from batchlab.training.packed_state import momentum_rows_from_optimizers
 
 REACHED = "reached"
 NOT_REACHED = "not reached"
@@ -83,7 +82,7 @@ def build_pack(configs: Sequence[RunConfig], splits: Any, device: torch.device, 
         model, optimizer = initializer(config, splits, device)
         models.append(model)
         optimizers.append(optimizer)
-    return PackStep(configs, models, momentum_rows_from_optimizers(optimizers, models), device, splits.train, objective)
+    return PackStep(configs, models, optimizers, device, splits.train, objective)
 
 
 def pilot_seconds(configs: Sequence[RunConfig], splits: Any, target: Target, budget: int, *, ratio: float,

@@ -51,7 +51,6 @@ from batchlab.store.status import DIVERGED, FAILED_TO_TRAIN, FINISHED, training_
 from batchlab.training.loop import initial_model_and_optimizer
 from batchlab.training.objective import CLASSIFICATION
 from batchlab.training.packed import PackStep, check_one_pack
-from batchlab.training.packed_state import momentum_rows_from_optimizers
 
 # Relative norm of the Gaussian added to the previous eigenvector when warm-starting Lanczos.
 WARM_NOISE = 0.1
@@ -166,8 +165,7 @@ def sharpness_trajectories(
         optimizers.append(optimizer)
     # Each run's own model receives its weights from the pack before every measurement.
     probes = [SharpnessProbe(*probe, tol=tol, max_iter=max_iter, seed=config.seed, warm=warm) for config in configs]
-    pack = PackStep(configs, models, momentum_rows_from_optimizers(optimizers, models), device, splits.train,
-                    CLASSIFICATION)
+    pack = PackStep(configs, models, optimizers, device, splits.train, CLASSIFICATION)
     trajectories = [Trajectory(config) for config in configs]
     active = list(range(len(configs)))  # the run of each row of the pack
 
