@@ -12,18 +12,23 @@ from batchlab.training.packed_plan import (
     AUTO,
     PACKED,
     PACKING_MARGIN,
-    PROBE_PACKED_STEPS,
+    PROBE_MAX_TURNS,
     PROBE_SINGLE_FIRST,
-    PROBE_SINGLE_UPDATES,
+    PROBE_SINGLE_WARMUP,
+    PROBE_TURN_STEPS,
+    PROBE_TURN_TIMED,
+    PROBE_TURN_UNTIMED,
     SEQUENTIAL,
     ProbeEvidence,
     choose_strategy,
     measurement_cost,
-    median_cannot_win,
     packed_bound_s,
     packed_passes,
     packing_ruled_out,
     plan_packs,
+    probe_turn_budget,
+    turn_ratios,
+    turns_verdict,
     verdict,
     working_set_bytes,
 )
@@ -35,28 +40,55 @@ def evidence(packed, sequential):
     return ProbeEvidence(tuple(packed), tuple(sequential))
 
 
-def test_packing_is_chosen_only_when_it_wins_clearly_in_fastest_and_median():
-    assert choose_strategy(evidence([1.0, 1.0, 1.0], [2.0, 2.0, 2.0])) == PACKED
-    # Faster, but by less than the margin: one at a time.
-    assert choose_strategy(evidence([1.0] * 3, [1.0 + PACKING_MARGIN / 2] * 3)) == SEQUENTIAL
-    assert choose_strategy(evidence([1.0] * 3, [1.0 + 2 * PACKING_MARGIN] * 3)) == PACKED
-    assert choose_strategy(evidence([1.0] * 3, [1.0] * 3)) == SEQUENTIAL
-    assert choose_strategy(evidence([2.0] * 3, [1.0] * 3)) == SEQUENTIAL
+def turns(ratios, steps=1, timed=1):
+    """Evidence of turns whose one-at-a-time median over packed median is each of ``ratios``."""
+    return ProbeEvidence(tuple(1.0 for _ in ratios for _ in range(steps)),
+                         tuple(ratio for ratio in ratios for _ in range(timed)), turn_steps=steps, turn_timed=timed)
 
 
-def test_one_lucky_packed_sample_does_not_decide():
-    # The fastest packed sample wins by far, but its median does not: a burst of load, not a gain.
-    lucky = evidence([0.5, 2.0, 2.1], [1.5, 1.6, 1.5])
-    assert min(lucky.packed_s) * (1 + PACKING_MARGIN) < min(lucky.sequential_s)
-    assert choose_strategy(lucky) == SEQUENTIAL
-    # And a slow outlier in one-at-a-time's samples does not make packing win either.
-    assert choose_strategy(evidence([1.0, 1.0, 1.0], [1.05, 9.0, 1.05])) == SEQUENTIAL
+def test_each_turn_compares_its_median_alone_with_its_median_packed():
+    samples = ProbeEvidence((1.0, 3.0, 2.0, 2.0), (3.0, 9.0, 4.0, 5.0, 1.0, 6.0), turn_steps=2, turn_timed=3)
+    assert samples.turns == 2 and turn_ratios(samples) == [4.0 / 2.0, 5.0 / 2.0]
+    with pytest.raises(ValueError, match="whole turns"):
+        ProbeEvidence((1.0, 1.0, 1.0), (1.0, 1.0), turn_steps=2, turn_timed=1)
+
+
+def test_far_apart_options_are_told_apart_in_one_turn_close_ones_take_more():
+    assert turns_verdict(turns([2.0])) == PACKED  # packing twice as fast
+    assert turns_verdict(turns([0.6])) == SEQUENTIAL  # the lecture MLP at B = 16 on a 2-core CPU
+    assert turns_verdict(turns([1.15])) is None  # one turn cannot tell 15 % from noise
+    assert turns_verdict(turns([1.15, 1.17, 1.13])) == PACKED  # three agreeing turns can
+    assert turns_verdict(turns([0.85, 0.83, 0.86])) == SEQUENTIAL
+    # Close to the margin, the turns do not decide; the median turn does, at the budget.
+    close = turns([1.03, 0.99, 1.05, 1.01])
+    assert turns_verdict(close) is None
+    assert choose_strategy(close) == SEQUENTIAL  # median 1.02, not above 1 + m
+    assert choose_strategy(turns([1.05, 1.04, 1.06, 1.10, 0.97])) == PACKED
+
+
+def test_one_turn_hit_by_a_burst_of_load_does_not_decide():
+    # The median and the median absolute deviation ignore one wild turn either way.
+    assert turns_verdict(turns([0.8, 0.82, 3.0, 0.79, 0.81])) == SEQUENTIAL
+    assert turns_verdict(turns([1.3, 1.32, 0.2, 1.29, 1.31])) == PACKED
+    assert choose_strategy(turns([0.3, 1.3, 1.32])) == PACKED
 
 
 def test_the_margin_is_a_parameter():
-    samples = evidence([1.0] * 3, [1.05] * 3)
+    samples = turns([1.05] * 3)
     assert choose_strategy(samples, margin=0.0) == PACKED
     assert choose_strategy(samples, margin=0.1) == SEQUENTIAL
+
+
+def test_the_probe_takes_as_many_turns_as_its_share_of_the_work_allows():
+    runs = [RunConfig(**SMALL, seed=seed).replace(epochs=1) for seed in range(16)]
+    n_train = 4_500  # 36 batches of 128 an epoch
+    per_turn = PROBE_TURN_UNTIMED + PROBE_TURN_TIMED
+    assert probe_turn_budget(runs, n_train, batches=36) == int((0.02 * 16 * 36 - PROBE_SINGLE_WARMUP
+                                                                  - PROBE_SINGLE_FIRST) // per_turn)
+    many = [config.replace(epochs=100) for config in runs]
+    assert probe_turn_budget(many, n_train, batches=36) == min(PROBE_MAX_TURNS, 35 // PROBE_TURN_STEPS)
+    assert probe_turn_budget(many, n_train, batches=5) == 4 // PROBE_TURN_STEPS  # the probe's epoch's room
+    assert probe_turn_budget(runs[:2], n_train, batches=36) == 1  # at least one turn
 
 
 def test_evidence_needs_samples_and_describes_both_ways():
@@ -83,26 +115,28 @@ def test_the_traffic_bound_counts_the_packed_kernels_passes_over_the_parameters(
 
 def test_the_bound_rules_packing_out_when_one_update_alone_is_not_slower_than_it():
     # Alone 0.5 ms per update; a packed model-update needs at least 0.67 ms: one at a time at once.
-    alone = (0.5e-3,) * PROBE_SINGLE_UPDATES
+    alone = (0.5e-3,) * PROBE_SINGLE_FIRST
     ruled_out = ProbeEvidence((), alone, bound_s=0.67e-3, bandwidth=32e9)
     assert packing_ruled_out(ruled_out)
     strategy, words = verdict(ruled_out)
-    assert strategy == SEQUENTIAL and "cannot be faster by 10%" in words
-    # Within the margin counts too: 0.5 ≤ 0.46 · 1.1.
-    assert packing_ruled_out(ProbeEvidence((), alone, bound_s=0.46e-3))
+    assert strategy == SEQUENTIAL and f"cannot be faster by {PACKING_MARGIN:.0%}" in words
+    # Within the margin counts too: 0.5 ≤ 0.495 · 1.02.
+    assert packing_ruled_out(ProbeEvidence((), alone, bound_s=0.495e-3))
     # A bound well below one update alone leaves it to the packed samples.
     open_question = ProbeEvidence((), alone, bound_s=0.1e-3)
     assert not packing_ruled_out(open_question)
     assert verdict(ProbeEvidence((0.2e-3,) * 3, alone, bound_s=0.1e-3))[0] == PACKED
-    assert verdict(ProbeEvidence((0.48e-3,) * 3, alone, bound_s=0.1e-3)) == (
-        SEQUENTIAL, "trained one at a time (packing not faster by 10% in fastest and median)")
+    assert verdict(ProbeEvidence((0.495e-3,) * 3, alone, bound_s=0.1e-3)) == (
+        SEQUENTIAL, f"trained one at a time (packing not faster by {PACKING_MARGIN:.0%}: packing 1.01× as fast in "
+                    "the median of 3 turns; the turns left it open, the median turn decided)")
     assert not packing_ruled_out(evidence([1.0], [1.0]))  # no bound: nothing ruled out
 
 
 def test_deciding_costs_a_few_updates_of_one_run_and_the_packed_probe_steps():
-    # Timed and untimed (3 in the first turn, then one a turn) updates of the throwaway copy, and
-    # the packed steps.
-    assert measurement_cost(16) == PROBE_SINGLE_UPDATES + 3 + 3 + PROBE_PACKED_STEPS * 16
+    # Untimed and timed updates of the throwaway copy in the first turn and one turn, and the
+    # packed steps (the first one untimed).
+    throwaway = PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST + PROBE_TURN_UNTIMED + PROBE_TURN_TIMED
+    assert measurement_cost(16) == throwaway + (PROBE_TURN_STEPS + 1) * 16
 
 
 # A pack that decides while training, on injected timings: every run ends as it does alone.
@@ -126,12 +160,13 @@ def inject(monkeypatch, *, alone_s: float, packed_s: float, bandwidth: float) ->
     monkeypatch.setattr(packed._PackTimer, "per_update_seconds", lambda self: [packed_s] * len(self._pack_sizes))
 
 
-# The bound decides before any packed step; a packed probe that loses stops once its median
-# cannot pass (2 of 3 samples); a winning one takes all its samples (the first step left out).
+# The bound decides before any packed step; a packed probe far from the margin stops after one
+# turn; a close one takes every turn its budget allows, then the median turn decides.
 @pytest.mark.parametrize("alone_s, packed_s, bandwidth, expected, words, samples", [
-    (1e-3, 1e-4, 1e15, PACKED, "packed (faster by more than 10%)", PROBE_PACKED_STEPS - 1),
-    (1e-3, 0.95e-3, 1e15, SEQUENTIAL, "not faster by 10% in fastest and median", 2),
-    (1e-5, 1e-4, 1e9, SEQUENTIAL, "packing cannot be faster by 10%", 0),
+    (1e-3, 1e-4, 1e15, PACKED, "packed (faster by more than 2%", PROBE_TURN_STEPS),
+    (1e-3, 0.99e-3, 1e15, SEQUENTIAL, "the turns left it open", None),
+    (1e-3, 2e-3, 1e15, SEQUENTIAL, "packing 0.50× as fast in the median of 1 turn", PROBE_TURN_STEPS),
+    (1e-5, 1e-4, 1e9, SEQUENTIAL, "packing cannot be faster by 2%", 0),
 ])
 def test_an_auto_pack_follows_the_rule_and_each_run_ends_as_it_does_alone(
         monkeypatch, alone, alone_s, packed_s, bandwidth, expected, words, samples):
@@ -143,8 +178,11 @@ def test_an_auto_pack_follows_the_rule_and_each_run_ends_as_it_does_alone(
     results = packed.train_pack(AUTO_RUNS, progress=False)
     (choice,) = results.plan
     assert choice.strategy == expected and words in choice.reason
-    # Three updates alone for the bound; with packed samples, the one alone after each of them.
-    assert choice.evidence.sequential_s == (alone_s,) * (samples or PROBE_SINGLE_FIRST)
+    if samples is None:  # every turn the budget allows: 4 runs × 36 updates are 2.9 throwaway updates
+        samples = PROBE_TURN_STEPS * probe_turn_budget(AUTO_RUNS, 4_500, 18)
+    # Three updates alone for the bound; with packed samples, the ones alone in each turn.
+    turns_made = samples // PROBE_TURN_STEPS
+    assert choice.evidence.sequential_s == (alone_s,) * (turns_made * PROBE_TURN_TIMED or PROBE_SINGLE_FIRST)
     assert len(choice.evidence.packed_s) == samples
     for result, solo in zip(results, alone):
         assert_same_result(result, solo)
@@ -174,7 +212,7 @@ def test_the_probe_times_a_throwaway_copy_by_the_training_loop_in_turns_with_the
         return seconds
 
     def packed_step(self, *args, **kwargs):
-        events.append(("packed", 1))
+        events.append(("packed", args[2]))
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(packed_auto.SingleProbe, "sample", sample)
@@ -186,13 +224,15 @@ def test_the_probe_times_a_throwaway_copy_by_the_training_loop_in_turns_with_the
     results = packed.train_pack(AUTO_RUNS, progress=False)
     (probe,) = set(probes)
     assert probe.single.config == AUTO_RUNS[0] and probe.single.model is not None
-    # 3 alone; the untimed packed step; then packed and alone in turns until the median cannot pass.
-    assert events[:6] == [("alone", PROBE_SINGLE_FIRST), ("packed", 1), ("packed", 1), ("alone", 1), ("packed", 1),
-                          ("alone", 1)]
+    # 3 alone; the untimed packed step; then packed and alone in turns (one turn: a packed update
+    # of 1 s loses at once).
+    assert events[:4] == [("alone", PROBE_SINGLE_FIRST), ("packed", 1), ("packed", PROBE_TURN_STEPS),
+                          ("alone", PROBE_TURN_TIMED)]
     evidence = results.plan[0].evidence
-    assert results.plan[0].strategy == SEQUENTIAL and evidence.packed_s == (1.0, 1.0)
-    assert len(evidence.sequential_s) == 2 and min(evidence.sequential_s) > 0
-    assert probe.made == PROBE_SINGLE_FIRST + 2 + 3 + 2  # untimed: 3 in the first turn, one in each later
+    assert results.plan[0].strategy == SEQUENTIAL and evidence.packed_s == (1.0,) * PROBE_TURN_STEPS
+    assert len(evidence.sequential_s) == PROBE_TURN_TIMED and min(evidence.sequential_s) > 0
+    assert evidence.turn_steps == PROBE_TURN_STEPS and evidence.turn_timed == PROBE_TURN_TIMED
+    assert probe.made == PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST + PROBE_TURN_UNTIMED + PROBE_TURN_TIMED
     for result, solo in zip(results, alone):
         assert_same_result(result, solo)
 
@@ -221,22 +261,10 @@ def test_runs_with_momentum_correction_train_one_at_a_time():
     assert not packable and "momentum correction" in why
 
 
-def test_the_packed_probe_stops_once_its_median_cannot_pass():
-    alone = (1.0,) * PROBE_SINGLE_UPDATES
-    planned = 3  # samples; the median of 3 fails as soon as 2 miss the bar 1.0 / 1.1
-    assert not median_cannot_win([], alone, planned)
-    assert not median_cannot_win([2.0], alone, planned)  # one slow sample: the other two may still win
-    assert median_cannot_win([2.0, 0.95], alone, planned)
-    assert not median_cannot_win([0.5, 2.0], alone, planned)
-    # Never stops a probe whose samples would all pass.
-    assert not median_cannot_win([0.5, 0.5, 0.5], alone, planned)
-    assert median_cannot_win([2.0, 2.0], alone, 4) is False and median_cannot_win([2.0] * 3, alone, 4)
-
-
 def test_an_auto_pack_whose_epochs_are_too_short_to_decide_in_trains_packed(monkeypatch):
     from test_packed import assert_same_result
 
-    configs = [config.replace(batch_size=1024) for config in AUTO_RUNS[:2]]  # 4 batches per epoch
+    configs = [config.replace(batch_size=3000) for config in AUTO_RUNS[:2]]  # 2 batches per epoch: no room for a turn
     inject(monkeypatch, alone_s=1e-5, packed_s=1e-4, bandwidth=1e9)  # would go one at a time if asked
     monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
         packed.Pack(tuple(configs), AUTO, "2 runs: decided on its first updates")])

@@ -4,13 +4,15 @@ A pack planned ``auto`` (:func:`batchlab.training.packed_plan.plan_packs`, any d
 is trained by :class:`AutoPackStep`, a step of the epoch driver (:mod:`batchlab.training.driver`)
 that holds the runs' own models and optimizers and applies the rule of
 :mod:`batchlab.training.packed_plan` (:func:`~batchlab.training.packed_plan.verdict`) in the first
-epoch with more than ``PROBE_PACKED_STEPS`` batches (shorter epochs before it train packed):
+epoch with room for ``PROBE_MIN_TURNS`` turns (shorter epochs before it train packed):
 
 1. a throwaway copy of the first run makes a few updates alone (t₁) — the only work thrown away;
 2. if the bound says packing cannot win, every run goes on one at a time at once, and the runs
    are never stacked: they cost what ``batchlab.train`` costs them;
-3. else the runs are stacked (:class:`~batchlab.training.packed.PackStep`) and the pack makes a
-   few steps (t_K; fewer when the first samples already decide): real updates of all runs, kept;
+3. else the runs are stacked (:class:`~batchlab.training.packed.PackStep`) and the pack makes
+   steps (t_K) in turns with updates of the copy, until the test of the turns decides or its
+   budget is spent (:func:`~batchlab.training.packed_plan.turns_verdict`,
+   :func:`~batchlab.training.packed_plan.probe_turn_budget`): real updates of all runs, kept;
    then it either goes on packed or hands each run back, mid-epoch, to its own model and
    optimizer in a one-model step (:class:`~batchlab.training.loop.SingleStep`), which continues at
    the next batch of the same epoch, so no update is made twice or lost.
@@ -41,16 +43,20 @@ from batchlab.training.methods import build_run_optimizer, run_shape
 from batchlab.training.objective import Objective
 from batchlab.training.packed_plan import (
     PACKED,
-    PROBE_PACKED_STEPS,
+    PROBE_MIN_TURNS,
     PROBE_SINGLE_FIRST,
     PROBE_SINGLE_WARMUP,
+    PROBE_TURN_STEPS,
+    PROBE_TURN_TIMED,
+    PROBE_TURN_UNTIMED,
     SEQUENTIAL,
     Pack,
     ProbeEvidence,
-    median_cannot_win,
     packed_bound_s,
     packed_passes,
     packing_ruled_out,
+    probe_turn_budget,
+    turns_verdict,
     verdict,
     working_set_bytes,
 )
@@ -88,8 +94,8 @@ class AutoPackStep:
         if self.choice is None:
             batches = len(self.shapes[0].slices)
             count = batches if limit is None else max(0, min(batches, limit))
-            if count > PROBE_PACKED_STEPS:
-                return self._deciding_epoch(epoch, updates, limit)
+            if count > PROBE_MIN_TURNS * PROBE_TURN_STEPS:
+                return self._deciding_epoch(epoch, updates, limit, count)
         # Decided packed, or an epoch too short to decide in: packed (the next long one decides).
         return self._packed(updates).train_epoch(epoch, updates, limit)
 
@@ -136,7 +142,7 @@ class AutoPackStep:
 
     # ------------------------------------------------------------------ deciding
 
-    def _deciding_epoch(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
+    def _deciding_epoch(self, epoch: int, updates: int, limit: int | None, batches: int) -> EpochWork:
         alone = SingleProbe(self._copy_of_run(representative_run(self.configs)), epoch)  # thrown away
         parameters = sum(p.numel() for p in self.models[0].parameters())
         bandwidth = copy_bandwidth(working_set_bytes(parameters, self.pack_size), self.pack_threads)
@@ -145,19 +151,22 @@ class AutoPackStep:
         if packing_ruled_out(evidence):
             self._decide(evidence)
             return self._one_at_a_time(epoch, updates, limit)
+        turns = probe_turn_budget(self.configs, len(self.train), batches)
         pack = self._packed(updates)
-        probe, packed_s, single_s = None, [], []
-        for step in range(PROBE_PACKED_STEPS):
-            part = pack.train_epoch(epoch, updates + step, 1, first_batch=step)
-            probe = part if probe is None else join(probe, part)
-            if step:  # the first packed step (vmap's first call) is not packing's speed
-                packed_s.append(pack.timer.per_update_seconds()[-1])
-                # One update alone right after each packed sample, compared with it: the two ways
-                # are timed in turns, so a burst of load from elsewhere falls on both.
-                single_s += alone.sample(1)
-                if median_cannot_win(packed_s, single_s, PROBE_PACKED_STEPS - 1):
-                    break
-        evidence = ProbeEvidence(tuple(packed_s), tuple(single_s), bound, bandwidth)
+        probe = pack.train_epoch(epoch, updates, 1)  # vmap's first call: not packing's speed
+        packed_s: list[float] = []
+        single_s: list[float] = []
+        shape = dict(turn_steps=PROBE_TURN_STEPS, turn_timed=PROBE_TURN_TIMED)
+        for _ in range(turns):
+            step = probe.updates
+            probe = join(probe, pack.train_epoch(epoch, updates + step, PROBE_TURN_STEPS, first_batch=step))
+            packed_s += pack.timer.per_update_seconds()[-PROBE_TURN_STEPS:]
+            # Updates alone right after the packed ones, compared with them: the two ways are
+            # timed in turns, so a burst of load from elsewhere falls on both.
+            single_s += alone.sample(PROBE_TURN_TIMED, untimed=PROBE_TURN_UNTIMED)
+            if turns_verdict(ProbeEvidence(tuple(packed_s), tuple(single_s), **shape)) is not None:
+                break
+        evidence = ProbeEvidence(tuple(packed_s), tuple(single_s), bound, bandwidth, **shape)
         rest = None if limit is None else limit - probe.updates
         if self._decide(evidence) == PACKED:
             return join(probe, pack.train_epoch(epoch, updates + probe.updates, rest, first_batch=probe.updates))
@@ -233,9 +242,10 @@ class SingleProbe:
     Timed by the one-model step's own loop and timer, as its training is (each batch's gather
     included, as the packed step's time includes its gather): timing the update call alone, on
     batches gathered beforehand, made one at a time look cheaper than it trains. Each turn starts
-    with one untimed update: after the pack's step has run, the run's state is out of the cache,
-    and a first update after that measured 1.6–2× a warm one (784-64-10, B = 1 and 16, 2-core
-    CPU), which is not what training one run at a time pays; a fresh copy's first few updates
+    with untimed updates (``PROBE_TURN_UNTIMED``): after the pack's step has run, the run's state
+    is out of the cache, and the first update after that measured 1.3–2× a warm one, the second
+    still up to 1.3× (784-64-10 and 784-512-512-10, B = 1 to 128, 2-core CPU), which is not what
+    training one run at a time pays; a fresh copy's first few updates
     are slower still (allocations, first touches), hence more untimed ones in the first turn
     (``PROBE_SINGLE_WARMUP``). The copy walks its order in
     ``epoch`` from the first batch, round again if the epoch is shorter than the probe (which

@@ -27,7 +27,7 @@
      next batches, on the one-run thread count, after ``PROBE_SINGLE_WARMUP`` untimed (a fresh
      copy's first updates are slow), timed by the one-model step's
      own loop as its training is (each batch's gather included, as in t_K); the copy is thrown
-     away, so this costs a few updates of one run (at most ``PROBE_SINGLE_UPDATES``, with step 3);
+     away, so this costs a few updates of one run (a few more per turn of step 3);
   2. *what packing cannot beat*: the packed step's kernels pass over every run's state n times
      per model-update, n fp32 passes over P (:func:`packed_passes`: 10 for heavy ball — θ read in
      the forward pass, g written in the backward pass, m ← λm − ηg as ``mul_`` then ``addcmul_``,
@@ -38,19 +38,29 @@
      packing cannot be faster by m: **one at a time, at once**, no packed step made. This is the
      lecture's MLP on a CPU: sixteen runs' state (~130 MB) is far beyond cache while one run's
      stays in it, and what packing saves (K − 1 updates' dispatch) is less than what it adds;
-  3. otherwise ``PROBE_PACKED_STEPS`` steps of the pack itself, t_K (step time / K; the first step,
-     vmap's first call, left out; fewer once more than half of the samples miss the bar, since the
-     median can no longer pass, :func:`median_cannot_win`), each timed one followed by one more
-     timed update of the copy of step 1 (after an untimed one that brings its state back into
-     the cache), and these t₁ replace step 1's: the two ways are timed in turns, so a burst of
-     load from elsewhere (on a shared or virtual machine they last seconds) falls on both, and
-     neither is timed on its first updates. The packed steps are real updates of the runs, kept
-     either way. **Packed**
-     when the fastest and the median of t_K are both below those of t₁ by m
-     (t_K · (1 + m) < t₁, :func:`choose_strategy`), else **one at a time** from where the runs
-     are (same epoch, next batch). A single sample per way once chose packing at 1.33 vs 2.23 ms
-     per model-update for the lecture's MLP at B = 16 on a quiet 2-core CPU, then trained at
-     0.78× the speed of one at a time; hence several samples and the fastest-and-median test.
+  3. otherwise the pack makes real packed steps (t_K: step time / K; the first step, vmap's first
+     call, left out) in turns with updates of the copy of step 1: a turn is ``PROBE_TURN_STEPS``
+     timed packed steps, then ``PROBE_TURN_UNTIMED`` untimed updates of the copy (they bring its
+     state back into the cache) and ``PROBE_TURN_TIMED`` timed ones. The two ways are timed in
+     turns, so a burst of load from elsewhere (on a shared or virtual machine they last seconds)
+     falls on both, and each turn gives one ratio r = median t₁ / median t_K. The turns are a
+     sequential test (:func:`turns_verdict`) of x = ln r − ln(1 + m): from ``PROBE_MIN_TURNS``
+     turns on, the median of x is compared with its standard error, 1.2533 · σ / √n, where σ is
+     the spread of one turn (1.4826 × the median absolute deviation once three turns are in, at
+     least ``TURN_SPREAD_FLOOR``; ``TURN_SPREAD_PRIOR`` before): **packed** once the median is
+     above ``CONFIDENCE_Z`` standard errors, **one at a time** once it is below minus that, from
+     where the runs are (same epoch, next batch). Two options far apart are told apart in one or
+     two turns, which keeps the probe short where packing loses badly; two close ones take more
+     turns, each of which costs little there. The turns stop at a budget
+     (:func:`probe_turn_budget`: the copy's throwaway updates at most ``PROBE_THROWAWAY_SHARE`` of
+     the pack's planned model-updates, within the probe's epoch); a test still open then goes by
+     the median turn: packed when it is above 1 + m. Where the test is left open the two ways are
+     close, so either choice gives up little. A single sample per way once chose packing at 1.33
+     vs 2.23 ms per model-update for the lecture's MLP at B = 16 on a quiet 2-core CPU, then
+     trained at 0.78× the speed of one at a time; a fixed 10 % margin on three pairs of single
+     samples stayed one at a time where packing was 1.1× faster (784-64-10, B = 128), and pairs
+     of single samples went packed at 1.06-1.13 where packing trained at 0.85×
+     (784-512-512-10, B = 128): hence turns of several samples, as many as the question needs.
 
   Each pack records which way it went, the samples and the bound (``Pack.evidence``), and the
   rule that decided, in words (``Pack.reason``; ``pack_choice`` in each run's summary).
@@ -101,16 +111,35 @@ STATE_COPIES = 6
 # Activation memory of one example is counted this many times: the forward outputs saved for the
 # backward pass, their gradients, and slack for temporaries inside the layers.
 ACTIVATION_COPIES = 3
-# Timed updates of a throwaway copy of one run (each turn after one untimed): PROBE_SINGLE_FIRST
-# for the traffic bound, then one after each timed packed step, to compare with it; and real packed steps at the
-# start of training (the first one, vmap's first call, left out of the samples).
-PROBE_PACKED_STEPS = 4
+# Timed updates of a throwaway copy of one run, for the traffic bound, after PROBE_SINGLE_WARMUP
+# untimed ones (a fresh copy's first updates are slow).
 PROBE_SINGLE_FIRST = 3
-PROBE_SINGLE_UPDATES = PROBE_SINGLE_FIRST + PROBE_PACKED_STEPS - 1
-# Untimed updates of the fresh copy before its first timed one (later turns: one).
 PROBE_SINGLE_WARMUP = 3
-# Packing must be at least this much faster (fastest and median sample alike) to be chosen.
-PACKING_MARGIN = 0.10
+# One turn of step 3: PROBE_TURN_STEPS timed packed steps, then PROBE_TURN_UNTIMED untimed and
+# PROBE_TURN_TIMED timed updates of the copy. After a packed step, the first update alone took
+# 1.3-1.5x and the second still 1.05-1.3x the third and later ones (2-core CPU, 784-512-512-10 at
+# B = 16 and 784-64-10 at B = 128), which is not what training one run at a time pays. Turns of one
+# packed step and one update alone measured 0.78-1.13 for a pack that trains at 0.82-0.85x
+# (784-512-512-10, B = 128), turns of 3 and 4 measured 0.77-0.84 (medians of ten turns).
+PROBE_TURN_STEPS = 2
+PROBE_TURN_UNTIMED = 2
+PROBE_TURN_TIMED = 3
+# Packing must be faster than one at a time by this share to be chosen (one at a time, what
+# batchlab.train does, is the default a close call falls to).
+PACKING_MARGIN = 0.02
+# The test of step 3: at least PROBE_MIN_TURNS turns, at most PROBE_MAX_TURNS, and no more than
+# PROBE_THROWAWAY_SHARE of the pack's planned model-updates in throwaway updates allows.
+PROBE_MIN_TURNS = 1
+PROBE_MAX_TURNS = 12
+PROBE_THROWAWAY_SHARE = 0.02
+# Spread (standard deviation) of one turn's ln(t₁ / t_K): assumed before three turns are in (turns
+# spread by about 0.1 on a 2-core virtual machine), and never taken below the floor.
+TURN_SPREAD_PRIOR = 0.15
+TURN_SPREAD_FLOOR = 0.03
+# Standard errors the median turn must stand from the margin for the test to decide before its budget.
+CONFIDENCE_Z = 2.0
+# The median of n samples of a normal law has a standard error of about sqrt(π/2) · σ / √n.
+MEDIAN_ERROR_FACTOR = math.sqrt(math.pi / 2)
 # Copies of P in a packed run's working set: θ, g, m.
 WORKING_SET_COPIES = 3
 FLOAT32_BYTES = 4
@@ -123,20 +152,31 @@ MEASUREMENT_SHARE_LIMIT = 20
 class ProbeEvidence:
     """Seconds per model-update measured while a pack decided: one at a time (``sequential_s``),
     packed (``packed_s``; empty when the bound decided first), and the least a packed model-update
-    can take (``bound_s``, :func:`packed_bound_s` at ``bandwidth``; None when not estimated)."""
+    can take (``bound_s``, :func:`packed_bound_s` at ``bandwidth``; None when not estimated).
+    With packed samples, the samples came in turns of ``turn_steps`` packed and ``turn_timed``
+    one-at-a-time samples each (:func:`turn_ratios`); ``sequential_s`` then holds the turns' own."""
 
     packed_s: tuple[float, ...]
     sequential_s: tuple[float, ...]
     bound_s: float | None = None
     bandwidth: float | None = None
+    turn_steps: int = 1
+    turn_timed: int = 1
 
     def __post_init__(self) -> None:
         if not self.sequential_s or (not self.packed_s and self.bound_s is None):
             raise ValueError("probe evidence needs samples of one at a time, and packed samples or a bound")
+        if self.packed_s and len(self.packed_s) * self.turn_timed != len(self.sequential_s) * self.turn_steps:
+            raise ValueError("probe evidence needs whole turns of packed and one-at-a-time samples")
+
+    @property
+    def turns(self) -> int:
+        return len(self.packed_s) // self.turn_steps
 
     def to_dict(self) -> dict:
         return {"packed_s": list(self.packed_s), "sequential_s": list(self.sequential_s), "bound_s": self.bound_s,
-                "bandwidth_bytes_per_s": self.bandwidth}
+                "bandwidth_bytes_per_s": self.bandwidth, "turn_steps": self.turn_steps,
+                "turn_timed": self.turn_timed}
 
     def describe(self) -> str:
         def way(samples: tuple[float, ...]) -> str:
@@ -292,27 +332,50 @@ def packing_ruled_out(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -
     return evidence.bound_s is not None and evidence.bound_s * (1 + margin) >= statistics.median(evidence.sequential_s)
 
 
-def median_cannot_win(packed_s: Sequence[float], sequential_s: Sequence[float], planned: int,
-                      margin: float = PACKING_MARGIN) -> bool:
-    """True once more than half of the ``planned`` packed samples miss the bar
-    t · (1 + margin) < median(t_sequential): the median of all of them cannot pass any more, so the
-    probe stops early (it never stops a pack that could still win)."""
-    bar = statistics.median(sequential_s)
-    return 2 * sum(t * (1 + margin) >= bar for t in packed_s) > planned
+def turn_ratios(evidence: ProbeEvidence) -> list[float]:
+    """Each turn's t₁ / t_K: the median of its one-at-a-time samples over the median of its packed
+    ones (how many times faster packing was in that turn)."""
+    steps, timed = evidence.turn_steps, evidence.turn_timed
+    return [statistics.median(evidence.sequential_s[turn * timed:(turn + 1) * timed])
+            / statistics.median(evidence.packed_s[turn * steps:(turn + 1) * steps])
+            for turn in range(evidence.turns)]
+
+
+def turn_log_ratios(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> list[float]:
+    """x = ln(t₁ / t_K) − ln(1 + margin) for each turn: above 0 where packing was faster by more
+    than ``margin`` in that turn."""
+    return [math.log(ratio) - math.log1p(margin) for ratio in turn_ratios(evidence)]
+
+
+def turns_verdict(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> str | None:
+    """Step 3's sequential test on the turns so far: ``packed`` or ``sequential`` once the median of
+    :func:`turn_log_ratios` stands ``CONFIDENCE_Z`` standard errors from 0, None while it does not
+    (or with fewer than ``PROBE_MIN_TURNS`` turns). The standard error of the median of n turns is
+    1.2533 · σ / √n, σ = 1.4826 · MAD of the turns from three turns on (at least
+    ``TURN_SPREAD_FLOOR``), ``TURN_SPREAD_PRIOR`` before: robust to a turn hit by a burst of load."""
+    x = turn_log_ratios(evidence, margin)
+    if len(x) < max(1, PROBE_MIN_TURNS):
+        return None
+    center = statistics.median(x)
+    spread = TURN_SPREAD_PRIOR if len(x) < 3 else max(
+        TURN_SPREAD_FLOOR, 1.4826 * statistics.median(abs(value - center) for value in x))
+    error = MEDIAN_ERROR_FACTOR * spread / math.sqrt(len(x))
+    if center > CONFIDENCE_Z * error:
+        return PACKED
+    if center < -CONFIDENCE_Z * error:
+        return SEQUENTIAL
+    return None
 
 
 def choose_strategy(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> str:
-    """Step 3 of the rule: ``packed`` when packing's fastest and median samples are both at least
-    ``margin`` faster than one at a time's (t_packed · (1 + margin) < t_sequential for each), else
-    ``sequential``: a close call or a split verdict trains one at a time, which is never slower
-    than ``batchlab.train``."""
+    """Step 3 of the rule: the test's verdict, or, where the turns left it open, ``packed`` when
+    the median turn is faster packed by more than ``margin``, else ``sequential``."""
     if not evidence.packed_s:
         return SEQUENTIAL
-    wins = (
-        min(evidence.packed_s) * (1 + margin) < min(evidence.sequential_s)
-        and statistics.median(evidence.packed_s) * (1 + margin) < statistics.median(evidence.sequential_s)
-    )
-    return PACKED if wins else SEQUENTIAL
+    decided = turns_verdict(evidence, margin)
+    if decided is not None:
+        return decided
+    return PACKED if statistics.median(turn_log_ratios(evidence, margin)) > 0 else SEQUENTIAL
 
 
 def verdict(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> tuple[str, str]:
@@ -321,9 +384,29 @@ def verdict(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> tuple[st
         return SEQUENTIAL, (f"trained one at a time (packing cannot be faster by {margin:.0%}: a packed "
                             f"model-update's passes over its parameters take about as long as one update "
                             f"alone)")
-    if choose_strategy(evidence, margin) == PACKED:
-        return PACKED, f"packed (faster by more than {margin:.0%})"
-    return SEQUENTIAL, f"trained one at a time (packing not faster by {margin:.0%} in fastest and median)"
+    strategy = choose_strategy(evidence, margin)
+    if evidence.packed_s:
+        turns = evidence.turns
+        how = "decided" if turns_verdict(evidence, margin) is not None else "left it open, the median turn decided"
+        measured = (f"packing {statistics.median(turn_ratios(evidence)):.2f}× as fast in the median of "
+                    f"{turns} turn{'s' if turns != 1 else ''}; the turns {how}")
+    else:
+        measured = "no packed sample"
+    if strategy == PACKED:
+        return PACKED, f"packed (faster by more than {margin:.0%}: {measured})"
+    return SEQUENTIAL, f"trained one at a time (packing not faster by {margin:.0%}: {measured})"
+
+
+def probe_turn_budget(configs: Sequence[RunConfig], n_train: int, batches: int) -> int:
+    """Turns the probe may take (step 3): the copy's throwaway updates — the first turn's
+    ``PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST``, then ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED``
+    per turn — at most ``PROBE_THROWAWAY_SHARE`` of the pack's planned model-updates, between
+    ``PROBE_MIN_TURNS`` and ``PROBE_MAX_TURNS``, and no more than the probe's epoch has batches
+    for after the first packed step."""
+    work = len(configs) * planned_updates(configs[0], n_train)
+    affordable = int((PROBE_THROWAWAY_SHARE * work - PROBE_SINGLE_WARMUP - PROBE_SINGLE_FIRST)
+                     // (PROBE_TURN_UNTIMED + PROBE_TURN_TIMED))
+    return max(0, min((batches - 1) // PROBE_TURN_STEPS, max(PROBE_MIN_TURNS, min(PROBE_MAX_TURNS, affordable))))
 
 
 def packed_passes(configs: Sequence[RunConfig]) -> int:
@@ -428,9 +511,13 @@ def _throwaway_model(config: RunConfig, input_shape, num_classes: int, task: "Ta
 
 
 def measurement_cost(runs: int) -> int:
-    """Model-updates that deciding can cost a pack of ``runs``: the throwaway updates of one run
-    alone, and the packed probe steps (real updates, but slower ones if packing loses)."""
-    return PROBE_SINGLE_UPDATES + PROBE_SINGLE_WARMUP + (PROBE_PACKED_STEPS - 1) + PROBE_PACKED_STEPS * runs
+    """Model-updates that deciding costs a pack of ``runs`` at the least: the throwaway updates of
+    one run alone (the first turn's, then ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED`` a turn, for
+    ``PROBE_MIN_TURNS`` turns), and the packed probe steps (real updates, but slower ones if
+    packing loses; the first one untimed). More turns are taken only within
+    :func:`probe_turn_budget`, a share of the pack's work."""
+    throwaway = PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST + (PROBE_TURN_UNTIMED + PROBE_TURN_TIMED) * PROBE_MIN_TURNS
+    return throwaway + (PROBE_TURN_STEPS * PROBE_MIN_TURNS + 1) * runs
 
 
 def planned_updates(config: RunConfig, n_train: int) -> int:
