@@ -6,7 +6,8 @@ that holds the runs' own models and optimizers and applies the rule of
 :mod:`batchlab.training.packed_plan` (:func:`~batchlab.training.packed_plan.verdict`) in the first
 epoch with room for ``PROBE_MIN_TURNS`` turns (shorter epochs before it train packed):
 
-1. a throwaway copy of the first run makes a few updates alone (t₁) — the only work thrown away;
+1. a throwaway copy of one run (:func:`representative_run`) makes a few updates alone (t₁) — its
+   updates, here and in the turns of step 3, are the only work thrown away;
 2. if the bound says packing cannot win, every run goes on one at a time at once, and the runs
    are never stacked: they cost what ``batchlab.train`` costs them;
 3. else the runs are stacked (:class:`~batchlab.training.packed.PackStep`) and the pack makes

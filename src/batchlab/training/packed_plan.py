@@ -115,13 +115,14 @@ ACTIVATION_COPIES = 3
 # untimed ones (a fresh copy's first updates are slow).
 PROBE_SINGLE_FIRST = 3
 PROBE_SINGLE_WARMUP = 3
-# One turn of step 3: PROBE_TURN_STEPS timed packed steps, then PROBE_TURN_UNTIMED untimed and
-# PROBE_TURN_TIMED timed updates of the copy. After a packed step, the first update alone took
-# 1.3-1.5x and the second still 1.05-1.3x the third and later ones (2-core CPU, 784-512-512-10 at
-# B = 16 and 784-64-10 at B = 128), which is not what training one run at a time pays. Turns of one
-# packed step and one update alone measured 0.78-1.13 for a pack that trains at 0.82-0.85x
-# (784-512-512-10, B = 128), turns of 3 and 4 measured 0.77-0.84 (medians of ten turns).
-PROBE_TURN_STEPS = 2
+# One turn of step 3: PROBE_TURN_STEPS timed packed step(s), then PROBE_TURN_UNTIMED untimed and
+# PROBE_TURN_TIMED timed updates of the copy, compared by their medians. After a packed step, the
+# first update alone took 1.3-1.5x and the second still 1.05-1.3x the third and later ones (2-core
+# CPU, 784-512-512-10 at B = 16 and 784-64-10 at B = 128), which is not what training one run at a
+# time pays. A packed step is already the mean of K model-updates; one update alone is not: turns
+# of one packed step and one update alone (after one untimed) spread from 0.78 to 1.13 for a pack
+# whose turns of several updates alone measured 0.77-0.84 (784-512-512-10, B = 128).
+PROBE_TURN_STEPS = 1
 PROBE_TURN_UNTIMED = 2
 PROBE_TURN_TIMED = 3
 # Packing must be faster than one at a time by this share to be chosen (one at a time, what
