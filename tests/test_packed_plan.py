@@ -26,7 +26,8 @@ from batchlab.training.packed_plan import (
     packed_passes,
     packing_ruled_out,
     plan_packs,
-    probe_turn_budget,
+    probe_over_budget,
+    probe_turn_room,
     turn_ratios,
     turns_verdict,
     verdict,
@@ -79,16 +80,15 @@ def test_the_margin_is_a_parameter():
     assert choose_strategy(samples, margin=0.1) == SEQUENTIAL
 
 
-def test_the_probe_takes_as_many_turns_as_its_share_of_the_work_allows():
-    runs = [RunConfig(**SMALL, seed=seed).replace(epochs=1) for seed in range(16)]
-    n_train = 4_500  # 36 batches of 128 an epoch (mnist-5k trains on 3,600; any size will do)
-    per_turn = PROBE_TURN_UNTIMED + PROBE_TURN_TIMED
-    assert probe_turn_budget(runs, n_train, batches=36) == int((0.02 * 16 * 36 - PROBE_SINGLE_WARMUP
-                                                                  - PROBE_SINGLE_FIRST) // per_turn)
-    many = [config.replace(epochs=100) for config in runs]
-    assert probe_turn_budget(many, n_train, batches=36) == min(PROBE_MAX_TURNS, 35 // PROBE_TURN_STEPS)
-    assert probe_turn_budget(many, n_train, batches=5) == 4 // PROBE_TURN_STEPS  # the probe's epoch's room
-    assert probe_turn_budget(runs[:2], n_train, batches=36) == 1  # at least one turn
+def test_the_probe_stops_once_deciding_has_cost_its_share_of_the_training():
+    # 16 runs with 100 updates left at 3 ms each alone: 4.8 s of training, 1.5 % of it is 72 ms.
+    assert not probe_over_budget(0.100, 10, 16, 3e-3, 100)  # 100 ms, of which 10 × 16 × 3 ms was training
+    assert not probe_over_budget(0.166, 2, 16, 3e-3, 100)  # 166 − 96 = 70 ms spent, under 72
+    assert probe_over_budget(0.172, 2, 16, 3e-3, 100)  # 76 ms: over
+    assert not probe_over_budget(0.200, 2, 16, 3e-3, 1_000)  # a ten times longer training repays it
+    # Turns fit in the probe's epoch after its first (untimed) packed step.
+    assert probe_turn_room(5) == 4 // PROBE_TURN_STEPS and probe_turn_room(1) == 0
+    assert probe_turn_room(10_000) == PROBE_MAX_TURNS
 
 
 def test_evidence_needs_samples_and_describes_both_ways():
@@ -178,8 +178,9 @@ def test_an_auto_pack_follows_the_rule_and_each_run_ends_as_it_does_alone(
     results = packed.train_pack(AUTO_RUNS, progress=False)
     (choice,) = results.plan
     assert choice.strategy == expected and words in choice.reason
-    if samples is None:  # every turn the budget allows: 4 runs × 30 updates allow 2.4 throwaway updates
-        samples = PROBE_TURN_STEPS * probe_turn_budget(AUTO_RUNS, 3_600, 15)
+    if samples is None:  # every turn that fit before the probe's cost reached its share of the training
+        samples = len(choice.evidence.packed_s)
+        assert 1 <= samples // PROBE_TURN_STEPS <= probe_turn_room(15)
     # Three updates alone for the bound; with packed samples, the ones alone in each turn.
     turns_made = samples // PROBE_TURN_STEPS
     assert choice.evidence.sequential_s == (alone_s,) * (turns_made * PROBE_TURN_TIMED or PROBE_SINGLE_FIRST)

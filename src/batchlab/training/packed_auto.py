@@ -13,7 +13,7 @@ epoch with room for ``PROBE_MIN_TURNS`` turns (shorter epochs before it train pa
 3. else the runs are stacked (:class:`~batchlab.training.packed.PackStep`) and the pack makes
    steps (t_K) in turns with updates of the copy, until the test of the turns decides or its
    budget is spent (:func:`~batchlab.training.packed_plan.turns_verdict`,
-   :func:`~batchlab.training.packed_plan.probe_turn_budget`): real updates of all runs, kept;
+   :func:`~batchlab.training.packed_plan.probe_over_budget`): real updates of all runs, kept;
    then it either goes on packed or hands each run back, mid-epoch, to its own model and
    optimizer in a one-model step (:class:`~batchlab.training.loop.SingleStep`), which continues at
    the next batch of the same epoch, so no update is made twice or lost.
@@ -30,6 +30,8 @@ each run's summary.
 from __future__ import annotations
 
 import copy
+import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -56,7 +58,9 @@ from batchlab.training.packed_plan import (
     packed_bound_s,
     packed_passes,
     packing_ruled_out,
-    probe_turn_budget,
+    planned_updates,
+    probe_over_budget,
+    probe_turn_room,
     turns_verdict,
     verdict,
     working_set_bytes,
@@ -144,6 +148,7 @@ class AutoPackStep:
     # ------------------------------------------------------------------ deciding
 
     def _deciding_epoch(self, epoch: int, updates: int, limit: int | None, batches: int) -> EpochWork:
+        started = time.perf_counter()
         alone = SingleProbe(self._copy_of_run(representative_run(self.configs)), epoch)  # thrown away
         parameters = sum(p.numel() for p in self.models[0].parameters())
         bandwidth = copy_bandwidth(working_set_bytes(parameters, self.pack_size), self.pack_threads)
@@ -152,13 +157,14 @@ class AutoPackStep:
         if packing_ruled_out(evidence):
             self._decide(evidence)
             return self._one_at_a_time(epoch, updates, limit)
-        turns = probe_turn_budget(self.configs, len(self.train), batches)
+        alone_s = statistics.median(evidence.sequential_s)
+        remaining = max(1, planned_updates(self.configs[0], len(self.train)) - updates)
         pack = self._packed(updates)
         probe = pack.train_epoch(epoch, updates, 1)  # vmap's first call: not packing's speed
         packed_s: list[float] = []
         single_s: list[float] = []
         shape = dict(turn_steps=PROBE_TURN_STEPS, turn_timed=PROBE_TURN_TIMED)
-        for _ in range(turns):
+        for _ in range(probe_turn_room(batches)):
             step = probe.updates
             probe = join(probe, pack.train_epoch(epoch, updates + step, PROBE_TURN_STEPS, first_batch=step))
             packed_s += pack.timer.per_update_seconds()[-PROBE_TURN_STEPS:]
@@ -166,6 +172,8 @@ class AutoPackStep:
             # timed in turns, so a burst of load from elsewhere falls on both.
             single_s += alone.sample(PROBE_TURN_TIMED, untimed=PROBE_TURN_UNTIMED)
             if turns_verdict(ProbeEvidence(tuple(packed_s), tuple(single_s), **shape)) is not None:
+                break
+            if probe_over_budget(time.perf_counter() - started, probe.updates, self.pack_size, alone_s, remaining):
                 break
         evidence = ProbeEvidence(tuple(packed_s), tuple(single_s), bound, bandwidth, **shape)
         rest = None if limit is None else limit - probe.updates

@@ -51,10 +51,14 @@
      above ``CONFIDENCE_Z`` standard errors, **one at a time** once it is below minus that, from
      where the runs are (same epoch, next batch). Two options far apart are told apart in one or
      two turns, which keeps the probe short where packing loses badly; two close ones take more
-     turns, each of which costs little there. The turns stop at a budget
-     (:func:`probe_turn_budget`: the copy's throwaway updates at most ``PROBE_THROWAWAY_SHARE`` of
-     the pack's planned model-updates, within the probe's epoch); a test still open then goes by
-     the median turn: packed when it is above 1 + m. Where the test is left open the two ways are
+     turns. The turns stop at a budget (:func:`probe_over_budget`): what deciding has cost so
+     far — its wall time, less what its packed steps' updates would have cost one at a time at
+     the median t₁ — may reach ``PROBE_COST_SHARE`` of the pack's remaining training at t₁, and
+     at most ``PROBE_MAX_TURNS`` turns fit in the probe's epoch (:func:`probe_turn_room`). So a
+     turn that costs much (a packed step of a large model that loses, stacking 43 MB of rows) is
+     taken only while the pack's training is long enough to repay it, and a cheap one (a small
+     model) as often as the question needs. A test still open then goes by the median turn:
+     packed when it is above 1 + m. Where the test is left open the two ways are
      close, so either choice gives up little. A single sample per way once chose packing at 1.33
      vs 2.23 ms per model-update for the lecture's MLP at B = 16 on a quiet 2-core CPU, then
      trained at 0.78× the speed of one at a time; a fixed 10 % margin on three pairs of single
@@ -128,11 +132,11 @@ PROBE_TURN_TIMED = 3
 # Packing must be faster than one at a time by this share to be chosen (one at a time, what
 # batchlab.train does, is the default a close call falls to).
 PACKING_MARGIN = 0.02
-# The test of step 3: at least PROBE_MIN_TURNS turns, at most PROBE_MAX_TURNS, and no more than
-# PROBE_THROWAWAY_SHARE of the pack's planned model-updates in throwaway updates allows.
+# The test of step 3: at least PROBE_MIN_TURNS turns, at most PROBE_MAX_TURNS, and no more once
+# deciding has cost PROBE_COST_SHARE of the pack's remaining training (probe_over_budget).
 PROBE_MIN_TURNS = 1
 PROBE_MAX_TURNS = 12
-PROBE_THROWAWAY_SHARE = 0.02
+PROBE_COST_SHARE = 0.015
 # Spread (standard deviation) of one turn's ln(t₁ / t_K): assumed before three turns are in (turns
 # spread by about 0.1 on a 2-core virtual machine), and never taken below the floor.
 TURN_SPREAD_PRIOR = 0.15
@@ -398,16 +402,20 @@ def verdict(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> tuple[st
     return SEQUENTIAL, f"trained one at a time (packing not faster by {margin:.0%}: {measured})"
 
 
-def probe_turn_budget(configs: Sequence[RunConfig], n_train: int, batches: int) -> int:
-    """Turns the probe may take (step 3): the copy's throwaway updates — the first turn's
-    ``PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST``, then ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED``
-    per turn — at most ``PROBE_THROWAWAY_SHARE`` of the pack's planned model-updates, between
-    ``PROBE_MIN_TURNS`` and ``PROBE_MAX_TURNS``, and no more than the probe's epoch has batches
-    for after the first packed step."""
-    work = len(configs) * planned_updates(configs[0], n_train)
-    affordable = int((PROBE_THROWAWAY_SHARE * work - PROBE_SINGLE_WARMUP - PROBE_SINGLE_FIRST)
-                     // (PROBE_TURN_UNTIMED + PROBE_TURN_TIMED))
-    return max(0, min((batches - 1) // PROBE_TURN_STEPS, max(PROBE_MIN_TURNS, min(PROBE_MAX_TURNS, affordable))))
+def probe_turn_room(batches: int) -> int:
+    """Turns that fit in the probe's epoch of ``batches`` after the first packed step, at most
+    ``PROBE_MAX_TURNS``."""
+    return max(0, min(PROBE_MAX_TURNS, (batches - 1) // PROBE_TURN_STEPS))
+
+
+def probe_over_budget(elapsed_s: float, packed_steps: int, runs: int, alone_s: float, remaining_updates: int,
+                      share: float = PROBE_COST_SHARE) -> bool:
+    """Whether deciding has cost ``share`` of the pack's remaining training: its ``elapsed_s``
+    (throwaway updates, stacking, packed steps), less what its ``packed_steps`` updates of
+    ``runs`` runs would have cost one at a time (``alone_s`` each), against ``runs`` ×
+    ``remaining_updates`` × ``alone_s``."""
+    spent = elapsed_s - packed_steps * runs * alone_s
+    return spent >= share * runs * remaining_updates * alone_s
 
 
 def packed_passes(configs: Sequence[RunConfig]) -> int:
@@ -516,7 +524,7 @@ def measurement_cost(runs: int) -> int:
     one run alone (the first turn's, then ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED`` a turn, for
     ``PROBE_MIN_TURNS`` turns), and the packed probe steps (real updates, but slower ones if
     packing loses; the first one untimed). More turns are taken only within
-    :func:`probe_turn_budget`, a share of the pack's work."""
+    :func:`probe_over_budget`, a share of the pack's work."""
     throwaway = PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST + (PROBE_TURN_UNTIMED + PROBE_TURN_TIMED) * PROBE_MIN_TURNS
     return throwaway + (PROBE_TURN_STEPS * PROBE_MIN_TURNS + 1) * runs
 
