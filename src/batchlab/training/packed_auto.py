@@ -148,7 +148,6 @@ class AutoPackStep:
     # ------------------------------------------------------------------ deciding
 
     def _deciding_epoch(self, epoch: int, updates: int, limit: int | None, batches: int) -> EpochWork:
-        started = time.perf_counter()
         alone = SingleProbe(self._copy_of_run(representative_run(self.configs)), epoch)  # thrown away
         parameters = sum(p.numel() for p in self.models[0].parameters())
         bandwidth = copy_bandwidth(working_set_bytes(parameters, self.pack_size), self.pack_threads)
@@ -164,6 +163,7 @@ class AutoPackStep:
         packed_s: list[float] = []
         single_s: list[float] = []
         shape = dict(turn_steps=PROBE_TURN_STEPS, turn_timed=PROBE_TURN_TIMED)
+        started = time.perf_counter()  # what came before the turns is paid once the pack is probed
         for _ in range(probe_turn_room(batches)):
             step = probe.updates
             probe = join(probe, pack.train_epoch(epoch, updates + step, PROBE_TURN_STEPS, first_batch=step))
@@ -173,7 +173,7 @@ class AutoPackStep:
             single_s += alone.sample(PROBE_TURN_TIMED, untimed=PROBE_TURN_UNTIMED)
             if turns_verdict(ProbeEvidence(tuple(packed_s), tuple(single_s), **shape)) is not None:
                 break
-            if probe_over_budget(time.perf_counter() - started, probe.updates, self.pack_size, alone_s, remaining):
+            if probe_over_budget(time.perf_counter() - started, len(packed_s), self.pack_size, alone_s, remaining):
                 break
         evidence = ProbeEvidence(tuple(packed_s), tuple(single_s), bound, bandwidth, **shape)
         rest = None if limit is None else limit - probe.updates

@@ -51,13 +51,14 @@
      above ``CONFIDENCE_Z`` standard errors, **one at a time** once it is below minus that, from
      where the runs are (same epoch, next batch). Two options far apart are told apart in one or
      two turns, which keeps the probe short where packing loses badly; two close ones take more
-     turns. The turns stop at a budget (:func:`probe_over_budget`): what deciding has cost so
-     far — its wall time, less what its packed steps' updates would have cost one at a time at
-     the median t₁ — may reach ``PROBE_COST_SHARE`` of the pack's remaining training at t₁, and
-     at most ``PROBE_MAX_TURNS`` turns fit in the probe's epoch (:func:`probe_turn_room`). So a
-     turn that costs much (a packed step of a large model that loses, stacking 43 MB of rows) is
-     taken only while the pack's training is long enough to repay it, and a cheap one (a small
-     model) as often as the question needs. A test still open then goes by the median turn:
+     turns. The turns stop at a budget (:func:`probe_over_budget`): what they have cost so far —
+     their wall time, less what their packed steps' updates would have cost one at a time at the
+     median t₁ — may reach ``PROBE_COST_SHARE`` of the pack's remaining training at t₁ (the
+     first turn is always taken; what came before it, stacking included, is paid once the pack
+     is probed), and at most ``PROBE_MAX_TURNS`` turns fit in the probe's epoch
+     (:func:`probe_turn_room`). So a turn that costs much (a packed step of a large model that
+     loses, five updates alone of 3-5 ms) is taken only while the pack's training is long enough
+     to repay it, and a cheap one (a small model) as often as the question needs. A test still open then goes by the median turn:
      packed when it is above 1 + m. Where the test is left open the two ways are
      close, so either choice gives up little. A single sample per way once chose packing at 1.33
      vs 2.23 ms per model-update for the lecture's MLP at B = 16 on a quiet 2-core CPU, then
@@ -410,9 +411,9 @@ def probe_turn_room(batches: int) -> int:
 
 def probe_over_budget(elapsed_s: float, packed_steps: int, runs: int, alone_s: float, remaining_updates: int,
                       share: float = PROBE_COST_SHARE) -> bool:
-    """Whether deciding has cost ``share`` of the pack's remaining training: its ``elapsed_s``
-    (throwaway updates, stacking, packed steps), less what its ``packed_steps`` updates of
-    ``runs`` runs would have cost one at a time (``alone_s`` each), against ``runs`` ×
+    """Whether the turns have cost ``share`` of the pack's remaining training: their ``elapsed_s``
+    (packed steps and throwaway updates), less what their ``packed_steps`` updates of ``runs``
+    runs would have cost one at a time (``alone_s`` each), against ``runs`` ×
     ``remaining_updates`` × ``alone_s``."""
     spent = elapsed_s - packed_steps * runs * alone_s
     return spent >= share * runs * remaining_updates * alone_s
