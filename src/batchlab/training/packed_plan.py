@@ -58,14 +58,16 @@
      is probed), and at most ``PROBE_MAX_TURNS`` turns fit in the probe's epoch
      (:func:`probe_turn_room`). So a turn that costs much (a packed step of a large model that
      loses, five updates alone of 3-5 ms) is taken only while the pack's training is long enough
-     to repay it, and a cheap one (a small model) as often as the question needs. A test still open then goes by the median turn:
-     packed when it is above 1 + m. Where the test is left open the two ways are
-     close, so either choice gives up little. A single sample per way once chose packing at 1.33
-     vs 2.23 ms per model-update for the lecture's MLP at B = 16 on a quiet 2-core CPU, then
+     to repay it, and a cheap one (a small model) as often as the question needs. A test still
+     open then goes by the median turn: packed when it is above 1 + m. It is left open where the
+     two ways are close, so that either choice gives up little, or where the pack's training is
+     too short to repay another turn. A single sample per way once chose packing at 1.33 vs
+     2.23 ms per model-update for the lecture's MLP at B = 16 on a quiet 2-core CPU, then
      trained at 0.78× the speed of one at a time; a fixed 10 % margin on three pairs of single
      samples stayed one at a time where packing was 1.1× faster (784-64-10, B = 128), and pairs
      of single samples went packed at 1.06-1.13 where packing trained at 0.85×
-     (784-512-512-10, B = 128): hence turns of several samples, as many as the question needs.
+     (784-512-512-10, B = 128): hence a median of several updates alone in each turn, and as
+     many turns as the question needs and the training repays.
 
   Each pack records which way it went, the samples and the bound (``Pack.evidence``), and the
   rule that decided, in words (``Pack.reason``; ``pack_choice`` in each run's summary).
