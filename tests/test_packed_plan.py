@@ -130,6 +130,10 @@ def test_the_bound_rules_packing_out_when_one_update_alone_is_not_slower_than_it
         SEQUENTIAL, f"trained one at a time (packing not faster by {PACKING_MARGIN:.0%}: packing 1.01× as fast in "
                     "the median of 3 turns; the turns left it open, the median turn decided)")
     assert not packing_ruled_out(evidence([1.0], [1.0]))  # no bound: nothing ruled out
+    # Once packed steps were timed, they decide, not the bound: the turns' updates alone (faster
+    # than the first ones) must not turn a measured verdict into "cannot be faster".
+    measured = ProbeEvidence((0.5e-3,), (0.5e-3,), bound_s=0.67e-3, bandwidth=32e9)
+    assert packing_ruled_out(measured) and "cannot be faster" not in verdict(measured)[1]
 
 
 def test_deciding_costs_a_few_updates_of_one_run_and_the_packed_probe_steps():

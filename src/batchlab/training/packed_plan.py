@@ -387,8 +387,9 @@ def choose_strategy(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> 
 
 
 def verdict(evidence: ProbeEvidence, margin: float = PACKING_MARGIN) -> tuple[str, str]:
-    """The rule of the module docstring on ``evidence``: the strategy and why, in words."""
-    if packing_ruled_out(evidence, margin):
+    """The rule of the module docstring on ``evidence``: the strategy and why, in words. The bound
+    decides only before any packed step (step 2); once packed steps were timed, they decide."""
+    if not evidence.packed_s and packing_ruled_out(evidence, margin):
         return SEQUENTIAL, (f"trained one at a time (packing cannot be faster by {margin:.0%}: a packed "
                             f"model-update's passes over its parameters take about as long as one update "
                             f"alone)")
