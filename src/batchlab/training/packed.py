@@ -333,7 +333,8 @@ class PackStep:
         self.slices = datasets.batch_index_slices(n_train, self.batch_size, drop_last=shared.drop_last)
         self.batch_lengths = sorted({end - start for start, end in self.slices})
         self.model = PackedModel.from_models(list(models))
-        self.optimizer = PackedMomentum(self.configs, momentum_rows(optimizers, models), self.model.layout.columns)
+        layout = self.model.layout
+        self.optimizer = PackedMomentum(self.configs, momentum_rows(optimizers, models, layout), layout.columns)
         self.schedules = [run_shape(config, n_train).schedule for config in self.configs]
         self.scheduled = not all(schedule.is_constant for schedule in self.schedules)
         self.optimizer.set_lr([schedule.lr_at(start_update) for schedule in self.schedules])

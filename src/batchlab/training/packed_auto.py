@@ -99,7 +99,7 @@ class AutoPackStep:
         if self.choice is None:
             batches = len(self.shapes[0].slices)
             count = batches if limit is None else max(0, min(batches, limit))
-            if count > PROBE_MIN_TURNS * PROBE_TURN_STEPS:
+            if probe_turn_room(count) >= PROBE_MIN_TURNS:
                 return self._deciding_epoch(epoch, updates, limit, count)
         # Decided packed, or an epoch too short to decide in: packed (the next long one decides).
         return self._packed(updates).train_epoch(epoch, updates, limit)
@@ -162,7 +162,6 @@ class AutoPackStep:
         probe = pack.train_epoch(epoch, updates, 1)  # vmap's first call: not packing's speed
         packed_s: list[float] = []
         single_s: list[float] = []
-        shape = dict(turn_steps=PROBE_TURN_STEPS, turn_timed=PROBE_TURN_TIMED)
         started = time.perf_counter()  # what came before the turns is paid once the pack is probed
         for _ in range(probe_turn_room(batches)):
             step = probe.updates
@@ -171,11 +170,12 @@ class AutoPackStep:
             # Updates alone right after the packed ones, compared with them: the two ways are
             # timed in turns, so a burst of load from elsewhere falls on both.
             single_s += alone.sample(PROBE_TURN_TIMED, untimed=PROBE_TURN_UNTIMED)
-            if turns_verdict(ProbeEvidence(tuple(packed_s), tuple(single_s), **shape)) is not None:
+            evidence = ProbeEvidence(tuple(packed_s), tuple(single_s), bound, bandwidth,
+                                     turn_steps=PROBE_TURN_STEPS, turn_timed=PROBE_TURN_TIMED)
+            if turns_verdict(evidence) is not None:
                 break
             if probe_over_budget(time.perf_counter() - started, len(packed_s), self.pack_size, alone_s, remaining):
                 break
-        evidence = ProbeEvidence(tuple(packed_s), tuple(single_s), bound, bandwidth, **shape)
         rest = None if limit is None else limit - probe.updates
         if self._decide(evidence) == PACKED:
             return join(probe, pack.train_epoch(epoch, updates + probe.updates, rest, first_batch=probe.updates))
