@@ -68,11 +68,11 @@ def test_mix_separates_epochs_of_a_seed(seed, a, b):
 
 
 def test_slices_keep_the_last_partial_batch():
-    assert batch_index_slices(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    assert batch_index_slices(10, 4, drop_last=True) == [(0, 4), (4, 8)]
-    assert batch_index_slices(8, 4, drop_last=True) == [(0, 4), (4, 8)]
-    assert batch_index_slices(10, 10) == [(0, 10)]
-    assert batch_index_slices(3, 4, drop_last=True) == []
+    assert batch_index_slices(10, 4) == ((0, 4), (4, 8), (8, 10))
+    assert batch_index_slices(10, 4, drop_last=True) == ((0, 4), (4, 8))
+    assert batch_index_slices(8, 4, drop_last=True) == ((0, 4), (4, 8))
+    assert batch_index_slices(10, 10) == ((0, 10),)
+    assert batch_index_slices(3, 4, drop_last=True) == ()
 
 
 @settings(max_examples=200)
@@ -86,8 +86,9 @@ def test_slices_cover_each_position_once(n, batch_size, drop_last):
     assert len(slices) == (n // batch_size if drop_last else -(-n // batch_size))
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4"])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4", 1.0])
 def test_slices_reject_bad_batch_size(bad):
+    batch_index_slices(10, 1)  # cached: an equal but invalid value must not hit this entry
     with pytest.raises(ConfigError, match="batch size"):
         batch_index_slices(10, bad)
 

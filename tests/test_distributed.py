@@ -43,7 +43,7 @@ def assert_same_epochs(one: list[dict], many: list[dict], n_train: int, n_val: i
 def test_shards_cover_each_batch_once_and_weights_give_the_batch_mean():
     config = RunConfig(**SMALL, batch_size=8)
     plan = plan_data_parallel(config, 21, 4, "cpu", None)  # batches 8, 8, 5
-    assert plan.slices == [(0, 8), (8, 16), (16, 21)]
+    assert plan.slices == ((0, 8), (8, 16), (16, 21))
     for start, end in plan.slices:
         shards = [plan.shard(start, end, rank) for rank in range(4)]
         assert shards[0][0] == start and shards[-1][1] == end

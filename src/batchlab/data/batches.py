@@ -8,6 +8,7 @@ reproduces a single run's batches exactly.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -54,19 +55,24 @@ def epoch_permutation(n: int, epoch: int, seed: int, shuffle: str) -> torch.Tens
     return torch.randperm(n, generator=generator, dtype=torch.int64)
 
 
-def batch_index_slices(n: int, batch_size: int, drop_last: bool = False) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=32, typed=True)  # typed: True and 1.0 are not the batch size 1
+def batch_index_slices(n: int, batch_size: int, drop_last: bool = False) -> tuple[tuple[int, int], ...]:
     """(start, end) pairs that cut positions 0 … n − 1 of a permutation into batches of
     ``batch_size``; the last, shorter batch is kept unless ``drop_last``.
 
-    With ``drop_last`` and ``n < batch_size`` the list is empty; callers that need at least one
+    With ``drop_last`` and ``n < batch_size`` the tuple is empty; callers that need at least one
     update must check (:func:`resolve_batch_size` already rejects ``batch_size > n``).
+
+    Immutable and cached: a pack of K runs asks for the same epoch's slices once per run, and at
+    B = 1 an epoch has n of them.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size {batch_size!r} is invalid; allowed: an integer ≥ 1")
     if n < 0:
         raise ValueError(f"n must be ≥ 0, got {n}")
-    end = n - n % batch_size if drop_last else n
-    return [(start, min(start + batch_size, n)) for start in range(0, end, batch_size)]
+    whole = n - n % batch_size
+    slices = tuple(zip(range(0, whole, batch_size), range(batch_size, whole + 1, batch_size)))
+    return slices + ((whole, n),) if whole < n and not drop_last else slices
 
 
 def iterate_batches(

@@ -42,7 +42,7 @@ class DataParallelPlan:
 
     world_size: int
     batch_size: int
-    slices: list[tuple[int, int]]
+    slices: tuple[tuple[int, int], ...]
     sync_batch_norm: bool
     execution: dict[str, Any] | None
 

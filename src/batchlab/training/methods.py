@@ -45,7 +45,7 @@ class RunShape:
     """How a run walks its data: B resolved, the (start, end) slices of an epoch, its schedule."""
 
     batch_size: int
-    slices: list[tuple[int, int]]
+    slices: tuple[tuple[int, int], ...]
     schedule: Schedule
 
     @property
