@@ -309,3 +309,47 @@ def test_cuda_graph_step_equals_the_eager_packed_step():
     torch.testing.assert_close(graphed_model.flat, eager_model.flat, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(graphed_rule.buffer, eager_rule.buffer, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(graphed.loss_sum, eager.loss_sum, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("had_buffers", [False, True], ids=["fresh optimizers", "optimizers holding buffers"])
+def test_handing_a_run_over_leaves_what_loading_its_checkpoint_would(had_buffers):
+    from batchlab.training.methods import build_run_optimizer, run_shape
+    from batchlab.training.objective import CLASSIFICATION
+    from batchlab.training.packed import PackStep
+
+    configs = [RunConfig(**SMALL, lr=0.1, momentum=0.9, seed=1), RunConfig(**SMALL, lr=0.05, momentum=0.0, seed=2),
+               RunConfig(**SMALL, lr=0.02, momentum=0.5, nesterov=True, weight_decay=0.01, seed=3)]
+    splits = prepare_splits("mnist-5k", device="cpu")
+    n_train = len(splits.train)
+
+    def runs():
+        models = []
+        for config in configs:
+            torch.manual_seed(config.seed)
+            models.append(build_model("mlp", splits.input_shape, splits.num_classes, config.hidden))
+        optimizers = [build_run_optimizer(config, model.parameters(), run_shape(config, n_train))
+                      for config, model in zip(configs, models)]
+        if had_buffers:  # e.g. runs resumed from checkpoints: their buffers exist and get overwritten
+            for model, optimizer in zip(models, optimizers):
+                for param in model.parameters():
+                    param.grad = torch.ones_like(param)
+                optimizer.step()
+        return models, optimizers
+
+    models, optimizers = runs()
+    pack = PackStep(configs, models, optimizers, torch.device("cpu"), splits.train, CLASSIFICATION, threads=1)
+    pack.train_epoch(1, 0, 3)
+    for row, config in enumerate(configs):
+        (handed, loaded), (handed_opt, loaded_opt) = zip(*[runs() for _ in range(2)])
+        pack.hand_over(row, handed[row], handed_opt[row])
+        payload = pack.checkpoint(row, 1, 3)
+        loaded[row].load_state_dict(payload["model"])
+        loaded_opt[row].load_state_dict(payload["optimizer"])
+        for (name, mine), theirs in zip(handed[row].state_dict().items(), loaded[row].state_dict().values()):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=0, msg=name)
+        mine = [handed_opt[row].state[p].get("momentum_buffer") for p in handed[row].parameters()]
+        theirs = [loaded_opt[row].state[p].get("momentum_buffer") for p in loaded[row].parameters()]
+        assert [m is None for m in mine] == [t is None for t in theirs] == [config.momentum == 0.0] * len(mine)
+        for m, t in zip(mine, theirs):
+            if m is not None:
+                torch.testing.assert_close(m, t, rtol=0, atol=0)

@@ -150,6 +150,8 @@ AUTO_RUNS = [
     RunConfig(**AUTO_SMALL, lr=0.1, momentum=0.0, seed=2),
     RunConfig(**AUTO_SMALL, lr=0.02, momentum=0.5, nesterov=True, seed=3),
     RunConfig(**AUTO_SMALL, lr=1e6, momentum=0.9, seed=5),  # diverges in epoch 1
+    # Handed over mid-warm-up: its rate changes every update of the first epoch.
+    RunConfig(**AUTO_SMALL, lr=0.05, momentum=0.8, warmup_epochs=1.0, weight_decay=1e-3, seed=6),
 ]
 
 
@@ -178,7 +180,7 @@ def test_an_auto_pack_follows_the_rule_and_each_run_ends_as_it_does_alone(
 
     inject(monkeypatch, alone_s=alone_s, packed_s=packed_s, bandwidth=bandwidth)
     monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
-        packed.Pack(tuple(configs), AUTO, "4 runs: decided on its first updates")])
+        packed.Pack(tuple(configs), AUTO, "5 runs: decided on its first updates")])
     results = packed.train_pack(AUTO_RUNS, progress=False)
     (choice,) = results.plan
     assert choice.strategy == expected and words in choice.reason
@@ -225,7 +227,7 @@ def test_the_probe_times_a_throwaway_copy_by_the_training_loop_in_turns_with_the
     monkeypatch.setattr(packed_auto, "copy_bandwidth", lambda working_set, threads: 1e15)  # no bound
     monkeypatch.setattr(packed._PackTimer, "per_update_seconds", lambda self: [1.0] * len(self._pack_sizes))
     monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
-        packed.Pack(tuple(configs), AUTO, "4 runs: decided on its first updates")])
+        packed.Pack(tuple(configs), AUTO, "5 runs: decided on its first updates")])
     results = packed.train_pack(AUTO_RUNS, progress=False)
     (probe,) = set(probes)
     assert probe.single.config == AUTO_RUNS[0] and probe.single.model is not None

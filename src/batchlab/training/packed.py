@@ -391,6 +391,28 @@ class PackStep:
         losses, metrics = evaluate_pack(model, split, objective=self.objective)
         return list(zip(losses, metrics))
 
+    def hand_over(self, row: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Write run ``row``'s weights, buffers and momentum into its own ``model`` and
+        ``optimizer``, in place: what loading its :meth:`checkpoint` would leave there, without
+        first building the checkpoint's copies and an optimizer to format them (a pack that the
+        probe sends one at a time hands every run back this way)."""
+        own = dict(model.named_parameters()) | dict(model.named_buffers())
+        layout, buffer = self.model.layout, self.optimizer.buffer
+        with torch.no_grad():
+            for name, rows in (self.model.params | self.model.buffers).items():
+                own[name].copy_(rows[row])
+            if buffer is None or self.configs[row].momentum == 0.0:
+                return  # a run without momentum keeps no optimizer state (Momentum's rule)
+            # last_lr only matters to momentum correction, which is never packed (can_pack).
+            lr = optimizer.param_groups[0]["lr"]
+            for name, momentum in layout.views(buffer[row].unsqueeze(0)).items():
+                state = optimizer.state[own[name]]
+                if state.get("momentum_buffer") is None:
+                    state["momentum_buffer"] = momentum[0].clone()
+                else:
+                    state["momentum_buffer"].copy_(momentum[0])
+                state["last_lr"] = lr
+
     def checkpoint(self, row: int, epoch: int, updates: int) -> dict[str, Any]:
         """Run ``row``'s checkpoint in loop.py's format (its optimizer state at the rate of its
         last update)."""

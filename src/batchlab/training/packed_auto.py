@@ -202,9 +202,7 @@ class AutoPackStep:
         checkpoint format) if it trained packed."""
         if self.pack is not None:
             for row, (model, optimizer) in enumerate(zip(self.models, self.optimizers)):
-                payload = self.pack.checkpoint(row, 0, 0)
-                model.load_state_dict(payload["model"])
-                optimizer.load_state_dict(payload["optimizer"])
+                self.pack.hand_over(row, model, optimizer)
             self.pack.release()
         self.singles = [SingleStep(model, optimizer, self.train, self.objective, shape, config, self.single_threads)
                         for model, optimizer, shape, config in zip(self.models, self.optimizers, self.shapes,
@@ -216,9 +214,7 @@ class AutoPackStep:
         model = copy.deepcopy(self.models[row])
         optimizer = build_run_optimizer(config, model.parameters(), shape)
         if self.pack is not None:
-            payload = self.pack.checkpoint(row, 0, 0)
-            model.load_state_dict(payload["model"])
-            optimizer.load_state_dict(payload["optimizer"])
+            self.pack.hand_over(row, model, optimizer)
         else:
             optimizer.load_state_dict(self.optimizers[row].state_dict())
         return SingleStep(model, optimizer, self.train, self.objective, shape, config, self.single_threads)
