@@ -33,8 +33,10 @@ number of runs), so a gap to the plain loop can be traced to one or the other. T
 update rate is taken the same way, from the wall time of its batches alone (its evaluations left
 out).
 Each method is measured ``--repeats`` times in alternating order (a b c b' d, d b' c b a, …; (b)
-and (c) next to each other both ways) and rated by its fastest repeat: on a shared machine, load
-from other processes only ever adds time.
+and (c) next to each other both ways), with more rounds while some method's repeats add up to less
+than ``--min-seconds``, and rated by its fastest repeat: on a shared machine, load from other
+processes only ever adds time, and a sweep of a second needs more tries than one of ten to catch
+a quiet moment.
 On CUDA, (a) and (b) train only the first ``--baseline-runs`` configurations (a rate per
 model-update does not depend on how many runs are timed), to keep the benchmark short.
 
@@ -252,17 +254,28 @@ def methods_for(device: torch.device) -> list[str]:
     return [name for name in METHODS if not (name == "packed_forced" and device.type == "cuda")]
 
 
-def measure_all(configs, baseline_runs: int, repeats: int, cpu_splits, splits, device) -> dict[str, dict]:
-    """Each method ``repeats`` times, in the order a b c b' d, then d b' c b a, and so on, so a slow
-    drift of the machine's load favours none. The rate of a method is taken from its fastest repeat
-    (load from other processes only ever adds time); the median is reported beside it."""
+def measure_all(configs, baseline_runs: int, repeats: int, cpu_splits, splits, device, *,
+                min_seconds: float = 0.0, max_repeats: int | None = None) -> dict[str, dict]:
+    """Each method at least ``repeats`` times, in the order a b c b' d, then d b' c b a, and so on,
+    so a slow drift of the machine's load favours none; rounds go on (up to ``max_repeats``) until
+    every method's repeats add up to ``min_seconds``, so a short row gets as many chances of a
+    quiet moment as a long one (timeit's autorange, by total time). The rate of a method is taken
+    from its fastest repeat (load from other processes only ever adds time); the median is
+    reported beside it."""
     names = methods_for(device)
     repeats_by_method: dict[str, list[dict]] = {name: [] for name in names}
-    for repeat in range(repeats):
+    limit = max(repeats, max_repeats or repeats)
+
+    def short_of_time() -> bool:
+        return any(sum(m["seconds"] for m in measured) < min_seconds for measured in repeats_by_method.values())
+
+    repeat = 0
+    while repeat < repeats or (repeat < limit and short_of_time()):
         order = names if repeat % 2 == 0 else list(reversed(names))
         for name in order:
             runs = configs if name.startswith("packed") else configs[:baseline_runs]
             repeats_by_method[name].append(METHODS[name](runs, cpu_splits, splits, device))
+        repeat += 1
     summary = {}
     for name, measurements in repeats_by_method.items():
         fastest = min(measurements, key=lambda m: m["seconds"] / m["model_updates"])
@@ -378,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="measurements of each method (default: 5; repeats on a "
                         "shared virtual machine can differ by tens of percent, so the fastest of few is "
                         "itself noisy)")
+    parser.add_argument("--min-seconds", type=float, default=20.0,
+                        help="more rounds (up to --max-repeats) until each method's repeats add up to this "
+                        "many seconds (default: 20; a row of a second gets ~20 chances at a quiet moment)")
+    parser.add_argument("--max-repeats", type=int, default=25, help="cap on the rounds --min-seconds adds (default: 25)")
     parser.add_argument("--widths", nargs="+", help="hidden widths of each MLP, e.g. 512,512 64 "
                         "(default: 512,512 and 64 on CPU, 512,512 on CUDA)")
     parser.add_argument("--runs", type=int, help="K configurations (default: 16 on CPU, 64 on CUDA)")
@@ -410,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             readings.append(measure_bandwidth(device, copy_bytes, f"before {model} B={batch_size}"))
             updates = args.updates or DEFAULT_UPDATES[kind].get(batch_size, 100)
             configs = sweep_configs(runs, hidden, batch_size, updates, n_train, device.type)
-            measured = measure_all(configs, baseline_runs, args.repeats, cpu_splits, splits, device)
+            measured = measure_all(configs, baseline_runs, args.repeats, cpu_splits, splits, device,
+                                   min_seconds=args.min_seconds, max_repeats=args.max_repeats)
             row = {"model": model, "hidden": hidden, "batch_size": batch_size, "updates_per_run": updates, **measured}
             row["ratios"] = {
                 "packed_vs_plain": row["packed"]["updates_per_s"] / row["plain"]["updates_per_s"],
@@ -441,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         "models": [model_name(hidden) for hidden in widths],
         "runs": runs,
         "baseline_runs": baseline_runs,
+        "repeats": {"at_least": args.repeats, "until_seconds_per_method": args.min_seconds,
+                    "at_most": max(args.repeats, args.max_repeats)},
         "grid": {"lr": LEARNING_RATES, "momentum": MOMENTA, "seeds": math.ceil(runs / (len(LEARNING_RATES) * len(MOMENTA)))},
         "work_per_run": "the updates, train+val evaluation after every epoch, test evaluation at the end",
         "results": rows,
