@@ -394,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-seconds", type=float, default=20.0,
                         help="more rounds (up to --max-repeats) until each method's repeats add up to this "
                         "many seconds (default: 20; a row of a second gets ~20 chances at a quiet moment)")
-    parser.add_argument("--max-repeats", type=int, default=25, help="cap on the rounds --min-seconds adds (default: 25)")
+    parser.add_argument("--max-repeats", type=int, default=25,
+                        help="cap on the rounds --min-seconds adds (default: 25)")
     parser.add_argument("--widths", nargs="+", help="hidden widths of each MLP, e.g. 512,512 64 "
                         "(default: 512,512 and 64 on CPU, 512,512 on CUDA)")
     parser.add_argument("--runs", type=int, help="K configurations (default: 16 on CPU, 64 on CUDA)")

@@ -83,7 +83,7 @@ from batchlab.training.packed_plan import (
     plan_packs,
 )
 from batchlab.training.packed_auto import AutoPackStep
-from batchlab.training.packed_state import PackedMomentum, momentum_rows, optimizer_state_dict
+from batchlab.training.packed_state import PackedMomentum, momentum_rows, optimizer_state_dict, put_momentum_row
 from batchlab.training.packed_step import PackedModel, evaluate_pack, make_step
 from batchlab.training.driver import EpochWork, checkpoint_payload, drive, restore
 from batchlab.training.progress import EpochProgress
@@ -397,21 +397,12 @@ class PackStep:
         first building the checkpoint's copies and an optimizer to format them (a pack that the
         probe sends one at a time hands every run back this way)."""
         own = dict(model.named_parameters()) | dict(model.named_buffers())
-        layout, buffer = self.model.layout, self.optimizer.buffer
         with torch.no_grad():
             for name, rows in (self.model.params | self.model.buffers).items():
                 own[name].copy_(rows[row])
-            if buffer is None or self.configs[row].momentum == 0.0:
-                return  # a run without momentum keeps no optimizer state (Momentum's rule)
-            # last_lr only matters to momentum correction, which is never packed (can_pack).
-            lr = optimizer.param_groups[0]["lr"]
-            for name, momentum in layout.views(buffer[row].unsqueeze(0)).items():
-                state = optimizer.state[own[name]]
-                if state.get("momentum_buffer") is None:
-                    state["momentum_buffer"] = momentum[0].clone()
-                else:
-                    state["momentum_buffer"].copy_(momentum[0])
-                state["last_lr"] = lr
+        if self.optimizer.buffer is not None and self.configs[row].momentum != 0.0:
+            layout = self.model.layout
+            put_momentum_row(optimizer, [own[name] for name in layout.names], layout, self.optimizer.buffer[row])
 
     def checkpoint(self, row: int, epoch: int, updates: int) -> dict[str, Any]:
         """Run ``row``'s checkpoint in loop.py's format (its optimizer state at the rate of its

@@ -198,8 +198,8 @@ class AutoPackStep:
         return self.pack
 
     def _hand_over(self) -> None:
-        """Each run on its own from here: its model and optimizer, given the pack's state (loop.py's
-        checkpoint format) if it trained packed."""
+        """Each run on its own from here: its model and optimizer, given the pack's state
+        (:meth:`PackStep.hand_over`) if it trained packed."""
         if self.pack is not None:
             for row, (model, optimizer) in enumerate(zip(self.models, self.optimizers)):
                 self.pack.hand_over(row, model, optimizer)

@@ -160,3 +160,22 @@ def momentum_rows(optimizers: Sequence[torch.optim.Optimizer], models: Sequence[
             if buffer is not None:
                 row[start:end].copy_(buffer.reshape(-1))
     return rows
+
+
+def put_momentum_row(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], layout: ParameterLayout,
+                     row: torch.Tensor) -> None:
+    """Write one run's (P,) momentum ``row`` (``layout``'s columns) into ``optimizer``'s state
+    for ``params``, the run's parameter tensors in layout order: into the buffers it holds, in
+    place, and as new buffers where it holds none. The inverse of :func:`momentum_rows` for one run,
+    for a run with momentum (λ = 0 keeps no state). ``last_lr`` is set to the group's rate; it
+    only matters to momentum correction, which is never packed."""
+    lr = optimizer.param_groups[0]["lr"]
+    with torch.no_grad():
+        for (start, end), param in zip(layout.columns, params):
+            momentum = row[start:end].view_as(param)
+            state = optimizer.state[param]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = momentum.clone()
+            else:
+                state["momentum_buffer"].copy_(momentum)
+            state["last_lr"] = lr
