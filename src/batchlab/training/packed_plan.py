@@ -528,7 +528,7 @@ def measurement_cost(runs: int) -> int:
     one run alone (the first turn's, then ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED`` a turn, for
     ``PROBE_MIN_TURNS`` turns), and the packed probe steps (real updates, but slower ones if
     packing loses; the first one untimed). More turns are taken only within
-    :func:`probe_over_budget`, a share of the pack's work."""
+    :func:`probe_over_budget`, a share of the pack's remaining training."""
     throwaway = PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST + (PROBE_TURN_UNTIMED + PROBE_TURN_TIMED) * PROBE_MIN_TURNS
     return throwaway + (PROBE_TURN_STEPS * PROBE_MIN_TURNS + 1) * runs
 

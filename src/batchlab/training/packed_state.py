@@ -130,8 +130,7 @@ def optimizer_state_dict(
         weight_decay=config.weight_decay,
     )
     if buffer is not None and config.momentum != 0.0:
-        for tensor, row_view in zip(tensors, layout.views(buffer.unsqueeze(0)).values()):
-            optimizer.state[tensor] = {"momentum_buffer": row_view[0].clone(), "last_lr": lr}
+        put_momentum_row(optimizer, tensors, layout, buffer)
     return optimizer.state_dict()
 
 
@@ -167,8 +166,9 @@ def put_momentum_row(optimizer: torch.optim.Optimizer, params: Sequence[torch.Te
     """Write one run's (P,) momentum ``row`` (``layout``'s columns) into ``optimizer``'s state
     for ``params``, the run's parameter tensors in layout order: into the buffers it holds, in
     place, and as new buffers where it holds none. The inverse of :func:`momentum_rows` for one run,
-    for a run with momentum (λ = 0 keeps no state). ``last_lr`` is set to the group's rate; it
-    only matters to momentum correction, which is never packed."""
+    for a run with momentum (λ = 0 keeps no state); :func:`optimizer_state_dict` formats a
+    checkpoint with it. ``last_lr`` is set to the group's rate (the rate of the last update, in a
+    checkpoint); it only matters to momentum correction, which is never packed."""
     lr = optimizer.param_groups[0]["lr"]
     with torch.no_grad():
         for (start, end), param in zip(layout.columns, params):
