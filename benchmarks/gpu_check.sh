@@ -26,7 +26,7 @@ if [[ "$DRY" == 1 ]]; then
     # Seconds per step: tiny sizes, a loaded CPU.
     LIMIT_TESTS=120; LIMIT_TIMING=120; LIMIT_SWEEP=120; LIMIT_HVP=180
     TIMING_ARGS=(--batch-sizes 1 100 --n-examples 1000 --budget-s 0.05)
-    SWEEP_ARGS=(--batch-sizes 16 --widths 32 --runs 2 --updates 40 --repeats 1 --baseline-runs 2)
+    SWEEP_ARGS=(--batch-sizes 16 --widths 32 --runs 2 --updates 40 --repeats 1 --min-seconds 0 --baseline-runs 2)
     HVP_ARGS=(--examples 300 --repeats 1 --skip-plain-eigen --peer-examples 300 --top-n 1)
 else
     DEVICE=cuda
@@ -37,7 +37,7 @@ else
     # twice, at two batch sizes; HVP, products on 5,000 examples in a few ms each.
     LIMIT_TESTS=80; LIMIT_TIMING=140; LIMIT_SWEEP=150; LIMIT_HVP=90
     TIMING_ARGS=(--budget-s 1)
-    SWEEP_ARGS=(--batch-sizes 1 128 --updates 1000 --repeats 2 --baseline-runs 4)
+    SWEEP_ARGS=(--batch-sizes 1 128 --updates 1000 --repeats 2 --min-seconds 0 --baseline-runs 4)
     HVP_ARGS=(--repeats 5 --peer-examples 1000 4000 --top-n 1 3)
 fi
 mkdir -p "$RESULTS"

@@ -32,8 +32,8 @@ overhead (everything else — setup, evaluation, store, checkpoints, weights —
 number of runs), so a gap to the plain loop can be traced to one or the other. The plain loop's
 update rate is taken the same way, from the wall time of its batches alone (its evaluations left
 out).
-Each method is measured ``--repeats`` times in alternating order (a b c b' d, d b' c b a, …; (b)
-and (c) next to each other both ways), with more rounds while some method's repeats add up to less
+Each method is measured ``--repeats`` times in alternating order (a b' b c d, d c b b' a, …; (c)
+next to both of its options (b) and (d) both ways), with more rounds while some method's repeats add up to less
 than ``--min-seconds``, and rated by its fastest repeat: on a shared machine, load from other
 processes only ever adds time, and a sweep of a second needs more tries than one of ten to catch
 a quiet moment.
@@ -242,10 +242,10 @@ def measure_packed_forced(configs, cpu_splits, splits, device) -> dict:
     return measure_packed(configs, cpu_splits, splits, device, strategy="packed")
 
 
-# In measuring order: (b) and (c) side by side, so a drift of the machine's speed between the two
-# compared most closely is as small as it can be.
-METHODS = {"plain": measure_plain, "single": measure_single, "packed": measure_packed,
-           "single_store": measure_single_store, "packed_forced": measure_packed_forced}
+# In measuring order: (c) between its two options (b) and (d), so a drift of the machine's speed
+# between the automatic choice and either option it is rated against is as small as it can be.
+METHODS = {"plain": measure_plain, "single_store": measure_single_store, "single": measure_single,
+           "packed": measure_packed, "packed_forced": measure_packed_forced}
 LETTERS = {"plain": "a", "single": "b", "single_store": "b'", "packed": "c", "packed_forced": "d"}
 
 
@@ -256,7 +256,7 @@ def methods_for(device: torch.device) -> list[str]:
 
 def measure_all(configs, baseline_runs: int, repeats: int, cpu_splits, splits, device, *,
                 min_seconds: float = 0.0, max_repeats: int | None = None) -> dict[str, dict]:
-    """Each method at least ``repeats`` times, in the order a b c b' d, then d b' c b a, and so on,
+    """Each method at least ``repeats`` times, in the order a b' b c d, then d c b b' a, and so on,
     so a slow drift of the machine's load favours none; rounds go on (up to ``max_repeats``) until
     every method's repeats add up to ``min_seconds``, so a short row gets as many chances of a
     quiet moment as a long one (timeit's autorange, by total time). The rate of a method is taken
@@ -391,11 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="measurements of each method (default: 5; repeats on a "
                         "shared virtual machine can differ by tens of percent, so the fastest of few is "
                         "itself noisy)")
-    parser.add_argument("--min-seconds", type=float, default=20.0,
+    parser.add_argument("--min-seconds", type=float, default=40.0,
                         help="more rounds (up to --max-repeats) until each method's repeats add up to this "
-                        "many seconds (default: 20; a row of a second gets ~20 chances at a quiet moment)")
-    parser.add_argument("--max-repeats", type=int, default=25,
-                        help="cap on the rounds --min-seconds adds (default: 25)")
+                        "many seconds (default: 40; a row of a second gets ~40 chances at a quiet moment)")
+    parser.add_argument("--max-repeats", type=int, default=40,
+                        help="cap on the rounds --min-seconds adds (default: 40)")
     parser.add_argument("--widths", nargs="+", help="hidden widths of each MLP, e.g. 512,512 64 "
                         "(default: 512,512 and 64 on CPU, 512,512 on CUDA)")
     parser.add_argument("--runs", type=int, help="K configurations (default: 16 on CPU, 64 on CUDA)")
