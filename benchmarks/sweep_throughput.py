@@ -33,10 +33,10 @@ number of runs), so a gap to the plain loop can be traced to one or the other. T
 update rate is taken the same way, from the wall time of its batches alone (its evaluations left
 out).
 Each method is measured ``--repeats`` times in alternating order (a b' b c d, d c b b' a, …; (c)
-next to both of its options (b) and (d) both ways), with more rounds while some method's repeats add up to less
-than ``--min-seconds``, and rated by its fastest repeat: on a shared machine, load from other
-processes only ever adds time, and a sweep of a second needs more tries than one of ten to catch
-a quiet moment.
+next to both of its options (b) and (d) both ways), with more rounds while some method's repeats
+add up to less than ``--min-seconds``, and rated by its fastest repeat: on a shared machine, load
+from other processes only ever adds time, and a sweep of a second needs more tries than one of
+ten to catch a quiet moment.
 On CUDA, (a) and (b) train only the first ``--baseline-runs`` configurations (a rate per
 model-update does not depend on how many runs are timed), to keep the benchmark short.
 

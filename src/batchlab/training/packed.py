@@ -396,13 +396,10 @@ class PackStep:
         ``optimizer``, in place: what loading its :meth:`checkpoint` would leave there, without
         first building the checkpoint's copies and an optimizer to format them (a pack that the
         probe sends one at a time hands every run back this way)."""
-        own = dict(model.named_parameters()) | dict(model.named_buffers())
-        with torch.no_grad():
-            for name, rows in (self.model.params | self.model.buffers).items():
-                own[name].copy_(rows[row])
+        self.model.write_run(row, model)
         if self.optimizer.buffer is not None and self.configs[row].momentum != 0.0:
-            layout = self.model.layout
-            put_momentum_row(optimizer, [own[name] for name in layout.names], layout, self.optimizer.buffer[row])
+            layout, params = self.model.layout, dict(model.named_parameters())
+            put_momentum_row(optimizer, [params[name] for name in layout.names], layout, self.optimizer.buffer[row])
 
     def checkpoint(self, row: int, epoch: int, updates: int) -> dict[str, Any]:
         """Run ``row``'s checkpoint in loop.py's format (its optimizer state at the rate of its

@@ -84,6 +84,15 @@ class PackedModel:
             state[key] = source[run].detach().clone()
         return state
 
+    def write_run(self, run: int, model: nn.Module) -> None:
+        """Copy run ``run``'s parameters and buffers into ``model`` (the same architecture), in
+        place: the inverse of :meth:`from_models` for one row, without the copies
+        :meth:`single_state_dict` makes."""
+        own = dict(model.named_parameters()) | dict(model.named_buffers())
+        with torch.no_grad():
+            for name, rows in (self.params | self.buffers).items():
+                own[name].copy_(rows[run])
+
     def forward(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Logits of ONE run (to be vmapped): the base architecture with ``params`` and ``buffers``."""
         return functional_call(self.base, (params, buffers), (x,))
