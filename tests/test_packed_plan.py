@@ -255,6 +255,60 @@ def test_the_probe_goes_round_its_epoch_again_when_the_epoch_is_shorter_than_the
     step = SingleStep(model, optimizer, splits.train, CLASSIFICATION, run_shape(config, len(splits.train)), config, 1)
     probe = packed_auto.SingleProbe(step, 1)
     assert len(probe.sample(3, untimed=3)) == 3 and len(probe.sample(1)) == 1 and probe.made == 8
+    # Its first two updates were the run's own; from the third on it walked the epoch again.
+    assert not probe.in_order and probe.work.updates == 2
+
+
+# Which way the pack goes, and whether the copy's updates stay within the epoch, decide whether the
+# copied run goes on from the copy: its updates then count, and none is made twice.
+@pytest.mark.parametrize("how, in_order", [
+    ("ruled out by the bound", True),
+    ("one at a time after a turn", True),
+    ("packed after a turn", True),
+    ("one at a time after turns longer than the epoch", False),
+])
+def test_the_copied_run_goes_on_from_the_copy_when_it_goes_one_at_a_time(monkeypatch, alone, how, in_order):
+    from batchlab.training.loop import SingleStep
+    from test_packed import assert_same_result
+
+    made: dict[int, dict[int, int]] = {}  # run seed → one-model step → updates it made
+    real_epoch = SingleStep.train_epoch
+
+    def counted(self, *args, **kwargs):
+        work = real_epoch(self, *args, **kwargs)
+        steps = made.setdefault(self.config.seed, {})
+        steps[id(self)] = steps.get(id(self), 0) + work.updates
+        return work
+
+    monkeypatch.setattr(SingleStep, "train_epoch", counted)
+    bandwidth = 1e9 if how == "ruled out by the bound" else 1e15
+    monkeypatch.setattr(packed_auto, "copy_bandwidth", lambda working_set, threads: bandwidth)
+    packed_s = 1e-9 if how == "packed after a turn" else 1.0
+    monkeypatch.setattr(packed._PackTimer, "per_update_seconds", lambda self: [packed_s] * len(self._pack_sizes))
+    if how == "one at a time after turns longer than the epoch":
+        monkeypatch.setattr(packed_auto, "turns_verdict", lambda evidence: None)  # every turn the epoch has room for
+        monkeypatch.setattr(packed_auto, "probe_over_budget", lambda *args: False)
+    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
+        packed.Pack(tuple(configs), AUTO, "5 runs: decided on its first updates")])
+    probes = []
+    real_init = packed_auto.SingleProbe.__init__
+    monkeypatch.setattr(packed_auto.SingleProbe, "__init__",
+                        lambda self, *args: (probes.append(self), real_init(self, *args))[1])
+    results = packed.train_pack(AUTO_RUNS, progress=False)
+    (probe,) = probes
+    assert probe.in_order == in_order
+    copied = AUTO_RUNS[packed_auto.representative_run(AUTO_RUNS)].seed
+    updates = {result.config.seed: result.summary["updates"] for result in results}
+    if results.plan[0].strategy == PACKED:
+        assert set(made) == {copied} and sum(made[copied].values()) == probe.made  # only the copy trained alone
+    elif in_order:
+        # The copy is the run's one-model step: every update alone, each made once.
+        assert len(made[copied]) == 1 and made[copied][id(probe.single)] == updates[copied]
+    else:
+        # The copy's updates are thrown away: the run is handed back from the pack like the others.
+        assert len(made[copied]) == 2 and made[copied][id(probe.single)] == probe.made
+    for result, solo in zip(results, alone):
+        assert_same_result(result, solo)
 
 
 def test_runs_with_momentum_correction_train_one_at_a_time():

@@ -56,6 +56,11 @@ class EpochWork:
     loss_sums: list[float]
     first_losses: list[float] | None = None
 
+    def row(self, k: int) -> "EpochWork":
+        """Run ``k``'s part of this work, as the work of one run."""
+        firsts = None if self.first_losses is None else [self.first_losses[k]]
+        return EpochWork(self.updates, self.seconds, [self.loss_sums[k]], firsts)
+
 
 class Step(Protocol):
     """How the updates of one or more runs are computed; row k is the k-th run still training."""

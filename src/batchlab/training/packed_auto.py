@@ -6,10 +6,11 @@ that holds the runs' own models and optimizers and applies the rule of
 :mod:`batchlab.training.packed_plan` (:func:`~batchlab.training.packed_plan.verdict`) in the first
 epoch with room for ``PROBE_MIN_TURNS`` turns (shorter epochs before it train packed):
 
-1. a throwaway copy of one run (:func:`representative_run`) makes a few updates alone (t₁) — its
-   updates, here and in the turns of step 3, are the only work thrown away;
+1. a copy of one run (:func:`representative_run`) makes a few updates alone (t₁): that run's own
+   next updates, on its batches of the epoch in order;
 2. if the bound says packing cannot win, every run goes on one at a time at once, and the runs
-   are never stacked: they cost what ``batchlab.train`` costs them;
+   are never stacked: they cost what ``batchlab.train`` costs them, and the copied run goes on
+   from the copy's state;
 3. else the runs are stacked (:class:`~batchlab.training.packed.PackStep`) and the pack makes
    steps (t_K) in turns with updates of the copy, until the test of the turns decides or its
    budget is spent (:func:`~batchlab.training.packed_plan.turns_verdict`,
@@ -17,6 +18,14 @@ epoch with room for ``PROBE_MIN_TURNS`` turns (shorter epochs before it train pa
    then it either goes on packed or hands each run back, mid-epoch, to its own model and
    optimizer in a one-model step (:class:`~batchlab.training.loop.SingleStep`), which continues at
    the next batch of the same epoch, so no update is made twice or lost.
+
+The copy's updates are thrown away only when the pack goes on packed, or when the probe needed more
+updates alone than the epoch has batches (it then walks the epoch again, and its updates are no
+longer the run's own). Otherwise the pack's run goes on one at a time from the copy — its weights,
+momentum, batch losses and timed updates — and its row of the pack's steps is what is dropped: one
+model-update per packed step instead of the five per turn and six before the turns that the
+copy made (on 16 runs of 784-64-10 at B = 1 on a 2-core CPU, where the two ways are close and every
+turn is taken, those were 6–10 ms of a 1.05 s sweep).
 
 A run handed back takes the pack's state in loop.py's checkpoint format (its weights and
 ``Momentum`` state), the same hand-over a checkpoint written in a pack and resumed alone makes;
@@ -75,7 +84,7 @@ class AutoPackStep:
     at the point they resume from); ``stack(configs, models, optimizers, start_update)`` makes the
     :class:`~batchlab.training.packed.PackStep` of them, which happens only when the pack is
     needed: a pack that the bound sends one at a time at once is never stacked, so its runs cost
-    what ``batchlab.train`` costs them, plus the few throwaway updates. ``single_threads`` is the
+    what ``batchlab.train`` costs them, plus copying one run. ``single_threads`` is the
     intra-op thread count of one run's update, ``label`` the pack's name in the reason.
     """
 
@@ -148,14 +157,15 @@ class AutoPackStep:
     # ------------------------------------------------------------------ deciding
 
     def _deciding_epoch(self, epoch: int, updates: int, limit: int | None, batches: int) -> EpochWork:
-        alone = SingleProbe(self._copy_of_run(representative_run(self.configs)), epoch)  # thrown away
+        copied = representative_run(self.configs)
+        alone = SingleProbe(self._copy_of_run(copied), epoch, updates, batches)
         parameters = sum(p.numel() for p in self.models[0].parameters())
         bandwidth = copy_bandwidth(working_set_bytes(parameters, self.pack_size), self.pack_threads)
         bound = packed_bound_s(parameters, bandwidth, packed_passes(self.configs))
         evidence = ProbeEvidence((), alone.sample(PROBE_SINGLE_FIRST, untimed=PROBE_SINGLE_WARMUP), bound, bandwidth)
         if packing_ruled_out(evidence):
-            self._decide(evidence)
-            return self._one_at_a_time(epoch, updates, limit)
+            self._decide(evidence, copied, alone)
+            return self._rest_one_at_a_time(epoch, updates, batches, None, copied, alone)
         alone_s = statistics.median(evidence.sequential_s)
         remaining = max(1, planned_updates(self.configs[0], len(self.train)) - updates)
         pack = self._packed(updates)
@@ -176,17 +186,19 @@ class AutoPackStep:
                 break
             if probe_over_budget(time.perf_counter() - started, len(packed_s), self.pack_size, alone_s, remaining):
                 break
-        rest = None if limit is None else limit - probe.updates
-        if self._decide(evidence) == PACKED:
+        if self._decide(evidence, copied, alone) == PACKED:
+            rest = None if limit is None else limit - probe.updates
             return join(probe, pack.train_epoch(epoch, updates + probe.updates, rest, first_batch=probe.updates))
-        return join(probe, self._one_at_a_time(epoch, updates + probe.updates, rest, first_batch=probe.updates))
+        return self._rest_one_at_a_time(epoch, updates, batches, probe, copied, alone)
 
-    def _decide(self, evidence: ProbeEvidence) -> str:
+    def _decide(self, evidence: ProbeEvidence, copied: int, alone: "SingleProbe") -> str:
+        """Apply the rule to ``evidence``; going one at a time, run ``copied`` goes on from the
+        copy ``alone`` when the copy made only that run's own next updates."""
         strategy, words = verdict(evidence)
         reason = f"{self.label}: {words}, measured on its first updates: {evidence.describe()}"
         self.choice = Pack(tuple(self.configs), strategy, reason, evidence)
         if strategy == SEQUENTIAL:
-            self._hand_over()
+            self._hand_over(copied if alone.in_order else None, alone.single)
         else:
             self.models = self.optimizers = []  # the pack holds the only copy from here on
         return strategy
@@ -197,19 +209,24 @@ class AutoPackStep:
             self.pack = self.stack(self.configs, self.models, self.optimizers, updates)
         return self.pack
 
-    def _hand_over(self) -> None:
+    def _hand_over(self, copied: int | None = None, copy: SingleStep | None = None) -> None:
         """Each run on its own from here: its model and optimizer, given the pack's state
-        (:meth:`PackStep.hand_over`) if it trained packed."""
+        (:meth:`PackStep.hand_over`) if it trained packed; run ``copied``, if given, is the one-model
+        step ``copy`` that made its latest updates instead."""
+        if copied is not None and copy is not None:
+            self.models[copied], self.optimizers[copied] = copy.model, copy.optimizer
         if self.pack is not None:
             for row, (model, optimizer) in enumerate(zip(self.models, self.optimizers)):
-                self.pack.hand_over(row, model, optimizer)
+                if row != copied:
+                    self.pack.hand_over(row, model, optimizer)
             self.pack.release()
         self.singles = [SingleStep(model, optimizer, self.train, self.objective, shape, config, self.single_threads)
-                        for model, optimizer, shape, config in zip(self.models, self.optimizers, self.shapes,
-                                                                   self.configs)]
+                        if row != copied else copy
+                        for row, (model, optimizer, shape, config) in enumerate(
+                            zip(self.models, self.optimizers, self.shapes, self.configs))]
 
     def _copy_of_run(self, row: int) -> SingleStep:
-        """A throwaway one-model step of run ``row`` as it stands (its weights and optimizer state)."""
+        """A one-model step of a copy of run ``row`` as it stands (its weights and optimizer state)."""
         config, shape = self.configs[row], self.shapes[row]
         model = copy.deepcopy(self.models[row])
         optimizer = build_run_optimizer(config, model.parameters(), shape)
@@ -219,12 +236,29 @@ class AutoPackStep:
             optimizer.load_state_dict(self.optimizers[row].state_dict())
         return SingleStep(model, optimizer, self.train, self.objective, shape, config, self.single_threads)
 
-    def _one_at_a_time(self, epoch: int, updates: int, limit: int | None, *, first_batch: int = 0) -> EpochWork:
+    def _one_at_a_time(self, epoch: int, updates: int, limit: int | None) -> EpochWork:
         assert self.singles is not None
-        works = [single.train_epoch(epoch, updates, limit, first_batch=first_batch) for single in self.singles]
-        firsts = [work.first_losses[0] for work in works] if works and works[0].first_losses is not None else None
-        return EpochWork(works[0].updates if works else 0, sum(work.seconds for work in works) / max(len(works), 1),
-                         [work.loss_sums[0] for work in works], firsts)
+        return runs_together([single.train_epoch(epoch, updates, limit) for single in self.singles])
+
+    def _rest_one_at_a_time(self, epoch: int, updates: int, batches: int, packed: EpochWork | None, copied: int,
+                            alone: "SingleProbe") -> EpochWork:
+        """The deciding epoch of ``batches`` batches (the first being update ``updates``) finished
+        one run at a time, each run from where it stands: after the pack's ``packed`` part (None
+        before any packed step), and run ``copied`` after its copy's updates when the copy made
+        that run's own (:attr:`SingleProbe.in_order`)."""
+        assert self.singles is not None
+        works = []
+        for row, single in enumerate(self.singles):
+            if row == copied and alone.in_order:
+                before = alone.work
+            elif packed is not None:
+                before = packed.row(row)
+            else:
+                before = EpochWork(0, 0.0, [0.0], None)
+            start = before.updates
+            works.append(join(before, single.train_epoch(epoch, updates + start, batches - start, first_batch=start)))
+        assert all(work.updates == batches for work in works), "every run ends the epoch at the same batch"
+        return runs_together(works)
 
 
 def representative_run(configs: Sequence[RunConfig]) -> int:
@@ -242,7 +276,7 @@ def representative_run(configs: Sequence[RunConfig]) -> int:
 
 
 class SingleProbe:
-    """Timed updates of a throwaway copy of one run (its updates are not kept), made in turns.
+    """Timed updates of a copy of one run, made in turns (kept only if the run goes on one at a time).
 
     Timed by the one-model step's own loop and timer, as its training is (each batch's gather
     included, as the packed step's time includes its gather): timing the update call alone, on
@@ -252,27 +286,46 @@ class SingleProbe:
     still up to 1.3× (784-64-10 and 784-512-512-10, B = 1 to 128, 2-core CPU), which is not what
     training one run at a time pays; a fresh copy's first few updates
     are slower still (allocations, first touches), hence more untimed ones in the first turn
-    (``PROBE_SINGLE_WARMUP``). The copy walks its order in
-    ``epoch`` from the first batch, round again if the epoch is shorter than the probe (which
-    examples a timed update sees does not change its time).
+    (``PROBE_SINGLE_WARMUP``). The copy walks its order in ``epoch`` from the first batch (update
+    ``updates``), as the run would: while it stays within the epoch's first ``batches`` batches
+    (:attr:`in_order`), its updates are the run's own next ones and :attr:`work` is their
+    :class:`EpochWork`. A turn that does not fit in what is left of them starts again at the first
+    batch (which examples a timed update sees does not change its time), and the copy's updates
+    are from then on only timings.
     """
 
-    def __init__(self, single: SingleStep, epoch: int) -> None:
-        self.single, self.epoch, self.made = single, epoch, 0
+    def __init__(self, single: SingleStep, epoch: int, updates: int = 0, batches: int | None = None) -> None:
+        self.single, self.epoch, self.updates = single, epoch, updates
+        self.batches = len(single.shape.slices) if batches is None else batches
+        self.made = self.position = 0
+        self.in_order = True
+        self.work = EpochWork(0, 0.0, [0.0], None)
 
     def sample(self, count: int, untimed: int = 1) -> tuple[float, ...]:
         """The seconds of ``count`` updates, after ``untimed`` more, made in one pass of the step's
         loop where the epoch has room (a call per update measured 1.1–1.4× the loop's own time)."""
-        batches = len(self.single.shape.slices)
         wanted = count + untimed
         while wanted:
-            first = self.made % batches
-            first = first if first + wanted <= batches else 0
-            work = self.single.train_epoch(self.epoch, self.made, wanted, first_batch=first)
+            first = self.position if self.position + wanted <= self.batches else 0
+            if first != self.position:
+                self.in_order = False
+            work = self.single.train_epoch(self.epoch, self.updates + first, min(wanted, self.batches - first),
+                                           first_batch=first)
+            if self.in_order:
+                self.work = join(self.work, work)
+            self.position = first + work.updates
             self.made += work.updates
             wanted -= work.updates
         seconds = self.single.timer.seconds  # every timed update so far; this turn's last
         return tuple(seconds[len(seconds) - count:])
+
+
+def runs_together(works: Sequence[EpochWork]) -> EpochWork:
+    """The epoch of several runs, each trained alone (one :class:`EpochWork` of one run each, the
+    same number of updates): their seconds averaged, as a packed step's are shared."""
+    firsts = [work.first_losses[0] for work in works] if works and works[0].first_losses is not None else None
+    return EpochWork(works[0].updates if works else 0, sum(work.seconds for work in works) / max(len(works), 1),
+                     [work.loss_sums[0] for work in works], firsts)
 
 
 def join(first: EpochWork, rest: EpochWork) -> EpochWork:

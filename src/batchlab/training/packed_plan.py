@@ -26,8 +26,10 @@
      without momentum updates more cheaply than the rest), with its weights, optimizer state and
      next batches, on the one-run thread count, after ``PROBE_SINGLE_WARMUP`` untimed (a fresh
      copy's first updates are slow), timed by the one-model step's
-     own loop as its training is (each batch's gather included, as in t_K); the copy is thrown
-     away, so this costs a few updates of one run (a few more per turn of step 3);
+     own loop as its training is (each batch's gather included, as in t_K); the copy's updates
+     are the run's own next ones, and the run goes on from them if the pack goes one at a time,
+     so deciding throws away a few updates of one run (a few more per turn of step 3) only when
+     the pack goes on packed;
   2. *what packing cannot beat*: the packed step's kernels pass over every run's state n times
      per model-update, n fp32 passes over P (:func:`packed_passes`: 10 for heavy ball — θ read in
      the forward pass, g written in the backward pass, m ← λm − ηg as ``mul_`` then ``addcmul_``,
@@ -415,7 +417,7 @@ def probe_turn_room(batches: int) -> int:
 def probe_over_budget(elapsed_s: float, packed_steps: int, runs: int, alone_s: float, remaining_updates: int,
                       share: float = PROBE_COST_SHARE) -> bool:
     """Whether the turns have cost ``share`` of the pack's remaining training: their ``elapsed_s``
-    (packed steps and throwaway updates), less what their ``packed_steps`` updates of ``runs``
+    (packed steps and the copy's updates), less what their ``packed_steps`` updates of ``runs``
     runs would have cost one at a time (``alone_s`` each), against ``runs`` ×
     ``remaining_updates`` × ``alone_s``."""
     spent = elapsed_s - packed_steps * runs * alone_s
@@ -524,8 +526,8 @@ def _throwaway_model(config: RunConfig, input_shape, num_classes: int, task: "Ta
 
 
 def measurement_cost(runs: int) -> int:
-    """Model-updates that deciding costs a pack of ``runs`` at the least: the throwaway updates of
-    one run alone (the first turn's, then ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED`` a turn, for
+    """Model-updates that deciding costs a pack of ``runs`` at the least: the updates of the copy
+    of one run alone, thrown away if the pack goes on packed (the first turn's, then ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED`` a turn, for
     ``PROBE_MIN_TURNS`` turns), and the packed probe steps (real updates, but slower ones if
     packing loses; the first one untimed). More turns are taken only within
     :func:`probe_over_budget`, a share of the pack's remaining training."""
