@@ -281,6 +281,14 @@ def test_the_copied_run_goes_on_from_the_copy_when_it_goes_one_at_a_time(monkeyp
         return work
 
     monkeypatch.setattr(SingleStep, "train_epoch", counted)
+    drawn: dict[tuple[int, int], int] = {}  # (seed, epoch) → permutations drawn
+    real_permutation = batchlab.data.epoch_permutation
+
+    def permutation(n, epoch, seed, shuffle):
+        drawn[seed, epoch] = drawn.get((seed, epoch), 0) + 1
+        return real_permutation(n, epoch, seed, shuffle)
+
+    monkeypatch.setattr(batchlab.data, "epoch_permutation", permutation)
     bandwidth = 1e9 if how == "ruled out by the bound" else 1e15
     monkeypatch.setattr(packed_auto, "copy_bandwidth", lambda working_set, threads: bandwidth)
     packed_s = 1e-9 if how == "packed after a turn" else 1.0
@@ -307,6 +315,9 @@ def test_the_copied_run_goes_on_from_the_copy_when_it_goes_one_at_a_time(monkeyp
     else:
         # The copy's updates are thrown away: the run is handed back from the pack like the others.
         assert len(made[copied]) == 2 and made[copied][id(probe.single)] == probe.made
+    # An epoch trained in parts draws each run's order once per step that trains it (the pack, the
+    # copy, the run's own step), not once per part.
+    assert max(drawn.values()) <= 3
     for result, solo in zip(results, alone):
         assert_same_result(result, solo)
 

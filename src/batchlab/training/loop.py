@@ -168,17 +168,17 @@ class SingleStep:
         # A plain MLP with the lecture's momentum writes the buffer straight from the backward
         # pass (batchlab.training.fused_mlp); every other run takes autograd and optimizer.step.
         self.update = fused_update(model, optimizer, objective.loss) or self._autograd_update
+        self._epoch_order: tuple[int, torch.Tensor] | None = None
 
     def train_epoch(self, epoch: int, updates: int, limit: int | None, *, first_batch: int = 0) -> EpochWork:
         """The epoch's batches from ``first_batch`` on (the earlier ones were made elsewhere: a
         pack that handed the run over mid-epoch, :mod:`batchlab.training.packed_auto`), at most
         ``limit`` of them, the first being update ``updates``."""
-        config, model, optimizer, update_on = self.config, self.model, self.optimizer, self.update
+        model, optimizer, update_on = self.model, self.optimizer, self.update
         slices, schedule, timer = self.shape.slices[first_batch:], self.shape.schedule, self.timer
         count = len(slices) if limit is None else max(0, min(len(slices), limit))
         model.train()
-        order = datasets.epoch_permutation(len(self.train), epoch - 1, config.seed, config.shuffle)
-        batches = self._batches(order, slices[:count])
+        batches = self._batches(self._order(epoch), slices[:count])
         losses: list[torch.Tensor] = []
         if self.constant_lr:
             set_learning_rate(optimizer, schedule.lr_at(updates))
@@ -207,6 +207,16 @@ class SingleStep:
         loss.backward()
         self.optimizer_step()
         return loss.detach()
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        """The run's order of the training examples in epoch ``epoch`` (1-based), kept for the
+        epoch last asked for: an epoch trained in parts (a probe's turns,
+        :mod:`batchlab.training.packed_auto`) draws it once."""
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            config = self.config
+            self._epoch_order = (epoch, datasets.epoch_permutation(len(self.train), epoch - 1, config.seed,
+                                                                   config.shuffle))
+        return self._epoch_order[1]
 
     def _batches(self, order: torch.Tensor, slices: Sequence[tuple[int, int]]):
         """The epoch's batches: gathered on the device with ``index_select`` (one kernel each, no
