@@ -301,7 +301,7 @@ def test_the_copied_run_goes_on_from_the_copy_when_it_goes_one_at_a_time(monkeyp
     probes = []
     real_init = packed_auto.SingleProbe.__init__
     monkeypatch.setattr(packed_auto.SingleProbe, "__init__",
-                        lambda self, *args: (probes.append(self), real_init(self, *args))[1])
+                        lambda self, *args, **kwargs: (probes.append(self), real_init(self, *args, **kwargs))[1])
     results = packed.train_pack(AUTO_RUNS, progress=False)
     (probe,) = probes
     assert probe.in_order == in_order

@@ -158,14 +158,14 @@ class AutoPackStep:
 
     def _deciding_epoch(self, epoch: int, updates: int, limit: int | None, batches: int) -> EpochWork:
         copied = representative_run(self.configs)
-        alone = SingleProbe(self._copy_of_run(copied), epoch, updates, batches)
+        alone = SingleProbe(self._copy_of_run(copied), epoch, updates, batches, row=copied)
         parameters = sum(p.numel() for p in self.models[0].parameters())
         bandwidth = copy_bandwidth(working_set_bytes(parameters, self.pack_size), self.pack_threads)
         bound = packed_bound_s(parameters, bandwidth, packed_passes(self.configs))
         evidence = ProbeEvidence((), alone.sample(PROBE_SINGLE_FIRST, untimed=PROBE_SINGLE_WARMUP), bound, bandwidth)
         if packing_ruled_out(evidence):
-            self._decide(evidence, copied, alone)
-            return self._rest_one_at_a_time(epoch, updates, batches, None, copied, alone)
+            self._decide(evidence, alone)
+            return self._rest_one_at_a_time(epoch, updates, batches, None, alone)
         alone_s = statistics.median(evidence.sequential_s)
         remaining = max(1, planned_updates(self.configs[0], len(self.train)) - updates)
         pack = self._packed(updates)
@@ -186,19 +186,19 @@ class AutoPackStep:
                 break
             if probe_over_budget(time.perf_counter() - started, len(packed_s), self.pack_size, alone_s, remaining):
                 break
-        if self._decide(evidence, copied, alone) == PACKED:
+        if self._decide(evidence, alone) == PACKED:
             rest = None if limit is None else limit - probe.updates
             return join(probe, pack.train_epoch(epoch, updates + probe.updates, rest, first_batch=probe.updates))
-        return self._rest_one_at_a_time(epoch, updates, batches, probe, copied, alone)
+        return self._rest_one_at_a_time(epoch, updates, batches, probe, alone)
 
-    def _decide(self, evidence: ProbeEvidence, copied: int, alone: "SingleProbe") -> str:
-        """Apply the rule to ``evidence``; going one at a time, run ``copied`` goes on from the
-        copy ``alone`` when the copy made only that run's own next updates."""
+    def _decide(self, evidence: ProbeEvidence, alone: "SingleProbe") -> str:
+        """Apply the rule to ``evidence``; going one at a time, the run the probe ``alone`` copied
+        goes on from the copy when the copy made only that run's own next updates."""
         strategy, words = verdict(evidence)
         reason = f"{self.label}: {words}, measured on its first updates: {evidence.describe()}"
         self.choice = Pack(tuple(self.configs), strategy, reason, evidence)
         if strategy == SEQUENTIAL:
-            self._hand_over(copied if alone.in_order else None, alone.single)
+            self._hand_over(alone)
         else:
             self.models = self.optimizers = []  # the pack holds the only copy from here on
         return strategy
@@ -209,11 +209,12 @@ class AutoPackStep:
             self.pack = self.stack(self.configs, self.models, self.optimizers, updates)
         return self.pack
 
-    def _hand_over(self, copied: int | None = None, copy: SingleStep | None = None) -> None:
+    def _hand_over(self, alone: "SingleProbe") -> None:
         """Each run on its own from here: its model and optimizer, given the pack's state
-        (:meth:`PackStep.hand_over`) if it trained packed; run ``copied``, if given, is the one-model
-        step ``copy`` that made its latest updates instead."""
-        if copied is not None and copy is not None:
+        (:meth:`PackStep.hand_over`) if it trained packed; the run whose own updates the probe
+        ``alone`` made (:attr:`SingleProbe.kept_row`) goes on as the probe's one-model step."""
+        copied, copy = alone.kept_row, alone.single
+        if copied is not None:
             self.models[copied], self.optimizers[copied] = copy.model, copy.optimizer
         if self.pack is not None:
             for row, (model, optimizer) in enumerate(zip(self.models, self.optimizers)):
@@ -240,21 +241,21 @@ class AutoPackStep:
         assert self.singles is not None
         return runs_together([single.train_epoch(epoch, updates, limit) for single in self.singles])
 
-    def _rest_one_at_a_time(self, epoch: int, updates: int, batches: int, packed: EpochWork | None, copied: int,
+    def _rest_one_at_a_time(self, epoch: int, updates: int, batches: int, packed: EpochWork | None,
                             alone: "SingleProbe") -> EpochWork:
         """The deciding epoch of ``batches`` batches (the first being update ``updates``) finished
         one run at a time, each run from where it stands: after the pack's ``packed`` part (None
-        before any packed step), and run ``copied`` after its copy's updates when the copy made
-        that run's own (:attr:`SingleProbe.in_order`)."""
+        before any packed step), and the run the probe ``alone`` kept (:attr:`SingleProbe.kept_row`)
+        after the probe's updates."""
         assert self.singles is not None
         works = []
         for row, single in enumerate(self.singles):
-            if row == copied and alone.in_order:
+            if row == alone.kept_row:
                 before = alone.work
             elif packed is not None:
                 before = packed.row(row)
             else:
-                before = EpochWork(0, 0.0, [0.0], None)
+                before = NO_WORK
             start = before.updates
             works.append(join(before, single.train_epoch(epoch, updates + start, batches - start, first_batch=start)))
         assert all(work.updates == batches for work in works), "every run ends the epoch at the same batch"
@@ -294,12 +295,19 @@ class SingleProbe:
     are from then on only timings.
     """
 
-    def __init__(self, single: SingleStep, epoch: int, updates: int = 0, batches: int | None = None) -> None:
-        self.single, self.epoch, self.updates = single, epoch, updates
+    def __init__(self, single: SingleStep, epoch: int, updates: int = 0, batches: int | None = None, *,
+                 row: int | None = None) -> None:
+        self.single, self.epoch, self.updates, self.row = single, epoch, updates, row
         self.batches = len(single.shape.slices) if batches is None else batches
         self.made = self.position = 0
         self.in_order = True
-        self.work = EpochWork(0, 0.0, [0.0], None)
+        self.work = NO_WORK
+
+    @property
+    def kept_row(self) -> int | None:
+        """The pack's row of the run copied (``row``) while the copy's updates are that run's own
+        (:attr:`in_order`); None once they are only timings."""
+        return self.row if self.in_order else None
 
     def sample(self, count: int, untimed: int = 1) -> tuple[float, ...]:
         """The seconds of ``count`` updates, after ``untimed`` more, made in one pass of the step's
@@ -318,6 +326,10 @@ class SingleProbe:
             wanted -= work.updates
         seconds = self.single.timer.seconds  # every timed update so far; this turn's last
         return tuple(seconds[len(seconds) - count:])
+
+
+# One run's epoch before any of its updates (the start of a :func:`join`).
+NO_WORK = EpochWork(0, 0.0, [0.0], None)
 
 
 def runs_together(works: Sequence[EpochWork]) -> EpochWork:

@@ -527,9 +527,10 @@ def _throwaway_model(config: RunConfig, input_shape, num_classes: int, task: "Ta
 
 def measurement_cost(runs: int) -> int:
     """Model-updates that deciding costs a pack of ``runs`` at the least: the updates of the copy
-    of one run alone, thrown away if the pack goes on packed (the first turn's, then ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED`` a turn, for
-    ``PROBE_MIN_TURNS`` turns), and the packed probe steps (real updates, but slower ones if
-    packing loses; the first one untimed). More turns are taken only within
+    of one run alone, thrown away if the pack goes on packed (the first turn's, then
+    ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED`` a turn, for ``PROBE_MIN_TURNS`` turns), and the
+    packed probe steps (real updates, but slower ones if packing loses; the first one untimed).
+    More turns are taken only within
     :func:`probe_over_budget`, a share of the pack's remaining training."""
     throwaway = PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST + (PROBE_TURN_UNTIMED + PROBE_TURN_TIMED) * PROBE_MIN_TURNS
     return throwaway + (PROBE_TURN_STEPS * PROBE_MIN_TURNS + 1) * runs
