@@ -72,6 +72,7 @@ import argparse
 import contextlib
 import io
 import math
+import random
 import statistics
 import sys
 import tempfile
@@ -246,6 +247,13 @@ def measure_packed_forced(configs, cpu_splits, splits, device) -> dict:
 # between the automatic choice and either option it is rated against is as small as it can be.
 METHODS = {"plain": measure_plain, "single_store": measure_single_store, "single": measure_single,
            "packed": measure_packed, "packed_forced": measure_packed_forced}
+CHOICE_OPTIONS = ("single", "packed_forced")
+# An option of (c) whose fastest repeat is this many times slower than the other option's is left
+# out of the extra rounds of measure_all.
+OUT_OF_REACH = 1.25
+# Random halvings / resamplings behind the noise intervals, and their seed.
+NOISE_DRAWS = 2000
+NOISE_SEED = 0
 LETTERS = {"plain": "a", "single": "b", "single_store": "b'", "packed": "c", "packed_forced": "d"}
 
 
@@ -255,27 +263,45 @@ def methods_for(device: torch.device) -> list[str]:
 
 
 def measure_all(configs, baseline_runs: int, repeats: int, cpu_splits, splits, device, *,
-                min_seconds: float = 0.0, max_repeats: int | None = None) -> dict[str, dict]:
+                min_seconds: float = 0.0, max_repeats: int | None = None,
+                choice_seconds: float = 0.0, choice_max_repeats: int | None = None) -> dict[str, dict]:
     """Each method at least ``repeats`` times, in the order a b' b c d, then d c b b' a, and so on,
     so a slow drift of the machine's load favours none; rounds go on (up to ``max_repeats``) until
     every method's repeats add up to ``min_seconds``, so a short row gets as many chances of a
-    quiet moment as a long one (timeit's autorange, by total time). The rate of a method is taken
+    quiet moment as a long one (timeit's autorange, by total time). Then, where (c) chooses, more
+    rounds of (c) and its options alone (b c d, d c b, …; up to ``choice_max_repeats`` rounds in
+    all) until each has ``choice_seconds`` of repeats: the fastest of a few repeats of one method
+    can differ by 10-20 % from the fastest of a few others on a shared virtual machine
+    (:func:`split_half_interval`), far more than the 3 % the choice is rated at. An option whose
+    fastest repeat is already :data:`OUT_OF_REACH` times slower than the other's is left out of
+    those rounds: more repeats will not make it the better one. The rate of a method is taken
     from its fastest repeat (load from other processes only ever adds time); the median is
-    reported beside it."""
+    reported beside it. Each repeat records its ``round``, so the methods of one round can be
+    compared with each other."""
     names = methods_for(device)
     repeats_by_method: dict[str, list[dict]] = {name: [] for name in names}
     limit = max(repeats, max_repeats or repeats)
 
-    def short_of_time() -> bool:
-        return any(sum(m["seconds"] for m in measured) < min_seconds for measured in repeats_by_method.values())
+    def seconds_of(name: str) -> float:
+        return sum(m["seconds"] for m in repeats_by_method[name])
 
-    repeat = 0
-    while repeat < repeats or (repeat < limit and short_of_time()):
-        order = names if repeat % 2 == 0 else list(reversed(names))
-        for name in order:
+    def measure_round(round_index: int, in_round: list[str]) -> None:
+        for name in in_round if round_index % 2 == 0 else list(reversed(in_round)):
             runs = configs if name.startswith("packed") else configs[:baseline_runs]
-            repeats_by_method[name].append(METHODS[name](runs, cpu_splits, splits, device))
-        repeat += 1
+            repeats_by_method[name].append({**METHODS[name](runs, cpu_splits, splits, device), "round": round_index})
+
+    rounds = 0
+    while rounds < repeats or (rounds < limit and any(seconds_of(name) < min_seconds for name in names)):
+        measure_round(rounds, names)
+        rounds += 1
+    if "packed_forced" in names:
+        choice_limit = max(rounds, choice_max_repeats or rounds)
+        while rounds < choice_limit:
+            contenders = [name for name in names if name in choice_contenders(repeats_by_method)]
+            if all(seconds_of(name) >= choice_seconds for name in contenders):
+                break
+            measure_round(rounds, contenders)
+            rounds += 1
     summary = {}
     for name, measurements in repeats_by_method.items():
         fastest = min(measurements, key=lambda m: m["seconds"] / m["model_updates"])
@@ -286,8 +312,57 @@ def measure_all(configs, baseline_runs: int, repeats: int, cpu_splits, splits, d
             "updates_per_s_median": statistics.median(rates),
             "fastest": fastest,
             "repeats": measurements,
+            "fastest_of_half": split_half_interval(rates),
         }
     return summary
+
+
+def rate_of(measurement: dict) -> float:
+    return measurement["model_updates"] / measurement["seconds"]
+
+
+def choice_contenders(repeats_by_method: dict[str, list[dict]]) -> list[str]:
+    """(c) and those of its options (b), (d) whose fastest repeat so far is within
+    :data:`OUT_OF_REACH` of the other's."""
+    fastest = {name: max(rate_of(m) for m in repeats_by_method[name]) for name in CHOICE_OPTIONS}
+    best = max(fastest.values())
+    return ["packed", *(name for name in CHOICE_OPTIONS if fastest[name] * OUT_OF_REACH >= best)]
+
+
+def split_half_interval(rates: list[float], draws: int = NOISE_DRAWS) -> list[float] | None:
+    """How far the fastest of half of one method's repeats falls from the fastest of the other
+    half: the 5th and 95th percentiles, over ``draws`` random halvings (seeded), of the ratio of
+    the two halves' fastest rates. Two halves of the same method differ only by the machine's
+    noise, so a ratio of two methods' fastest repeats inside this interval is not told apart from
+    equal at half the repeats. None with fewer than four repeats."""
+    if len(rates) < 4:
+        return None
+    generator = random.Random(NOISE_SEED)
+    half = len(rates) // 2
+    ratios = []
+    for _ in range(draws):
+        shuffled = generator.sample(rates, len(rates))
+        ratios.append(max(shuffled[:half]) / max(shuffled[half:2 * half]))
+    return percentiles(ratios)
+
+
+def bootstrap_choice_interval(row: dict, draws: int = NOISE_DRAWS) -> list[float]:
+    """5th and 95th percentiles of (c)'s fastest rate over the better option's, each method's
+    repeats resampled with replacement (seeded): a rough interval for the ratio of fastest
+    repeats (a bootstrap of a maximum can only pick observed repeats, so it is coarse where
+    one repeat stands far out)."""
+    generator = random.Random(NOISE_SEED)
+    rates = {name: [rate_of(m) for m in row[name]["repeats"]] for name in ("packed", *CHOICE_OPTIONS)}
+
+    def fastest(name: str) -> float:
+        return max(generator.choices(rates[name], k=len(rates[name])))
+
+    return percentiles([fastest("packed") / max(fastest(name) for name in CHOICE_OPTIONS) for _ in range(draws)])
+
+
+def percentiles(values: list[float], low: float = 0.05, high: float = 0.95) -> list[float]:
+    ordered = sorted(values)
+    return [ordered[int(low * (len(ordered) - 1))], ordered[int(high * (len(ordered) - 1))]]
 
 
 def warm_up(splits, cpu_splits, device) -> None:
@@ -340,16 +415,19 @@ def bandwidth_shares(row: dict, bandwidth: float, parameters: int) -> dict:
 
 def auto_against_options(row: dict) -> dict | None:
     """(c) against the better of its two options, (b) one at a time and (d) packed: the ratio of
-    their fastest repeats and which option was better; and, since the machine's speed drifts
-    between repeats, the same ratio within each repeat (the three measured in one round, (b) and
-    (c) side by side) and its median. None on CUDA, where there is no choice."""
+    their fastest repeats, which option was better, and a rough 90 % interval of that ratio
+    (:func:`bootstrap_choice_interval`); and, since the machine's speed drifts between repeats,
+    the same ratio within each round ((c) against the better of the options measured in that
+    round) and its median. None on CUDA, where there is no choice."""
     if "packed_forced" not in row:
         return None
-    better = max(("single", "packed_forced"), key=lambda name: row[name]["updates_per_s"])
-    rate = lambda measurement: measurement["model_updates"] / measurement["seconds"]  # noqa: E731
-    paired = [rate(auto) / max(rate(single), rate(forced)) for auto, single, forced in
-              zip(row["packed"]["repeats"], row["single"]["repeats"], row["packed_forced"]["repeats"])]
+    better = max(CHOICE_OPTIONS, key=lambda name: row[name]["updates_per_s"])
+    by_round = {name: {m["round"]: m for m in row[name]["repeats"]} for name in CHOICE_OPTIONS}
+    paired = [rate_of(auto) / max(rate_of(by_round[name][auto["round"]]) for name in CHOICE_OPTIONS
+                                  if auto["round"] in by_round[name])
+              for auto in row["packed"]["repeats"]]
     return {"better_option": better, "ratio": row["packed"]["updates_per_s"] / row[better]["updates_per_s"],
+            "ratio_interval_90": bootstrap_choice_interval(row),
             "ratio_per_repeat": paired, "ratio_per_repeat_median": statistics.median(paired)}
 
 
@@ -361,19 +439,22 @@ def print_row(row: dict) -> None:
           f"(c)/(a) {ratios['packed_vs_plain']:6.2f}  (c)/(b) {ratios['packed_vs_single']:5.2f}  "
           f"(b)/(a) {ratios['single_vs_plain']:5.2f}  (b')/(a) {ratios['single_store_vs_plain']:5.2f}", flush=True)
     for name in rate:
-        fastest = row[name]["fastest"]
+        fastest, spread = row[name]["fastest"], row[name]["fastest_of_half"]
+        noise = f", fastest of half its repeats / of the other half {spread[0]:.2f}-{spread[1]:.2f}" if spread else ""
         print(f"    ({LETTERS[name]}) {name}: {rate[name]:8.1f} model-updates/s for the sweep, update rate "
-              f"{fastest['update_rate_per_s']:8.1f}, per-run overhead {fastest['overhead_per_run_s'] * 1e3:7.1f} ms",
-              flush=True)
+              f"{fastest['update_rate_per_s']:8.1f}, per-run overhead {fastest['overhead_per_run_s'] * 1e3:7.1f} ms "
+              f"({len(row[name]['repeats'])} repeats{noise})", flush=True)
     if row["auto_choice"] is not None:
         choice = row["auto_choice"]
+        low, high = choice["ratio_interval_90"]
         print(f"    (c) against the better of its options, ({LETTERS[choice['better_option']]}) "
-              f"{choice['better_option']}: {choice['ratio']:.3f}; within each repeat, against the better of the "
-              f"two then: median {choice['ratio_per_repeat_median']:.3f} "
-              f"({', '.join(f'{r:.2f}' for r in choice['ratio_per_repeat'])})", flush=True)
-    for repeat in row["packed"]["repeats"]:
-        for pack in repeat["plan"]:
-            print(f"    (c) chose: {pack['reason']}", flush=True)
+              f"{choice['better_option']}: {choice['ratio']:.3f} (bootstrap 90 %: {low:.3f}-{high:.3f}); within each "
+              f"round, against the better option measured in it: median {choice['ratio_per_repeat_median']:.3f}",
+              flush=True)
+    strategies = [pack["strategy"] for repeat in row["packed"]["repeats"] for pack in repeat["plan"]]
+    print(f"    (c) chose: {', '.join(f'{way} {strategies.count(way)}' for way in sorted(set(strategies)))}; "
+          f"in its fastest repeat: {'; '.join(pack['reason'] for pack in row['packed']['fastest']['plan'])}",
+          flush=True)
 
 
 def print_bound(row: dict) -> None:
@@ -396,6 +477,11 @@ def main(argv: list[str] | None = None) -> int:
                         "many seconds (default: 40; a row of a second gets ~40 chances at a quiet moment)")
     parser.add_argument("--max-repeats", type=int, default=40,
                         help="cap on the rounds --min-seconds adds (default: 40)")
+    parser.add_argument("--choice-seconds", type=float, default=100.0,
+                        help="then more rounds of (c) and its options alone until each has this many "
+                        "seconds of repeats (default: 100), since (c) is rated at a few percent")
+    parser.add_argument("--choice-max-repeats", type=int, default=120,
+                        help="cap on all rounds of a row, those --choice-seconds adds included (default: 120)")
     parser.add_argument("--widths", nargs="+", help="hidden widths of each MLP, e.g. 512,512 64 "
                         "(default: 512,512 and 64 on CPU, 512,512 on CUDA)")
     parser.add_argument("--runs", type=int, help="K configurations (default: 16 on CPU, 64 on CUDA)")
@@ -429,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
             updates = args.updates or DEFAULT_UPDATES[kind].get(batch_size, 100)
             configs = sweep_configs(runs, hidden, batch_size, updates, n_train, device.type)
             measured = measure_all(configs, baseline_runs, args.repeats, cpu_splits, splits, device,
-                                   min_seconds=args.min_seconds, max_repeats=args.max_repeats)
+                                   min_seconds=args.min_seconds, max_repeats=args.max_repeats,
+                                   choice_seconds=args.choice_seconds,
+                                   choice_max_repeats=args.choice_max_repeats)
             row = {"model": model, "hidden": hidden, "batch_size": batch_size, "updates_per_run": updates, **measured}
             row["ratios"] = {
                 "packed_vs_plain": row["packed"]["updates_per_s"] / row["plain"]["updates_per_s"],
@@ -461,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "baseline_runs": baseline_runs,
         "repeats": {"at_least": args.repeats, "until_seconds_per_method": args.min_seconds,
+                    "choice_until_seconds": args.choice_seconds, "choice_at_most": args.choice_max_repeats,
                     "at_most": max(args.repeats, args.max_repeats)},
         "grid": {"lr": LEARNING_RATES, "momentum": MOMENTA, "seeds": math.ceil(runs / (len(LEARNING_RATES) * len(MOMENTA)))},
         "work_per_run": "the updates, train+val evaluation after every epoch, test evaluation at the end",
