@@ -36,7 +36,12 @@ Each method is measured ``--repeats`` times in alternating order (a b' b c d, d 
 next to both of its options (b) and (d) both ways), with more rounds while some method's repeats
 add up to less than ``--min-seconds``, and rated by its fastest repeat: on a shared machine, load
 from other processes only ever adds time, and a sweep of a second needs more tries than one of
-ten to catch a quiet moment.
+ten to catch a quiet moment. Then, where (c) chooses, rounds of (c) and its options alone go on
+until each has ``--choice-seconds`` of repeats (an option already 1.25× slower than the other
+left out): (c) is rated against them at a few percent, and on a shared virtual machine the
+fastest of half of one method's repeats can stand 10-20 % from the fastest of the other half.
+That noise is reported for every method (``fastest_of_half``: 5th-95th percentile of the ratio
+over random halvings), with a bootstrap interval for (c) against the better option.
 On CUDA, (a) and (b) train only the first ``--baseline-runs`` configurations (a rate per
 model-update does not depend on how many runs are timed), to keep the benchmark short.
 
