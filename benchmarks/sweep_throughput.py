@@ -302,18 +302,18 @@ def measure_all(configs, baseline_runs: int, repeats: int, cpu_splits, splits, d
     if "packed_forced" in names:
         choice_limit = max(rounds, choice_max_repeats or rounds)
         while rounds < choice_limit:
-            contenders = [name for name in names if name in choice_contenders(repeats_by_method)]
+            contenders = choice_contenders(names, repeats_by_method)
             if all(seconds_of(name) >= choice_seconds for name in contenders):
                 break
             measure_round(rounds, contenders)
             rounds += 1
     summary = {}
     for name, measurements in repeats_by_method.items():
-        fastest = min(measurements, key=lambda m: m["seconds"] / m["model_updates"])
-        rates = [m["model_updates"] / m["seconds"] for m in measurements]
+        fastest = max(measurements, key=rate_of)
+        rates = [rate_of(m) for m in measurements]
         summary[name] = {
             "runs": len(configs) if name.startswith("packed") else min(baseline_runs, len(configs)),
-            "updates_per_s": fastest["model_updates"] / fastest["seconds"],
+            "updates_per_s": rate_of(fastest),
             "updates_per_s_median": statistics.median(rates),
             "fastest": fastest,
             "repeats": measurements,
@@ -326,12 +326,13 @@ def rate_of(measurement: dict) -> float:
     return measurement["model_updates"] / measurement["seconds"]
 
 
-def choice_contenders(repeats_by_method: dict[str, list[dict]]) -> list[str]:
-    """(c) and those of its options (b), (d) whose fastest repeat so far is within
-    :data:`OUT_OF_REACH` of the other's."""
+def choice_contenders(names: list[str], repeats_by_method: dict[str, list[dict]]) -> list[str]:
+    """Of ``names`` (in measuring order), (c) and those of its options (b), (d) whose fastest
+    repeat so far is within :data:`OUT_OF_REACH` of the other's."""
     fastest = {name: max(rate_of(m) for m in repeats_by_method[name]) for name in CHOICE_OPTIONS}
     best = max(fastest.values())
-    return ["packed", *(name for name in CHOICE_OPTIONS if fastest[name] * OUT_OF_REACH >= best)]
+    return [name for name in names
+            if name == "packed" or (name in fastest and fastest[name] * OUT_OF_REACH >= best)]
 
 
 def split_half_interval(rates: list[float], draws: int = NOISE_DRAWS) -> list[float] | None:
@@ -365,9 +366,10 @@ def bootstrap_choice_interval(row: dict, draws: int = NOISE_DRAWS) -> list[float
     return percentiles([fastest("packed") / max(fastest(name) for name in CHOICE_OPTIONS) for _ in range(draws)])
 
 
-def percentiles(values: list[float], low: float = 0.05, high: float = 0.95) -> list[float]:
-    ordered = sorted(values)
-    return [ordered[int(low * (len(ordered) - 1))], ordered[int(high * (len(ordered) - 1))]]
+def percentiles(values: list[float]) -> list[float]:
+    """The 5th and 95th percentiles of ``values`` (linear interpolation between order statistics)."""
+    cuts = statistics.quantiles(values, n=20, method="inclusive")
+    return [cuts[0], cuts[-1]]
 
 
 def warm_up(splits, cpu_splits, device) -> None:
