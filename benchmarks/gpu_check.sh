@@ -26,7 +26,7 @@ if [[ "$DRY" == 1 ]]; then
     # Seconds per step: tiny sizes, a loaded CPU.
     LIMIT_TESTS=120; LIMIT_TIMING=120; LIMIT_SWEEP=120; LIMIT_HVP=180
     TIMING_ARGS=(--batch-sizes 1 100 --n-examples 1000 --budget-s 0.05)
-    SWEEP_ARGS=(--batch-sizes 16 --widths 32 --runs 2 --updates 40 --repeats 1 --min-seconds 0 --choice-seconds 0 --baseline-runs 2)
+    SWEEP_ARGS=(--batch-sizes 16 --widths 32 --runs 2 --updates 40 --repeats 1 --min-seconds 0 --choice-seconds 0 --choice-min-repeats 0 --baseline-runs 2)
     HVP_ARGS=(--examples 300 --repeats 1 --skip-plain-eigen --peer-examples 300 --top-n 1)
 else
     DEVICE=cuda

@@ -137,9 +137,9 @@ def test_the_bound_rules_packing_out_when_one_update_alone_is_not_slower_than_it
 
 
 def test_deciding_costs_a_few_updates_of_one_run_and_the_packed_probe_steps():
-    # Untimed and timed updates of the throwaway copy in the first turn and one turn, and the
-    # packed steps (the first one untimed).
-    throwaway = PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST + PROBE_TURN_UNTIMED + PROBE_TURN_TIMED
+    # Untimed and timed updates of the throwaway copy before the packed steps (the timed ones are
+    # the one turn's updates alone), and the packed steps (the first one untimed).
+    throwaway = PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST
     assert measurement_cost(16) == throwaway + (PROBE_TURN_STEPS + 1) * 16
 
 
@@ -196,6 +196,32 @@ def test_an_auto_pack_follows_the_rule_and_each_run_ends_as_it_does_alone(
         assert result.summary["pack_choice"] == expected and result.summary["pack_choice_reason"] == choice.reason
 
 
+def test_each_turn_after_the_first_times_updates_alone_right_after_its_packed_step(monkeypatch):
+    events = []
+
+    def sample(self, count, untimed=1):
+        events.append(("alone", count, untimed))
+        return (1e-3,) * count
+
+    real_step = packed.PackStep.train_epoch
+
+    def packed_step(self, *args, **kwargs):
+        events.append(("packed", args[2]))
+        return real_step(self, *args, **kwargs)
+
+    inject(monkeypatch, alone_s=1e-3, packed_s=0.99e-3, bandwidth=1e15)  # close: the turns go on
+    monkeypatch.setattr(packed_auto.SingleProbe, "sample", sample)
+    monkeypatch.setattr(packed.PackStep, "train_epoch", packed_step)
+    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
+        packed.Pack(tuple(configs), AUTO, "5 runs: decided on its first updates")])
+    results = packed.train_pack(AUTO_RUNS, progress=False)
+    assert events[:6] == [("alone", PROBE_SINGLE_FIRST, PROBE_SINGLE_WARMUP), ("packed", 1),
+                          ("packed", PROBE_TURN_STEPS), ("packed", PROBE_TURN_STEPS),
+                          ("alone", PROBE_TURN_TIMED, PROBE_TURN_UNTIMED), ("packed", PROBE_TURN_STEPS)]
+    evidence = results.plan[0].evidence
+    assert len(evidence.sequential_s) == evidence.turns * PROBE_TURN_TIMED and evidence.turns >= 2
+
+
 def test_the_probe_times_a_run_of_the_packs_commonest_update_rule():
     grid = [RunConfig(**SMALL, momentum=momentum, seed=seed) for seed in (0, 1) for momentum in (0.0, 0.5, 0.8, 0.9)]
     assert packed_auto.representative_run(grid) == 1  # λ = 0 first, but most runs carry momentum
@@ -231,15 +257,14 @@ def test_the_probe_times_a_throwaway_copy_by_the_training_loop_in_turns_with_the
     results = packed.train_pack(AUTO_RUNS, progress=False)
     (probe,) = set(probes)
     assert probe.single.config == AUTO_RUNS[0] and probe.single.model is not None
-    # 3 alone; the untimed packed step; then packed and alone in turns (one turn: a packed update
-    # of 1 s loses at once).
-    assert events[:4] == [("alone", PROBE_SINGLE_FIRST), ("packed", 1), ("packed", PROBE_TURN_STEPS),
-                          ("alone", PROBE_TURN_TIMED)]
+    # 3 alone; the untimed packed step; then packed and alone in turns, the first turn's updates
+    # alone being the 3 just made (one turn: a packed update of 1 s loses at once).
+    assert events == [("alone", PROBE_SINGLE_FIRST), ("packed", 1), ("packed", PROBE_TURN_STEPS)]
     evidence = results.plan[0].evidence
     assert results.plan[0].strategy == SEQUENTIAL and evidence.packed_s == (1.0,) * PROBE_TURN_STEPS
     assert len(evidence.sequential_s) == PROBE_TURN_TIMED and min(evidence.sequential_s) > 0
     assert evidence.turn_steps == PROBE_TURN_STEPS and evidence.turn_timed == PROBE_TURN_TIMED
-    assert probe.made == PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST + PROBE_TURN_UNTIMED + PROBE_TURN_TIMED
+    assert probe.made == PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST
     for result, solo in zip(results, alone):
         assert_same_result(result, solo)
 

@@ -23,9 +23,9 @@ The copy's updates are thrown away only when the pack goes on packed, or when th
 updates alone than the epoch has batches (it then walks the epoch again, and its updates are no
 longer the run's own). Otherwise the pack's run goes on one at a time from the copy — its weights,
 momentum, batch losses and timed updates — and its row of the pack's steps is what is dropped: one
-model-update per packed step instead of the five per turn and six before the turns that the
-copy made (on 16 runs of 784-64-10 at B = 1 on a 2-core CPU, where the two ways are close and every
-turn is taken, those were 6–10 ms of a 1.05 s sweep).
+model-update per packed step instead of the six before the turns (which are the first turn's)
+and five in each further turn that the copy made (on 16 runs of 784-64-10 at B = 1 on a 2-core CPU,
+where the two ways are close and every turn is taken, those were 6–10 ms of a 1.05 s sweep).
 
 A run handed back takes the pack's state in loop.py's checkpoint format (its weights and
 ``Momentum`` state), the same hand-over a checkpoint written in a pack and resumed alone makes;
@@ -171,15 +171,16 @@ class AutoPackStep:
         pack = self._packed(updates)
         probe = pack.train_epoch(epoch, updates, 1)  # vmap's first call: not packing's speed
         packed_s: list[float] = []
-        single_s: list[float] = []
+        single_s = list(evidence.sequential_s)  # the first turn's updates alone: those just timed
         started = time.perf_counter()  # what came before the turns is paid once the pack is probed
-        for _ in range(probe_turn_room(batches)):
+        for turn in range(probe_turn_room(batches)):
             step = probe.updates
             probe = join(probe, pack.train_epoch(epoch, updates + step, PROBE_TURN_STEPS, first_batch=step))
             packed_s += pack.timer.per_update_seconds()[-PROBE_TURN_STEPS:]
-            # Updates alone right after the packed ones, compared with them: the two ways are
-            # timed in turns, so a burst of load from elsewhere falls on both.
-            single_s += alone.sample(PROBE_TURN_TIMED, untimed=PROBE_TURN_UNTIMED)
+            if turn:
+                # Updates alone right after the packed ones, compared with them: the two ways are
+                # timed in turns, so a burst of load from elsewhere falls on both.
+                single_s += alone.sample(PROBE_TURN_TIMED, untimed=PROBE_TURN_UNTIMED)
             evidence = ProbeEvidence(tuple(packed_s), tuple(single_s), bound, bandwidth,
                                      turn_steps=PROBE_TURN_STEPS, turn_timed=PROBE_TURN_TIMED)
             if turns_verdict(evidence) is not None:

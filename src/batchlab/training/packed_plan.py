@@ -43,7 +43,10 @@
   3. otherwise the pack makes real packed steps (t_K: step time / K; the first step, vmap's first
      call, left out) in turns with updates of the copy of step 1: a turn is ``PROBE_TURN_STEPS``
      timed packed steps, then ``PROBE_TURN_UNTIMED`` untimed updates of the copy (they bring its
-     state back into the cache) and ``PROBE_TURN_TIMED`` timed ones. The two ways are timed in
+     state back into the cache) and ``PROBE_TURN_TIMED`` timed ones; the first turn's updates
+     alone are those of step 1, timed just before (five updates of the copy fewer, which are
+     thrown away when the pack goes on packed: ~0.3 ms each for 784-64-10 at B = 16 on a 2-core
+     CPU, where the whole choice cost 2-4 % of a 0.55 s sweep). The two ways are timed in
      turns, so a burst of load from elsewhere (on a shared or virtual machine they last seconds)
      falls on both, and each turn gives one ratio r = median t₁ / median t_K. The turns are a
      sequential test (:func:`turns_verdict`) of x = ln r − ln(1 + m): from ``PROBE_MIN_TURNS``
@@ -120,8 +123,9 @@ STATE_COPIES = 6
 # Activation memory of one example is counted this many times: the forward outputs saved for the
 # backward pass, their gradients, and slack for temporaries inside the layers.
 ACTIVATION_COPIES = 3
-# Timed updates of a throwaway copy of one run, for the traffic bound, after PROBE_SINGLE_WARMUP
-# untimed ones (a fresh copy's first updates are slow).
+# Timed updates of a copy of one run, for the traffic bound and as the first turn's updates alone
+# (hence as many as a turn times), after PROBE_SINGLE_WARMUP untimed ones (a fresh copy's first
+# updates are slow).
 PROBE_SINGLE_FIRST = 3
 PROBE_SINGLE_WARMUP = 3
 # One turn of step 3: PROBE_TURN_STEPS timed packed step(s), then PROBE_TURN_UNTIMED untimed and
@@ -133,7 +137,7 @@ PROBE_SINGLE_WARMUP = 3
 # whose turns of several updates alone measured 0.77-0.84 (784-512-512-10, B = 128).
 PROBE_TURN_STEPS = 1
 PROBE_TURN_UNTIMED = 2
-PROBE_TURN_TIMED = 3
+PROBE_TURN_TIMED = PROBE_SINGLE_FIRST
 # Packing must be faster than one at a time by this share to be chosen (one at a time, what
 # batchlab.train does, is the default a close call falls to).
 PACKING_MARGIN = 0.02
@@ -527,12 +531,14 @@ def _throwaway_model(config: RunConfig, input_shape, num_classes: int, task: "Ta
 
 def measurement_cost(runs: int) -> int:
     """Model-updates that deciding costs a pack of ``runs`` at the least: the updates of the copy
-    of one run alone, thrown away if the pack goes on packed (the first turn's, then
-    ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED`` a turn, for ``PROBE_MIN_TURNS`` turns), and the
+    of one run alone, thrown away if the pack goes on packed (step 1's, which are the first
+    turn's, then ``PROBE_TURN_UNTIMED + PROBE_TURN_TIMED`` for each further turn of
+    ``PROBE_MIN_TURNS``), and the
     packed probe steps (real updates, but slower ones if packing loses; the first one untimed).
     More turns are taken only within
     :func:`probe_over_budget`, a share of the pack's remaining training."""
-    throwaway = PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST + (PROBE_TURN_UNTIMED + PROBE_TURN_TIMED) * PROBE_MIN_TURNS
+    further_turns = max(0, PROBE_MIN_TURNS - 1)
+    throwaway = PROBE_SINGLE_WARMUP + PROBE_SINGLE_FIRST + (PROBE_TURN_UNTIMED + PROBE_TURN_TIMED) * further_turns
     return throwaway + (PROBE_TURN_STEPS * PROBE_MIN_TURNS + 1) * runs
 
 
