@@ -38,7 +38,7 @@ add up to less than ``--min-seconds``, and rated by its fastest repeat: on a sha
 from other processes only ever adds time, and a sweep of a second needs more tries than one of
 ten to catch a quiet moment. Then, where (c) chooses, rounds of (c) and its options alone go on
 until each has ``--choice-seconds`` of repeats and at least ``--choice-min-repeats`` of them (an
-option already 1.15× slower than the other left out): (c) is rated against them at a few
+option already ``OUT_OF_REACH`` times slower than the other left out): (c) is rated against them at a few
 percent, and on a shared virtual machine the fastest of half of one method's repeats can stand
 10-20 % from the fastest of the other half; a row of 8 s sweeps gets only 12 repeats in 100 s.
 That noise is reported for every method (``fastest_of_half``: 5th-95th percentile of the ratio
