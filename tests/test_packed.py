@@ -19,6 +19,17 @@ from batchlab.training.packed_state import PackedMomentum
 
 SMALL = dict(dataset="mnist-5k", model="mlp", hidden=(32,), epochs=2, batch_size=128, device="cpu")
 N_VAL, N_TEST = 400, 1000  # mnist-5k with the default val_fraction 0.1
+# Relative tolerance of a packed run's losses against the run alone: the stacked step's batched
+# matrix products sum in another order than one model's, a difference of ~1e-7 per update.
+LOSS_RTOL = 1e-5
+# ReLU's gradient jumps where a pre-activation crosses 0, so such a difference can switch one
+# example's gradient and grow from there: 784-32-10 at η = 0.02, λ = 0.9, B = 128 was within 1e-7
+# of the run alone after 8 updates, 9e-5 after 12, 1.7e-4 after 29 and 2e-3 after four epochs on an
+# Intel Xeon with AVX-512 (within 1e-5 on an AMD EPYC). Tests that train that long use this; a wrong
+# rate, momentum or batch moves the losses by far more within an epoch. Accuracies then differ by a
+# few examples (5 of 3,600 training, 2 of 1,000 test examples there), not one.
+LONG_RUN_LOSS_RTOL = 1e-2
+LONG_RUN_ACC_ABS = 0.01
 
 # Different η, λ (0 included), Nesterov, weight decay and seeds: one pack, five different rules.
 MIXED = [
@@ -30,7 +41,7 @@ MIXED = [
 ]
 
 
-def assert_same_rows(packed_rows, solo_rows):
+def assert_same_rows(packed_rows, solo_rows, rtol=LOSS_RTOL, acc_abs=1.01 / N_VAL):
     assert [row["epoch"] for row in packed_rows] == [row["epoch"] for row in solo_rows]
     for packed, solo in zip(packed_rows, solo_rows):
         assert set(packed) == set(solo)
@@ -39,23 +50,23 @@ def assert_same_rows(packed_rows, solo_rows):
                 continue
             if key.endswith("_acc"):
                 # A prediction on a near-tie may flip under float rounding: allow one example.
-                assert packed[key] == pytest.approx(solo[key], abs=1.01 / N_VAL), key
+                assert packed[key] == pytest.approx(solo[key], abs=acc_abs), key
             elif math.isfinite(solo[key]):
-                assert packed[key] == pytest.approx(solo[key], rel=1e-5, abs=1e-7), key
+                assert packed[key] == pytest.approx(solo[key], rel=rtol, abs=1e-7), key
             else:
                 assert not math.isfinite(packed[key]), key
 
 
-def assert_same_result(packed, solo):
+def assert_same_result(packed, solo, rtol=LOSS_RTOL, acc_abs=None):
     assert packed.run_id == solo.run_id
     assert packed.status == solo.status
     assert packed.summary["diverged_epoch"] == solo.summary["diverged_epoch"]
     assert packed.summary["stopped_early_at"] == solo.summary["stopped_early_at"]
     assert packed.summary["updates"] == solo.summary["updates"]
-    assert_same_rows(packed.epochs, solo.epochs)
+    assert_same_rows(packed.epochs, solo.epochs, rtol, acc_abs or 1.01 / N_VAL)
     if solo.status == "finished":
-        assert packed.summary["test_loss"] == pytest.approx(solo.summary["test_loss"], rel=1e-5)
-        assert packed.summary["test_acc"] == pytest.approx(solo.summary["test_acc"], abs=1.01 / N_TEST)
+        assert packed.summary["test_loss"] == pytest.approx(solo.summary["test_loss"], rel=rtol)
+        assert packed.summary["test_acc"] == pytest.approx(solo.summary["test_acc"], abs=acc_abs or 1.01 / N_TEST)
     # Every key of a single run's summary is there, plus the pack's own.
     assert set(solo.summary) <= set(packed.summary)
     assert {"pack_size", "pack_step_time_s", "pack_capture_time_s"} <= set(packed.summary)
@@ -208,7 +219,8 @@ def test_early_stopping_and_update_budget_end_runs_as_they_would_alone():
     packed = train_pack(patient, progress=False, strategy="packed")
     assert packed[0].summary["stopped_early_at"] == 2
     for packed_result, config in zip(packed, patient):
-        assert_same_result(packed_result, batchlab.train(config, progress=False))
+        assert_same_result(packed_result, batchlab.train(config, progress=False), LONG_RUN_LOSS_RTOL,
+                           LONG_RUN_ACC_ABS)
 
     budget = [RunConfig(**{**SMALL, "batch_size": 100, "epochs": 5}, lr=0.05, seed=s, max_updates=50)
               for s in (1, 2)]
