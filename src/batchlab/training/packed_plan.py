@@ -56,11 +56,12 @@
      above ``CONFIDENCE_Z`` standard errors, **one at a time** once it is below minus that, from
      where the runs are (same epoch, next batch). Two options far apart are told apart in one or
      two turns, which keeps the probe short where packing loses badly; two close ones take more
-     turns. The turns stop at a budget (:func:`probe_over_budget`): what they have cost so far —
-     their wall time, less what their packed steps' updates would have cost one at a time at the
-     median t₁ — may reach ``PROBE_COST_SHARE`` of the pack's remaining training at t₁ (the
-     first turn is always taken; what came before it, stacking included, is paid once the pack
-     is probed), and at most ``PROBE_MAX_TURNS`` turns fit in the probe's epoch
+     turns. The turns stop at a budget (:func:`probe_over_budget`): what deciding has cost so
+     far — its wall time from the copy of step 1 on (the copy's updates, the bandwidth reading,
+     stacking, the first packed step and the turns), less what its packed steps' updates would
+     have cost one at a time at the median t₁ — may reach ``PROBE_COST_SHARE`` of the pack's
+     remaining training at t₁ (the first turn is always taken), and at most
+     ``PROBE_MAX_TURNS`` turns fit in the probe's epoch
      (:func:`probe_turn_room`). So a turn that costs much (a packed step of a large model that
      loses, five updates alone of 3-5 ms) is taken only while the pack's training is long enough
      to repay it, and a cheap one (a small model) as often as the question needs. A test still
@@ -420,10 +421,12 @@ def probe_turn_room(batches: int) -> int:
 
 def probe_over_budget(elapsed_s: float, packed_steps: int, runs: int, alone_s: float, remaining_updates: int,
                       share: float = PROBE_COST_SHARE) -> bool:
-    """Whether the turns have cost ``share`` of the pack's remaining training: their ``elapsed_s``
-    (packed steps and the copy's updates), less what their ``packed_steps`` updates of ``runs``
-    runs would have cost one at a time (``alone_s`` each), against ``runs`` ×
-    ``remaining_updates`` × ``alone_s``."""
+    """Whether deciding has cost ``share`` of the pack's remaining training: its ``elapsed_s``
+    (everything since the copy of one run was made: the copy's updates, stacking, the packed
+    steps), less what its ``packed_steps`` updates of ``runs`` runs (the untimed first one
+    included) would have cost one at a time (``alone_s`` each), against ``runs`` ×
+    ``remaining_updates`` × ``alone_s``. The copy's updates count as cost even where the run goes
+    on from them: which way the pack goes is not known while it decides."""
     spent = elapsed_s - packed_steps * runs * alone_s
     return spent >= share * runs * remaining_updates * alone_s
 
