@@ -2,6 +2,8 @@
 pack keeps, and a pack that decides on its first updates — packed, or handed over to one run at
 a time mid-epoch — giving each run what it gets alone (never its speed)."""
 
+import time
+
 import pytest
 import torch
 
@@ -224,6 +226,32 @@ def test_each_turn_after_the_first_times_updates_alone_right_after_its_packed_st
     evidence = results.plan[0].evidence
     assert evidence.turns == probe_turn_room(15)  # every turn that fits in the epoch's 16 batches
     assert len(evidence.sequential_s) == evidence.turns * PROBE_TURN_TIMED
+
+
+def test_the_probes_budget_counts_stacking_and_the_first_packed_step(monkeypatch):
+    # Stacking is made slow; the budget must see it in the time deciding has cost, with the
+    # first (untimed) packed step among the updates it subtracts.
+    calls = []
+    real_stack = packed.PackStep.__init__
+
+    def slow_stack(self, *args, **kwargs):
+        time.sleep(0.2)
+        real_stack(self, *args, **kwargs)
+
+    def budget(elapsed_s, packed_steps, runs, alone_s, remaining_updates):
+        calls.append((elapsed_s, packed_steps))
+        return True  # stop after the first turn
+
+    inject(monkeypatch, alone_s=1e-3, packed_s=0.99e-3, bandwidth=1e15)  # close: the turns go on
+    monkeypatch.setattr(packed.PackStep, "__init__", slow_stack)
+    monkeypatch.setattr(packed_auto, "probe_over_budget", budget)
+    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
+        packed.Pack(tuple(configs), AUTO, "5 runs: decided on its first updates")])
+    results = packed.train_pack(AUTO_RUNS, progress=False)
+    assert len(calls) == 1 and results.plan[0].evidence.turns == 1
+    elapsed_s, packed_steps = calls[0]
+    assert elapsed_s >= 0.2
+    assert packed_steps == 1 + PROBE_TURN_STEPS
 
 
 def test_the_probe_times_a_run_of_the_packs_commonest_update_rule():
