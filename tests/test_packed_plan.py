@@ -168,6 +168,13 @@ def inject(monkeypatch, *, alone_s: float, packed_s: float, bandwidth: float) ->
     monkeypatch.setattr(packed._PackTimer, "per_update_seconds", lambda self: [packed_s] * len(self._pack_sizes))
 
 
+def plan_one_auto_pack(monkeypatch) -> None:
+    """Plan every run of a train_pack call as one pack that decides on its first updates, however
+    short its training (plan_packs would train a short one one at a time)."""
+    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
+        packed.Pack(tuple(configs), AUTO, f"{len(configs)} runs: decided on its first updates")])
+
+
 # The bound decides before any packed step; a packed probe far from the margin stops after one
 # turn; a close one takes every turn its budget allows, then the median turn decides.
 @pytest.mark.parametrize("alone_s, packed_s, bandwidth, expected, words, samples", [
@@ -181,8 +188,7 @@ def test_an_auto_pack_follows_the_rule_and_each_run_ends_as_it_does_alone(
     from test_packed import assert_same_result
 
     inject(monkeypatch, alone_s=alone_s, packed_s=packed_s, bandwidth=bandwidth)
-    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
-        packed.Pack(tuple(configs), AUTO, "5 runs: decided on its first updates")])
+    plan_one_auto_pack(monkeypatch)
     results = packed.train_pack(AUTO_RUNS, progress=False)
     (choice,) = results.plan
     assert choice.strategy == expected and words in choice.reason
@@ -217,8 +223,7 @@ def test_each_turn_after_the_first_times_updates_alone_right_after_its_packed_st
     monkeypatch.setattr(packed_auto, "probe_over_budget", lambda *args, **kwargs: False)
     monkeypatch.setattr(packed_auto.SingleProbe, "sample", sample)
     monkeypatch.setattr(packed.PackStep, "train_epoch", packed_step)
-    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
-        packed.Pack(tuple(configs), AUTO, "5 runs: decided on its first updates")])
+    plan_one_auto_pack(monkeypatch)
     results = packed.train_pack(AUTO_RUNS, progress=False)
     assert events[:6] == [("alone", PROBE_SINGLE_FIRST, PROBE_SINGLE_WARMUP), ("packed", 1),
                           ("packed", PROBE_TURN_STEPS), ("packed", PROBE_TURN_STEPS),
@@ -245,8 +250,7 @@ def test_the_probes_budget_counts_stacking_and_the_first_packed_step(monkeypatch
     inject(monkeypatch, alone_s=1e-3, packed_s=0.99e-3, bandwidth=1e15)  # close: the turns go on
     monkeypatch.setattr(packed.PackStep, "__init__", slow_stack)
     monkeypatch.setattr(packed_auto, "probe_over_budget", budget)
-    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
-        packed.Pack(tuple(configs), AUTO, "5 runs: decided on its first updates")])
+    plan_one_auto_pack(monkeypatch)
     results = packed.train_pack(AUTO_RUNS, progress=False)
     assert len(calls) == 1 and results.plan[0].evidence.turns == 1
     elapsed_s, packed_steps = calls[0]
@@ -284,8 +288,7 @@ def test_the_probe_times_a_throwaway_copy_by_the_training_loop_in_turns_with_the
     monkeypatch.setattr(packed.PackStep, "train_epoch", packed_step)
     monkeypatch.setattr(packed_auto, "copy_bandwidth", lambda working_set, threads: 1e15)  # no bound
     monkeypatch.setattr(packed._PackTimer, "per_update_seconds", lambda self: [1.0] * len(self._pack_sizes))
-    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
-        packed.Pack(tuple(configs), AUTO, "5 runs: decided on its first updates")])
+    plan_one_auto_pack(monkeypatch)
     results = packed.train_pack(AUTO_RUNS, progress=False)
     (probe,) = set(probes)
     assert probe.single.config == AUTO_RUNS[0] and probe.single.model is not None
@@ -353,8 +356,7 @@ def test_the_copied_run_goes_on_from_the_copy_when_it_goes_one_at_a_time(monkeyp
     if how == "one at a time after turns longer than the epoch":
         monkeypatch.setattr(packed_auto, "turns_verdict", lambda evidence: None)  # every turn the epoch has room for
         monkeypatch.setattr(packed_auto, "probe_over_budget", lambda *args: False)
-    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
-        packed.Pack(tuple(configs), AUTO, "5 runs: decided on its first updates")])
+    plan_one_auto_pack(monkeypatch)
     probes = []
     real_init = packed_auto.SingleProbe.__init__
     monkeypatch.setattr(packed_auto.SingleProbe, "__init__",
@@ -395,8 +397,7 @@ def test_an_auto_pack_whose_epochs_are_too_short_to_decide_in_trains_packed(monk
 
     configs = [config.replace(batch_size="full") for config in AUTO_RUNS[:2]]  # 1 batch per epoch: no room for a turn
     inject(monkeypatch, alone_s=1e-5, packed_s=1e-4, bandwidth=1e9)  # would go one at a time if asked
-    monkeypatch.setattr(packed, "plan_packs", lambda configs, **kwargs: [
-        packed.Pack(tuple(configs), AUTO, "2 runs: decided on its first updates")])
+    plan_one_auto_pack(monkeypatch)
     results = packed.train_pack(configs, progress=False)
     assert [pack.strategy for pack in results.plan] == [AUTO]
     for result, config in zip(results, configs):

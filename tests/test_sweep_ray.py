@@ -97,7 +97,7 @@ def _kill_first_task(killed: list[int], stop: threading.Event) -> None:
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds Ray's worker processes through /proc")
 def test_a_killed_worker_is_retried_and_every_run_is_stored_once(ray_instance, tmp_path):
     assert MAX_RETRIES >= 1
-    # B = 1 and 2: ~13,500 and ~7,000 updates per run, so a task lasts long enough to be caught
+    # B = 1 and 2: 10,800 and 5,400 updates per run (3,600 training examples), so a task lasts long enough to be caught
     # (0.4-1.4 s on 2-core CPUs; at B = 8 and 16 a warm worker finished in 0.06-0.1 s on a fast one;
     # η = 0.01, as η = 0.1 does not train at B = 1).
     spec = SweepSpec(grid={"batch_size": [1, 2], "seed": [0]}, fixed=FIXED | {"epochs": 3, "lr": 0.01})
